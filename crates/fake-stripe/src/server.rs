@@ -1,0 +1,395 @@
+//! The HTTP side: accept loop, request recording, rate limit, faults, auth,
+//! idempotent replay, routing, and the `/_fake/…` control routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::api::{new_id, Answer, ApiError, Ctx, Params, State};
+use crate::faults::{Fault, FaultKind};
+use crate::form;
+use crate::store::Collection;
+use crate::{lock, RecordedRequest, Shared};
+
+/// Returned by the service to make hyper close the connection without answering.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fault: connection dropped")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_owned)
+}
+
+fn respond(status: u16, body: &Value, extra: &[(&str, String)]) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("Content-Type", "application/json");
+    for (k, v) in extra {
+        builder = builder.header(*k, v);
+    }
+    builder
+        .body(Body::from(serde_json::to_vec_pretty(body).unwrap_or_default()))
+        .expect("valid response")
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, DropConnection> {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(Body::new(body), 4 << 20).await else {
+        return Err(DropConnection);
+    };
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().unwrap_or_default().to_owned();
+    let idempotency_key = header(&parts.headers, "idempotency-key");
+    let version = header(&parts.headers, "stripe-version");
+    let auth = header(&parts.headers, "authorization");
+    lock(&shared.log).push(RecordedRequest {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        idempotency_key: idempotency_key.clone(),
+        stripe_version: version.clone(),
+        authorized: auth.is_some(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    });
+
+    if path.starts_with("/_fake/") {
+        return Ok(control(&shared, &method, &path, &bytes));
+    }
+
+    let request_id = format!("req_{}", &new_id("x")[2..16]);
+    let echo_version = version
+        .clone()
+        .unwrap_or_else(|| lock(&shared.state).api_version.clone());
+    let mut extra = vec![("Request-Id", request_id.clone()), ("Stripe-Version", echo_version)];
+    if let Some(key) = &idempotency_key {
+        extra.push(("Idempotency-Key", key.clone()));
+    }
+
+    if let Some(rate) = lock(&shared.rate).as_mut() {
+        if !rate.admit() {
+            extra.push(("Stripe-Rate-Limited-Reason", "global-rate".into()));
+            let body = json!({"error": {"type": "invalid_request_error", "code": "rate_limit",
+                "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}});
+            return Ok(respond(429, &body, &extra));
+        }
+    }
+
+    let fault = lock(&shared.faults).take(method.as_str(), &path);
+    match fault {
+        Some(FaultKind::Drop) => return Err(DropConnection),
+        Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
+        Some(FaultKind::Status { status, retry_after, should_retry }) => {
+            if let Some(after) = retry_after {
+                extra.push(("Retry-After", after.to_string()));
+            }
+            if let Some(flag) = should_retry {
+                extra.push(("Stripe-Should-Retry", flag.to_string()));
+            }
+            let kind = if status >= 500 { "api_error" } else { "invalid_request_error" };
+            let body = json!({"error": {"type": kind, "message": format!("Injected fault: HTTP {status}")}});
+            return Ok(respond(status, &body, &extra));
+        }
+        None => {}
+    }
+
+    if let Err(e) = authorize(&shared, auth.as_deref()) {
+        return Ok(respond(e.status, &e.body(), &extra));
+    }
+
+    let params = form::decode(if method == Method::GET { query.as_bytes() } else { &bytes });
+    let fingerprint = format!("{method} {path} {}", String::from_utf8_lossy(&bytes));
+    if method == Method::POST {
+        if let Some(key) = &idempotency_key {
+            if let Some((seen, status, body)) = lock(&shared.idempotency).get(key).cloned() {
+                if seen != fingerprint {
+                    let body = json!({"error": {"type": "idempotency_error", "message": format!(
+                        "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request.")}});
+                    return Ok(respond(400, &body, &extra));
+                }
+                extra.push(("Idempotent-Replayed", "true".into()));
+                return Ok(respond(status, &body, &extra));
+            }
+        }
+    }
+
+    let ctx = Ctx {
+        request_id: Some(request_id),
+        idempotency_key: idempotency_key.clone(),
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (answer, events) = {
+        let mut state = lock(&shared.state);
+        let answer = route(&mut state, &method, &segments, &params, &ctx);
+        (answer, std::mem::take(&mut state.outbox))
+    };
+    shared.webhooks.dispatch(events);
+    let (status, body) = answer.unwrap_or_else(|e| (e.status, e.body()));
+    if method == Method::POST && status < 500 {
+        if let Some(key) = idempotency_key {
+            lock(&shared.idempotency).insert(key, (fingerprint, status, body.clone()));
+        }
+    }
+    Ok(respond(status, &body, &extra))
+}
+
+fn authorize(shared: &Shared, auth: Option<&str>) -> Result<(), ApiError> {
+    let unauthorized = |message: String| ApiError {
+        status: 401,
+        kind: "invalid_request_error",
+        code: None,
+        message,
+        param: None,
+    };
+    let Some(key) = auth.and_then(|a| a.strip_prefix("Bearer ")) else {
+        return Err(unauthorized(
+            "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').".into(),
+        ));
+    };
+    let well_formed = key.starts_with("sk_") || key.starts_with("rk_");
+    let accepted = match lock(&shared.required_key).as_deref() {
+        Some(required) => key == required,
+        None => well_formed,
+    };
+    if accepted {
+        return Ok(());
+    }
+    // Stripe quotes the start and end of the key it refused; so do we, which is why the
+    // client scrubs key-shaped text from every error message.
+    let shown = if key.len() > 12 {
+        format!("{}{}{}", &key[..8], "*".repeat(key.len() - 12), &key[key.len() - 4..])
+    } else {
+        key.to_owned()
+    };
+    Err(unauthorized(format!("Invalid API Key provided: {shown}")))
+}
+
+fn list(coll: &Collection, q: &Value, url: &str, filter: impl Fn(&Value) -> bool) -> Answer {
+    let limit = q.int("limit")?.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit", format!(
+            "Invalid limit: must be between 1 and 100, got {limit}"
+        )));
+    }
+    let after = q.text("starting_after");
+    let before = q.text("ending_before");
+    let page = coll
+        .list(filter, limit as usize, after.as_deref(), before.as_deref())
+        .map_err(|id| ApiError::missing("object", &id))?;
+    Ok((200, json!({"object": "list", "data": page.data, "has_more": page.has_more, "url": url})))
+}
+
+fn field_is(v: &Value, key: &str, want: Option<String>) -> bool {
+    match want {
+        None => true,
+        Some(w) => match &v[key] {
+            Value::String(s) => *s == w,
+            Value::Bool(b) => b.to_string() == w,
+            Value::Number(n) => n.to_string() == w,
+            _ => false,
+        },
+    }
+}
+
+fn created_in_range(v: &Value, q: &Value) -> bool {
+    let created = v["created"].as_i64().unwrap_or(0);
+    let c = &q["created"];
+    let bound = |k: &str| c.get(k).and_then(|x| x.as_str()).and_then(|s| s.parse::<i64>().ok());
+    if let Some(exact) = c.as_str().and_then(|s| s.parse::<i64>().ok()) {
+        return created == exact;
+    }
+    bound("gte").is_none_or(|b| created >= b)
+        && bound("gt").is_none_or(|b| created > b)
+        && bound("lte").is_none_or(|b| created <= b)
+        && bound("lt").is_none_or(|b| created < b)
+}
+
+fn route(s: &mut State, method: &Method, seg: &[&str], p: &Value, ctx: &Ctx) -> Answer {
+    let m = method.as_str();
+    match (m, seg) {
+        ("GET", ["v1", "products"]) => {
+            let ids: Option<Vec<String>> = p["ids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+            list(&s.products, p, "/v1/products", |v| {
+                field_is(v, "active", p.text("active"))
+                    && ids.as_ref().is_none_or(|ids| ids.iter().any(|i| v["id"] == json!(i)))
+                    && created_in_range(v, p)
+            })
+        }
+        ("POST", ["v1", "products"]) => s.create_product(p, ctx),
+        ("GET", ["v1", "products", id]) => s.retrieve_product(id),
+        ("POST", ["v1", "products", id]) => s.update_product(id, p, ctx),
+        ("DELETE", ["v1", "products", id]) => s.delete_product(id, ctx),
+
+        ("GET", ["v1", "prices"]) => list(&s.prices, p, "/v1/prices", |v| {
+            field_is(v, "active", p.text("active"))
+                && field_is(v, "product", p.text("product"))
+                && field_is(v, "type", p.text("type"))
+                && field_is(v, "currency", p.text("currency"))
+                && created_in_range(v, p)
+        }),
+        ("POST", ["v1", "prices"]) => s.create_price(p, ctx),
+        ("GET", ["v1", "prices", id]) => s.retrieve_price(id),
+        ("POST", ["v1", "prices", id]) => s.update_price(id, p, ctx),
+
+        ("GET", ["v1", "customers"]) => list(&s.customers, p, "/v1/customers", |v| {
+            field_is(v, "email", p.text("email"))
+        }),
+        ("POST", ["v1", "customers"]) => s.create_customer(p, ctx),
+        ("GET", ["v1", "customers", id]) => s.retrieve_customer(id),
+
+        ("GET", ["v1", "checkout", "sessions"]) => list(&s.sessions, p, "/v1/checkout/sessions", |v| {
+            field_is(v, "customer", p.text("customer"))
+        }),
+        ("POST", ["v1", "checkout", "sessions"]) => s.create_checkout_session(p, ctx),
+        ("GET", ["v1", "checkout", "sessions", id]) => s.retrieve_session(id),
+        ("GET", ["v1", "checkout", "sessions", id, "line_items"]) => s.session_line_items(id),
+
+        ("GET", ["v1", "subscriptions"]) => list(&s.subscriptions, p, "/v1/subscriptions", |v| {
+            field_is(v, "customer", p.text("customer")) && field_is(v, "status", p.text("status"))
+        }),
+        ("GET", ["v1", "subscriptions", id]) => s.retrieve("subscription", id),
+        ("GET", ["v1", "invoices"]) => list(&s.invoices, p, "/v1/invoices", |v| {
+            field_is(v, "customer", p.text("customer"))
+        }),
+        ("GET", ["v1", "invoices", id]) => s.retrieve("invoice", id),
+        ("GET", ["v1", "charges", id]) => s.retrieve("charge", id),
+        ("GET", ["v1", "refunds", id]) => s.retrieve("refund", id),
+        ("POST", ["v1", "refunds"]) => s.create_refund(p, ctx),
+
+        ("GET", ["v1", "events"]) => {
+            let types: Option<Vec<String>> = p["types"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+            list(&s.events, p, "/v1/events", |v| {
+                field_is(v, "type", p.text("type"))
+                    && types.as_ref().is_none_or(|t| t.iter().any(|t| v["type"] == json!(t)))
+                    && created_in_range(v, p)
+            })
+        }
+        ("GET", ["v1", "events", id]) => s.retrieve("event", id),
+
+        _ => Err(ApiError {
+            status: 404,
+            kind: "invalid_request_error",
+            code: None,
+            message: format!(
+                "Unrecognized request URL ({m}: /{}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
+                seg.join("/")
+            ),
+            param: None,
+        }),
+    }
+}
+
+/// `/_fake/…`: drive the standalone fake from curl or another language. Bodies are JSON.
+fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Response<Body> {
+    let b: Value = serde_json::from_slice(body).unwrap_or(json!({}));
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let answer: Answer = match (method.as_str(), &seg[1..]) {
+        ("GET", ["requests"]) => Ok((200, json!(*lock(&shared.log)))),
+        ("DELETE", ["requests"]) => {
+            lock(&shared.log).clear();
+            Ok((200, json!({"cleared": true})))
+        }
+        ("POST", ["faults"]) => parse_fault(&b).map(|f| {
+            lock(&shared.faults).add(f);
+            (200, json!({"added": true}))
+        }),
+        ("DELETE", ["faults"]) => {
+            lock(&shared.faults).clear();
+            Ok((200, json!({"cleared": true})))
+        }
+        ("POST", ["rate_limit"]) => {
+            let rps = b["per_second"].as_u64().map(|n| n as u32);
+            *lock(&shared.rate) = rps.map(crate::faults::RateWindow::new);
+            Ok((200, json!({"per_second": rps})))
+        }
+        ("POST", ["webhooks"]) => match (b["url"].as_str(), b["secret"].as_str()) {
+            (Some(url), Some(secret)) => {
+                shared.webhooks.set_target(url, secret);
+                Ok((200, json!({"url": url})))
+            }
+            _ => Err(ApiError::required("url and secret")),
+        },
+        ("GET", ["deliveries"]) => Ok((200, json!(shared.webhooks.deliveries()))),
+        ("POST", ["clock"]) => {
+            let mut st = lock(&shared.state);
+            st.clock_offset += b["advance"].as_i64().unwrap_or(0);
+            Ok((200, json!({"now": st.now()})))
+        }
+        ("POST", ["checkout", "sessions", id, "complete"]) => with_events(shared, |s| {
+            s.complete_session(id, b["paid"].as_bool().unwrap_or(true))
+        }),
+        ("POST", ["checkout", "sessions", id, "settle"]) => with_events(shared, |s| {
+            s.settle_async_payment(id, b["succeeded"].as_bool().unwrap_or(true))
+        }),
+        ("POST", ["subscriptions", id, "renew"]) => with_events(shared, |s| s.renew_subscription(id)),
+        ("POST", ["subscriptions", id, "cancel"]) => with_events(shared, |s| {
+            s.cancel_subscription(id, b["at_period_end"].as_bool().unwrap_or(false))
+        }),
+        ("DELETE", ["prices", id]) => with_events(shared, |s| s.delete_price(id, &Ctx::default())),
+        _ => Err(ApiError::missing("control route", path)),
+    };
+    let (status, body) = answer.unwrap_or_else(|e| (e.status, e.body()));
+    respond(status, &body, &[])
+}
+
+fn with_events(shared: &Shared, f: impl FnOnce(&mut State) -> Answer) -> Answer {
+    let (answer, events) = {
+        let mut st = lock(&shared.state);
+        let a = f(&mut st);
+        (a, std::mem::take(&mut st.outbox))
+    };
+    shared.webhooks.dispatch(events);
+    answer
+}
+
+fn parse_fault(b: &Value) -> Result<Fault, ApiError> {
+    let kind = match b["kind"].as_str().unwrap_or("status") {
+        "status" => FaultKind::Status {
+            status: b["status"].as_u64().unwrap_or(500) as u16,
+            retry_after: b["retry_after"].as_u64(),
+            should_retry: b["should_retry"].as_bool(),
+        },
+        "delay" => FaultKind::Delay(Duration::from_millis(b["delay_ms"].as_u64().unwrap_or(1000))),
+        "drop" => FaultKind::Drop,
+        other => return Err(ApiError::invalid("kind", format!("unknown fault kind {other:?}; use status, delay or drop"))),
+    };
+    Ok(Fault {
+        kind,
+        path_prefix: b["path_prefix"].as_str().map(str::to_owned),
+        method: b["method"].as_str().map(str::to_owned),
+        skip: b["skip"].as_u64().unwrap_or(0) as u32,
+        times: b["times"].as_u64().map(|t| t as u32),
+    })
+}

@@ -1,0 +1,445 @@
+//! Wire types for the Stripe objects we read. Unknown fields are ignored (Stripe adds
+//! fields without a version change); fields Stripe may send as `null` are `Option`;
+//! fields that older API versions did not send default instead of failing.
+//! Objects whose shape moved between API versions (invoice → subscription, periods on
+//! subscription items) keep both shapes and expose one accessor.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Anything with an id, so pagination can find the cursor for the next page.
+pub trait StripeObject {
+    fn id(&self) -> &str;
+}
+
+macro_rules! has_id {
+    ($($t:ty),*) => {$(
+        impl StripeObject for $t {
+            fn id(&self) -> &str { &self.id }
+        }
+    )*};
+}
+
+pub type Metadata = BTreeMap<String, String>;
+
+/// One page of a list endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct List<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// An id or the expanded object, as Stripe sends for expandable fields.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Expandable<T> {
+    Id(String),
+    Object(Box<T>),
+}
+
+impl<T: StripeObject> Expandable<T> {
+    pub fn id(&self) -> &str {
+        match self {
+            Expandable::Id(id) => id,
+            Expandable::Object(o) => o.id(),
+        }
+    }
+}
+
+/// `{"id": "…", "object": "product", "deleted": true}` from DELETE and from some
+/// retrieves of deleted objects.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct DeletedObject {
+    pub id: String,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Product {
+    pub id: String,
+    pub active: bool,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub default_price: Option<Expandable<Price>>,
+    pub created: i64,
+    #[serde(default)]
+    pub updated: Option<i64>,
+    #[serde(default)]
+    pub livemode: bool,
+    /// Present and true only on deleted-product payloads.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Recurring {
+    /// `day`, `week`, `month` or `year`.
+    pub interval: String,
+    #[serde(default = "one")]
+    pub interval_count: u32,
+    #[serde(default)]
+    pub usage_type: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Price {
+    pub id: String,
+    pub active: bool,
+    /// Lowercase ISO currency code.
+    pub currency: String,
+    /// The product id, or the product when expanded.
+    pub product: Expandable<Product>,
+    /// Minor units (whole units for zero-decimal currencies); `null` for tiered and
+    /// customer-chosen prices.
+    #[serde(default)]
+    pub unit_amount: Option<i64>,
+    #[serde(default)]
+    pub unit_amount_decimal: Option<String>,
+    /// `one_time` or `recurring`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub recurring: Option<Recurring>,
+    /// `per_unit` or `tiered`.
+    #[serde(default)]
+    pub billing_scheme: Option<String>,
+    #[serde(default)]
+    pub custom_unit_amount: Option<Value>,
+    #[serde(default)]
+    pub nickname: Option<String>,
+    #[serde(default)]
+    pub lookup_key: Option<String>,
+    #[serde(default)]
+    pub metadata: Metadata,
+    pub created: i64,
+    #[serde(default)]
+    pub livemode: bool,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Customer {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub created: i64,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct CheckoutSession {
+    pub id: String,
+    /// `payment`, `subscription` or `setup`.
+    pub mode: String,
+    /// `open`, `complete` or `expired`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// `paid`, `unpaid` or `no_payment_required`.
+    pub payment_status: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub customer: Option<Expandable<Customer>>,
+    #[serde(default)]
+    pub client_reference_id: Option<String>,
+    #[serde(default)]
+    pub subscription: Option<Expandable<Subscription>>,
+    #[serde(default)]
+    pub invoice: Option<String>,
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    #[serde(default)]
+    pub amount_total: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub metadata: Metadata,
+    /// Only present when expanded; fetch `/line_items` otherwise.
+    #[serde(default)]
+    pub line_items: Option<List<LineItem>>,
+    pub created: i64,
+    #[serde(default)]
+    pub livemode: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct LineItem {
+    pub id: String,
+    #[serde(default)]
+    pub quantity: Option<u64>,
+    #[serde(default)]
+    pub amount_total: i64,
+    #[serde(default)]
+    pub amount_subtotal: i64,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub price: Option<Price>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct SubscriptionItem {
+    pub id: String,
+    pub price: Price,
+    #[serde(default)]
+    pub quantity: Option<u64>,
+    /// Since API version 2025-03-31.basil the period lives on the item.
+    #[serde(default)]
+    pub current_period_start: Option<i64>,
+    #[serde(default)]
+    pub current_period_end: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Subscription {
+    pub id: String,
+    /// `active`, `trialing`, `past_due`, `canceled`, `unpaid`, `incomplete`, …
+    pub status: String,
+    pub customer: Expandable<Customer>,
+    pub items: List<SubscriptionItem>,
+    #[serde(default)]
+    pub cancel_at_period_end: bool,
+    /// Before 2025-03-31.basil the period lived on the subscription.
+    #[serde(default)]
+    pub current_period_start: Option<i64>,
+    #[serde(default)]
+    pub current_period_end: Option<i64>,
+    #[serde(default)]
+    pub canceled_at: Option<i64>,
+    #[serde(default)]
+    pub metadata: Metadata,
+    pub created: i64,
+    #[serde(default)]
+    pub livemode: bool,
+}
+
+impl Subscription {
+    /// The current period, from the subscription (old shape) or its first item (new).
+    pub fn current_period(&self) -> Option<(i64, i64)> {
+        if let (Some(s), Some(e)) = (self.current_period_start, self.current_period_end) {
+            return Some((s, e));
+        }
+        self.items
+            .data
+            .iter()
+            .find_map(|i| Some((i.current_period_start?, i.current_period_end?)))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct InvoiceLinePeriod {
+    pub start: i64,
+    pub end: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct InvoiceLine {
+    pub id: String,
+    #[serde(default)]
+    pub amount: i64,
+    #[serde(default)]
+    pub quantity: Option<u64>,
+    #[serde(default)]
+    pub period: Option<InvoiceLinePeriod>,
+    /// Before basil: the price on the line.
+    #[serde(default)]
+    pub price: Option<Price>,
+    /// Since basil: `pricing.price_details.price`.
+    #[serde(default)]
+    pub pricing: Option<Value>,
+}
+
+impl InvoiceLine {
+    /// The price id of the line in either API shape.
+    pub fn price_id(&self) -> Option<&str> {
+        if let Some(p) = &self.price {
+            return Some(&p.id);
+        }
+        self.pricing
+            .as_ref()?
+            .get("price_details")?
+            .get("price")?
+            .as_str()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Invoice {
+    pub id: String,
+    /// `draft`, `open`, `paid`, `uncollectible` or `void`.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub customer: Option<Expandable<Customer>>,
+    /// Before basil.
+    #[serde(default)]
+    pub subscription: Option<Expandable<Subscription>>,
+    /// Since basil: `parent.subscription_details.subscription`.
+    #[serde(default)]
+    pub parent: Option<Value>,
+    #[serde(default)]
+    pub billing_reason: Option<String>,
+    #[serde(default)]
+    pub amount_paid: i64,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub period_start: Option<i64>,
+    #[serde(default)]
+    pub period_end: Option<i64>,
+    pub lines: List<InvoiceLine>,
+    pub created: i64,
+    #[serde(default)]
+    pub livemode: bool,
+}
+
+impl Invoice {
+    /// The subscription this invoice bills, in either API shape.
+    pub fn subscription_id(&self) -> Option<&str> {
+        if let Some(s) = &self.subscription {
+            return Some(s.id());
+        }
+        let sub = self
+            .parent
+            .as_ref()?
+            .get("subscription_details")?
+            .get("subscription")?;
+        sub.as_str().or_else(|| sub.get("id")?.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Charge {
+    pub id: String,
+    pub amount: i64,
+    #[serde(default)]
+    pub amount_refunded: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub refunded: bool,
+    #[serde(default)]
+    pub paid: bool,
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    #[serde(default)]
+    pub customer: Option<String>,
+    #[serde(default)]
+    pub refunds: Option<List<Refund>>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Refund {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub charge: Option<String>,
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    /// `pending`, `succeeded`, `failed`, `canceled`, …
+    #[serde(default)]
+    pub status: Option<String>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct EventData {
+    /// The object as it was when the event happened; its type depends on `type`.
+    pub object: Value,
+    #[serde(default)]
+    pub previous_attributes: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct EventRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created: i64,
+    pub data: EventData,
+    #[serde(default)]
+    pub livemode: bool,
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub pending_webhooks: u32,
+    #[serde(default)]
+    pub request: Option<EventRequest>,
+}
+
+has_id!(Product, Price, Customer, CheckoutSession, LineItem, SubscriptionItem, Subscription, Invoice, InvoiceLine, Charge, Refund, Event, DeletedObject);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_with_null_description_and_unknown_fields() {
+        let p: Product = serde_json::from_str(
+            r#"{"id":"prod_1","object":"product","active":true,"name":"Pack","description":null,
+                "metadata":{"credit_amount":"100"},"default_price":"price_1","created":1,"updated":2,
+                "brand_new_field":{"x":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.description, None);
+        assert_eq!(p.default_price.unwrap().id(), "price_1");
+    }
+
+    #[test]
+    fn tiered_price_has_no_unit_amount() {
+        let p: Price = serde_json::from_str(
+            r#"{"id":"price_1","active":true,"currency":"usd","product":"prod_1","unit_amount":null,
+                "type":"recurring","recurring":{"interval":"week","interval_count":2},
+                "billing_scheme":"tiered","created":1}"#,
+        )
+        .unwrap();
+        assert_eq!(p.unit_amount, None);
+        assert_eq!(p.recurring.unwrap().interval_count, 2);
+    }
+
+    #[test]
+    fn invoice_subscription_in_both_shapes() {
+        let old: Invoice = serde_json::from_str(
+            r#"{"id":"in_1","subscription":"sub_1","lines":{"data":[],"has_more":false},"created":1}"#,
+        )
+        .unwrap();
+        assert_eq!(old.subscription_id(), Some("sub_1"));
+        let new: Invoice = serde_json::from_str(
+            r#"{"id":"in_2","parent":{"type":"subscription_details","subscription_details":{"subscription":"sub_2"}},
+                "lines":{"data":[],"has_more":false},"created":1}"#,
+        )
+        .unwrap();
+        assert_eq!(new.subscription_id(), Some("sub_2"));
+    }
+}
