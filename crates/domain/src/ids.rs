@@ -128,7 +128,10 @@ mod tests {
 
     #[test]
     fn accepts_real_shapes() {
-        assert_eq!(ProductId::parse("prod_NWjs8kKbJWmuuc").unwrap().as_str(), "prod_NWjs8kKbJWmuuc");
+        assert_eq!(
+            ProductId::parse("prod_NWjs8kKbJWmuuc").unwrap().as_str(),
+            "prod_NWjs8kKbJWmuuc"
+        );
         assert!(PriceId::parse("price_1MoBy5LkdIwHu7ixZhnattbh").is_ok());
         assert!(EventId::parse("evt_1NG8Du2eZvKYlo2CUI79vXWy").is_ok());
     }
@@ -136,10 +139,22 @@ mod tests {
     #[test]
     fn rejects_other_kinds_and_junk_with_a_reason() {
         let err = ProductId::parse("price_123").unwrap_err();
-        assert_eq!(err.to_string(), "product id \"price_123\" must start with \"prod_\"");
-        assert!(matches!(ProductId::parse("prod_"), Err(IdError::BadTail { .. })));
-        assert!(matches!(ProductId::parse("prod_a/b"), Err(IdError::BadTail { .. })));
-        assert!(matches!(ProductId::parse("prod_a b"), Err(IdError::BadTail { .. })));
+        assert_eq!(
+            err.to_string(),
+            "product id \"price_123\" must start with \"prod_\""
+        );
+        assert!(matches!(
+            ProductId::parse("prod_"),
+            Err(IdError::BadTail { .. })
+        ));
+        assert!(matches!(
+            ProductId::parse("prod_a/b"),
+            Err(IdError::BadTail { .. })
+        ));
+        assert!(matches!(
+            ProductId::parse("prod_a b"),
+            Err(IdError::BadTail { .. })
+        ));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::store::Collection;
 
@@ -133,7 +133,9 @@ impl Params for Value {
 /// Metadata updates: a key with an empty value is removed, as in Stripe.
 fn merge_metadata(target: &mut Value, params: &Value) {
     if let Some(updates) = params.map("metadata") {
-        let meta = target["metadata"].as_object_mut().expect("metadata is an object");
+        let meta = target["metadata"]
+            .as_object_mut()
+            .expect("metadata is an object");
         for (k, v) in updates {
             let v = match v {
                 Value::String(s) => s.clone(),
@@ -220,7 +222,13 @@ impl State {
     }
 
     /// Records an event about `object` (and queues it for webhook delivery).
-    pub fn emit(&mut self, kind: &str, object: &Value, previous: Option<Value>, ctx: &Ctx) -> Option<Value> {
+    pub fn emit(
+        &mut self,
+        kind: &str,
+        object: &Value,
+        previous: Option<Value>,
+        ctx: &Ctx,
+    ) -> Option<Value> {
         if !self.emit_events {
             return None;
         }
@@ -257,7 +265,7 @@ impl State {
                     code: Some("resource_already_exists"),
                     message: format!("Product already exists: {id}"),
                     param: Some("id".into()),
-                })
+                });
             }
             Some(id) => id,
             None => new_id("prod"),
@@ -308,9 +316,15 @@ impl State {
     pub fn update_product(&mut self, id: &str, p: &Value, ctx: &Ctx) -> Answer {
         let now = self.now();
         if let Some(price) = p.text("default_price") {
-            let ok = self.prices.get(&price).is_some_and(|v| v["product"] == json!(id));
+            let ok = self
+                .prices
+                .get(&price)
+                .is_some_and(|v| v["product"] == json!(id));
             if !ok {
-                return Err(ApiError::invalid("default_price", format!("No such price: '{price}'")));
+                return Err(ApiError::invalid(
+                    "default_price",
+                    format!("No such price: '{price}'"),
+                ));
             }
         }
         let product = self
@@ -320,7 +334,11 @@ impl State {
         let before = product.clone();
         for key in ["name", "description", "default_price"] {
             if let Some(v) = p.text(key) {
-                product[key] = if v.is_empty() && key != "name" { Value::Null } else { json!(v) };
+                product[key] = if v.is_empty() && key != "name" {
+                    Value::Null
+                } else {
+                    json!(v)
+                };
             }
         }
         if let Some(active) = p.flag("active")? {
@@ -347,24 +365,36 @@ impl State {
     // ----- prices ---------------------------------------------------------------
 
     pub fn create_price(&mut self, p: &Value, ctx: &Ctx) -> Answer {
-        let product = p.text("product").ok_or_else(|| ApiError::required("product"))?;
+        let product = p
+            .text("product")
+            .ok_or_else(|| ApiError::required("product"))?;
         if self.products.get(&product).is_none() {
-            return Err(ApiError::invalid("product", format!("No such product: '{product}'")));
+            return Err(ApiError::invalid(
+                "product",
+                format!("No such product: '{product}'"),
+            ));
         }
         let currency = p
             .text("currency")
             .ok_or_else(|| ApiError::required("currency"))?
             .to_lowercase();
-        let scheme = p.text("billing_scheme").unwrap_or_else(|| "per_unit".into());
+        let scheme = p
+            .text("billing_scheme")
+            .unwrap_or_else(|| "per_unit".into());
         let unit_amount = p.int("unit_amount")?;
         if scheme == "per_unit" && unit_amount.is_none() && p.get("custom_unit_amount").is_none() {
             return Err(ApiError::required("unit_amount"));
         }
         let recurring = match p.get("recurring") {
             Some(r) => {
-                let interval = r.text("interval").ok_or_else(|| ApiError::required("recurring[interval]"))?;
+                let interval = r
+                    .text("interval")
+                    .ok_or_else(|| ApiError::required("recurring[interval]"))?;
                 if !matches!(interval.as_str(), "day" | "week" | "month" | "year") {
-                    return Err(ApiError::invalid("recurring[interval]", format!("Invalid interval: {interval}")));
+                    return Err(ApiError::invalid(
+                        "recurring[interval]",
+                        format!("Invalid interval: {interval}"),
+                    ));
                 }
                 json!({
                     "aggregate_usage": null,
@@ -378,7 +408,11 @@ impl State {
             None => Value::Null,
         };
         let id = p.text("id").unwrap_or_else(|| new_id("price"));
-        let kind = if recurring.is_null() { "one_time" } else { "recurring" };
+        let kind = if recurring.is_null() {
+            "one_time"
+        } else {
+            "recurring"
+        };
         let mut price = json!({
             "id": id,
             "object": "price",
@@ -489,7 +523,10 @@ impl State {
         }
         if let Some(customer) = p.text("customer") {
             if self.customers.get(&customer).is_none() {
-                return Err(ApiError::invalid("customer", format!("No such customer: '{customer}'")));
+                return Err(ApiError::invalid(
+                    "customer",
+                    format!("No such customer: '{customer}'"),
+                ));
             }
         }
         let id = format!("cs_test_{}", random_tail(40));
@@ -498,21 +535,28 @@ impl State {
         let mut currency = None;
         for (i, item) in items.iter().enumerate() {
             let param = format!("line_items[{i}][price]");
-            let price_id = item.text("price").ok_or_else(|| ApiError::required(&param))?;
-            let price = self
-                .prices
-                .get(&price_id)
-                .cloned()
-                .ok_or_else(|| ApiError::invalid(&param, format!("No such price: '{price_id}'")))?;
+            let price_id = item
+                .text("price")
+                .ok_or_else(|| ApiError::required(&param))?;
+            let price =
+                self.prices.get(&price_id).cloned().ok_or_else(|| {
+                    ApiError::invalid(&param, format!("No such price: '{price_id}'"))
+                })?;
             if price["active"] != json!(true) {
-                return Err(ApiError::invalid(&param, format!("The price specified is inactive: '{price_id}'")));
+                return Err(ApiError::invalid(
+                    &param,
+                    format!("The price specified is inactive: '{price_id}'"),
+                ));
             }
             let recurring = !price["recurring"].is_null();
             if (mode == "payment" && recurring) || (mode == "subscription" && !recurring) {
-                return Err(ApiError::invalid(&param, format!(
-                    "The price '{price_id}' is {} but mode is {mode}",
-                    if recurring { "recurring" } else { "one_time" }
-                )));
+                return Err(ApiError::invalid(
+                    &param,
+                    format!(
+                        "The price '{price_id}' is {} but mode is {mode}",
+                        if recurring { "recurring" } else { "one_time" }
+                    ),
+                ));
             }
             let quantity = item.int("quantity")?.unwrap_or(1);
             if quantity < 1 {
@@ -581,12 +625,15 @@ impl State {
             .line_items
             .get(id)
             .ok_or_else(|| ApiError::missing("checkout.session", id))?;
-        Ok((200, json!({
-            "object": "list",
-            "data": items,
-            "has_more": false,
-            "url": format!("/v1/checkout/sessions/{id}/line_items"),
-        })))
+        Ok((
+            200,
+            json!({
+                "object": "list",
+                "data": items,
+                "has_more": false,
+                "url": format!("/v1/checkout/sessions/{id}/line_items"),
+            }),
+        ))
     }
 
     /// What a customer finishing the payment page does. `paid: false` models a delayed
@@ -605,7 +652,8 @@ impl State {
         let customer = match session["customer"].as_str() {
             Some(c) => c.to_owned(),
             None => {
-                let (_, c) = self.create_customer(&json!({"email": session["customer_email"]}), &ctx)?;
+                let (_, c) =
+                    self.create_customer(&json!({"email": session["customer_email"]}), &ctx)?;
                 c["id"].as_str().unwrap_or_default().to_owned()
             }
         };
@@ -643,7 +691,10 @@ impl State {
             .cloned()
             .ok_or_else(|| ApiError::missing("checkout.session", id))?;
         if s["status"] != json!("complete") || s["payment_status"] != json!("unpaid") {
-            return Err(ApiError::invalid("id", format!("Session {id} has no pending payment")));
+            return Err(ApiError::invalid(
+                "id",
+                format!("Session {id} has no pending payment"),
+            ));
         }
         if succeeded {
             s["payment_status"] = json!("paid");
@@ -663,7 +714,13 @@ impl State {
         Ok((200, s))
     }
 
-    fn create_charge(&mut self, customer: &str, amount: i64, currency: &str, payment_intent: &str) -> Value {
+    fn create_charge(
+        &mut self,
+        customer: &str,
+        amount: i64,
+        currency: &str,
+        payment_intent: &str,
+    ) -> Value {
         let id = new_id("ch");
         let charge = json!({
             "id": id,
@@ -688,7 +745,12 @@ impl State {
 
     // ----- subscriptions and invoices -------------------------------------------
 
-    fn start_subscription(&mut self, customer: &str, lines: &[Value], session: &Value) -> Result<Value, ApiError> {
+    fn start_subscription(
+        &mut self,
+        customer: &str,
+        lines: &[Value],
+        session: &Value,
+    ) -> Result<Value, ApiError> {
         let id = new_id("sub");
         let now = self.now();
         let mut items = Vec::new();
@@ -772,7 +834,10 @@ impl State {
         if total > 0 {
             self.create_charge(&customer, total, &currency, &pi);
         }
-        if let Some(s) = sub["id"].as_str().and_then(|sid| self.subscriptions.get_mut(sid)) {
+        if let Some(s) = sub["id"]
+            .as_str()
+            .and_then(|sid| self.subscriptions.get_mut(sid))
+        {
             s["latest_invoice"] = json!(id);
         }
         self.emit("invoice.paid", &invoice, None, &Ctx::default());
@@ -788,14 +853,24 @@ impl State {
             .ok_or_else(|| ApiError::missing("subscription", id))?;
         let before = sub.clone();
         for item in sub["items"]["data"].as_array_mut().into_iter().flatten() {
-            let interval = item["price"]["recurring"]["interval"].as_str().unwrap_or("month").to_owned();
-            let count = item["price"]["recurring"]["interval_count"].as_i64().unwrap_or(1);
+            let interval = item["price"]["recurring"]["interval"]
+                .as_str()
+                .unwrap_or("month")
+                .to_owned();
+            let count = item["price"]["recurring"]["interval_count"]
+                .as_i64()
+                .unwrap_or(1);
             let end = item["current_period_end"].as_i64().unwrap_or(0);
             item["current_period_start"] = json!(end);
             item["current_period_end"] = json!(end + interval_seconds(&interval) * count);
         }
         self.subscriptions.insert(id, sub.clone());
-        self.emit("customer.subscription.updated", &sub, Some(diff(&before, &sub)), &Ctx::default());
+        self.emit(
+            "customer.subscription.updated",
+            &sub,
+            Some(diff(&before, &sub)),
+            &Ctx::default(),
+        );
         let invoice = self.bill_subscription(&sub, "subscription_cycle")?;
         Ok((200, invoice))
     }
@@ -815,7 +890,11 @@ impl State {
             sub["canceled_at"] = json!(self.now());
         }
         self.subscriptions.insert(id, sub.clone());
-        let kind = if at_period_end { "customer.subscription.updated" } else { "customer.subscription.deleted" };
+        let kind = if at_period_end {
+            "customer.subscription.updated"
+        } else {
+            "customer.subscription.deleted"
+        };
         self.emit(kind, &sub, Some(diff(&before, &sub)), &Ctx::default());
         Ok((200, sub))
     }
@@ -845,22 +924,29 @@ impl State {
                 .values()
                 .find(|c| c["payment_intent"] == json!(pi))
                 .and_then(|c| c["id"].as_str().map(str::to_owned))
-                .ok_or_else(|| ApiError::invalid("payment_intent", format!("No charge for payment intent '{pi}'")))?,
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "payment_intent",
+                        format!("No charge for payment intent '{pi}'"),
+                    )
+                })?,
             (None, None) => return Err(ApiError::required("charge")),
         };
-        let mut charge = self
-            .charges
-            .get(&charge_id)
-            .cloned()
-            .ok_or_else(|| ApiError::invalid("charge", format!("No such charge: '{charge_id}'")))?;
+        let mut charge =
+            self.charges.get(&charge_id).cloned().ok_or_else(|| {
+                ApiError::invalid("charge", format!("No such charge: '{charge_id}'"))
+            })?;
         let amount_total = charge["amount"].as_i64().unwrap_or(0);
         let refunded = charge["amount_refunded"].as_i64().unwrap_or(0);
         let amount = p.int("amount")?.unwrap_or(amount_total - refunded);
         if amount <= 0 || refunded + amount > amount_total {
-            return Err(ApiError::invalid("amount", format!(
-                "Refund amount ({amount}) is greater than unrefunded amount on charge ({})",
-                amount_total - refunded
-            )));
+            return Err(ApiError::invalid(
+                "amount",
+                format!(
+                    "Refund amount ({amount}) is greater than unrefunded amount on charge ({})",
+                    amount_total - refunded
+                ),
+            ));
         }
         let id = new_id("re");
         let refund = json!({
@@ -882,7 +968,12 @@ impl State {
         }
         self.charges.insert(&charge_id, charge.clone());
         self.emit("refund.created", &refund, None, ctx);
-        self.emit("charge.refunded", &charge, Some(diff(&before, &charge)), ctx);
+        self.emit(
+            "charge.refunded",
+            &charge,
+            Some(diff(&before, &charge)),
+            ctx,
+        );
         Ok((200, refund))
     }
 }

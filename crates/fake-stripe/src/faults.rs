@@ -83,8 +83,13 @@ impl Fault {
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
-        self.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
-            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+        self.path_prefix
+            .as_deref()
+            .is_none_or(|p| path.starts_with(p))
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
     }
 }
 
@@ -165,7 +170,11 @@ mod tests {
     #[test]
     fn skip_then_times_then_gone() {
         let mut f = Faults::default();
-        f.add(Fault::on_path("/v1/products", Fault::status(500)).after(1).times(2));
+        f.add(
+            Fault::on_path("/v1/products", Fault::status(500))
+                .after(1)
+                .times(2),
+        );
         assert_eq!(f.take("GET", "/v1/prices"), None);
         assert_eq!(f.take("GET", "/v1/products"), None);
         assert!(f.take("GET", "/v1/products").is_some());

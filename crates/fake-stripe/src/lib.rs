@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 
 pub use api::{ApiError, Ctx, State};
 pub use faults::{Fault, FaultKind};
-pub use webhook::{sign, Delivery};
+pub use webhook::{Delivery, sign};
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone, Serialize, PartialEq)]

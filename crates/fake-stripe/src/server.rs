@@ -8,14 +8,14 @@ use axum::body::Body;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::api::{new_id, Answer, ApiError, Ctx, Params, State};
+use crate::api::{Answer, ApiError, Ctx, Params, State, new_id};
 use crate::faults::{Fault, FaultKind};
 use crate::form;
 use crate::store::Collection;
-use crate::{lock, RecordedRequest, Shared};
+use crate::{RecordedRequest, Shared, lock};
 
 /// Returned by the service to make hyper close the connection without answering.
 #[derive(Debug)]
@@ -56,11 +56,16 @@ fn respond(status: u16, body: &Value, extra: &[(&str, String)]) -> Response<Body
         builder = builder.header(*k, v);
     }
     builder
-        .body(Body::from(serde_json::to_vec_pretty(body).unwrap_or_default()))
+        .body(Body::from(
+            serde_json::to_vec_pretty(body).unwrap_or_default(),
+        ))
         .expect("valid response")
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, DropConnection> {
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, DropConnection> {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(Body::new(body), 4 << 20).await else {
         return Err(DropConnection);
@@ -89,7 +94,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let echo_version = version
         .clone()
         .unwrap_or_else(|| lock(&shared.state).api_version.clone());
-    let mut extra = vec![("Request-Id", request_id.clone()), ("Stripe-Version", echo_version)];
+    let mut extra = vec![
+        ("Request-Id", request_id.clone()),
+        ("Stripe-Version", echo_version),
+    ];
     if let Some(key) = &idempotency_key {
         extra.push(("Idempotency-Key", key.clone()));
     }
@@ -107,14 +115,22 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     match fault {
         Some(FaultKind::Drop) => return Err(DropConnection),
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
-        Some(FaultKind::Status { status, retry_after, should_retry }) => {
+        Some(FaultKind::Status {
+            status,
+            retry_after,
+            should_retry,
+        }) => {
             if let Some(after) = retry_after {
                 extra.push(("Retry-After", after.to_string()));
             }
             if let Some(flag) = should_retry {
                 extra.push(("Stripe-Should-Retry", flag.to_string()));
             }
-            let kind = if status >= 500 { "api_error" } else { "invalid_request_error" };
+            let kind = if status >= 500 {
+                "api_error"
+            } else {
+                "invalid_request_error"
+            };
             let body = json!({"error": {"type": kind, "message": format!("Injected fault: HTTP {status}")}});
             return Ok(respond(status, &body, &extra));
         }
@@ -125,7 +141,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         return Ok(respond(e.status, &e.body(), &extra));
     }
 
-    let params = form::decode(if method == Method::GET { query.as_bytes() } else { &bytes });
+    let params = form::decode(if method == Method::GET {
+        query.as_bytes()
+    } else {
+        &bytes
+    });
     let fingerprint = format!("{method} {path} {}", String::from_utf8_lossy(&bytes));
     if method == Method::POST {
         if let Some(key) = &idempotency_key {
@@ -185,7 +205,12 @@ fn authorize(shared: &Shared, auth: Option<&str>) -> Result<(), ApiError> {
     // Stripe quotes the start and end of the key it refused; so do we, which is why the
     // client scrubs key-shaped text from every error message.
     let shown = if key.len() > 12 {
-        format!("{}{}{}", &key[..8], "*".repeat(key.len() - 12), &key[key.len() - 4..])
+        format!(
+            "{}{}{}",
+            &key[..8],
+            "*".repeat(key.len() - 12),
+            &key[key.len() - 4..]
+        )
     } else {
         key.to_owned()
     };
@@ -195,16 +220,20 @@ fn authorize(shared: &Shared, auth: Option<&str>) -> Result<(), ApiError> {
 fn list(coll: &Collection, q: &Value, url: &str, filter: impl Fn(&Value) -> bool) -> Answer {
     let limit = q.int("limit")?.unwrap_or(10);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!(
-            "Invalid limit: must be between 1 and 100, got {limit}"
-        )));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("Invalid limit: must be between 1 and 100, got {limit}"),
+        ));
     }
     let after = q.text("starting_after");
     let before = q.text("ending_before");
     let page = coll
         .list(filter, limit as usize, after.as_deref(), before.as_deref())
         .map_err(|id| ApiError::missing("object", &id))?;
-    Ok((200, json!({"object": "list", "data": page.data, "has_more": page.has_more, "url": url})))
+    Ok((
+        200,
+        json!({"object": "list", "data": page.data, "has_more": page.has_more, "url": url}),
+    ))
 }
 
 fn field_is(v: &Value, key: &str, want: Option<String>) -> bool {
@@ -222,7 +251,11 @@ fn field_is(v: &Value, key: &str, want: Option<String>) -> bool {
 fn created_in_range(v: &Value, q: &Value) -> bool {
     let created = v["created"].as_i64().unwrap_or(0);
     let c = &q["created"];
-    let bound = |k: &str| c.get(k).and_then(|x| x.as_str()).and_then(|s| s.parse::<i64>().ok());
+    let bound = |k: &str| {
+        c.get(k)
+            .and_then(|x| x.as_str())
+            .and_then(|s| s.parse::<i64>().ok())
+    };
     if let Some(exact) = c.as_str().and_then(|s| s.parse::<i64>().ok()) {
         return created == exact;
     }
@@ -236,12 +269,16 @@ fn route(s: &mut State, method: &Method, seg: &[&str], p: &Value, ctx: &Ctx) -> 
     let m = method.as_str();
     match (m, seg) {
         ("GET", ["v1", "products"]) => {
-            let ids: Option<Vec<String>> = p["ids"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+            let ids: Option<Vec<String>> = p["ids"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            });
             list(&s.products, p, "/v1/products", |v| {
                 field_is(v, "active", p.text("active"))
-                    && ids.as_ref().is_none_or(|ids| ids.iter().any(|i| v["id"] == json!(i)))
+                    && ids
+                        .as_ref()
+                        .is_none_or(|ids| ids.iter().any(|i| v["id"] == json!(i)))
                     && created_in_range(v, p)
             })
         }
@@ -267,9 +304,11 @@ fn route(s: &mut State, method: &Method, seg: &[&str], p: &Value, ctx: &Ctx) -> 
         ("POST", ["v1", "customers"]) => s.create_customer(p, ctx),
         ("GET", ["v1", "customers", id]) => s.retrieve_customer(id),
 
-        ("GET", ["v1", "checkout", "sessions"]) => list(&s.sessions, p, "/v1/checkout/sessions", |v| {
-            field_is(v, "customer", p.text("customer"))
-        }),
+        ("GET", ["v1", "checkout", "sessions"]) => {
+            list(&s.sessions, p, "/v1/checkout/sessions", |v| {
+                field_is(v, "customer", p.text("customer"))
+            })
+        }
         ("POST", ["v1", "checkout", "sessions"]) => s.create_checkout_session(p, ctx),
         ("GET", ["v1", "checkout", "sessions", id]) => s.retrieve_session(id),
         ("GET", ["v1", "checkout", "sessions", id, "line_items"]) => s.session_line_items(id),
@@ -287,12 +326,16 @@ fn route(s: &mut State, method: &Method, seg: &[&str], p: &Value, ctx: &Ctx) -> 
         ("POST", ["v1", "refunds"]) => s.create_refund(p, ctx),
 
         ("GET", ["v1", "events"]) => {
-            let types: Option<Vec<String>> = p["types"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+            let types: Option<Vec<String>> = p["types"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            });
             list(&s.events, p, "/v1/events", |v| {
                 field_is(v, "type", p.text("type"))
-                    && types.as_ref().is_none_or(|t| t.iter().any(|t| v["type"] == json!(t)))
+                    && types
+                        .as_ref()
+                        .is_none_or(|t| t.iter().any(|t| v["type"] == json!(t)))
                     && created_in_range(v, p)
             })
         }
@@ -353,7 +396,9 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Respons
         ("POST", ["checkout", "sessions", id, "settle"]) => with_events(shared, |s| {
             s.settle_async_payment(id, b["succeeded"].as_bool().unwrap_or(true))
         }),
-        ("POST", ["subscriptions", id, "renew"]) => with_events(shared, |s| s.renew_subscription(id)),
+        ("POST", ["subscriptions", id, "renew"]) => {
+            with_events(shared, |s| s.renew_subscription(id))
+        }
         ("POST", ["subscriptions", id, "cancel"]) => with_events(shared, |s| {
             s.cancel_subscription(id, b["at_period_end"].as_bool().unwrap_or(false))
         }),
@@ -381,9 +426,16 @@ fn parse_fault(b: &Value) -> Result<Fault, ApiError> {
             retry_after: b["retry_after"].as_u64(),
             should_retry: b["should_retry"].as_bool(),
         },
-        "delay" => FaultKind::Delay(Duration::from_millis(b["delay_ms"].as_u64().unwrap_or(1000))),
+        "delay" => FaultKind::Delay(Duration::from_millis(
+            b["delay_ms"].as_u64().unwrap_or(1000),
+        )),
         "drop" => FaultKind::Drop,
-        other => return Err(ApiError::invalid("kind", format!("unknown fault kind {other:?}; use status, delay or drop"))),
+        other => {
+            return Err(ApiError::invalid(
+                "kind",
+                format!("unknown fault kind {other:?}; use status, delay or drop"),
+            ));
+        }
     };
     Ok(Fault {
         kind,

@@ -81,7 +81,10 @@ impl Collection {
             let has_more = out.len() > limit;
             out.truncate(limit);
             out.reverse();
-            return Ok(Page { data: out, has_more });
+            return Ok(Page {
+                data: out,
+                has_more,
+            });
         }
         let upper = match starting_after {
             Some(after) => seq_of(after)?,
@@ -98,7 +101,10 @@ impl Collection {
         }
         let has_more = out.len() > limit;
         out.truncate(limit);
-        Ok(Page { data: out, has_more })
+        Ok(Page {
+            data: out,
+            has_more,
+        })
     }
 }
 
@@ -113,15 +119,29 @@ mod tests {
         for i in 1..=5 {
             c.insert(&format!("o{i}"), json!({"id": format!("o{i}")}));
         }
-        let ids = |p: &Page| p.data.iter().map(|v| v["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        let ids = |p: &Page| {
+            p.data
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
         let p = c.list(|_| true, 2, None, None).unwrap();
-        assert_eq!((ids(&p), p.has_more), (vec!["o5".into(), "o4".into()], true));
+        assert_eq!(
+            (ids(&p), p.has_more),
+            (vec!["o5".into(), "o4".into()], true)
+        );
         let p = c.list(|_| true, 2, Some("o4"), None).unwrap();
-        assert_eq!((ids(&p), p.has_more), (vec!["o3".into(), "o2".into()], true));
+        assert_eq!(
+            (ids(&p), p.has_more),
+            (vec!["o3".into(), "o2".into()], true)
+        );
         let p = c.list(|_| true, 2, Some("o2"), None).unwrap();
         assert_eq!((ids(&p), p.has_more), (vec!["o1".into()], false));
         let p = c.list(|_| true, 2, None, Some("o2")).unwrap();
-        assert_eq!((ids(&p), p.has_more), (vec!["o4".into(), "o3".into()], true));
+        assert_eq!(
+            (ids(&p), p.has_more),
+            (vec!["o4".into(), "o3".into()], true)
+        );
         assert!(c.list(|_| true, 2, Some("nope"), None).is_err());
     }
 }

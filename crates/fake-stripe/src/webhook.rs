@@ -17,11 +17,15 @@ use crate::lock;
 
 /// The `Stripe-Signature` header value for `payload` signed at `timestamp`.
 pub fn sign(secret: &str, timestamp: i64, payload: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(payload);
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 /// One attempted delivery.
@@ -96,7 +100,10 @@ impl Webhooks {
                     .post(&url)
                     .header("Content-Type", "application/json; charset=utf-8")
                     .header("Stripe-Signature", sign(&secret, now, &body))
-                    .header("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+                    .header(
+                        "User-Agent",
+                        "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                    )
                     .body(body)
                     .send()
                     .await

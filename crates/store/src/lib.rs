@@ -1,0 +1,217 @@
+//! Persistence for stripe-manager: one API over SQLite (the embedded default) and
+//! PostgreSQL (for several instances sharing the work).
+//!
+//! Queries are written once with `$1` placeholders (SQLite accepts them) and run on
+//! either pool through the [`on_pool!`] macro, which expands the same code for each
+//! backend. Where the backends differ (advisory locks, `SKIP LOCKED`) the code says so.
+//! Migrations are embedded, one folder per backend, and never edited once released.
+//!
+//! # Layout
+//! - [`url`]: `DATABASE_URL` parsing and redaction
+//! - [`migrations`]: the embedded migrations of each backend
+//! - [`testing`]: throwaway databases for tests (a temp SQLite file, or a fresh
+//!   PostgreSQL schema) so tests run in parallel
+
+pub mod migrations;
+pub mod testing;
+pub mod url;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use url::DatabaseUrl;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the {backend} database {url}: {source}")]
+    Connect {
+        backend: &'static str,
+        /// Redacted.
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("stored data is not what this version expects: {0}")]
+    Corrupt(String),
+}
+
+/// The pool of either backend; use it through [`on_pool!`].
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool the store has. The body sees `$pool` as
+/// `&SqlitePool` in one expansion and `&PgPool` in the other.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.pool() {
+            $crate::Pool::Sqlite($pool) => $body,
+            $crate::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A cheaply cloned handle to the database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+/// Pool settings that differ between the server and one-shot CLI commands.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Store {
+    /// Opens (and for SQLite creates) the database. SQLite runs in WAL mode with
+    /// `synchronous=FULL`, so whatever we acknowledged survives a power loss.
+    pub async fn connect(url: &DatabaseUrl, options: &ConnectOptions) -> Result<Self, StoreError> {
+        let connect_err = |source| StoreError::Connect {
+            backend: url.backend().as_str(),
+            url: url.redacted(),
+            source,
+        };
+        let pool = match url.backend() {
+            Backend::Sqlite => {
+                let opts = SqliteConnectOptions::from_str(url.expose())
+                    .map_err(connect_err)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(options.max_connections)
+                        .acquire_timeout(options.acquire_timeout)
+                        .connect_with(opts)
+                        .await
+                        .map_err(connect_err)?,
+                )
+            }
+            Backend::Postgres => {
+                let opts = PgConnectOptions::from_str(url.expose()).map_err(connect_err)?;
+                Pool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(options.max_connections)
+                        .acquire_timeout(options.acquire_timeout)
+                        .connect_with(opts)
+                        .await
+                        .map_err(connect_err)?,
+                )
+            }
+        };
+        Ok(Self { pool })
+    }
+
+    #[doc(hidden)]
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the embedded migrations that are not applied yet; returns their versions.
+    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        let before: Vec<i64> = self.applied_migrations().await?;
+        let migrator = migrations::migrator(self.backend());
+        on_pool!(self, pool => migrator.run(pool).await?);
+        let after = self.applied_migrations().await?;
+        Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
+    }
+
+    /// Versions of the migrations applied to this database (empty before the first run).
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let exists: bool = match &self.pool {
+            Pool::Sqlite(pool) => {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+                )
+                .fetch_one(pool)
+                .await?
+                    > 0
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query_scalar::<_, bool>("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let versions = on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version"
+        )
+        .fetch_all(pool)
+        .await?);
+        Ok(versions)
+    }
+
+    /// True when every embedded migration has been applied.
+    pub async fn is_migrated(&self) -> Result<bool, StoreError> {
+        let applied = self.applied_migrations().await?;
+        Ok(migrations::versions(self.backend())
+            .iter()
+            .all(|v| applied.contains(v)))
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool).await?);
+        Ok(())
+    }
+
+    /// Waits for in-flight queries and closes every connection.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
+    }
+}

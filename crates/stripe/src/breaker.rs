@@ -232,7 +232,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         b.try_acquire().unwrap().failure();
         assert_eq!(b.state(), CircuitState::Open);
-        assert_eq!(b.try_acquire().unwrap_err().retry_in, Duration::from_secs(10));
+        assert_eq!(
+            b.try_acquire().unwrap_err().retry_in,
+            Duration::from_secs(10)
+        );
     }
 
     #[tokio::test(start_paused = true)]

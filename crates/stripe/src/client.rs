@@ -13,14 +13,13 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::breaker::{BreakerConfig, CircuitBreaker, CircuitState};
-use crate::error::{scrub, StripeError};
+use crate::error::{StripeError, scrub};
 use crate::form::Form;
 use crate::keys::ApiKey;
 use crate::limiter::RateLimiter;
 use crate::retry::{Attempt, RetryPolicy, Verdict};
 use crate::types::{
-    CheckoutSession, Customer, Event, Invoice, LineItem, List, Price, Product, Subscription,
-    Charge,
+    Charge, CheckoutSession, Customer, Event, Invoice, LineItem, List, Price, Product, Subscription,
 };
 
 /// Where requests go unless `STRIPE_API_BASE` says otherwise.
@@ -284,7 +283,8 @@ impl Client {
                 let waited = limiter.acquire().await;
                 if !waited.is_zero() {
                     metrics::counter!("stripe_rate_limiter_waits_total").increment(1);
-                    metrics::histogram!("stripe_rate_limiter_wait_seconds").record(waited.as_secs_f64());
+                    metrics::histogram!("stripe_rate_limiter_wait_seconds")
+                        .record(waited.as_secs_f64());
                 }
             }
             let mut request = inner
@@ -320,9 +320,16 @@ impl Client {
 
             let (attempt, error) = match sent {
                 Ok((status, headers, body)) => {
-                    let outcome = if status < 300 { "ok" } else if status >= 500 { "server_error" } else { "client_error" };
+                    let outcome = if status < 300 {
+                        "ok"
+                    } else if status >= 500 {
+                        "server_error"
+                    } else {
+                        "client_error"
+                    };
                     metrics::counter!("stripe_api_requests_total", "endpoint" => op, "outcome" => outcome).increment(1);
-                    metrics::histogram!("stripe_api_request_duration_seconds", "endpoint" => op).record(elapsed);
+                    metrics::histogram!("stripe_api_request_duration_seconds", "endpoint" => op)
+                        .record(elapsed);
                     if status >= 500 {
                         permit.failure();
                     } else {
@@ -345,7 +352,8 @@ impl Client {
                     permit.failure();
                     let timeout = source.is_timeout();
                     metrics::counter!("stripe_api_requests_total", "endpoint" => op,
-                        "outcome" => if timeout { "timeout" } else { "network_error" }).increment(1);
+                        "outcome" => if timeout { "timeout" } else { "network_error" })
+                    .increment(1);
                     if timeout {
                         (
                             Attempt::Timeout,
@@ -365,7 +373,11 @@ impl Client {
                     }
                 }
             };
-            match inner.config.retry.decide(retries, &attempt, fastrand::f64()) {
+            match inner
+                .config
+                .retry
+                .decide(retries, &attempt, fastrand::f64())
+            {
                 Verdict::RetryAfter(wait) => {
                     retries += 1;
                     metrics::counter!("stripe_api_retries_total", "endpoint" => op).increment(1);
@@ -429,18 +441,30 @@ impl Client {
     }
 
     pub async fn retrieve_product(&self, id: &str) -> Result<Product, StripeError> {
-        self.get("products.retrieve", &format!("/v1/products/{}", path_segment(id)), &[])
-            .await
+        self.get(
+            "products.retrieve",
+            &format!("/v1/products/{}", path_segment(id)),
+            &[],
+        )
+        .await
     }
 
     pub async fn retrieve_price(&self, id: &str) -> Result<Price, StripeError> {
-        self.get("prices.retrieve", &format!("/v1/prices/{}", path_segment(id)), &[])
-            .await
+        self.get(
+            "prices.retrieve",
+            &format!("/v1/prices/{}", path_segment(id)),
+            &[],
+        )
+        .await
     }
 
     pub async fn retrieve_customer(&self, id: &str) -> Result<Customer, StripeError> {
-        self.get("customers.retrieve", &format!("/v1/customers/{}", path_segment(id)), &[])
-            .await
+        self.get(
+            "customers.retrieve",
+            &format!("/v1/customers/{}", path_segment(id)),
+            &[],
+        )
+        .await
     }
 
     /// Creates a customer; `idempotency_key` should be derived from the account so a
@@ -459,11 +483,19 @@ impl Client {
         form: &Form,
         idempotency_key: Option<String>,
     ) -> Result<CheckoutSession, StripeError> {
-        self.post("checkout.sessions.create", "/v1/checkout/sessions", form, idempotency_key)
-            .await
+        self.post(
+            "checkout.sessions.create",
+            "/v1/checkout/sessions",
+            form,
+            idempotency_key,
+        )
+        .await
     }
 
-    pub async fn retrieve_checkout_session(&self, id: &str) -> Result<CheckoutSession, StripeError> {
+    pub async fn retrieve_checkout_session(
+        &self,
+        id: &str,
+    ) -> Result<CheckoutSession, StripeError> {
         self.get(
             "checkout.sessions.retrieve",
             &format!("/v1/checkout/sessions/{}", path_segment(id)),
@@ -473,7 +505,10 @@ impl Client {
     }
 
     /// All line items of a session (a session has at most a few; one page of 100).
-    pub async fn checkout_session_line_items(&self, id: &str) -> Result<List<LineItem>, StripeError> {
+    pub async fn checkout_session_line_items(
+        &self,
+        id: &str,
+    ) -> Result<List<LineItem>, StripeError> {
         self.get(
             "checkout.sessions.line_items",
             &format!("/v1/checkout/sessions/{}/line_items", path_segment(id)),
@@ -483,23 +518,39 @@ impl Client {
     }
 
     pub async fn retrieve_subscription(&self, id: &str) -> Result<Subscription, StripeError> {
-        self.get("subscriptions.retrieve", &format!("/v1/subscriptions/{}", path_segment(id)), &[])
-            .await
+        self.get(
+            "subscriptions.retrieve",
+            &format!("/v1/subscriptions/{}", path_segment(id)),
+            &[],
+        )
+        .await
     }
 
     pub async fn retrieve_invoice(&self, id: &str) -> Result<Invoice, StripeError> {
-        self.get("invoices.retrieve", &format!("/v1/invoices/{}", path_segment(id)), &[])
-            .await
+        self.get(
+            "invoices.retrieve",
+            &format!("/v1/invoices/{}", path_segment(id)),
+            &[],
+        )
+        .await
     }
 
     pub async fn retrieve_charge(&self, id: &str) -> Result<Charge, StripeError> {
-        self.get("charges.retrieve", &format!("/v1/charges/{}", path_segment(id)), &[])
-            .await
+        self.get(
+            "charges.retrieve",
+            &format!("/v1/charges/{}", path_segment(id)),
+            &[],
+        )
+        .await
     }
 
     pub async fn retrieve_event(&self, id: &str) -> Result<Event, StripeError> {
-        self.get("events.retrieve", &format!("/v1/events/{}", path_segment(id)), &[])
-            .await
+        self.get(
+            "events.retrieve",
+            &format!("/v1/events/{}", path_segment(id)),
+            &[],
+        )
+        .await
     }
 }
 

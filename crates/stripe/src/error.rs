@@ -54,7 +54,9 @@ pub enum StripeError {
     #[error("Stripe did not answer within {timeout:?} ({base})")]
     Timeout { base: String, timeout: Duration },
     /// The breaker is open after repeated failures; nothing was sent.
-    #[error("Stripe calls are paused for {retry_in:?}: the circuit breaker opened after {failures} consecutive failures")]
+    #[error(
+        "Stripe calls are paused for {retry_in:?}: the circuit breaker opened after {failures} consecutive failures"
+    )]
     CircuitOpen { failures: u32, retry_in: Duration },
     /// Stripe's answer was 2xx but not what we expected.
     #[error("could not decode Stripe's answer to {what}: {source}")]
@@ -163,8 +165,14 @@ mod tests {
         };
         assert_eq!(api(401, None).kind(), ErrorKind::Auth);
         assert!(api(404, Some("resource_missing")).is_not_found());
-        assert_eq!(api(400, Some("parameter_invalid")).kind(), ErrorKind::Request);
+        assert_eq!(
+            api(400, Some("parameter_invalid")).kind(),
+            ErrorKind::Request
+        );
         assert!(api(503, None).is_unavailable());
-        assert_eq!(api(429, None).to_string(), "Stripe answered 429:  [request req_1]");
+        assert_eq!(
+            api(429, None).to_string(),
+            "Stripe answered 429:  [request req_1]"
+        );
     }
 }

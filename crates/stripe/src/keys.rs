@@ -15,7 +15,9 @@ pub enum KeyError {
     Empty,
     #[error("contains whitespace or characters Stripe keys never have")]
     BadCharacters,
-    #[error("is a publishable key (pk_…); use a secret key (sk_test_…/sk_live_…) or a restricted key (rk_test_…/rk_live_…)")]
+    #[error(
+        "is a publishable key (pk_…); use a secret key (sk_test_…/sk_live_…) or a restricted key (rk_test_…/rk_live_…)"
+    )]
     PublishableGiven,
     #[error("is a secret key; this setting takes a publishable key (pk_test_…/pk_live_…)")]
     SecretGiven,
@@ -24,7 +26,10 @@ pub enum KeyError {
     #[error("has nothing after its prefix")]
     NoBody,
     #[error("entry {index} of the comma-separated list {problem}")]
-    InList { index: usize, problem: Box<KeyError> },
+    InList {
+        index: usize,
+        problem: Box<KeyError>,
+    },
 }
 
 /// Secret (`sk_`) or restricted (`rk_`) API key.
@@ -199,10 +204,9 @@ impl WebhookSecrets {
                     return Err(KeyError::NoBody);
                 }
                 // Stripe's secrets are base64; accept its alphabet and nothing else.
-                if !body
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-'))
-                {
+                if !body.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-')
+                }) {
                     return Err(KeyError::BadCharacters);
                 }
                 Ok(())
@@ -256,7 +260,12 @@ mod tests {
         for (raw, want) in [
             ("", KeyError::Empty),
             ("pk_test_abc", KeyError::PublishableGiven),
-            ("sk_prod_abc", KeyError::WrongPrefix { expected: "sk_test_, sk_live_, rk_test_ or rk_live_" }),
+            (
+                "sk_prod_abc",
+                KeyError::WrongPrefix {
+                    expected: "sk_test_, sk_live_, rk_test_ or rk_live_",
+                },
+            ),
             ("sk_test_", KeyError::NoBody),
             ("sk_test_ab cd", KeyError::BadCharacters),
             ("sk_test_abc\n", KeyError::BadCharacters),
@@ -283,15 +292,27 @@ mod tests {
 
     #[test]
     fn publishable_keys_know_their_mode() {
-        assert_eq!(PublishableKey::parse("pk_live_x").unwrap().mode(), Mode::Live);
-        assert_eq!(PublishableKey::parse("sk_test_x").unwrap_err(), KeyError::SecretGiven);
+        assert_eq!(
+            PublishableKey::parse("pk_live_x").unwrap().mode(),
+            Mode::Live
+        );
+        assert_eq!(
+            PublishableKey::parse("sk_test_x").unwrap_err(),
+            KeyError::SecretGiven
+        );
     }
 
     #[test]
     fn webhook_secret_lists_name_the_bad_entry() {
         let err = WebhookSecrets::parse("whsec_ok,,whsec_b").unwrap_err();
-        assert_eq!(err.to_string(), "entry 2 of the comma-separated list is empty");
+        assert_eq!(
+            err.to_string(),
+            "entry 2 of the comma-separated list is empty"
+        );
         let err = WebhookSecrets::parse("whsec_ok, sk_test_x").unwrap_err();
-        assert_eq!(err.to_string(), "entry 2 of the comma-separated list must start with whsec_");
+        assert_eq!(
+            err.to_string(),
+            "entry 2 of the comma-separated list must start with whsec_"
+        );
     }
 }

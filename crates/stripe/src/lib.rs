@@ -34,7 +34,7 @@ pub mod retry;
 pub mod types;
 
 pub use breaker::{BreakerConfig, CircuitBreaker, CircuitState};
-pub use client::{Client, ClientConfig, Health, DEFAULT_API_BASE, PINNED_API_VERSION};
+pub use client::{Client, ClientConfig, DEFAULT_API_BASE, Health, PINNED_API_VERSION};
 pub use error::{ErrorKind, StripeError};
 pub use form::Form;
 pub use keys::{ApiKey, KeyError, KeyKind, PublishableKey, WebhookSecrets};

@@ -63,12 +63,16 @@ impl Client {
     }
 
     /// All products, active and archived.
-    pub fn product_pages(&self) -> impl Stream<Item = Result<List<Product>, StripeError>> + Send + 'static {
+    pub fn product_pages(
+        &self,
+    ) -> impl Stream<Item = Result<List<Product>, StripeError>> + Send + 'static {
         self.pages("products.list", "/v1/products", Vec::new())
     }
 
     /// All prices, active and archived, of every product.
-    pub fn price_pages(&self) -> impl Stream<Item = Result<List<Price>, StripeError>> + Send + 'static {
+    pub fn price_pages(
+        &self,
+    ) -> impl Stream<Item = Result<List<Price>, StripeError>> + Send + 'static {
         self.pages("prices.list", "/v1/prices", Vec::new())
     }
 
@@ -77,7 +81,11 @@ impl Client {
         &self,
         product: &str,
     ) -> impl Stream<Item = Result<List<Price>, StripeError>> + Send + 'static {
-        self.pages("prices.list", "/v1/prices", vec![("product".into(), product.to_owned())])
+        self.pages(
+            "prices.list",
+            "/v1/prices",
+            vec![("product".into(), product.to_owned())],
+        )
     }
 
     /// Events created at or after `since` (unix seconds), newest first. Stripe keeps 30
@@ -86,6 +94,10 @@ impl Client {
         &self,
         since: i64,
     ) -> impl Stream<Item = Result<List<Event>, StripeError>> + Send + 'static {
-        self.pages("events.list", "/v1/events", vec![("created[gte]".into(), since.to_string())])
+        self.pages(
+            "events.list",
+            "/v1/events",
+            vec![("created[gte]".into(), since.to_string())],
+        )
     }
 }

@@ -123,30 +123,58 @@ mod tests {
     fn retries_exactly_the_transient_statuses() {
         let p = RetryPolicy::default();
         for s in [409, 424, 429, 500, 502, 503, 504] {
-            assert!(matches!(p.decide(0, &resp(s), 0.5), Verdict::RetryAfter(_)), "{s}");
+            assert!(
+                matches!(p.decide(0, &resp(s), 0.5), Verdict::RetryAfter(_)),
+                "{s}"
+            );
         }
         for s in [400, 401, 402, 403, 404] {
             assert_eq!(p.decide(0, &resp(s), 0.5), Verdict::Stop, "{s}");
         }
-        assert!(matches!(p.decide(0, &Attempt::Network, 0.5), Verdict::RetryAfter(_)));
-        assert!(matches!(p.decide(0, &Attempt::Timeout, 0.5), Verdict::RetryAfter(_)));
+        assert!(matches!(
+            p.decide(0, &Attempt::Network, 0.5),
+            Verdict::RetryAfter(_)
+        ));
+        assert!(matches!(
+            p.decide(0, &Attempt::Timeout, 0.5),
+            Verdict::RetryAfter(_)
+        ));
     }
 
     #[test]
     fn stripe_should_retry_is_authoritative() {
         let p = RetryPolicy::default();
-        let no = Attempt::Response { status: 500, should_retry: Some(false), retry_after: None };
+        let no = Attempt::Response {
+            status: 500,
+            should_retry: Some(false),
+            retry_after: None,
+        };
         assert_eq!(p.decide(0, &no, 0.5), Verdict::Stop);
-        let yes = Attempt::Response { status: 400, should_retry: Some(true), retry_after: None };
+        let yes = Attempt::Response {
+            status: 400,
+            should_retry: Some(true),
+            retry_after: None,
+        };
         assert!(matches!(p.decide(0, &yes, 0.5), Verdict::RetryAfter(_)));
     }
 
     #[test]
     fn retry_after_is_a_floor_and_too_long_gives_up() {
         let p = RetryPolicy::default();
-        let a = Attempt::Response { status: 429, should_retry: None, retry_after: Some(Duration::from_secs(1)) };
-        assert_eq!(p.decide(0, &a, 0.0), Verdict::RetryAfter(Duration::from_secs(1)));
-        let long = Attempt::Response { status: 429, should_retry: None, retry_after: Some(Duration::from_secs(3600)) };
+        let a = Attempt::Response {
+            status: 429,
+            should_retry: None,
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert_eq!(
+            p.decide(0, &a, 0.0),
+            Verdict::RetryAfter(Duration::from_secs(1))
+        );
+        let long = Attempt::Response {
+            status: 429,
+            should_retry: None,
+            retry_after: Some(Duration::from_secs(3600)),
+        };
         assert_eq!(p.decide(0, &long, 0.0), Verdict::Stop);
     }
 
@@ -164,8 +192,14 @@ mod tests {
 
     #[test]
     fn stops_after_max_retries() {
-        let p = RetryPolicy { max_retries: 2, ..RetryPolicy::default() };
-        assert!(matches!(p.decide(1, &resp(500), 0.1), Verdict::RetryAfter(_)));
+        let p = RetryPolicy {
+            max_retries: 2,
+            ..RetryPolicy::default()
+        };
+        assert!(matches!(
+            p.decide(1, &resp(500), 0.1),
+            Verdict::RetryAfter(_)
+        ));
         assert_eq!(p.decide(2, &resp(500), 0.1), Verdict::Stop);
     }
 }

@@ -398,7 +398,21 @@ pub struct Event {
     pub request: Option<EventRequest>,
 }
 
-has_id!(Product, Price, Customer, CheckoutSession, LineItem, SubscriptionItem, Subscription, Invoice, InvoiceLine, Charge, Refund, Event, DeletedObject);
+has_id!(
+    Product,
+    Price,
+    Customer,
+    CheckoutSession,
+    LineItem,
+    SubscriptionItem,
+    Subscription,
+    Invoice,
+    InvoiceLine,
+    Charge,
+    Refund,
+    Event,
+    DeletedObject
+);
 
 #[cfg(test)]
 mod tests {

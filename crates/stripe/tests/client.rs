@@ -52,12 +52,20 @@ async fn three_500s_then_success_reuses_one_idempotency_key() {
         .expect("succeeds on the fourth attempt");
     assert_eq!(customer.email.as_deref(), Some("a@example.com"));
 
-    let posts: Vec<_> = fake.requests().into_iter().filter(|r| r.method == "POST").collect();
+    let posts: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
     assert_eq!(posts.len(), 4);
     let key = posts[0].idempotency_key.clone().expect("POSTs carry a key");
     let parsed = uuid::Uuid::parse_str(&key).expect("a UUID");
     assert_eq!(parsed.get_version_num(), 4);
-    assert!(posts.iter().all(|r| r.idempotency_key.as_deref() == Some(key.as_str())));
+    assert!(
+        posts
+            .iter()
+            .all(|r| r.idempotency_key.as_deref() == Some(key.as_str()))
+    );
     // Exactly one customer was created.
     assert_eq!(fake.with_state(|s| s.customers.len()), 1);
     assert_eq!(client.health().retries, 3);
@@ -70,12 +78,20 @@ async fn retry_after_is_waited_for() {
     let client = client(&fake);
     fake.inject(Fault::next(
         1,
-        FaultKind::Status { status: 429, retry_after: Some(1), should_retry: None },
+        FaultKind::Status {
+            status: 429,
+            retry_after: Some(1),
+            should_retry: None,
+        },
     ));
     let started = Instant::now();
     let product = client.retrieve_product(&id).await.unwrap();
     assert_eq!(product.name, "Pack");
-    assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(fake.request_count(), 2);
 }
 
@@ -86,9 +102,15 @@ async fn a_timeout_is_retried() {
     let client = client(&fake);
     fake.inject(Fault::next(1, FaultKind::Delay(Duration::from_secs(60))));
     let started = Instant::now();
-    client.retrieve_product(&id).await.expect("second attempt answers");
+    client
+        .retrieve_product(&id)
+        .await
+        .expect("second attempt answers");
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(60), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(60),
+        "{elapsed:?}"
+    );
     assert_eq!(fake.request_count(), 2);
 }
 
@@ -97,7 +119,10 @@ async fn timeouts_that_persist_end_in_a_timeout_error() {
     let fake = FakeStripe::start().await;
     let id = seed_product(&fake, "Slow");
     let client = client(&fake);
-    fake.inject(Fault::on_path("/v1/products", FaultKind::Delay(Duration::from_secs(60))));
+    fake.inject(Fault::on_path(
+        "/v1/products",
+        FaultKind::Delay(Duration::from_secs(60)),
+    ));
     let err = client.retrieve_product(&id).await.unwrap_err();
     assert!(matches!(err, StripeError::Timeout { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Network);
@@ -110,7 +135,10 @@ async fn a_dropped_connection_is_retried() {
     let id = seed_product(&fake, "Reset");
     let client = client(&fake);
     fake.inject(Fault::next(2, FaultKind::Drop));
-    client.retrieve_product(&id).await.expect("third attempt answers");
+    client
+        .retrieve_product(&id)
+        .await
+        .expect("third attempt answers");
     assert_eq!(fake.request_count(), 3);
 }
 
@@ -133,7 +161,11 @@ async fn stripe_should_retry_false_stops_at_once() {
     let client = client(&fake);
     fake.inject(Fault::next(
         5,
-        FaultKind::Status { status: 503, retry_after: None, should_retry: Some(false) },
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+            should_retry: Some(false),
+        },
     ));
     let err = client.retrieve_product("prod_x").await.unwrap_err();
     assert_eq!(err.status(), Some(503));
@@ -145,20 +177,32 @@ async fn ten_failures_open_the_breaker_and_then_calls_fail_fast() {
     let fake = FakeStripe::start().await;
     let id = seed_product(&fake, "Breaker");
     let cfg = ClientConfig {
-        retry: RetryPolicy { max_retries: 0, ..RetryPolicy::default() },
-        breaker: BreakerConfig { failure_threshold: 10, open_for: Duration::from_secs(30) },
+        retry: RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        },
+        breaker: BreakerConfig {
+            failure_threshold: 10,
+            open_for: Duration::from_secs(30),
+        },
         ..config(&fake)
     };
     let client = Client::new(ApiKey::parse(KEY).unwrap(), cfg).unwrap();
     fake.inject(Fault::on_path("/v1/products", Fault::status(500)));
     for _ in 0..10 {
-        assert_eq!(client.retrieve_product(&id).await.unwrap_err().status(), Some(500));
+        assert_eq!(
+            client.retrieve_product(&id).await.unwrap_err().status(),
+            Some(500)
+        );
     }
     assert_eq!(client.circuit_state(), CircuitState::Open);
 
     let started = Instant::now();
     let err = client.retrieve_product(&id).await.unwrap_err();
-    assert!(matches!(err, StripeError::CircuitOpen { failures: 10, .. }), "{err}");
+    assert!(
+        matches!(err, StripeError::CircuitOpen { failures: 10, .. }),
+        "{err}"
+    );
     assert_eq!(started.elapsed(), Duration::ZERO, "no waiting, no network");
     assert_eq!(fake.request_count(), 10, "the open circuit sent nothing");
     assert_eq!(client.health().last_error.unwrap().kind, "circuit_open");
@@ -167,7 +211,10 @@ async fn ten_failures_open_the_breaker_and_then_calls_fail_fast() {
     fake.clear_faults();
     tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(client.circuit_state(), CircuitState::HalfOpen);
-    client.retrieve_product(&id).await.expect("the probe succeeds");
+    client
+        .retrieve_product(&id)
+        .await
+        .expect("the probe succeeds");
     assert_eq!(client.circuit_state(), CircuitState::Closed);
     assert_eq!(fake.request_count(), 11);
 }
@@ -177,7 +224,10 @@ async fn the_limiter_paces_requests_under_the_servers_limit() {
     let fake = FakeStripe::start().await;
     let id = seed_product(&fake, "Paced");
     fake.set_rate_limit(Some(5));
-    let cfg = ClientConfig { max_rps: 5, ..config(&fake) };
+    let cfg = ClientConfig {
+        max_rps: 5,
+        ..config(&fake)
+    };
     let client = Client::new(ApiKey::parse(KEY).unwrap(), cfg).unwrap();
     let started = Instant::now();
     for _ in 0..20 {
@@ -197,7 +247,10 @@ async fn without_the_limiter_the_fake_answers_429_and_the_client_backs_off() {
     fake.set_rate_limit(Some(5));
     let client = client(&fake);
     for _ in 0..8 {
-        client.retrieve_product(&id).await.expect("retries absorb the 429s");
+        client
+            .retrieve_product(&id)
+            .await
+            .expect("retries absorb the 429s");
     }
     assert!(fake.rate_limited_count() > 0);
 }
@@ -213,7 +266,10 @@ async fn every_request_carries_the_pinned_version_and_the_key() {
     let reqs = fake.requests();
     assert_eq!(reqs.len(), 3);
     for r in reqs {
-        assert_eq!(r.stripe_version.as_deref(), Some(sm_stripe::PINNED_API_VERSION));
+        assert_eq!(
+            r.stripe_version.as_deref(),
+            Some(sm_stripe::PINNED_API_VERSION)
+        );
         assert!(r.authorized);
     }
 }
@@ -239,20 +295,32 @@ async fn pagination_streams_every_page_with_limit_100() {
     fake.with_state(|s| {
         s.emit_events = false;
         for i in 0..250 {
-            s.create_product(&json!({"name": format!("P{i}")}), &Default::default()).unwrap();
+            s.create_product(&json!({"name": format!("P{i}")}), &Default::default())
+                .unwrap();
         }
     });
     let client = client(&fake);
     let pages: Vec<_> = client.product_pages().try_collect().await.unwrap();
-    assert_eq!(pages.iter().map(|p| p.data.len()).collect::<Vec<_>>(), vec![100, 100, 50]);
-    let names: std::collections::HashSet<_> = pages.iter().flat_map(|p| &p.data).map(|p| p.name.clone()).collect();
+    assert_eq!(
+        pages.iter().map(|p| p.data.len()).collect::<Vec<_>>(),
+        vec![100, 100, 50]
+    );
+    let names: std::collections::HashSet<_> = pages
+        .iter()
+        .flat_map(|p| &p.data)
+        .map(|p| p.name.clone())
+        .collect();
     assert_eq!(names.len(), 250);
     // Newest first.
     assert_eq!(pages[0].data[0].name, "P249");
     let reqs = fake.requests();
     assert_eq!(reqs.len(), 3);
     assert!(reqs.iter().all(|r| r.query.contains("limit=100")));
-    assert!(reqs[1].query.contains(&format!("starting_after={}", pages[0].data[99].id)));
+    assert!(
+        reqs[1]
+            .query
+            .contains(&format!("starting_after={}", pages[0].data[99].id))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -274,20 +342,33 @@ async fn checkout_session_round_trip_with_line_items() {
         .push("line_items[0][quantity]", "3")
         .push("client_reference_id", "acct_42")
         .push_map("metadata", [("account", "acct_42")]);
-    let session = client.create_checkout_session(&form, Some("checkout-acct_42-1".into())).await.unwrap();
+    let session = client
+        .create_checkout_session(&form, Some("checkout-acct_42-1".into()))
+        .await
+        .unwrap();
     assert_eq!(session.payment_status, "unpaid");
     assert_eq!(session.amount_total, Some(1500));
-    assert_eq!(session.metadata.get("account").map(String::as_str), Some("acct_42"));
-    let items = client.checkout_session_line_items(&session.id).await.unwrap();
+    assert_eq!(
+        session.metadata.get("account").map(String::as_str),
+        Some("acct_42")
+    );
+    let items = client
+        .checkout_session_line_items(&session.id)
+        .await
+        .unwrap();
     assert_eq!(items.data[0].quantity, Some(3));
     assert_eq!(items.data[0].price.as_ref().unwrap().id, price);
 
     // The same idempotency key replays the same session instead of creating another.
-    let again = client.create_checkout_session(&form, Some("checkout-acct_42-1".into())).await.unwrap();
+    let again = client
+        .create_checkout_session(&form, Some("checkout-acct_42-1".into()))
+        .await
+        .unwrap();
     assert_eq!(again.id, session.id);
     assert_eq!(fake.with_state(|s| s.sessions.len()), 1);
 
-    fake.with_state(|s| s.complete_session(&session.id, true)).unwrap();
+    fake.with_state(|s| s.complete_session(&session.id, true))
+        .unwrap();
     let done = client.retrieve_checkout_session(&session.id).await.unwrap();
     assert_eq!(done.payment_status, "paid");
 }

@@ -1,0 +1,80 @@
+-- The local copy of Stripe's catalog, and the record of every sync run.
+-- Timestamps are unix seconds (Stripe's own unit). JSON is stored as text.
+
+CREATE TABLE products (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    description      TEXT,
+    active           BOOLEAN NOT NULL,
+    deleted          BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Parsed from metadata; NULL when missing or invalid.
+    credit_amount    BIGINT,
+    -- metadata credit_type when given ('payg' or 'subscription'), else NULL.
+    credit_type      TEXT,
+    display_order    BIGINT,
+    valid            BOOLEAN NOT NULL,
+    validation_error TEXT,
+    default_price_id TEXT,
+    metadata         TEXT NOT NULL,
+    raw              TEXT NOT NULL,
+    livemode         BOOLEAN NOT NULL,
+    stripe_created   BIGINT NOT NULL,
+    -- Stripe's `updated` (or the event time for deletions): writes never go backwards.
+    stripe_updated   BIGINT NOT NULL,
+    synced_at        BIGINT NOT NULL,
+    -- The full sync run that last saw this product in Stripe.
+    seen_in_run      BIGINT
+);
+
+CREATE INDEX products_listing ON products (deleted, active, display_order, name);
+
+CREATE TABLE prices (
+    id                  TEXT PRIMARY KEY,
+    product_id          TEXT NOT NULL,
+    active              BOOLEAN NOT NULL,
+    deleted             BOOLEAN NOT NULL DEFAULT FALSE,
+    currency            TEXT NOT NULL,
+    unit_amount         BIGINT,
+    unit_amount_decimal TEXT,
+    -- 'fixed', 'tiered' or 'custom': only 'fixed' prices have a unit_amount.
+    amount_kind         TEXT NOT NULL,
+    kind                TEXT NOT NULL,
+    recurring_interval  TEXT,
+    interval_count      BIGINT,
+    nickname            TEXT,
+    lookup_key          TEXT,
+    metadata            TEXT NOT NULL,
+    raw                 TEXT NOT NULL,
+    livemode            BOOLEAN NOT NULL,
+    stripe_created      BIGINT NOT NULL,
+    -- Prices have no `updated`: this is the time the data was read from Stripe (sync)
+    -- or the event's `created` (webhooks). Writes never go backwards.
+    observed_at         BIGINT NOT NULL,
+    synced_at           BIGINT NOT NULL,
+    seen_in_run         BIGINT
+);
+
+CREATE INDEX prices_by_product ON prices (product_id);
+
+CREATE TABLE sync_runs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope        TEXT NOT NULL,
+    origin       TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    started_at   BIGINT NOT NULL,
+    finished_at  BIGINT,
+    requests     BIGINT NOT NULL DEFAULT 0,
+    created      BIGINT NOT NULL DEFAULT 0,
+    updated      BIGINT NOT NULL DEFAULT 0,
+    unchanged    BIGINT NOT NULL DEFAULT 0,
+    invalid      BIGINT NOT NULL DEFAULT 0,
+    tombstoned   BIGINT NOT NULL DEFAULT 0,
+    errors       TEXT NOT NULL DEFAULT '[]'
+);
+
+-- A lease so that only one full sync runs at a time across processes sharing the file.
+CREATE TABLE locks (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);
