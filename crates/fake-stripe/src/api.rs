@@ -521,13 +521,13 @@ impl State {
         if mode != "setup" && items.is_empty() {
             return Err(ApiError::required("line_items"));
         }
-        if let Some(customer) = p.text("customer") {
-            if self.customers.get(&customer).is_none() {
-                return Err(ApiError::invalid(
-                    "customer",
-                    format!("No such customer: '{customer}'"),
-                ));
-            }
+        if let Some(customer) = p.text("customer")
+            && self.customers.get(&customer).is_none()
+        {
+            return Err(ApiError::invalid(
+                "customer",
+                format!("No such customer: '{customer}'"),
+            ));
         }
         let id = format!("cs_test_{}", random_tail(40));
         let mut lines = Vec::new();

@@ -102,13 +102,13 @@ async fn handle(
         extra.push(("Idempotency-Key", key.clone()));
     }
 
-    if let Some(rate) = lock(&shared.rate).as_mut() {
-        if !rate.admit() {
-            extra.push(("Stripe-Rate-Limited-Reason", "global-rate".into()));
-            let body = json!({"error": {"type": "invalid_request_error", "code": "rate_limit",
+    if let Some(rate) = lock(&shared.rate).as_mut()
+        && !rate.admit()
+    {
+        extra.push(("Stripe-Rate-Limited-Reason", "global-rate".into()));
+        let body = json!({"error": {"type": "invalid_request_error", "code": "rate_limit",
                 "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}});
-            return Ok(respond(429, &body, &extra));
-        }
+        return Ok(respond(429, &body, &extra));
     }
 
     let fault = lock(&shared.faults).take(method.as_str(), &path);
@@ -147,18 +147,17 @@ async fn handle(
         &bytes
     });
     let fingerprint = format!("{method} {path} {}", String::from_utf8_lossy(&bytes));
-    if method == Method::POST {
-        if let Some(key) = &idempotency_key {
-            if let Some((seen, status, body)) = lock(&shared.idempotency).get(key).cloned() {
-                if seen != fingerprint {
-                    let body = json!({"error": {"type": "idempotency_error", "message": format!(
+    if method == Method::POST
+        && let Some(key) = &idempotency_key
+        && let Some((seen, status, body)) = lock(&shared.idempotency).get(key).cloned()
+    {
+        if seen != fingerprint {
+            let body = json!({"error": {"type": "idempotency_error", "message": format!(
                         "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request.")}});
-                    return Ok(respond(400, &body, &extra));
-                }
-                extra.push(("Idempotent-Replayed", "true".into()));
-                return Ok(respond(status, &body, &extra));
-            }
+            return Ok(respond(400, &body, &extra));
         }
+        extra.push(("Idempotent-Replayed", "true".into()));
+        return Ok(respond(status, &body, &extra));
     }
 
     let ctx = Ctx {
@@ -173,10 +172,11 @@ async fn handle(
     };
     shared.webhooks.dispatch(events);
     let (status, body) = answer.unwrap_or_else(|e| (e.status, e.body()));
-    if method == Method::POST && status < 500 {
-        if let Some(key) = idempotency_key {
-            lock(&shared.idempotency).insert(key, (fingerprint, status, body.clone()));
-        }
+    if method == Method::POST
+        && status < 500
+        && let Some(key) = idempotency_key
+    {
+        lock(&shared.idempotency).insert(key, (fingerprint, status, body.clone()));
     }
     Ok(respond(status, &body, &extra))
 }

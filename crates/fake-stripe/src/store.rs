@@ -47,6 +47,10 @@ impl Collection {
         self.objects.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &Value> {
         self.by_seq.values().filter_map(|id| self.get(id))
     }

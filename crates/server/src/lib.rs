@@ -1,1 +1,37 @@
+//! stripe-manager: Stripe as the single source of truth for a SaaS product catalog and
+//! the credit system built on it. One binary: HTTP server and CLI.
+//!
+//! # Layout
+//! - [`config`]: configuration from flags, environment and `.env`, validated
+//! - [`manager`]: the shared Stripe handle (client, availability, status)
+//! - [`app`]: `AppState` and the `Application` that `serve` runs
+//! - [`http`]: routers per resource and shared middleware
+//! - [`telemetry`]: logs and the Prometheus recorder
+//! - [`cli`]: the commands
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod manager;
+pub mod telemetry;
+
+pub use app::{AppState, Application};
+pub use config::Config;
+pub use manager::{StripeManager, Unavailable};
+
+/// An error followed by its sources (`a: b: c`), skipping sources whose text the
+/// previous message already includes. For messages to operators.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -94,6 +94,9 @@ pub struct Store {
 pub struct ConnectOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Create a missing SQLite file (off for read-only checks, which must not leave a
+    /// file behind).
+    pub create_if_missing: bool,
 }
 
 impl Default for ConnectOptions {
@@ -101,6 +104,7 @@ impl Default for ConnectOptions {
         Self {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(10),
+            create_if_missing: true,
         }
     }
 }
@@ -118,7 +122,7 @@ impl Store {
             Backend::Sqlite => {
                 let opts = SqliteConnectOptions::from_str(url.expose())
                     .map_err(connect_err)?
-                    .create_if_missing(true)
+                    .create_if_missing(options.create_if_missing)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))

@@ -50,6 +50,19 @@ impl DatabaseUrl {
         self.backend
     }
 
+    /// The file of a SQLite URL (`None` for PostgreSQL and in-memory databases).
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        if self.backend != Backend::Sqlite || self.raw.contains(":memory:") {
+            return None;
+        }
+        let rest = self
+            .raw
+            .trim_start_matches("sqlite:")
+            .trim_start_matches("//");
+        let path = rest.split('?').next().unwrap_or_default();
+        Some(std::path::PathBuf::from(path))
+    }
+
     /// The URL itself, for the driver only.
     pub fn expose(&self) -> &str {
         &self.raw

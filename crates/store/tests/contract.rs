@@ -71,6 +71,7 @@ async fn an_unreachable_postgres_is_a_connect_error_without_the_password() {
         &ConnectOptions {
             max_connections: 1,
             acquire_timeout: std::time::Duration::from_secs(2),
+            create_if_missing: false,
         },
     )
     .await

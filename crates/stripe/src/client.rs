@@ -109,6 +109,18 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// One logical request: what to send and what to call it in metrics and logs.
+struct Call<'a> {
+    /// Names the endpoint for metrics and logs (`products.list`); never a raw path.
+    op: &'static str,
+    method: Method,
+    path: &'a str,
+    query: &'a [(String, String)],
+    form: Option<&'a Form>,
+    /// For POSTs; a fresh UUID v4 when `None`.
+    idempotency_key: Option<String>,
+}
+
 /// Error shape of Stripe's error bodies.
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -131,15 +143,16 @@ fn unix_now() -> i64 {
 }
 
 /// Installs the ring-based TLS provider once per process; reqwest is built without a
-/// default provider so that we compile one crypto stack (ring), not two.
-fn ensure_tls_provider() {
+/// default provider so that we compile one crypto stack (ring), not two. Any other
+/// `reqwest::Client` in the process (tests, webhook senders) needs this first.
+pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 impl Client {
     /// Builds the client. No network call happens here.
     pub fn new(key: ApiKey, config: ClientConfig) -> Result<Self, StripeError> {
-        ensure_tls_provider();
+        install_tls_provider();
         let api_base = config.api_base.trim_end_matches('/').to_owned();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -236,38 +249,27 @@ impl Client {
         }
     }
 
-    /// Sends one logical request, retrying per the policy. `op` names the endpoint for
-    /// metrics and logs (`products.list`). POSTs always carry an idempotency key; the
-    /// same key is sent on every retry so Stripe applies the request once.
+    /// Sends one logical request, retrying per `policy`. POSTs always carry an
+    /// idempotency key; the same key is sent on every retry so Stripe applies the
+    /// request once.
     async fn execute(
         &self,
-        op: &'static str,
-        method: Method,
-        path: &str,
-        query: &[(String, String)],
-        form: Option<&Form>,
-        idempotency_key: Option<String>,
+        call: Call<'_>,
+        policy: &RetryPolicy,
     ) -> Result<(u16, Vec<u8>), StripeError> {
+        let Call {
+            op,
+            method,
+            path,
+            query,
+            form,
+            idempotency_key,
+        } = call;
         let idempotency_key = match (method == Method::POST, idempotency_key) {
             (true, None) => Some(uuid::Uuid::new_v4().to_string()),
             (_, key) => key,
         };
-        let result = self
-            .execute_inner(op, method, path, query, form, idempotency_key.as_deref())
-            .await;
-        self.note_outcome(&result);
-        result
-    }
-
-    async fn execute_inner(
-        &self,
-        op: &'static str,
-        method: Method,
-        path: &str,
-        query: &[(String, String)],
-        form: Option<&Form>,
-        idempotency_key: Option<&str>,
-    ) -> Result<(u16, Vec<u8>), StripeError> {
+        let idempotency_key = idempotency_key.as_deref();
         let inner = &*self.inner;
         let url = format!("{}{}", inner.config.api_base, path);
         let mut retries = 0u32;
@@ -373,11 +375,7 @@ impl Client {
                     }
                 }
             };
-            match inner
-                .config
-                .retry
-                .decide(retries, &attempt, fastrand::f64())
-            {
+            match policy.decide(retries, &attempt, fastrand::f64()) {
                 Verdict::RetryAfter(wait) => {
                     retries += 1;
                     metrics::counter!("stripe_api_retries_total", "endpoint" => op).increment(1);
@@ -389,18 +387,11 @@ impl Client {
         }
     }
 
-    async fn call<T: DeserializeOwned>(
-        &self,
-        op: &'static str,
-        method: Method,
-        path: &str,
-        query: &[(String, String)],
-        form: Option<&Form>,
-        idempotency_key: Option<String>,
-    ) -> Result<T, StripeError> {
-        let (_, body) = self
-            .execute(op, method, path, query, form, idempotency_key)
-            .await?;
+    async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, StripeError> {
+        let op = call.op;
+        let result = self.execute(call, &self.inner.config.retry).await;
+        self.note_outcome(&result);
+        let (_, body) = result?;
         serde_json::from_slice(&body).map_err(|source| StripeError::Decode {
             what: op.to_owned(),
             source,
@@ -414,7 +405,15 @@ impl Client {
         path: &str,
         query: &[(String, String)],
     ) -> Result<T, StripeError> {
-        self.call(op, Method::GET, path, query, None, None).await
+        self.call(Call {
+            op,
+            method: Method::GET,
+            path,
+            query,
+            form: None,
+            idempotency_key: None,
+        })
+        .await
     }
 
     /// A POST with a form body. `idempotency_key` defaults to a fresh UUID v4; pass one
@@ -426,17 +425,47 @@ impl Client {
         form: &Form,
         idempotency_key: Option<String>,
     ) -> Result<T, StripeError> {
-        self.call(op, Method::POST, path, &[], Some(form), idempotency_key)
-            .await
+        self.call(Call {
+            op,
+            method: Method::POST,
+            path,
+            query: &[],
+            form: Some(form),
+            idempotency_key,
+        })
+        .await
     }
 
     /// A cheap authenticated read that proves the key works and Stripe answers:
     /// one product, which is the permission this service needs anyway.
+    ///
+    /// One attempt, no retries: a connectivity check must answer within the timeout.
     pub async fn probe(&self) -> Result<Duration, StripeError> {
         let started = Instant::now();
-        let _: List<Product> = self
-            .get("probe", "/v1/products", &[("limit".into(), "1".into())])
-            .await?;
+        let once = RetryPolicy {
+            max_retries: 0,
+            ..self.inner.config.retry.clone()
+        };
+        let query = [("limit".to_owned(), "1".to_owned())];
+        let result = self
+            .execute(
+                Call {
+                    op: "probe",
+                    method: Method::GET,
+                    path: "/v1/products",
+                    query: &query,
+                    form: None,
+                    idempotency_key: None,
+                },
+                &once,
+            )
+            .await;
+        self.note_outcome(&result);
+        let (_, body) = result?;
+        serde_json::from_slice::<List<Product>>(&body).map_err(|source| StripeError::Decode {
+            what: "probe".into(),
+            source,
+        })?;
         Ok(started.elapsed())
     }
 

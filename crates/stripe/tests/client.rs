@@ -245,7 +245,17 @@ async fn without_the_limiter_the_fake_answers_429_and_the_client_backs_off() {
     let fake = FakeStripe::start().await;
     let id = seed_product(&fake, "Burst");
     fake.set_rate_limit(Some(5));
-    let client = client(&fake);
+    // Backoff ceilings of 2 s, 4 s, 8 s…: with full jitter the chance that ten draws
+    // all land inside the one-second window is negligible, so this cannot flake.
+    let cfg = ClientConfig {
+        retry: RetryPolicy {
+            max_retries: 10,
+            initial_backoff: Duration::from_secs(2),
+            ..RetryPolicy::default()
+        },
+        ..config(&fake)
+    };
+    let client = Client::new(ApiKey::parse(KEY).unwrap(), cfg).unwrap();
     for _ in 0..8 {
         client
             .retrieve_product(&id)

@@ -1,0 +1,135 @@
+//! The `Application`: everything `serve` runs, built in one place so tests start the
+//! real thing on port 0 with a fresh database and a fake Stripe.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sm_store::{ConnectOptions, Store, StoreError};
+use sm_stripe::StripeError;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::manager::StripeManager;
+
+/// Shared by every request handler and background task; cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub stripe: StripeManager,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Connects the store and builds the Stripe manager. No Stripe call happens here.
+    pub async fn build(config: Config, connect: &ConnectOptions) -> Result<Self, StartError> {
+        let store = Store::connect(&config.database_url, connect).await?;
+        let stripe = StripeManager::new(&config.stripe)?;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            stripe,
+            metrics: crate::telemetry::metrics_handle(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the Stripe client: {0}")]
+    Stripe(#[from] StripeError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects and migrates the database, builds the manager, binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let bind = config.bind;
+        let state = AppState::build(config, &ConnectOptions::default()).await?;
+        let applied = state.store.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied database migrations");
+        }
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(|source| StartError::Bind { addr: bind, source })?;
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self { listener, state } = self;
+        for (is_error, finding) in state.config.findings() {
+            if is_error {
+                tracing::error!("{finding}");
+            } else {
+                tracing::warn!("{finding}");
+            }
+        }
+        match state.stripe.config().disabled_reason.as_deref() {
+            Some(reason) => tracing::warn!(%reason, "Stripe is disabled; serving local data only"),
+            None => {
+                state.stripe.spawn_startup_probe();
+            }
+        }
+        let router = crate::http::router(state.clone());
+        tracing::info!(addr = %listener.local_addr()?, database = %state.config.database_url, "stripe-manager listening");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,168 @@
+//! The command line: `stripe-manager <command>`. Exit codes are part of the contract:
+//! 0 success, 1 finished with some items failed or invalid, 2 configuration or usage
+//! error, 3 Stripe unavailable.
+
+mod check;
+mod migrate;
+mod serve;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Sources};
+use crate::manager::Unavailable;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stripe-manager",
+    version,
+    about = "Stripe as the single source of truth for a SaaS catalog and its credits"
+)]
+pub struct Cli {
+    /// Read configuration from this file as well as the environment (default: .env if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    env_file: Option<PathBuf>,
+    /// Overrides DATABASE_URL.
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Overrides BIND.
+    #[arg(long, global = true, value_name = "ADDR")]
+    bind: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server and the background workers (migrates the database first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration, probe Stripe, report mode and API version.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The outcome of a command that did not succeed: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    pub fn stripe(e: &Unavailable) -> Self {
+        let code = match e {
+            Unavailable::Disabled { .. } => 2,
+            _ => 3,
+        };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::usage(e.to_string())
+    }
+}
+
+impl From<sm_store::StoreError> for Failure {
+    fn from(e: sm_store::StoreError) -> Self {
+        Failure {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::app::StartError> for Failure {
+    fn from(e: crate::app::StartError) -> Self {
+        let code = match e {
+            crate::app::StartError::Bind { .. } => 2,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: error_chain(&e),
+        }
+    }
+}
+
+pub use crate::error_chain;
+
+impl Cli {
+    fn sources(&self) -> Result<Sources, ConfigError> {
+        let (path, required) = match &self.env_file {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(".env"), false),
+        };
+        let mut sources = Sources::from_process(&path, required)?;
+        let mut flags = HashMap::new();
+        if let Some(url) = &self.database_url {
+            flags.insert("DATABASE_URL", url.clone());
+        }
+        if let Some(bind) = &self.bind {
+            flags.insert("BIND", bind.clone());
+        }
+        sources.flags = flags;
+        Ok(sources)
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let sources = cli.sources()?;
+    // `check` reports configuration problems itself, in its own format.
+    if let Command::Check { json } = cli.command {
+        return check::run(&sources, json).await;
+    }
+    let config = Config::load(&sources)?;
+    crate::telemetry::init_logging(config.log_format);
+    match cli.command {
+        Command::Serve => serve::run(config).await,
+        Command::Migrate { json } => migrate::run(config, json).await,
+        Command::Check { .. } => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,657 @@
+//! Configuration from flags, the environment and a `.env` file, in that order of
+//! precedence, with the names in CONTRACT.md.
+//!
+//! Loading never touches the process environment (the `.env` file is read into a map),
+//! so it is a pure function of its inputs and tests can build any configuration. Every
+//! problem is collected, so one start-up error lists everything to fix; messages name
+//! the variable and what is wrong, never the secret value.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use sm_domain::Mode;
+use sm_store::DatabaseUrl;
+use sm_stripe::{
+    ApiKey, BreakerConfig, DEFAULT_API_BASE, KeyKind, PINNED_API_VERSION, PublishableKey,
+    RetryPolicy, WebhookSecrets,
+};
+
+/// Where the service runs. Live keys outside production are reported by `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything about talking to Stripe.
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub secret_key: Option<ApiKey>,
+    pub public_key: Option<PublishableKey>,
+    /// Why Stripe is off, when it is; `None` means enabled with a key.
+    pub disabled_reason: Option<String>,
+    pub api_version: String,
+    pub api_base: String,
+    pub connectivity_test: bool,
+    /// Client-side requests per second; 0 means no client-side limit.
+    pub max_rps: u32,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    pub breaker: BreakerConfig,
+}
+
+impl StripeConfig {
+    pub fn enabled(&self) -> bool {
+        self.disabled_reason.is_none()
+    }
+
+    pub fn mode(&self) -> Option<Mode> {
+        self.secret_key.as_ref().map(ApiKey::mode)
+    }
+
+    /// The client configuration these settings describe.
+    pub fn client_config(&self) -> sm_stripe::ClientConfig {
+        sm_stripe::ClientConfig {
+            api_base: self.api_base.clone(),
+            api_version: self.api_version.clone(),
+            timeout: self.timeout,
+            connect_timeout: self.timeout.min(Duration::from_secs(5)),
+            retry: RetryPolicy {
+                max_retries: self.max_retries,
+                ..RetryPolicy::default()
+            },
+            max_rps: self.max_rps,
+            breaker: self.breaker.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub stripe: StripeConfig,
+    pub webhook_secrets: Option<WebhookSecrets>,
+    pub webhook_tolerance: Duration,
+    pub database_url: DatabaseUrl,
+    pub bind: SocketAddr,
+    pub app_env: AppEnv,
+    pub log_format: LogFormat,
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.variable, self.message)
+    }
+}
+
+/// Every problem found while loading the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "invalid configuration: {one}"),
+            many => {
+                write!(f, "invalid configuration ({} problems):", many.len())?;
+                for p in many {
+                    write!(f, "\n  - {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The sources configuration is read from, highest precedence first.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// From command-line flags.
+    pub flags: HashMap<&'static str, String>,
+    /// The process environment.
+    pub env: HashMap<String, String>,
+    /// The `.env` file, if any.
+    pub dotenv: HashMap<String, String>,
+}
+
+impl Sources {
+    /// The process environment plus `.env` at `path` (a missing file is fine unless
+    /// `required`). A malformed `.env` is an error naming the line, not its content.
+    pub fn from_process(dotenv_path: &Path, required: bool) -> Result<Self, ConfigError> {
+        Ok(Self {
+            flags: HashMap::new(),
+            env: std::env::vars().collect(),
+            dotenv: read_dotenv(dotenv_path, required)?,
+        })
+    }
+
+    fn get(&self, name: &'static str) -> Option<String> {
+        self.flags
+            .get(name)
+            .or_else(|| self.env.get(name))
+            .or_else(|| self.dotenv.get(name))
+            .cloned()
+    }
+}
+
+fn read_dotenv(path: &Path, required: bool) -> Result<HashMap<String, String>, ConfigError> {
+    let problem = |message: String| ConfigError {
+        problems: vec![Problem {
+            variable: "--env-file",
+            message,
+        }],
+    };
+    let iter = match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter,
+        Err(e) if e.not_found() && !required => return Ok(HashMap::new()),
+        Err(e) if e.not_found() => {
+            return Err(problem(format!("{} does not exist", path.display())));
+        }
+        Err(_) => return Err(problem(format!("{} cannot be read", path.display()))),
+    };
+    let mut map = HashMap::new();
+    for item in iter {
+        match item {
+            Ok((k, v)) => {
+                map.insert(k, v);
+            }
+            Err(dotenvy::Error::LineParse(line, at)) => {
+                // The line may hold a secret: report where it is, not what it says.
+                let number = std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|text| text.lines().position(|l| l.contains(line.trim())))
+                    .map(|i| format!("line {}", i + 1))
+                    .unwrap_or_else(|| "a line".into());
+                return Err(problem(format!(
+                    "{}: {number} is malformed at character {at} (expected NAME=value; the value is not shown)",
+                    path.display()
+                )));
+            }
+            Err(_) => return Err(problem(format!("{} cannot be read", path.display()))),
+        }
+    }
+    Ok(map)
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `2025-03-31.basil` or `2024-06-20`: a date, optionally a release name.
+fn valid_api_version(v: &str) -> bool {
+    let (date, name) = v.split_once('.').unwrap_or((v, "x"));
+    let parts: Vec<&str> = date.split('-').collect();
+    parts.len() == 3
+        && [4, 2, 2]
+            .iter()
+            .zip(&parts)
+            .all(|(n, p)| p.len() == *n && p.bytes().all(|b| b.is_ascii_digit()))
+        && !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+struct Loader<'a> {
+    sources: &'a Sources,
+    problems: Vec<Problem>,
+}
+
+impl Loader<'_> {
+    fn get(&self, name: &'static str) -> Option<String> {
+        self.sources.get(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn fail(&mut self, variable: &'static str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            variable,
+            message: message.into(),
+        });
+    }
+
+    fn boolean(&mut self, name: &'static str, default: bool) -> bool {
+        match self.get(name) {
+            None => default,
+            Some(v) => parse_bool(&v).unwrap_or_else(|| {
+                self.fail(
+                    name,
+                    format!(
+                        "must be true or false, not {:?}",
+                        v.chars().take(20).collect::<String>()
+                    ),
+                );
+                default
+            }),
+        }
+    }
+
+    fn number(&mut self, name: &'static str, default: u64, min: u64, max: u64) -> u64 {
+        match self.get(name) {
+            None => default,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => n,
+                Ok(n) => {
+                    self.fail(name, format!("must be between {min} and {max}, not {n}"));
+                    default
+                }
+                Err(_) => {
+                    self.fail(
+                        name,
+                        format!(
+                            "must be a whole number, not {:?}",
+                            v.chars().take(20).collect::<String>()
+                        ),
+                    );
+                    default
+                }
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates the configuration from `sources`.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut l = Loader {
+            sources,
+            problems: Vec::new(),
+        };
+
+        let secret_key =
+            l.get("STRIPE_SECRET_KEY")
+                .and_then(|raw| match ApiKey::parse(raw.trim()) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        l.fail("STRIPE_SECRET_KEY", e.to_string());
+                        None
+                    }
+                });
+        let secret_given = l.get("STRIPE_SECRET_KEY").is_some();
+        let public_key =
+            l.get("STRIPE_PUBLIC_KEY")
+                .and_then(|raw| match PublishableKey::parse(raw.trim()) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        l.fail("STRIPE_PUBLIC_KEY", e.to_string());
+                        None
+                    }
+                });
+        let webhook_secrets =
+            l.get("STRIPE_WEBHOOK_SECRET")
+                .and_then(|raw| match WebhookSecrets::parse(&raw) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        l.fail("STRIPE_WEBHOOK_SECRET", e.to_string());
+                        None
+                    }
+                });
+        let enabled_flag = match l.get("STRIPE_ENABLED") {
+            None => None,
+            Some(v) => match parse_bool(&v) {
+                Some(b) => Some(b),
+                None => {
+                    l.fail(
+                        "STRIPE_ENABLED",
+                        format!(
+                            "must be true or false, not {:?}",
+                            v.chars().take(20).collect::<String>()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let disabled_reason = match (enabled_flag, secret_given) {
+            (Some(false), _) => Some("STRIPE_ENABLED is false".to_owned()),
+            (Some(true), false) => {
+                Some("STRIPE_ENABLED is true but STRIPE_SECRET_KEY is not set".to_owned())
+            }
+            (None, false) => Some("STRIPE_SECRET_KEY is not set".to_owned()),
+            (_, true) => None,
+        };
+
+        let api_version = l
+            .get("STRIPE_API_VERSION")
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| PINNED_API_VERSION.to_owned());
+        if !valid_api_version(&api_version) {
+            l.fail(
+                "STRIPE_API_VERSION",
+                format!("{api_version:?} is not a Stripe API version like {PINNED_API_VERSION}"),
+            );
+        }
+        let api_base = l
+            .get("STRIPE_API_BASE")
+            .map(|v| v.trim().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
+        match reqwest::Url::parse(&api_base) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none() => {}
+            _ => l.fail(
+                "STRIPE_API_BASE",
+                format!("{api_base:?} is not an http(s) URL like {DEFAULT_API_BASE}"),
+            ),
+        }
+        let connectivity_test = l.boolean("STRIPE_CONNECTIVITY_TEST", true);
+        let tolerance = l.number("STRIPE_WEBHOOK_TOLERANCE", 300, 1, 86_400);
+        let default_rps = match secret_key.as_ref().map(ApiKey::mode) {
+            Some(Mode::Live) => 80,
+            _ => 20,
+        };
+        let max_rps = l.number("STRIPE_MAX_RPS", default_rps, 0, 10_000) as u32;
+        let timeout = l.number("STRIPE_TIMEOUT", 30, 1, 600);
+        let max_retries = l.number("STRIPE_MAX_RETRIES", 3, 0, 10) as u32;
+        let threshold = l.number("STRIPE_BREAKER_THRESHOLD", 10, 1, 1000) as u32;
+        let open_for = l.number("STRIPE_BREAKER_OPEN_SECS", 30, 1, 3600);
+
+        let database_url = match DatabaseUrl::parse(
+            &l.get("DATABASE_URL")
+                .unwrap_or_else(|| "sqlite://stripe-manager.db".into()),
+        ) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                l.fail("DATABASE_URL", e);
+                None
+            }
+        };
+        let bind_raw = l.get("BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let bind = match bind_raw.trim().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                l.fail(
+                    "BIND",
+                    format!("{bind_raw:?} is not an address like 127.0.0.1:8080"),
+                );
+                None
+            }
+        };
+        let app_env = match l
+            .get("APP_ENV")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("development") | Some("dev") => AppEnv::Development,
+            Some("test") => AppEnv::Test,
+            Some("production") | Some("prod") => AppEnv::Production,
+            Some(other) => {
+                l.fail(
+                    "APP_ENV",
+                    format!("must be development, test or production, not {other:?}"),
+                );
+                AppEnv::Development
+            }
+        };
+        let log_format = match l
+            .get("LOG_FORMAT")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                l.fail("LOG_FORMAT", format!("must be text or json, not {other:?}"));
+                LogFormat::Text
+            }
+        };
+
+        if !l.problems.is_empty() {
+            return Err(ConfigError {
+                problems: l.problems,
+            });
+        }
+        Ok(Config {
+            stripe: StripeConfig {
+                secret_key,
+                public_key,
+                disabled_reason,
+                api_version,
+                api_base,
+                connectivity_test,
+                max_rps,
+                timeout: Duration::from_secs(timeout),
+                max_retries,
+                breaker: BreakerConfig {
+                    failure_threshold: threshold,
+                    open_for: Duration::from_secs(open_for),
+                },
+            },
+            webhook_secrets,
+            webhook_tolerance: Duration::from_secs(tolerance),
+            database_url: database_url.expect("no problems means a URL"),
+            bind: bind.expect("no problems means an address"),
+            app_env,
+            log_format,
+        })
+    }
+
+    /// Problems that do not stop the service from starting but that `check` reports:
+    /// `(is_error, message)`. A mode mismatch is an error; a live key outside
+    /// production is a warning.
+    pub fn findings(&self) -> Vec<(bool, String)> {
+        let mut out = Vec::new();
+        if let (Some(secret), Some(public)) = (&self.stripe.secret_key, &self.stripe.public_key)
+            && secret.mode() != public.mode()
+        {
+            out.push((
+                    true,
+                    format!(
+                        "STRIPE_PUBLIC_KEY is a {} mode key but STRIPE_SECRET_KEY is a {} mode key; both must be test or both live",
+                        public.mode(),
+                        secret.mode()
+                    ),
+                ));
+        }
+        if self.stripe.mode() == Some(Mode::Live)
+            && self.app_env != AppEnv::Production
+            && self.stripe.enabled()
+        {
+            out.push((false, "a live mode Stripe key is configured outside production (APP_ENV is not production)".into()));
+        }
+        if let Some(key) = &self.stripe.secret_key
+            && key.kind() == KeyKind::Restricted
+        {
+            out.push((false, "a restricted key (rk_) needs read access to products, prices, events, checkout sessions, subscriptions, invoices and charges, and write access to customers and checkout sessions".into()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let sources = Sources {
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Sources::default()
+        };
+        Config::load(&sources)
+    }
+
+    const KEY: &str = "sk_test_51ConfigSecretValue";
+
+    #[test]
+    fn defaults_without_anything() {
+        let c = load(&[]).unwrap();
+        assert_eq!(
+            c.stripe.disabled_reason.as_deref(),
+            Some("STRIPE_SECRET_KEY is not set")
+        );
+        assert_eq!(c.database_url.expose(), "sqlite://stripe-manager.db");
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.stripe.api_version, PINNED_API_VERSION);
+        assert_eq!(c.webhook_tolerance, Duration::from_secs(300));
+        assert!(c.stripe.connectivity_test);
+    }
+
+    #[test]
+    fn rps_default_follows_the_mode() {
+        assert_eq!(
+            load(&[("STRIPE_SECRET_KEY", KEY)]).unwrap().stripe.max_rps,
+            20
+        );
+        assert_eq!(
+            load(&[("STRIPE_SECRET_KEY", "sk_live_x")])
+                .unwrap()
+                .stripe
+                .max_rps,
+            80
+        );
+        assert_eq!(
+            load(&[("STRIPE_SECRET_KEY", KEY), ("STRIPE_MAX_RPS", "5")])
+                .unwrap()
+                .stripe
+                .max_rps,
+            5
+        );
+    }
+
+    #[test]
+    fn disabled_and_keyless_are_not_errors() {
+        let c = load(&[("STRIPE_SECRET_KEY", KEY), ("STRIPE_ENABLED", "false")]).unwrap();
+        assert_eq!(
+            c.stripe.disabled_reason.as_deref(),
+            Some("STRIPE_ENABLED is false")
+        );
+        let c = load(&[("STRIPE_ENABLED", "true")]).unwrap();
+        assert_eq!(
+            c.stripe.disabled_reason.as_deref(),
+            Some("STRIPE_ENABLED is true but STRIPE_SECRET_KEY is not set")
+        );
+    }
+
+    #[test]
+    fn every_problem_is_named_and_no_secret_is_echoed() {
+        let err = load(&[
+            ("STRIPE_SECRET_KEY", "pk_test_51SecretLookingValue"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_good,whsec_bad value"),
+            ("STRIPE_MAX_RPS", "fast"),
+            ("STRIPE_WEBHOOK_TOLERANCE", "0"),
+            ("STRIPE_API_BASE", "ftp://x"),
+            ("STRIPE_API_VERSION", "latest"),
+            ("DATABASE_URL", "mysql://root:pw@x/db"),
+            ("BIND", "8080"),
+            ("STRIPE_ENABLED", "maybe"),
+        ])
+        .unwrap_err();
+        let vars: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            vars,
+            vec![
+                "STRIPE_SECRET_KEY",
+                "STRIPE_WEBHOOK_SECRET",
+                "STRIPE_ENABLED",
+                "STRIPE_API_VERSION",
+                "STRIPE_API_BASE",
+                "STRIPE_WEBHOOK_TOLERANCE",
+                "STRIPE_MAX_RPS",
+                "DATABASE_URL",
+                "BIND",
+            ]
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("STRIPE_SECRET_KEY is a publishable key"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "STRIPE_WEBHOOK_SECRET entry 2 of the comma-separated list contains whitespace"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("STRIPE_MAX_RPS must be a whole number, not \"fast\""),
+            "{text}"
+        );
+        assert!(!text.contains("SecretLookingValue"), "{text}");
+        assert!(!text.contains(":pw@"), "{text}");
+    }
+
+    #[test]
+    fn flags_beat_env_which_beats_dotenv() {
+        let mut sources = Sources::default();
+        sources.dotenv.insert("BIND".into(), "127.0.0.1:1".into());
+        assert_eq!(Config::load(&sources).unwrap().bind.port(), 1);
+        sources.env.insert("BIND".into(), "127.0.0.1:2".into());
+        assert_eq!(Config::load(&sources).unwrap().bind.port(), 2);
+        sources.flags.insert("BIND", "127.0.0.1:3".into());
+        assert_eq!(Config::load(&sources).unwrap().bind.port(), 3);
+    }
+
+    #[test]
+    fn mode_mismatch_and_live_outside_production_are_findings() {
+        let c = load(&[
+            ("STRIPE_SECRET_KEY", "sk_live_abc"),
+            ("STRIPE_PUBLIC_KEY", "pk_test_abc"),
+        ])
+        .unwrap();
+        let f = c.findings();
+        assert!(f.iter().any(|(err, m)| *err
+            && m.contains(
+                "STRIPE_PUBLIC_KEY is a test mode key but STRIPE_SECRET_KEY is a live mode key"
+            )));
+        assert!(
+            f.iter().any(|(err, m)| !*err
+                && m.contains("live mode Stripe key is configured outside production"))
+        );
+        let c = load(&[
+            ("STRIPE_SECRET_KEY", "sk_live_abc"),
+            ("APP_ENV", "production"),
+        ])
+        .unwrap();
+        assert!(c.findings().is_empty());
+    }
+
+    #[test]
+    fn secrets_do_not_leak_through_debug() {
+        let c = load(&[
+            ("STRIPE_SECRET_KEY", KEY),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abcdefSECRET"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("ConfigSecretValue"), "{shown}");
+        assert!(!shown.contains("abcdefSECRET"), "{shown}");
+    }
+
+    #[test]
+    fn malformed_dotenv_names_the_line_not_the_value() {
+        let path = std::env::temp_dir().join(format!("sm-dotenv-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "BIND=127.0.0.1:9\nSTRIPE_SECRET_KEY='sk_test_unterminated\n",
+        )
+        .unwrap();
+        let err = read_dotenv(&path, true).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(err.contains("is malformed"), "{err}");
+        assert!(!err.contains("unterminated"), "{err}");
+    }
+}

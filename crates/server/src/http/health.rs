@@ -1,0 +1,68 @@
+//! `/healthz` (the process is up), `/readyz` (the database answers; Stripe's state is
+//! reported but not required, because the service serves local data without it) and
+//! `/metrics` (Prometheus text).
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let database = state.store.ping().await;
+    let stripe = state.stripe.status();
+    let (status, word) = match &database {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+    };
+    if let Err(e) = &database {
+        tracing::warn!(error = %e, "readiness: database unreachable");
+    }
+    (
+        status,
+        Json(json!({
+            "status": word,
+            "database": {
+                "backend": state.store.backend(),
+                "ok": database.is_ok(),
+                "error": database.err().map(|e| e.to_string()),
+            },
+            "stripe": stripe,
+        })),
+    )
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Gauges that describe state rather than events are set at scrape time.
+    if let Ok(client) = state.stripe.client() {
+        let open = match client.circuit_state() {
+            sm_stripe::CircuitState::Closed => 0.0,
+            sm_stripe::CircuitState::HalfOpen => 0.5,
+            sm_stripe::CircuitState::Open => 1.0,
+        };
+        metrics::gauge!("stripe_circuit_open").set(open);
+    }
+    metrics::gauge!("stripe_enabled").set(if state.stripe.config().enabled() {
+        1.0
+    } else {
+        0.0
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

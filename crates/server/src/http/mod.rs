@@ -1,0 +1,20 @@
+//! The HTTP edge: one router per resource, merged here, with the middleware that every
+//! route shares (request id, tracing span, metrics).
+
+mod error;
+mod health;
+mod middleware;
+
+use axum::Router;
+
+pub use error::ApiError;
+
+use crate::app::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .with_state(state)
+}

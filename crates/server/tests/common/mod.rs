@@ -1,0 +1,134 @@
+//! Helpers shared by the integration tests: configurations pointing at a fake Stripe and
+//! a throwaway database, the real `Application` on port 0, and the real binary.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use sm_store::testing::TestDb;
+use stripe_manager::config::{Config, Sources};
+use stripe_manager::{AppState, Application};
+use tokio::sync::oneshot;
+
+pub const KEY: &str = "sk_test_51IntegrationSecretKeyZz9";
+pub const WEBHOOK_SECRET: &str = "whsec_IntegrationWebhookSecret";
+
+/// A configuration from `pairs` only (no process environment, no `.env`).
+pub fn config(pairs: &[(&str, &str)]) -> Config {
+    let sources = Sources {
+        env: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Sources::default()
+    };
+    Config::load(&sources).expect("valid test configuration")
+}
+
+/// A configuration talking to `stripe_base` (if any) with the test key, on `db`.
+pub fn env_for(stripe_base: Option<&str>, db: &TestDb) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("DATABASE_URL".to_owned(), db.url().expose().to_owned()),
+        ("BIND".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "STRIPE_WEBHOOK_SECRET".to_owned(),
+            WEBHOOK_SECRET.to_owned(),
+        ),
+        ("STRIPE_TIMEOUT".to_owned(), "2".to_owned()),
+        ("STRIPE_MAX_RETRIES".to_owned(), "1".to_owned()),
+    ];
+    if let Some(base) = stripe_base {
+        env.push(("STRIPE_SECRET_KEY".to_owned(), KEY.to_owned()));
+        env.push(("STRIPE_API_BASE".to_owned(), base.to_owned()));
+    }
+    env
+}
+
+pub fn config_from(env: &[(String, String)]) -> Config {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    config(&pairs)
+}
+
+/// The real application, serving on a loopback port until dropped.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn start(config: Config) -> Self {
+        let app = Application::build(config)
+            .await
+            .expect("application builds");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            state,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The `stripe-manager` binary built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stripe-manager"))
+}
+
+/// A command for the binary with a clean environment plus `env`, in a temp directory
+/// (so no developer `.env` is picked up).
+pub fn command(env: &[(String, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.env_clear();
+    let keep: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k == "PATH" || k == "HOME")
+        .collect();
+    cmd.envs(keep);
+    cmd.envs(env.iter().cloned());
+    cmd.current_dir(std::env::temp_dir());
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// A loopback port with nothing listening on it.
+pub fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    port
+}
+
+pub fn http() -> reqwest::Client {
+    sm_stripe::client::install_tls_provider();
+    reqwest::Client::builder().build().expect("client")
+}
