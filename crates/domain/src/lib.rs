@@ -5,9 +5,15 @@
 //! - [`ids`]: Stripe object ids as newtypes that parse (`prod_…`, `price_…`, `evt_…`, …),
 //!   so a price id can never be passed where a product id is expected.
 //! - [`mode`]: test mode versus live mode, derived from key prefixes.
+//! - [`money`]: integer minor units with their currency (zero- and three-decimal aware).
+//! - [`catalog`]: Stripe product/price → local rows, and the metadata rules that make a
+//!   product a valid credit product.
 
+pub mod catalog;
 pub mod ids;
 pub mod mode;
+pub mod money;
 
 pub use ids::{CustomerId, EventId, IdError, PriceId, ProductId};
 pub use mode::Mode;
+pub use money::Money;

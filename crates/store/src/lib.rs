@@ -12,6 +12,7 @@
 //! - [`testing`]: throwaway databases for tests (a temp SQLite file, or a fresh
 //!   PostgreSQL schema) so tests run in parallel
 
+pub mod catalog;
 pub mod migrations;
 pub mod testing;
 pub mod url;

@@ -58,19 +58,39 @@ CREATE INDEX prices_by_product ON prices (product_id);
 
 CREATE TABLE sync_runs (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- 'full' or 'selected'
     scope        TEXT NOT NULL,
+    -- 'cli', 'api' or 'admin'
     origin       TEXT NOT NULL,
+    -- 'running', 'succeeded' or 'failed'
     status       TEXT NOT NULL,
     started_at   BIGINT NOT NULL,
     finished_at  BIGINT,
+    -- HTTP requests sent to Stripe, retries included.
     requests     BIGINT NOT NULL DEFAULT 0,
-    created      BIGINT NOT NULL DEFAULT 0,
-    updated      BIGINT NOT NULL DEFAULT 0,
-    unchanged    BIGINT NOT NULL DEFAULT 0,
-    invalid      BIGINT NOT NULL DEFAULT 0,
-    tombstoned   BIGINT NOT NULL DEFAULT 0,
-    errors       TEXT NOT NULL DEFAULT '[]'
+    products_created    BIGINT NOT NULL DEFAULT 0,
+    products_updated    BIGINT NOT NULL DEFAULT 0,
+    products_unchanged  BIGINT NOT NULL DEFAULT 0,
+    -- Local rows newer than what Stripe returned (a webhook got there first).
+    products_stale      BIGINT NOT NULL DEFAULT 0,
+    products_invalid    BIGINT NOT NULL DEFAULT 0,
+    products_tombstoned BIGINT NOT NULL DEFAULT 0,
+    prices_created      BIGINT NOT NULL DEFAULT 0,
+    prices_updated      BIGINT NOT NULL DEFAULT 0,
+    prices_unchanged    BIGINT NOT NULL DEFAULT 0,
+    prices_stale        BIGINT NOT NULL DEFAULT 0,
+    prices_tombstoned   BIGINT NOT NULL DEFAULT 0,
+    -- JSON: {"errors": [...], "invalid": [{"id", "name", "error"}]}
+    report       TEXT NOT NULL DEFAULT '{}'
 );
+
+-- Bumped in the same transaction as every catalog write, so a cache in any process
+-- (the server, or a CLI sync next to it) can tell whether it is current.
+CREATE TABLE catalog_meta (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+INSERT INTO catalog_meta (id, version) VALUES (1, 0);
 
 -- A lease so that only one full sync runs at a time across processes sharing the file.
 CREATE TABLE locks (

@@ -1,0 +1,687 @@
+//! The local catalog: products and prices as Stripe has them, written page by page with
+//! an ordering guard, read for the API with their prices.
+//!
+//! # Ordering
+//! Every row carries the time of the Stripe state it holds: a product its `updated`, a
+//! price (which has no `updated`) the time it was read from Stripe or the event's
+//! `created`. A write only lands when it is at least as new as the row; on a tie a live
+//! row may be refreshed but a tombstone never comes back. So a sync page fetched before
+//! a webhook wrote newer data cannot overwrite it, and a late `updated` cannot resurrect
+//! a deleted product.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use sm_domain::catalog::{AmountKind, CatalogPrice, CatalogProduct, CreditAmount, CreditType};
+
+use crate::{Store, StoreError, on_pool};
+
+/// What one page write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriteCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Skipped because the local row holds newer Stripe data.
+    pub stale: u64,
+}
+
+impl std::ops::AddAssign for WriteCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.created += o.created;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.stale += o.stale;
+    }
+}
+
+/// A product to write: the mapped row and Stripe's JSON for it.
+#[derive(Debug, Clone)]
+pub struct ProductWrite {
+    pub product: CatalogProduct,
+    pub raw: String,
+}
+
+/// A price to write: the mapped row, Stripe's JSON, and the time of that state.
+#[derive(Debug, Clone)]
+pub struct PriceWrite {
+    pub price: CatalogPrice,
+    pub raw: String,
+    pub observed_at: i64,
+}
+
+/// A product as stored, with its prices.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProductRecord {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub active: bool,
+    pub deleted: bool,
+    pub credit_amount: Option<u32>,
+    /// The metadata's `credit_type`, if it had a valid one.
+    pub credit_type: Option<CreditType>,
+    pub display_order: Option<i64>,
+    pub valid: bool,
+    pub validation_error: Option<String>,
+    pub default_price_id: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub raw: String,
+    pub livemode: bool,
+    pub stripe_created: i64,
+    pub stripe_updated: i64,
+    pub synced_at: i64,
+    pub prices: Vec<PriceRecord>,
+}
+
+impl ProductRecord {
+    pub fn default_price(&self) -> Option<&PriceRecord> {
+        let id = self.default_price_id.as_deref()?;
+        self.prices.iter().find(|p| p.id == id)
+    }
+
+    /// The metadata's type, else derived from the default price.
+    pub fn effective_credit_type(&self) -> CreditType {
+        self.credit_type
+            .unwrap_or_else(|| CreditType::derive(self.default_price().map(|p| p.recurring)))
+    }
+
+    /// Offered for checkout: valid metadata, active, not deleted.
+    pub fn sellable(&self) -> bool {
+        self.valid && self.active && !self.deleted
+    }
+}
+
+/// A price as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PriceRecord {
+    pub id: String,
+    pub product_id: String,
+    pub active: bool,
+    pub deleted: bool,
+    pub currency: String,
+    pub unit_amount: Option<i64>,
+    pub unit_amount_decimal: Option<String>,
+    pub amount_kind: AmountKind,
+    pub recurring: bool,
+    pub interval: Option<String>,
+    pub interval_count: Option<u32>,
+    pub nickname: Option<String>,
+    pub lookup_key: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub raw: String,
+    pub livemode: bool,
+    pub stripe_created: i64,
+    pub observed_at: i64,
+    pub synced_at: i64,
+}
+
+/// Which products to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProductFilter {
+    /// Active and not deleted (what the catalog offers).
+    #[default]
+    Active,
+    /// Archived in Stripe (inactive) but not deleted.
+    Inactive,
+    /// Everything, tombstones included.
+    All,
+}
+
+#[derive(sqlx::FromRow)]
+struct ProductRow {
+    id: String,
+    name: String,
+    description: Option<String>,
+    active: bool,
+    deleted: bool,
+    credit_amount: Option<i64>,
+    credit_type: Option<String>,
+    display_order: Option<i64>,
+    valid: bool,
+    validation_error: Option<String>,
+    default_price_id: Option<String>,
+    metadata: String,
+    raw: String,
+    livemode: bool,
+    stripe_created: i64,
+    stripe_updated: i64,
+    synced_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct PriceRow {
+    id: String,
+    product_id: String,
+    active: bool,
+    deleted: bool,
+    currency: String,
+    unit_amount: Option<i64>,
+    unit_amount_decimal: Option<String>,
+    amount_kind: String,
+    kind: String,
+    recurring_interval: Option<String>,
+    interval_count: Option<i64>,
+    nickname: Option<String>,
+    lookup_key: Option<String>,
+    metadata: String,
+    raw: String,
+    livemode: bool,
+    stripe_created: i64,
+    observed_at: i64,
+    synced_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Existing {
+    id: String,
+    raw: String,
+    deleted: bool,
+    version: i64,
+}
+
+fn metadata_json(m: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(m).expect("string maps serialize")
+}
+
+fn parse_metadata(s: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("metadata column: {e}")))
+}
+
+impl ProductRow {
+    fn into_record(self, prices: Vec<PriceRecord>) -> Result<ProductRecord, StoreError> {
+        Ok(ProductRecord {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            active: self.active,
+            deleted: self.deleted,
+            credit_amount: self.credit_amount.and_then(|a| u32::try_from(a).ok()),
+            credit_type: self.credit_type.as_deref().and_then(CreditType::parse),
+            display_order: self.display_order,
+            valid: self.valid,
+            validation_error: self.validation_error,
+            default_price_id: self.default_price_id,
+            metadata: parse_metadata(&self.metadata)?,
+            raw: self.raw,
+            livemode: self.livemode,
+            stripe_created: self.stripe_created,
+            stripe_updated: self.stripe_updated,
+            synced_at: self.synced_at,
+            prices,
+        })
+    }
+}
+
+impl PriceRow {
+    fn into_record(self) -> Result<PriceRecord, StoreError> {
+        Ok(PriceRecord {
+            amount_kind: AmountKind::parse(&self.amount_kind).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "price {} amount_kind {:?}",
+                    self.id, self.amount_kind
+                ))
+            })?,
+            recurring: self.kind == "recurring",
+            id: self.id,
+            product_id: self.product_id,
+            active: self.active,
+            deleted: self.deleted,
+            currency: self.currency,
+            unit_amount: self.unit_amount,
+            unit_amount_decimal: self.unit_amount_decimal,
+            interval: self.recurring_interval,
+            interval_count: self.interval_count.and_then(|c| u32::try_from(c).ok()),
+            nickname: self.nickname,
+            lookup_key: self.lookup_key,
+            metadata: parse_metadata(&self.metadata)?,
+            raw: self.raw,
+            livemode: self.livemode,
+            stripe_created: self.stripe_created,
+            observed_at: self.observed_at,
+            synced_at: self.synced_at,
+        })
+    }
+}
+
+/// The guard as SQL: newer wins; on a tie a live row is refreshed, a tombstone stays.
+const PRODUCT_GUARD: &str = " WHERE products.stripe_updated < excluded.stripe_updated \
+     OR (products.stripe_updated = excluded.stripe_updated AND NOT products.deleted)";
+const PRICE_GUARD: &str = " WHERE prices.observed_at < excluded.observed_at \
+     OR (prices.observed_at = excluded.observed_at AND NOT prices.deleted)";
+
+fn classify(existing: Option<&Existing>, raw: &str, version: i64) -> Outcome {
+    match existing {
+        None => Outcome::Created,
+        Some(e) if e.version > version || (e.version == version && e.deleted) => Outcome::Stale,
+        Some(e) if !e.deleted && e.raw == raw => Outcome::Unchanged,
+        Some(_) => Outcome::Updated,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    Stale,
+}
+
+fn count(outcomes: &[Outcome]) -> WriteCounts {
+    let mut c = WriteCounts::default();
+    for o in outcomes {
+        match o {
+            Outcome::Created => c.created += 1,
+            Outcome::Updated => c.updated += 1,
+            Outcome::Unchanged => c.unchanged += 1,
+            Outcome::Stale => c.stale += 1,
+        }
+    }
+    c
+}
+
+impl Store {
+    /// Writes one page of products in one transaction. `run` marks them as seen by a
+    /// full sync run (for tombstoning what Stripe no longer returns).
+    pub async fn upsert_products(
+        &self,
+        page: &[ProductWrite],
+        run: Option<i64>,
+        now: i64,
+    ) -> Result<WriteCounts, StoreError> {
+        if page.is_empty() {
+            return Ok(WriteCounts::default());
+        }
+        let counts = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut qb = sqlx::QueryBuilder::new(
+                "SELECT id, raw, deleted, stripe_updated AS version FROM products WHERE id IN (",
+            );
+            let mut sep = qb.separated(", ");
+            for w in page {
+                sep.push_bind(w.product.id.as_str());
+            }
+            qb.push(")");
+            let existing: Vec<Existing> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let existing: HashMap<&str, &Existing> = existing.iter().map(|e| (e.id.as_str(), e)).collect();
+            let outcomes: Vec<Outcome> = page
+                .iter()
+                .map(|w| classify(existing.get(w.product.id.as_str()).copied(), &w.raw, w.product.updated))
+                .collect();
+            let writes: Vec<&ProductWrite> = page
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, Outcome::Created | Outcome::Updated))
+                .map(|(w, _)| w)
+                .collect();
+            if !writes.is_empty() {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO products (id, name, description, active, deleted, credit_amount, credit_type, \
+                     display_order, valid, validation_error, default_price_id, metadata, raw, livemode, \
+                     stripe_created, stripe_updated, synced_at, seen_in_run) ",
+                );
+                qb.push_values(writes, |mut b, w| {
+                    let p = &w.product;
+                    b.push_bind(p.id.clone())
+                        .push_bind(p.name.clone())
+                        .push_bind(p.description.clone())
+                        .push_bind(p.active)
+                        .push_bind(false)
+                        .push_bind(p.credit_amount.map(|a| i64::from(CreditAmount::get(a))))
+                        .push_bind(p.credit_type.map(|t| t.as_str().to_owned()))
+                        .push_bind(p.display_order)
+                        .push_bind(p.valid)
+                        .push_bind(p.validation_error.clone())
+                        .push_bind(p.default_price.clone())
+                        .push_bind(metadata_json(&p.metadata))
+                        .push_bind(w.raw.clone())
+                        .push_bind(p.livemode)
+                        .push_bind(p.created)
+                        .push_bind(p.updated)
+                        .push_bind(now)
+                        .push_bind(run);
+                });
+                qb.push(
+                    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description, \
+                     active = excluded.active, deleted = excluded.deleted, credit_amount = excluded.credit_amount, \
+                     credit_type = excluded.credit_type, display_order = excluded.display_order, valid = excluded.valid, \
+                     validation_error = excluded.validation_error, default_price_id = excluded.default_price_id, \
+                     metadata = excluded.metadata, raw = excluded.raw, livemode = excluded.livemode, \
+                     stripe_created = excluded.stripe_created, stripe_updated = excluded.stripe_updated, \
+                     synced_at = excluded.synced_at, seen_in_run = excluded.seen_in_run",
+                );
+                qb.push(PRODUCT_GUARD);
+                qb.build().execute(&mut *tx).await?;
+                sqlx::query("UPDATE catalog_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
+            }
+            if let Some(run) = run {
+                let mut qb = sqlx::QueryBuilder::new("UPDATE products SET seen_in_run = ");
+                qb.push_bind(run).push(", synced_at = ").push_bind(now).push(" WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for w in page {
+                    sep.push_bind(w.product.id.as_str());
+                }
+                qb.push(")");
+                qb.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            count(&outcomes)
+        });
+        Ok(counts)
+    }
+
+    /// Writes one page of prices in one transaction (see [`Store::upsert_products`]).
+    pub async fn upsert_prices(
+        &self,
+        page: &[PriceWrite],
+        run: Option<i64>,
+        now: i64,
+    ) -> Result<WriteCounts, StoreError> {
+        if page.is_empty() {
+            return Ok(WriteCounts::default());
+        }
+        let counts = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut qb = sqlx::QueryBuilder::new(
+                "SELECT id, raw, deleted, observed_at AS version FROM prices WHERE id IN (",
+            );
+            let mut sep = qb.separated(", ");
+            for w in page {
+                sep.push_bind(w.price.id.as_str());
+            }
+            qb.push(")");
+            let existing: Vec<Existing> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let existing: HashMap<&str, &Existing> = existing.iter().map(|e| (e.id.as_str(), e)).collect();
+            let outcomes: Vec<Outcome> = page
+                .iter()
+                .map(|w| classify(existing.get(w.price.id.as_str()).copied(), &w.raw, w.observed_at))
+                .collect();
+            let writes: Vec<&PriceWrite> = page
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, Outcome::Created | Outcome::Updated))
+                .map(|(w, _)| w)
+                .collect();
+            if !writes.is_empty() {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO prices (id, product_id, active, deleted, currency, unit_amount, unit_amount_decimal, \
+                     amount_kind, kind, recurring_interval, interval_count, nickname, lookup_key, metadata, raw, \
+                     livemode, stripe_created, observed_at, synced_at, seen_in_run) ",
+                );
+                qb.push_values(writes, |mut b, w| {
+                    let p = &w.price;
+                    b.push_bind(p.id.clone())
+                        .push_bind(p.product.clone())
+                        .push_bind(p.active)
+                        .push_bind(false)
+                        .push_bind(p.currency.clone())
+                        .push_bind(p.unit_amount)
+                        .push_bind(p.unit_amount_decimal.clone())
+                        .push_bind(p.amount_kind.as_str())
+                        .push_bind(p.type_str())
+                        .push_bind(p.interval.clone())
+                        .push_bind(p.interval_count.map(i64::from))
+                        .push_bind(p.nickname.clone())
+                        .push_bind(p.lookup_key.clone())
+                        .push_bind(metadata_json(&p.metadata))
+                        .push_bind(w.raw.clone())
+                        .push_bind(p.livemode)
+                        .push_bind(p.created)
+                        .push_bind(w.observed_at)
+                        .push_bind(now)
+                        .push_bind(run);
+                });
+                qb.push(
+                    " ON CONFLICT (id) DO UPDATE SET product_id = excluded.product_id, active = excluded.active, \
+                     deleted = excluded.deleted, currency = excluded.currency, unit_amount = excluded.unit_amount, \
+                     unit_amount_decimal = excluded.unit_amount_decimal, amount_kind = excluded.amount_kind, \
+                     kind = excluded.kind, recurring_interval = excluded.recurring_interval, \
+                     interval_count = excluded.interval_count, nickname = excluded.nickname, \
+                     lookup_key = excluded.lookup_key, metadata = excluded.metadata, raw = excluded.raw, \
+                     livemode = excluded.livemode, stripe_created = excluded.stripe_created, \
+                     observed_at = excluded.observed_at, synced_at = excluded.synced_at, seen_in_run = excluded.seen_in_run",
+                );
+                qb.push(PRICE_GUARD);
+                qb.build().execute(&mut *tx).await?;
+                sqlx::query("UPDATE catalog_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
+            }
+            if let Some(run) = run {
+                let mut qb = sqlx::QueryBuilder::new("UPDATE prices SET seen_in_run = ");
+                qb.push_bind(run).push(", synced_at = ").push_bind(now).push(" WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for w in page {
+                    sep.push_bind(w.price.id.as_str());
+                }
+                qb.push(")");
+                qb.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            count(&outcomes)
+        });
+        Ok(counts)
+    }
+
+    /// Marks a product deleted in Stripe as of `at` (a tombstone: `deleted`, inactive).
+    /// Returns false when the row was already a tombstone or holds newer data. A product
+    /// we never saw gets a tombstone row too, so a late `updated` cannot create it.
+    pub async fn tombstone_product(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let r = sqlx::query(
+                "INSERT INTO products (id, name, description, active, deleted, valid, validation_error, metadata, raw, \
+                 livemode, stripe_created, stripe_updated, synced_at) \
+                 VALUES ($1, $2, NULL, FALSE, TRUE, FALSE, 'deleted in Stripe', '{}', '{}', FALSE, $3, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET deleted = TRUE, active = FALSE, stripe_updated = excluded.stripe_updated, \
+                 synced_at = excluded.synced_at \
+                 WHERE NOT products.deleted AND products.stripe_updated <= excluded.stripe_updated",
+            )
+            .bind(id)
+            .bind(name.unwrap_or(id))
+            .bind(at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() > 0 {
+                sqlx::query("UPDATE catalog_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            r.rows_affected() > 0
+        });
+        Ok(changed)
+    }
+
+    /// Marks a price deleted in Stripe as of `at` (see [`Store::tombstone_product`]).
+    pub async fn tombstone_price(
+        &self,
+        id: &str,
+        product: &str,
+        at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let r = sqlx::query(
+                "INSERT INTO prices (id, product_id, active, deleted, currency, amount_kind, kind, metadata, raw, \
+                 livemode, stripe_created, observed_at, synced_at) \
+                 VALUES ($1, $2, FALSE, TRUE, '', 'custom', 'one_time', '{}', '{}', FALSE, $3, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET deleted = TRUE, active = FALSE, observed_at = excluded.observed_at, \
+                 synced_at = excluded.synced_at \
+                 WHERE NOT prices.deleted AND prices.observed_at <= excluded.observed_at",
+            )
+            .bind(id)
+            .bind(product)
+            .bind(at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() > 0 {
+                sqlx::query("UPDATE catalog_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            r.rows_affected() > 0
+        });
+        Ok(changed)
+    }
+
+    /// After a complete full sync: tombstones products and prices that the run did not
+    /// see and that nothing wrote since the run started (a webhook may have created one
+    /// after the listing passed it). Returns `(products, prices)` tombstoned.
+    pub async fn tombstone_unseen(
+        &self,
+        run: i64,
+        run_started: i64,
+        now: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        let counts = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let products = sqlx::query(
+                "UPDATE products SET deleted = TRUE, active = FALSE, synced_at = $2 \
+                 WHERE NOT deleted AND (seen_in_run IS NULL OR seen_in_run <> $1) AND synced_at < $3",
+            )
+            .bind(run)
+            .bind(now)
+            .bind(run_started)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let prices = sqlx::query(
+                "UPDATE prices SET deleted = TRUE, active = FALSE, synced_at = $2 \
+                 WHERE NOT deleted AND (seen_in_run IS NULL OR seen_in_run <> $1) AND synced_at < $3",
+            )
+            .bind(run)
+            .bind(now)
+            .bind(run_started)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if products + prices > 0 {
+                sqlx::query("UPDATE catalog_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            (products, prices)
+        });
+        Ok(counts)
+    }
+
+    /// Increases with every catalog write, in any process sharing this database.
+    pub async fn catalog_version(&self) -> Result<i64, StoreError> {
+        let v = on_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT version FROM catalog_meta WHERE id = 1")
+            .fetch_one(pool)
+            .await?);
+        Ok(v)
+    }
+
+    /// Products (with all their prices), ordered by display order, then name, then id.
+    pub async fn list_products(
+        &self,
+        filter: ProductFilter,
+    ) -> Result<Vec<ProductRecord>, StoreError> {
+        let condition = match filter {
+            ProductFilter::Active => "WHERE active AND NOT deleted",
+            ProductFilter::Inactive => "WHERE NOT active AND NOT deleted",
+            ProductFilter::All => "",
+        };
+        let order =
+            " ORDER BY CASE WHEN display_order IS NULL THEN 1 ELSE 0 END, display_order, name, id";
+        let product_sql = format!(
+            "SELECT id, name, description, active, deleted, credit_amount, credit_type, display_order, valid, validation_error, default_price_id, metadata, raw, livemode, stripe_created, stripe_updated, synced_at FROM products {condition}{order}"
+        );
+        let price_sql = format!(
+            "SELECT id, product_id, active, deleted, currency, unit_amount, unit_amount_decimal, amount_kind, kind, recurring_interval, interval_count, nickname, lookup_key, metadata, raw, livemode, stripe_created, observed_at, synced_at FROM prices WHERE product_id IN (SELECT id FROM products {condition}) ORDER BY product_id, stripe_created, id"
+        );
+        let (products, prices): (Vec<ProductRow>, Vec<PriceRow>) = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let products = sqlx::query_as(sqlx::AssertSqlSafe(product_sql)).fetch_all(&mut *tx).await?;
+            let prices = sqlx::query_as(sqlx::AssertSqlSafe(price_sql)).fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            (products, prices)
+        });
+        let mut by_product: HashMap<String, Vec<PriceRecord>> = HashMap::new();
+        for p in prices {
+            let rec = p.into_record()?;
+            by_product
+                .entry(rec.product_id.clone())
+                .or_default()
+                .push(rec);
+        }
+        products
+            .into_iter()
+            .map(|p| {
+                let prices = by_product.remove(&p.id).unwrap_or_default();
+                p.into_record(prices)
+            })
+            .collect()
+    }
+
+    /// One product with all its prices.
+    pub async fn get_product(&self, id: &str) -> Result<Option<ProductRecord>, StoreError> {
+        let (product, prices): (Option<ProductRow>, Vec<PriceRow>) = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let product = sqlx::query_as("SELECT id, name, description, active, deleted, credit_amount, credit_type, display_order, valid, validation_error, default_price_id, metadata, raw, livemode, stripe_created, stripe_updated, synced_at FROM products WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let prices = sqlx::query_as("SELECT id, product_id, active, deleted, currency, unit_amount, unit_amount_decimal, amount_kind, kind, recurring_interval, interval_count, nickname, lookup_key, metadata, raw, livemode, stripe_created, observed_at, synced_at FROM prices WHERE product_id = $1 ORDER BY stripe_created, id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            (product, prices)
+        });
+        let prices = prices
+            .into_iter()
+            .map(PriceRow::into_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        product.map(|p| p.into_record(prices)).transpose()
+    }
+
+    /// Ids of the prices stored for a product that are not tombstones.
+    pub async fn live_price_ids(&self, product: &str) -> Result<Vec<String>, StoreError> {
+        let ids = on_pool!(self, pool => sqlx::query_scalar::<_, String>(
+            "SELECT id FROM prices WHERE product_id = $1 AND NOT deleted ORDER BY id"
+        )
+        .bind(product)
+        .fetch_all(pool)
+        .await?);
+        Ok(ids)
+    }
+
+    /// Counts of products by state, for status pages and tests.
+    pub async fn catalog_counts(&self) -> Result<CatalogCounts, StoreError> {
+        let row: (i64, i64, i64, i64, i64, i64) = on_pool!(self, pool => sqlx::query_as(
+            "SELECT \
+               (SELECT COUNT(*) FROM products WHERE active AND NOT deleted), \
+               (SELECT COUNT(*) FROM products WHERE NOT active AND NOT deleted), \
+               (SELECT COUNT(*) FROM products WHERE deleted), \
+               (SELECT COUNT(*) FROM products WHERE NOT valid AND NOT deleted), \
+               (SELECT COUNT(*) FROM prices WHERE NOT deleted), \
+               (SELECT COUNT(*) FROM prices WHERE deleted)"
+        )
+        .fetch_one(pool)
+        .await?);
+        Ok(CatalogCounts {
+            active: row.0 as u64,
+            archived: row.1 as u64,
+            deleted: row.2 as u64,
+            invalid: row.3 as u64,
+            prices: row.4 as u64,
+            prices_deleted: row.5 as u64,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CatalogCounts {
+    pub active: u64,
+    pub archived: u64,
+    pub deleted: u64,
+    pub invalid: u64,
+    pub prices: u64,
+    pub prices_deleted: u64,
+}
