@@ -52,7 +52,7 @@ proptest! {
         prop_assert_eq!(m.active, active);
         prop_assert_eq!(&m.metadata, &metadata);
         prop_assert_eq!(m.valid, m.validation_error.is_none());
-        prop_assert_eq!(m.valid, m.credit_amount.is_some() && !metadata.get("display_order").is_some_and(|_| m.display_order.is_none()));
+        prop_assert_eq!(m.valid, m.credit_amount.is_some() && metadata.get("display_order").is_none_or(|_| m.display_order.is_some()));
         prop_assert!(!m.deleted);
     }
 

@@ -189,12 +189,20 @@ fn authorize(shared: &Shared, auth: Option<&str>) -> Result<(), ApiError> {
         message,
         param: None,
     };
-    let Some(key) = auth.and_then(|a| a.strip_prefix("Bearer ")) else {
+    let basic = auth
+        .and_then(|a| a.strip_prefix("Basic "))
+        .and_then(basic_user);
+    let Some(key) = auth
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .or(basic)
+    else {
         return Err(unauthorized(
             "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').".into(),
         ));
     };
     let well_formed = key.starts_with("sk_") || key.starts_with("rk_");
+    let key = key.as_str();
     let accepted = match lock(&shared.required_key).as_deref() {
         Some(required) => key == required,
         None => well_formed,
@@ -444,4 +452,24 @@ fn parse_fault(b: &Value) -> Result<Fault, ApiError> {
         skip: b["skip"].as_u64().unwrap_or(0) as u32,
         times: b["times"].as_u64().map(|t| t as u32),
     })
+}
+
+/// The user part of HTTP Basic credentials (`curl -u sk_test_…:`), as Stripe accepts.
+fn basic_user(encoded: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    let mut out = Vec::new();
+    for c in encoded.trim().bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        bits = (bits << 6) | v;
+        nbits += 6;
+        if nbits >= 8 {
+            nbits -= 8;
+            out.push((bits >> nbits) as u8);
+            bits &= (1 << nbits) - 1;
+        }
+    }
+    let text = String::from_utf8(out).ok()?;
+    Some(text.split(':').next().unwrap_or_default().to_owned())
 }

@@ -10,8 +10,10 @@ use sm_store::{ConnectOptions, Store, StoreError};
 use sm_stripe::StripeError;
 use tokio::net::TcpListener;
 
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::manager::StripeManager;
+use crate::sync::Syncer;
 
 /// Shared by every request handler and background task; cloning is cheap.
 #[derive(Debug, Clone)]
@@ -19,6 +21,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub stripe: StripeManager,
+    /// Catalog reads (cached).
+    pub catalog: Catalog,
+    /// Catalog syncs from Stripe.
+    pub syncer: Syncer,
     pub metrics: PrometheusHandle,
 }
 
@@ -29,6 +35,8 @@ impl AppState {
         let stripe = StripeManager::new(&config.stripe)?;
         Ok(Self {
             config: Arc::new(config),
+            catalog: Catalog::new(store.clone()),
+            syncer: Syncer::new(store.clone(), stripe.clone()),
             store,
             stripe,
             metrics: crate::telemetry::metrics_handle(),

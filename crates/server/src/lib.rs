@@ -10,10 +10,12 @@
 //! - [`cli`]: the commands
 
 pub mod app;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod manager;
+pub mod sync;
 pub mod telemetry;
 
 pub use app::{AppState, Application};

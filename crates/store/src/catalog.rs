@@ -250,6 +250,40 @@ const PRODUCT_GUARD: &str = " WHERE products.stripe_updated < excluded.stripe_up
 const PRICE_GUARD: &str = " WHERE prices.observed_at < excluded.observed_at \
      OR (prices.observed_at = excluded.observed_at AND NOT prices.deleted)";
 
+/// Takes the next catalog version for the writes of this transaction. The row lock it
+/// takes on `catalog_meta` orders catalog writers, so versions follow commit order.
+macro_rules! next_seq_fn {
+    ($name:ident, $db:ty) => {
+        async fn $name(tx: &mut sqlx::Transaction<'_, $db>) -> Result<i64, sqlx::Error> {
+            sqlx::query_scalar(
+                "UPDATE catalog_meta SET version = version + 1 WHERE id = 1 RETURNING version",
+            )
+            .fetch_one(&mut **tx)
+            .await
+        }
+    };
+}
+next_seq_fn!(next_seq_sqlite, sqlx::Sqlite);
+next_seq_fn!(next_seq_pg, sqlx::Postgres);
+
+/// Dispatches to the backend's `next_seq` by transaction type.
+trait NextSeq {
+    async fn next(&mut self) -> Result<i64, sqlx::Error>;
+}
+impl NextSeq for sqlx::Transaction<'_, sqlx::Sqlite> {
+    async fn next(&mut self) -> Result<i64, sqlx::Error> {
+        next_seq_sqlite(self).await
+    }
+}
+impl NextSeq for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn next(&mut self) -> Result<i64, sqlx::Error> {
+        next_seq_pg(self).await
+    }
+}
+async fn next_seq<T: NextSeq>(tx: &mut T) -> Result<i64, sqlx::Error> {
+    tx.next().await
+}
+
 fn classify(existing: Option<&Existing>, raw: &str, version: i64) -> Outcome {
     match existing {
         None => Outcome::Created,
@@ -315,10 +349,11 @@ impl Store {
                 .map(|(w, _)| w)
                 .collect();
             if !writes.is_empty() {
+                let seq = next_seq(&mut tx).await?;
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO products (id, name, description, active, deleted, credit_amount, credit_type, \
                      display_order, valid, validation_error, default_price_id, metadata, raw, livemode, \
-                     stripe_created, stripe_updated, synced_at, seen_in_run) ",
+                     stripe_created, stripe_updated, synced_at, seen_in_run, write_seq) ",
                 );
                 qb.push_values(writes, |mut b, w| {
                     let p = &w.product;
@@ -339,7 +374,8 @@ impl Store {
                         .push_bind(p.created)
                         .push_bind(p.updated)
                         .push_bind(now)
-                        .push_bind(run);
+                        .push_bind(run)
+                        .push_bind(seq);
                 });
                 qb.push(
                     " ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description, \
@@ -348,11 +384,10 @@ impl Store {
                      validation_error = excluded.validation_error, default_price_id = excluded.default_price_id, \
                      metadata = excluded.metadata, raw = excluded.raw, livemode = excluded.livemode, \
                      stripe_created = excluded.stripe_created, stripe_updated = excluded.stripe_updated, \
-                     synced_at = excluded.synced_at, seen_in_run = excluded.seen_in_run",
+                     synced_at = excluded.synced_at, seen_in_run = excluded.seen_in_run, write_seq = excluded.write_seq",
                 );
                 qb.push(PRODUCT_GUARD);
                 qb.build().execute(&mut *tx).await?;
-                sqlx::query("UPDATE catalog_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
             }
             if let Some(run) = run {
                 let mut qb = sqlx::QueryBuilder::new("UPDATE products SET seen_in_run = ");
@@ -403,10 +438,11 @@ impl Store {
                 .map(|(w, _)| w)
                 .collect();
             if !writes.is_empty() {
+                let seq = next_seq(&mut tx).await?;
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO prices (id, product_id, active, deleted, currency, unit_amount, unit_amount_decimal, \
                      amount_kind, kind, recurring_interval, interval_count, nickname, lookup_key, metadata, raw, \
-                     livemode, stripe_created, observed_at, synced_at, seen_in_run) ",
+                     livemode, stripe_created, observed_at, synced_at, seen_in_run, write_seq) ",
                 );
                 qb.push_values(writes, |mut b, w| {
                     let p = &w.price;
@@ -429,7 +465,8 @@ impl Store {
                         .push_bind(p.created)
                         .push_bind(w.observed_at)
                         .push_bind(now)
-                        .push_bind(run);
+                        .push_bind(run)
+                        .push_bind(seq);
                 });
                 qb.push(
                     " ON CONFLICT (id) DO UPDATE SET product_id = excluded.product_id, active = excluded.active, \
@@ -439,11 +476,11 @@ impl Store {
                      interval_count = excluded.interval_count, nickname = excluded.nickname, \
                      lookup_key = excluded.lookup_key, metadata = excluded.metadata, raw = excluded.raw, \
                      livemode = excluded.livemode, stripe_created = excluded.stripe_created, \
-                     observed_at = excluded.observed_at, synced_at = excluded.synced_at, seen_in_run = excluded.seen_in_run",
+                     observed_at = excluded.observed_at, synced_at = excluded.synced_at, seen_in_run = excluded.seen_in_run, \
+                     write_seq = excluded.write_seq",
                 );
                 qb.push(PRICE_GUARD);
                 qb.build().execute(&mut *tx).await?;
-                sqlx::query("UPDATE catalog_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
             }
             if let Some(run) = run {
                 let mut qb = sqlx::QueryBuilder::new("UPDATE prices SET seen_in_run = ");
@@ -473,22 +510,26 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let changed = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            let seq = next_seq(&mut tx).await?;
             let r = sqlx::query(
                 "INSERT INTO products (id, name, description, active, deleted, valid, validation_error, metadata, raw, \
-                 livemode, stripe_created, stripe_updated, synced_at) \
-                 VALUES ($1, $2, NULL, FALSE, TRUE, FALSE, 'deleted in Stripe', '{}', '{}', FALSE, $3, $3, $4) \
+                 livemode, stripe_created, stripe_updated, synced_at, write_seq) \
+                 VALUES ($1, $2, NULL, FALSE, TRUE, FALSE, 'deleted in Stripe', '{}', '{}', FALSE, $3, $3, $4, $5) \
                  ON CONFLICT (id) DO UPDATE SET deleted = TRUE, active = FALSE, stripe_updated = excluded.stripe_updated, \
-                 synced_at = excluded.synced_at \
+                 synced_at = excluded.synced_at, write_seq = excluded.write_seq \
                  WHERE NOT products.deleted AND products.stripe_updated <= excluded.stripe_updated",
             )
             .bind(id)
             .bind(name.unwrap_or(id))
             .bind(at)
             .bind(now)
+            .bind(seq)
             .execute(&mut *tx)
             .await?;
-            if r.rows_affected() > 0 {
-                sqlx::query("UPDATE catalog_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
+            // Nothing changed: leave the version alone.
+            if r.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(false);
             }
             tx.commit().await?;
             r.rows_affected() > 0
@@ -506,22 +547,25 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let changed = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            let seq = next_seq(&mut tx).await?;
             let r = sqlx::query(
                 "INSERT INTO prices (id, product_id, active, deleted, currency, amount_kind, kind, metadata, raw, \
-                 livemode, stripe_created, observed_at, synced_at) \
-                 VALUES ($1, $2, FALSE, TRUE, '', 'custom', 'one_time', '{}', '{}', FALSE, $3, $3, $4) \
+                 livemode, stripe_created, observed_at, synced_at, write_seq) \
+                 VALUES ($1, $2, FALSE, TRUE, '', 'custom', 'one_time', '{}', '{}', FALSE, $3, $3, $4, $5) \
                  ON CONFLICT (id) DO UPDATE SET deleted = TRUE, active = FALSE, observed_at = excluded.observed_at, \
-                 synced_at = excluded.synced_at \
+                 synced_at = excluded.synced_at, write_seq = excluded.write_seq \
                  WHERE NOT prices.deleted AND prices.observed_at <= excluded.observed_at",
             )
             .bind(id)
             .bind(product)
             .bind(at)
             .bind(now)
+            .bind(seq)
             .execute(&mut *tx)
             .await?;
-            if r.rows_affected() > 0 {
-                sqlx::query("UPDATE catalog_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
+            if r.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(false);
             }
             tx.commit().await?;
             r.rows_affected() > 0
@@ -530,40 +574,46 @@ impl Store {
     }
 
     /// After a complete full sync: tombstones products and prices that the run did not
-    /// see and that nothing wrote since the run started (a webhook may have created one
+    /// see and that nothing wrote after the run started (`start_version`, the
+    /// [`Store::catalog_version`] read when it started: a webhook may have created one
     /// after the listing passed it). Returns `(products, prices)` tombstoned.
     pub async fn tombstone_unseen(
         &self,
         run: i64,
-        run_started: i64,
+        start_version: i64,
         now: i64,
     ) -> Result<(u64, u64), StoreError> {
         let counts = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            let seq = next_seq(&mut tx).await?;
             let products = sqlx::query(
-                "UPDATE products SET deleted = TRUE, active = FALSE, synced_at = $2 \
-                 WHERE NOT deleted AND (seen_in_run IS NULL OR seen_in_run <> $1) AND synced_at < $3",
+                "UPDATE products SET deleted = TRUE, active = FALSE, synced_at = $2, write_seq = $4 \
+                 WHERE NOT deleted AND (seen_in_run IS NULL OR seen_in_run <> $1) AND write_seq <= $3",
             )
             .bind(run)
             .bind(now)
-            .bind(run_started)
+            .bind(start_version)
+            .bind(seq)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             let prices = sqlx::query(
-                "UPDATE prices SET deleted = TRUE, active = FALSE, synced_at = $2 \
-                 WHERE NOT deleted AND (seen_in_run IS NULL OR seen_in_run <> $1) AND synced_at < $3",
+                "UPDATE prices SET deleted = TRUE, active = FALSE, synced_at = $2, write_seq = $4 \
+                 WHERE NOT deleted AND (seen_in_run IS NULL OR seen_in_run <> $1) AND write_seq <= $3",
             )
             .bind(run)
             .bind(now)
-            .bind(run_started)
+            .bind(start_version)
+            .bind(seq)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if products + prices > 0 {
-                sqlx::query("UPDATE catalog_meta SET version = version + 1 WHERE id = 1").execute(&mut *tx).await?;
+            if products + prices == 0 {
+                // Nothing changed: leave the version alone.
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
             }
-            tx.commit().await?;
             (products, prices)
         });
         Ok(counts)

@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod migrations;
+pub mod runs;
 pub mod testing;
 pub mod url;
 

@@ -169,37 +169,29 @@ async fn tombstones_are_not_resurrected_by_late_or_tied_updates(db: TestDb) {
 
 async fn unseen_rows_are_tombstoned_after_a_full_run_but_not_rows_written_during_it(db: TestDb) {
     let s = &db.store;
-    s.upsert_products(
-        &[
-            product("prod_a", "A", 10, &[]),
-            product("prod_gone", "G", 10, &[]),
-        ],
-        Some(1),
-        100,
-    )
-    .await
-    .unwrap();
-    s.upsert_prices(
-        &[
-            price("price_a", "prod_a", 100, 100),
-            price("price_gone", "prod_a", 5, 100),
-        ],
-        Some(1),
-        100,
-    )
-    .await
-    .unwrap();
-    // Run 2 starts at 200 and sees only prod_a / price_a; a webhook writes prod_new at 250.
-    s.upsert_products(&[product("prod_a", "A", 10, &[])], Some(2), 210)
+    let run1 = [
+        product("prod_a", "A", 10, &[]),
+        product("prod_gone", "G", 10, &[]),
+    ];
+    s.upsert_products(&run1, Some(1), 100).await.unwrap();
+    let prices1 = [
+        price("price_a", "prod_a", 100, 100),
+        price("price_gone", "prod_a", 5, 100),
+    ];
+    s.upsert_prices(&prices1, Some(1), 100).await.unwrap();
+    // Run 2 starts (in the same second: ordering is by write, not by clock) and sees
+    // only prod_a / price_a; meanwhile a webhook writes prod_new.
+    let start = s.catalog_version().await.unwrap();
+    s.upsert_products(&[product("prod_a", "A", 10, &[])], Some(2), 100)
         .await
         .unwrap();
-    s.upsert_prices(&[price("price_a", "prod_a", 100, 210)], Some(2), 210)
+    s.upsert_prices(&[price("price_a", "prod_a", 100, 100)], Some(2), 100)
         .await
         .unwrap();
-    s.upsert_products(&[product("prod_new", "N", 240, &[])], None, 250)
+    s.upsert_products(&[product("prod_new", "N", 240, &[])], None, 100)
         .await
         .unwrap();
-    let (products, prices) = s.tombstone_unseen(2, 200, 300).await.unwrap();
+    let (products, prices) = s.tombstone_unseen(2, start, 100).await.unwrap();
     assert_eq!((products, prices), (1, 1));
     assert!(s.get_product("prod_gone").await.unwrap().unwrap().deleted);
     assert!(!s.get_product("prod_new").await.unwrap().unwrap().deleted);
@@ -207,6 +199,11 @@ async fn unseen_rows_are_tombstoned_after_a_full_run_but_not_rows_written_during
     assert_eq!(
         s.live_price_ids("prod_a").await.unwrap(),
         vec!["price_a".to_owned()]
+    );
+    assert_eq!(
+        s.tombstone_unseen(2, start, 100).await.unwrap(),
+        (0, 0),
+        "idempotent"
     );
 }
 

@@ -4,6 +4,7 @@
 //! There are deliberately no methods that create, update or delete products or prices:
 //! Stripe is the source of truth for the catalog and this crate cannot write it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,6 +89,8 @@ pub struct HealthError {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// Counts the HTTP attempts made through this handle (see [`Client::counted`]).
+    counter: Option<Arc<AtomicU64>>,
 }
 
 struct Inner {
@@ -177,6 +180,7 @@ impl Client {
                 breaker,
                 health: Mutex::new(Health::default()),
             }),
+            counter: None,
         })
     }
 
@@ -202,6 +206,16 @@ impl Client {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// A handle to the same client that also counts its HTTP attempts (retries
+    /// included) into `counter`, so one job can report its own request count while
+    /// other callers share the client.
+    pub fn counted(&self, counter: Arc<AtomicU64>) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            counter: Some(counter),
+        }
     }
 
     /// True when both handles share one client (same pool, breaker and limiter).
@@ -302,6 +316,9 @@ impl Client {
             }
             if let Some(form) = form {
                 request = request.form(form.pairs());
+            }
+            if let Some(counter) = &self.counter {
+                counter.fetch_add(1, Ordering::Relaxed);
             }
             self.note(|h| {
                 h.attempts += 1;

@@ -414,6 +414,50 @@ has_id!(
     DeletedObject
 );
 
+impl Product {
+    /// The facts the catalog rules need.
+    pub fn to_domain(&self) -> sm_domain::catalog::StripeProduct {
+        sm_domain::catalog::StripeProduct {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            active: self.active,
+            metadata: self.metadata.clone(),
+            default_price: self.default_price.as_ref().map(|p| p.id().to_owned()),
+            created: self.created,
+            updated: self.updated.unwrap_or(self.created),
+            livemode: self.livemode,
+        }
+    }
+}
+
+impl Price {
+    /// The facts the catalog rules need.
+    pub fn to_domain(&self) -> sm_domain::catalog::StripePrice {
+        sm_domain::catalog::StripePrice {
+            id: self.id.clone(),
+            product: self.product.id().to_owned(),
+            active: self.active,
+            currency: self.currency.clone(),
+            unit_amount: self.unit_amount,
+            unit_amount_decimal: self.unit_amount_decimal.clone(),
+            kind: self.kind.clone(),
+            interval: self.recurring.as_ref().map(|r| r.interval.clone()),
+            interval_count: self.recurring.as_ref().map(|r| r.interval_count),
+            billing_scheme: self.billing_scheme.clone(),
+            custom_unit_amount: self
+                .custom_unit_amount
+                .as_ref()
+                .is_some_and(|v| !v.is_null()),
+            nickname: self.nickname.clone(),
+            lookup_key: self.lookup_key.clone(),
+            metadata: self.metadata.clone(),
+            created: self.created,
+            livemode: self.livemode,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,9 @@
 
 mod check;
 mod migrate;
+mod products;
 mod serve;
+mod sync;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -46,6 +48,22 @@ enum Command {
     },
     /// Validate the configuration, probe Stripe, report mode and API version.
     Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sync the given products, or the whole catalog, from Stripe (never the other way).
+    Sync {
+        /// Product ids (prod_…); none means every product and price.
+        #[arg(value_name = "PRODUCT_ID")]
+        products: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the local catalog (active products unless --all).
+    Products {
+        /// Include archived and deleted products.
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -163,6 +181,19 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Serve => serve::run(config).await,
         Command::Migrate { json } => migrate::run(config, json).await,
+        Command::Sync { products, json } => sync::run(open(config).await?, products, json).await,
+        Command::Products { all, json } => products::run(open(config).await?, all, json).await,
         Command::Check { .. } => unreachable!("handled above"),
     }
+}
+
+/// The state a one-shot command needs, on a migrated database.
+async fn open(config: Config) -> Result<crate::app::AppState, Failure> {
+    let options = sm_store::ConnectOptions {
+        max_connections: 4,
+        ..Default::default()
+    };
+    let state = crate::app::AppState::build(config, &options).await?;
+    state.store.migrate().await?;
+    Ok(state)
 }

@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Extra top-level fields next to `error` (e.g. the report of a failed sync).
+    pub extra: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -19,7 +21,17 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            extra: None,
         }
+    }
+
+    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
+        self.extra = Some((key, value));
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// A 500 whose detail goes to the log, not to the caller.
@@ -35,14 +47,20 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some((key, value)) = self.extra {
+            body[key] = value;
+        }
+        (self.status, Json(body)).into_response()
     }
 }
 
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+impl From<sm_store::StoreError> for ApiError {
+    fn from(e: sm_store::StoreError) -> Self {
+        ApiError::internal("database error", &e)
+    }
 }

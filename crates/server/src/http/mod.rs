@@ -1,9 +1,11 @@
 //! The HTTP edge: one router per resource, merged here, with the middleware that every
 //! route shares (request id, tracing span, metrics).
 
+mod catalog;
 mod error;
 mod health;
 mod middleware;
+mod sync;
 
 use axum::Router;
 
@@ -14,6 +16,8 @@ use crate::app::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(catalog::router())
+        .merge(sync::router())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .with_state(state)

@@ -132,3 +132,57 @@ pub fn http() -> reqwest::Client {
     sm_stripe::client::install_tls_provider();
     reqwest::Client::builder().build().expect("client")
 }
+
+/// Seeds `products` valid credit products and `prices` one-time USD prices spread over
+/// them (the first price of each product is its default), without events.
+pub fn seed_catalog(fake: &fake_stripe::FakeStripe, products: usize, prices: usize) -> Vec<String> {
+    use serde_json::json;
+    fake.with_state(|s| {
+        s.emit_events = false;
+        let ctx = fake_stripe::Ctx::default();
+        let ids: Vec<String> = (0..products)
+            .map(|i| {
+                let (_, p) = s
+                    .create_product(&json!({"name": format!("Pack {i:05}"), "metadata": {"credit_amount": ((i % 50) + 1).to_string()}}), &ctx)
+                    .expect("create product");
+                p["id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        for j in 0..prices {
+            let product = &ids[j % ids.len()];
+            let (_, price) = s
+                .create_price(&json!({"product": product, "currency": "usd", "unit_amount": 100 + j as i64}), &ctx)
+                .expect("create price");
+            if j < ids.len() {
+                s.update_product(product, &json!({"default_price": price["id"]}), &ctx).expect("set default price");
+            }
+        }
+        s.emit_events = true;
+        ids
+    })
+}
+
+/// POSTs JSON and returns the status and the JSON answer.
+pub async fn post_json(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = http().post(url).json(&body).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = http().get(url).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Requests the fake received that would write the catalog: the invariant is none.
+pub fn catalog_writes(fake: &fake_stripe::FakeStripe) -> Vec<String> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| {
+            r.method != "GET"
+                && (r.path.starts_with("/v1/products") || r.path.starts_with("/v1/prices"))
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}

@@ -22,6 +22,9 @@ CREATE TABLE products (
     -- Stripe's `updated` (or the event time for deletions): writes never go backwards.
     stripe_updated   BIGINT NOT NULL,
     synced_at        BIGINT NOT NULL,
+    -- The catalog version (catalog_meta) of the write that last changed this row; a
+    -- full sync never tombstones rows written after it started.
+    write_seq        BIGINT NOT NULL DEFAULT 0,
     -- The full sync run that last saw this product in Stripe.
     seen_in_run      BIGINT
 );
@@ -51,6 +54,7 @@ CREATE TABLE prices (
     -- or the event's `created` (webhooks). Writes never go backwards.
     observed_at         BIGINT NOT NULL,
     synced_at           BIGINT NOT NULL,
+    write_seq           BIGINT NOT NULL DEFAULT 0,
     seen_in_run         BIGINT
 );
 

@@ -1,0 +1,234 @@
+//! The catalog as the API and the CLI show it, and the read cache in front of it.
+//!
+//! Reads are served from an in-memory snapshot of the whole catalog, rebuilt only when
+//! the database's catalog version moved (every catalog write bumps it in the same
+//! transaction, in whatever process wrote). So reads cost one tiny query, stay
+//! consistent with writes made by other processes (a CLI `sync`, another instance),
+//! and keep working when Stripe is down: Stripe is never called on the read path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sm_domain::Money;
+use sm_store::catalog::{PriceRecord, ProductFilter, ProductRecord};
+use sm_store::{Store, StoreError};
+use tokio::sync::{Mutex, RwLock};
+
+/// A price as the API shows it (CONTRACT.md).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ApiPrice {
+    pub id: String,
+    pub product: String,
+    pub active: bool,
+    pub deleted: bool,
+    pub currency: String,
+    /// Minor units; `null` for tiered and customer-chosen prices.
+    pub unit_amount: Option<i64>,
+    /// `fixed`, `tiered` or `custom`.
+    pub amount_kind: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub interval: Option<String>,
+    pub interval_count: Option<u32>,
+    pub nickname: Option<String>,
+    pub lookup_key: Option<String>,
+}
+
+/// A product as the API shows it (CONTRACT.md).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ApiProduct {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub active: bool,
+    pub deleted: bool,
+    pub credit_amount: Option<u32>,
+    /// From metadata, else derived from the default price.
+    pub credit_type: &'static str,
+    pub display_order: Option<i64>,
+    pub valid: bool,
+    pub validation_error: Option<String>,
+    /// Valid, active and not deleted: the only products offered for checkout.
+    pub sellable: bool,
+    pub default_price: Option<ApiPrice>,
+    pub prices: Vec<ApiPrice>,
+    /// The default price divided by the credit amount, in major units
+    /// (`{"amount":"0.1000","currency":"usd"}`), when both are known.
+    pub price_per_credit: Option<PerCredit>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+    pub stripe_updated: i64,
+    pub synced_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PerCredit {
+    pub amount: String,
+    pub currency: String,
+}
+
+impl From<&PriceRecord> for ApiPrice {
+    fn from(p: &PriceRecord) -> Self {
+        ApiPrice {
+            id: p.id.clone(),
+            product: p.product_id.clone(),
+            active: p.active,
+            deleted: p.deleted,
+            currency: p.currency.clone(),
+            unit_amount: p.unit_amount,
+            amount_kind: p.amount_kind.as_str(),
+            kind: if p.recurring { "recurring" } else { "one_time" },
+            interval: p.interval.clone(),
+            interval_count: p.interval_count,
+            nickname: p.nickname.clone(),
+            lookup_key: p.lookup_key.clone(),
+        }
+    }
+}
+
+impl From<&ProductRecord> for ApiProduct {
+    fn from(p: &ProductRecord) -> Self {
+        let default = p.default_price();
+        let price_per_credit = match (
+            default.and_then(|d| d.unit_amount.map(|a| (a, &d.currency))),
+            p.credit_amount,
+        ) {
+            (Some((amount, currency)), Some(credits)) => Money::new(amount, currency)
+                .per_unit(u64::from(credits))
+                .map(|amount| PerCredit {
+                    amount,
+                    currency: currency.clone(),
+                }),
+            _ => None,
+        };
+        ApiProduct {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+            active: p.active,
+            deleted: p.deleted,
+            credit_amount: p.credit_amount,
+            credit_type: p.effective_credit_type().as_str(),
+            display_order: p.display_order,
+            valid: p.valid,
+            validation_error: p.validation_error.clone(),
+            sellable: p.sellable(),
+            default_price: default.map(ApiPrice::from),
+            prices: p.prices.iter().map(ApiPrice::from).collect(),
+            price_per_credit,
+            metadata: p.metadata.clone(),
+            stripe_updated: p.stripe_updated,
+            synced_at: p.synced_at,
+        }
+    }
+}
+
+/// Everything a read needs, built once per catalog version.
+#[derive(Debug)]
+struct Snapshot {
+    version: i64,
+    products: Vec<ApiProduct>,
+    by_id: HashMap<String, usize>,
+    /// Pre-serialized `{"data":[…]}` bodies per filter.
+    active: Arc<[u8]>,
+    inactive: Arc<[u8]>,
+    all: Arc<[u8]>,
+}
+
+impl Snapshot {
+    fn build(version: i64, records: &[ProductRecord]) -> Self {
+        let products: Vec<ApiProduct> = records.iter().map(ApiProduct::from).collect();
+        let by_id = products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
+        let body = |f: &dyn Fn(&ApiProduct) -> bool| -> Arc<[u8]> {
+            let data: Vec<&ApiProduct> = products.iter().filter(|p| f(p)).collect();
+            serde_json::to_vec(&serde_json::json!({ "data": data }))
+                .expect("serializable")
+                .into()
+        };
+        let active = body(&|p| p.active && !p.deleted);
+        let inactive = body(&|p| !p.active && !p.deleted);
+        let all = body(&|_| true);
+        Snapshot {
+            version,
+            products,
+            by_id,
+            active,
+            inactive,
+            all,
+        }
+    }
+}
+
+/// The catalog read side: a cache over the store, shared by all handlers.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Store,
+    snapshot: Arc<RwLock<Option<Arc<Snapshot>>>>,
+    /// One rebuild at a time; others wait for it instead of rebuilding too.
+    rebuild: Arc<Mutex<()>>,
+}
+
+impl Catalog {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            snapshot: Arc::default(),
+            rebuild: Arc::default(),
+        }
+    }
+
+    async fn current(&self) -> Result<Arc<Snapshot>, StoreError> {
+        let version = self.store.catalog_version().await?;
+        if let Some(s) = self.snapshot.read().await.as_ref()
+            && s.version == version
+        {
+            return Ok(s.clone());
+        }
+        let _one = self.rebuild.lock().await;
+        if let Some(s) = self.snapshot.read().await.as_ref()
+            && s.version >= version
+        {
+            return Ok(s.clone());
+        }
+        // Read the version again with the data: a write between the two would be
+        // caught by the next read.
+        let version = self.store.catalog_version().await?;
+        let records = self.store.list_products(ProductFilter::All).await?;
+        let snap = Arc::new(Snapshot::build(version, &records));
+        *self.snapshot.write().await = Some(snap.clone());
+        metrics::counter!("catalog_cache_rebuilds_total").increment(1);
+        Ok(snap)
+    }
+
+    /// `{"data":[…]}` for a filter, serialized once per catalog version.
+    pub async fn list_json(&self, filter: ProductFilter) -> Result<Arc<[u8]>, StoreError> {
+        let s = self.current().await?;
+        Ok(match filter {
+            ProductFilter::Active => s.active.clone(),
+            ProductFilter::Inactive => s.inactive.clone(),
+            ProductFilter::All => s.all.clone(),
+        })
+    }
+
+    pub async fn list(&self, filter: ProductFilter) -> Result<Vec<ApiProduct>, StoreError> {
+        let s = self.current().await?;
+        Ok(s.products
+            .iter()
+            .filter(|p| match filter {
+                ProductFilter::Active => p.active && !p.deleted,
+                ProductFilter::Inactive => !p.active && !p.deleted,
+                ProductFilter::All => true,
+            })
+            .cloned()
+            .collect())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<ApiProduct>, StoreError> {
+        let s = self.current().await?;
+        Ok(s.by_id.get(id).map(|&i| s.products[i].clone()))
+    }
+}

@@ -1,0 +1,83 @@
+//! `stripe-manager products [--all] [--json]`: the local catalog, no Stripe call.
+
+use serde_json::json;
+use sm_store::catalog::ProductFilter;
+
+use super::Failure;
+use crate::app::AppState;
+use crate::catalog::ApiProduct;
+
+fn price_label(p: &ApiProduct) -> String {
+    let Some(d) = &p.default_price else {
+        return "-".into();
+    };
+    let amount = match d.unit_amount {
+        Some(a) => sm_domain::Money::new(a, &d.currency).to_string(),
+        None => format!("{} ({})", d.currency.to_uppercase(), d.amount_kind),
+    };
+    match (&d.interval, d.interval_count) {
+        (Some(i), Some(1)) => format!("{amount} / {i}"),
+        (Some(i), Some(n)) => format!("{amount} / {n} {i}s"),
+        _ => amount,
+    }
+}
+
+pub async fn run(state: AppState, all: bool, json: bool) -> Result<u8, Failure> {
+    let filter = if all {
+        ProductFilter::All
+    } else {
+        ProductFilter::Active
+    };
+    let products = state.catalog.list(filter).await.map_err(|e| Failure {
+        code: 1,
+        message: crate::error_chain(&e),
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "data": products })).expect("serializable")
+        );
+        return Ok(0);
+    }
+    if products.is_empty() {
+        println!(
+            "no products{}; run `stripe-manager sync` to fetch them from Stripe",
+            if all { "" } else { " active" }
+        );
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:<28} {:<9} {:<7} {:>9} {:<13} {:<24} {:>12}",
+        "ID", "NAME", "STATUS", "VALID", "CREDITS", "TYPE", "DEFAULT PRICE", "PER CREDIT"
+    );
+    for p in &products {
+        let status = if p.deleted {
+            "deleted"
+        } else if p.active {
+            "active"
+        } else {
+            "archived"
+        };
+        let name: String = p.name.chars().take(28).collect();
+        println!(
+            "{:<24} {:<28} {:<9} {:<7} {:>9} {:<13} {:<24} {:>12}",
+            p.id,
+            name,
+            status,
+            if p.valid { "yes" } else { "NO" },
+            p.credit_amount
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            p.credit_type,
+            price_label(p),
+            p.price_per_credit
+                .as_ref()
+                .map(|c| c.amount.clone())
+                .unwrap_or_else(|| "-".into()),
+        );
+        if let Some(e) = &p.validation_error {
+            println!("{:<24} ↳ {e}", "");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,179 @@
+//! `stripe-manager sync [PRODUCT_ID …] [--json]`.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sm_domain::ProductId;
+
+use super::Failure;
+use crate::app::AppState;
+use crate::manager::Unavailable;
+use crate::sync::{Origin, Progress, SyncError, SyncReport};
+
+/// A spinner with live counts on a terminal.
+struct Bar {
+    bar: ProgressBar,
+    started: Instant,
+    counts: std::sync::Mutex<(u64, u64, u64)>,
+}
+
+impl Progress for Bar {
+    fn page(&self, kind: &'static str, items: usize, requests: u64) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.0 += 1;
+        if kind == "products" {
+            c.1 += items as u64;
+        } else {
+            c.2 += items as u64;
+        }
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        self.bar.set_message(format!(
+            "{} pages · {} products · {} prices · {requests} requests · {:.0} objects/s",
+            c.0,
+            c.1,
+            c.2,
+            (c.1 + c.2) as f64 / secs
+        ));
+    }
+}
+
+/// One plain line per page when stderr is not a terminal (logs, CI).
+struct Lines;
+
+impl Progress for Lines {
+    fn page(&self, kind: &'static str, items: usize, requests: u64) {
+        eprintln!("synced a page of {items} {kind} ({requests} requests so far)");
+    }
+}
+
+pub async fn run(state: AppState, ids: Vec<String>, json: bool) -> Result<u8, Failure> {
+    let ids = ids
+        .iter()
+        .map(|id| ProductId::parse(id.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    // Refuse before touching anything when Stripe is not configured.
+    state.stripe.client().map_err(|e| Failure::stripe(&e))?;
+
+    let terminal = std::io::stderr().is_terminal() && !json;
+    let bar = terminal.then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("static template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar.set_message("listing products…");
+        Bar {
+            bar,
+            started: Instant::now(),
+            counts: Default::default(),
+        }
+    });
+    let progress: &dyn Progress = match &bar {
+        Some(b) => b,
+        None if json => &crate::sync::NoProgress,
+        None => &Lines,
+    };
+    let result = if ids.is_empty() {
+        state.syncer.sync_all(Origin::Cli, progress).await
+    } else {
+        state
+            .syncer
+            .sync_products(&ids, Origin::Cli, progress)
+            .await
+    };
+    if let Some(b) = &bar {
+        b.bar.finish_and_clear();
+    }
+    let report = result.map_err(|e| match e {
+        SyncError::Unavailable(u) => Failure::stripe(&u),
+        SyncError::AlreadyRunning { .. } => Failure {
+            code: 1,
+            message: e.to_string(),
+        },
+        SyncError::Store(e) => Failure {
+            code: 1,
+            message: format!("the database failed: {}", crate::error_chain(&e)),
+        },
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("reports serialize")
+        );
+    } else {
+        print_summary(&report);
+    }
+    Ok(exit_code(&report))
+}
+
+/// 0 all good; 3 Stripe became unavailable; 1 other failures or invalid products.
+pub fn exit_code(report: &SyncReport) -> u8 {
+    if report.unavailable.is_some() {
+        3
+    } else if !report.succeeded() || report.products.invalid > 0 {
+        1
+    } else {
+        0
+    }
+}
+
+fn print_summary(r: &SyncReport) {
+    println!(
+        "sync #{} ({}) {} in {:.1} s, {} requests to Stripe, {} pages",
+        r.run_id,
+        r.scope,
+        r.status,
+        r.duration_ms as f64 / 1000.0,
+        r.requests,
+        r.pages
+    );
+    println!();
+    println!(
+        "{:<10} {:>9} {:>9} {:>10} {:>7} {:>9} {:>11}",
+        "", "created", "updated", "unchanged", "stale", "invalid", "tombstoned"
+    );
+    let p = &r.products;
+    println!(
+        "{:<10} {:>9} {:>9} {:>10} {:>7} {:>9} {:>11}",
+        "products", p.created, p.updated, p.unchanged, p.stale, p.invalid, p.tombstoned
+    );
+    let q = &r.prices;
+    println!(
+        "{:<10} {:>9} {:>9} {:>10} {:>7} {:>9} {:>11}",
+        "prices", q.created, q.updated, q.unchanged, q.stale, "-", q.tombstoned
+    );
+    if !r.invalid.is_empty() {
+        println!();
+        println!(
+            "{} invalid product(s), stored but never offered for checkout:",
+            r.products.invalid
+        );
+        for i in &r.invalid {
+            println!("  {}  {:?}: {}", i.id, i.name, i.error);
+        }
+        if (r.invalid.len() as u64) < r.products.invalid {
+            println!(
+                "  … and {} more",
+                r.products.invalid - r.invalid.len() as u64
+            );
+        }
+    }
+    if !r.errors.is_empty() {
+        println!();
+        println!("errors:");
+        for e in &r.errors {
+            println!("  {e}");
+        }
+        if let Some(reason) = r.unavailable {
+            println!("  (Stripe unavailable: {reason}; pages already written are kept)");
+        }
+    }
+}
+
+impl From<Unavailable> for Failure {
+    fn from(e: Unavailable) -> Self {
+        Failure::stripe(&e)
+    }
+}

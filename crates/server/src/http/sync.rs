@@ -1,0 +1,89 @@
+//! `POST /api/v1/sync`: body `{}` (whole catalog) or `{"products":["prod_…"]}`; answers
+//! with the sync report.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use sm_domain::ProductId;
+
+use super::ApiError;
+use crate::app::AppState;
+use crate::manager::Unavailable;
+use crate::sync::{NoProgress, Origin, SyncError, SyncReport};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/sync", post(sync))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncBody {
+    #[serde(default)]
+    products: Option<Vec<String>>,
+}
+
+async fn sync(State(state): State<AppState>, body: Bytes) -> Result<Json<SyncReport>, ApiError> {
+    let body: SyncBody = if body.iter().all(u8::is_ascii_whitespace) {
+        SyncBody { products: None }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("the body must be {{}} or {{\"products\":[\"prod_…\"]}}: {e}"),
+            )
+        })?
+    };
+    let result = match body.products {
+        None => state.syncer.sync_all(Origin::Api, &NoProgress).await,
+        Some(ids) if ids.is_empty() => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "products is empty; send {} to sync the whole catalog",
+            ));
+        }
+        Some(ids) => {
+            let ids = ids
+                .into_iter()
+                .map(ProductId::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiError::bad_request("invalid_product_id", e.to_string()))?;
+            state
+                .syncer
+                .sync_products(&ids, Origin::Api, &NoProgress)
+                .await
+        }
+    };
+    let report = result.map_err(|e| match e {
+        SyncError::Unavailable(u @ Unavailable::Disabled { .. }) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stripe_disabled",
+            u.to_string(),
+        ),
+        SyncError::Unavailable(u) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stripe_unavailable",
+            u.to_string(),
+        ),
+        SyncError::AlreadyRunning { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "sync_already_running", e.to_string())
+        }
+        SyncError::Store(e) => ApiError::internal("sync failed in the database", &e),
+    })?;
+    if report.succeeded() {
+        return Ok(Json(report));
+    }
+    let value = serde_json::to_value(&report).expect("reports serialize");
+    let message = report.errors.join("; ");
+    Err(match report.unavailable {
+        Some(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stripe_unavailable",
+            message,
+        ),
+        None => ApiError::new(StatusCode::BAD_GATEWAY, "sync_failed", message),
+    }
+    .with("report", value))
+}

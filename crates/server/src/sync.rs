@@ -1,0 +1,538 @@
+//! Catalog sync from Stripe, one direction only: Stripe → local.
+//!
+//! - **Full** (`sync` with no ids): every product and every price, each list paged 100 at a
+//!   time and written page by page in one transaction (memory stays flat), then what the
+//!   run did not see is tombstoned. Requests: `ceil(products/100) + ceil(prices/100)`
+//!   plus retries, never one call per product. One full sync at a time, across processes.
+//! - **Selected** (`sync prod_A prod_B`): each product and its prices; a product Stripe
+//!   no longer has becomes a tombstone.
+//!
+//! Every run is recorded in `sync_runs`. Nothing here writes to Stripe: the client has no
+//! method that could.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use sm_domain::ProductId;
+use sm_domain::catalog::{map_price, map_product};
+use sm_store::catalog::{PriceWrite, ProductWrite, WriteCounts};
+use sm_store::runs::RunCounts;
+use sm_store::{Store, StoreError};
+use sm_stripe::{Client, StripeError};
+
+use crate::manager::{StripeManager, Unavailable};
+
+/// Seconds a SQLite full-sync lease lasts without renewal (renewed every page).
+const LEASE_SECS: i64 = 300;
+/// Invalid products listed in a report; the rest are counted.
+const MAX_LISTED_INVALID: usize = 1000;
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Who asked for the sync (recorded with the run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Cli,
+    Api,
+    Admin,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Cli => "cli",
+            Origin::Api => "api",
+            Origin::Admin => "admin",
+        }
+    }
+}
+
+/// Progress of a running sync, for the CLI's progress bar.
+pub trait Progress: Send + Sync {
+    /// A page of `kind` (`products` or `prices`) with `items` objects was written.
+    fn page(&self, _kind: &'static str, _items: usize, _requests: u64) {}
+}
+
+/// Reports nothing.
+#[derive(Debug)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProductCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Skipped: the local row holds newer data (a webhook got there first).
+    pub stale: u64,
+    pub invalid: u64,
+    pub tombstoned: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PriceCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub stale: u64,
+    pub tombstoned: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidProduct {
+    pub id: String,
+    pub name: String,
+    pub error: String,
+}
+
+/// What a sync did. Also what `POST /api/v1/sync` and `sync --json` return.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub run_id: i64,
+    /// `full` or `selected`.
+    pub scope: &'static str,
+    /// `succeeded` or `failed`.
+    pub status: &'static str,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub duration_ms: u64,
+    /// HTTP requests sent to Stripe, retries included.
+    pub requests: u64,
+    pub pages: u64,
+    pub products: ProductCounts,
+    pub prices: PriceCounts,
+    /// Products stored but not sellable, with the reason.
+    pub invalid: Vec<InvalidProduct>,
+    pub errors: Vec<String>,
+    /// When the run failed because Stripe could not be used: why (`network`,
+    /// `auth`, `circuit_open`).
+    pub unavailable: Option<&'static str>,
+}
+
+impl SyncReport {
+    pub fn succeeded(&self) -> bool {
+        self.status == "succeeded"
+    }
+}
+
+/// Why a sync did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    #[error("a full sync is already running{}; try again when it has finished",
+        holder.as_deref().map(|h| format!(" (held by {h})")).unwrap_or_default())]
+    AlreadyRunning { holder: Option<String> },
+    #[error("the database failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The state of one run while it goes.
+struct Run {
+    id: i64,
+    scope: &'static str,
+    started_at: i64,
+    clock: Instant,
+    requests: Arc<AtomicU64>,
+    pages: u64,
+    products: ProductCounts,
+    prices: PriceCounts,
+    invalid: Vec<InvalidProduct>,
+    errors: Vec<String>,
+    unavailable: Option<&'static str>,
+}
+
+impl Run {
+    fn add_products(&mut self, c: WriteCounts) {
+        self.products.created += c.created;
+        self.products.updated += c.updated;
+        self.products.unchanged += c.unchanged;
+        self.products.stale += c.stale;
+    }
+
+    fn add_prices(&mut self, c: WriteCounts) {
+        self.prices.created += c.created;
+        self.prices.updated += c.updated;
+        self.prices.unchanged += c.unchanged;
+        self.prices.stale += c.stale;
+    }
+
+    fn note_invalid(&mut self, writes: &[ProductWrite]) {
+        for w in writes.iter().filter(|w| !w.product.valid) {
+            self.products.invalid += 1;
+            if self.invalid.len() < MAX_LISTED_INVALID {
+                self.invalid.push(InvalidProduct {
+                    id: w.product.id.clone(),
+                    name: w.product.name.clone(),
+                    error: w.product.validation_error.clone().unwrap_or_default(),
+                });
+            }
+        }
+    }
+
+    fn stripe_failed(&mut self, context: &str, e: &StripeError) {
+        if let Some(u) = Unavailable::from_error(e) {
+            self.unavailable = Some(u.code());
+        }
+        self.errors
+            .push(format!("{context}: {}", crate::error_chain(e)));
+    }
+
+    async fn finish(self, store: &Store) -> Result<SyncReport, StoreError> {
+        let status = if self.errors.is_empty() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        let finished_at = unix_now();
+        let requests = self.requests.load(Ordering::Relaxed);
+        let counts = RunCounts {
+            products_created: self.products.created,
+            products_updated: self.products.updated,
+            products_unchanged: self.products.unchanged,
+            products_stale: self.products.stale,
+            products_invalid: self.products.invalid,
+            products_tombstoned: self.products.tombstoned,
+            prices_created: self.prices.created,
+            prices_updated: self.prices.updated,
+            prices_unchanged: self.prices.unchanged,
+            prices_stale: self.prices.stale,
+            prices_tombstoned: self.prices.tombstoned,
+        };
+        let report = json!({"errors": self.errors, "invalid": self.invalid, "pages": self.pages});
+        store
+            .finish_sync_run(self.id, status, finished_at, requests, &counts, &report)
+            .await?;
+        metrics::counter!("sync_runs_total", "scope" => self.scope, "status" => status)
+            .increment(1);
+        metrics::counter!("sync_products_total", "outcome" => "invalid")
+            .increment(self.products.invalid);
+        metrics::counter!("sync_products_total", "outcome" => "tombstoned")
+            .increment(self.products.tombstoned);
+        let report = SyncReport {
+            run_id: self.id,
+            scope: self.scope,
+            status,
+            started_at: self.started_at,
+            finished_at,
+            duration_ms: self.clock.elapsed().as_millis() as u64,
+            requests,
+            pages: self.pages,
+            products: self.products,
+            prices: self.prices,
+            invalid: self.invalid,
+            errors: self.errors,
+            unavailable: self.unavailable,
+        };
+        tracing::info!(
+            run = report.run_id,
+            scope = report.scope,
+            status = report.status,
+            requests = report.requests,
+            products_created = report.products.created,
+            products_updated = report.products.updated,
+            products_invalid = report.products.invalid,
+            products_tombstoned = report.products.tombstoned,
+            prices_created = report.prices.created,
+            duration_ms = report.duration_ms,
+            "sync finished"
+        );
+        Ok(report)
+    }
+}
+
+fn product_writes(products: &[sm_stripe::types::Product]) -> Vec<ProductWrite> {
+    products
+        .iter()
+        .map(|p| ProductWrite {
+            product: map_product(&p.to_domain()),
+            raw: serde_json::to_string(p).expect("wire types serialize"),
+        })
+        .collect()
+}
+
+fn price_writes(prices: &[sm_stripe::types::Price], observed_at: i64) -> Vec<PriceWrite> {
+    prices
+        .iter()
+        .map(|p| PriceWrite {
+            price: map_price(&p.to_domain()),
+            raw: serde_json::to_string(p).expect("wire types serialize"),
+            observed_at,
+        })
+        .collect()
+}
+
+/// Runs catalog syncs for one process.
+#[derive(Debug, Clone)]
+pub struct Syncer {
+    store: Store,
+    stripe: StripeManager,
+    /// Names this process in SQLite leases.
+    holder: String,
+}
+
+impl Syncer {
+    pub fn new(store: Store, stripe: StripeManager) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        Self {
+            store,
+            stripe,
+            holder: format!("{host}:{}", std::process::id()),
+        }
+    }
+
+    async fn begin(&self, scope: &'static str, origin: Origin) -> Result<(Run, Client), SyncError> {
+        let client = self.stripe.client()?.clone();
+        let started_at = unix_now();
+        let id = self
+            .store
+            .start_sync_run(scope, origin.as_str(), started_at)
+            .await?;
+        let requests = Arc::new(AtomicU64::new(0));
+        let client = client.counted(requests.clone());
+        Ok((
+            Run {
+                id,
+                scope,
+                started_at,
+                clock: Instant::now(),
+                requests,
+                pages: 0,
+                products: ProductCounts::default(),
+                prices: PriceCounts::default(),
+                invalid: Vec::new(),
+                errors: Vec::new(),
+                unavailable: None,
+            },
+            client,
+        ))
+    }
+
+    /// Syncs the whole catalog. A failure of Stripe part-way leaves every committed page
+    /// in place, skips tombstoning (an incomplete listing proves nothing) and records the
+    /// run as failed.
+    pub async fn sync_all(
+        &self,
+        origin: Origin,
+        progress: &dyn Progress,
+    ) -> Result<SyncReport, SyncError> {
+        self.stripe.client()?;
+        let lock = match self
+            .store
+            .try_lock_full_sync(&self.holder, unix_now(), LEASE_SECS)
+            .await?
+        {
+            Ok(lock) => lock,
+            Err(busy) => {
+                return Err(SyncError::AlreadyRunning {
+                    holder: busy.holder,
+                });
+            }
+        };
+        let result = self.sync_all_locked(origin, progress, &lock).await;
+        if let Err(e) = lock.release().await {
+            tracing::warn!(error = %e, "could not release the full-sync lock; it expires by itself");
+        }
+        result
+    }
+
+    async fn sync_all_locked(
+        &self,
+        origin: Origin,
+        progress: &dyn Progress,
+        lock: &sm_store::runs::FullSyncLock,
+    ) -> Result<SyncReport, SyncError> {
+        // Rows written after this point (by this run, or by a webhook while the listing
+        // runs) are never tombstoned by it.
+        let start_version = self.store.catalog_version().await?;
+        let (mut run, client) = self.begin("full", origin).await?;
+
+        let mut pages = Box::pin(client.product_pages());
+        let mut complete = true;
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => {
+                    let writes = product_writes(&page.data);
+                    run.note_invalid(&writes);
+                    let counts = self
+                        .store
+                        .upsert_products(&writes, Some(run.id), unix_now())
+                        .await?;
+                    run.add_products(counts);
+                    run.pages += 1;
+                    lock.renew(unix_now(), LEASE_SECS).await?;
+                    progress.page(
+                        "products",
+                        page.data.len(),
+                        run.requests.load(Ordering::Relaxed),
+                    );
+                }
+                Err(e) => {
+                    run.stripe_failed("listing products", &e);
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        drop(pages);
+
+        if complete {
+            let mut pages = Box::pin(client.price_pages());
+            loop {
+                // The page shows Stripe's state as of (at least) the moment we asked.
+                let observed_at = unix_now();
+                let Some(page) = pages.next().await else {
+                    break;
+                };
+                match page {
+                    Ok(page) => {
+                        let writes = price_writes(&page.data, observed_at);
+                        let counts = self
+                            .store
+                            .upsert_prices(&writes, Some(run.id), unix_now())
+                            .await?;
+                        run.add_prices(counts);
+                        run.pages += 1;
+                        lock.renew(unix_now(), LEASE_SECS).await?;
+                        progress.page(
+                            "prices",
+                            page.data.len(),
+                            run.requests.load(Ordering::Relaxed),
+                        );
+                    }
+                    Err(e) => {
+                        run.stripe_failed("listing prices", &e);
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+        }
+
+        if complete {
+            let (products, prices) = self
+                .store
+                .tombstone_unseen(run.id, start_version, unix_now())
+                .await?;
+            run.products.tombstoned = products;
+            run.prices.tombstoned = prices;
+        }
+        Ok(run.finish(&self.store).await?)
+    }
+
+    /// Syncs the given products and their prices. A product Stripe answers 404 for (or
+    /// `deleted: true`) becomes a tombstone if we had it, and an error if we never did.
+    /// Stripe becoming unavailable stops the run; other per-product errors are recorded
+    /// and the rest continue.
+    pub async fn sync_products(
+        &self,
+        ids: &[ProductId],
+        origin: Origin,
+        progress: &dyn Progress,
+    ) -> Result<SyncReport, SyncError> {
+        let (mut run, client) = self.begin("selected", origin).await?;
+        let mut seen = HashSet::new();
+        for id in ids {
+            if !seen.insert(id.as_str()) {
+                continue;
+            }
+            match self.sync_one(&client, id.as_str(), &mut run).await {
+                Ok(()) => progress.page("products", 1, run.requests.load(Ordering::Relaxed)),
+                Err(OneError::Store(e)) => return Err(e.into()),
+                Err(OneError::Stripe(e)) => {
+                    run.stripe_failed(&format!("syncing {id}"), &e);
+                    if e.is_unavailable() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(run.finish(&self.store).await?)
+    }
+
+    async fn sync_one(&self, client: &Client, id: &str, run: &mut Run) -> Result<(), OneError> {
+        let now = unix_now();
+        let product = match client.retrieve_product(id).await {
+            Ok(p) if !p.deleted => p,
+            Ok(_) => return self.tombstone(id, run, now).await,
+            Err(e) if e.is_not_found() => return self.tombstone(id, run, now).await,
+            Err(e) => return Err(OneError::Stripe(e)),
+        };
+        let writes = product_writes(std::slice::from_ref(&product));
+        run.note_invalid(&writes);
+        let counts = self
+            .store
+            .upsert_products(&writes, None, unix_now())
+            .await?;
+        run.add_products(counts);
+        run.pages += 1;
+
+        let mut returned = HashSet::new();
+        let mut pages = Box::pin(client.product_price_pages(id));
+        loop {
+            let observed_at = unix_now();
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            let page = page.map_err(OneError::Stripe)?;
+            returned.extend(page.data.iter().map(|p| p.id.clone()));
+            let counts = self
+                .store
+                .upsert_prices(&price_writes(&page.data, observed_at), None, unix_now())
+                .await?;
+            run.add_prices(counts);
+            run.pages += 1;
+        }
+        // Prices we hold for this product that Stripe did not return are gone.
+        for price in self.store.live_price_ids(id).await? {
+            if !returned.contains(&price)
+                && self
+                    .store
+                    .tombstone_price(&price, id, now, unix_now())
+                    .await?
+            {
+                run.prices.tombstoned += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn tombstone(&self, id: &str, run: &mut Run, at: i64) -> Result<(), OneError> {
+        if self.store.get_product(id).await?.is_none() {
+            run.errors.push(format!("{id} does not exist in Stripe"));
+            return Ok(());
+        }
+        if self
+            .store
+            .tombstone_product(id, None, at, unix_now())
+            .await?
+        {
+            run.products.tombstoned += 1;
+        } else {
+            run.products.unchanged += 1;
+        }
+        Ok(())
+    }
+}
+
+enum OneError {
+    Stripe(StripeError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for OneError {
+    fn from(e: StoreError) -> Self {
+        OneError::Store(e)
+    }
+}
