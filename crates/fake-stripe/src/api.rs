@@ -253,6 +253,36 @@ impl State {
         Some(event)
     }
 
+    /// Seeds `products` valid credit products (`credit_amount` 1–50) and `prices`
+    /// one-time USD prices spread over them round-robin (each product's first price is
+    /// its default), without events. Returns the product ids, oldest first.
+    pub fn seed_catalog(&mut self, products: usize, prices: usize) -> Vec<String> {
+        let emit = std::mem::replace(&mut self.emit_events, false);
+        let ctx = Ctx::default();
+        let ids: Vec<String> = (0..products)
+            .map(|i| {
+                let params = json!({"name": format!("Pack {i:05}"), "metadata": {"credit_amount": ((i % 50) + 1).to_string()}});
+                let (_, p) = self.create_product(&params, &ctx).expect("valid seed product");
+                p["id"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        if !ids.is_empty() {
+            for j in 0..prices {
+                let product = &ids[j % ids.len()];
+                let params =
+                    json!({"product": product, "currency": "usd", "unit_amount": 100 + j as i64});
+                let (_, price) = self.create_price(&params, &ctx).expect("valid seed price");
+                if j < ids.len() {
+                    let update = json!({"default_price": price["id"]});
+                    self.update_product(product, &update, &ctx)
+                        .expect("seeded price exists");
+                }
+            }
+        }
+        self.emit_events = emit;
+        ids
+    }
+
     // ----- products -------------------------------------------------------------
 
     pub fn create_product(&mut self, p: &Value, ctx: &Ctx) -> Answer {

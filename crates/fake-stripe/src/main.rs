@@ -1,28 +1,37 @@
-//! `fake-stripe [--port N]`: the fake Stripe as a standalone server for local trials.
-//! Prints `PORT <n>` once listening; `/_fake/…` routes drive faults, webhooks and
-//! checkout completion (see docs/USER_GUIDE.md).
+//! `fake-stripe [--port N] [--seed-products N] [--seed-prices M] [--rate-limit RPS]`:
+//! the fake Stripe as a standalone server for local trials and benchmarks. Prints
+//! `PORT <n>` once listening; `/_fake/…` routes drive faults, webhooks and checkout
+//! completion (see docs/USER_GUIDE.md).
 
 use std::net::SocketAddr;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
+    const USAGE: &str = "usage: fake-stripe [--port N (default 12111; 0 picks one)] [--seed-products N] [--seed-prices M] [--rate-limit RPS]";
     let mut port = 12111u16;
+    let (mut products, mut prices, mut rate) = (0usize, 0usize, None);
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--port" => match args.next().and_then(|p| p.parse().ok()) {
-                Some(p) => port = p,
+        let mut number = |flag: &str| -> u64 {
+            match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) => n,
                 None => {
-                    eprintln!("error: --port takes a number (0 picks a free port)");
+                    eprintln!("error: {flag} takes a whole number; {USAGE}");
                     std::process::exit(2);
                 }
-            },
+            }
+        };
+        match arg.as_str() {
+            "--port" => port = number("--port").try_into().unwrap_or(0),
+            "--seed-products" => products = number("--seed-products") as usize,
+            "--seed-prices" => prices = number("--seed-prices") as usize,
+            "--rate-limit" => rate = Some(number("--rate-limit") as u32),
             "-h" | "--help" => {
-                println!("usage: fake-stripe [--port N]   (default 12111; 0 picks a free port)");
+                println!("{USAGE}");
                 return;
             }
             other => {
-                eprintln!("error: unknown argument {other:?}; usage: fake-stripe [--port N]");
+                eprintln!("error: unknown argument {other:?}; {USAGE}");
                 std::process::exit(2);
             }
         }
@@ -35,6 +44,10 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    if products > 0 {
+        fake.with_state(|s| s.seed_catalog(products, prices));
+    }
+    fake.set_rate_limit(rate);
     println!("PORT {}", fake.addr().port());
     let _ = tokio::signal::ctrl_c().await;
 }

@@ -368,6 +368,17 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Respons
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     let answer: Answer = match (method.as_str(), &seg[1..]) {
         ("GET", ["requests"]) => Ok((200, json!(*lock(&shared.log)))),
+        ("GET", ["stats"]) => {
+            let requests = lock(&shared.log)
+                .iter()
+                .filter(|r| !r.path.starts_with("/_fake/"))
+                .count();
+            let rate_limited = lock(&shared.rate).as_ref().map_or(0, |r| r.rejected);
+            Ok((
+                200,
+                json!({"requests": requests, "rate_limited": rate_limited}),
+            ))
+        }
         ("DELETE", ["requests"]) => {
             lock(&shared.log).clear();
             Ok((200, json!({"cleared": true})))

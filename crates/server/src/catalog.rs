@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use serde::Serialize;
 use sm_domain::Money;
 use sm_store::catalog::{PriceRecord, ProductFilter, ProductRecord};
@@ -129,10 +130,10 @@ struct Snapshot {
     version: i64,
     products: Vec<ApiProduct>,
     by_id: HashMap<String, usize>,
-    /// Pre-serialized `{"data":[…]}` bodies per filter.
-    active: Arc<[u8]>,
-    inactive: Arc<[u8]>,
-    all: Arc<[u8]>,
+    /// Pre-serialized `{"data":[…]}` bodies per filter (cloning `Bytes` shares them).
+    active: Bytes,
+    inactive: Bytes,
+    all: Bytes,
 }
 
 impl Snapshot {
@@ -143,7 +144,7 @@ impl Snapshot {
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
-        let body = |f: &dyn Fn(&ApiProduct) -> bool| -> Arc<[u8]> {
+        let body = |f: &dyn Fn(&ApiProduct) -> bool| -> Bytes {
             let data: Vec<&ApiProduct> = products.iter().filter(|p| f(p)).collect();
             serde_json::to_vec(&serde_json::json!({ "data": data }))
                 .expect("serializable")
@@ -205,7 +206,7 @@ impl Catalog {
     }
 
     /// `{"data":[…]}` for a filter, serialized once per catalog version.
-    pub async fn list_json(&self, filter: ProductFilter) -> Result<Arc<[u8]>, StoreError> {
+    pub async fn list_json(&self, filter: ProductFilter) -> Result<Bytes, StoreError> {
         let s = self.current().await?;
         Ok(match filter {
             ProductFilter::Active => s.active.clone(),

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -23,12 +23,16 @@ use sm_domain::catalog::{map_price, map_product};
 use sm_store::catalog::{PriceWrite, ProductWrite, WriteCounts};
 use sm_store::runs::RunCounts;
 use sm_store::{Store, StoreError};
+use sm_stripe::types::{List, Price, Product, Raw};
 use sm_stripe::{Client, StripeError};
+use tokio::sync::mpsc;
 
 use crate::manager::{StripeManager, Unavailable};
 
-/// Seconds a SQLite full-sync lease lasts without renewal (renewed every page).
+/// Seconds a SQLite full-sync lease lasts without renewal.
 const LEASE_SECS: i64 = 300;
+/// How often a running sync renews its lease (each renewal is a durable write).
+const RENEW_EVERY: Duration = Duration::from_secs(30);
 /// Invalid products listed in a report; the rest are counted.
 const MAX_LISTED_INVALID: usize = 1000;
 
@@ -252,25 +256,77 @@ impl Run {
     }
 }
 
-fn product_writes(products: &[sm_stripe::types::Product]) -> Vec<ProductWrite> {
+/// Stripe's JSON without insignificant whitespace: the same object reads the same
+/// whichever endpoint returned it, so "unchanged" can be decided by comparing text.
+pub fn compact_json(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in raw.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn product_writes(products: &[Raw<Product>]) -> Vec<ProductWrite> {
     products
         .iter()
         .map(|p| ProductWrite {
-            product: map_product(&p.to_domain()),
-            raw: serde_json::to_string(p).expect("wire types serialize"),
+            product: map_product(&p.value.to_domain()),
+            raw: compact_json(p.json.get()),
         })
         .collect()
 }
 
-fn price_writes(prices: &[sm_stripe::types::Price], observed_at: i64) -> Vec<PriceWrite> {
+fn price_writes(prices: &[Raw<Price>], observed_at: i64) -> Vec<PriceWrite> {
     prices
         .iter()
         .map(|p| PriceWrite {
-            price: map_price(&p.to_domain()),
-            raw: serde_json::to_string(p).expect("wire types serialize"),
+            price: map_price(&p.value.to_domain()),
+            raw: compact_json(p.json.get()),
             observed_at,
         })
         .collect()
+}
+
+/// A page fetched ahead by [`prefetch`], with the time it was asked for.
+type Fetched<T> = (i64, Result<List<Raw<T>>, StripeError>);
+
+/// Fetches the pages of `stream` one ahead of the caller, so Stripe and the database
+/// work at the same time. The channel holds one page: memory stays flat.
+fn prefetch<T, S>(stream: S) -> mpsc::Receiver<Fetched<T>>
+where
+    T: Send + 'static,
+    S: futures_util::Stream<Item = Result<List<Raw<T>>, StripeError>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut stream = Box::pin(stream);
+        loop {
+            let observed_at = unix_now();
+            let Some(page) = stream.next().await else {
+                break;
+            };
+            let failed = page.is_err();
+            if tx.send((observed_at, page)).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Runs catalog syncs for one process.
@@ -358,9 +414,10 @@ impl Syncer {
         let start_version = self.store.catalog_version().await?;
         let (mut run, client) = self.begin("full", origin).await?;
 
-        let mut pages = Box::pin(client.product_pages());
+        let mut renewed = Instant::now();
         let mut complete = true;
-        while let Some(page) = pages.next().await {
+        let mut products = prefetch(client.product_pages());
+        while let Some((_, page)) = products.recv().await {
             match page {
                 Ok(page) => {
                     let writes = product_writes(&page.data);
@@ -371,7 +428,7 @@ impl Syncer {
                         .await?;
                     run.add_products(counts);
                     run.pages += 1;
-                    lock.renew(unix_now(), LEASE_SECS).await?;
+                    renew(lock, &mut renewed).await?;
                     progress.page(
                         "products",
                         page.data.len(),
@@ -381,20 +438,13 @@ impl Syncer {
                 Err(e) => {
                     run.stripe_failed("listing products", &e);
                     complete = false;
-                    break;
                 }
             }
         }
-        drop(pages);
 
         if complete {
-            let mut pages = Box::pin(client.price_pages());
-            loop {
-                // The page shows Stripe's state as of (at least) the moment we asked.
-                let observed_at = unix_now();
-                let Some(page) = pages.next().await else {
-                    break;
-                };
+            let mut prices = prefetch(client.price_pages());
+            while let Some((observed_at, page)) = prices.recv().await {
                 match page {
                     Ok(page) => {
                         let writes = price_writes(&page.data, observed_at);
@@ -404,7 +454,7 @@ impl Syncer {
                             .await?;
                         run.add_prices(counts);
                         run.pages += 1;
-                        lock.renew(unix_now(), LEASE_SECS).await?;
+                        renew(lock, &mut renewed).await?;
                         progress.page(
                             "prices",
                             page.data.len(),
@@ -414,7 +464,6 @@ impl Syncer {
                     Err(e) => {
                         run.stripe_failed("listing prices", &e);
                         complete = false;
-                        break;
                     }
                 }
             }
@@ -463,8 +512,8 @@ impl Syncer {
 
     async fn sync_one(&self, client: &Client, id: &str, run: &mut Run) -> Result<(), OneError> {
         let now = unix_now();
-        let product = match client.retrieve_product(id).await {
-            Ok(p) if !p.deleted => p,
+        let product = match client.retrieve_product_raw(id).await {
+            Ok(p) if !p.value.deleted => p,
             Ok(_) => return self.tombstone(id, run, now).await,
             Err(e) if e.is_not_found() => return self.tombstone(id, run, now).await,
             Err(e) => return Err(OneError::Stripe(e)),
@@ -486,7 +535,7 @@ impl Syncer {
                 break;
             };
             let page = page.map_err(OneError::Stripe)?;
-            returned.extend(page.data.iter().map(|p| p.id.clone()));
+            returned.extend(page.data.iter().map(|p| p.value.id.clone()));
             let counts = self
                 .store
                 .upsert_prices(&price_writes(&page.data, observed_at), None, unix_now())
@@ -526,6 +575,14 @@ impl Syncer {
     }
 }
 
+async fn renew(lock: &sm_store::runs::FullSyncLock, last: &mut Instant) -> Result<(), StoreError> {
+    if last.elapsed() >= RENEW_EVERY {
+        lock.renew(unix_now(), LEASE_SECS).await?;
+        *last = Instant::now();
+    }
+    Ok(())
+}
+
 enum OneError {
     Stripe(StripeError),
     Store(StoreError),
@@ -534,5 +591,19 @@ enum OneError {
 impl From<StoreError> for OneError {
     fn from(e: StoreError) -> Self {
         OneError::Store(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact_json;
+
+    #[test]
+    fn compact_json_drops_only_whitespace_outside_strings() {
+        assert_eq!(
+            compact_json("{\n  \"a\": \"x y\\\" z\",\n  \"b\": [1, 2]\n}"),
+            "{\"a\":\"x y\\\" z\",\"b\":[1,2]}"
+        );
+        assert_eq!(compact_json(r#"{"k":"\\","n":1}"#), r#"{"k":"\\","n":1}"#);
     }
 }

@@ -168,7 +168,7 @@ impl Store {
     /// Applies the embedded migrations that are not applied yet; returns their versions.
     pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
         let before: Vec<i64> = self.applied_migrations().await?;
-        let migrator = migrations::migrator(self.backend());
+        let migrator = migrations::migrator(self.backend()).await?;
         on_pool!(self, pool => migrator.run(pool).await?);
         let after = self.applied_migrations().await?;
         Ok(after.into_iter().filter(|v| !before.contains(v)).collect())

@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 
-use sqlx::SqlStr;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{MigrateError, Migration, MigrationSource, MigrationType, Migrator};
 
 use crate::Backend;
 
@@ -34,21 +34,30 @@ pub fn versions(backend: Backend) -> Vec<i64> {
     entries(backend).iter().map(|(v, _, _)| *v).collect()
 }
 
-pub(crate) fn migrator(backend: Backend) -> Migrator {
-    Migrator::with_migrations(
-        entries(backend)
+/// The embedded migrations as a sqlx migration source.
+#[derive(Debug)]
+struct Embedded(Backend);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(self) -> futures_core::future::BoxFuture<'s, Result<Vec<Migration>, BoxDynError>> {
+        let migrations = entries(self.0)
             .iter()
             .map(|(version, description, sql)| {
                 Migration::new(
                     *version,
                     Cow::Borrowed(*description),
                     MigrationType::Simple,
-                    SqlStr::from_static(sql),
+                    Cow::Borrowed(*sql),
                     false,
                 )
             })
-            .collect(),
-    )
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+pub(crate) async fn migrator(backend: Backend) -> Result<Migrator, MigrateError> {
+    Migrator::new(Embedded(backend)).await
 }
 
 #[cfg(test)]

@@ -125,7 +125,10 @@ enum LockInner {
 
 /// The advisory lock key: per schema, so deployments (and tests) that share a database
 /// through different schemas do not block each other.
-const ADVISORY_KEY_SQL: &str = "hashtext(current_schema() || '.stripe_manager.full_sync')";
+const TRY_LOCK_SQL: &str =
+    "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.stripe_manager.full_sync'))";
+const UNLOCK_SQL: &str =
+    "SELECT pg_advisory_unlock(hashtext(current_schema() || '.stripe_manager.full_sync'))";
 const LOCK_NAME: &str = "full_sync";
 
 impl Drop for FullSyncLock {
@@ -159,11 +162,7 @@ impl FullSyncLock {
         match &mut self.inner {
             LockInner::Postgres(conn) => {
                 if let Some(mut c) = conn.take() {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT pg_advisory_unlock({ADVISORY_KEY_SQL})"
-                    )))
-                    .execute(&mut *c)
-                    .await?;
+                    sqlx::query(UNLOCK_SQL).execute(&mut *c).await?;
                 }
             }
             LockInner::Sqlite { store, holder } => {
@@ -192,11 +191,9 @@ impl Store {
         match self.pool() {
             Pool::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
-                let got: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT pg_try_advisory_lock({ADVISORY_KEY_SQL})"
-                )))
-                .fetch_one(&mut *conn)
-                .await?;
+                let got: bool = sqlx::query_scalar(TRY_LOCK_SQL)
+                    .fetch_one(&mut *conn)
+                    .await?;
                 if got {
                     Ok(Ok(FullSyncLock {
                         inner: LockInner::Postgres(Some(conn)),
@@ -302,14 +299,15 @@ impl Store {
 
     pub async fn get_sync_run(&self, id: i64) -> Result<Option<SyncRun>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE id = $1");
-        let row: Option<RunRow> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?);
+        let row: Option<RunRow> =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
         Ok(row.map(SyncRun::from))
     }
 
     /// The most recent runs, newest first.
     pub async fn list_sync_runs(&self, limit: u32) -> Result<Vec<SyncRun>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM sync_runs ORDER BY id DESC LIMIT $1");
-        let rows: Vec<RunRow> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(i64::from(limit)).fetch_all(pool).await?);
+        let rows: Vec<RunRow> = on_pool!(self, pool => sqlx::query_as(&sql).bind(i64::from(limit)).fetch_all(pool).await?);
         Ok(rows.into_iter().map(SyncRun::from).collect())
     }
 }

@@ -80,7 +80,7 @@ impl TestDb {
         });
         let schema = format!("sm_test_{}", uuid::Uuid::new_v4().simple());
         crate::on_pool!(admin, pool => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
                 .execute(pool)
                 .await
                 .expect("create a test schema");

@@ -495,6 +495,19 @@ impl Client {
         .await
     }
 
+    /// Like [`Client::retrieve_product`], with the exact JSON Stripe sent.
+    pub async fn retrieve_product_raw(
+        &self,
+        id: &str,
+    ) -> Result<crate::types::Raw<Product>, StripeError> {
+        self.get(
+            "products.retrieve",
+            &format!("/v1/products/{}", path_segment(id)),
+            &[],
+        )
+        .await
+    }
+
     pub async fn retrieve_price(&self, id: &str) -> Result<Price, StripeError> {
         self.get(
             "prices.retrieve",

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::client::Client;
 use crate::error::StripeError;
-use crate::types::{Event, List, Price, Product, StripeObject};
+use crate::types::{Event, List, Price, Product, Raw, StripeObject};
 
 /// Stripe's maximum page size.
 pub const PAGE_SIZE: u32 = 100;
@@ -62,17 +62,17 @@ impl Client {
         })
     }
 
-    /// All products, active and archived.
+    /// All products, active and archived, each with the exact JSON Stripe sent.
     pub fn product_pages(
         &self,
-    ) -> impl Stream<Item = Result<List<Product>, StripeError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<List<Raw<Product>>, StripeError>> + Send + 'static {
         self.pages("products.list", "/v1/products", Vec::new())
     }
 
-    /// All prices, active and archived, of every product.
+    /// All prices, active and archived, of every product, with their exact JSON.
     pub fn price_pages(
         &self,
-    ) -> impl Stream<Item = Result<List<Price>, StripeError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<List<Raw<Price>>, StripeError>> + Send + 'static {
         self.pages("prices.list", "/v1/prices", Vec::new())
     }
 
@@ -80,7 +80,7 @@ impl Client {
     pub fn product_price_pages(
         &self,
         product: &str,
-    ) -> impl Stream<Item = Result<List<Price>, StripeError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<List<Raw<Price>>, StripeError>> + Send + 'static {
         self.pages(
             "prices.list",
             "/v1/prices",

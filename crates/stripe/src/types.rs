@@ -24,6 +24,28 @@ macro_rules! has_id {
 
 pub type Metadata = BTreeMap<String, String>;
 
+/// An object together with the exact JSON Stripe sent for it, so what we store as "raw"
+/// keeps every field, including the ones our wire types do not model yet.
+#[derive(Debug, Clone)]
+pub struct Raw<T> {
+    pub value: T,
+    pub json: Box<serde_json::value::RawValue>,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Raw<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let json = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        let value = serde_json::from_str(json.get()).map_err(serde::de::Error::custom)?;
+        Ok(Raw { value, json })
+    }
+}
+
+impl<T: StripeObject> StripeObject for Raw<T> {
+    fn id(&self) -> &str {
+        self.value.id()
+    }
+}
+
 /// One page of a list endpoint.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct List<T> {

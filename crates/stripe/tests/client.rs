@@ -318,18 +318,18 @@ async fn pagination_streams_every_page_with_limit_100() {
     let names: std::collections::HashSet<_> = pages
         .iter()
         .flat_map(|p| &p.data)
-        .map(|p| p.name.clone())
+        .map(|p| p.value.name.clone())
         .collect();
     assert_eq!(names.len(), 250);
     // Newest first.
-    assert_eq!(pages[0].data[0].name, "P249");
+    assert_eq!(pages[0].data[0].value.name, "P249");
     let reqs = fake.requests();
     assert_eq!(reqs.len(), 3);
     assert!(reqs.iter().all(|r| r.query.contains("limit=100")));
     assert!(
         reqs[1]
             .query
-            .contains(&format!("starting_after={}", pages[0].data[99].id))
+            .contains(&format!("starting_after={}", pages[0].data[99].value.id))
     );
 }
 

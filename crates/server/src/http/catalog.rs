@@ -53,7 +53,7 @@ async fn list(
         _ => ProductFilter::Active,
     };
     let body = state.catalog.list_json(filter).await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], body.to_vec()).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

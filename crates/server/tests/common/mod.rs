@@ -133,33 +133,9 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().build().expect("client")
 }
 
-/// Seeds `products` valid credit products and `prices` one-time USD prices spread over
-/// them (the first price of each product is its default), without events.
+/// Seeds valid credit products and one-time prices (see `State::seed_catalog`).
 pub fn seed_catalog(fake: &fake_stripe::FakeStripe, products: usize, prices: usize) -> Vec<String> {
-    use serde_json::json;
-    fake.with_state(|s| {
-        s.emit_events = false;
-        let ctx = fake_stripe::Ctx::default();
-        let ids: Vec<String> = (0..products)
-            .map(|i| {
-                let (_, p) = s
-                    .create_product(&json!({"name": format!("Pack {i:05}"), "metadata": {"credit_amount": ((i % 50) + 1).to_string()}}), &ctx)
-                    .expect("create product");
-                p["id"].as_str().unwrap().to_owned()
-            })
-            .collect();
-        for j in 0..prices {
-            let product = &ids[j % ids.len()];
-            let (_, price) = s
-                .create_price(&json!({"product": product, "currency": "usd", "unit_amount": 100 + j as i64}), &ctx)
-                .expect("create price");
-            if j < ids.len() {
-                s.update_product(product, &json!({"default_price": price["id"]}), &ctx).expect("set default price");
-            }
-        }
-        s.emit_events = true;
-        ids
-    })
+    fake.with_state(|s| s.seed_catalog(products, prices))
 }
 
 /// POSTs JSON and returns the status and the JSON answer.
