@@ -308,6 +308,102 @@ const PRICE_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET product_id = exclude
      WHERE prices.observed_at < excluded.observed_at \
      OR (prices.observed_at = excluded.observed_at AND NOT prices.deleted)";
 
+/// The two catalog tables, and the column that orders writes to each.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Products,
+    Prices,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Products => "products",
+            Table::Prices => "prices",
+        }
+    }
+
+    fn version_column(self) -> &'static str {
+        match self {
+            Table::Products => "stripe_updated",
+            Table::Prices => "observed_at",
+        }
+    }
+}
+
+/// The stored `(id, raw, deleted, version)` of the page's rows.
+async fn existing_sqlite(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    table: Table,
+    ids: &[String],
+) -> Result<Vec<Existing>, sqlx::Error> {
+    let mut qb = sqlx::QueryBuilder::new(format!(
+        "SELECT id, raw, deleted, {} AS version FROM {} WHERE id IN (",
+        table.version_column(),
+        table.name()
+    ));
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(id.as_str());
+    }
+    qb.push(")");
+    qb.build_query_as().fetch_all(&mut **tx).await
+}
+
+async fn existing_pg(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    table: Table,
+    ids: &[String],
+) -> Result<Vec<Existing>, sqlx::Error> {
+    let sql = format!(
+        "SELECT id, raw, deleted, {} AS version FROM {} WHERE id = ANY($1)",
+        table.version_column(),
+        table.name()
+    );
+    sqlx::query_as(&sql).bind(ids).fetch_all(&mut **tx).await
+}
+
+/// Marks the page's rows as seen by full sync `run` (whether or not they changed).
+async fn mark_seen_sqlite(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    table: Table,
+    ids: &[String],
+    run: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut qb = sqlx::QueryBuilder::new(format!("UPDATE {} SET seen_in_run = ", table.name()));
+    qb.push_bind(run)
+        .push(", synced_at = ")
+        .push_bind(now)
+        .push(" WHERE id IN (");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(id.as_str());
+    }
+    qb.push(")");
+    qb.build().execute(&mut **tx).await.map(|_| ())
+}
+
+async fn mark_seen_pg(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    table: Table,
+    ids: &[String],
+    run: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE {} SET seen_in_run = $1, synced_at = $2 WHERE id = ANY($3)",
+        table.name()
+    );
+    sqlx::query(&sql)
+        .bind(run)
+        .bind(now)
+        .bind(ids)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
 /// Takes the next catalog version for the writes of this transaction. The row lock it
 /// takes on `catalog_meta` orders catalog writers, so versions follow commit order.
 macro_rules! next_seq_fn {
@@ -410,15 +506,7 @@ impl Store {
         let outcomes = match self.pool() {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                let mut qb = sqlx::QueryBuilder::new(
-                    "SELECT id, raw, deleted, stripe_updated AS version FROM products WHERE id IN (",
-                );
-                let mut sep = qb.separated(", ");
-                for id in &ids {
-                    sep.push_bind(id.as_str());
-                }
-                qb.push(")");
-                let existing: Vec<Existing> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                let existing = existing_sqlite(&mut tx, Table::Products, &ids).await?;
                 let outcomes = plan(
                     page.iter()
                         .map(|w| (w.product.id.as_str(), w.raw.as_str(), w.product.updated)),
@@ -461,29 +549,14 @@ impl Store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 if let Some(run) = run {
-                    let mut qb = sqlx::QueryBuilder::new("UPDATE products SET seen_in_run = ");
-                    qb.push_bind(run)
-                        .push(", synced_at = ")
-                        .push_bind(now)
-                        .push(" WHERE id IN (");
-                    let mut sep = qb.separated(", ");
-                    for id in &ids {
-                        sep.push_bind(id.as_str());
-                    }
-                    qb.push(")");
-                    qb.build().execute(&mut *tx).await?;
+                    mark_seen_sqlite(&mut tx, Table::Products, &ids, run, now).await?;
                 }
                 tx.commit().await?;
                 outcomes
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let existing: Vec<Existing> = sqlx::query_as(
-                    "SELECT id, raw, deleted, stripe_updated AS version FROM products WHERE id = ANY($1)",
-                )
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?;
+                let existing = existing_pg(&mut tx, Table::Products, &ids).await?;
                 let outcomes = plan(
                     page.iter()
                         .map(|w| (w.product.id.as_str(), w.raw.as_str(), w.product.updated)),
@@ -539,14 +612,7 @@ impl Store {
                         .await?;
                 }
                 if let Some(run) = run {
-                    sqlx::query(
-                        "UPDATE products SET seen_in_run = $1, synced_at = $2 WHERE id = ANY($3)",
-                    )
-                    .bind(run)
-                    .bind(now)
-                    .bind(&ids)
-                    .execute(&mut *tx)
-                    .await?;
+                    mark_seen_pg(&mut tx, Table::Products, &ids, run, now).await?;
                 }
                 tx.commit().await?;
                 outcomes
@@ -569,15 +635,7 @@ impl Store {
         let outcomes = match self.pool() {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                let mut qb = sqlx::QueryBuilder::new(
-                    "SELECT id, raw, deleted, observed_at AS version FROM prices WHERE id IN (",
-                );
-                let mut sep = qb.separated(", ");
-                for id in &ids {
-                    sep.push_bind(id.as_str());
-                }
-                qb.push(")");
-                let existing: Vec<Existing> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                let existing = existing_sqlite(&mut tx, Table::Prices, &ids).await?;
                 let outcomes = plan(
                     page.iter()
                         .map(|w| (w.price.id.as_str(), w.raw.as_str(), w.observed_at)),
@@ -621,29 +679,14 @@ impl Store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 if let Some(run) = run {
-                    let mut qb = sqlx::QueryBuilder::new("UPDATE prices SET seen_in_run = ");
-                    qb.push_bind(run)
-                        .push(", synced_at = ")
-                        .push_bind(now)
-                        .push(" WHERE id IN (");
-                    let mut sep = qb.separated(", ");
-                    for id in &ids {
-                        sep.push_bind(id.as_str());
-                    }
-                    qb.push(")");
-                    qb.build().execute(&mut *tx).await?;
+                    mark_seen_sqlite(&mut tx, Table::Prices, &ids, run, now).await?;
                 }
                 tx.commit().await?;
                 outcomes
             }
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let existing: Vec<Existing> = sqlx::query_as(
-                    "SELECT id, raw, deleted, observed_at AS version FROM prices WHERE id = ANY($1)",
-                )
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?;
+                let existing = existing_pg(&mut tx, Table::Prices, &ids).await?;
                 let outcomes = plan(
                     page.iter()
                         .map(|w| (w.price.id.as_str(), w.raw.as_str(), w.observed_at)),
@@ -725,14 +768,7 @@ impl Store {
                         .await?;
                 }
                 if let Some(run) = run {
-                    sqlx::query(
-                        "UPDATE prices SET seen_in_run = $1, synced_at = $2 WHERE id = ANY($3)",
-                    )
-                    .bind(run)
-                    .bind(now)
-                    .bind(&ids)
-                    .execute(&mut *tx)
-                    .await?;
+                    mark_seen_pg(&mut tx, Table::Prices, &ids, run, now).await?;
                 }
                 tx.commit().await?;
                 outcomes
