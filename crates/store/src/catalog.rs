@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 use sm_domain::catalog::{AmountKind, CatalogPrice, CatalogProduct, CreditAmount, CreditType};
 
-use crate::{Pool, Store, StoreError, on_pool};
+use crate::{Store, StoreError, Tx, on_pool, on_tx};
 
 /// What one page write did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -485,7 +485,7 @@ fn count(outcomes: &[Outcome]) -> WriteCounts {
     c
 }
 
-impl Store {
+impl Tx {
     /// Writes one page of products in one transaction. `run` marks them as seen by a
     /// full sync run (for tombstoning what Stripe no longer returns).
     ///
@@ -494,7 +494,7 @@ impl Store {
     /// planning a 100-row `VALUES` with 1,900 parameters costs it ~50 ms per page while
     /// the array form is one cached statement.
     pub async fn upsert_products(
-        &self,
+        &mut self,
         page: &[ProductWrite],
         run: Option<i64>,
         now: i64,
@@ -503,10 +503,9 @@ impl Store {
             return Ok(WriteCounts::default());
         }
         let ids: Vec<String> = page.iter().map(|w| w.product.id.clone()).collect();
-        let outcomes = match self.pool() {
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let existing = existing_sqlite(&mut tx, Table::Products, &ids).await?;
+        let outcomes = match self {
+            Tx::Sqlite(tx) => {
+                let existing = existing_sqlite(tx, Table::Products, &ids).await?;
                 let outcomes = plan(
                     page.iter()
                         .map(|w| (w.product.id.as_str(), w.raw.as_str(), w.product.updated)),
@@ -519,7 +518,7 @@ impl Store {
                     .map(|(w, _)| w)
                     .collect();
                 if !writes.is_empty() {
-                    let seq = next_seq(&mut tx).await?;
+                    let seq = next_seq(tx).await?;
                     let mut qb = sqlx::QueryBuilder::new(format!(
                         "INSERT INTO products ({PRODUCT_COLUMNS}) "
                     ));
@@ -546,17 +545,15 @@ impl Store {
                             .push_bind(seq);
                     });
                     qb.push(PRODUCT_UPSERT);
-                    qb.build().execute(&mut *tx).await?;
+                    qb.build().execute(&mut **tx).await?;
                 }
                 if let Some(run) = run {
-                    mark_seen_sqlite(&mut tx, Table::Products, &ids, run, now).await?;
+                    mark_seen_sqlite(tx, Table::Products, &ids, run, now).await?;
                 }
-                tx.commit().await?;
                 outcomes
             }
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let existing = existing_pg(&mut tx, Table::Products, &ids).await?;
+            Tx::Postgres(tx) => {
+                let existing = existing_pg(tx, Table::Products, &ids).await?;
                 let outcomes = plan(
                     page.iter()
                         .map(|w| (w.product.id.as_str(), w.raw.as_str(), w.product.updated)),
@@ -569,7 +566,7 @@ impl Store {
                     .map(|(w, _)| &w.product)
                     .collect();
                 if !writes.is_empty() {
-                    let seq = next_seq(&mut tx).await?;
+                    let seq = next_seq(tx).await?;
                     let raws: Vec<&str> = page
                         .iter()
                         .zip(&outcomes)
@@ -608,22 +605,21 @@ impl Store {
                         .bind(now)
                         .bind(run)
                         .bind(seq)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                 }
                 if let Some(run) = run {
-                    mark_seen_pg(&mut tx, Table::Products, &ids, run, now).await?;
+                    mark_seen_pg(tx, Table::Products, &ids, run, now).await?;
                 }
-                tx.commit().await?;
                 outcomes
             }
         };
         Ok(count(&outcomes))
     }
 
-    /// Writes one page of prices in one transaction (see [`Store::upsert_products`]).
+    /// Writes one page of prices in one transaction (see [`Tx::upsert_products`]).
     pub async fn upsert_prices(
-        &self,
+        &mut self,
         page: &[PriceWrite],
         run: Option<i64>,
         now: i64,
@@ -632,10 +628,9 @@ impl Store {
             return Ok(WriteCounts::default());
         }
         let ids: Vec<String> = page.iter().map(|w| w.price.id.clone()).collect();
-        let outcomes = match self.pool() {
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let existing = existing_sqlite(&mut tx, Table::Prices, &ids).await?;
+        let outcomes = match self {
+            Tx::Sqlite(tx) => {
+                let existing = existing_sqlite(tx, Table::Prices, &ids).await?;
                 let outcomes = plan(
                     page.iter()
                         .map(|w| (w.price.id.as_str(), w.raw.as_str(), w.observed_at)),
@@ -648,7 +643,7 @@ impl Store {
                     .map(|(w, _)| w)
                     .collect();
                 if !writes.is_empty() {
-                    let seq = next_seq(&mut tx).await?;
+                    let seq = next_seq(tx).await?;
                     let mut qb =
                         sqlx::QueryBuilder::new(format!("INSERT INTO prices ({PRICE_COLUMNS}) "));
                     qb.push_values(writes, |mut b, w| {
@@ -676,17 +671,15 @@ impl Store {
                             .push_bind(seq);
                     });
                     qb.push(PRICE_UPSERT);
-                    qb.build().execute(&mut *tx).await?;
+                    qb.build().execute(&mut **tx).await?;
                 }
                 if let Some(run) = run {
-                    mark_seen_sqlite(&mut tx, Table::Prices, &ids, run, now).await?;
+                    mark_seen_sqlite(tx, Table::Prices, &ids, run, now).await?;
                 }
-                tx.commit().await?;
                 outcomes
             }
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let existing = existing_pg(&mut tx, Table::Prices, &ids).await?;
+            Tx::Postgres(tx) => {
+                let existing = existing_pg(tx, Table::Prices, &ids).await?;
                 let outcomes = plan(
                     page.iter()
                         .map(|w| (w.price.id.as_str(), w.raw.as_str(), w.observed_at)),
@@ -699,7 +692,7 @@ impl Store {
                     .map(|(w, _)| w)
                     .collect();
                 if !writes.is_empty() {
-                    let seq = next_seq(&mut tx).await?;
+                    let seq = next_seq(tx).await?;
                     let text = |f: &dyn Fn(&PriceWrite) -> Option<String>| {
                         writes.iter().map(|w| f(w)).collect::<Vec<_>>()
                     };
@@ -764,13 +757,12 @@ impl Store {
                         .bind(now)
                         .bind(run)
                         .bind(seq)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                 }
                 if let Some(run) = run {
-                    mark_seen_pg(&mut tx, Table::Prices, &ids, run, now).await?;
+                    mark_seen_pg(tx, Table::Prices, &ids, run, now).await?;
                 }
-                tx.commit().await?;
                 outcomes
             }
         };
@@ -781,73 +773,78 @@ impl Store {
     /// Returns false when the row was already a tombstone or holds newer data. A product
     /// we never saw gets a tombstone row too, so a late `updated` cannot create it.
     pub async fn tombstone_product(
-        &self,
+        &mut self,
         id: &str,
         name: Option<&str>,
         at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let changed = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let seq = next_seq(&mut tx).await?;
-            let r = sqlx::query(
-                "INSERT INTO products (id, name, description, active, deleted, valid, validation_error, metadata, raw, \
-                 livemode, stripe_created, stripe_updated, synced_at, write_seq) \
-                 VALUES ($1, $2, NULL, FALSE, TRUE, FALSE, 'deleted in Stripe', '{}', '{}', FALSE, $3, $3, $4, $5) \
-                 ON CONFLICT (id) DO UPDATE SET deleted = TRUE, active = FALSE, stripe_updated = excluded.stripe_updated, \
-                 synced_at = excluded.synced_at, write_seq = excluded.write_seq \
-                 WHERE NOT products.deleted AND products.stripe_updated <= excluded.stripe_updated",
-            )
-            .bind(id)
-            .bind(name.unwrap_or(id))
-            .bind(at)
-            .bind(now)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-            // Nothing changed: leave the version alone.
-            if r.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Ok(false);
+        let changed = on_tx!(self, tx => {
+            let current: Option<(bool, i64)> = sqlx::query_as("SELECT deleted, stripe_updated FROM products WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if current.is_some_and(|(deleted, version)| deleted || version > at) {
+                false
+            } else {
+                let seq = next_seq(tx).await?;
+                sqlx::query(
+                    "INSERT INTO products (id, name, description, active, deleted, valid, validation_error, metadata, raw, \
+                     livemode, stripe_created, stripe_updated, synced_at, write_seq) \
+                     VALUES ($1, $2, NULL, FALSE, TRUE, FALSE, 'deleted in Stripe', '{}', '{}', FALSE, $3, $3, $4, $5) \
+                     ON CONFLICT (id) DO UPDATE SET deleted = TRUE, active = FALSE, stripe_updated = excluded.stripe_updated, \
+                     synced_at = excluded.synced_at, write_seq = excluded.write_seq \
+                     WHERE NOT products.deleted AND products.stripe_updated <= excluded.stripe_updated",
+                )
+                .bind(id)
+                .bind(name.unwrap_or(id))
+                .bind(at)
+                .bind(now)
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+                    > 0
             }
-            tx.commit().await?;
-            r.rows_affected() > 0
         });
         Ok(changed)
     }
 
-    /// Marks a price deleted in Stripe as of `at` (see [`Store::tombstone_product`]).
+    /// Marks a price deleted in Stripe as of `at` (see [`Tx::tombstone_product`]).
     pub async fn tombstone_price(
-        &self,
+        &mut self,
         id: &str,
         product: &str,
         at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let changed = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let seq = next_seq(&mut tx).await?;
-            let r = sqlx::query(
-                "INSERT INTO prices (id, product_id, active, deleted, currency, amount_kind, kind, metadata, raw, \
-                 livemode, stripe_created, observed_at, synced_at, write_seq) \
-                 VALUES ($1, $2, FALSE, TRUE, '', 'custom', 'one_time', '{}', '{}', FALSE, $3, $3, $4, $5) \
-                 ON CONFLICT (id) DO UPDATE SET deleted = TRUE, active = FALSE, observed_at = excluded.observed_at, \
-                 synced_at = excluded.synced_at, write_seq = excluded.write_seq \
-                 WHERE NOT prices.deleted AND prices.observed_at <= excluded.observed_at",
-            )
-            .bind(id)
-            .bind(product)
-            .bind(at)
-            .bind(now)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Ok(false);
+        let changed = on_tx!(self, tx => {
+            let current: Option<(bool, i64)> = sqlx::query_as("SELECT deleted, observed_at FROM prices WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if current.is_some_and(|(deleted, version)| deleted || version > at) {
+                false
+            } else {
+                let seq = next_seq(tx).await?;
+                sqlx::query(
+                    "INSERT INTO prices (id, product_id, active, deleted, currency, amount_kind, kind, metadata, raw, \
+                     livemode, stripe_created, observed_at, synced_at, write_seq) \
+                     VALUES ($1, $2, FALSE, TRUE, '', 'custom', 'one_time', '{}', '{}', FALSE, $3, $3, $4, $5) \
+                     ON CONFLICT (id) DO UPDATE SET deleted = TRUE, active = FALSE, observed_at = excluded.observed_at, \
+                     synced_at = excluded.synced_at, write_seq = excluded.write_seq \
+                     WHERE NOT prices.deleted AND prices.observed_at <= excluded.observed_at",
+                )
+                .bind(id)
+                .bind(product)
+                .bind(at)
+                .bind(now)
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+                    > 0
             }
-            tx.commit().await?;
-            r.rows_affected() > 0
         });
         Ok(changed)
     }
@@ -857,44 +854,106 @@ impl Store {
     /// [`Store::catalog_version`] read when it started: a webhook may have created one
     /// after the listing passed it). Returns `(products, prices)` tombstoned.
     pub async fn tombstone_unseen(
+        &mut self,
+        run: i64,
+        start_version: i64,
+        now: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        const UNSEEN: &str =
+            "NOT deleted AND (seen_in_run IS NULL OR seen_in_run <> $1) AND write_seq <= $2";
+        let counts = on_tx!(self, tx => {
+            let candidates: i64 = sqlx::query_scalar(&format!(
+                "SELECT (SELECT COUNT(*) FROM products WHERE {UNSEEN}) + (SELECT COUNT(*) FROM prices WHERE {UNSEEN})"
+            ))
+            .bind(run)
+            .bind(start_version)
+            .fetch_one(&mut **tx)
+            .await?;
+            if candidates == 0 {
+                (0, 0)
+            } else {
+                let seq = next_seq(tx).await?;
+                let mut tombstoned = [0u64; 2];
+                for (i, table) in ["products", "prices"].iter().enumerate() {
+                    tombstoned[i] = sqlx::query(&format!(
+                        "UPDATE {table} SET deleted = TRUE, active = FALSE, synced_at = $3, write_seq = $4 WHERE {UNSEEN}"
+                    ))
+                    .bind(run)
+                    .bind(start_version)
+                    .bind(now)
+                    .bind(seq)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                }
+                (tombstoned[0], tombstoned[1])
+            }
+        });
+        Ok(counts)
+    }
+}
+
+/// One-transaction shorthands for the writes above.
+impl Store {
+    pub async fn upsert_products(
+        &self,
+        page: &[ProductWrite],
+        run: Option<i64>,
+        now: i64,
+    ) -> Result<WriteCounts, StoreError> {
+        let mut tx = self.begin().await?;
+        let counts = tx.upsert_products(page, run, now).await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    pub async fn upsert_prices(
+        &self,
+        page: &[PriceWrite],
+        run: Option<i64>,
+        now: i64,
+    ) -> Result<WriteCounts, StoreError> {
+        let mut tx = self.begin().await?;
+        let counts = tx.upsert_prices(page, run, now).await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    pub async fn tombstone_product(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let changed = tx.tombstone_product(id, name, at, now).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub async fn tombstone_price(
+        &self,
+        id: &str,
+        product: &str,
+        at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let changed = tx.tombstone_price(id, product, at, now).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub async fn tombstone_unseen(
         &self,
         run: i64,
         start_version: i64,
         now: i64,
     ) -> Result<(u64, u64), StoreError> {
-        let counts = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let seq = next_seq(&mut tx).await?;
-            let products = sqlx::query(
-                "UPDATE products SET deleted = TRUE, active = FALSE, synced_at = $2, write_seq = $4 \
-                 WHERE NOT deleted AND (seen_in_run IS NULL OR seen_in_run <> $1) AND write_seq <= $3",
-            )
-            .bind(run)
-            .bind(now)
-            .bind(start_version)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            let prices = sqlx::query(
-                "UPDATE prices SET deleted = TRUE, active = FALSE, synced_at = $2, write_seq = $4 \
-                 WHERE NOT deleted AND (seen_in_run IS NULL OR seen_in_run <> $1) AND write_seq <= $3",
-            )
-            .bind(run)
-            .bind(now)
-            .bind(start_version)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if products + prices == 0 {
-                // Nothing changed: leave the version alone.
-                tx.rollback().await?;
-            } else {
-                tx.commit().await?;
-            }
-            (products, prices)
-        });
+        let mut tx = self.begin().await?;
+        let counts = tx.tombstone_unseen(run, start_version, now).await?;
+        tx.commit().await?;
         Ok(counts)
     }
 

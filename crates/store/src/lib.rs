@@ -85,6 +85,45 @@ macro_rules! on_pool {
     };
 }
 
+/// A transaction on either backend. Writes that must commit together (a page of the
+/// catalog; an event's effects and its inbox status) take one.
+#[derive(Debug)]
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs the same code against whichever transaction `$tx` is; the body sees `$t` as
+/// `&mut Transaction<'static, Sqlite>` in one expansion and `…Postgres>` in the other.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! on_tx {
+    ($tx:expr, $t:ident => $body:expr) => {
+        match $tx {
+            $crate::Tx::Sqlite($t) => $body,
+            $crate::Tx::Postgres($t) => $body,
+        }
+    };
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
 /// A cheaply cloned handle to the database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -151,6 +190,14 @@ impl Store {
             }
         };
         Ok(Self { pool })
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
     }
 
     #[doc(hidden)]
