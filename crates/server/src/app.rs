@@ -14,6 +14,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::manager::StripeManager;
 use crate::sync::Syncer;
+use crate::webhooks::{Intake, Worker};
 
 /// Shared by every request handler and background task; cloning is cheap.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct AppState {
     pub catalog: Catalog,
     /// Catalog syncs from Stripe.
     pub syncer: Syncer,
+    /// Stores verified webhook events (group commit).
+    pub intake: Intake,
     pub metrics: PrometheusHandle,
 }
 
@@ -37,6 +40,7 @@ impl AppState {
             config: Arc::new(config),
             catalog: Catalog::new(store.clone()),
             syncer: Syncer::new(store.clone(), stripe.clone()),
+            intake: Intake::start(store.clone()),
             store,
             stripe,
             metrics: crate::telemetry::metrics_handle(),
@@ -108,11 +112,27 @@ impl Application {
                 state.stripe.spawn_startup_probe();
             }
         }
+        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+        let mut worker_config = state.config.worker.clone();
+        if state.store.backend() == sm_store::Backend::Sqlite {
+            // SQLite has one writer at a time: more appliers only wait on its lock.
+            worker_config.concurrency = 1;
+        }
+        let worker = Worker::new(
+            state.store.clone(),
+            state.stripe.clone(),
+            state.intake.stored.clone(),
+            worker_config,
+        )
+        .spawn(workers_stop);
         let router = crate::http::router(state.clone());
         tracing::info!(addr = %listener.local_addr()?, database = %state.config.database_url, "stripe-manager listening");
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await?;
+        // Requests are done; let the worker finish the events in hand.
+        let _ = stop_workers.send(true);
+        let _ = worker.await;
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())

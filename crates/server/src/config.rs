@@ -86,6 +86,8 @@ pub struct Config {
     pub bind: SocketAddr,
     pub app_env: AppEnv,
     pub log_format: LogFormat,
+    /// How webhook events are processed.
+    pub worker: crate::webhooks::worker::WorkerConfig,
 }
 
 /// One thing wrong with the configuration.
@@ -365,6 +367,9 @@ impl Config {
         let timeout = l.number("STRIPE_TIMEOUT", 30, 1, 600);
         let max_retries = l.number("STRIPE_MAX_RETRIES", 3, 0, 10) as u32;
         let threshold = l.number("STRIPE_BREAKER_THRESHOLD", 10, 1, 1000) as u32;
+        let max_attempts = l.number("WEBHOOK_MAX_ATTEMPTS", 8, 1, 100) as u32;
+        let concurrency = l.number("WEBHOOK_CONCURRENCY", 4, 1, 64) as usize;
+        let refetch_always = l.boolean("STRIPE_WEBHOOK_REFETCH", false);
         let open_for = l.number("STRIPE_BREAKER_OPEN_SECS", 30, 1, 3600);
 
         let database_url = match DatabaseUrl::parse(
@@ -444,6 +449,12 @@ impl Config {
             bind: bind.expect("no problems means an address"),
             app_env,
             log_format,
+            worker: crate::webhooks::worker::WorkerConfig {
+                max_attempts,
+                concurrency,
+                apply: crate::webhooks::apply::ApplyOptions { refetch_always },
+                ..Default::default()
+            },
         })
     }
 

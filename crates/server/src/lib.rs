@@ -6,6 +6,7 @@
 //! - [`manager`]: the shared Stripe handle (client, availability, status)
 //! - [`app`]: `AppState` and the `Application` that `serve` runs
 //! - [`http`]: routers per resource and shared middleware
+//! - [`webhooks`]: intake (verify, store, answer), worker (lease, apply, retry) and apply
 //! - [`telemetry`]: logs and the Prometheus recorder
 //! - [`cli`]: the commands
 
@@ -17,6 +18,7 @@ pub mod http;
 pub mod manager;
 pub mod sync;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::{AppState, Application};
 pub use config::Config;

@@ -957,6 +957,27 @@ impl Store {
         Ok(counts)
     }
 
+    /// The stored `(stripe_updated, raw, deleted)` of a product, for ordering events.
+    pub async fn product_version(
+        &self,
+        id: &str,
+    ) -> Result<Option<(i64, String, bool)>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as("SELECT stripe_updated, raw, deleted FROM products WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        Ok(row)
+    }
+
+    /// The stored `(observed_at, raw, deleted)` of a price, for ordering events.
+    pub async fn price_version(&self, id: &str) -> Result<Option<(i64, String, bool)>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as("SELECT observed_at, raw, deleted FROM prices WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        Ok(row)
+    }
+
     /// Increases with every catalog write, in any process sharing this database.
     pub async fn catalog_version(&self) -> Result<i64, StoreError> {
         let v = on_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT version FROM catalog_meta WHERE id = 1")

@@ -13,6 +13,7 @@
 //!   PostgreSQL schema) so tests run in parallel
 
 pub mod catalog;
+pub mod inbox;
 pub mod migrations;
 pub mod runs;
 pub mod testing;
@@ -192,10 +193,12 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// Starts a transaction.
+    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: it takes the write
+    /// lock up front (waiting up to the busy timeout) instead of failing with
+    /// `SQLITE_BUSY` when it first reads and then finds another writer has committed.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match &self.pool {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }

@@ -11,16 +11,30 @@ use crate::Backend;
 
 type Entry = (i64, &'static str, &'static str);
 
-const SQLITE: &[Entry] = &[(
-    1,
-    "catalog",
-    include_str!("../migrations/sqlite/0001_catalog.sql"),
-)];
-const POSTGRES: &[Entry] = &[(
-    1,
-    "catalog",
-    include_str!("../migrations/postgres/0001_catalog.sql"),
-)];
+const SQLITE: &[Entry] = &[
+    (
+        1,
+        "catalog",
+        include_str!("../migrations/sqlite/0001_catalog.sql"),
+    ),
+    (
+        2,
+        "webhook inbox",
+        include_str!("../migrations/sqlite/0002_webhook_inbox.sql"),
+    ),
+];
+const POSTGRES: &[Entry] = &[
+    (
+        1,
+        "catalog",
+        include_str!("../migrations/postgres/0001_catalog.sql"),
+    ),
+    (
+        2,
+        "webhook inbox",
+        include_str!("../migrations/postgres/0002_webhook_inbox.sql"),
+    ),
+];
 
 fn entries(backend: Backend) -> &'static [Entry] {
     match backend {

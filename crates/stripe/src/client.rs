@@ -508,6 +508,19 @@ impl Client {
         .await
     }
 
+    /// Like [`Client::retrieve_price`], with the exact JSON Stripe sent.
+    pub async fn retrieve_price_raw(
+        &self,
+        id: &str,
+    ) -> Result<crate::types::Raw<Price>, StripeError> {
+        self.get(
+            "prices.retrieve",
+            &format!("/v1/prices/{}", path_segment(id)),
+            &[],
+        )
+        .await
+    }
+
     pub async fn retrieve_price(&self, id: &str) -> Result<Price, StripeError> {
         self.get(
             "prices.retrieve",

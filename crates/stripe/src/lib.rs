@@ -19,6 +19,7 @@
 //! - [`types`]: wire types. Unknown fields are ignored; nullable fields are `Option`.
 //! - [`form`]: Stripe's bracketed form encoding (`metadata[key]=value`).
 //! - [`error`]: one error type with status, Stripe error type/code and request id.
+//! - [`webhook`]: signature verification over the raw body (any `v1`, any secret).
 //!
 //! Time in this crate comes from `tokio::time`, so retry waits, rate limiting and the
 //! breaker's open period are all testable with paused time.
@@ -32,6 +33,7 @@ pub mod limiter;
 pub mod list;
 pub mod retry;
 pub mod types;
+pub mod webhook;
 
 pub use breaker::{BreakerConfig, CircuitBreaker, CircuitState};
 pub use client::{Client, ClientConfig, DEFAULT_API_BASE, Health, PINNED_API_VERSION};
@@ -40,3 +42,4 @@ pub use form::Form;
 pub use keys::{ApiKey, KeyError, KeyKind, PublishableKey, WebhookSecrets};
 pub use limiter::RateLimiter;
 pub use retry::{Attempt, RetryPolicy, Verdict};
+pub use webhook::{Rejection, Verified};

@@ -6,6 +6,7 @@ mod error;
 mod health;
 mod middleware;
 mod sync;
+mod webhooks;
 
 use axum::Router;
 
@@ -18,6 +19,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(catalog::router())
         .merge(sync::router())
+        .merge(webhooks::router())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .with_state(state)

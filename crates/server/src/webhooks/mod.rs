@@ -1,0 +1,33 @@
+//! Webhooks that lose nothing and apply nothing twice.
+//!
+//! ```text
+//! POST /webhooks/stripe ─ verify (raw bytes) ─► Intake (group commit) ─► inbox row ─► 200
+//!                                                     │ wakes
+//!                                                     ▼
+//!                         Worker: claim (lease) ─► [Stripe refetch, no transaction open]
+//!                                               ─► one transaction: effects + status
+//! ```
+//!
+//! - [`intake`]: one writer task takes every verified event waiting, inserts them in
+//!   one transaction (one fsync) and answers each request: durable before 200, and
+//!   many deliveries share a commit under load.
+//! - [`worker`]: claims due events with a lease, applies each in one transaction with
+//!   its status change, retries failures with backoff, and moves an event to `failed`
+//!   (the dead letter) after the last attempt.
+//! - [`apply`]: what an event does to local state (catalog events today; others are
+//!   stored and marked `ignored`).
+
+pub mod apply;
+pub mod intake;
+pub mod worker;
+
+pub use intake::Intake;
+pub use worker::Worker;
+
+/// Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

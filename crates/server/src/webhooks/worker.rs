@@ -1,0 +1,174 @@
+//! The worker: claims due events with a lease, applies each (see [`super::apply`]),
+//! and on failure schedules a retry with exponential backoff, or after the last attempt
+//! moves the event to `failed`, the dead letter an operator can replay.
+//!
+//! Woken at once by the intake after each commit, with a poll as a fallback (and for
+//! retries coming due and leases expiring). Concurrency is bounded. On shutdown it stops
+//! claiming and lets the events in hand finish: each one commits whole or not at all, so
+//! nothing is left half-applied, and a lease that expires is claimed again later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sm_store::Store;
+use sm_store::inbox::InboxEvent;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::apply::{ApplyOptions, apply};
+use super::now_ms;
+use crate::manager::StripeManager;
+
+/// How the worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Events claimed per round.
+    pub batch: u32,
+    /// Events applied at once.
+    pub concurrency: usize,
+    /// How long a claim is ours before another worker may take the event.
+    pub lease: Duration,
+    /// Attempts before an event is moved to `failed`.
+    pub max_attempts: u32,
+    /// How often to look for due work when nothing wakes us.
+    pub poll: Duration,
+    pub apply: ApplyOptions,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            batch: 32,
+            concurrency: 4,
+            lease: Duration::from_secs(60),
+            max_attempts: 8,
+            poll: Duration::from_secs(1),
+            apply: ApplyOptions {
+                refetch_always: false,
+            },
+        }
+    }
+}
+
+/// The wait before attempt `n + 1` after `n` failed attempts: 1 s, 2 s, 4 s, … capped
+/// at an hour, with full jitter.
+pub fn retry_delay(attempts: i64) -> Duration {
+    let exp = attempts.clamp(1, 13) as u32 - 1;
+    let ceiling = Duration::from_secs(1 << exp).min(Duration::from_secs(3600));
+    ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    store: Store,
+    stripe: StripeManager,
+    wake: Arc<Notify>,
+    config: WorkerConfig,
+    owner: String,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        stripe: StripeManager,
+        wake: Arc<Notify>,
+        config: WorkerConfig,
+    ) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        Self {
+            store,
+            stripe,
+            wake,
+            config,
+            owner: format!(
+                "{host}:{}:{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
+        }
+    }
+
+    /// Runs until `shutdown` becomes true, then finishes the events in hand.
+    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if *shutdown.borrow() {
+                    break;
+                }
+                let claimed = match self
+                    .store
+                    .claim_events(
+                        &self.owner,
+                        self.config.batch,
+                        now_ms(),
+                        self.config.lease.as_millis() as i64,
+                    )
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not claim webhook events; retrying");
+                        Vec::new()
+                    }
+                };
+                if claimed.is_empty() {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.config.poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                futures_util::stream::iter(claimed)
+                    .for_each_concurrent(self.config.concurrency, |event| self.process(event))
+                    .await;
+            }
+            tracing::debug!("webhook worker stopped");
+        })
+    }
+
+    async fn process(&self, event: InboxEvent) {
+        let span = tracing::info_span!("event", id = %event.id, kind = %event.kind, attempt = event.attempts);
+        self.process_in_span(event).instrument(span).await
+    }
+
+    async fn process_in_span(&self, event: InboxEvent) {
+        let started = std::time::Instant::now();
+        let client = self.stripe.client().ok();
+        match apply(&self.store, client, &event, &self.owner, self.config.apply).await {
+            Ok(applied) => {
+                let latency = (now_ms() - event.received_at).max(0) as f64 / 1000.0;
+                metrics::counter!("webhook_events_processed_total", "type" => event.kind.clone(), "outcome" => applied.status()).increment(1);
+                metrics::histogram!("webhook_processing_latency_seconds").record(latency);
+                tracing::debug!(
+                    outcome = applied.status(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "event applied"
+                );
+            }
+            Err(e) => {
+                let dead = event.attempts >= i64::from(self.config.max_attempts);
+                let next = now_ms() + retry_delay(event.attempts).as_millis() as i64;
+                let message = crate::error_chain(&e);
+                if dead {
+                    tracing::error!(error = %message, attempts = event.attempts, "event failed for the last time; moved to the dead letter");
+                    metrics::counter!("webhook_events_failed_total", "type" => event.kind.clone())
+                        .increment(1);
+                } else {
+                    tracing::warn!(error = %message, attempts = event.attempts, "event failed; will retry");
+                    metrics::counter!("webhook_events_retried_total", "type" => event.kind.clone())
+                        .increment(1);
+                }
+                if let Err(e) = self
+                    .store
+                    .release_event(&event.id, &self.owner, &message, next, dead)
+                    .await
+                {
+                    tracing::error!(error = %e, "could not record the failure; the lease will expire and the event be retried");
+                }
+            }
+        }
+    }
+}

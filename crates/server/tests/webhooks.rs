@@ -1,0 +1,381 @@
+//! Webhooks end to end: signed deliveries over real HTTP into the real Application, on
+//! SQLite and PostgreSQL. Signatures come from the fake's signer, written independently
+//! of the product's verifier (whose unit tests also use a vector computed with Python).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fake_stripe::{Ctx, FakeStripe, sign};
+use serde_json::{Value, json};
+use sm_store::testing::TestDb;
+
+sm_store::contract_tests!(
+    a_signed_product_event_is_stored_answered_and_applied,
+    every_rejection_is_a_400_with_its_reason_and_stores_nothing,
+    a_duplicate_delivery_is_200_and_applied_once,
+    a_thousand_events_delivered_three_times_concurrently_are_applied_once_each,
+    unknown_event_types_are_stored_and_ignored,
+    late_and_reordered_events_never_move_state_backwards,
+    the_fake_delivers_signed_events_that_land_in_the_catalog,
+);
+
+async fn app(fake: &FakeStripe, db: &TestDb) -> TestApp {
+    let mut env = env_for(Some(&fake.url()), db);
+    env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
+    env.push(("STRIPE_MAX_RPS".into(), "0".into()));
+    TestApp::start(config_from(&env)).await
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn product_event(id: &str, kind: &str, product: &str, name: &str, updated: i64) -> String {
+    json!({
+        "id": id, "object": "event", "type": kind, "created": updated, "livemode": false,
+        "api_version": "2025-03-31.basil", "pending_webhooks": 1,
+        "data": {"object": {
+            "id": product, "object": "product", "active": true, "name": name, "description": null,
+            "metadata": {"credit_amount": "10"}, "default_price": null, "created": 1, "updated": updated,
+            "livemode": false
+        }}
+    })
+    .to_string()
+}
+
+async fn deliver(app: &TestApp, body: &str) -> (u16, Value) {
+    deliver_signed(app, body, &sign(WEBHOOK_SECRET, now(), body.as_bytes())).await
+}
+
+async fn deliver_signed(app: &TestApp, body: &str, header: &str) -> (u16, Value) {
+    let r = http()
+        .post(app.url("/webhooks/stripe"))
+        .header("Stripe-Signature", header)
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until no event is pending or processing.
+async fn drained(app: &TestApp) -> sm_store::inbox::InboxCounts {
+    for _ in 0..3000 {
+        let c = app.state.store.inbox_counts(0).await.unwrap();
+        if c.pending == 0 && c.processing == 0 {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the worker did not drain the inbox");
+}
+
+async fn a_signed_product_event_is_stored_answered_and_applied(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = app(&fake, &db).await;
+    let body = product_event(
+        "evt_a1",
+        "product.created",
+        "prod_w1",
+        "Webhook pack",
+        now(),
+    );
+    let (status, answer) = deliver(&app, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"received": true, "duplicate": false, "id": "evt_a1"})
+    );
+    let stored = app
+        .state
+        .store
+        .get_event("evt_a1")
+        .await
+        .unwrap()
+        .expect("stored before 200");
+    assert_eq!(stored.payload, body, "the body exactly as sent");
+    let counts = drained(&app).await;
+    assert_eq!(counts.processed, 1);
+    let (_, p) = get_json(&app.url("/api/v1/products/prod_w1")).await;
+    assert_eq!(
+        (
+            p["name"].clone(),
+            p["valid"].clone(),
+            p["credit_amount"].clone()
+        ),
+        (json!("Webhook pack"), json!(true), json!(10))
+    );
+    assert_eq!(
+        fake.request_count(),
+        0,
+        "a payload newer than what we hold needs no refetch"
+    );
+}
+
+async fn every_rejection_is_a_400_with_its_reason_and_stores_nothing(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = app(&fake, &db).await;
+    let body = product_event("evt_r1", "product.updated", "prod_r", "R", now());
+    let t = now();
+    let good = sign(WEBHOOK_SECRET, t, body.as_bytes());
+    let v1 = good.split_once("v1=").unwrap().1.to_owned();
+    let cases: Vec<(Option<String>, String, &str)> = vec![
+        (None, body.clone(), "missing_signature"),
+        (Some("nonsense".into()), body.clone(), "malformed_signature"),
+        (
+            Some(format!("t={t},v0={v1}")),
+            body.clone(),
+            "no_v1_signature",
+        ),
+        (
+            Some(sign(WEBHOOK_SECRET, t - 301, body.as_bytes())),
+            body.clone(),
+            "timestamp_outside_tolerance",
+        ),
+        (
+            Some(sign("whsec_someone_else", t, body.as_bytes())),
+            body.clone(),
+            "signature_mismatch",
+        ),
+        (
+            Some(good.clone()),
+            body.replace("\"R\"", "\"X\""),
+            "signature_mismatch",
+        ),
+        (
+            Some(sign(WEBHOOK_SECRET, t, b"not json")),
+            "not json".into(),
+            "body_not_json",
+        ),
+        (
+            Some(sign(WEBHOOK_SECRET, t, b"{\"id\":\"cus_1\"}")),
+            "{\"id\":\"cus_1\"}".into(),
+            "body_not_event",
+        ),
+    ];
+    for (header, body, code) in cases {
+        let mut req = http().post(app.url("/webhooks/stripe")).body(body);
+        if let Some(h) = header {
+            req = req.header("Stripe-Signature", h);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 400, "{code}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code);
+        assert!(!v.to_string().contains("IntegrationWebhookSecret"));
+    }
+    // Rotation: two v1 values, the second one valid.
+    let rotated = format!("t={t},v1={},v1={v1}", "0".repeat(64));
+    assert_eq!(deliver_signed(&app, &body, &rotated).await.0, 200);
+    // Too big: 413 before anything else.
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(1 << 20));
+    let r = http()
+        .post(app.url("/webhooks/stripe"))
+        .header("Stripe-Signature", good)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let counts = drained(&app).await;
+    assert_eq!(
+        counts.processed + counts.ignored + counts.failed,
+        1,
+        "only the rotated delivery was stored"
+    );
+}
+
+async fn a_duplicate_delivery_is_200_and_applied_once(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = app(&fake, &db).await;
+    let body = product_event("evt_d1", "product.created", "prod_d", "D", now());
+    assert_eq!(deliver(&app, &body).await.1["duplicate"], false);
+    let (status, again) = deliver(&app, &body).await;
+    assert_eq!((status, again["duplicate"].clone()), (200, json!(true)));
+    drained(&app).await;
+    let (status, third) = deliver(&app, &body).await;
+    assert_eq!(
+        (status, third["duplicate"].clone()),
+        (200, json!(true)),
+        "also after processing"
+    );
+    let e = app.state.store.get_event("evt_d1").await.unwrap().unwrap();
+    assert_eq!((e.status.as_str(), e.attempts), ("processed", 1));
+}
+
+async fn a_thousand_events_delivered_three_times_concurrently_are_applied_once_each(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = app(&fake, &db).await;
+    let t = now();
+    let bodies: Vec<String> = (0..1000)
+        .map(|i| {
+            product_event(
+                &format!("evt_bulk{i:04}"),
+                "product.created",
+                &format!("prod_bulk{i:04}"),
+                &format!("P{i}"),
+                t,
+            )
+        })
+        .collect();
+    let client = http();
+    let url = app.url("/webhooks/stripe");
+    let deliveries = bodies
+        .iter()
+        .flat_map(|b| std::iter::repeat_n(b.clone(), 3))
+        .map(|body| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let header = sign(WEBHOOK_SECRET, now(), body.as_bytes());
+                client
+                    .post(&url)
+                    .header("Stripe-Signature", header)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }
+        });
+    let statuses: Vec<_> = futures_util::stream::iter(deliveries)
+        .buffer_unordered(48)
+        .collect()
+        .await;
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(200))),
+        "every delivery answered 200"
+    );
+    let counts = drained(&app).await;
+    assert_eq!(counts.processed, 1000);
+    assert_eq!(app.state.store.catalog_counts().await.unwrap().active, 1000);
+    for i in 0..1000 {
+        let e = app
+            .state
+            .store
+            .get_event(&format!("evt_bulk{i:04}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (e.status.as_str(), e.attempts),
+            ("processed", 1),
+            "applied once, at the first attempt"
+        );
+    }
+}
+
+async fn unknown_event_types_are_stored_and_ignored(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = app(&fake, &db).await;
+    let body = json!({"id": "evt_u1", "object": "event", "type": "radar.early_fraud_warning.created", "created": now(),
+        "livemode": false, "data": {"object": {"id": "issfr_1"}}}).to_string();
+    assert_eq!(deliver(&app, &body).await.0, 200);
+    drained(&app).await;
+    assert_eq!(
+        app.state
+            .store
+            .get_event("evt_u1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "ignored"
+    );
+}
+
+use futures_util::StreamExt;
+
+async fn late_and_reordered_events_never_move_state_backwards(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = app(&fake, &db).await;
+    let t = now();
+    // Newer first, then an older update: the newer stays.
+    deliver(
+        &app,
+        &product_event("evt_o2", "product.updated", "prod_o", "newer", t + 10),
+    )
+    .await;
+    drained(&app).await;
+    deliver(
+        &app,
+        &product_event("evt_o1", "product.updated", "prod_o", "older", t),
+    )
+    .await;
+    drained(&app).await;
+    let (_, p) = get_json(&app.url("/api/v1/products/prod_o")).await;
+    assert_eq!(p["name"], "newer");
+    // Deleted, then a late update: the tombstone stays.
+    deliver(
+        &app,
+        &product_event("evt_o3", "product.deleted", "prod_o", "newer", t + 20),
+    )
+    .await;
+    drained(&app).await;
+    deliver(
+        &app,
+        &product_event("evt_o4", "product.updated", "prod_o", "zombie", t + 15),
+    )
+    .await;
+    drained(&app).await;
+    let (_, p) = get_json(&app.url("/api/v1/products/prod_o")).await;
+    assert_eq!(
+        (p["deleted"].clone(), p["active"].clone(), p["name"].clone()),
+        (json!(true), json!(false), json!("newer"))
+    );
+    // A tie with different content is settled by asking Stripe.
+    let real = fake.with_state(|s| {
+        let (_, p) = s.create_product(&json!({"name": "From Stripe", "metadata": {"credit_amount": "3"}, "created": t + 40}), &Ctx::default()).unwrap();
+        p["id"].as_str().unwrap().to_owned()
+    });
+    deliver(
+        &app,
+        &product_event("evt_t1", "product.updated", &real, "first", t + 40),
+    )
+    .await;
+    drained(&app).await;
+    deliver(
+        &app,
+        &product_event("evt_t2", "product.updated", &real, "second", t + 40),
+    )
+    .await;
+    drained(&app).await;
+    let (_, p) = get_json(&app.url(&format!("/api/v1/products/{real}"))).await;
+    assert_eq!(p["name"], "From Stripe", "refetched on the tie");
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/v1/products/"))
+            .count(),
+        1
+    );
+}
+
+async fn the_fake_delivers_signed_events_that_land_in_the_catalog(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = app(&fake, &db).await;
+    fake.deliver_webhooks_to(&app.url("/webhooks/stripe"), WEBHOOK_SECRET);
+    fake.with_state(|s| {
+        s.create_product(&json!({"name": "Delivered", "metadata": {"credit_amount": "5"}, "default_price_data": {"currency": "eur", "unit_amount": 250}}), &Ctx::default()).unwrap();
+    });
+    // product.created, price.created, product.updated (default price set).
+    let deliveries = fake.wait_for_deliveries(3).await;
+    assert!(
+        deliveries.iter().all(|d| d.status == Some(200)),
+        "{deliveries:?}"
+    );
+    drained(&app).await;
+    let (_, all) = get_json(&app.url("/api/v1/products")).await;
+    let p = &all["data"][0];
+    assert_eq!(
+        (p["name"].clone(), p["default_price"]["unit_amount"].clone()),
+        (json!("Delivered"), json!(250))
+    );
+    assert!(catalog_writes(&fake).is_empty());
+}

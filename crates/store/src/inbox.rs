@@ -1,0 +1,210 @@
+//! The webhook inbox: verified events stored before they are acknowledged, claimed by
+//! workers with a lease, and finished in the same transaction as their effects.
+//!
+//! Statuses: `pending` (due at `next_attempt_at`), `processing` (leased until
+//! `lease_until`; an expired lease is claimable again), `processed`, `ignored` (a type we
+//! do not act on, stored and answered 200 all the same) and `failed` (the dead letter,
+//! after the last attempt). Times are unix milliseconds.
+
+use serde::Serialize;
+
+use crate::{Pool, Store, StoreError, Tx, on_pool, on_tx};
+
+/// An event to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub kind: String,
+    /// The event's `created`, unix seconds.
+    pub created: i64,
+    pub livemode: bool,
+    pub api_version: Option<String>,
+    /// The body as Stripe sent it.
+    pub payload: String,
+    /// `webhook` or `reconcile`.
+    pub source: &'static str,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct InboxEvent {
+    pub id: String,
+    #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created: i64,
+    pub livemode: bool,
+    pub api_version: Option<String>,
+    #[serde(skip)]
+    pub payload: String,
+    pub source: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub received_at: i64,
+    pub processed_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, type, created, livemode, api_version, payload, source, status, attempts, \
+    next_attempt_at, last_error, received_at, processed_at";
+
+/// How many events are in each state, and how long the oldest due one has waited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InboxCounts {
+    pub pending: u64,
+    pub processing: u64,
+    pub processed: u64,
+    pub ignored: u64,
+    pub failed: u64,
+    /// Milliseconds since the oldest pending event was received.
+    pub oldest_pending_ms: Option<i64>,
+}
+
+impl Store {
+    /// Stores a batch of events in one transaction (one fsync for all of them); returns
+    /// for each whether it was new (`false`: a redelivery, left as it was).
+    pub async fn insert_events(
+        &self,
+        events: &[NewEvent],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut inserted = Vec::with_capacity(events.len());
+        for e in events {
+            let n = on_tx!(&mut tx, t => sqlx::query(
+                "INSERT INTO webhook_events (id, type, created, livemode, api_version, payload, source, status, \
+                 attempts, next_attempt_at, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
+                 ON CONFLICT (id) DO NOTHING"
+            )
+            .bind(&e.id)
+            .bind(&e.kind)
+            .bind(e.created)
+            .bind(e.livemode)
+            .bind(&e.api_version)
+            .bind(&e.payload)
+            .bind(e.source)
+            .bind(now_ms)
+            .execute(&mut **t)
+            .await?
+            .rows_affected());
+            inserted.push(n > 0);
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Leases up to `limit` due events (oldest first) to `owner` until `now + lease_ms`,
+    /// counting an attempt for each. On PostgreSQL concurrent claimers skip each other's
+    /// rows (`FOR UPDATE SKIP LOCKED`); SQLite serializes writers anyway.
+    pub async fn claim_events(
+        &self,
+        owner: &str,
+        limit: u32,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<InboxEvent>, StoreError> {
+        let lock = match self.pool() {
+            Pool::Sqlite(_) => "",
+            Pool::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE webhook_events SET status = 'processing', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM webhook_events \
+                          WHERE (status = 'pending' AND next_attempt_at <= $3) OR (status = 'processing' AND lease_until < $3) \
+                          ORDER BY received_at, id LIMIT $4{lock}) \
+             RETURNING {COLUMNS}"
+        );
+        let mut rows: Vec<InboxEvent> = on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?);
+        rows.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+        Ok(rows)
+    }
+
+    /// Gives a failed attempt back: due again at `next_attempt_ms`, or `failed` (the dead
+    /// letter) when `dead`. Only while `owner` still holds the lease.
+    pub async fn release_event(
+        &self,
+        id: &str,
+        owner: &str,
+        error: &str,
+        next_attempt_ms: i64,
+        dead: bool,
+    ) -> Result<(), StoreError> {
+        let status = if dead { "failed" } else { "pending" };
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE webhook_events SET status = $3, next_attempt_at = $4, last_error = $5, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'processing'"
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(status)
+        .bind(next_attempt_ms)
+        .bind(error)
+        .execute(pool)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn get_event(&self, id: &str) -> Result<Option<InboxEvent>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM webhook_events WHERE id = $1");
+        let row = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
+        Ok(row)
+    }
+
+    pub async fn inbox_counts(&self, now_ms: i64) -> Result<InboxCounts, StoreError> {
+        let rows: Vec<(String, i64, Option<i64>)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT status, COUNT(*), MIN(received_at) FROM webhook_events GROUP BY status"
+        )
+        .fetch_all(pool)
+        .await?);
+        let mut c = InboxCounts::default();
+        for (status, n, oldest) in rows {
+            let n = n.max(0) as u64;
+            match status.as_str() {
+                "pending" => {
+                    c.pending = n;
+                    c.oldest_pending_ms = oldest.map(|o| now_ms - o);
+                }
+                "processing" => c.processing = n,
+                "processed" => c.processed = n,
+                "ignored" => c.ignored = n,
+                "failed" => c.failed = n,
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+}
+
+impl Tx {
+    /// Marks a leased event done (`processed` or `ignored`) in this transaction, the same
+    /// one that applies its effects. False when `owner` no longer holds the lease: the
+    /// caller must roll back, someone else has the event now.
+    pub async fn finish_event(
+        &mut self,
+        id: &str,
+        owner: &str,
+        status: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = on_tx!(self, t => sqlx::query(
+            "UPDATE webhook_events SET status = $3, processed_at = $4, lease_owner = NULL, lease_until = NULL, last_error = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'processing'"
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(status)
+        .bind(now_ms)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+}
