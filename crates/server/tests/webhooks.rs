@@ -19,6 +19,7 @@ sm_store::contract_tests!(
     unknown_event_types_are_stored_and_ignored,
     late_and_reordered_events_never_move_state_backwards,
     the_fake_delivers_signed_events_that_land_in_the_catalog,
+    failures_retry_with_backoff_and_end_in_the_dead_letter,
 );
 
 async fn app(fake: &FakeStripe, db: &TestDb) -> TestApp {
@@ -378,4 +379,52 @@ async fn the_fake_delivers_signed_events_that_land_in_the_catalog(db: TestDb) {
         (json!("Delivered"), json!(250))
     );
     assert!(catalog_writes(&fake).is_empty());
+}
+
+async fn failures_retry_with_backoff_and_end_in_the_dead_letter(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let mut env = env_for(Some(&fake.url()), &db);
+    env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
+    // Thin-event style: every catalog event refetches its object, and Stripe is down.
+    env.push(("STRIPE_WEBHOOK_REFETCH".into(), "true".into()));
+    env.push(("WEBHOOK_MAX_ATTEMPTS".into(), "2".into()));
+    env.push(("STRIPE_MAX_RETRIES".into(), "0".into()));
+    let app = TestApp::start(config_from(&env)).await;
+    fake.inject(fake_stripe::Fault::on_path(
+        "/v1/products",
+        fake_stripe::FaultKind::Drop,
+    ));
+    let (status, _) = deliver(
+        &app,
+        &product_event("evt_f1", "product.updated", "prod_f", "F", now()),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "stored and acknowledged even though applying it will fail"
+    );
+    let counts = drained(&app).await;
+    assert_eq!(counts.failed, 1);
+    let e = app.state.store.get_event("evt_f1").await.unwrap().unwrap();
+    assert_eq!((e.status.as_str(), e.attempts), ("failed", 2));
+    assert!(
+        e.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("refetching from Stripe failed"),
+        "{e:?}"
+    );
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.path == "/v1/products/prod_f")
+            .count(),
+        2,
+        "one call per attempt"
+    );
+    assert_eq!(
+        get_json(&app.url("/api/v1/products/prod_f")).await.0,
+        404,
+        "nothing half-applied"
+    );
 }

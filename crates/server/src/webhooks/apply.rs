@@ -12,9 +12,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sm_domain::catalog::{map_price, map_product};
-use sm_store::Store;
 use sm_store::catalog::{PriceWrite, ProductWrite};
 use sm_store::inbox::InboxEvent;
+use sm_store::{Store, Tx};
 use sm_stripe::types::{Price, Product, Raw};
 use sm_stripe::{Client, StripeError};
 
@@ -69,6 +69,7 @@ struct Data<'a> {
 }
 
 /// What to write, decided before any transaction opens.
+#[derive(Debug)]
 enum Effect {
     Product(ProductWrite),
     Price(PriceWrite),
@@ -92,13 +93,14 @@ pub struct ApplyOptions {
     pub refetch_always: bool,
 }
 
-pub async fn apply(
+/// Decides what an event does, calling Stripe if a refetch is needed. Opens no
+/// transaction.
+pub async fn plan(
     store: &Store,
     client: Option<&Client>,
     event: &InboxEvent,
-    owner: &str,
     options: ApplyOptions,
-) -> Result<Applied, ApplyError> {
+) -> Result<Planned, ApplyError> {
     let envelope: Envelope<'_> =
         serde_json::from_str(&event.payload).map_err(|e| ApplyError::Payload(e.to_string()))?;
     let object = compact_json(envelope.data.object.get());
@@ -130,39 +132,108 @@ pub async fn apply(
         }
         _ => Effect::None,
     };
-    let status = if matches!(effect, Effect::None) {
-        Applied::Ignored
-    } else {
-        Applied::Processed
-    };
+    Ok(Planned { effect })
+}
+
+/// An event's effect, decided and ready to write.
+#[derive(Debug)]
+pub struct Planned {
+    effect: Effect,
+}
+
+impl Planned {
+    fn status(&self) -> Applied {
+        if matches!(self.effect, Effect::None) {
+            Applied::Ignored
+        } else {
+            Applied::Processed
+        }
+    }
+}
+
+/// Writes a planned effect and marks the event done in `tx`. `Ok(None)` when `owner` no
+/// longer holds the lease: the caller must roll back.
+async fn write(
+    tx: &mut Tx,
+    event: &InboxEvent,
+    owner: &str,
+    planned: &Planned,
+) -> Result<Option<Applied>, sm_store::StoreError> {
     let now = unix_now();
-    let mut tx = store.begin().await?;
-    match effect {
+    match &planned.effect {
         Effect::Product(w) => {
-            tx.upsert_products(std::slice::from_ref(&w), None, now)
+            tx.upsert_products(std::slice::from_ref(w), None, now)
                 .await?;
         }
         Effect::Price(w) => {
-            tx.upsert_prices(std::slice::from_ref(&w), None, now)
-                .await?;
+            tx.upsert_prices(std::slice::from_ref(w), None, now).await?;
         }
         Effect::TombstoneProduct { id, name, at } => {
-            tx.tombstone_product(&id, name.as_deref(), at, now).await?;
+            tx.tombstone_product(id, name.as_deref(), *at, now).await?;
         }
         Effect::TombstonePrice { id, product, at } => {
-            tx.tombstone_price(&id, &product, at, now).await?;
+            tx.tombstone_price(id, product, *at, now).await?;
         }
         Effect::None => {}
     }
-    if !tx
+    let status = planned.status();
+    Ok(tx
         .finish_event(&event.id, owner, status.status(), super::now_ms())
         .await?
-    {
-        tx.rollback().await?;
-        return Ok(Applied::LeaseLost);
+        .then_some(status))
+}
+
+/// Applies one event in its own transaction.
+pub async fn apply(
+    store: &Store,
+    client: Option<&Client>,
+    event: &InboxEvent,
+    owner: &str,
+    options: ApplyOptions,
+) -> Result<Applied, ApplyError> {
+    let planned = plan(store, client, event, options).await?;
+    let mut tx = store.begin().await?;
+    match write(&mut tx, event, owner, &planned).await? {
+        Some(applied) => {
+            tx.commit().await?;
+            Ok(applied)
+        }
+        None => {
+            tx.rollback().await?;
+            Ok(Applied::LeaseLost)
+        }
+    }
+}
+
+/// Applies planned events in one transaction: one commit (one fsync) for the batch.
+/// Each event's effects and status still commit together. If the batch cannot commit
+/// whole (a database error, a lost lease), it is rolled back and the caller applies the
+/// events one by one.
+pub async fn write_batch(
+    store: &Store,
+    batch: &[(InboxEvent, Planned)],
+    owner: &str,
+) -> Result<Vec<Applied>, sm_store::StoreError> {
+    let mut tx = store.begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (event, planned) in batch {
+        match write(&mut tx, event, owner, planned).await {
+            Ok(Some(applied)) => outcomes.push(applied),
+            Ok(None) => {
+                tx.rollback().await?;
+                return Err(sm_store::StoreError::Corrupt(format!(
+                    "lease on {} lost during a batch",
+                    event.id
+                )));
+            }
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+        }
     }
     tx.commit().await?;
-    Ok(status)
+    Ok(outcomes)
 }
 
 fn need_client<'a>(client: Option<&'a Client>, what: &str) -> Result<&'a Client, ApplyError> {

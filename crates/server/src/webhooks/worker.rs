@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::apply::{ApplyOptions, apply};
+use super::apply::{ApplyOptions, apply, plan, write_batch};
 use super::now_ms;
 use crate::manager::StripeManager;
 
@@ -121,12 +121,81 @@ impl Worker {
                     }
                     continue;
                 }
-                futures_util::stream::iter(claimed)
-                    .for_each_concurrent(self.config.concurrency, |event| self.process(event))
-                    .await;
+                self.process_batch(claimed).await;
             }
             tracing::debug!("webhook worker stopped");
         })
+    }
+
+    /// Plans every claimed event (refetching where needed, `concurrency` at a time), writes
+    /// the planned ones in one transaction, and falls back to one transaction per event
+    /// when the batch cannot commit whole.
+    async fn process_batch(&self, claimed: Vec<InboxEvent>) {
+        let client = self.stripe.client().ok().cloned();
+        let options = self.config.apply;
+        let planned: Vec<_> = futures_util::stream::iter(claimed)
+            .map(|event| {
+                let store = self.store.clone();
+                let client = client.clone();
+                async move {
+                    let result = plan(&store, client.as_ref(), &event, options).await;
+                    (event, result)
+                }
+            })
+            .buffered(self.config.concurrency)
+            .collect()
+            .await;
+        let mut ready = Vec::new();
+        for (event, result) in planned {
+            match result {
+                Ok(p) => ready.push((event, p)),
+                Err(e) => self.failed(&event, &e).await,
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        match write_batch(&self.store, &ready, &self.owner).await {
+            Ok(outcomes) => {
+                for ((event, _), applied) in ready.iter().zip(outcomes) {
+                    self.succeeded(event, applied);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, events = ready.len(), "batch did not commit; applying one by one");
+                for (event, _) in ready {
+                    self.process(event).await;
+                }
+            }
+        }
+    }
+
+    fn succeeded(&self, event: &InboxEvent, applied: super::apply::Applied) {
+        let latency = (now_ms() - event.received_at).max(0) as f64 / 1000.0;
+        metrics::counter!("webhook_events_processed_total", "type" => event.kind.clone(), "outcome" => applied.status()).increment(1);
+        metrics::histogram!("webhook_processing_latency_seconds").record(latency);
+    }
+
+    async fn failed(&self, event: &InboxEvent, e: &super::apply::ApplyError) {
+        let dead = event.attempts >= i64::from(self.config.max_attempts);
+        let next = now_ms() + retry_delay(event.attempts).as_millis() as i64;
+        let message = crate::error_chain(e);
+        if dead {
+            tracing::error!(id = %event.id, error = %message, attempts = event.attempts, "event failed for the last time; moved to the dead letter");
+            metrics::counter!("webhook_events_failed_total", "type" => event.kind.clone())
+                .increment(1);
+        } else {
+            tracing::warn!(id = %event.id, error = %message, attempts = event.attempts, "event failed; will retry");
+            metrics::counter!("webhook_events_retried_total", "type" => event.kind.clone())
+                .increment(1);
+        }
+        if let Err(e) = self
+            .store
+            .release_event(&event.id, &self.owner, &message, next, dead)
+            .await
+        {
+            tracing::error!(error = %e, "could not record the failure; the lease will expire and the event be retried");
+        }
     }
 
     async fn process(&self, event: InboxEvent) {
@@ -135,40 +204,10 @@ impl Worker {
     }
 
     async fn process_in_span(&self, event: InboxEvent) {
-        let started = std::time::Instant::now();
         let client = self.stripe.client().ok();
         match apply(&self.store, client, &event, &self.owner, self.config.apply).await {
-            Ok(applied) => {
-                let latency = (now_ms() - event.received_at).max(0) as f64 / 1000.0;
-                metrics::counter!("webhook_events_processed_total", "type" => event.kind.clone(), "outcome" => applied.status()).increment(1);
-                metrics::histogram!("webhook_processing_latency_seconds").record(latency);
-                tracing::debug!(
-                    outcome = applied.status(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "event applied"
-                );
-            }
-            Err(e) => {
-                let dead = event.attempts >= i64::from(self.config.max_attempts);
-                let next = now_ms() + retry_delay(event.attempts).as_millis() as i64;
-                let message = crate::error_chain(&e);
-                if dead {
-                    tracing::error!(error = %message, attempts = event.attempts, "event failed for the last time; moved to the dead letter");
-                    metrics::counter!("webhook_events_failed_total", "type" => event.kind.clone())
-                        .increment(1);
-                } else {
-                    tracing::warn!(error = %message, attempts = event.attempts, "event failed; will retry");
-                    metrics::counter!("webhook_events_retried_total", "type" => event.kind.clone())
-                        .increment(1);
-                }
-                if let Err(e) = self
-                    .store
-                    .release_event(&event.id, &self.owner, &message, next, dead)
-                    .await
-                {
-                    tracing::error!(error = %e, "could not record the failure; the lease will expire and the event be retried");
-                }
-            }
+            Ok(applied) => self.succeeded(&event, applied),
+            Err(e) => self.failed(&event, &e).await,
         }
     }
 }
