@@ -25,6 +25,18 @@ pub struct WriteCounts {
     pub unchanged: u64,
     /// Skipped because the local row holds newer Stripe data.
     pub stale: u64,
+    /// Skipped under [`Ties::Reject`]: same version as the local row, other content.
+    pub ties: u64,
+}
+
+/// What a write does when the stored row has the same version but other content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ties {
+    /// Overwrite: the writer read Stripe after the stored state (a sync listing).
+    Refresh,
+    /// Skip and count it in `ties`: the writer (an event payload) cannot tell which is
+    /// newer, so the caller refetches the object instead.
+    Reject,
 }
 
 impl std::ops::AddAssign for WriteCounts {
@@ -33,6 +45,7 @@ impl std::ops::AddAssign for WriteCounts {
         self.updated += o.updated;
         self.unchanged += o.unchanged;
         self.stale += o.stale;
+        self.ties += o.ties;
     }
 }
 
@@ -438,11 +451,12 @@ async fn next_seq<T: NextSeq>(tx: &mut T) -> Result<i64, sqlx::Error> {
     tx.next().await
 }
 
-fn classify(existing: Option<&Existing>, raw: &str, version: i64) -> Outcome {
+fn classify(existing: Option<&Existing>, raw: &str, version: i64, ties: Ties) -> Outcome {
     match existing {
         None => Outcome::Created,
         Some(e) if e.version > version || (e.version == version && e.deleted) => Outcome::Stale,
         Some(e) if !e.deleted && e.raw == raw => Outcome::Unchanged,
+        Some(e) if e.version == version && ties == Ties::Reject => Outcome::Tie,
         Some(_) => Outcome::Updated,
     }
 }
@@ -453,6 +467,7 @@ enum Outcome {
     Updated,
     Unchanged,
     Stale,
+    Tie,
 }
 
 impl Outcome {
@@ -463,12 +478,13 @@ impl Outcome {
 
 /// Decides what to do with each incoming `(id, raw, version)` given the stored rows.
 fn plan<'a>(
+    ties: Ties,
     incoming: impl Iterator<Item = (&'a str, &'a str, i64)>,
     existing: &[Existing],
 ) -> Vec<Outcome> {
     let existing: HashMap<&str, &Existing> = existing.iter().map(|e| (e.id.as_str(), e)).collect();
     incoming
-        .map(|(id, raw, version)| classify(existing.get(id).copied(), raw, version))
+        .map(|(id, raw, version)| classify(existing.get(id).copied(), raw, version, ties))
         .collect()
 }
 
@@ -480,6 +496,7 @@ fn count(outcomes: &[Outcome]) -> WriteCounts {
             Outcome::Updated => c.updated += 1,
             Outcome::Unchanged => c.unchanged += 1,
             Outcome::Stale => c.stale += 1,
+            Outcome::Tie => c.ties += 1,
         }
     }
     c
@@ -498,6 +515,7 @@ impl Tx {
         page: &[ProductWrite],
         run: Option<i64>,
         now: i64,
+        ties: Ties,
     ) -> Result<WriteCounts, StoreError> {
         if page.is_empty() {
             return Ok(WriteCounts::default());
@@ -507,6 +525,7 @@ impl Tx {
             Tx::Sqlite(tx) => {
                 let existing = existing_sqlite(tx, Table::Products, &ids).await?;
                 let outcomes = plan(
+                    ties,
                     page.iter()
                         .map(|w| (w.product.id.as_str(), w.raw.as_str(), w.product.updated)),
                     &existing,
@@ -555,6 +574,7 @@ impl Tx {
             Tx::Postgres(tx) => {
                 let existing = existing_pg(tx, Table::Products, &ids).await?;
                 let outcomes = plan(
+                    ties,
                     page.iter()
                         .map(|w| (w.product.id.as_str(), w.raw.as_str(), w.product.updated)),
                     &existing,
@@ -623,6 +643,7 @@ impl Tx {
         page: &[PriceWrite],
         run: Option<i64>,
         now: i64,
+        ties: Ties,
     ) -> Result<WriteCounts, StoreError> {
         if page.is_empty() {
             return Ok(WriteCounts::default());
@@ -632,6 +653,7 @@ impl Tx {
             Tx::Sqlite(tx) => {
                 let existing = existing_sqlite(tx, Table::Prices, &ids).await?;
                 let outcomes = plan(
+                    ties,
                     page.iter()
                         .map(|w| (w.price.id.as_str(), w.raw.as_str(), w.observed_at)),
                     &existing,
@@ -681,6 +703,7 @@ impl Tx {
             Tx::Postgres(tx) => {
                 let existing = existing_pg(tx, Table::Prices, &ids).await?;
                 let outcomes = plan(
+                    ties,
                     page.iter()
                         .map(|w| (w.price.id.as_str(), w.raw.as_str(), w.observed_at)),
                     &existing,
@@ -902,7 +925,7 @@ impl Store {
         now: i64,
     ) -> Result<WriteCounts, StoreError> {
         let mut tx = self.begin().await?;
-        let counts = tx.upsert_products(page, run, now).await?;
+        let counts = tx.upsert_products(page, run, now, Ties::Refresh).await?;
         tx.commit().await?;
         Ok(counts)
     }
@@ -914,7 +937,7 @@ impl Store {
         now: i64,
     ) -> Result<WriteCounts, StoreError> {
         let mut tx = self.begin().await?;
-        let counts = tx.upsert_prices(page, run, now).await?;
+        let counts = tx.upsert_prices(page, run, now, Ties::Refresh).await?;
         tx.commit().await?;
         Ok(counts)
     }

@@ -12,7 +12,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sm_domain::catalog::{map_price, map_product};
-use sm_store::catalog::{PriceWrite, ProductWrite};
+use sm_store::catalog::{PriceWrite, ProductWrite, Ties};
 use sm_store::inbox::InboxEvent;
 use sm_store::{Store, Tx};
 use sm_stripe::types::{Price, Product, Raw};
@@ -51,6 +51,8 @@ pub enum ApplyError {
     Disabled(String),
     #[error("the database failed: {0}")]
     Store(#[from] sm_store::StoreError),
+    #[error("{0} met a local row of the same version with other content; it will be refetched")]
+    Tie(String),
 }
 
 #[derive(Deserialize)]
@@ -71,8 +73,10 @@ struct Data<'a> {
 /// What to write, decided before any transaction opens.
 #[derive(Debug)]
 enum Effect {
-    Product(ProductWrite),
-    Price(PriceWrite),
+    /// The write, and how to treat a same-version row: `Refresh` when the data was just
+    /// read from Stripe, `Reject` when it came in the payload.
+    Product(ProductWrite, Ties),
+    Price(PriceWrite, Ties),
     TombstoneProduct {
         id: String,
         name: Option<String>,
@@ -158,23 +162,31 @@ async fn write(
     event: &InboxEvent,
     owner: &str,
     planned: &Planned,
-) -> Result<Option<Applied>, sm_store::StoreError> {
+) -> Result<Option<Applied>, ApplyError> {
     let now = unix_now();
-    match &planned.effect {
-        Effect::Product(w) => {
-            tx.upsert_products(std::slice::from_ref(w), None, now)
-                .await?;
+    let counts = match &planned.effect {
+        Effect::Product(w, ties) => {
+            tx.upsert_products(std::slice::from_ref(w), None, now, *ties)
+                .await?
         }
-        Effect::Price(w) => {
-            tx.upsert_prices(std::slice::from_ref(w), None, now).await?;
+        Effect::Price(w, ties) => {
+            tx.upsert_prices(std::slice::from_ref(w), None, now, *ties)
+                .await?
         }
         Effect::TombstoneProduct { id, name, at } => {
             tx.tombstone_product(id, name.as_deref(), *at, now).await?;
+            Default::default()
         }
         Effect::TombstonePrice { id, product, at } => {
             tx.tombstone_price(id, product, *at, now).await?;
+            Default::default()
         }
-        Effect::None => {}
+        Effect::None => Default::default(),
+    };
+    if counts.ties > 0 {
+        // A write of the same version with other content landed after we planned: fail
+        // this attempt; the next one sees the tie and refetches the object.
+        return Err(ApplyError::Tie(event.id.clone()));
     }
     let status = planned.status();
     Ok(tx
@@ -193,7 +205,14 @@ pub async fn apply(
 ) -> Result<Applied, ApplyError> {
     let planned = plan(store, client, event, options).await?;
     let mut tx = store.begin().await?;
-    match write(&mut tx, event, owner, &planned).await? {
+    let written = match write(&mut tx, event, owner, &planned).await {
+        Ok(w) => w,
+        Err(e) => {
+            tx.rollback().await?;
+            return Err(e);
+        }
+    };
+    match written {
         Some(applied) => {
             tx.commit().await?;
             Ok(applied)
@@ -213,7 +232,7 @@ pub async fn write_batch(
     store: &Store,
     batch: &[(InboxEvent, Planned)],
     owner: &str,
-) -> Result<Vec<Applied>, sm_store::StoreError> {
+) -> Result<Vec<Applied>, ApplyError> {
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for (event, planned) in batch {
@@ -221,10 +240,10 @@ pub async fn write_batch(
             Ok(Some(applied)) => outcomes.push(applied),
             Ok(None) => {
                 tx.rollback().await?;
-                return Err(sm_store::StoreError::Corrupt(format!(
+                return Err(ApplyError::Store(sm_store::StoreError::Corrupt(format!(
                     "lease on {} lost during a batch",
                     event.id
-                )));
+                ))));
             }
             Err(e) => {
                 tx.rollback().await?;
@@ -256,7 +275,9 @@ async fn product_effect(
     if options.refetch_always || tie {
         let client = need_client(client, &format!("product {}", product.id))?;
         return match client.retrieve_product_raw(&product.id).await {
-            Ok(fresh) if !fresh.value.deleted => Ok(Effect::Product(product_write(&fresh))),
+            Ok(fresh) if !fresh.value.deleted => {
+                Ok(Effect::Product(product_write(&fresh), Ties::Refresh))
+            }
             Ok(_) => Ok(Effect::TombstoneProduct {
                 id: product.id,
                 name: Some(product.name),
@@ -270,10 +291,13 @@ async fn product_effect(
             Err(e) => Err(e.into()),
         };
     }
-    Ok(Effect::Product(ProductWrite {
-        product: map_product(&product.to_domain()),
-        raw: object.to_owned(),
-    }))
+    Ok(Effect::Product(
+        ProductWrite {
+            product: map_product(&product.to_domain()),
+            raw: object.to_owned(),
+        },
+        Ties::Reject,
+    ))
 }
 
 fn product_write(p: &Raw<Product>) -> ProductWrite {
@@ -300,11 +324,14 @@ async fn price_effect(
         let client = need_client(client, &format!("price {}", price.id))?;
         let observed_at = unix_now();
         return match client.retrieve_price_raw(&price.id).await {
-            Ok(fresh) => Ok(Effect::Price(PriceWrite {
-                price: map_price(&fresh.value.to_domain()),
-                raw: compact_json(fresh.json.get()),
-                observed_at,
-            })),
+            Ok(fresh) => Ok(Effect::Price(
+                PriceWrite {
+                    price: map_price(&fresh.value.to_domain()),
+                    raw: compact_json(fresh.json.get()),
+                    observed_at,
+                },
+                Ties::Refresh,
+            )),
             Err(e) if e.is_not_found() => Ok(Effect::TombstonePrice {
                 id: price.id,
                 product: price.product.id().to_owned(),
@@ -313,9 +340,12 @@ async fn price_effect(
             Err(e) => Err(e.into()),
         };
     }
-    Ok(Effect::Price(PriceWrite {
-        price: map_price(&price.to_domain()),
-        raw: object.to_owned(),
-        observed_at: event_created,
-    }))
+    Ok(Effect::Price(
+        PriceWrite {
+            price: map_price(&price.to_domain()),
+            raw: object.to_owned(),
+            observed_at: event_created,
+        },
+        Ties::Reject,
+    ))
 }
