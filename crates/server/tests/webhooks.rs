@@ -104,6 +104,24 @@ async fn a_signed_product_event_is_stored_answered_and_applied(db: TestDb) {
     assert_eq!(stored.payload, body, "the body exactly as sent");
     let counts = drained(&app).await;
     assert_eq!(counts.processed, 1);
+    let metrics = http()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("webhook_queue_depth{status=\"pending\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "webhook_events_received_total{type=\"product.created\",outcome=\"received\"}"
+        ),
+        "{metrics}"
+    );
     let (_, p) = get_json(&app.url("/api/v1/products/prod_w1")).await;
     assert_eq!(
         (

@@ -61,6 +61,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         0.0
     });
+    match state.store.inbox_counts(crate::webhooks::now_ms()).await {
+        Ok(c) => {
+            metrics::gauge!("webhook_queue_depth", "status" => "pending").set(c.pending as f64);
+            metrics::gauge!("webhook_queue_depth", "status" => "processing")
+                .set(c.processing as f64);
+            metrics::gauge!("webhook_queue_depth", "status" => "failed").set(c.failed as f64);
+            metrics::gauge!("webhook_oldest_pending_seconds")
+                .set(c.oldest_pending_ms.unwrap_or(0) as f64 / 1000.0);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: could not read the webhook inbox"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
