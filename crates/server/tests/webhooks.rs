@@ -20,6 +20,7 @@ sm_store::contract_tests!(
     late_and_reordered_events_never_move_state_backwards,
     the_fake_delivers_signed_events_that_land_in_the_catalog,
     failures_retry_with_backoff_and_end_in_the_dead_letter,
+    operators_list_show_and_replay_dead_letters,
 );
 
 async fn app(fake: &FakeStripe, db: &TestDb) -> TestApp {
@@ -444,5 +445,89 @@ async fn failures_retry_with_backoff_and_end_in_the_dead_letter(db: TestDb) {
         get_json(&app.url("/api/v1/products/prod_f")).await.0,
         404,
         "nothing half-applied"
+    );
+}
+
+async fn operators_list_show_and_replay_dead_letters(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let mut env = env_for(Some(&fake.url()), &db);
+    env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
+    env.push(("STRIPE_WEBHOOK_REFETCH".into(), "true".into()));
+    env.push(("WEBHOOK_MAX_ATTEMPTS".into(), "1".into()));
+    env.push(("STRIPE_MAX_RETRIES".into(), "0".into()));
+    let app = TestApp::start(config_from(&env)).await;
+    fake.inject(fake_stripe::Fault::on_path(
+        "/v1/products",
+        fake_stripe::FaultKind::Drop,
+    ));
+    deliver(
+        &app,
+        &product_event("evt_dl1", "product.updated", "prod_dl", "DL", now()),
+    )
+    .await;
+    assert_eq!(drained(&app).await.failed, 1);
+
+    let run = |args: &'static [&'static str]| {
+        let env = env.clone();
+        async move {
+            let out = command(&env).args(args).output().await.unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, out, err) = run(&["events", "list", "--status", "failed", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["data"][0]["id"], "evt_dl1");
+    assert_eq!(listed["data"][0]["status"], "failed");
+    let (code, out, _) = run(&["events", "show", "evt_dl1", "--json"]).await;
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["payload"]["data"]["object"]["id"], "prod_dl");
+    assert!(
+        shown["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("refetching from Stripe failed")
+    );
+    let (code, out, _) = run(&["events", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("evt_dl1") && out.contains("failed"), "{out}");
+
+    // Stripe is back and has the product: replaying the dead letter applies it.
+    fake.clear_faults();
+    fake.with_state(|s| {
+        s.create_product(
+            &json!({"id": "prod_dl", "name": "Recovered", "metadata": {"credit_amount": "2"}}),
+            &Ctx::default(),
+        )
+        .unwrap()
+    });
+    let (code, out, err) = run(&["events", "replay", "--failed"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("queued 1 event(s)"), "{out}");
+    let counts = drained(&app).await;
+    assert_eq!((counts.failed, counts.processed), (0, 1));
+    assert_eq!(
+        get_json(&app.url("/api/v1/products/prod_dl")).await.1["name"],
+        "Recovered"
+    );
+
+    // Replaying a processed event goes through the same idempotent path: nothing changes.
+    let (code, _, _) = run(&["events", "replay", "evt_dl1"]).await;
+    assert_eq!(code, 0);
+    drained(&app).await;
+    assert_eq!(app.state.store.catalog_counts().await.unwrap().active, 1);
+
+    assert_eq!(run(&["events", "replay", "evt_unknown"]).await.0, 1);
+    assert_eq!(run(&["events", "show", "evt_unknown"]).await.0, 1);
+    assert_eq!(run(&["events", "list", "--status", "bogus"]).await.0, 2);
+    assert_eq!(
+        run(&["events", "replay"]).await.0,
+        2,
+        "ids or --failed are required"
     );
 }

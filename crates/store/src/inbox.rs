@@ -208,3 +208,63 @@ impl Tx {
         Ok(n == 1)
     }
 }
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub limit: u32,
+}
+
+/// The statuses an event can have.
+pub const STATUSES: [&str; 5] = ["pending", "processing", "processed", "ignored", "failed"];
+
+impl Store {
+    /// Events newest first, filtered by status and type.
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<InboxEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM webhook_events WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR type = $2) \
+             ORDER BY received_at DESC, id DESC LIMIT $3"
+        );
+        let rows = on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(filter.status.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(i64::from(filter.limit.max(1)))
+            .fetch_all(pool)
+            .await?);
+        Ok(rows)
+    }
+
+    /// Puts events back in the queue to be applied again through the same idempotent
+    /// path (attempts start over). Events being processed right now are left alone.
+    /// Returns how many were requeued.
+    pub async fn replay_events(&self, ids: &[String], now_ms: i64) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for id in ids {
+            n += on_pool!(self, pool => sqlx::query(
+                "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $2, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND status <> 'processing'"
+            )
+            .bind(id)
+            .bind(now_ms)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        }
+        Ok(n)
+    }
+
+    /// Requeues every dead-lettered event; returns how many.
+    pub async fn replay_failed(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_owner = NULL, \
+             lease_until = NULL WHERE status = 'failed'"
+        )
+        .bind(now_ms)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n)
+    }
+}

@@ -3,6 +3,7 @@
 //! error, 3 Stripe unavailable.
 
 mod check;
+mod events;
 mod migrate;
 mod products;
 mod serve;
@@ -58,6 +59,11 @@ enum Command {
         products: Vec<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Inspect and replay stored webhook events.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
     },
     /// List the local catalog (active products unless --all).
     Products {
@@ -183,6 +189,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Migrate { json } => migrate::run(config, json).await,
         Command::Sync { products, json } => sync::run(open(config).await?, products, json).await,
         Command::Products { all, json } => products::run(open(config).await?, all, json).await,
+        Command::Events { command } => events::run(open(config).await?, command).await,
         Command::Check { .. } => unreachable!("handled above"),
     }
 }

@@ -1,0 +1,161 @@
+//! `stripe-manager events list|show|replay`: the webhook inbox for operators.
+//! Replayed events are applied by a running `serve` (its worker polls every second).
+
+use clap::Subcommand;
+use serde_json::json;
+use sm_store::inbox::{EventFilter, InboxEvent, STATUSES};
+
+use super::Failure;
+use crate::app::AppState;
+use crate::webhooks::now_ms;
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List stored events, newest first.
+    List {
+        /// pending, processing, processed, ignored or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// An event type, e.g. product.updated.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one event with its payload.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue events to be applied again (the same idempotent path as the first time).
+    Replay {
+        /// Event ids (evt_…).
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "failed",
+            conflicts_with = "failed"
+        )]
+        ids: Vec<String>,
+        /// Every event in the dead letter (status failed).
+        #[arg(long)]
+        failed: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn when(ms: i64) -> String {
+    let secs = ms / 1000;
+    format!("{secs}.{:03}", ms % 1000)
+}
+
+fn line(e: &InboxEvent) -> String {
+    format!(
+        "{:<32} {:<36} {:<10} {:>8} {:>16} {}",
+        e.id,
+        e.kind,
+        e.status,
+        e.attempts,
+        when(e.received_at),
+        e.last_error.as_deref().unwrap_or("")
+    )
+}
+
+pub async fn run(state: AppState, command: EventsCommand) -> Result<u8, Failure> {
+    let db = |e: sm_store::StoreError| Failure {
+        code: 1,
+        message: crate::error_chain(&e),
+    };
+    match command {
+        EventsCommand::List {
+            status,
+            kind,
+            limit,
+            json,
+        } => {
+            if let Some(s) = &status
+                && !STATUSES.contains(&s.as_str())
+            {
+                return Err(Failure::usage(format!(
+                    "--status {s:?} is not one of {}",
+                    STATUSES.join(", ")
+                )));
+            }
+            let events = state
+                .store
+                .list_events(&EventFilter {
+                    status,
+                    kind,
+                    limit,
+                })
+                .await
+                .map_err(db)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"data": events})).expect("serializable")
+                );
+            } else if events.is_empty() {
+                println!("no events");
+            } else {
+                println!(
+                    "{:<32} {:<36} {:<10} {:>8} {:>16} LAST ERROR",
+                    "ID", "TYPE", "STATUS", "ATTEMPTS", "RECEIVED (unix s)"
+                );
+                for e in &events {
+                    println!("{}", line(e));
+                }
+            }
+            Ok(0)
+        }
+        EventsCommand::Show { id, json } => {
+            let Some(e) = state.store.get_event(&id).await.map_err(db)? else {
+                return Err(Failure {
+                    code: 1,
+                    message: format!("no event {id:?} in the inbox"),
+                });
+            };
+            let payload: serde_json::Value =
+                serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
+            if json {
+                let mut v = serde_json::to_value(&e).expect("serializable");
+                v["payload"] = payload;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).expect("serializable")
+                );
+            } else {
+                println!("{}", line(&e));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&payload).expect("serializable")
+                );
+            }
+            Ok(0)
+        }
+        EventsCommand::Replay { ids, failed, json } => {
+            let now = now_ms();
+            let (requested, queued) = if failed {
+                let n = state.store.replay_failed(now).await.map_err(db)?;
+                (n, n)
+            } else {
+                (
+                    ids.len() as u64,
+                    state.store.replay_events(&ids, now).await.map_err(db)?,
+                )
+            };
+            if json {
+                println!("{}", json!({"requested": requested, "queued": queued}));
+            } else {
+                println!(
+                    "queued {queued} event(s) for replay; a running `serve` applies them within a second"
+                );
+            }
+            // Ids that were unknown or being processed right now.
+            Ok(if queued < requested { 1 } else { 0 })
+        }
+    }
+}
