@@ -21,6 +21,7 @@ sm_store::contract_tests!(
     the_fake_delivers_signed_events_that_land_in_the_catalog,
     failures_retry_with_backoff_and_end_in_the_dead_letter,
     operators_list_show_and_replay_dead_letters,
+    reconcile_recovers_missed_events_from_the_events_api,
 );
 
 async fn app(fake: &FakeStripe, db: &TestDb) -> TestApp {
@@ -529,5 +530,85 @@ async fn operators_list_show_and_replay_dead_letters(db: TestDb) {
         run(&["events", "replay"]).await.0,
         2,
         "ids or --failed are required"
+    );
+}
+
+async fn reconcile_recovers_missed_events_from_the_events_api(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = app(&fake, &db).await;
+    let env = {
+        let mut e = env_for(Some(&fake.url()), &db);
+        e.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
+        e
+    };
+    // While we were down, Stripe created three products (no deliveries reached us).
+    fake.with_state(|s| {
+        for name in ["A", "B", "C"] {
+            s.create_product(
+                &json!({"name": name, "metadata": {"credit_amount": "1"}}),
+                &Ctx::default(),
+            )
+            .unwrap();
+        }
+    });
+    let out = command(&env)
+        .args(["events", "reconcile", "--since", "1h", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["seen"].clone(), r["stored"].clone()),
+        (json!(3), json!(3))
+    );
+    let counts = drained(&app).await;
+    assert_eq!(counts.processed, 3);
+    assert_eq!(app.state.store.catalog_counts().await.unwrap().active, 3);
+    let first = app
+        .state
+        .store
+        .list_events(&Default::default())
+        .await
+        .unwrap();
+    assert!(first.iter().all(|e| e.source == "reconcile"));
+
+    let out = command(&env)
+        .args(["events", "reconcile", "--since", "1h", "--json"])
+        .output()
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["seen"].clone(), r["stored"].clone()),
+        (json!(3), json!(0)),
+        "already stored events are left alone"
+    );
+
+    let out = command(&env)
+        .args(["events", "reconcile", "--since", "31d"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    fake.inject(fake_stripe::Fault::on_path(
+        "/v1/events",
+        fake_stripe::FaultKind::Drop,
+    ));
+    let out = command(&env)
+        .args(["events", "reconcile"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

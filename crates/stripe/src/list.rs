@@ -93,7 +93,7 @@ impl Client {
     pub fn event_pages(
         &self,
         since: i64,
-    ) -> impl Stream<Item = Result<List<Event>, StripeError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<List<Raw<Event>>, StripeError>> + Send + 'static {
         self.pages(
             "events.list",
             "/v1/events",

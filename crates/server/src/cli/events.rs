@@ -30,6 +30,15 @@ pub enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Store the events of the last DURATION that the inbox lacks, from Stripe's Events
+    /// API (recovery after downtime; Stripe keeps 30 days).
+    Reconcile {
+        /// How far back: 72h, 30m, 7d (at most 30d).
+        #[arg(long, default_value = "72h")]
+        since: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Queue events to be applied again (the same idempotent path as the first time).
     Replay {
         /// Event ids (evt_…).
@@ -132,6 +141,36 @@ pub async fn run(state: AppState, command: EventsCommand) -> Result<u8, Failure>
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&payload).expect("serializable")
+                );
+            }
+            Ok(0)
+        }
+        EventsCommand::Reconcile { since, json } => {
+            let window = crate::webhooks::reconcile::parse_since(&since).map_err(Failure::usage)?;
+            let client = state.stripe.client().map_err(|e| Failure::stripe(&e))?;
+            let report = crate::webhooks::reconcile::reconcile(&state.store, client, window)
+                .await
+                .map_err(|e| match &e {
+                    crate::webhooks::reconcile::ReconcileError::Stripe(s) => {
+                        match crate::manager::Unavailable::from_error(s) {
+                            Some(u) => Failure::stripe(&u),
+                            None => Failure {
+                                code: 1,
+                                message: crate::error_chain(&e),
+                            },
+                        }
+                    }
+                    _ => Failure {
+                        code: 1,
+                        message: crate::error_chain(&e),
+                    },
+                })?;
+            if json {
+                println!("{}", serde_json::to_string(&report).expect("serializable"));
+            } else {
+                println!(
+                    "{} event(s) in the last {since} at Stripe, {} were missing and are now stored ({} page(s)); a running `serve` applies them",
+                    report.seen, report.stored, report.pages
                 );
             }
             Ok(0)

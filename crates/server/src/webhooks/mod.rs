@@ -14,11 +14,13 @@
 //! - [`worker`]: claims due events with a lease, applies each in one transaction with
 //!   its status change, retries failures with backoff, and moves an event to `failed`
 //!   (the dead letter) after the last attempt.
+//! - [`reconcile`]: recovery of missed events from the Events API (30 days)
 //! - [`apply`]: what an event does to local state (catalog events today; others are
 //!   stored and marked `ignored`).
 
 pub mod apply;
 pub mod intake;
+pub mod reconcile;
 pub mod worker;
 
 pub use intake::Intake;
