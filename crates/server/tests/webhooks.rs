@@ -22,6 +22,8 @@ sm_store::contract_tests!(
     failures_retry_with_backoff_and_end_in_the_dead_letter,
     operators_list_show_and_replay_dead_letters,
     reconcile_recovers_missed_events_from_the_events_api,
+    a_handler_that_fails_twice_then_succeeds_ends_processed,
+    two_servers_on_one_database_share_the_load_and_apply_each_event_once,
 );
 
 async fn app(fake: &FakeStripe, db: &TestDb) -> TestApp {
@@ -611,4 +613,102 @@ async fn reconcile_recovers_missed_events_from_the_events_api(db: TestDb) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+async fn a_handler_that_fails_twice_then_succeeds_ends_processed(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let mut env = env_for(Some(&fake.url()), &db);
+    env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
+    env.push(("STRIPE_WEBHOOK_REFETCH".into(), "true".into()));
+    env.push(("STRIPE_MAX_RETRIES".into(), "0".into()));
+    let app = TestApp::start(config_from(&env)).await;
+    fake.with_state(|s| {
+        s.create_product(
+            &json!({"id": "prod_ft", "name": "Third time", "metadata": {"credit_amount": "4"}}),
+            &Ctx::default(),
+        )
+        .unwrap()
+    });
+    fake.inject(fake_stripe::Fault::next(2, fake_stripe::FaultKind::Drop));
+    deliver(
+        &app,
+        &product_event(
+            "evt_ft",
+            "product.updated",
+            "prod_ft",
+            "payload name",
+            now(),
+        ),
+    )
+    .await;
+    let counts = drained(&app).await;
+    assert_eq!((counts.processed, counts.failed), (1, 0));
+    let e = app.state.store.get_event("evt_ft").await.unwrap().unwrap();
+    assert_eq!(
+        (e.status.as_str(), e.attempts, e.last_error.clone()),
+        ("processed", 3, None)
+    );
+    assert_eq!(
+        get_json(&app.url("/api/v1/products/prod_ft")).await.1["name"],
+        "Third time"
+    );
+}
+
+async fn two_servers_on_one_database_share_the_load_and_apply_each_event_once(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let a = app(&fake, &db).await;
+    let b = app(&fake, &db).await;
+    let t = now();
+    let client = http();
+    let sends = (0..400).map(|i| {
+        let target = if i % 2 == 0 {
+            a.url("/webhooks/stripe")
+        } else {
+            b.url("/webhooks/stripe")
+        };
+        let body = product_event(
+            &format!("evt_two{i:03}"),
+            "product.created",
+            &format!("prod_two{i:03}"),
+            "Two",
+            t,
+        );
+        let client = client.clone();
+        async move {
+            let header = sign(WEBHOOK_SECRET, now(), body.as_bytes());
+            client
+                .post(&target)
+                .header("Stripe-Signature", header)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses: Vec<u16> = futures_util::stream::iter(sends)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    drained(&a).await;
+    drained(&b).await;
+    let events = a
+        .state
+        .store
+        .list_events(&sm_store::inbox::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 400);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.status == "processed" && e.attempts == 1),
+        "each applied once, at its first attempt"
+    );
+    assert_eq!(a.state.store.catalog_counts().await.unwrap().active, 400);
 }
