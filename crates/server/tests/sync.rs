@@ -24,13 +24,6 @@ sm_store::contract_tests!(
     the_cli_sync_reports_invalid_products_with_exit_1,
 );
 
-async fn app(fake: &FakeStripe, db: &TestDb) -> TestApp {
-    let mut env = env_for(Some(&fake.url()), db);
-    env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
-    env.push(("STRIPE_MAX_RPS".into(), "0".into()));
-    TestApp::start(config_from(&env)).await
-}
-
 async fn sync_all(app: &TestApp) -> (u16, serde_json::Value) {
     post_json(&app.url("/api/v1/sync"), json!({})).await
 }
@@ -38,7 +31,7 @@ async fn sync_all(app: &TestApp) -> (u16, serde_json::Value) {
 async fn a_large_catalog_syncs_completely_with_the_optimal_number_of_requests(db: TestDb) {
     let fake = FakeStripe::start().await;
     seed_catalog(&fake, 1234, 3000);
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
 
     let (status, r) = sync_all(&app).await;
     assert_eq!(status, 200, "{r}");
@@ -88,7 +81,7 @@ async fn a_large_catalog_syncs_completely_with_the_optimal_number_of_requests(db
 async fn deleted_products_and_prices_become_tombstones_and_archived_ones_inactive(db: TestDb) {
     let fake = FakeStripe::start().await;
     let ids = seed_catalog(&fake, 5, 10);
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     assert_eq!(sync_all(&app).await.0, 200);
 
     let gone_price = fake.with_state(|s| {
@@ -177,7 +170,7 @@ async fn invalid_credit_amounts_are_stored_flagged_and_never_sellable(db: TestDb
         s.create_product(&json!({"name": "missing"}), &ctx).unwrap();
         s.create_product(&json!({"name": "good", "metadata": {"credit_amount": "25"}, "default_price_data": {"currency": "usd", "unit_amount": 500}}), &ctx).unwrap();
     });
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     let (status, r) = sync_all(&app).await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["products"]["created"], 10);
@@ -238,7 +231,7 @@ async fn odd_but_valid_shapes_are_mapped_not_crashed_on(db: TestDb) {
         s.update_product(&id, &json!({"default_price": "price_jpy"}), &ctx).unwrap();
         id
     });
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     assert_eq!(sync_all(&app).await.0, 200);
     let (_, p) = get_json(&app.url(&format!("/api/v1/products/{id}"))).await;
     assert_eq!(p["description"], json!(null));
@@ -281,7 +274,7 @@ async fn odd_but_valid_shapes_are_mapped_not_crashed_on(db: TestDb) {
 async fn a_500_on_page_7_is_retried_and_the_sync_completes(db: TestDb) {
     let fake = FakeStripe::start().await;
     seed_catalog(&fake, 900, 900);
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     fake.inject(
         Fault::on_path("/v1/products", Fault::status(500))
             .after(6)
@@ -296,7 +289,7 @@ async fn a_500_on_page_7_is_retried_and_the_sync_completes(db: TestDb) {
 async fn a_permanent_failure_keeps_committed_pages_and_records_a_failed_run(db: TestDb) {
     let fake = FakeStripe::start().await;
     seed_catalog(&fake, 500, 500);
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     fake.inject(Fault::on_path("/v1/products", Fault::status(503)).after(3));
     let (status, body) = sync_all(&app).await;
     assert_eq!(status, 503, "{body}");
@@ -338,9 +331,9 @@ async fn a_permanent_failure_keeps_committed_pages_and_records_a_failed_run(db: 
 async fn two_concurrent_full_syncs_one_runs_the_other_is_refused(db: TestDb) {
     let fake = FakeStripe::start().await;
     seed_catalog(&fake, 10, 10);
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     // A second instance on the same database.
-    let other = app_on_same_db(&fake, &db).await;
+    let other = quiet_app(&fake, &db).await;
     fake.inject(
         Fault::on_path("/v1/prices", FaultKind::Delay(Duration::from_millis(1500))).times(1),
     );
@@ -372,14 +365,10 @@ async fn two_concurrent_full_syncs_one_runs_the_other_is_refused(db: TestDb) {
     assert_eq!(sync_all(&other).await.0, 200);
 }
 
-async fn app_on_same_db(fake: &FakeStripe, db: &TestDb) -> TestApp {
-    app(fake, db).await
-}
-
 async fn selected_sync_fetches_just_those_products_and_tombstones_the_missing(db: TestDb) {
     let fake = FakeStripe::start().await;
     let ids = seed_catalog(&fake, 3, 6);
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     let (status, r) = post_json(
         &app.url("/api/v1/sync"),
         json!({"products": [ids[0], ids[1]]}),
@@ -465,7 +454,7 @@ async fn selected_sync_fetches_just_those_products_and_tombstones_the_missing(db
 async fn a_sync_never_overwrites_newer_local_data(db: TestDb) {
     let fake = FakeStripe::start().await;
     let ids = seed_catalog(&fake, 1, 1);
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     assert_eq!(sync_all(&app).await.0, 200);
     // A webhook wrote a newer state of the product (Stripe's `updated` is later) while
     // the listing that the next sync reads still shows the older one.
@@ -510,7 +499,7 @@ async fn a_sync_never_overwrites_newer_local_data(db: TestDb) {
 async fn the_catalog_api_serves_local_data_when_stripe_is_down(db: TestDb) {
     let fake = FakeStripe::start().await;
     let ids = seed_catalog(&fake, 3, 3);
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     assert_eq!(sync_all(&app).await.0, 200);
     let (_, before) = get_json(&app.url("/api/v1/products")).await;
     fake.inject(Fault::on_path("/", FaultKind::Drop));

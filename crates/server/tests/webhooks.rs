@@ -26,13 +26,6 @@ sm_store::contract_tests!(
     two_servers_on_one_database_share_the_load_and_apply_each_event_once,
 );
 
-async fn app(fake: &FakeStripe, db: &TestDb) -> TestApp {
-    let mut env = env_for(Some(&fake.url()), db);
-    env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
-    env.push(("STRIPE_MAX_RPS".into(), "0".into()));
-    TestApp::start(config_from(&env)).await
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -84,7 +77,7 @@ async fn drained(app: &TestApp) -> sm_store::inbox::InboxCounts {
 
 async fn a_signed_product_event_is_stored_answered_and_applied(db: TestDb) {
     let fake = FakeStripe::start().await;
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     let body = product_event(
         "evt_a1",
         "product.created",
@@ -144,7 +137,7 @@ async fn a_signed_product_event_is_stored_answered_and_applied(db: TestDb) {
 
 async fn every_rejection_is_a_400_with_its_reason_and_stores_nothing(db: TestDb) {
     let fake = FakeStripe::start().await;
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     let body = product_event("evt_r1", "product.updated", "prod_r", "R", now());
     let t = now();
     let good = sign(WEBHOOK_SECRET, t, body.as_bytes());
@@ -217,7 +210,7 @@ async fn every_rejection_is_a_400_with_its_reason_and_stores_nothing(db: TestDb)
 
 async fn a_duplicate_delivery_is_200_and_applied_once(db: TestDb) {
     let fake = FakeStripe::start().await;
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     let body = product_event("evt_d1", "product.created", "prod_d", "D", now());
     assert_eq!(deliver(&app, &body).await.1["duplicate"], false);
     let (status, again) = deliver(&app, &body).await;
@@ -235,7 +228,7 @@ async fn a_duplicate_delivery_is_200_and_applied_once(db: TestDb) {
 
 async fn a_thousand_events_delivered_three_times_concurrently_are_applied_once_each(db: TestDb) {
     let fake = FakeStripe::start().await;
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     let t = now();
     let bodies: Vec<String> = (0..1000)
         .map(|i| {
@@ -296,7 +289,7 @@ async fn a_thousand_events_delivered_three_times_concurrently_are_applied_once_e
 
 async fn unknown_event_types_are_stored_and_ignored(db: TestDb) {
     let fake = FakeStripe::start().await;
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     let body = json!({"id": "evt_u1", "object": "event", "type": "radar.early_fraud_warning.created", "created": now(),
         "livemode": false, "data": {"object": {"id": "issfr_1"}}}).to_string();
     assert_eq!(deliver(&app, &body).await.0, 200);
@@ -317,7 +310,7 @@ use futures_util::StreamExt;
 
 async fn late_and_reordered_events_never_move_state_backwards(db: TestDb) {
     let fake = FakeStripe::start().await;
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     let t = now();
     // Newer first, then an older update: the newer stays.
     deliver(
@@ -382,7 +375,7 @@ async fn late_and_reordered_events_never_move_state_backwards(db: TestDb) {
 
 async fn the_fake_delivers_signed_events_that_land_in_the_catalog(db: TestDb) {
     let fake = FakeStripe::start().await;
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     fake.deliver_webhooks_to(&app.url("/webhooks/stripe"), WEBHOOK_SECRET);
     fake.with_state(|s| {
         s.create_product(&json!({"name": "Delivered", "metadata": {"credit_amount": "5"}, "default_price_data": {"currency": "eur", "unit_amount": 250}}), &Ctx::default()).unwrap();
@@ -537,7 +530,7 @@ async fn operators_list_show_and_replay_dead_letters(db: TestDb) {
 
 async fn reconcile_recovers_missed_events_from_the_events_api(db: TestDb) {
     let fake = FakeStripe::start().await;
-    let app = app(&fake, &db).await;
+    let app = quiet_app(&fake, &db).await;
     let env = {
         let mut e = env_for(Some(&fake.url()), &db);
         e.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
@@ -656,8 +649,8 @@ async fn a_handler_that_fails_twice_then_succeeds_ends_processed(db: TestDb) {
 
 async fn two_servers_on_one_database_share_the_load_and_apply_each_event_once(db: TestDb) {
     let fake = FakeStripe::start().await;
-    let a = app(&fake, &db).await;
-    let b = app(&fake, &db).await;
+    let a = quiet_app(&fake, &db).await;
+    let b = quiet_app(&fake, &db).await;
     let t = now();
     let client = http();
     let sends = (0..400).map(|i| {

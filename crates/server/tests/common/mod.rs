@@ -100,6 +100,15 @@ impl Drop for TestApp {
     }
 }
 
+/// The real application against `fake` on `db`, with no start-up probe and no
+/// client-side rate limit (so request counts are exactly what the test causes).
+pub async fn quiet_app(fake: &fake_stripe::FakeStripe, db: &TestDb) -> TestApp {
+    let mut env = env_for(Some(&fake.url()), db);
+    env.push(("STRIPE_CONNECTIVITY_TEST".to_owned(), "false".to_owned()));
+    env.push(("STRIPE_MAX_RPS".to_owned(), "0".to_owned()));
+    TestApp::start(config_from(&env)).await
+}
+
 /// The `stripe-manager` binary built for these tests.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stripe-manager"))
