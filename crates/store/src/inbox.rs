@@ -62,36 +62,43 @@ pub struct InboxCounts {
 }
 
 impl Store {
-    /// Stores a batch of events in one transaction (one fsync for all of them); returns
-    /// for each whether it was new (`false`: a redelivery, left as it was).
+    /// Stores a batch of events in one transaction (one fsync for all of them) with
+    /// multi-row inserts; returns for each whether it was new (`false`: a redelivery,
+    /// including a second copy in the same batch, left as it was).
     pub async fn insert_events(
         &self,
         events: &[NewEvent],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.begin().await?;
-        let mut inserted = Vec::with_capacity(events.len());
-        for e in events {
-            let n = on_tx!(&mut tx, t => sqlx::query(
-                "INSERT INTO webhook_events (id, type, created, livemode, api_version, payload, source, status, \
-                 attempts, next_attempt_at, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
-                 ON CONFLICT (id) DO NOTHING"
-            )
-            .bind(&e.id)
-            .bind(&e.kind)
-            .bind(e.created)
-            .bind(e.livemode)
-            .bind(&e.api_version)
-            .bind(&e.payload)
-            .bind(e.source)
-            .bind(now_ms)
-            .execute(&mut **t)
-            .await?
-            .rows_affected());
-            inserted.push(n > 0);
+        let mut new_ids: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for chunk in events.chunks(200) {
+            let ids: Vec<String> = on_tx!(&mut tx, t => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO webhook_events (id, type, created, livemode, api_version, payload, source, status, \
+                     attempts, next_attempt_at, received_at) ",
+                );
+                qb.push_values(chunk, |mut b, e| {
+                    b.push_bind(&e.id)
+                        .push_bind(&e.kind)
+                        .push_bind(e.created)
+                        .push_bind(e.livemode)
+                        .push_bind(&e.api_version)
+                        .push_bind(&e.payload)
+                        .push_bind(e.source)
+                        .push_bind("pending")
+                        .push_bind(0i64)
+                        .push_bind(now_ms)
+                        .push_bind(now_ms);
+                });
+                qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                qb.build_query_scalar().fetch_all(&mut **t).await?
+            });
+            new_ids.extend(ids);
         }
         tx.commit().await?;
-        Ok(inserted)
+        // The first copy of a new id is the one that was stored.
+        Ok(events.iter().map(|e| new_ids.remove(&e.id)).collect())
     }
 
     /// Leases up to `limit` due events (oldest first) to `owner` until `now + lease_ms`,
