@@ -24,6 +24,7 @@ sm_store::contract_tests!(
     reconcile_recovers_missed_events_from_the_events_api,
     a_handler_that_fails_twice_then_succeeds_ends_processed,
     two_servers_on_one_database_share_the_load_and_apply_each_event_once,
+    shuffled_updates_of_one_product_end_in_the_latest_state,
 );
 
 fn now() -> i64 {
@@ -704,4 +705,52 @@ async fn two_servers_on_one_database_share_the_load_and_apply_each_event_once(db
         "each applied once, at its first attempt"
     );
     assert_eq!(a.state.store.catalog_counts().await.unwrap().active, 400);
+}
+
+async fn shuffled_updates_of_one_product_end_in_the_latest_state(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = quiet_app(&fake, &db).await;
+    let t = now();
+    let mut bodies: Vec<String> = (0..20)
+        .map(|i| {
+            product_event(
+                &format!("evt_sh{i:02}"),
+                "product.updated",
+                "prod_sh",
+                &format!("v{i:02}"),
+                t + i,
+            )
+        })
+        .collect();
+    fastrand::shuffle(&mut bodies);
+    let client = http();
+    let url = app.url("/webhooks/stripe");
+    let sends = bodies.into_iter().map(|body| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let header = sign(WEBHOOK_SECRET, now(), body.as_bytes());
+            client
+                .post(&url)
+                .header("Stripe-Signature", header)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses: Vec<u16> = futures_util::stream::iter(sends)
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    let counts = drained(&app).await;
+    assert_eq!(counts.processed, 20);
+    let (_, p) = get_json(&app.url("/api/v1/products/prod_sh")).await;
+    assert_eq!(
+        p["name"], "v19",
+        "the newest `updated` wins whatever the arrival order"
+    );
+    assert_eq!(p["stripe_updated"], t + 19);
 }
