@@ -370,6 +370,7 @@ impl Config {
         let max_attempts = l.number("WEBHOOK_MAX_ATTEMPTS", 8, 1, 100) as u32;
         let concurrency = l.number("WEBHOOK_CONCURRENCY", 4, 1, 64) as usize;
         let refetch_always = l.boolean("STRIPE_WEBHOOK_REFETCH", false);
+        let lease_secs = l.number("WEBHOOK_LEASE_SECS", 60, 1, 3600);
         let open_for = l.number("STRIPE_BREAKER_OPEN_SECS", 30, 1, 3600);
 
         let database_url = match DatabaseUrl::parse(
@@ -453,6 +454,7 @@ impl Config {
                 max_attempts,
                 concurrency,
                 apply: crate::webhooks::apply::ApplyOptions { refetch_always },
+                lease: Duration::from_secs(lease_secs),
                 ..Default::default()
             },
         })

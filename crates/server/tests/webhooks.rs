@@ -25,6 +25,7 @@ sm_store::contract_tests!(
     a_handler_that_fails_twice_then_succeeds_ends_processed,
     two_servers_on_one_database_share_the_load_and_apply_each_event_once,
     shuffled_updates_of_one_product_end_in_the_latest_state,
+    a_killed_server_loses_no_acknowledged_event_and_applies_each_once,
 );
 
 fn now() -> i64 {
@@ -753,4 +754,96 @@ async fn shuffled_updates_of_one_product_end_in_the_latest_state(db: TestDb) {
         "the newest `updated` wins whatever the arrival order"
     );
     assert_eq!(p["stripe_updated"], t + 19);
+}
+
+async fn a_killed_server_loses_no_acknowledged_event_and_applies_each_once(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let mut env = env_for(Some(&fake.url()), &db);
+    env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
+    env.push(("WEBHOOK_LEASE_SECS".into(), "2".into()));
+    let (mut child, addr) = spawn_serve(&env).await;
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let t = now();
+    let sender = {
+        let accepted = accepted.clone();
+        let url = format!("http://{addr}/webhooks/stripe");
+        tokio::spawn(async move {
+            let client = http();
+            let sends = (0..5000).map(|i| {
+                let (client, url, accepted) = (client.clone(), url.clone(), accepted.clone());
+                async move {
+                    let id = format!("evt_kill{i:04}");
+                    let body =
+                        product_event(&id, "product.created", &format!("prod_kill{i:04}"), "K", t);
+                    let header = sign(WEBHOOK_SECRET, now(), body.as_bytes());
+                    if let Ok(r) = client
+                        .post(&url)
+                        .header("Stripe-Signature", header)
+                        .body(body)
+                        .send()
+                        .await
+                        && r.status() == 200
+                    {
+                        accepted.lock().unwrap().push(id);
+                    }
+                }
+            });
+            futures_util::stream::iter(sends)
+                .buffer_unordered(16)
+                .collect::<Vec<()>>()
+                .await;
+        })
+    };
+    // Kill it hard in the middle of the load.
+    while accepted.lock().unwrap().len() < 1500 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        tokio::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let _ = child.wait().await;
+    sender.await.unwrap();
+    let acknowledged = accepted.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 1500 && acknowledged.len() < 5000,
+        "{}",
+        acknowledged.len()
+    );
+
+    // Restart: everything acknowledged is there and gets applied, exactly once.
+    let (mut child, _addr) = spawn_serve(&env).await;
+    let store = &db.store;
+    let mut counts = store.inbox_counts(0).await.unwrap();
+    for _ in 0..1500 {
+        counts = store.inbox_counts(0).await.unwrap();
+        if counts.pending == 0 && counts.processing == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (counts.pending, counts.processing, counts.failed),
+        (0, 0, 0)
+    );
+    for id in &acknowledged {
+        let e = store
+            .get_event(id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} got a 200 and is not in the inbox"));
+        assert_eq!(e.status, "processed", "{id}");
+    }
+    // Each stored event created one product: nothing applied twice, nothing half-applied.
+    assert_eq!(
+        store.catalog_counts().await.unwrap().active,
+        counts.processed
+    );
+    assert!(counts.processed >= acknowledged.len() as u64);
+    let _ = child.kill().await;
 }

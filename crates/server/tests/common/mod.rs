@@ -171,3 +171,31 @@ pub fn catalog_writes(fake: &fake_stripe::FakeStripe) -> Vec<String> {
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
 }
+
+/// Starts `stripe-manager serve` with `env` (JSON logs) and returns it with its address
+/// once it listens.
+pub async fn spawn_serve(env: &[(String, String)]) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut env = env.to_vec();
+    env.push(("LOG_FORMAT".into(), "json".into()));
+    let mut child = command(&env)
+        .arg("serve")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("serve starts in time")
+            .expect("readable")
+            .expect("serve keeps running");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+        if v["message"] == "stripe-manager listening" {
+            // Keep draining its logs so it never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, v["addr"].as_str().expect("addr").to_owned());
+        }
+    }
+}
