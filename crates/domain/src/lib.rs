@@ -8,8 +8,10 @@
 //! - [`money`]: integer minor units with their currency (zero- and three-decimal aware).
 //! - [`catalog`]: Stripe product/price → local rows, and the metadata rules that make a
 //!   product a valid credit product.
+//! - [`credits`]: exact credit quantities and the order in which debits spend lots.
 
 pub mod catalog;
+pub mod credits;
 pub mod ids;
 pub mod mode;
 pub mod money;

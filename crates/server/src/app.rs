@@ -115,8 +115,10 @@ impl Application {
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
         let mut worker_config = state.config.worker.clone();
         if state.store.backend() == sm_store::Backend::Sqlite {
-            // SQLite has one writer at a time: more appliers only wait on its lock.
+            // SQLite has one writer at a time: more appliers only wait on its lock, and a
+            // smaller batch holds it for less time (the intake waits behind it).
             worker_config.concurrency = 1;
+            worker_config.batch = worker_config.batch.min(64);
         }
         let worker = Worker::new(
             state.store.clone(),
@@ -127,9 +129,12 @@ impl Application {
         .spawn(workers_stop);
         let router = crate::http::router(state.clone());
         tracing::info!(addr = %listener.local_addr()?, database = %state.config.database_url, "stripe-manager listening");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         // Requests are done; let the worker finish the events in hand.
         let _ = stop_workers.send(true);
         let _ = worker.await;

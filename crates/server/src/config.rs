@@ -82,6 +82,8 @@ pub struct Config {
     pub stripe: StripeConfig,
     pub webhook_secrets: Option<WebhookSecrets>,
     pub webhook_tolerance: Duration,
+    /// Where webhooks may come from (`WEBHOOK_ALLOWED_IPS`, `TRUSTED_PROXIES`).
+    pub webhook_sources: crate::webhooks::source::SourcePolicy,
     pub database_url: DatabaseUrl,
     pub bind: SocketAddr,
     pub app_env: AppEnv,
@@ -372,6 +374,16 @@ impl Config {
         let refetch_always = l.boolean("STRIPE_WEBHOOK_REFETCH", false);
         let lease_secs = l.number("WEBHOOK_LEASE_SECS", 60, 1, 3600);
         let open_for = l.number("STRIPE_BREAKER_OPEN_SECS", 30, 1, 3600);
+        let mut networks = |name: &'static str, allow_stripe: bool| {
+            let raw = l.get(name)?;
+            crate::webhooks::source::parse_networks(&raw, allow_stripe)
+                .map_err(|e| l.fail(name, e))
+                .ok()
+        };
+        let webhook_sources = crate::webhooks::source::SourcePolicy {
+            allowed: networks("WEBHOOK_ALLOWED_IPS", true),
+            trusted_proxies: networks("TRUSTED_PROXIES", false).unwrap_or_default(),
+        };
 
         let database_url = match DatabaseUrl::parse(
             &l.get("DATABASE_URL")
@@ -446,6 +458,7 @@ impl Config {
             },
             webhook_secrets,
             webhook_tolerance: Duration::from_secs(tolerance),
+            webhook_sources,
             database_url: database_url.expect("no problems means a URL"),
             bind: bind.expect("no problems means an address"),
             app_env,

@@ -26,6 +26,7 @@ sm_store::contract_tests!(
     two_servers_on_one_database_share_the_load_and_apply_each_event_once,
     shuffled_updates_of_one_product_end_in_the_latest_state,
     a_killed_server_loses_no_acknowledged_event_and_applies_every_one,
+    source_allow_list_and_trusted_proxies,
 );
 
 fn now() -> i64 {
@@ -820,4 +821,129 @@ async fn a_killed_server_loses_no_acknowledged_event_and_applies_every_one(db: T
     );
     assert!(counts.processed >= acknowledged.len() as u64);
     let _ = child.kill().await;
+}
+
+/// On PostgreSQL a replay made by another process (here: the test, through its own pool)
+/// reaches the worker by `NOTIFY`, not by the poll: the worker polls once a minute here.
+#[tokio::test]
+async fn postgres_notify_wakes_the_worker_of_every_instance() {
+    let Some(db) = TestDb::new(sm_store::Backend::Postgres).await else {
+        return;
+    };
+    let fake = FakeStripe::start().await;
+    let mut env = env_for(Some(&fake.url()), &db);
+    env.push(("STRIPE_CONNECTIVITY_TEST".to_owned(), "false".to_owned()));
+    let mut config = config_from(&env);
+    config.worker.poll = Duration::from_secs(60);
+    let app = TestApp::start(config).await;
+    let body = product_event(
+        "evt_notify1",
+        "product.created",
+        "prod_notify",
+        "Notified",
+        now(),
+    );
+    assert_eq!(deliver(&app, &body).await.0, 200);
+    drained(&app).await;
+    // Let the worker go back to sleep on its (one-minute) poll.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let replayed = db
+        .store
+        .replay_events(&["evt_notify1".to_owned()], 0)
+        .await
+        .unwrap();
+    assert_eq!(replayed, 1);
+    let started = std::time::Instant::now();
+    let counts = drained(&app).await;
+    assert_eq!(counts.processed, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "woken by NOTIFY, not by the one-minute poll"
+    );
+    let event = app
+        .state
+        .store
+        .get_event("evt_notify1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((event.status.as_str(), event.attempts), ("processed", 1));
+}
+
+async fn source_allow_list_and_trusted_proxies(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let mut env = env_for(Some(&fake.url()), &db);
+    env.push(("STRIPE_CONNECTIVITY_TEST".to_owned(), "false".to_owned()));
+    env.push((
+        "WEBHOOK_ALLOWED_IPS".to_owned(),
+        "stripe,192.0.2.0/24".to_owned(),
+    ));
+    env.push(("TRUSTED_PROXIES".to_owned(), "127.0.0.1".to_owned()));
+    let app = TestApp::start(config_from(&env)).await;
+    let send = |id: &str, forwarded: Option<&str>| {
+        let body = product_event(id, "product.created", &format!("prod_{id}"), "Src", now());
+        let header = sign(WEBHOOK_SECRET, now(), body.as_bytes());
+        let mut request = http()
+            .post(app.url("/webhooks/stripe"))
+            .header("Stripe-Signature", header)
+            .body(body);
+        if let Some(f) = forwarded {
+            request = request.header("X-Forwarded-For", f);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    // Loopback itself is a trusted proxy but not an allowed source.
+    let (status, body) = send("evt_src1", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("source_not_allowed"))
+    );
+    // A Stripe address behind our proxy.
+    assert_eq!(send("evt_src2", Some("54.187.174.169")).await.0, 200);
+    // A forged entry to the left of what our proxy saw does not help.
+    let (status, body) = send("evt_src3", Some("54.187.174.169, 198.51.100.7")).await;
+    assert_eq!(status, 403);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("198.51.100.7")
+    );
+    // A configured network; garbage where the proxy should have written an address.
+    assert_eq!(send("evt_src4", Some("192.0.2.77")).await.0, 200);
+    assert_eq!(send("evt_src5", Some("unknown")).await.0, 403);
+    drained(&app).await;
+    let stored: Vec<String> = app
+        .state
+        .store
+        .list_events(&sm_store::inbox::EventFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        stored.len(),
+        2,
+        "only the allowed deliveries were stored: {stored:?}"
+    );
+    let metrics = http()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"webhook_events_rejected_total{reason="source_not_allowed"} 3"#),
+        "{metrics}"
+    );
 }

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 use sm_domain::catalog::{AmountKind, CatalogPrice, CatalogProduct, CreditAmount, CreditType};
 
-use crate::{Store, StoreError, Tx, on_pool, on_tx};
+use crate::{Pool, Store, StoreError, Tx, on_pool, on_tx};
 
 /// What one page write did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -990,6 +990,53 @@ impl Store {
             .fetch_optional(pool)
             .await?);
         Ok(row)
+    }
+
+    /// [`Store::product_version`] for many products in one query; absent ids are absent.
+    pub async fn product_versions(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, (i64, String, bool)>, StoreError> {
+        self.versions(Table::Products, ids).await
+    }
+
+    /// [`Store::price_version`] for many prices in one query; absent ids are absent.
+    pub async fn price_versions(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, (i64, String, bool)>, StoreError> {
+        self.versions(Table::Prices, ids).await
+    }
+
+    async fn versions(
+        &self,
+        table: Table,
+        ids: &[String],
+    ) -> Result<HashMap<String, (i64, String, bool)>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let rows: Vec<Existing> = match self.pool() {
+                Pool::Sqlite(pool) => {
+                    let mut tx = pool.begin().await?;
+                    let rows = existing_sqlite(&mut tx, table, chunk).await?;
+                    tx.commit().await?;
+                    rows
+                }
+                Pool::Postgres(pool) => {
+                    let sql = format!(
+                        "SELECT id, raw, deleted, {} AS version FROM {} WHERE id = ANY($1)",
+                        table.version_column(),
+                        table.name()
+                    );
+                    sqlx::query_as(&sql).bind(chunk).fetch_all(pool).await?
+                }
+            };
+            out.extend(
+                rows.into_iter()
+                    .map(|e| (e.id, (e.version, e.raw, e.deleted))),
+            );
+        }
+        Ok(out)
     }
 
     /// The stored `(observed_at, raw, deleted)` of a price, for ordering events.

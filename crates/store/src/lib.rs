@@ -13,6 +13,7 @@
 //!   PostgreSQL schema) so tests run in parallel
 
 pub mod catalog;
+pub mod credits;
 pub mod inbox;
 pub mod migrations;
 pub mod runs;

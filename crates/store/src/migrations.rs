@@ -22,6 +22,16 @@ const SQLITE: &[Entry] = &[
         "webhook inbox",
         include_str!("../migrations/sqlite/0002_webhook_inbox.sql"),
     ),
+    (
+        3,
+        "inbox queue indexes",
+        include_str!("../migrations/sqlite/0003_inbox_queue_indexes.sql"),
+    ),
+    (
+        4,
+        "credits",
+        include_str!("../migrations/sqlite/0004_credits.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -33,6 +43,16 @@ const POSTGRES: &[Entry] = &[
         2,
         "webhook inbox",
         include_str!("../migrations/postgres/0002_webhook_inbox.sql"),
+    ),
+    (
+        3,
+        "inbox queue indexes",
+        include_str!("../migrations/postgres/0003_inbox_queue_indexes.sql"),
+    ),
+    (
+        4,
+        "credits",
+        include_str!("../migrations/postgres/0004_credits.sql"),
     ),
 ];
 

@@ -1,9 +1,12 @@
 //! `POST /webhooks/stripe`: verify the signature over the raw bytes, store the event
 //! durably, answer. 200 accepted or duplicate; 400 with the rejection's code; 413 above
-//! 1 MiB; 503 when the event could not be stored (Stripe retries).
+//! 1 MiB; 403 from a source outside `WEBHOOK_ALLOWED_IPS` (when set); 503 when the
+//! event could not be stored (Stripe retries).
+
+use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -23,9 +26,32 @@ pub fn router() -> Router<AppState> {
 
 async fn receive(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let sources = &state.config.webhook_sources;
+    if sources.allowed.is_some() {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let client = sources.client_ip(peer.ip(), forwarded);
+        if !client.is_some_and(|ip| sources.allows(ip)) {
+            metrics::counter!("webhook_events_rejected_total", "reason" => "source_not_allowed")
+                .increment(1);
+            let shown = client.map_or_else(
+                || "an unreadable X-Forwarded-For".to_owned(),
+                |ip| ip.to_string(),
+            );
+            tracing::warn!(peer = %peer.ip(), client = %shown, "webhook rejected: source not in WEBHOOK_ALLOWED_IPS");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "source_not_allowed",
+                format!("{shown} is not in WEBHOOK_ALLOWED_IPS"),
+            ));
+        }
+    }
     let body = body.map_err(|e| {
         metrics::counter!("webhook_events_rejected_total", "reason" => "body_too_large")
             .increment(1);

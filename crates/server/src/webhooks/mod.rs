@@ -15,12 +15,14 @@
 //!   its status change, retries failures with backoff, and moves an event to `failed`
 //!   (the dead letter) after the last attempt.
 //! - [`reconcile`]: recovery of missed events from the Events API (30 days)
+//! - [`source`]: the optional allow-list of source networks and trusted proxies
 //! - [`apply`]: what an event does to local state (catalog events today; others are
 //!   stored and marked `ignored`).
 
 pub mod apply;
 pub mod intake;
 pub mod reconcile;
+pub mod source;
 pub mod worker;
 
 pub use intake::Intake;

@@ -1,0 +1,345 @@
+//! Credits: exact decimal quantities, and the rules that decide which lots a debit
+//! spends. No I/O: the store reads the lots, these functions decide, the store writes
+//! what they decided in the same transaction.
+//!
+//! A **lot** is one grant (a purchase, a subscription period, an admin grant). Debits
+//! (consumption, admin deductions, refund take-backs) take from lots in a fixed order:
+//! non-expired subscription lots first, earliest expiry first (they are lost when they
+//! expire, so they go first), then pay-as-you-go lots, oldest first. An expired lot is
+//! never spent and never counted.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A quantity of credits in hundredths: `"1.50"` is `Credits(150)`. Exact, never a float.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Credits(pub i64);
+
+/// Why a credits string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a credit amount: use a non-negative decimal with at most two places, like \"12\" or \"1.50\""
+)]
+pub struct CreditsError(pub String);
+
+/// The largest amount accepted from outside: 10^13 credits keeps every sum far inside i64.
+const MAX_WHOLE_DIGITS: usize = 13;
+
+impl Credits {
+    pub const ZERO: Credits = Credits(0);
+
+    /// `n` whole credits.
+    pub fn whole(n: i64) -> Self {
+        Credits(n * 100)
+    }
+
+    /// Hundredths.
+    pub fn hundredths(self) -> i64 {
+        self.0
+    }
+
+    /// Parses `"12"`, `"12.5"`, `"12.50"`: digits, optionally a dot and one or two
+    /// digits. No sign, exponent, spaces or thousands separators: a typo must not become
+    /// a different amount.
+    pub fn parse(s: &str) -> Result<Self, CreditsError> {
+        let err = || CreditsError(s.chars().take(40).collect());
+        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        if whole.is_empty()
+            || whole.len() > MAX_WHOLE_DIGITS
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || (s.contains('.') && (frac.is_empty() || frac.len() > 2))
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(err());
+        }
+        let whole: i64 = whole.parse().map_err(|_| err())?;
+        let frac: i64 = match frac.len() {
+            0 => 0,
+            1 => frac.parse::<i64>().map_err(|_| err())? * 10,
+            _ => frac.parse().map_err(|_| err())?,
+        };
+        Ok(Credits(whole * 100 + frac))
+    }
+}
+
+impl fmt::Display for Credits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+    }
+}
+
+impl Serialize for Credits {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Credits {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Credits::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a lot came from; decides its place in the spending order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LotSource {
+    /// A paid one-time checkout.
+    Purchase,
+    /// A paid subscription invoice; expires at the end of the period it pays for.
+    Subscription,
+    /// An operator's grant.
+    Admin,
+}
+
+impl LotSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LotSource::Purchase => "purchase",
+            LotSource::Subscription => "subscription",
+            LotSource::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "purchase" => Some(LotSource::Purchase),
+            "subscription" => Some(LotSource::Subscription),
+            "admin" => Some(LotSource::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// What the allocation rules need to know about a lot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LotState {
+    pub id: i64,
+    pub source: LotSource,
+    pub remaining: i64,
+    /// Unix seconds; the lot is expired from this instant on.
+    pub expires_at: Option<i64>,
+}
+
+impl LotState {
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+}
+
+/// The available balance: what non-expired lots hold.
+pub fn available(lots: &[LotState], now: i64) -> i64 {
+    lots.iter()
+        .filter(|l| !l.expired(now))
+        .map(|l| l.remaining)
+        .sum()
+}
+
+/// Non-expired lots with credits left, in spending order: subscription lots by expiry,
+/// then the others by age (their id is their age).
+pub fn spending_order(lots: &[LotState], now: i64) -> Vec<LotState> {
+    let mut order: Vec<LotState> = lots
+        .iter()
+        .filter(|l| !l.expired(now) && l.remaining > 0)
+        .copied()
+        .collect();
+    order.sort_by_key(|l| match l.source {
+        LotSource::Subscription => (0, l.expires_at.unwrap_or(i64::MAX), l.id),
+        _ => (1, 0, l.id),
+    });
+    order
+}
+
+/// Takes `amount` hundredths from the lots in spending order. `Err(shortfall)` when the
+/// available balance is smaller; then nothing is taken.
+pub fn allocate(lots: &[LotState], amount: i64, now: i64) -> Result<Vec<(i64, i64)>, i64> {
+    let (takes, short) = take(spending_order(lots, now), amount);
+    if short > 0 { Err(short) } else { Ok(takes) }
+}
+
+/// Takes up to `amount` from `preferred` first (the purchase a refund is for), then in
+/// spending order; returns the takes and what could not be taken (a debt). Used where
+/// the money is already gone (a refund) and the debit must happen regardless.
+pub fn take_back(
+    lots: &[LotState],
+    amount: i64,
+    preferred: Option<i64>,
+    now: i64,
+) -> (Vec<(i64, i64)>, i64) {
+    let mut order = spending_order(lots, now);
+    if let Some(p) = preferred
+        && let Some(i) = order.iter().position(|l| l.id == p)
+    {
+        let lot = order.remove(i);
+        order.insert(0, lot);
+    }
+    take(order, amount)
+}
+
+fn take(order: Vec<LotState>, amount: i64) -> (Vec<(i64, i64)>, i64) {
+    let mut left = amount.max(0);
+    let mut takes = Vec::new();
+    for lot in order {
+        if left == 0 {
+            break;
+        }
+        let n = lot.remaining.min(left);
+        takes.push((lot.id, n));
+        left -= n;
+    }
+    (takes, left)
+}
+
+/// The credits a refund takes back from a purchase: the share of the lot's credits that
+/// the refunded money is of the money paid, to the hundredth (half up). A refund of the
+/// whole payment takes back the whole grant.
+pub fn refund_share(lot_amount: i64, paid: i64, refunded: i64) -> i64 {
+    if paid <= 0 || refunded <= 0 {
+        return 0;
+    }
+    let refunded = refunded.min(paid) as i128;
+    let share = (lot_amount as i128 * refunded * 2 + paid as i128) / (2 * paid as i128);
+    share as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_and_prints_two_places() {
+        for (s, v) in [
+            ("0", 0),
+            ("12", 1200),
+            ("1.5", 150),
+            ("1.50", 150),
+            ("0.01", 1),
+        ] {
+            assert_eq!(Credits::parse(s), Ok(Credits(v)), "{s}");
+        }
+        for s in [
+            "",
+            "-1",
+            "+1",
+            "1.",
+            ".5",
+            "1.234",
+            "1e3",
+            " 1",
+            "1,5",
+            "1.5 ",
+            "abc",
+            "99999999999999",
+        ] {
+            assert!(Credits::parse(s).is_err(), "{s:?} must be refused");
+        }
+        assert_eq!(Credits(150).to_string(), "1.50");
+        assert_eq!(Credits(-5).to_string(), "-0.05");
+        assert_eq!(serde_json::to_string(&Credits(1200)).unwrap(), "\"12.00\"");
+        assert_eq!(
+            serde_json::from_str::<Credits>("\"0.5\"").unwrap(),
+            Credits(50)
+        );
+        assert!(serde_json::from_str::<Credits>("1.5").is_err());
+    }
+
+    fn lot(id: i64, source: LotSource, remaining: i64, expires_at: Option<i64>) -> LotState {
+        LotState {
+            id,
+            source,
+            remaining,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn subscription_lots_go_first_by_expiry_and_expired_ones_never() {
+        let lots = [
+            lot(1, LotSource::Purchase, 500, None),
+            lot(2, LotSource::Subscription, 300, Some(2_000)),
+            lot(3, LotSource::Subscription, 300, Some(1_500)),
+            lot(4, LotSource::Subscription, 1_000, Some(900)),
+            lot(5, LotSource::Admin, 100, None),
+        ];
+        let now = 1_000;
+        assert_eq!(available(&lots, now), 1_200);
+        assert_eq!(
+            allocate(&lots, 700, now),
+            Ok(vec![(3, 300), (2, 300), (1, 100)])
+        );
+        assert_eq!(allocate(&lots, 1_201, now), Err(1));
+        assert_eq!(allocate(&lots, 0, now), Ok(vec![]));
+    }
+
+    #[test]
+    fn the_old_systems_example_leaves_500() {
+        // Subscription 1,000 (now expired), purchase 500, 800 consumed while the
+        // subscription was valid: the 800 came from the subscription lot.
+        let mut lots = [
+            lot(1, LotSource::Subscription, 100_000, Some(2_000)),
+            lot(2, LotSource::Purchase, 50_000, None),
+        ];
+        for (id, n) in allocate(&lots, 80_000, 1_000).unwrap() {
+            lots.iter_mut().find(|l| l.id == id).unwrap().remaining -= n;
+        }
+        assert_eq!(available(&lots, 3_000), 50_000);
+    }
+
+    #[test]
+    fn a_take_back_starts_with_its_purchase_and_reports_the_debt() {
+        let lots = [
+            lot(1, LotSource::Subscription, 100, Some(5_000)),
+            lot(2, LotSource::Purchase, 30, None),
+        ];
+        assert_eq!(
+            take_back(&lots, 50, Some(2), 0),
+            (vec![(2, 30), (1, 20)], 0)
+        );
+        assert_eq!(
+            take_back(&lots, 200, Some(2), 0),
+            (vec![(2, 30), (1, 100)], 70)
+        );
+    }
+
+    #[test]
+    fn refund_shares_are_proportional_and_rounded_half_up() {
+        assert_eq!(refund_share(10_000, 2_000, 1_000), 5_000);
+        assert_eq!(refund_share(10_000, 2_000, 2_000), 10_000);
+        assert_eq!(refund_share(10_000, 2_000, 5_000), 10_000);
+        assert_eq!(refund_share(100, 3, 1), 33);
+        assert_eq!(refund_share(100, 3, 2), 67);
+        assert_eq!(refund_share(100, 0, 1), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn allocation_takes_exactly_the_amount_from_live_lots(
+            lots in prop::collection::vec((0i64..3, 0i64..10_000, prop::option::of(0i64..200)), 0..12),
+            amount in 0i64..40_000,
+            now in 0i64..200,
+        ) {
+            let lots: Vec<LotState> = lots.iter().enumerate().map(|(i, (s, r, e))| LotState {
+                id: i as i64,
+                source: [LotSource::Purchase, LotSource::Subscription, LotSource::Admin][*s as usize],
+                remaining: *r,
+                expires_at: if *s == 1 { Some(e.unwrap_or(100)) } else { *e },
+            }).collect();
+            match allocate(&lots, amount, now) {
+                Ok(takes) => {
+                    prop_assert_eq!(takes.iter().map(|t| t.1).sum::<i64>(), amount);
+                    for (id, n) in takes {
+                        let l = lots.iter().find(|l| l.id == id).unwrap();
+                        prop_assert!(!l.expired(now));
+                        prop_assert!(n > 0 && n <= l.remaining);
+                    }
+                }
+                Err(short) => prop_assert_eq!(short, amount - available(&lots, now)),
+            }
+        }
+    }
+}

@@ -1,0 +1,621 @@
+//! The credit ledger's storage: accounts, lots, the append-only journal, consumption
+//! idempotency keys, refunds already applied, subscriptions and checkout sessions.
+//!
+//! Every change to the ledger happens in one [`Tx`] that starts with
+//! [`Tx::lock_account`]: on PostgreSQL a row lock on the account (concurrent debits of
+//! one account queue behind each other, other accounts are not blocked); on SQLite the
+//! transaction already holds the database's write lock (`BEGIN IMMEDIATE`). The rules
+//! for which lots a debit spends live in `sm_domain::credits`; this module reads the
+//! lots and writes what those rules decided.
+
+use serde::Serialize;
+use sm_domain::credits::{LotSource, LotState};
+
+use crate::{Store, StoreError, Tx, on_pool, on_tx};
+
+/// A lot as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct LotRow {
+    pub id: i64,
+    pub account: String,
+    pub source: String,
+    pub source_ref: String,
+    pub amount: i64,
+    pub remaining: i64,
+    pub expires_at: Option<i64>,
+    pub product: Option<String>,
+    pub price: Option<String>,
+    pub quantity: Option<i64>,
+    pub payment_ref: Option<String>,
+    pub paid_amount: Option<i64>,
+    pub currency: Option<String>,
+    pub created_at: i64,
+}
+
+impl LotRow {
+    /// What the allocation rules need.
+    pub fn state(&self) -> LotState {
+        LotState {
+            id: self.id,
+            source: LotSource::parse(&self.source).unwrap_or(LotSource::Purchase),
+            remaining: self.remaining,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+const LOT_COLUMNS: &str = "id, account, source, source_ref, amount, remaining, expires_at, product, price, quantity, \
+    payment_ref, paid_amount, currency, created_at";
+
+/// A grant to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewLot {
+    pub account: String,
+    pub source: Option<LotSource>,
+    pub source_ref: String,
+    pub amount: i64,
+    pub expires_at: Option<i64>,
+    pub product: Option<String>,
+    pub price: Option<String>,
+    pub quantity: Option<i64>,
+    pub payment_ref: Option<String>,
+    pub paid_amount: Option<i64>,
+    pub currency: Option<String>,
+}
+
+/// A journal entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct EntryRow {
+    pub id: i64,
+    pub account: String,
+    pub lot: Option<i64>,
+    pub kind: String,
+    pub amount: i64,
+    pub shortfall: i64,
+    #[sqlx(rename = "ref")]
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub description: Option<String>,
+    pub actor: Option<String>,
+    pub created_at: i64,
+}
+
+/// A journal entry to write.
+#[derive(Debug, Clone, Default)]
+pub struct NewEntry<'a> {
+    pub account: &'a str,
+    pub lot: Option<i64>,
+    pub kind: &'a str,
+    pub amount: i64,
+    pub shortfall: i64,
+    pub reference: &'a str,
+    pub description: Option<&'a str>,
+    pub actor: Option<&'a str>,
+}
+
+/// A consumption already recorded under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConsumptionRow {
+    pub request_hash: String,
+    pub amount: i64,
+    pub description: Option<String>,
+    pub balance_after: i64,
+    pub created_at: i64,
+}
+
+/// A subscription as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub account: Option<String>,
+    pub customer: String,
+    pub status: String,
+    pub price: Option<String>,
+    pub product: Option<String>,
+    pub quantity: Option<i64>,
+    pub current_period_start: Option<i64>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<i64>,
+    pub event_created: i64,
+    #[serde(skip)]
+    pub raw: String,
+    pub updated_at: i64,
+}
+
+/// A checkout session created through the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct CheckoutRow {
+    pub id: String,
+    pub account: String,
+    pub customer: Option<String>,
+    pub mode: String,
+    pub price: String,
+    pub product: String,
+    pub quantity: i64,
+    pub status: String,
+    pub payment_status: Option<String>,
+    pub url: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An audit record to write.
+#[derive(Debug, Clone, Default)]
+pub struct NewAudit<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: Option<&'a str>,
+    pub detail: Option<&'a str>,
+    pub origin: Option<&'a str>,
+    pub result: &'a str,
+}
+
+/// An audit record as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+    pub origin: Option<String>,
+    pub result: String,
+}
+
+/// An account with its totals, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AccountRow {
+    pub id: String,
+    pub stripe_customer: Option<String>,
+    pub created_at: i64,
+}
+
+impl Tx {
+    /// Creates the account if needed and locks it until this transaction ends.
+    pub async fn lock_account(&mut self, account: &str, now: i64) -> Result<(), StoreError> {
+        on_tx!(self, t => {
+            sqlx::query("INSERT INTO credit_accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                .bind(account)
+                .bind(now)
+                .execute(&mut **t)
+                .await?;
+        });
+        if let Tx::Postgres(t) = self {
+            sqlx::query("SELECT id FROM credit_accounts WHERE id = $1 FOR UPDATE")
+                .bind(account)
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The account's lots that still hold credits, oldest first.
+    pub async fn open_lots(&mut self, account: &str) -> Result<Vec<LotRow>, StoreError> {
+        let sql = format!(
+            "SELECT {LOT_COLUMNS} FROM credit_lots WHERE account = $1 AND remaining > 0 ORDER BY id"
+        );
+        let rows = on_tx!(self, t => sqlx::query_as(&sql).bind(account).fetch_all(&mut **t).await?);
+        Ok(rows)
+    }
+
+    /// Records a grant; `None` when a lot with this `source_ref` exists (granted before).
+    pub async fn insert_lot(&mut self, lot: &NewLot, now: i64) -> Result<Option<i64>, StoreError> {
+        let source = lot.source.unwrap_or(LotSource::Purchase).as_str();
+        let id = on_tx!(self, t => sqlx::query_scalar(
+            "INSERT INTO credit_lots (account, source, source_ref, amount, remaining, expires_at, product, price, quantity, \
+             payment_ref, paid_amount, currency, created_at) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (source_ref) DO NOTHING RETURNING id"
+        )
+        .bind(&lot.account)
+        .bind(source)
+        .bind(&lot.source_ref)
+        .bind(lot.amount)
+        .bind(lot.expires_at)
+        .bind(&lot.product)
+        .bind(&lot.price)
+        .bind(lot.quantity)
+        .bind(&lot.payment_ref)
+        .bind(lot.paid_amount)
+        .bind(&lot.currency)
+        .bind(now)
+        .fetch_optional(&mut **t)
+        .await?);
+        Ok(id)
+    }
+
+    /// Takes `n` from a lot. An error if the lot holds less: the caller's allocation was
+    /// made from a stale read, which the account lock rules out.
+    pub async fn take_from_lot(&mut self, lot: i64, n: i64) -> Result<(), StoreError> {
+        let changed = on_tx!(self, t => sqlx::query(
+            "UPDATE credit_lots SET remaining = remaining - $2 WHERE id = $1 AND remaining >= $2"
+        )
+        .bind(lot)
+        .bind(n)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+        if changed != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "lot {lot} holds less than {n} hundredths"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn insert_entry(&mut self, e: &NewEntry<'_>, now: i64) -> Result<i64, StoreError> {
+        let id = on_tx!(self, t => sqlx::query_scalar(
+            "INSERT INTO credit_entries (account, lot, kind, amount, shortfall, ref, description, actor, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"
+        )
+        .bind(e.account)
+        .bind(e.lot)
+        .bind(e.kind)
+        .bind(e.amount)
+        .bind(e.shortfall)
+        .bind(e.reference)
+        .bind(e.description)
+        .bind(e.actor)
+        .bind(now)
+        .fetch_one(&mut **t)
+        .await?);
+        Ok(id)
+    }
+
+    pub async fn find_consumption(
+        &mut self,
+        account: &str,
+        key: &str,
+    ) -> Result<Option<ConsumptionRow>, StoreError> {
+        let row = on_tx!(self, t => sqlx::query_as(
+            "SELECT request_hash, amount, description, balance_after, created_at FROM credit_consumptions \
+             WHERE account = $1 AND idempotency_key = $2"
+        )
+        .bind(account)
+        .bind(key)
+        .fetch_optional(&mut **t)
+        .await?);
+        Ok(row)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_consumption(
+        &mut self,
+        account: &str,
+        key: &str,
+        request_hash: &str,
+        amount: i64,
+        description: Option<&str>,
+        balance_after: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query(
+            "INSERT INTO credit_consumptions (account, idempotency_key, request_hash, amount, description, balance_after, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )
+        .bind(account)
+        .bind(key)
+        .bind(request_hash)
+        .bind(amount)
+        .bind(description)
+        .bind(balance_after)
+        .bind(now)
+        .execute(&mut **t)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    /// The lot granted for a payment (`pi_…`), if any.
+    pub async fn lot_for_payment(
+        &mut self,
+        payment_ref: &str,
+    ) -> Result<Option<LotRow>, StoreError> {
+        let sql = format!(
+            "SELECT {LOT_COLUMNS} FROM credit_lots WHERE payment_ref = $1 ORDER BY id LIMIT 1"
+        );
+        let row = on_tx!(self, t => sqlx::query_as(&sql).bind(payment_ref).fetch_optional(&mut **t).await?);
+        Ok(row)
+    }
+
+    /// Records that a refund was taken into account; false when it already was.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_refund(
+        &mut self,
+        id: &str,
+        account: &str,
+        lot: Option<i64>,
+        refunded: i64,
+        credits: i64,
+        shortfall: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = on_tx!(self, t => sqlx::query(
+            "INSERT INTO credit_refunds (id, account, lot, refunded, credits, shortfall, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"
+        )
+        .bind(id)
+        .bind(account)
+        .bind(lot)
+        .bind(refunded)
+        .bind(credits)
+        .bind(shortfall)
+        .bind(now)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    pub async fn refund_known(&mut self, id: &str) -> Result<bool, StoreError> {
+        let n: Option<i64> = on_tx!(self, t => sqlx::query_scalar("SELECT 1 FROM credit_refunds WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **t)
+            .await?);
+        Ok(n.is_some())
+    }
+
+    /// Stores a subscription unless the stored one comes from a later event; the account
+    /// once known is kept. Returns whether it was written.
+    pub async fn upsert_subscription(&mut self, s: &SubscriptionRow) -> Result<bool, StoreError> {
+        let n = on_tx!(self, t => sqlx::query(
+            "INSERT INTO subscriptions (id, account, customer, status, price, product, quantity, current_period_start, \
+             current_period_end, cancel_at_period_end, canceled_at, event_created, raw, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (id) DO UPDATE SET account = COALESCE(excluded.account, subscriptions.account), \
+             customer = excluded.customer, status = excluded.status, price = excluded.price, product = excluded.product, \
+             quantity = excluded.quantity, current_period_start = excluded.current_period_start, \
+             current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, \
+             canceled_at = excluded.canceled_at, event_created = excluded.event_created, raw = excluded.raw, \
+             updated_at = excluded.updated_at \
+             WHERE subscriptions.event_created <= excluded.event_created"
+        )
+        .bind(&s.id)
+        .bind(&s.account)
+        .bind(&s.customer)
+        .bind(&s.status)
+        .bind(&s.price)
+        .bind(&s.product)
+        .bind(s.quantity)
+        .bind(s.current_period_start)
+        .bind(s.current_period_end)
+        .bind(s.cancel_at_period_end)
+        .bind(s.canceled_at)
+        .bind(s.event_created)
+        .bind(&s.raw)
+        .bind(s.updated_at)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Links a subscription to an account (from its checkout session), whatever the
+    /// order in which the session and subscription events arrive.
+    pub async fn link_subscription(
+        &mut self,
+        id: &str,
+        account: &str,
+        customer: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query(
+            "INSERT INTO subscriptions (id, account, customer, status, cancel_at_period_end, event_created, raw, updated_at) \
+             VALUES ($1, $2, $3, 'incomplete', FALSE, 0, '{}', $4) \
+             ON CONFLICT (id) DO UPDATE SET account = excluded.account"
+        )
+        .bind(id)
+        .bind(account)
+        .bind(customer)
+        .bind(now)
+        .execute(&mut **t)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    /// Links an account to its Stripe customer unless it has one.
+    pub async fn link_customer(&mut self, account: &str, customer: &str) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query(
+            "UPDATE credit_accounts SET stripe_customer = $2 WHERE id = $1 AND stripe_customer IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM credit_accounts WHERE stripe_customer = $2)"
+        )
+        .bind(account)
+        .bind(customer)
+        .execute(&mut **t)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    /// Updates a session's status as Stripe reports it.
+    pub async fn update_checkout(
+        &mut self,
+        id: &str,
+        status: &str,
+        payment_status: Option<&str>,
+        customer: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query(
+            "UPDATE checkout_sessions SET status = $2, payment_status = COALESCE($3, payment_status), \
+             customer = COALESCE($4, customer), updated_at = $5 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(status)
+        .bind(payment_status)
+        .bind(customer)
+        .bind(now)
+        .execute(&mut **t)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn audit(&mut self, a: &NewAudit<'_>, now: i64) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, target, detail, origin, result) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )
+        .bind(now)
+        .bind(a.actor)
+        .bind(a.action)
+        .bind(a.target)
+        .bind(a.detail)
+        .bind(a.origin)
+        .bind(a.result)
+        .execute(&mut **t)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Every lot of the account (spent ones too), oldest first.
+    pub async fn credit_lots(&self, account: &str) -> Result<Vec<LotRow>, StoreError> {
+        let sql = format!("SELECT {LOT_COLUMNS} FROM credit_lots WHERE account = $1 ORDER BY id");
+        let rows =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(account).fetch_all(pool).await?);
+        Ok(rows)
+    }
+
+    /// The account's journal, newest first.
+    pub async fn credit_entries(
+        &self,
+        account: &str,
+        limit: u32,
+    ) -> Result<Vec<EntryRow>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, account, lot, kind, amount, shortfall, ref, description, actor, created_at FROM credit_entries \
+             WHERE account = $1 ORDER BY id DESC LIMIT $2"
+        )
+        .bind(account)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(pool)
+        .await?);
+        Ok(rows)
+    }
+
+    /// `(sum of entries, sum of remaining, outstanding debt)` for an account: the first
+    /// two are equal unless the ledger is broken.
+    pub async fn credit_totals(&self, account: &str) -> Result<(i64, i64, i64), StoreError> {
+        let (journal, debt): (Option<i64>, Option<i64>) = on_pool!(self, pool => sqlx::query_as(
+            "SELECT CAST(SUM(amount) AS BIGINT), CAST(SUM(shortfall) AS BIGINT) FROM credit_entries WHERE account = $1"
+        )
+        .bind(account)
+        .fetch_one(pool)
+        .await?);
+        let lots: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT CAST(SUM(remaining) AS BIGINT) FROM credit_lots WHERE account = $1"
+        )
+        .bind(account)
+        .fetch_one(pool)
+        .await?);
+        Ok((journal.unwrap_or(0), lots.unwrap_or(0), debt.unwrap_or(0)))
+    }
+
+    pub async fn account(&self, id: &str) -> Result<Option<AccountRow>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as("SELECT id, stripe_customer, created_at FROM credit_accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        Ok(row)
+    }
+
+    pub async fn account_for_customer(&self, customer: &str) -> Result<Option<String>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_scalar("SELECT id FROM credit_accounts WHERE stripe_customer = $1")
+            .bind(customer)
+            .fetch_optional(pool)
+            .await?);
+        Ok(row)
+    }
+
+    /// Accounts, most recent first.
+    pub async fn list_accounts(&self, limit: u32) -> Result<Vec<AccountRow>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, stripe_customer, created_at FROM credit_accounts ORDER BY created_at DESC, id LIMIT $1"
+        )
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(pool)
+        .await?);
+        Ok(rows)
+    }
+
+    /// Creates the account if needed and links its customer (once).
+    pub async fn ensure_account(
+        &self,
+        account: &str,
+        customer: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        tx.lock_account(account, now).await?;
+        if let Some(c) = customer {
+            tx.link_customer(account, c).await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn subscription(&self, id: &str) -> Result<Option<SubscriptionRow>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, account, customer, status, price, product, quantity, current_period_start, current_period_end, \
+             cancel_at_period_end, canceled_at, event_created, raw, updated_at FROM subscriptions WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?);
+        Ok(row)
+    }
+
+    pub async fn insert_checkout(&self, c: &CheckoutRow) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO checkout_sessions (id, account, customer, mode, price, product, quantity, status, payment_status, url, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING"
+        )
+        .bind(&c.id)
+        .bind(&c.account)
+        .bind(&c.customer)
+        .bind(&c.mode)
+        .bind(&c.price)
+        .bind(&c.product)
+        .bind(c.quantity)
+        .bind(&c.status)
+        .bind(&c.payment_status)
+        .bind(&c.url)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(pool)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn checkout(&self, id: &str) -> Result<Option<CheckoutRow>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, account, customer, mode, price, product, quantity, status, payment_status, url, created_at, updated_at \
+             FROM checkout_sessions WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?);
+        Ok(row)
+    }
+
+    /// The audit log, newest first, optionally for one action.
+    pub async fn audit_log(
+        &self,
+        action: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, at, actor, action, target, detail, origin, result FROM audit_log \
+             WHERE ($1 IS NULL OR action = $1) ORDER BY id DESC LIMIT $2"
+        )
+        .bind(action)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(pool)
+        .await?);
+        Ok(rows)
+    }
+}
