@@ -28,6 +28,8 @@ pub struct AppState {
     pub syncer: Syncer,
     /// Stores verified webhook events (group commit).
     pub intake: Intake,
+    /// Balances, consumption, adjustments.
+    pub ledger: crate::credits::Ledger,
     pub metrics: PrometheusHandle,
 }
 
@@ -41,6 +43,7 @@ impl AppState {
             catalog: Catalog::new(store.clone()),
             syncer: Syncer::new(store.clone(), stripe.clone()),
             intake: Intake::start(store.clone()),
+            ledger: crate::credits::Ledger::new(store.clone()),
             store,
             stripe,
             metrics: crate::telemetry::metrics_handle(),

@@ -12,8 +12,10 @@
 
 pub mod app;
 pub mod catalog;
+pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod credits;
 pub mod http;
 pub mod manager;
 pub mod sync;

@@ -1048,6 +1048,15 @@ impl Store {
         Ok(row)
     }
 
+    /// The product a price belongs to, if the price is known locally.
+    pub async fn price_product(&self, price: &str) -> Result<Option<String>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_scalar("SELECT product_id FROM prices WHERE id = $1")
+            .bind(price)
+            .fetch_optional(pool)
+            .await?);
+        Ok(row)
+    }
+
     /// Increases with every catalog write, in any process sharing this database.
     pub async fn catalog_version(&self) -> Result<i64, StoreError> {
         let v = on_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT version FROM catalog_meta WHERE id = 1")

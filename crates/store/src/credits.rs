@@ -349,7 +349,7 @@ impl Tx {
     }
 
     pub async fn refund_known(&mut self, id: &str) -> Result<bool, StoreError> {
-        let n: Option<i64> = on_tx!(self, t => sqlx::query_scalar("SELECT 1 FROM credit_refunds WHERE id = $1")
+        let n: Option<String> = on_tx!(self, t => sqlx::query_scalar("SELECT id FROM credit_refunds WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut **t)
             .await?);

@@ -3,6 +3,7 @@
 //! error, 3 Stripe unavailable.
 
 mod check;
+mod credits;
 mod events;
 mod migrate;
 mod products;
@@ -64,6 +65,11 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: events::EventsCommand,
+    },
+    /// The credit ledger: balances, history, grants and deductions.
+    Credits {
+        #[command(subcommand)]
+        command: credits::CreditsCommand,
     },
     /// List the local catalog (active products unless --all).
     Products {
@@ -190,6 +196,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Sync { products, json } => sync::run(open(config).await?, products, json).await,
         Command::Products { all, json } => products::run(open(config).await?, all, json).await,
         Command::Events { command } => events::run(open(config).await?, command).await,
+        Command::Credits { command } => credits::run(open(config).await?, command).await,
         Command::Check { .. } => unreachable!("handled above"),
     }
 }

@@ -2,6 +2,7 @@
 //! route shares (request id, tracing span, metrics).
 
 mod catalog;
+mod credits;
 mod error;
 mod health;
 mod middleware;
@@ -10,6 +11,7 @@ mod webhooks;
 
 use axum::Router;
 
+pub use credits::ledger_error;
 pub use error::ApiError;
 
 use crate::app::AppState;
@@ -18,6 +20,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(catalog::router())
+        .merge(credits::router())
         .merge(sync::router())
         .merge(webhooks::router())
         .fallback(error::not_found)

@@ -55,6 +55,8 @@ pub enum ApplyError {
     Store(#[from] sm_store::StoreError),
     #[error("{0} met a local row of the same version with other content; it will be refetched")]
     Tie(String),
+    #[error("{0}")]
+    Credit(String),
 }
 
 #[derive(Deserialize)]
@@ -89,6 +91,8 @@ enum Effect {
         product: String,
         at: i64,
     },
+    /// A ledger, subscription or checkout change (see [`super::credit_events`]).
+    Credit(Box<super::credit_events::CreditEffect>),
     None,
 }
 
@@ -192,7 +196,13 @@ pub async fn plan(
                 at: envelope.created,
             }
         }
-        _ => Effect::None,
+        kind => {
+            match super::credit_events::plan(store, client, kind, envelope.created, &object).await?
+            {
+                Some(effect) => Effect::Credit(Box::new(effect)),
+                None => Effect::None,
+            }
+        }
     };
     Ok(Planned { effect })
 }
@@ -265,6 +275,7 @@ async fn write_effect(tx: &mut Tx, effect: &Effect, now: i64) -> Result<(), Appl
             tx.upsert_prices(std::slice::from_ref(w), None, now, *ties)
                 .await?;
         }
+        Effect::Credit(effect) => super::credit_events::write(tx, effect, now).await?,
         Effect::None => {}
     }
     Ok(())

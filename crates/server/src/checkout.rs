@@ -1,0 +1,226 @@
+//! Creating a Stripe Checkout Session for an account to buy a credit product.
+//!
+//! Only a price of a **sellable** product (valid `credit_amount`, active, not deleted,
+//! per the local catalog) with an active price can be bought. The account's Stripe
+//! customer is created once (idempotency key derived from the account, so two
+//! concurrent first checkouts create one customer) and linked before the session
+//! exists, so every later event for that customer finds the account whatever order
+//! they arrive in. The session carries the account as `client_reference_id` and in
+//! metadata (and in the subscription's metadata for plans).
+
+use serde::{Deserialize, Serialize};
+use sm_store::Store;
+use sm_store::credits::CheckoutRow;
+use sm_stripe::{Form, StripeError};
+
+use crate::credits::{LedgerError, validate_account};
+use crate::manager::{StripeManager, Unavailable};
+
+fn one() -> u32 {
+    1
+}
+
+/// `POST /api/v1/checkout`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    pub account: String,
+    pub price: String,
+    #[serde(default = "one")]
+    pub quantity: u32,
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckoutCreated {
+    pub id: String,
+    pub url: Option<String>,
+    /// `payment` (one-time price) or `subscription` (recurring price).
+    pub mode: String,
+    pub account: String,
+    pub product: String,
+    pub price: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotSellable(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    #[error("Stripe refused the checkout: {0}")]
+    Stripe(StripeError),
+    #[error("the database failed: {0}")]
+    Store(#[from] sm_store::StoreError),
+}
+
+impl From<LedgerError> for CheckoutError {
+    fn from(e: LedgerError) -> Self {
+        CheckoutError::Invalid(e.to_string())
+    }
+}
+
+impl From<StripeError> for CheckoutError {
+    fn from(e: StripeError) -> Self {
+        match Unavailable::from_error(&e) {
+            Some(u) => CheckoutError::Unavailable(u),
+            None => CheckoutError::Stripe(e),
+        }
+    }
+}
+
+fn valid_url(u: &str) -> bool {
+    reqwest::Url::parse(u)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+/// Creates the session. `idempotency_key` (the caller's `Idempotency-Key` header) makes
+/// a retried request return the same session.
+pub async fn create(
+    store: &Store,
+    stripe: &StripeManager,
+    req: &CheckoutRequest,
+    idempotency_key: Option<&str>,
+    now: i64,
+) -> Result<CheckoutCreated, CheckoutError> {
+    validate_account(&req.account)?;
+    if !(1..=1000).contains(&req.quantity) {
+        return Err(CheckoutError::Invalid(
+            "quantity must be between 1 and 1000".into(),
+        ));
+    }
+    for (name, url) in [
+        ("success_url", &req.success_url),
+        ("cancel_url", &req.cancel_url),
+    ] {
+        if !valid_url(url) {
+            return Err(CheckoutError::Invalid(format!(
+                "{name} must be an http(s) URL"
+            )));
+        }
+    }
+    let product_id = store.price_product(&req.price).await?.ok_or_else(|| {
+        CheckoutError::NotSellable(format!("price {} is not in the catalog", req.price))
+    })?;
+    let product = store.get_product(&product_id).await?.ok_or_else(|| {
+        CheckoutError::NotSellable(format!("product {product_id} is not in the catalog"))
+    })?;
+    let price = product
+        .prices
+        .iter()
+        .find(|p| p.id == req.price)
+        .ok_or_else(|| CheckoutError::NotSellable(format!("price {} is unknown", req.price)))?;
+    let refusal = if product.deleted {
+        Some("is deleted in Stripe".to_owned())
+    } else if !product.active {
+        Some("is archived".to_owned())
+    } else if !product.valid {
+        Some(format!(
+            "is not a valid credit product: {}",
+            product
+                .validation_error
+                .as_deref()
+                .unwrap_or("invalid metadata")
+        ))
+    } else if price.deleted || !price.active {
+        Some(format!("has price {} inactive", price.id))
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        return Err(CheckoutError::NotSellable(format!(
+            "product {product_id} {why}; it cannot be bought"
+        )));
+    }
+    let mode = if price.recurring {
+        "subscription"
+    } else {
+        "payment"
+    };
+    let client = stripe.ensure_available()?;
+
+    let customer = match store
+        .account(&req.account)
+        .await?
+        .and_then(|a| a.stripe_customer)
+    {
+        Some(c) => c,
+        None => {
+            let form = Form::new().push_map("metadata", [("account", req.account.as_str())]);
+            let created = client
+                .create_customer(&form, Some(format!("sm-customer:{}", req.account)))
+                .await?;
+            store
+                .ensure_account(&req.account, Some(&created.id), now)
+                .await?;
+            // Another request may have linked a different customer first: use the linked one.
+            store
+                .account(&req.account)
+                .await?
+                .and_then(|a| a.stripe_customer)
+                .unwrap_or(created.id)
+        }
+    };
+
+    let quantity = req.quantity.to_string();
+    let mut form = Form::new()
+        .push("mode", mode)
+        .push("line_items[0][price]", req.price.as_str())
+        .push("line_items[0][quantity]", quantity.as_str())
+        .push("customer", customer.as_str())
+        .push("client_reference_id", req.account.as_str())
+        .push("success_url", req.success_url.as_str())
+        .push("cancel_url", req.cancel_url.as_str())
+        .push_map(
+            "metadata",
+            [
+                ("account", req.account.as_str()),
+                ("product", product_id.as_str()),
+            ],
+        );
+    form = if mode == "subscription" {
+        form.push_map(
+            "subscription_data[metadata]",
+            [
+                ("account", req.account.as_str()),
+                ("product", product_id.as_str()),
+            ],
+        )
+    } else {
+        form.push_map(
+            "payment_intent_data[metadata]",
+            [("account", req.account.as_str())],
+        )
+    };
+    let key = idempotency_key.map(|k| format!("sm-checkout:{}:{k}", req.account));
+    let session = client.create_checkout_session(&form, key).await?;
+    store
+        .insert_checkout(&CheckoutRow {
+            id: session.id.clone(),
+            account: req.account.clone(),
+            customer: Some(customer),
+            mode: mode.to_owned(),
+            price: req.price.clone(),
+            product: product_id.clone(),
+            quantity: i64::from(req.quantity),
+            status: session.status.clone().unwrap_or_else(|| "open".into()),
+            payment_status: Some(session.payment_status.clone()),
+            url: session.url.clone(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+    Ok(CheckoutCreated {
+        id: session.id,
+        url: session.url,
+        mode: mode.to_owned(),
+        account: req.account.clone(),
+        product: product_id,
+        price: req.price.clone(),
+        quantity: req.quantity,
+    })
+}

@@ -1,0 +1,142 @@
+//! Credits and checkout for the app:
+//!
+//! - `GET  /api/v1/accounts/{account}/credits`: balance (subscription vs pay-as-you-go,
+//!   expired, debt) and lots
+//! - `POST /api/v1/accounts/{account}/credits/consume`: `{"amount","idempotency_key",
+//!   "description"}` → 200, `402 insufficient_credits` (with `shortfall`), `409
+//!   idempotency_key_reused`
+//! - `GET  /api/v1/accounts/{account}/credits/history?limit=N`: the journal, newest first
+//! - `POST /api/v1/checkout`: a Checkout Session for a sellable credit product
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::app::AppState;
+use crate::checkout::{CheckoutCreated, CheckoutError, CheckoutRequest};
+use crate::credits::{Balance, ConsumeRequest, Consumption, EntryView, LedgerError};
+use crate::manager::Unavailable;
+use crate::sync::unix_now;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/accounts/{account}/credits", get(balance))
+        .route("/api/v1/accounts/{account}/credits/consume", post(consume))
+        .route("/api/v1/accounts/{account}/credits/history", get(history))
+        .route("/api/v1/checkout", post(checkout))
+}
+
+/// Maps a ledger refusal to its HTTP answer.
+pub fn ledger_error(e: LedgerError) -> ApiError {
+    match e {
+        LedgerError::InvalidAccount(_) => ApiError::bad_request("invalid_account", e.to_string()),
+        LedgerError::Invalid(m) => ApiError::bad_request("invalid_body", m),
+        LedgerError::Insufficient { shortfall, .. } => ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_credits",
+            e.to_string(),
+        )
+        .with("shortfall", json!(shortfall)),
+        LedgerError::KeyReused(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            e.to_string(),
+        ),
+        LedgerError::Store(s) => ApiError::internal("the ledger failed", &s),
+    }
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("invalid_body", format!("the body must be {shape}: {e}"))
+    })
+}
+
+async fn balance(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> Result<Json<Balance>, ApiError> {
+    state
+        .ledger
+        .balance(&account, unix_now())
+        .await
+        .map(Json)
+        .map_err(ledger_error)
+}
+
+async fn consume(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    body: Bytes,
+) -> Result<Json<Consumption>, ApiError> {
+    let req: ConsumeRequest = parse_body(
+        &body,
+        r#"{"amount":"1.50","idempotency_key":"…","description":"…"}"#,
+    )?;
+    state
+        .ledger
+        .consume(&account, &req, unix_now())
+        .await
+        .map(Json)
+        .map_err(ledger_error)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    limit: Option<u32>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let entries: Vec<EntryView> = state
+        .ledger
+        .history(&account, q.limit.unwrap_or(100).min(1000))
+        .await
+        .map_err(ledger_error)?;
+    Ok(Json(json!({"account": account, "data": entries})))
+}
+
+async fn checkout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<CheckoutCreated>, ApiError> {
+    let req: CheckoutRequest = parse_body(
+        &body,
+        r#"{"account":"…","price":"price_…","quantity":1,"success_url":"…","cancel_url":"…"}"#,
+    )?;
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    crate::checkout::create(&state.store, &state.stripe, &req, key, unix_now())
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            CheckoutError::Invalid(m) => ApiError::bad_request("invalid_body", m),
+            CheckoutError::NotSellable(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "product_not_sellable", m)
+            }
+            CheckoutError::Unavailable(u @ Unavailable::Disabled { .. }) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stripe_disabled",
+                u.to_string(),
+            ),
+            CheckoutError::Unavailable(u) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stripe_unavailable",
+                u.to_string(),
+            ),
+            CheckoutError::Stripe(s) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "stripe_error", s.to_string())
+            }
+            CheckoutError::Store(s) => ApiError::internal("checkout failed in the database", &s),
+        })
+}

@@ -1,0 +1,736 @@
+//! Credits end to end on SQLite and PostgreSQL: checkout through the API against the fake
+//! Stripe, the events the fake produced delivered signed over real HTTP (in chosen
+//! orders, several times, concurrently), and the ledger read back through the API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fake_stripe::{Ctx, FakeStripe, sign};
+use serde_json::{Value, json};
+use sm_store::testing::TestDb;
+
+sm_store::contract_tests!(
+    a_paid_checkout_delivered_five_times_concurrently_grants_once,
+    an_unpaid_session_grants_only_when_the_async_payment_succeeds,
+    subscription_start_grants_once_in_every_arrival_order_and_each_renewal_once,
+    expired_subscription_credits_are_never_spent_or_counted,
+    a_hundred_concurrent_consumptions_against_fifty_credits,
+    consumption_is_idempotent_per_key_and_explains_refusals,
+    a_partial_refund_takes_back_its_share_once_and_records_debt,
+    checkout_refuses_what_cannot_be_sold_and_reuses_the_customer,
+    the_cli_grants_deducts_and_reports,
+);
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+struct Shop {
+    fake: FakeStripe,
+    app: TestApp,
+    /// One-time price of a 100-credit pack at $20.00.
+    pack: String,
+    /// Monthly price of a 1,000-credit plan at $50.00.
+    plan: String,
+}
+
+/// Creates a product and a USD price for it in the fake; returns their ids.
+fn product_with_price(
+    s: &mut fake_stripe::State,
+    product: Value,
+    mut price: Value,
+) -> (String, String) {
+    let ctx = Ctx::default();
+    let (_, p) = s.create_product(&product, &ctx).unwrap();
+    price["product"] = p["id"].clone();
+    price["currency"] = json!("usd");
+    let (_, price) = s.create_price(&price, &ctx).unwrap();
+    (
+        p["id"].as_str().unwrap().to_owned(),
+        price["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn shop(db: &TestDb) -> Shop {
+    let fake = FakeStripe::start().await;
+    let (pack, plan) = fake.with_state(|s| {
+        (
+            product_with_price(s, json!({"name": "Pack", "metadata": {"credit_amount": "100"}}), json!({"unit_amount": 2000})).1,
+            product_with_price(
+                s,
+                json!({"name": "Plan", "metadata": {"credit_amount": "1000", "credit_type": "subscription"}}),
+                json!({"unit_amount": 5000, "recurring": {"interval": "month"}}),
+            )
+            .1,
+        )
+    });
+    let app = quiet_app(&fake, db).await;
+    let (status, report) = post_json(&app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    Shop {
+        fake,
+        app,
+        pack,
+        plan,
+    }
+}
+
+impl Shop {
+    async fn checkout(&self, account: &str, price: &str, quantity: u32) -> String {
+        let (status, body) = post_json(
+            &self.app.url("/api/v1/checkout"),
+            json!({"account": account, "price": price, "quantity": quantity,
+                   "success_url": "https://app.example/ok", "cancel_url": "https://app.example/no"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The bodies of the fake's events of these types, oldest first, then forgets them
+    /// (so the next call returns only new ones).
+    fn take_events(&self, kinds: &[&str]) -> Vec<(String, String)> {
+        self.fake.with_state(|s| {
+            let found: Vec<(String, String)> = s
+                .events
+                .values()
+                .filter(|e| kinds.contains(&e["type"].as_str().unwrap_or("")))
+                .map(|e| (e["type"].as_str().unwrap().to_owned(), e.to_string()))
+                .collect();
+            let ids: Vec<String> = s
+                .events
+                .values()
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect();
+            for id in ids {
+                s.events.remove(&id);
+            }
+            found
+        })
+    }
+
+    async fn deliver(&self, body: &str) -> u16 {
+        http()
+            .post(self.app.url("/webhooks/stripe"))
+            .header(
+                "Stripe-Signature",
+                sign(WEBHOOK_SECRET, now(), body.as_bytes()),
+            )
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn deliver_and_drain(&self, body: &str) {
+        assert_eq!(self.deliver(body).await, 200);
+        self.drain().await;
+    }
+
+    /// Waits until the worker has nothing left; fails the test on a dead letter.
+    async fn drain(&self) {
+        for _ in 0..1500 {
+            let c = self.app.state.store.inbox_counts(0).await.unwrap();
+            if c.pending == 0 && c.processing == 0 {
+                assert_eq!(c.failed, 0, "an event ended in the dead letter");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stuck = self
+            .app
+            .state
+            .store
+            .list_events(&sm_store::inbox::EventFilter {
+                status: Some("pending".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let errors: Vec<_> = stuck.iter().map(|e| (&e.kind, &e.last_error)).collect();
+        panic!("the worker did not drain the inbox: {errors:?}");
+    }
+
+    async fn balance(&self, account: &str) -> Value {
+        let (status, b) =
+            get_json(&self.app.url(&format!("/api/v1/accounts/{account}/credits"))).await;
+        assert_eq!(status, 200, "{b}");
+        b
+    }
+
+    async fn consume(&self, account: &str, body: Value) -> (u16, Value) {
+        post_json(
+            &self
+                .app
+                .url(&format!("/api/v1/accounts/{account}/credits/consume")),
+            body,
+        )
+        .await
+    }
+
+    /// The ledger's invariant: the journal sums to what the lots hold.
+    async fn assert_balanced(&self, account: &str) {
+        let (journal, lots, _) = self.app.state.store.credit_totals(account).await.unwrap();
+        assert_eq!(journal, lots, "journal and lots disagree for {account}");
+    }
+}
+
+fn with_type(body: &str, kind: &str, id: &str) -> String {
+    let mut v: Value = serde_json::from_str(body).unwrap();
+    v["type"] = json!(kind);
+    v["id"] = json!(id);
+    v.to_string()
+}
+
+async fn a_paid_checkout_delivered_five_times_concurrently_grants_once(db: TestDb) {
+    let shop = shop(&db).await;
+    let session = shop.checkout("acct_five", &shop.pack, 2).await;
+    // What the app sent to Stripe.
+    let created = shop
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path == "/v1/checkout/sessions")
+        .unwrap();
+    for expected in [
+        "client_reference_id=acct_five",
+        "metadata[account]=acct_five",
+        "mode=payment",
+        "line_items[0][quantity]=2",
+    ] {
+        let body = created.body.replace("%5B", "[").replace("%5D", "]");
+        assert!(body.contains(expected), "{expected} in {body}");
+    }
+    assert!(created.idempotency_key.is_some());
+
+    shop.fake
+        .with_state(|s| s.complete_session(&session, true))
+        .unwrap();
+    let events = shop.take_events(&["checkout.session.completed"]);
+    assert_eq!(events.len(), 1);
+    let body = events[0].1.clone();
+    let sends = (0..5).map(|_| shop.deliver(&body));
+    let statuses = futures_util::future::join_all(sends).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    shop.drain().await;
+    // The same payment reported again as an async success: still one grant.
+    shop.deliver_and_drain(&with_type(
+        &body,
+        "checkout.session.async_payment_succeeded",
+        "evt_async_dup",
+    ))
+    .await;
+    let b = shop.balance("acct_five").await;
+    assert_eq!(b["available"], "200.00", "{b}");
+    assert_eq!(b["pay_as_you_go"], "200.00");
+    assert_eq!(b["lots"].as_array().unwrap().len(), 1);
+    assert_eq!(b["lots"][0]["source_ref"], json!(session));
+    let stored = shop
+        .app
+        .state
+        .store
+        .checkout(&session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.status.as_str(), stored.payment_status.as_deref()),
+        ("complete", Some("paid"))
+    );
+    shop.assert_balanced("acct_five").await;
+}
+
+async fn an_unpaid_session_grants_only_when_the_async_payment_succeeds(db: TestDb) {
+    let shop = shop(&db).await;
+    let ok = shop.checkout("acct_async", &shop.pack, 1).await;
+    let bad = shop.checkout("acct_async", &shop.pack, 1).await;
+    shop.fake.with_state(|s| {
+        s.complete_session(&ok, false).unwrap();
+        s.complete_session(&bad, false).unwrap();
+    });
+    for (_, body) in shop.take_events(&["checkout.session.completed"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    assert_eq!(shop.balance("acct_async").await["available"], "0.00");
+    shop.fake.with_state(|s| {
+        s.settle_async_payment(&ok, true).unwrap();
+        s.settle_async_payment(&bad, false).unwrap();
+    });
+    for (_, body) in shop.take_events(&[
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+    ]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    let b = shop.balance("acct_async").await;
+    assert_eq!(b["available"], "100.00", "{b}");
+    assert_eq!(b["lots"].as_array().unwrap().len(), 1);
+    let failed = shop.app.state.store.checkout(&bad).await.unwrap().unwrap();
+    assert_eq!(failed.payment_status.as_deref(), Some("failed"));
+    shop.assert_balanced("acct_async").await;
+}
+
+async fn subscription_start_grants_once_in_every_arrival_order_and_each_renewal_once(db: TestDb) {
+    let shop = shop(&db).await;
+    let kinds = [
+        "checkout.session.completed",
+        "customer.subscription.created",
+        "invoice.paid",
+    ];
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for (n, order) in orders.iter().enumerate() {
+        let account = format!("acct_sub{n}");
+        let session = shop.checkout(&account, &shop.plan, 1).await;
+        shop.fake
+            .with_state(|s| s.complete_session(&session, true))
+            .unwrap();
+        let events = shop.take_events(&kinds);
+        assert_eq!(events.len(), 3);
+        for i in order {
+            let (_, body) = events.iter().find(|(k, _)| k == kinds[*i]).unwrap();
+            shop.deliver_and_drain(body).await;
+        }
+        let b = shop.balance(&account).await;
+        assert_eq!(b["subscription"], "1000.00", "order {order:?}: {b}");
+        assert_eq!(b["lots"].as_array().unwrap().len(), 1, "order {order:?}");
+        assert!(b["lots"][0]["expires_at"].as_i64().unwrap() > now() + 20 * 86_400);
+        shop.assert_balanced(&account).await;
+    }
+    // Renewals of the last subscription: each invoice grants once, redelivery nothing.
+    let account = "acct_sub5";
+    let sub = shop.app.state.store.credit_lots(account).await.unwrap();
+    assert_eq!(sub.len(), 1);
+    let sub_id = shop.fake.with_state(|s| {
+        s.subscriptions.values().last().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    for _ in 0..2 {
+        shop.fake
+            .with_state(|s| s.renew_subscription(&sub_id))
+            .unwrap();
+        for (_, body) in shop.take_events(&["customer.subscription.updated", "invoice.paid"]) {
+            shop.deliver_and_drain(&body).await;
+            shop.deliver_and_drain(&body).await;
+        }
+    }
+    let b = shop.balance(account).await;
+    assert_eq!(b["subscription"], "3000.00", "{b}");
+    assert_eq!(b["lots"].as_array().unwrap().len(), 3);
+    let row = shop
+        .app
+        .state
+        .store
+        .subscription(&sub_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.account.as_deref(), row.status.as_str()),
+        (Some(account), "active")
+    );
+    shop.assert_balanced(account).await;
+}
+
+async fn expired_subscription_credits_are_never_spent_or_counted(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_expiry";
+    // The subscription started 40 days ago; its first period ended about 10 days ago.
+    shop.fake.with_state(|s| s.clock_offset = -40 * 86_400);
+    let session = shop.checkout(account, &shop.plan, 1).await;
+    shop.fake
+        .with_state(|s| s.complete_session(&session, true))
+        .unwrap();
+    for (_, body) in shop.take_events(&["invoice.paid", "checkout.session.completed"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    // 800 consumed 20 days ago, while the subscription's 1,000 were valid.
+    let consumed = shop
+        .app
+        .state
+        .ledger
+        .consume(
+            account,
+            &serde_json::from_value(json!({"amount": "800", "idempotency_key": "old-usage"}))
+                .unwrap(),
+            now() - 20 * 86_400,
+        )
+        .await
+        .unwrap();
+    assert_eq!(consumed.balance.to_string(), "200.00");
+    // A 500-credit purchase today.
+    shop.fake.with_state(|s| s.clock_offset = 0);
+    let session = shop.checkout(account, &shop.pack, 5).await;
+    shop.fake
+        .with_state(|s| s.complete_session(&session, true))
+        .unwrap();
+    for (_, body) in shop.take_events(&["checkout.session.completed"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    let b = shop.balance(account).await;
+    assert_eq!(
+        (&b["available"], &b["subscription"], &b["expired"]),
+        (&json!("500.00"), &json!("0.00"), &json!("200.00")),
+        "{b}"
+    );
+    let (status, refused) = shop
+        .consume(
+            account,
+            json!({"amount": "500.01", "idempotency_key": "too-much"}),
+        )
+        .await;
+    assert_eq!((status, &refused["shortfall"]), (402, &json!("0.01")));
+    shop.assert_balanced(account).await;
+}
+
+async fn a_hundred_concurrent_consumptions_against_fifty_credits(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_race";
+    shop.app
+        .state
+        .ledger
+        .adjust(
+            account,
+            &stripe_manager::credits::AdjustRequest {
+                kind: stripe_manager::credits::Adjustment::Grant,
+                amount: sm_domain::credits::Credits::whole(50),
+                reason: "test balance",
+                actor: "test",
+                origin: "test",
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let sends = (0..100).map(|i| {
+        shop.consume(
+            account,
+            json!({"amount": "1", "idempotency_key": format!("race-{i}")}),
+        )
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let refused = answers.iter().filter(|(s, _)| *s == 402).count();
+    assert_eq!((ok, refused), (50, 50), "{answers:?}");
+    let b = shop.balance(account).await;
+    assert_eq!(b["available"], "0.00");
+    assert!(
+        b["lots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["remaining"] == "0.00")
+    );
+    shop.assert_balanced(account).await;
+}
+
+async fn consumption_is_idempotent_per_key_and_explains_refusals(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_keys";
+    shop.app
+        .state
+        .ledger
+        .adjust(
+            account,
+            &stripe_manager::credits::AdjustRequest {
+                kind: stripe_manager::credits::Adjustment::Grant,
+                amount: sm_domain::credits::Credits::whole(10),
+                reason: "test balance",
+                actor: "test",
+                origin: "test",
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let first = json!({"amount": "1.50", "idempotency_key": "k1", "description": "report"});
+    let (status, a) = shop.consume(account, first.clone()).await;
+    assert_eq!(
+        (status, &a["balance"], &a["replayed"]),
+        (200, &json!("8.50"), &json!(false))
+    );
+    let (status, b) = shop.consume(account, first).await;
+    assert_eq!(
+        (status, &b["balance"], &b["replayed"]),
+        (200, &json!("8.50"), &json!(true))
+    );
+    let (status, c) = shop
+        .consume(
+            account,
+            json!({"amount": "2", "idempotency_key": "k1", "description": "report"}),
+        )
+        .await;
+    assert_eq!(
+        (status, c["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused"))
+    );
+    let (status, free) = shop
+        .consume(account, json!({"amount": "0", "idempotency_key": "free-1"}))
+        .await;
+    assert_eq!((status, &free["balance"]), (200, &json!("8.50")));
+    let (status, short) = shop
+        .consume(account, json!({"amount": "100", "idempotency_key": "k2"}))
+        .await;
+    assert_eq!(status, 402);
+    assert_eq!(short["error"]["code"], "insufficient_credits");
+    assert_eq!(short["shortfall"], "91.50");
+    for bad in [
+        json!({"amount": "1.234", "idempotency_key": "x"}),
+        json!({"amount": "-1", "idempotency_key": "x"}),
+        json!({"amount": 1, "idempotency_key": "x"}),
+        json!({"amount": "1", "idempotency_key": ""}),
+        json!({"amount": "1"}),
+        json!({"amount": "1", "idempotency_key": "x", "extra": true}),
+    ] {
+        let (status, e) = shop.consume(account, bad.clone()).await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (400, Some("invalid_body")),
+            "{bad}"
+        );
+    }
+    let (status, _) = shop
+        .consume("a%20b", json!({"amount": "1", "idempotency_key": "x"}))
+        .await;
+    assert_eq!(status, 400);
+    // Journal: the grant, the 1.50, the free use; refusals left no trace.
+    let (status, h) = get_json(
+        &shop
+            .app
+            .url(&format!("/api/v1/accounts/{account}/credits/history")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let kinds: Vec<(&str, &str)> = h["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["amount"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("consume", "0.00"),
+            ("consume", "-1.50"),
+            ("adjust", "10.00")
+        ]
+    );
+    shop.assert_balanced(account).await;
+}
+
+async fn a_partial_refund_takes_back_its_share_once_and_records_debt(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_refund";
+    let session = shop.checkout(account, &shop.pack, 1).await;
+    let pi = shop.fake.with_state(|s| {
+        let (_, s2) = s.complete_session(&session, true).unwrap();
+        s2["payment_intent"].as_str().unwrap().to_owned()
+    });
+    for (_, body) in shop.take_events(&["checkout.session.completed"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    assert_eq!(shop.balance(account).await["available"], "100.00");
+    // Half of the $20.00 back: both refund events, each delivered twice.
+    shop.fake.with_state(|s| {
+        s.create_refund(
+            &json!({"payment_intent": pi, "amount": 1000}),
+            &Ctx::default(),
+        )
+        .unwrap()
+    });
+    for (_, body) in shop.take_events(&["refund.created", "charge.refunded"]) {
+        shop.deliver_and_drain(&body).await;
+        shop.deliver_and_drain(&body).await;
+    }
+    let b = shop.balance(account).await;
+    assert_eq!(b["available"], "50.00", "{b}");
+    // Spend the rest, then refund the other half: nothing left to take, a debt of 50.
+    let (status, _) = shop
+        .consume(account, json!({"amount": "50", "idempotency_key": "spend"}))
+        .await;
+    assert_eq!(status, 200);
+    shop.fake.with_state(|s| {
+        s.create_refund(&json!({"payment_intent": pi}), &Ctx::default())
+            .unwrap()
+    });
+    for (_, body) in shop.take_events(&["refund.created", "charge.refunded"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    let b = shop.balance(account).await;
+    assert_eq!(
+        (&b["available"], &b["debt"]),
+        (&json!("0.00"), &json!("50.00")),
+        "{b}"
+    );
+    let history = shop.app.state.ledger.history(account, 20).await.unwrap();
+    let refunds: Vec<String> = history
+        .iter()
+        .filter(|e| e.kind == "refund")
+        .map(|e| e.amount.to_string())
+        .collect();
+    assert_eq!(refunds, ["-50.00"]);
+    assert_eq!(history.iter().filter(|e| e.kind == "debt").count(), 1);
+    shop.assert_balanced(account).await;
+}
+
+async fn checkout_refuses_what_cannot_be_sold_and_reuses_the_customer(db: TestDb) {
+    let shop = shop(&db).await;
+    let (invalid, archived) = shop.fake.with_state(|s| {
+        let price = json!({"unit_amount": 100});
+        let (_, invalid) = product_with_price(
+            s,
+            json!({"name": "No credits", "metadata": {"credit_amount": "1.5"}}),
+            price.clone(),
+        );
+        let (old, archived) = product_with_price(
+            s,
+            json!({"name": "Old", "metadata": {"credit_amount": "5"}}),
+            price,
+        );
+        s.update_product(&old, &json!({"active": false}), &Ctx::default())
+            .unwrap();
+        (invalid, archived)
+    });
+    let (status, _) = post_json(&shop.app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200);
+    let url = shop.app.url("/api/v1/checkout");
+    let ask = |price: &str| json!({"account": "acct_co", "price": price, "success_url": "https://a.example/ok", "cancel_url": "https://a.example/no"});
+    let (status, e) = post_json(&url, ask(&invalid)).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (422, Some("product_not_sellable"))
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("credit_amount"),
+        "{e}"
+    );
+    let (status, e) = post_json(&url, ask(&archived)).await;
+    assert_eq!(status, 422);
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("archived"),
+        "{e}"
+    );
+    let (status, _) = post_json(&url, ask("price_doesnotexist")).await;
+    assert_eq!(status, 422);
+    let (status, e) = post_json(
+        &url,
+        json!({"account": "acct_co", "price": shop.pack, "success_url": "notaurl", "cancel_url": "https://a.example/no"}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
+    let (status, _) = post_json(&url, json!({"account": "acct_co"})).await;
+    assert_eq!(status, 400);
+    // Nothing reached Stripe so far; two good checkouts create one customer.
+    assert!(
+        !shop
+            .fake
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.starts_with("/v1/c"))
+    );
+    shop.checkout("acct_co", &shop.pack, 1).await;
+    let sub = shop.checkout("acct_co", &shop.plan, 1).await;
+    let posts: Vec<String> = shop
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        posts,
+        [
+            "/v1/customers",
+            "/v1/checkout/sessions",
+            "/v1/checkout/sessions"
+        ]
+    );
+    let row = shop.app.state.store.checkout(&sub).await.unwrap().unwrap();
+    assert_eq!(row.mode, "subscription");
+    assert!(catalog_writes(&shop.fake).is_empty());
+}
+
+async fn the_cli_grants_deducts_and_reports(db: TestDb) {
+    let env = env_for(None, &db);
+    let run = |args: Vec<&'static str>| {
+        let mut cmd = command(&env);
+        cmd.args(args);
+        async move {
+            let out = cmd.output().await.unwrap();
+            (
+                out.status.code().unwrap(),
+                String::from_utf8(out.stdout).unwrap(),
+                String::from_utf8(out.stderr).unwrap(),
+            )
+        }
+    };
+    let (code, out, err) = run(vec![
+        "credits", "grant", "acct_cli", "12.5", "--reason", "welcome", "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["balance"], "12.50");
+    let (code, _, err) = run(vec![
+        "credits", "deduct", "acct_cli", "20", "--reason", "too much",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("insufficient credits") && err.contains("7.50 short"),
+        "{err}"
+    );
+    let (code, out, _) = run(vec![
+        "credits", "deduct", "acct_cli", "2.5", "--reason", "support",
+    ])
+    .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("balance 10.00"), "{out}");
+    let (code, _, err) = run(vec![
+        "credits", "grant", "acct_cli", "1.234", "--reason", "x",
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("not a credit amount"), "{err}");
+    let (code, _, err) = run(vec!["credits", "grant", "acct_cli", "1", "--reason", " "]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("reason"), "{err}");
+    let (code, out, _) = run(vec!["credits", "balance", "acct_cli", "--json"]).await;
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["available"], "10.00");
+    let (code, out, _) = run(vec!["credits", "history", "acct_cli", "--json"]).await;
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let audit = db.store.audit_log(None, 10).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["credits.deduct", "credits.grant"]);
+    assert!(
+        audit
+            .iter()
+            .all(|a| a.actor.starts_with("cli:") && a.detail.is_some())
+    );
+}
