@@ -175,18 +175,32 @@ pub struct AccountRow {
 impl Tx {
     /// Creates the account if needed and locks it until this transaction ends.
     pub async fn lock_account(&mut self, account: &str, now: i64) -> Result<(), StoreError> {
-        on_tx!(self, t => {
-            sqlx::query("INSERT INTO credit_accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-                .bind(account)
-                .bind(now)
-                .execute(&mut **t)
-                .await?;
-        });
-        if let Tx::Postgres(t) = self {
-            sqlx::query("SELECT id FROM credit_accounts WHERE id = $1 FOR UPDATE")
-                .bind(account)
-                .execute(&mut **t)
-                .await?;
+        const INSERT: &str = "INSERT INTO credit_accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+        match self {
+            // The transaction holds SQLite's write lock already.
+            Tx::Sqlite(t, _) => {
+                sqlx::query(INSERT)
+                    .bind(account)
+                    .bind(now)
+                    .execute(&mut **t)
+                    .await?;
+            }
+            // Lock first (one round trip for an existing account); create and lock if new.
+            Tx::Postgres(t) => {
+                const LOCK: &str = "SELECT id FROM credit_accounts WHERE id = $1 FOR UPDATE";
+                let found: Option<String> = sqlx::query_scalar(LOCK)
+                    .bind(account)
+                    .fetch_optional(&mut **t)
+                    .await?;
+                if found.is_none() {
+                    sqlx::query(INSERT)
+                        .bind(account)
+                        .bind(now)
+                        .execute(&mut **t)
+                        .await?;
+                    sqlx::query(LOCK).bind(account).execute(&mut **t).await?;
+                }
+            }
         }
         Ok(())
     }

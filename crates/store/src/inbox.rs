@@ -134,6 +134,7 @@ impl Store {
     ) -> Result<Vec<bool>, StoreError> {
         let mut new_ids: std::collections::HashSet<String> = std::collections::HashSet::new();
         if events.len() <= INSERT_CHUNK {
+            let _gate = self.sqlite_write_gate().await;
             let ids = on_pool!(self, pool => insert_query(events, now_ms).build().fetch_all(pool).await?
                 .iter()
                 .map(|row| sqlx::Row::try_get::<String, _>(row, 0))
@@ -181,6 +182,7 @@ impl Store {
                LIMIT $4) \
              RETURNING {COLUMNS}"
         );
+        let _gate = self.sqlite_write_gate().await;
         let mut rows: Vec<InboxEvent> = on_pool!(self, pool => sqlx::query_as(&sql)
             .bind(owner)
             .bind(now_ms + lease_ms)
@@ -203,6 +205,7 @@ impl Store {
         dead: bool,
     ) -> Result<(), StoreError> {
         let status = if dead { "failed" } else { "pending" };
+        let _gate = self.sqlite_write_gate().await;
         on_pool!(self, pool => sqlx::query(
             "UPDATE webhook_events SET status = $3, next_attempt_at = $4, last_error = $5, lease_owner = NULL, lease_until = NULL \
              WHERE id = $1 AND lease_owner = $2 AND status = 'processing'"
@@ -289,7 +292,7 @@ impl Tx {
         let mut n = 0;
         for chunk in ids.chunks(500) {
             n += match self {
-                Tx::Sqlite(t) => {
+                Tx::Sqlite(t, _) => {
                     let mut qb = sqlx::QueryBuilder::new("UPDATE webhook_events SET status = ");
                     qb.push_bind(status)
                         .push(", processed_at = ")
@@ -312,6 +315,8 @@ impl Tx {
                 .bind(owner)
                 .bind(status)
                 .bind(now_ms)
+                // Planned per call, not cached: see `existing_pg` in catalog.rs.
+                .persistent(false)
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),

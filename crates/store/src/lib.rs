@@ -91,9 +91,13 @@ macro_rules! on_pool {
 /// catalog; an event's effects and its inbox status) take one.
 #[derive(Debug)]
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    /// With this process's SQLite write gate, held until the transaction ends.
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, WriteGate),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
+
+/// Held while this process writes to SQLite (see [`Store::begin`]).
+pub type WriteGate = tokio::sync::OwnedMutexGuard<()>;
 
 /// Runs the same code against whichever transaction `$tx` is; the body sees `$t` as
 /// `&mut Transaction<'static, Sqlite>` in one expansion and `…Postgres>` in the other.
@@ -102,7 +106,7 @@ pub enum Tx {
 macro_rules! on_tx {
     ($tx:expr, $t:ident => $body:expr) => {
         match $tx {
-            $crate::Tx::Sqlite($t) => $body,
+            $crate::Tx::Sqlite($t, _) => $body,
             $crate::Tx::Postgres($t) => $body,
         }
     };
@@ -111,7 +115,7 @@ macro_rules! on_tx {
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Sqlite(t, _gate) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
@@ -119,7 +123,7 @@ impl Tx {
 
     pub async fn rollback(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Sqlite(t, _gate) => t.rollback().await?,
             Tx::Postgres(t) => t.rollback().await?,
         }
         Ok(())
@@ -130,6 +134,12 @@ impl Tx {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    /// SQLite has one writer at a time. Without a queue in front of it, concurrent
+    /// writers spin in SQLite's busy handler, which sleeps in growing steps: under load
+    /// that made consumption p99 140 ms and the worst case 2.8 s. Writers in this
+    /// process wait here in FIFO order instead; other processes still meet the busy
+    /// timeout.
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Pool settings that differ between the server and one-shot CLI commands.
@@ -191,7 +201,19 @@ impl Store {
                 )
             }
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            write_gate: Default::default(),
+        })
+    }
+
+    /// On SQLite, waits for this process's turn to write (see `write_gate`); `None` on
+    /// PostgreSQL, whose row locks let writers proceed side by side.
+    pub async fn sqlite_write_gate(&self) -> Option<WriteGate> {
+        match self.pool {
+            Pool::Sqlite(_) => Some(self.write_gate.clone().lock_owned().await),
+            Pool::Postgres(_) => None,
+        }
     }
 
     /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: it takes the write
@@ -199,7 +221,10 @@ impl Store {
     /// `SQLITE_BUSY` when it first reads and then finds another writer has committed.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match &self.pool {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Sqlite(p) => {
+                let gate = self.write_gate.clone().lock_owned().await;
+                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, gate)
+            }
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }

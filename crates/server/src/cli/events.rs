@@ -1,5 +1,6 @@
 //! `stripe-manager events list|show|replay`: the webhook inbox for operators.
-//! Replayed events are applied by a running `serve` (its worker polls every second).
+//! Replayed events are applied by a running `serve`: at once on PostgreSQL (the replay
+//! sends `NOTIFY`), within a second on SQLite (the worker's poll).
 
 use clap::Subcommand;
 use serde_json::json;

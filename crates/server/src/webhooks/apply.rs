@@ -7,7 +7,9 @@
 //! happens before the transaction opens; the effects and the event's status then commit
 //! together, so an event is applied exactly once or not at all.
 //!
-//! Every other type is stored and marked `ignored` (and answered 200, not 4xx/5xx).
+//! Checkout, subscription, invoice and refund events are planned and written by
+//! [`super::credit_events`] through the same two steps. Every other type is stored and
+//! marked `ignored` (and answered 200, not 4xx/5xx).
 
 use std::collections::{HashMap, HashSet};
 
