@@ -21,6 +21,7 @@ sm_store::contract_tests!(
     a_partial_refund_takes_back_its_share_once_and_records_debt,
     checkout_refuses_what_cannot_be_sold_and_reuses_the_customer,
     the_cli_grants_deducts_and_reports,
+    sales_made_elsewhere_are_not_credited_and_do_not_fail,
 );
 
 fn now() -> i64 {
@@ -732,5 +733,59 @@ async fn the_cli_grants_deducts_and_reports(db: TestDb) {
         audit
             .iter()
             .all(|a| a.actor.starts_with("cli:") && a.detail.is_some())
+    );
+}
+
+/// A payment link (client_reference_id, no metadata) selling something that is not a
+/// credit product, and a plan subscribed outside our checkout: stored, processed,
+/// nothing granted, nothing in the dead letter.
+async fn sales_made_elsewhere_are_not_credited_and_do_not_fail(db: TestDb) {
+    let shop = shop(&db).await;
+    let tshirt = shop.fake.with_state(|s| {
+        product_with_price(s, json!({"name": "T-shirt"}), json!({"unit_amount": 1500})).1
+    });
+    let (status, _) = post_json(&shop.app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200);
+    shop.fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let (_, link) = s
+            .create_checkout_session(
+                &json!({"mode": "payment", "client_reference_id": "visitor_1",
+                        "line_items": [{"price": tshirt, "quantity": 1}]}),
+                &ctx,
+            )
+            .unwrap();
+        s.complete_session(link["id"].as_str().unwrap(), true).unwrap();
+        let (_, sub) = s
+            .create_checkout_session(
+                &json!({"mode": "subscription", "line_items": [{"price": shop.plan, "quantity": 1}]}),
+                &ctx,
+            )
+            .unwrap();
+        s.complete_session(sub["id"].as_str().unwrap(), true).unwrap();
+    });
+    let events = shop.take_events(&[
+        "checkout.session.completed",
+        "customer.subscription.created",
+        "invoice.paid",
+    ]);
+    assert_eq!(events.len(), 4);
+    for (_, body) in &events {
+        shop.deliver_and_drain(body).await;
+    }
+    assert_eq!(shop.balance("visitor_1").await["available"], "0.00");
+    let granted: i64 = shop.app.state.store.list_accounts(100).await.unwrap().len() as i64;
+    assert_eq!(
+        granted, 1,
+        "only the payment link's reference became an account"
+    );
+    assert!(
+        shop.app
+            .state
+            .store
+            .credit_lots("visitor_1")
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

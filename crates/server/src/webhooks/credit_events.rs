@@ -14,7 +14,8 @@
 //! Sessions, subscriptions and invoices are matched to an account by, in order: the
 //! subscription row, the session's `client_reference_id`/`metadata.account`, the
 //! customer linked at checkout, the subscription's `metadata.account` (fetched if
-//! needed). None of these depends on the order in which the events arrive.
+//! needed). None of these depends on the order in which the events arrive. An invoice
+//! or session with no account found that way is not ours and grants nothing.
 
 use serde_json::Value;
 use sm_domain::credits::LotSource;
@@ -132,10 +133,15 @@ async fn session(
         .client_reference_id
         .clone()
         .or_else(|| s.metadata.get("account").cloned())
+        .filter(|a| crate::credits::validate_account(a).is_ok())
     else {
         // A session made elsewhere (a payment link, another app): not ours to credit.
         return Ok(None);
     };
+    // Sessions made by POST /api/v1/checkout carry the account in metadata: a line that
+    // cannot be credited there is an error to surface. Others (a payment link with a
+    // client_reference_id) may sell things that are not credits: such lines are skipped.
+    let ours = s.metadata.contains_key("account");
     let failed = kind == "checkout.session.async_payment_failed";
     let payment_status = if failed {
         "failed".to_owned()
@@ -157,7 +163,11 @@ async fn session(
         for item in &items {
             let Some(p) = &item.price else { continue };
             let q = item.quantity.unwrap_or(1) as i64;
-            let (prod, amount) = credit_amount_of(store, &p.id).await?;
+            let (prod, amount) = match credit_amount_of(store, &p.id).await {
+                Ok(found) => found,
+                Err(ApplyError::Credit(_)) if !ours => continue,
+                Err(e) => return Err(e),
+            };
             credits += amount * q * 100;
             product.get_or_insert(prod);
             price.get_or_insert(p.id.clone());
@@ -280,9 +290,11 @@ async fn invoice(
             .cloned();
     }
     let Some(account) = account else {
-        return Err(credit_error(format!(
-            "cannot tell which account subscription {sub_id} belongs to yet; will retry"
-        )));
+        // Checkouts made here link the customer before the session exists and put the
+        // account in the subscription's metadata, so an invoice with no account found
+        // either way belongs to a subscription that is not a credit plan.
+        tracing::info!(invoice = %inv.id, subscription = %sub_id, "invoice of a subscription with no known account; not a credit plan, nothing granted");
+        return Ok(None);
     };
     let mut credits = 0i64;
     let (mut product, mut price, mut quantity, mut expires) = (None, None, 0i64, None);
