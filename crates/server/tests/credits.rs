@@ -22,6 +22,7 @@ sm_store::contract_tests!(
     checkout_refuses_what_cannot_be_sold_and_reuses_the_customer,
     the_cli_grants_deducts_and_reports,
     sales_made_elsewhere_are_not_credited_and_do_not_fail,
+    a_pre_2025_invoice_grants_like_a_current_one,
 );
 
 fn now() -> i64 {
@@ -788,4 +789,35 @@ async fn sales_made_elsewhere_are_not_credited_and_do_not_fail(db: TestDb) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Endpoints pinned to an API version before 2025-03-31.basil receive invoices with
+/// `subscription` at the top level and the price on each line: the same grant follows.
+async fn a_pre_2025_invoice_grants_like_a_current_one(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_old_shape";
+    let session = shop.checkout(account, &shop.plan, 2).await;
+    shop.fake
+        .with_state(|s| s.complete_session(&session, true))
+        .unwrap();
+    let price = shop
+        .fake
+        .with_state(|s| s.prices.get(&shop.plan).cloned().unwrap());
+    let events = shop.take_events(&["invoice.paid"]);
+    let mut event: Value = serde_json::from_str(&events[0].1).unwrap();
+    let invoice = &mut event["data"]["object"];
+    let sub = invoice["parent"]["subscription_details"]["subscription"].clone();
+    invoice["subscription"] = sub;
+    invoice.as_object_mut().unwrap().remove("parent");
+    for line in invoice["lines"]["data"].as_array_mut().unwrap() {
+        line.as_object_mut().unwrap().remove("pricing");
+        line["price"] = price.clone();
+    }
+    let period_end = invoice["lines"]["data"][0]["period"]["end"].clone();
+    event["api_version"] = json!("2024-06-20");
+    shop.deliver_and_drain(&event.to_string()).await;
+    let b = shop.balance(account).await;
+    assert_eq!(b["subscription"], "2000.00", "{b}");
+    assert_eq!(b["lots"][0]["expires_at"], period_end);
+    shop.assert_balanced(account).await;
 }
