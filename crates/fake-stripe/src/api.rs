@@ -172,6 +172,9 @@ pub struct State {
     pub refunds: Collection,
     pub events: Collection,
     pub line_items: HashMap<String, Vec<Value>>,
+    /// The payment intent that paid each invoice, shown as `payments` when a retrieve
+    /// asks for `expand[]=payments` (Stripe leaves it out of invoices otherwise).
+    pub invoice_payments: HashMap<String, String>,
     /// Seconds added to the wall clock, so tests can make time pass for `created`.
     pub clock_offset: i64,
     /// The API version stamped on events and echoed when a request names none.
@@ -196,6 +199,7 @@ impl Default for State {
             refunds: Collection::default(),
             events: Collection::default(),
             line_items: HashMap::new(),
+            invoice_payments: HashMap::new(),
             clock_offset: 0,
             api_version: "2025-03-31.basil".into(),
             emit_events: true,
@@ -863,6 +867,7 @@ impl State {
         self.invoices.insert(&id, invoice.clone());
         if total > 0 {
             self.create_charge(&customer, total, &currency, &pi);
+            self.invoice_payments.insert(id.clone(), pi.clone());
         }
         if let Some(s) = sub["id"]
             .as_str()
@@ -927,6 +932,25 @@ impl State {
         };
         self.emit(kind, &sub, Some(diff(&before, &sub)), &Ctx::default());
         Ok((200, sub))
+    }
+
+    /// An invoice; with `expand[]=payments`, its payments as Stripe lists them.
+    pub fn retrieve_invoice(&self, id: &str, p: &Value) -> Answer {
+        let (status, mut invoice) = self.retrieve("invoice", id)?;
+        let expand = p["expand"].as_array().cloned().unwrap_or_default();
+        if expand.iter().any(|e| e == "payments") {
+            let data: Vec<Value> = self
+                .invoice_payments
+                .get(id)
+                .map(|pi| {
+                    json!({"object": "invoice_payment", "invoice": id, "status": "paid",
+                           "payment": {"type": "payment_intent", "payment_intent": pi}})
+                })
+                .into_iter()
+                .collect();
+            invoice["payments"] = json!({"object": "list", "data": data, "has_more": false});
+        }
+        Ok((status, invoice))
     }
 
     pub fn retrieve(&self, kind: &str, id: &str) -> Answer {

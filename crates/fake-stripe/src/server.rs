@@ -328,7 +328,7 @@ fn route(s: &mut State, method: &Method, seg: &[&str], p: &Value, ctx: &Ctx) -> 
         ("GET", ["v1", "invoices"]) => list(&s.invoices, p, "/v1/invoices", |v| {
             field_is(v, "customer", p.text("customer"))
         }),
-        ("GET", ["v1", "invoices", id]) => s.retrieve("invoice", id),
+        ("GET", ["v1", "invoices", id]) => s.retrieve_invoice(id, p),
         ("GET", ["v1", "charges", id]) => s.retrieve("charge", id),
         ("GET", ["v1", "refunds", id]) => s.retrieve("refund", id),
         ("POST", ["v1", "refunds"]) => s.create_refund(p, ctx),

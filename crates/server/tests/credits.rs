@@ -23,6 +23,7 @@ sm_store::contract_tests!(
     the_cli_grants_deducts_and_reports,
     sales_made_elsewhere_are_not_credited_and_do_not_fail,
     a_pre_2025_invoice_grants_like_a_current_one,
+    a_refunded_subscription_invoice_takes_back_its_share,
 );
 
 fn now() -> i64 {
@@ -819,5 +820,45 @@ async fn a_pre_2025_invoice_grants_like_a_current_one(db: TestDb) {
     let b = shop.balance(account).await;
     assert_eq!(b["subscription"], "2000.00", "{b}");
     assert_eq!(b["lots"][0]["expires_at"], period_end);
+    shop.assert_balanced(account).await;
+}
+
+/// A current (basil) invoice does not name its payment; the grant asks Stripe for it
+/// (`expand[]=payments`) so a later refund of the invoice's charge finds the lot.
+async fn a_refunded_subscription_invoice_takes_back_its_share(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_sub_refund";
+    let session = shop.checkout(account, &shop.plan, 1).await;
+    shop.fake
+        .with_state(|s| s.complete_session(&session, true))
+        .unwrap();
+    for (_, body) in shop.take_events(&["checkout.session.completed", "invoice.paid"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    assert_eq!(shop.balance(account).await["subscription"], "1000.00");
+    let requests = shop.fake.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path.starts_with("/v1/invoices/") && r.query.contains("payments")),
+        "the payment was looked up"
+    );
+    shop.fake.with_state(|s| {
+        let pi = s.invoice_payments.values().next().unwrap().clone();
+        s.create_refund(
+            &json!({"payment_intent": pi, "amount": 2500}),
+            &Ctx::default(),
+        )
+        .unwrap();
+    });
+    for (_, body) in shop.take_events(&["refund.created", "charge.refunded"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    let b = shop.balance(account).await;
+    assert_eq!(
+        (&b["subscription"], &b["debt"]),
+        (&json!("500.00"), &json!("0.00")),
+        "{b}"
+    );
     shop.assert_balanced(account).await;
 }

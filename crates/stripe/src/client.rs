@@ -607,6 +607,24 @@ impl Client {
         .await
     }
 
+    /// The payment intent that paid an invoice (`expand[]=payments`; since
+    /// 2025-03-31.basil invoices no longer name it themselves), if any.
+    pub async fn invoice_payment_intent(&self, id: &str) -> Result<Option<String>, StripeError> {
+        let invoice: serde_json::Value = self
+            .get(
+                "invoices.retrieve",
+                &format!("/v1/invoices/{}", path_segment(id)),
+                &[("expand[]".into(), "payments".into())],
+            )
+            .await?;
+        Ok(invoice["payments"]["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|p| p["payment"]["payment_intent"].as_str())
+            .map(str::to_owned))
+    }
+
     pub async fn retrieve_charge(&self, id: &str) -> Result<Charge, StripeError> {
         self.get(
             "charges.retrieve",

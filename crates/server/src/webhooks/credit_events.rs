@@ -319,10 +319,18 @@ async fn invoice(
     if credits == 0 {
         return Ok(None);
     }
-    let payment_ref = object["payment_intent"]
+    // Needed to match a later refund to this grant. Pre-basil invoices name it; basil
+    // ones only list it when `payments` is expanded, so ask Stripe (one call per invoice).
+    let mut payment_ref = object["payment_intent"]
         .as_str()
         .or_else(|| object["payments"]["data"][0]["payment"]["payment_intent"].as_str())
         .map(str::to_owned);
+    if payment_ref.is_none()
+        && inv.amount_paid > 0
+        && let Some(client) = client
+    {
+        payment_ref = client.invoice_payment_intent(&inv.id).await?;
+    }
     Ok(Some(CreditEffect::Grant(NewLot {
         account,
         source: Some(LotSource::Subscription),
