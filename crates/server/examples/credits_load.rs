@@ -7,8 +7,9 @@
 //! credits_load BASE_URL CONCURRENCY SECONDS ACCOUNTS START_BALANCE
 //! ```
 //!
-//! The accounts (`load-<run>-<i>`) must already hold START_BALANCE credits each;
-//! scripts/bench-credits grants them with the CLI first.
+//! The accounts (`load-<run>-<i>`) must already hold START_BALANCE credits each, and
+//! `SM_TOKEN` must hold an API token with credits:read and credits:write;
+//! scripts/bench-credits prepares both with the CLI.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,8 +35,18 @@ async fn main() {
         usage()
     };
     sm_stripe::client::install_tls_provider();
+    let Ok(token) = std::env::var("SM_TOKEN") else {
+        eprintln!("set SM_TOKEN to an API token with credits:read and credits:write");
+        std::process::exit(2);
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
+        .default_headers(headers)
         .build()
         .expect("an HTTP client");
     let counter = Arc::new(AtomicU64::new(0));

@@ -11,6 +11,7 @@
 //! - [`cli`]: the commands
 
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod checkout;
 pub mod cli;

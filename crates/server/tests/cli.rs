@@ -19,21 +19,12 @@ fn s(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn run(env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
-    let out = command(env).args(args).output().await.expect("binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn check_against_stripe_reports_mode_version_and_latency() {
     let fake = FakeStripe::start().await;
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let env = env_for(Some(&fake.url()), &db);
-    let (code, out, err) = run(&env, &["check"]).await;
+    let (code, out, err) = run_cli(&env, &["check"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("test mode, secret key sk_test_…"), "{out}");
     assert!(
@@ -43,7 +34,7 @@ async fn check_against_stripe_reports_mode_version_and_latency() {
     assert!(out.contains("connectivity  ok in "), "{out}");
     assert!(out.contains("reachable, migrated"), "{out}");
 
-    let (code, out, _) = run(&env, &["check", "--json"]).await;
+    let (code, out, _) = run_cli(&env, &["check", "--json"]).await;
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
     assert_eq!(v["ok"], true);
@@ -57,7 +48,7 @@ async fn check_against_stripe_reports_mode_version_and_latency() {
 async fn check_against_a_dead_port_exits_3_with_a_sanitized_message() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let env = env_for(Some(&format!("http://127.0.0.1:{}", dead_port())), &db);
-    let (code, out, err) = run(&env, &["check"]).await;
+    let (code, out, err) = run_cli(&env, &["check"]).await;
     assert_eq!(code, 3, "{out}{err}");
     assert!(
         out.contains("connectivity  FAILED (network): Stripe is unreachable"),
@@ -77,7 +68,7 @@ async fn check_gives_up_after_the_configured_timeout() {
     let mut env = env_for(Some(&fake.url()), &db);
     env.push(("STRIPE_TIMEOUT".into(), "1".into()));
     let started = std::time::Instant::now();
-    let (code, out, _) = run(&env, &["check", "--json"]).await;
+    let (code, out, _) = run_cli(&env, &["check", "--json"]).await;
     assert_eq!(code, 3, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(
@@ -94,14 +85,14 @@ async fn check_gives_up_after_the_configured_timeout() {
 
 #[tokio::test]
 async fn a_publishable_key_as_secret_key_exits_2_naming_the_problem() {
-    let (code, out, err) = run(&s(&[("STRIPE_SECRET_KEY", "pk_test_x")]), &["check"]).await;
+    let (code, out, err) = run_cli(&s(&[("STRIPE_SECRET_KEY", "pk_test_x")]), &["check"]).await;
     assert_eq!(code, 2, "{out}{err}");
     assert!(
         err.contains("STRIPE_SECRET_KEY is a publishable key (pk_…)"),
         "{err}"
     );
 
-    let (code, out, _) = run(
+    let (code, out, _) = run_cli(
         &s(&[("STRIPE_SECRET_KEY", "pk_test_x")]),
         &["check", "--json"],
     )
@@ -116,7 +107,7 @@ async fn a_publishable_key_as_secret_key_exits_2_naming_the_problem() {
 
 #[tokio::test]
 async fn check_without_a_key_exits_2_and_says_what_is_missing() {
-    let (code, out, _) = run(&s(&[("DATABASE_URL", "sqlite::memory:")]), &["check"]).await;
+    let (code, out, _) = run_cli(&s(&[("DATABASE_URL", "sqlite::memory:")]), &["check"]).await;
     assert_eq!(code, 2);
     assert!(
         out.contains("stripe        disabled: STRIPE_SECRET_KEY is not set"),
@@ -133,7 +124,7 @@ async fn check_reports_a_key_mode_mismatch() {
         ("STRIPE_API_BASE", &fake.url()),
         ("DATABASE_URL", "sqlite::memory:"),
     ]);
-    let (code, out, _) = run(&env, &["check"]).await;
+    let (code, out, _) = run_cli(&env, &["check"]).await;
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains(
@@ -150,7 +141,7 @@ async fn bad_configuration_stops_serve_with_exit_2_and_every_problem_named() {
         ("STRIPE_MAX_RPS", "-1"),
         ("BIND", "nowhere"),
     ]);
-    let (code, _, err) = run(&env, &["serve"]).await;
+    let (code, _, err) = run_cli(&env, &["serve"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("invalid configuration (3 problems)"), "{err}");
     assert!(
@@ -167,9 +158,9 @@ async fn bad_configuration_stops_serve_with_exit_2_and_every_problem_named() {
 
 #[tokio::test]
 async fn usage_errors_exit_2() {
-    let (code, _, err) = run(&[], &["frobnicate"]).await;
+    let (code, _, err) = run_cli(&[], &["frobnicate"]).await;
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = run(&[], &["--env-file", "/nonexistent/.env", "migrate"]).await;
+    let (code, _, err) = run_cli(&[], &["--env-file", "/nonexistent/.env", "migrate"]).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("/nonexistent/.env does not exist"), "{err}");
 }
@@ -219,15 +210,15 @@ sm_store::contract_tests!(
 async fn migrate_is_idempotent(db: TestDb) {
     let fresh = TestDb::create(db.store.backend(), false).await.unwrap();
     let env = env_for(None, &fresh);
-    let (code, out, err) = run(&env, &["migrate", "--json"]).await;
+    let (code, out, err) = run_cli(&env, &["migrate", "--json"]).await;
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["applied"], serde_json::json!([1, 2, 3, 4]));
-    let (code, out, _) = run(&env, &["migrate", "--json"]).await;
+    assert_eq!(v["applied"], serde_json::json!([1, 2, 3, 4, 5]));
+    let (code, out, _) = run_cli(&env, &["migrate", "--json"]).await;
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["applied"], serde_json::json!([]));
-    assert_eq!(v["current"], serde_json::json!([1, 2, 3, 4]));
+    assert_eq!(v["current"], serde_json::json!([1, 2, 3, 4, 5]));
 }
 
 async fn serve_answers_and_stops_cleanly_on_sigterm(db: TestDb) {

@@ -677,54 +677,56 @@ async fn checkout_refuses_what_cannot_be_sold_and_reuses_the_customer(db: TestDb
 
 async fn the_cli_grants_deducts_and_reports(db: TestDb) {
     let env = env_for(None, &db);
-    let run = |args: Vec<&'static str>| {
-        let mut cmd = command(&env);
-        cmd.args(args);
-        async move {
-            let out = cmd.output().await.unwrap();
-            (
-                out.status.code().unwrap(),
-                String::from_utf8(out.stdout).unwrap(),
-                String::from_utf8(out.stderr).unwrap(),
-            )
-        }
-    };
-    let (code, out, err) = run(vec![
-        "credits", "grant", "acct_cli", "12.5", "--reason", "welcome", "--json",
-    ])
+    let (code, out, err) = run_cli(
+        &env,
+        &[
+            "credits", "grant", "acct_cli", "12.5", "--reason", "welcome", "--json",
+        ],
+    )
     .await;
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["balance"], "12.50");
-    let (code, _, err) = run(vec![
-        "credits", "deduct", "acct_cli", "20", "--reason", "too much",
-    ])
+    let (code, _, err) = run_cli(
+        &env,
+        &[
+            "credits", "deduct", "acct_cli", "20", "--reason", "too much",
+        ],
+    )
     .await;
     assert_eq!(code, 1);
     assert!(
         err.contains("insufficient credits") && err.contains("7.50 short"),
         "{err}"
     );
-    let (code, out, _) = run(vec![
-        "credits", "deduct", "acct_cli", "2.5", "--reason", "support",
-    ])
+    let (code, out, _) = run_cli(
+        &env,
+        &[
+            "credits", "deduct", "acct_cli", "2.5", "--reason", "support",
+        ],
+    )
     .await;
     assert_eq!(code, 0);
     assert!(out.contains("balance 10.00"), "{out}");
-    let (code, _, err) = run(vec![
-        "credits", "grant", "acct_cli", "1.234", "--reason", "x",
-    ])
+    let (code, _, err) = run_cli(
+        &env,
+        &["credits", "grant", "acct_cli", "1.234", "--reason", "x"],
+    )
     .await;
     assert_eq!(code, 2);
     assert!(err.contains("not a credit amount"), "{err}");
-    let (code, _, err) = run(vec!["credits", "grant", "acct_cli", "1", "--reason", " "]).await;
+    let (code, _, err) = run_cli(
+        &env,
+        &["credits", "grant", "acct_cli", "1", "--reason", " "],
+    )
+    .await;
     assert_eq!(code, 2);
     assert!(err.contains("reason"), "{err}");
-    let (code, out, _) = run(vec!["credits", "balance", "acct_cli", "--json"]).await;
+    let (code, out, _) = run_cli(&env, &["credits", "balance", "acct_cli", "--json"]).await;
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["available"], "10.00");
-    let (code, out, _) = run(vec!["credits", "history", "acct_cli", "--json"]).await;
+    let (code, out, _) = run_cli(&env, &["credits", "history", "acct_cli", "--json"]).await;
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);

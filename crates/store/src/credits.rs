@@ -616,6 +616,13 @@ impl Store {
         Ok(row)
     }
 
+    /// Appends one audit record in a transaction of its own.
+    pub async fn audit(&self, a: &NewAudit<'_>, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        tx.audit(a, now).await?;
+        tx.commit().await
+    }
+
     /// The audit log, newest first, optionally for one action.
     pub async fn audit_log(
         &self,

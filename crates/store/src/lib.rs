@@ -18,6 +18,7 @@ pub mod inbox;
 pub mod migrations;
 pub mod runs;
 pub mod testing;
+pub mod tokens;
 pub mod url;
 
 use std::str::FromStr;

@@ -32,6 +32,11 @@ const SQLITE: &[Entry] = &[
         "credits",
         include_str!("../migrations/sqlite/0004_credits.sql"),
     ),
+    (
+        5,
+        "api tokens",
+        include_str!("../migrations/sqlite/0005_api_tokens.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -53,6 +58,11 @@ const POSTGRES: &[Entry] = &[
         4,
         "credits",
         include_str!("../migrations/postgres/0004_credits.sql"),
+    ),
+    (
+        5,
+        "api tokens",
+        include_str!("../migrations/postgres/0005_api_tokens.sql"),
     ),
 ];
 

@@ -9,6 +9,7 @@ mod migrate;
 mod products;
 mod serve;
 mod sync;
+mod token;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -70,6 +71,11 @@ enum Command {
     Credits {
         #[command(subcommand)]
         command: credits::CreditsCommand,
+    },
+    /// API tokens for /api/v1.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
     },
     /// List the local catalog (active products unless --all).
     Products {
@@ -197,6 +203,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Products { all, json } => products::run(open(config).await?, all, json).await,
         Command::Events { command } => events::run(open(config).await?, command).await,
         Command::Credits { command } => credits::run(open(config).await?, command).await,
+        Command::Token { command } => token::run(open(config).await?, command).await,
         Command::Check { .. } => unreachable!("handled above"),
     }
 }

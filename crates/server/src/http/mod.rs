@@ -1,11 +1,13 @@
 //! The HTTP edge: one router per resource, merged here, with the middleware that every
 //! route shares (request id, tracing span, metrics).
 
+mod auth;
 mod catalog;
 mod credits;
 mod error;
 mod health;
 mod middleware;
+pub mod openapi;
 mod sync;
 mod webhooks;
 
@@ -21,9 +23,14 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(catalog::router())
         .merge(credits::router())
+        .merge(openapi::router())
         .merge(sync::router())
         .merge(webhooks::router())
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .layer(axum::middleware::from_fn(middleware::observe))
         .with_state(state)
 }

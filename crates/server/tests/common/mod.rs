@@ -54,6 +54,8 @@ pub fn config_from(env: &[(String, String)]) -> Config {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub state: AppState,
+    /// An API token with every scope, sent by `get_json`/`post_json` to this app.
+    pub token: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -65,6 +67,11 @@ impl TestApp {
             .expect("application builds");
         let addr = app.local_addr();
         let state = app.state().clone();
+        let token = grant_token(&state.store, "tests", "all").await;
+        TOKENS
+            .lock()
+            .unwrap()
+            .insert(addr.to_string(), token.clone());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(app.run_until(async {
             let _ = rx.await;
@@ -72,6 +79,7 @@ impl TestApp {
         Self {
             addr,
             state,
+            token,
             stop: Some(tx),
             task: Some(task),
         }
@@ -130,6 +138,16 @@ pub fn command(env: &[(String, String)]) -> tokio::process::Command {
 }
 
 /// A loopback port with nothing listening on it.
+/// Runs the binary with `env` and `args`: `(exit code, stdout, stderr)`.
+pub async fn run_cli(env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
+    let out = command(env).args(args).output().await.expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -147,15 +165,65 @@ pub fn seed_catalog(fake: &fake_stripe::FakeStripe, products: usize, prices: usi
     fake.with_state(|s| s.seed_catalog(products, prices))
 }
 
-/// POSTs JSON and returns the status and the JSON answer.
+/// API tokens by `host:port`, so the helpers below authenticate to whichever test app a
+/// URL points at (tests may run several apps, and `cargo test` runs tests in threads).
+static TOKENS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Creates an API token with `scopes` (as the CLI takes them) directly in the store.
+pub async fn grant_token(store: &sm_store::Store, name: &str, scopes: &str) -> String {
+    let scopes = stripe_manager::auth::parse_scopes([scopes]).expect("valid scopes");
+    let list = scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (token, prefix, hash) = stripe_manager::auth::generate();
+    let name = format!("{name}-{}", &prefix[4..]);
+    store
+        .create_token(&name, &prefix, &hash, &list, 0)
+        .await
+        .expect("token stored")
+        .expect("a new name");
+    token
+}
+
+/// Registers the token the JSON helpers send to the server at `addr` (`host:port`).
+pub fn use_token(addr: &str, token: &str) {
+    TOKENS
+        .lock()
+        .unwrap()
+        .insert(addr.to_owned(), token.to_owned());
+}
+
+fn authorized(request: reqwest::RequestBuilder, url: &str) -> reqwest::RequestBuilder {
+    let authority = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
+    match TOKENS.lock().unwrap().get(authority) {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
+/// POSTs JSON (with the app's API token) and returns the status and the JSON answer.
 pub async fn post_json(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let r = http().post(url).json(&body).send().await.expect("request");
+    let r = authorized(http().post(url), url)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
-    let r = http().get(url).send().await.expect("request");
+    let r = authorized(http().get(url), url)
+        .send()
+        .await
+        .expect("request");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }

@@ -1,0 +1,181 @@
+//! API tokens and their scopes.
+//!
+//! A token is `smt_` followed by 64 hex digits from the operating system's random
+//! generator (256 bits). Only its SHA-256 is stored, so a copy of the database does not
+//! hold usable tokens; a fast hash is enough because the input is random, not a
+//! password. The token is shown once, when created.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+/// What a token may do. Each `/api/v1` route needs one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    CatalogRead,
+    SyncWrite,
+    CreditsRead,
+    CreditsWrite,
+    CheckoutWrite,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::CatalogRead,
+        Scope::SyncWrite,
+        Scope::CreditsRead,
+        Scope::CreditsWrite,
+        Scope::CheckoutWrite,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::CatalogRead => "catalog:read",
+            Scope::SyncWrite => "sync:write",
+            Scope::CreditsRead => "credits:read",
+            Scope::CreditsWrite => "credits:write",
+            Scope::CheckoutWrite => "checkout:write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses scope names (`all` stands for every scope); the error names the unknown one.
+pub fn parse_scopes<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Scope>, String> {
+    let mut out: Vec<Scope> = Vec::new();
+    for name in names.into_iter().flat_map(|n| n.split([',', ' '])) {
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        let found = if name == "all" {
+            Scope::ALL.to_vec()
+        } else {
+            vec![Scope::parse(name).ok_or_else(|| {
+                format!(
+                    "{name:?} is not a scope; use {} or all",
+                    Scope::ALL.map(Scope::as_str).join(", ")
+                )
+            })?]
+        };
+        for s in found {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("give at least one --scope".into());
+    }
+    Ok(out)
+}
+
+/// Every `/api/v1` route with the scope it needs. The OpenAPI document
+/// (`/api/v1/openapi.json`) lists the same routes; a test keeps the two equal.
+pub const API_ROUTES: &[(&str, &str, Scope)] = &[
+    ("GET", "/api/v1/products", Scope::CatalogRead),
+    ("GET", "/api/v1/products/{id}", Scope::CatalogRead),
+    ("POST", "/api/v1/sync", Scope::SyncWrite),
+    (
+        "GET",
+        "/api/v1/accounts/{account}/credits",
+        Scope::CreditsRead,
+    ),
+    (
+        "GET",
+        "/api/v1/accounts/{account}/credits/history",
+        Scope::CreditsRead,
+    ),
+    (
+        "POST",
+        "/api/v1/accounts/{account}/credits/consume",
+        Scope::CreditsWrite,
+    ),
+    ("POST", "/api/v1/checkout", Scope::CheckoutWrite),
+];
+
+/// Routes under `/api/v1` that need no token: the API's own description.
+pub const PUBLIC_API_ROUTES: &[(&str, &str)] = &[("GET", "/api/v1/openapi.json")];
+
+/// The scope a route needs: `None` for routes that need no token (outside `/api/v1`,
+/// or public). Unknown `/api/v1` routes need a scope no token has, so a new route
+/// cannot be left open by mistake.
+pub fn required_scope(method: &str, route: &str) -> Option<Result<Scope, ()>> {
+    if !route.starts_with("/api/v1/") || PUBLIC_API_ROUTES.contains(&(method, route)) {
+        return None;
+    }
+    Some(
+        API_ROUTES
+            .iter()
+            .find(|(m, r, _)| *m == method && *r == route)
+            .map(|(_, _, scope)| *scope)
+            .ok_or(()),
+    )
+}
+
+/// A new token: `(token, prefix shown in listings, hash to store)`.
+pub fn generate() -> (String, String, String) {
+    let token = format!(
+        "smt_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let prefix = token[..12].to_owned();
+    let hash = hash(&token);
+    (token, prefix, hash)
+}
+
+/// The stored form of a token.
+pub fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_only_their_hash_is_kept() {
+        let (a, prefix, h) = generate();
+        let (b, _, _) = generate();
+        assert_ne!(a, b);
+        assert!(a.starts_with("smt_") && a.len() == 68);
+        assert!(a.starts_with(&prefix));
+        assert_eq!(h, hash(&a));
+        assert!(!h.contains(&a[4..]));
+    }
+
+    #[test]
+    fn scopes_parse_strictly() {
+        assert_eq!(
+            parse_scopes(["credits:read,credits:write", "credits:read"]),
+            Ok(vec![Scope::CreditsRead, Scope::CreditsWrite])
+        );
+        assert_eq!(parse_scopes(["all"]).unwrap().len(), 5);
+        assert!(
+            parse_scopes(["credits:admin"])
+                .unwrap_err()
+                .contains("credits:admin")
+        );
+        assert!(parse_scopes([""]).is_err());
+    }
+
+    #[test]
+    fn every_api_route_needs_a_scope() {
+        assert_eq!(required_scope("GET", "/healthz"), None);
+        assert_eq!(
+            required_scope("POST", "/api/v1/accounts/{account}/credits/consume"),
+            Some(Ok(Scope::CreditsWrite))
+        );
+        assert_eq!(required_scope("DELETE", "/api/v1/products"), Some(Err(())));
+    }
+}

@@ -1,0 +1,137 @@
+//! `stripe-manager token create|list|revoke`: API tokens for `/api/v1`. A new token is
+//! printed once; only its hash is stored. Creation and revocation are audited.
+
+use clap::Subcommand;
+use serde_json::json;
+use sm_store::credits::NewAudit;
+
+use super::Failure;
+use crate::app::AppState;
+use crate::auth::{generate, parse_scopes};
+use crate::sync::unix_now;
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (once).
+    Create {
+        /// A unique name saying who uses it, e.g. web-app.
+        name: String,
+        /// catalog:read, sync:write, credits:read, credits:write, checkout:write, or all;
+        /// repeat or separate with commas.
+        #[arg(long = "scope", required = true, value_name = "SCOPE")]
+        scopes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by name; it stops working at once, on every instance.
+    Revoke { name: String },
+}
+
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> {
+    let store = &state.store;
+    let now = unix_now();
+    match command {
+        TokenCommand::Create { name, scopes, json } => {
+            let name = name.trim().to_owned();
+            if name.is_empty() || name.chars().count() > 100 {
+                return Err(Failure::usage("the name must be 1 to 100 characters"));
+            }
+            let scopes = parse_scopes(scopes.iter().map(String::as_str)).map_err(Failure::usage)?;
+            let scope_list = scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let (token, prefix, hash) = generate();
+            let created = store
+                .create_token(&name, &prefix, &hash, &scope_list, now)
+                .await?;
+            let Some(id) = created else {
+                return Err(Failure::usage(format!(
+                    "a token named {name:?} exists (names are never reused, even after revocation)"
+                )));
+            };
+            store
+                .audit(
+                    &NewAudit {
+                        actor: &actor(),
+                        action: "token.create",
+                        target: Some(&name),
+                        detail: Some(&scope_list),
+                        origin: Some("cli"),
+                        result: "ok",
+                    },
+                    now,
+                )
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"id": id, "name": name, "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(), "token": token})
+                );
+            } else {
+                println!("{token}");
+                eprintln!(
+                    "token {name:?} created with {scope_list}; it is shown only now: store it as a secret"
+                );
+            }
+        }
+        TokenCommand::List { json } => {
+            let tokens = store.list_tokens().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&tokens).expect("rows serialize")
+                );
+                return Ok(0);
+            }
+            for t in tokens {
+                let state = match (t.revoked_at, t.last_used_at) {
+                    (Some(r), _) => format!("revoked at {r}"),
+                    (None, Some(u)) => format!("last used at {u}"),
+                    (None, None) => "never used".to_owned(),
+                };
+                println!(
+                    "{:<4} {:<24} {}… {:<60} {state}",
+                    t.id, t.name, t.prefix, t.scopes
+                );
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            let revoked = store.revoke_token(&name, now).await?;
+            store
+                .audit(
+                    &NewAudit {
+                        actor: &actor(),
+                        action: "token.revoke",
+                        target: Some(&name),
+                        detail: None,
+                        origin: Some("cli"),
+                        result: if revoked { "ok" } else { "not_found" },
+                    },
+                    now,
+                )
+                .await?;
+            if !revoked {
+                return Err(Failure {
+                    code: 1,
+                    message: format!("no live token named {name:?}"),
+                });
+            }
+            println!("token {name:?} revoked");
+        }
+    }
+    Ok(0)
+}

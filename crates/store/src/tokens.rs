@@ -1,0 +1,95 @@
+//! API tokens: rows keyed by the token's hash; the token itself is never stored.
+
+use serde::Serialize;
+
+use crate::{Store, StoreError, on_pool};
+
+/// A token as stored (no secret in it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    #[serde(skip)]
+    pub hash: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenRow {
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scopes.split_whitespace()
+    }
+}
+
+const COLUMNS: &str = "id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at";
+
+impl Store {
+    /// Stores a new token; `None` when the name is taken.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        prefix: &str,
+        hash: &str,
+        scopes: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let id = on_pool!(self, pool => sqlx::query_scalar(
+            "INSERT INTO api_tokens (name, prefix, hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO NOTHING RETURNING id"
+        )
+        .bind(name)
+        .bind(prefix)
+        .bind(hash)
+        .bind(scopes)
+        .bind(now)
+        .fetch_optional(pool)
+        .await?);
+        Ok(id)
+    }
+
+    /// The live (not revoked) token with this hash.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL");
+        let row =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(hash).fetch_optional(pool).await?);
+        Ok(row)
+    }
+
+    /// Records a use; at most one write per token per minute.
+    pub async fn touch_token(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        let _gate = self.sqlite_write_gate().await;
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)"
+        )
+        .bind(id)
+        .bind(now)
+        .bind(now - 60)
+        .execute(pool)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM api_tokens ORDER BY id");
+        let rows = on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await?);
+        Ok(rows)
+    }
+
+    /// Revokes the live token with this name; false when there is none.
+    pub async fn revoke_token(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL"
+        )
+        .bind(name)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+}
