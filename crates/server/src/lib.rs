@@ -10,6 +10,7 @@
 //! - [`telemetry`]: logs and the Prometheus recorder
 //! - [`cli`]: the commands
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod catalog;

@@ -12,6 +12,7 @@
 //! - [`testing`]: throwaway databases for tests (a temp SQLite file, or a fresh
 //!   PostgreSQL schema) so tests run in parallel
 
+pub mod admin;
 pub mod catalog;
 pub mod credits;
 pub mod inbox;

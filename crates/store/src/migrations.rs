@@ -37,6 +37,11 @@ const SQLITE: &[Entry] = &[
         "api tokens",
         include_str!("../migrations/sqlite/0005_api_tokens.sql"),
     ),
+    (
+        6,
+        "admin",
+        include_str!("../migrations/sqlite/0006_admin.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -63,6 +68,11 @@ const POSTGRES: &[Entry] = &[
         5,
         "api tokens",
         include_str!("../migrations/postgres/0005_api_tokens.sql"),
+    ),
+    (
+        6,
+        "admin",
+        include_str!("../migrations/postgres/0006_admin.sql"),
     ),
 ];
 

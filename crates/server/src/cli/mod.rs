@@ -2,6 +2,7 @@
 //! 0 success, 1 finished with some items failed or invalid, 2 configuration or usage
 //! error, 3 Stripe unavailable.
 
+mod admin;
 mod check;
 mod credits;
 mod events;
@@ -71,6 +72,11 @@ enum Command {
     Credits {
         #[command(subcommand)]
         command: credits::CreditsCommand,
+    },
+    /// Admin logins for the web UI.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
     },
     /// API tokens for /api/v1.
     Token {
@@ -204,6 +210,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Events { command } => events::run(open(config).await?, command).await,
         Command::Credits { command } => credits::run(open(config).await?, command).await,
         Command::Token { command } => token::run(open(config).await?, command).await,
+        Command::Admin { command } => admin::run(open(config).await?, command).await,
         Command::Check { .. } => unreachable!("handled above"),
     }
 }

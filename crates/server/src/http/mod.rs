@@ -1,6 +1,7 @@
 //! The HTTP edge: one router per resource, merged here, with the middleware that every
 //! route shares (request id, tracing span, metrics).
 
+mod admin;
 mod auth;
 mod catalog;
 mod credits;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(catalog::router())
         .merge(credits::router())
         .merge(openapi::router())
+        .merge(admin::router(state.clone()))
         .merge(sync::router())
         .merge(webhooks::router())
         .fallback(error::not_found)

@@ -1,0 +1,138 @@
+//! Admin sign-in: argon2id passwords, database sessions, CSRF tokens, and throttling of
+//! failed logins. The pages themselves are in `http::admin`.
+//!
+//! - **Passwords** are argon2id (the crate's defaults: 19 MiB, 2 passes), verified on a
+//!   blocking thread. An unknown email is verified against a fixed dummy hash, so the
+//!   answer takes as long and says the same as for a wrong password.
+//! - **Sessions**: the cookie holds 256 random bits; the database keeps their SHA-256
+//!   as the session id (a database copy holds no usable cookie). A session ends after
+//!   [`SESSION_IDLE`] without a request or [`SESSION_ABSOLUTE`] after sign-in, and on
+//!   sign-out.
+//! - **CSRF**: each session has a random token that every state-changing form sends
+//!   back; the sign-in form uses a double-submit cookie instead (there is no session yet).
+//! - **Throttling**, per email and per client address, in a [`WINDOW`]: from
+//!   [`SLOW_AFTER`] failures on, each attempt waits longer before it is answered; at
+//!   [`LOCK_AFTER`] the key is locked for [`LOCK_FOR`], whatever the password.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use sm_store::admin::Throttle;
+
+pub const SESSION_IDLE: i64 = 30 * 60;
+pub const SESSION_ABSOLUTE: i64 = 12 * 3600;
+pub const WINDOW: i64 = 15 * 60;
+pub const SLOW_AFTER: i64 = 3;
+pub const LOCK_AFTER: i64 = 8;
+pub const LOCK_FOR: i64 = 15 * 60;
+/// The shortest password `admin create-user` accepts.
+pub const MIN_PASSWORD: usize = 12;
+
+/// Hashes a password (argon2id, random salt) into a PHC string.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| format!("could not hash the password: {e}"))
+}
+
+static DUMMY: LazyLock<String> =
+    LazyLock::new(|| hash_password("not a password anyone has").expect("hashing works"));
+
+/// Whether `password` matches `hash`; with `None` (no such user) it checks against a
+/// dummy hash and answers false, taking the same time.
+pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| DUMMY.clone());
+        Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_ok()
+            && known
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// 256 random bits as hex, for cookies and CSRF tokens.
+pub fn random_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// What a key's failures mean for the next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Open,
+    /// Answer only after this wait.
+    Slow(Duration),
+    /// Refuse until this time (unix seconds).
+    Locked(i64),
+}
+
+pub fn gate(t: &Throttle, now: i64) -> Gate {
+    if let Some(until) = t.locked_until
+        && until > now
+    {
+        return Gate::Locked(until);
+    }
+    if now - t.window_start >= WINDOW || t.failures < SLOW_AFTER {
+        return Gate::Open;
+    }
+    let steps = (t.failures - SLOW_AFTER + 1).min(10) as u64;
+    Gate::Slow(Duration::from_millis(200 * steps))
+}
+
+/// The counter after one more failure at `now`.
+pub fn record_failure(t: &Throttle, now: i64) -> Throttle {
+    let fresh = now - t.window_start >= WINDOW || t.locked_until.is_some_and(|u| u <= now);
+    let failures = if fresh { 1 } else { t.failures + 1 };
+    Throttle {
+        failures,
+        window_start: if fresh { now } else { t.window_start },
+        locked_until: (failures >= LOCK_AFTER).then_some(now + LOCK_FOR),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_slow_down_then_lock_and_the_window_forgets() {
+        let mut t = Throttle::default();
+        let now = 10_000;
+        let mut gates = Vec::new();
+        for _ in 0..LOCK_AFTER {
+            gates.push(gate(&t, now));
+            t = record_failure(&t, now);
+        }
+        assert_eq!(gates[..3], [Gate::Open, Gate::Open, Gate::Open]);
+        assert_eq!(gates[3], Gate::Slow(Duration::from_millis(200)));
+        assert_eq!(gates[7], Gate::Slow(Duration::from_millis(1000)));
+        assert_eq!(gate(&t, now + 1), Gate::Locked(now + LOCK_FOR));
+        assert_eq!(gate(&t, now + LOCK_FOR + 1), Gate::Open);
+        assert_eq!(record_failure(&t, now + LOCK_FOR + 1).failures, 1);
+        let one = record_failure(&Throttle::default(), now);
+        assert_eq!(record_failure(&one, now + WINDOW).failures, 1);
+    }
+
+    #[test]
+    fn passwords_verify_and_unknown_users_never_do() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        rt.block_on(async {
+            assert!(verify_password("correct horse battery".into(), Some(hash.clone())).await);
+            assert!(!verify_password("wrong".into(), Some(hash)).await);
+            assert!(!verify_password("not a password anyone has".into(), None).await);
+        });
+    }
+}

@@ -1,0 +1,165 @@
+//! Admin users, their sessions, and the failed-login counters behind throttling.
+
+use crate::{Store, StoreError, on_pool};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AdminUser {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+/// A live session with its user.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AdminSession {
+    pub id: String,
+    pub user_id: i64,
+    pub email: String,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+/// Failed logins for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct Throttle {
+    pub failures: i64,
+    pub window_start: i64,
+    pub locked_until: Option<i64>,
+}
+
+impl Store {
+    /// Creates an admin; `None` when the email is taken.
+    pub async fn create_admin(
+        &self,
+        email: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let id = on_pool!(self, pool => sqlx::query_scalar(
+            "INSERT INTO admin_users (email, password_hash, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (email) DO NOTHING RETURNING id"
+        )
+        .bind(email)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_optional(pool)
+        .await?);
+        Ok(id)
+    }
+
+    pub async fn admin_by_email(&self, email: &str) -> Result<Option<AdminUser>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, email, password_hash, created_at FROM admin_users WHERE email = $1"
+        )
+        .bind(email)
+        .fetch_optional(pool)
+        .await?);
+        Ok(row)
+    }
+
+    pub async fn create_session(
+        &self,
+        id: &str,
+        user_id: i64,
+        csrf_token: &str,
+        origin: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let _gate = self.sqlite_write_gate().await;
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO admin_sessions (id, user_id, csrf_token, created_at, last_seen_at, origin) VALUES ($1, $2, $3, $4, $4, $5)"
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(csrf_token)
+        .bind(now)
+        .bind(origin)
+        .execute(pool)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    /// The session with this id if it is still valid at `now` (seen within `idle` seconds
+    /// and created within `absolute` seconds); marks it seen (at most once a minute).
+    pub async fn live_session(
+        &self,
+        id: &str,
+        now: i64,
+        idle: i64,
+        absolute: i64,
+    ) -> Result<Option<AdminSession>, StoreError> {
+        let row: Option<AdminSession> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT s.id, s.user_id, u.email, s.csrf_token, s.created_at, s.last_seen_at \
+             FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id \
+             WHERE s.id = $1 AND s.last_seen_at > $2 AND s.created_at > $3"
+        )
+        .bind(id)
+        .bind(now - idle)
+        .bind(now - absolute)
+        .fetch_optional(pool)
+        .await?);
+        if let Some(s) = &row
+            && now - s.last_seen_at >= 60
+        {
+            let _gate = self.sqlite_write_gate().await;
+            on_pool!(self, pool => sqlx::query("UPDATE admin_sessions SET last_seen_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|_| ())?);
+        }
+        Ok(row)
+    }
+
+    pub async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        let _gate = self.sqlite_write_gate().await;
+        on_pool!(self, pool => sqlx::query("DELETE FROM admin_sessions WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn throttle(&self, key: &str) -> Result<Throttle, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as(
+            "SELECT failures, window_start, locked_until FROM login_throttle WHERE key = $1"
+        )
+        .bind(key)
+        .fetch_optional(pool)
+        .await?);
+        Ok(row.unwrap_or_default())
+    }
+
+    /// Stores the counter for a key as the caller computed it.
+    pub async fn set_throttle(&self, key: &str, t: &Throttle) -> Result<(), StoreError> {
+        let _gate = self.sqlite_write_gate().await;
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO login_throttle (key, failures, window_start, locked_until) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start, \
+             locked_until = excluded.locked_until"
+        )
+        .bind(key)
+        .bind(t.failures)
+        .bind(t.window_start)
+        .bind(t.locked_until)
+        .execute(pool)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn clear_throttle(&self, key: &str) -> Result<(), StoreError> {
+        let _gate = self.sqlite_write_gate().await;
+        on_pool!(self, pool => sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+            .bind(key)
+            .execute(pool)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+}
