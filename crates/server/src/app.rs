@@ -31,6 +31,8 @@ pub struct AppState {
     /// Balances, consumption, adjustments.
     pub ledger: crate::credits::Ledger,
     pub metrics: PrometheusHandle,
+    /// Progress of a full sync started from the admin UI.
+    pub live_sync: Arc<crate::http::admin_pages::LiveSync>,
 }
 
 impl AppState {
@@ -47,6 +49,7 @@ impl AppState {
             store,
             stripe,
             metrics: crate::telemetry::metrics_handle(),
+            live_sync: Default::default(),
         })
     }
 }

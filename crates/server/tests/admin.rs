@@ -5,12 +5,15 @@
 mod common;
 
 use common::*;
+use fake_stripe::Ctx;
+use serde_json::json;
 use sm_store::testing::TestDb;
 
 sm_store::contract_tests!(
     an_admin_signs_in_sees_the_dashboard_and_signs_out,
     strangers_are_redirected_and_forms_need_their_csrf_token,
     failed_sign_ins_slow_down_then_lock_and_never_reveal_the_email,
+    an_operator_syncs_replays_adjusts_and_finds_it_all_in_the_audit_log,
 );
 
 const EMAIL: &str = "ops@example.com";
@@ -331,4 +334,299 @@ async fn failed_sign_ins_slow_down_then_lock_and_never_reveal_the_email(db: Test
             .count() as i64,
         stripe_manager::admin::LOCK_AFTER
     );
+}
+
+/// A signed-in browser: its cookie and the session's CSRF token.
+struct Operator {
+    cookie: String,
+    csrf: String,
+}
+
+impl Operator {
+    async fn sign_in(app: &TestApp, db: &TestDb) -> Self {
+        assert_eq!(create_admin(db, EMAIL, PASSWORD).await.0, 0);
+        let r = sign_in(app, EMAIL, PASSWORD).await;
+        let cookie = format!(
+            "sm_session={}",
+            cookie_value(&set_cookies(&r), "sm_session").unwrap()
+        );
+        let html = browser()
+            .get(app.url("/admin"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        Self {
+            csrf: hidden_csrf(&html),
+            cookie,
+        }
+    }
+
+    async fn page(&self, app: &TestApp, path: &str) -> String {
+        let r = browser()
+            .get(app.url(path))
+            .header("Cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        let html = r.text().await.unwrap();
+        for secret in [KEY, WEBHOOK_SECRET] {
+            assert!(!html.contains(secret), "{path} rendered a secret");
+        }
+        html
+    }
+
+    /// Submits a form with the CSRF token; returns where it redirected.
+    async fn post(&self, app: &TestApp, path: &str, fields: &[(&str, &str)]) -> String {
+        let mut form: Vec<(&str, &str)> = vec![("csrf", self.csrf.as_str())];
+        form.extend_from_slice(fields);
+        let r = browser()
+            .post(app.url(path))
+            .header("Cookie", &self.cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "POST {path}");
+        location(&r).to_owned()
+    }
+}
+
+fn flash(html: &str) -> Option<String> {
+    let (_, rest) = html.split_once(r#"class="flash "#)?;
+    let text = rest.split_once('>')?.1.split('<').next()?;
+    Some(text.replace("&#39;", "'").replace("&#34;", "\""))
+}
+
+async fn an_operator_syncs_replays_adjusts_and_finds_it_all_in_the_audit_log(db: TestDb) {
+    let fake = fake_stripe::FakeStripe::start().await;
+    let (good, bad) = fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let (_, g) = s
+            .create_product(
+                &json!({"name": "Good pack", "metadata": {"credit_amount": "10"}}),
+                &ctx,
+            )
+            .unwrap();
+        let (_, b) = s
+            .create_product(
+                &json!({"name": "Broken pack", "metadata": {"credit_amount": "ten"}}),
+                &ctx,
+            )
+            .unwrap();
+        (
+            g["id"].as_str().unwrap().to_owned(),
+            b["id"].as_str().unwrap().to_owned(),
+        )
+    });
+    let app = quiet_app(&fake, &db).await;
+    let op = Operator::sign_in(&app, &db).await;
+
+    // Sync all, with progress on the sync runs page, then the products table.
+    assert_eq!(
+        op.post(&app, "/admin/sync-all", &[]).await,
+        "/admin/sync-runs"
+    );
+    let mut runs = String::new();
+    for _ in 0..200 {
+        runs = op.page(&app, "/admin/sync-runs").await;
+        if !runs.contains(r#"id="live""#) && runs.contains("Full sync") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        flash(&runs)
+            .unwrap()
+            .starts_with("Full sync: synced 2 products"),
+        "{runs}"
+    );
+    assert!(runs.contains("admin") && runs.contains("succeeded"));
+    let html = op.page(&app, "/admin/products").await;
+    assert!(html.contains("Good pack") && html.contains("Broken pack"));
+    let invalid_only = op.page(&app, "/admin/products?valid=invalid").await;
+    assert!(invalid_only.contains("Broken pack") && !invalid_only.contains("Good pack"));
+    let searched = op.page(&app, "/admin/products?q=good").await;
+    assert!(searched.contains("Good pack") && !searched.contains("Broken pack"));
+
+    // A GET on an action URL does nothing.
+    for path in ["/admin/sync-all", &format!("/admin/products/{good}/sync")] {
+        let r = browser()
+            .get(app.url(path))
+            .header("Cookie", &op.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "GET {path}");
+    }
+
+    // Sync one product after a change in Stripe: the message and the row say so.
+    fake.with_state(|s| {
+        s.clock_offset = 5;
+        s.update_product(&good, &json!({"name": "Good pack v2"}), &Ctx::default())
+            .unwrap()
+    });
+    let back = op
+        .post(&app, &format!("/admin/products/{good}/sync"), &[])
+        .await;
+    assert_eq!(back, format!("/admin/products/{good}"));
+    let html = op.page(&app, &back).await;
+    assert_eq!(flash(&html).as_deref(), Some("Synced 1 product: 1 updated"));
+    assert!(html.contains("Good pack v2") && html.contains("dashboard.stripe.com/test/products/"));
+    // Selected products, one invalid: the message names the reason.
+    op.post(
+        &app,
+        "/admin/products/sync",
+        &[("ids", good.as_str()), ("ids", bad.as_str())],
+    )
+    .await;
+    let html = op.page(&app, "/admin/products").await;
+    let message = flash(&html).unwrap();
+    assert!(
+        message.starts_with("Synced 2 products:") && message.contains("1 invalid"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&bad) && message.contains("credit_amount"),
+        "{message}"
+    );
+    // The message is shown once.
+    assert_eq!(flash(&op.page(&app, "/admin/products").await), None);
+
+    // A failed event replayed from the events page.
+    let body = json!({"id": "evt_ui_failed", "object": "event", "type": "product.updated", "created": 1,
+        "livemode": false, "data": {"object": {"id": "prod_ui", "object": "product", "active": true,
+        "name": "From a replay", "metadata": {"credit_amount": "3"}, "created": 1, "updated": 1, "livemode": false}}});
+    let store = &app.state.store;
+    store
+        .insert_events(
+            &[sm_store::inbox::NewEvent {
+                id: "evt_ui_failed".into(),
+                kind: "product.updated".into(),
+                created: 1,
+                livemode: false,
+                api_version: None,
+                payload: body.to_string(),
+                source: "webhook",
+            }],
+            i64::MAX / 4,
+        )
+        .await
+        .unwrap();
+    let failed_at = i64::MAX / 4;
+    let claimed = store.claim_events("test", 10, failed_at, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .release_event("evt_ui_failed", "test", "boom", failed_at, true)
+        .await
+        .unwrap();
+    let html = op.page(&app, "/admin/events?status=failed").await;
+    assert!(html.contains("evt_ui_failed") && html.contains("boom"));
+    let back = op
+        .post(&app, "/admin/events/evt_ui_failed/replay", &[])
+        .await;
+    let html = op.page(&app, &back).await;
+    assert!(flash(&html).unwrap().contains("queued again"), "{html}");
+    for _ in 0..200 {
+        if store
+            .get_event("evt_ui_failed")
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            == "processed"
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        store
+            .get_event("evt_ui_failed")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "processed"
+    );
+    assert!(
+        op.page(&app, "/admin/events/evt_ui_failed")
+            .await
+            .contains("From a replay")
+    );
+
+    // Credits: a grant, a refused deduction, a missing reason.
+    let account_page = "/admin/credits/account?account=acct_ui";
+    let grant = [
+        ("account", "acct_ui"),
+        ("amount", "10"),
+        ("reason", "welcome"),
+        ("action", "grant"),
+    ];
+    assert_eq!(
+        op.post(&app, "/admin/credits/adjust", &grant).await,
+        account_page
+    );
+    let html = op.page(&app, account_page).await;
+    assert_eq!(
+        flash(&html).as_deref(),
+        Some("Granted 10.00 credits to acct_ui; balance 10.00.")
+    );
+    let deduct = [
+        ("account", "acct_ui"),
+        ("amount", "50"),
+        ("reason", "oops"),
+        ("action", "deduct"),
+    ];
+    op.post(&app, "/admin/credits/adjust", &deduct).await;
+    let message = flash(&op.page(&app, account_page).await).unwrap();
+    assert!(
+        message.starts_with("Nothing changed: insufficient credits"),
+        "{message}"
+    );
+    let no_reason = [
+        ("account", "acct_ui"),
+        ("amount", "1"),
+        ("reason", " "),
+        ("action", "grant"),
+    ];
+    op.post(&app, "/admin/credits/adjust", &no_reason).await;
+    assert!(
+        flash(&op.page(&app, account_page).await)
+            .unwrap()
+            .contains("reason is required")
+    );
+    assert_eq!(
+        app.state
+            .ledger
+            .balance("acct_ui", 0)
+            .await
+            .unwrap()
+            .available
+            .to_string(),
+        "10.00"
+    );
+    assert!(op.page(&app, "/admin/credits").await.contains("acct_ui"));
+
+    // Everything is in the audit log, filterable.
+    let html = op.page(&app, "/admin/audit").await;
+    for action in [
+        "login",
+        "sync.full",
+        "sync.selected",
+        "events.replay",
+        "credits.grant",
+        "credits.deduct",
+    ] {
+        assert!(
+            html.contains(&format!("<td>{action}</td>")),
+            "{action} in the audit log"
+        );
+    }
+    let grants = op.page(&app, "/admin/audit?action=credits.grant").await;
+    assert!(grants.contains("welcome") && !grants.contains("<td>sync.full</td>"));
 }

@@ -125,6 +125,38 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps a message for the session's next page.
+    pub async fn set_flash(&self, session: &str, flash: &str) -> Result<(), StoreError> {
+        let _gate = self.sqlite_write_gate().await;
+        on_pool!(self, pool => sqlx::query("UPDATE admin_sessions SET flash = $2 WHERE id = $1")
+            .bind(session)
+            .bind(flash)
+            .execute(pool)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
+    /// The session's pending message, removed as it is read.
+    pub async fn take_flash(&self, session: &str) -> Result<Option<String>, StoreError> {
+        let flash: Option<Option<String>> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT flash FROM admin_sessions WHERE id = $1"
+        )
+        .bind(session)
+        .fetch_optional(pool)
+        .await?);
+        let flash = flash.flatten();
+        if flash.is_some() {
+            let _gate = self.sqlite_write_gate().await;
+            on_pool!(self, pool => sqlx::query("UPDATE admin_sessions SET flash = NULL WHERE id = $1")
+                .bind(session)
+                .execute(pool)
+                .await
+                .map(|_| ())?);
+        }
+        Ok(flash)
+    }
+
     pub async fn throttle(&self, key: &str) -> Result<Throttle, StoreError> {
         let row = on_pool!(self, pool => sqlx::query_as(
             "SELECT failures, window_start, locked_until FROM login_throttle WHERE key = $1"

@@ -22,6 +22,7 @@ use sm_store::credits::NewAudit;
 use sm_store::inbox::InboxCounts;
 use sm_store::runs::SyncRun;
 
+use super::admin_pages::{AdminCtx, Nav};
 use crate::admin::{
     Gate, SESSION_ABSOLUTE, SESSION_IDLE, gate, random_token, record_failure, verify_password,
 };
@@ -35,6 +36,7 @@ const LOGIN_CSRF_COOKIE: &str = "sm_login_csrf";
 
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
+        .merge(super::admin_pages::router())
         .route("/admin", get(dashboard))
         .route("/admin/login", get(login_page).post(login))
         .route("/admin/logout", post(logout))
@@ -135,7 +137,15 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     } else {
         request
     };
-    request.extensions_mut().insert(session);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let origin = client(&state, peer, request.headers());
+    request
+        .extensions_mut()
+        .insert(AdminCtx { session, origin });
     next.run(request).await
 }
 
@@ -147,7 +157,7 @@ struct LoginPage<'a> {
     error: Option<&'a str>,
 }
 
-fn render(t: &impl Template) -> Html<String> {
+pub(super) fn render(t: &impl Template) -> Html<String> {
     Html(t.render().unwrap_or_else(|e| {
         tracing::error!(error = %e, "template failed");
         "<p>The page could not be rendered; the details are in the server log.</p>".into()
@@ -309,13 +319,20 @@ async fn logout(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Extension(session): Extension<AdminSession>,
+    Extension(ctx): Extension<AdminCtx>,
 ) -> Response {
-    if let Err(e) = state.store.delete_session(&session.id).await {
+    if let Err(e) = state.store.delete_session(&ctx.session.id).await {
         return super::ApiError::internal("sign-out failed", &e).into_response();
     }
-    let origin = client(&state, peer, &headers);
-    audit(&state, &session.email, "logout", "ok", &origin, unix_now()).await;
+    audit(
+        &state,
+        &ctx.session.email,
+        "logout",
+        "ok",
+        &ctx.origin,
+        unix_now(),
+    )
+    .await;
     let mut response = Redirect::to("/admin/login").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -333,8 +350,7 @@ async fn logout(
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
-    email: String,
-    csrf: String,
+    nav: Nav,
     stripe: StripeStatus,
     mode: String,
     circuit: String,
@@ -353,10 +369,7 @@ fn ago(seconds: Option<i64>) -> String {
     }
 }
 
-async fn dashboard(
-    State(state): State<AppState>,
-    Extension(session): Extension<AdminSession>,
-) -> Response {
+async fn dashboard(State(state): State<AppState>, Extension(ctx): Extension<AdminCtx>) -> Response {
     let now = unix_now();
     let stripe = state.stripe.status();
     let runs = state.store.list_sync_runs(1).await;
@@ -369,8 +382,7 @@ async fn dashboard(
         }
     };
     let page = DashboardPage {
-        email: session.email,
-        csrf: session.csrf_token,
+        nav: ctx.nav(&state).await,
         mode: stripe.mode.map_or("—".into(), |m| m.to_string()),
         circuit: stripe.circuit.unwrap_or("—").to_owned(),
         last_success: ago(stripe.last_success_at.map(|t| now - t)),
@@ -384,6 +396,6 @@ async fn dashboard(
     render(&page).into_response()
 }
 
-async fn not_found() -> Response {
+pub(super) async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Html("<!doctype html><title>Not found</title><p>No such page. <a href=\"/admin\">Dashboard</a></p>")).into_response()
 }

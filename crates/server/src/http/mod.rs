@@ -2,6 +2,7 @@
 //! route shares (request id, tracing span, metrics).
 
 mod admin;
+pub mod admin_pages;
 mod auth;
 mod catalog;
 mod credits;

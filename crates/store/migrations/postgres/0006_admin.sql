@@ -14,7 +14,9 @@ CREATE TABLE admin_sessions (
     csrf_token   TEXT NOT NULL,
     created_at   BIGINT NOT NULL,
     last_seen_at BIGINT NOT NULL,
-    origin       TEXT
+    origin       TEXT,
+    -- The outcome of the last action, shown once on the next page ('ok:…' or 'err:…').
+    flash        TEXT
 );
 
 -- Failed logins per key ('email:<address>' or 'ip:<address>') in the current window.
