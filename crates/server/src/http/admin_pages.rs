@@ -220,6 +220,23 @@ async fn products(
     render(&page).into_response()
 }
 
+/// `1.00 USD` from minor units, for tables.
+fn money(minor: i64, currency: &str) -> String {
+    sm_domain::Money::new(minor, currency).to_string()
+}
+
+impl ProductsPage {
+    fn money(&self, minor: &i64, currency: &str) -> String {
+        money(*minor, currency)
+    }
+}
+
+impl ProductPage {
+    fn money(&self, minor: &i64, currency: &str) -> String {
+        money(*minor, currency)
+    }
+}
+
 #[derive(Template)]
 #[template(path = "product.html")]
 struct ProductPage {
