@@ -167,6 +167,7 @@ async fn an_admin_signs_in_sees_the_dashboard_and_signs_out(db: TestDb) {
         "Webhook queue",
         "Last sync",
         "2025-03-31.basil",
+        "0 received, 0 applied, 0 failed",
     ] {
         assert!(html.contains(expected), "{expected} in the dashboard");
     }

@@ -227,6 +227,21 @@ impl Store {
         Ok(row)
     }
 
+    /// Events received since `since_ms`, and of those how many are processed or ignored,
+    /// and failed: the dashboard's event rates.
+    pub async fn event_rates(&self, since_ms: i64) -> Result<(i64, i64, i64), StoreError> {
+        let row: (i64, Option<i64>, Option<i64>) = on_pool!(self, pool => sqlx::query_as(
+            "SELECT COUNT(*), \
+                    CAST(SUM(CASE WHEN status IN ('processed', 'ignored') THEN 1 ELSE 0 END) AS BIGINT), \
+                    CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM webhook_events WHERE received_at >= $1"
+        )
+        .bind(since_ms)
+        .fetch_one(pool)
+        .await?);
+        Ok((row.0, row.1.unwrap_or(0), row.2.unwrap_or(0)))
+    }
+
     pub async fn inbox_counts(&self, now_ms: i64) -> Result<InboxCounts, StoreError> {
         let rows: Vec<(String, i64, Option<i64>)> = on_pool!(self, pool => sqlx::query_as(
             "SELECT status, COUNT(*), MIN(received_at) FROM webhook_events GROUP BY status"

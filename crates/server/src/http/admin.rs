@@ -358,6 +358,8 @@ struct DashboardPage {
     last_run: Option<SyncRun>,
     queue: InboxCounts,
     oldest_pending: String,
+    /// Received, applied (processed or ignored) and failed in the last hour.
+    last_hour: (i64, i64, i64),
 }
 
 fn ago(seconds: Option<i64>) -> String {
@@ -372,6 +374,16 @@ fn ago(seconds: Option<i64>) -> String {
 async fn dashboard(State(state): State<AppState>, Extension(ctx): Extension<AdminCtx>) -> Response {
     let now = unix_now();
     let stripe = state.stripe.status();
+    let last_hour = match state
+        .store
+        .event_rates(crate::webhooks::now_ms() - 3_600_000)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return super::ApiError::internal("the dashboard could not be read", &e).into_response();
+        }
+    };
     let runs = state.store.list_sync_runs(1).await;
     let queue = state.store.inbox_counts(crate::webhooks::now_ms()).await;
     let (runs, queue) = match (runs, queue) {
@@ -392,6 +404,7 @@ async fn dashboard(State(state): State<AppState>, Extension(ctx): Extension<Admi
             .oldest_pending_ms
             .map_or("—".into(), |ms| ago(Some(ms / 1000))),
         queue,
+        last_hour,
     };
     render(&page).into_response()
 }

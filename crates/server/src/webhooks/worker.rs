@@ -174,10 +174,12 @@ impl Worker {
             .map(|event| {
                 let store = self.store.clone();
                 let client = client.clone();
+                let span = tracing::info_span!("event", id = %event.id, kind = %event.kind, attempt = event.attempts);
                 async move {
                     let result = plan(&store, client.as_ref(), &event, options, versions).await;
                     (event, result)
                 }
+                .instrument(span)
             })
             .buffered(self.config.concurrency)
             .collect()
