@@ -381,7 +381,8 @@ async fn dashboard(State(state): State<AppState>, Extension(ctx): Extension<Admi
     {
         Ok(r) => r,
         Err(e) => {
-            return super::ApiError::internal("the dashboard could not be read", &e).into_response();
+            return super::ApiError::internal("the dashboard could not be read", &e)
+                .into_response();
         }
     };
     let runs = state.store.list_sync_runs(1).await;
