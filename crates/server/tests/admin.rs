@@ -14,7 +14,20 @@ sm_store::contract_tests!(
     strangers_are_redirected_and_forms_need_their_csrf_token,
     failed_sign_ins_slow_down_then_lock_and_never_reveal_the_email,
     an_operator_syncs_replays_adjusts_and_finds_it_all_in_the_audit_log,
+    every_admin_action_needs_a_session_its_csrf_token_and_a_post,
 );
+
+/// Every state-changing admin route.
+const ACTIONS: [&str; 8] = [
+    "/admin/logout",
+    "/admin/products/sync",
+    "/admin/products/prod_x/sync",
+    "/admin/sync-all",
+    "/admin/events/replay-failed",
+    "/admin/events/reconcile",
+    "/admin/events/evt_x/replay",
+    "/admin/credits/adjust",
+];
 
 const EMAIL: &str = "ops@example.com";
 const PASSWORD: &str = "a long enough passphrase";
@@ -630,4 +643,66 @@ async fn an_operator_syncs_replays_adjusts_and_finds_it_all_in_the_audit_log(db:
     }
     let grants = op.page(&app, "/admin/audit?action=credits.grant").await;
     assert!(grants.contains("welcome") && !grants.contains("<td>sync.full</td>"));
+}
+
+async fn every_admin_action_needs_a_session_its_csrf_token_and_a_post(db: TestDb) {
+    let fake = fake_stripe::FakeStripe::start().await;
+    seed_catalog(&fake, 1, 1);
+    let app = quiet_app(&fake, &db).await;
+    let op = Operator::sign_in(&app, &db).await;
+    let before = db.store.audit_log(None, 100).await.unwrap().len();
+    let form = [
+        ("account", "acct_x"),
+        ("amount", "5"),
+        ("reason", "x"),
+        ("action", "grant"),
+        ("hours", "1"),
+        ("ids", "prod_x"),
+    ];
+    for path in ACTIONS {
+        // No session: sent to sign in.
+        let r = browser()
+            .post(app.url(path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status().as_u16(), location(&r)),
+            (303, "/admin/login"),
+            "{path}"
+        );
+        // A session but no token, or another session's token: 403.
+        for csrf in [None, Some("f".repeat(64))] {
+            let mut fields: Vec<(&str, &str)> = form.to_vec();
+            if let Some(c) = &csrf {
+                fields.push(("csrf", c));
+            }
+            let r = browser()
+                .post(app.url(path))
+                .header("Cookie", &op.cookie)
+                .form(&fields)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{path} with {csrf:?}");
+        }
+        // GET does nothing.
+        let r = browser()
+            .get(app.url(path))
+            .header("Cookie", &op.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "GET {path}");
+    }
+    assert_eq!(
+        db.store.audit_log(None, 100).await.unwrap().len(),
+        before,
+        "nothing was done"
+    );
+    assert!(db.store.credit_lots("acct_x").await.unwrap().is_empty());
+    assert!(db.store.list_sync_runs(10).await.unwrap().is_empty());
+    // Still signed in: the refused logout did not end the session.
+    assert!(op.page(&app, "/admin").await.contains("Dashboard"));
 }
