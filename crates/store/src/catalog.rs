@@ -368,11 +368,20 @@ async fn existing_sqlite(
 /// was empty kept a generic plan with a sequential scan: once the table held 50,000
 /// rows, each lookup of 256 ids compared every row against every id (75 ms on average,
 /// up to 320 ms), and the webhook worker fell to ~400 events/s.
+///
+/// Before reading, it locks the `catalog_meta` row that every catalog write updates
+/// anyway (`next_seq`), so catalog writers on PostgreSQL take turns from the read on:
+/// two instances applying two same-version events of one object at the same instant
+/// cannot both decide from a read that predates the other's commit (the later one now
+/// sees the first's row and reports the tie). SQLite's writers are serialized already.
 async fn existing_pg(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     table: Table,
     ids: &[String],
 ) -> Result<Vec<Existing>, sqlx::Error> {
+    sqlx::query("SELECT version FROM catalog_meta WHERE id = 1 FOR UPDATE")
+        .execute(&mut **tx)
+        .await?;
     let sql = format!(
         "SELECT id, raw, deleted, {} AS version FROM {} WHERE id = ANY($1)",
         table.version_column(),

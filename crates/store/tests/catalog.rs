@@ -317,3 +317,46 @@ async fn prices_follow_the_same_guard(db: TestDb) {
         "prices without a product row are stored but no product appears"
     );
 }
+
+/// Two writers of the same version of one new product with different content: the one
+/// that commits second must see the first's row and report a tie (the webhook worker
+/// then refetches), not overwrite it from a read made before the other committed.
+#[tokio::test]
+async fn postgres_concurrent_same_version_writes_end_in_a_tie_not_a_silent_overwrite() {
+    let Some(db) = TestDb::new(sm_store::Backend::Postgres).await else {
+        return;
+    };
+    use sm_store::catalog::Ties;
+    let store = db.store.clone();
+    let mut first = store.begin().await.unwrap();
+    let a = product("prod_race", "From A", 5, &[("credit_amount", "1")]);
+    let counts = first
+        .upsert_products(&[a], None, 1, Ties::Reject)
+        .await
+        .unwrap();
+    assert_eq!(counts.created, 1);
+    let second = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let b = product("prod_race", "From B", 5, &[("credit_amount", "1")]);
+            let counts = tx
+                .upsert_products(&[b], None, 2, Ties::Reject)
+                .await
+                .unwrap();
+            if counts.ties > 0 {
+                tx.rollback().await.unwrap();
+            } else {
+                tx.commit().await.unwrap();
+            }
+            counts
+        }
+    });
+    // Let the second writer get as far as it can while the first holds its transaction.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    first.commit().await.unwrap();
+    let counts = second.await.unwrap();
+    assert_eq!(counts.ties, 1, "{counts:?}");
+    let stored = store.get_product("prod_race").await.unwrap().unwrap();
+    assert_eq!(stored.name, "From A");
+}
