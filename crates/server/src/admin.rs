@@ -12,7 +12,9 @@
 //!   back; the sign-in form uses a double-submit cookie instead (there is no session yet).
 //! - **Throttling**, per email and per client address, in a [`WINDOW`]: from
 //!   [`SLOW_AFTER`] failures on, each attempt waits longer before it is answered; at
-//!   [`LOCK_AFTER`] the key is locked for [`LOCK_FOR`], whatever the password.
+//!   [`LOCK_AFTER`] the key is locked for [`LOCK_FOR`], whatever the password. Failures
+//!   are counted by one atomic statement (`Store::record_login_failure`), so a burst of
+//!   parallel guesses is counted in full.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -88,38 +90,35 @@ pub fn gate(t: &Throttle, now: i64) -> Gate {
     Gate::Slow(Duration::from_millis(200 * steps))
 }
 
-/// The counter after one more failure at `now`.
-pub fn record_failure(t: &Throttle, now: i64) -> Throttle {
-    let fresh = now - t.window_start >= WINDOW || t.locked_until.is_some_and(|u| u <= now);
-    let failures = if fresh { 1 } else { t.failures + 1 };
-    Throttle {
-        failures,
-        window_start: if fresh { now } else { t.window_start },
-        locked_until: (failures >= LOCK_AFTER).then_some(now + LOCK_FOR),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn failures_slow_down_then_lock_and_the_window_forgets() {
-        let mut t = Throttle::default();
+    fn failures_slow_down_then_lock_and_the_lock_ends() {
         let now = 10_000;
-        let mut gates = Vec::new();
-        for _ in 0..LOCK_AFTER {
-            gates.push(gate(&t, now));
-            t = record_failure(&t, now);
-        }
-        assert_eq!(gates[..3], [Gate::Open, Gate::Open, Gate::Open]);
-        assert_eq!(gates[3], Gate::Slow(Duration::from_millis(200)));
-        assert_eq!(gates[7], Gate::Slow(Duration::from_millis(1000)));
-        assert_eq!(gate(&t, now + 1), Gate::Locked(now + LOCK_FOR));
-        assert_eq!(gate(&t, now + LOCK_FOR + 1), Gate::Open);
-        assert_eq!(record_failure(&t, now + LOCK_FOR + 1).failures, 1);
-        let one = record_failure(&Throttle::default(), now);
-        assert_eq!(record_failure(&one, now + WINDOW).failures, 1);
+        let at = |failures, locked_until| Throttle {
+            failures,
+            window_start: now,
+            locked_until,
+        };
+        assert_eq!(gate(&at(SLOW_AFTER - 1, None), now), Gate::Open);
+        assert_eq!(
+            gate(&at(SLOW_AFTER, None), now),
+            Gate::Slow(Duration::from_millis(200))
+        );
+        assert_eq!(
+            gate(&at(7, None), now),
+            Gate::Slow(Duration::from_millis(1000))
+        );
+        let locked = at(LOCK_AFTER, Some(now + LOCK_FOR));
+        assert_eq!(gate(&locked, now + 1), Gate::Locked(now + LOCK_FOR));
+        assert_eq!(gate(&locked, now + LOCK_FOR + 1), Gate::Open);
+        assert_eq!(
+            gate(&at(7, None), now + WINDOW),
+            Gate::Open,
+            "an old window is forgotten"
+        );
     }
 
     #[test]

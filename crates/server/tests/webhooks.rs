@@ -824,7 +824,8 @@ async fn a_killed_server_loses_no_acknowledged_event_and_applies_every_one(db: T
 }
 
 /// On PostgreSQL a replay made by another process (here: the test, through its own pool)
-/// reaches the worker by `NOTIFY`, not by the poll: the worker polls once a minute here.
+/// reaches the worker by `NOTIFY`, not by the poll: the worker polls once an hour here, so
+/// without the notification the event would not be applied within `drained`'s minute.
 #[tokio::test]
 async fn postgres_notify_wakes_the_worker_of_every_instance() {
     let Some(db) = TestDb::new(sm_store::Backend::Postgres).await else {
@@ -834,7 +835,7 @@ async fn postgres_notify_wakes_the_worker_of_every_instance() {
     let mut env = env_for(Some(&fake.url()), &db);
     env.push(("STRIPE_CONNECTIVITY_TEST".to_owned(), "false".to_owned()));
     let mut config = config_from(&env);
-    config.worker.poll = Duration::from_secs(60);
+    config.worker.poll = Duration::from_secs(3600);
     let app = TestApp::start(config).await;
     let body = product_event(
         "evt_notify1",
@@ -845,7 +846,7 @@ async fn postgres_notify_wakes_the_worker_of_every_instance() {
     );
     assert_eq!(deliver(&app, &body).await.0, 200);
     drained(&app).await;
-    // Let the worker go back to sleep on its (one-minute) poll.
+    // Let the worker go back to sleep on its (hourly) poll.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let replayed = db
         .store
@@ -853,12 +854,10 @@ async fn postgres_notify_wakes_the_worker_of_every_instance() {
         .await
         .unwrap();
     assert_eq!(replayed, 1);
-    let started = std::time::Instant::now();
     let counts = drained(&app).await;
-    assert_eq!(counts.processed, 1);
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "woken by NOTIFY, not by the one-minute poll"
+    assert_eq!(
+        counts.processed, 1,
+        "woken by NOTIFY, not by the hourly poll"
     );
     let event = app
         .state

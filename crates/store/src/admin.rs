@@ -167,22 +167,41 @@ impl Store {
         Ok(row.unwrap_or_default())
     }
 
-    /// Stores the counter for a key as the caller computed it.
-    pub async fn set_throttle(&self, key: &str, t: &Throttle) -> Result<(), StoreError> {
+    /// Counts one failed sign-in for `key` at `now`, atomically, and returns the new
+    /// counter: a failure outside the `window` (seconds) or after an ended lock starts a
+    /// new count; at `lock_after` failures the key is locked for `lock_for` seconds.
+    /// One statement, so parallel attempts cannot lose counts (a read-then-write could,
+    /// letting a burst of guesses through uncounted).
+    pub async fn record_login_failure(
+        &self,
+        key: &str,
+        now: i64,
+        window: i64,
+        lock_after: i64,
+        lock_for: i64,
+    ) -> Result<Throttle, StoreError> {
         let _gate = self.sqlite_write_gate().await;
-        on_pool!(self, pool => sqlx::query(
-            "INSERT INTO login_throttle (key, failures, window_start, locked_until) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start, \
-             locked_until = excluded.locked_until"
+        let row = on_pool!(self, pool => sqlx::query_as(
+            "INSERT INTO login_throttle (key, failures, window_start, locked_until) \
+             VALUES ($1, 1, $2, CASE WHEN $4 <= 1 THEN $2 + $5 END) \
+             ON CONFLICT (key) DO UPDATE SET \
+               failures = CASE WHEN login_throttle.window_start <= $2 - $3 OR login_throttle.locked_until <= $2 \
+                          THEN 1 ELSE login_throttle.failures + 1 END, \
+               window_start = CASE WHEN login_throttle.window_start <= $2 - $3 OR login_throttle.locked_until <= $2 \
+                              THEN $2 ELSE login_throttle.window_start END, \
+               locked_until = CASE WHEN (CASE WHEN login_throttle.window_start <= $2 - $3 OR login_throttle.locked_until <= $2 \
+                                         THEN 1 ELSE login_throttle.failures + 1 END) >= $4 \
+                              THEN $2 + $5 END \
+             RETURNING failures, window_start, locked_until"
         )
         .bind(key)
-        .bind(t.failures)
-        .bind(t.window_start)
-        .bind(t.locked_until)
-        .execute(pool)
-        .await
-        .map(|_| ())?);
-        Ok(())
+        .bind(now)
+        .bind(window)
+        .bind(lock_after)
+        .bind(lock_for)
+        .fetch_one(pool)
+        .await?);
+        Ok(row)
     }
 
     pub async fn clear_throttle(&self, key: &str) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@ use sm_store::testing::TestDb;
 sm_store::contract_tests!(
     sessions_expire_when_idle_or_too_old,
     a_flash_message_is_read_once,
+    parallel_failed_sign_ins_are_all_counted_then_lock_and_the_lock_ends,
 );
 
 const IDLE: i64 = 1800;
@@ -88,4 +89,54 @@ async fn a_flash_message_is_read_once(db: TestDb) {
         Some("ok:Synced")
     );
     assert_eq!(s.take_flash("sess").await.unwrap(), None);
+}
+
+async fn parallel_failed_sign_ins_are_all_counted_then_lock_and_the_lock_ends(db: TestDb) {
+    let s = db.store.clone();
+    let (window, lock_after, lock_for) = (900, 8, 900);
+    let attempts = (0..20).map(|_| {
+        let s = s.clone();
+        async move {
+            s.record_login_failure("ip:203.0.113.9", 1_000, window, lock_after, lock_for)
+                .await
+                .unwrap()
+        }
+    });
+    futures_util::future::join_all(attempts).await;
+    let t = s.throttle("ip:203.0.113.9").await.unwrap();
+    assert_eq!(t.failures, 20, "no failure lost to a race");
+    assert_eq!(t.locked_until, Some(1_000 + lock_for));
+    // After the lock ends, counting starts over; so it does after a quiet window.
+    let t = s
+        .record_login_failure(
+            "ip:203.0.113.9",
+            1_000 + lock_for,
+            window,
+            lock_after,
+            lock_for,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.failures, t.window_start, t.locked_until),
+        (1, 1_900, None)
+    );
+    let t = s
+        .record_login_failure("ip:203.0.113.9", 1_901, window, lock_after, lock_for)
+        .await
+        .unwrap();
+    assert_eq!(t.failures, 2);
+    let t = s
+        .record_login_failure(
+            "ip:203.0.113.9",
+            1_900 + window,
+            window,
+            lock_after,
+            lock_for,
+        )
+        .await
+        .unwrap();
+    assert_eq!((t.failures, t.window_start), (1, 1_900 + window));
+    s.clear_throttle("ip:203.0.113.9").await.unwrap();
+    assert_eq!(s.throttle("ip:203.0.113.9").await.unwrap().failures, 0);
 }

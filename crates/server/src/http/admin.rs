@@ -24,7 +24,8 @@ use sm_store::runs::SyncRun;
 
 use super::admin_pages::{AdminCtx, Nav};
 use crate::admin::{
-    Gate, SESSION_ABSOLUTE, SESSION_IDLE, gate, random_token, record_failure, verify_password,
+    Gate, LOCK_AFTER, LOCK_FOR, SESSION_ABSOLUTE, SESSION_IDLE, WINDOW, gate, random_token,
+    verify_password,
 };
 use crate::app::AppState;
 use crate::auth::hash;
@@ -227,7 +228,6 @@ async fn login(
     let keys = [format!("email:{email}"), format!("ip:{origin}")];
     let store = &state.store;
     let mut wait = std::time::Duration::ZERO;
-    let mut throttles = Vec::new();
     for key in &keys {
         let t = match store.throttle(key).await {
             Ok(t) => t,
@@ -250,7 +250,6 @@ async fn login(
             Gate::Slow(d) => wait = wait.max(d),
             Gate::Open => {}
         }
-        throttles.push(t);
     }
     tokio::time::sleep(wait).await;
     let user = match store.admin_by_email(&email).await {
@@ -263,8 +262,11 @@ async fn login(
     )
     .await;
     let Some(user) = user.filter(|_| ok) else {
-        for (key, t) in keys.iter().zip(&throttles) {
-            if let Err(e) = store.set_throttle(key, &record_failure(t, now)).await {
+        for key in &keys {
+            if let Err(e) = store
+                .record_login_failure(key, now, WINDOW, LOCK_AFTER, LOCK_FOR)
+                .await
+            {
                 tracing::error!(error = %e, "could not count a failed sign-in");
             }
         }
