@@ -82,7 +82,9 @@ pub struct Config {
     pub stripe: StripeConfig,
     pub webhook_secrets: Option<WebhookSecrets>,
     pub webhook_tolerance: Duration,
-    /// Where webhooks may come from (`WEBHOOK_ALLOWED_IPS`, `TRUSTED_PROXIES`).
+    /// Where webhooks may come from (`WEBHOOK_ALLOWED_IPS`), and the proxies whose
+    /// forwarded headers are believed (`TRUSTED_PROXIES`; also for the admin UI's client
+    /// addresses and its HTTPS detection).
     pub webhook_sources: crate::webhooks::source::SourcePolicy,
     pub database_url: DatabaseUrl,
     pub bind: SocketAddr,

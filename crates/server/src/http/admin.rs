@@ -58,28 +58,15 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Whether the browser reached us over HTTPS (through one of our trusted proxies).
 fn over_https(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> bool {
-    let trusted = state
-        .config
-        .webhook_sources
-        .trusted_proxies
-        .iter()
-        .any(|n| n.contains(&peer.ip()));
-    trusted
-        && headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+    state.config.webhook_sources.over_https(peer.ip(), headers)
 }
 
+/// The client's address (through trusted proxies), for throttling and the audit log.
 fn client(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> String {
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok());
     state
         .config
         .webhook_sources
-        .client_ip(peer.ip(), forwarded)
+        .client_from_headers(peer.ip(), headers)
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 

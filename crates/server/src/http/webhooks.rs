@@ -32,11 +32,7 @@ async fn receive(
 ) -> Result<Json<Value>, ApiError> {
     let sources = &state.config.webhook_sources;
     if sources.allowed.is_some() {
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        let client = sources.client_ip(peer.ip(), forwarded);
+        let client = sources.client_from_headers(peer.ip(), &headers);
         if !client.is_some_and(|ip| sources.allows(ip)) {
             metrics::counter!("webhook_events_rejected_total", "reason" => "source_not_allowed")
                 .increment(1);

@@ -102,6 +102,29 @@ impl SourcePolicy {
         Some(client)
     }
 
+    /// [`SourcePolicy::client_ip`] from a request's `X-Forwarded-For` headers.
+    pub fn client_from_headers(
+        &self,
+        peer: IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<IpAddr> {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        self.client_ip(peer, forwarded)
+    }
+
+    /// Whether the request reached us over HTTPS: a trusted proxy says so in
+    /// `X-Forwarded-Proto` (the service itself speaks plain HTTP).
+    pub fn over_https(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> bool {
+        self.trusted(canonical(peer))
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+    }
+
     /// Whether a request from `ip` may be processed.
     pub fn allows(&self, ip: IpAddr) -> bool {
         match &self.allowed {
