@@ -405,22 +405,7 @@ async fn expired_subscription_credits_are_never_spent_or_counted(db: TestDb) {
 async fn a_hundred_concurrent_consumptions_against_fifty_credits(db: TestDb) {
     let shop = shop(&db).await;
     let account = "acct_race";
-    shop.app
-        .state
-        .ledger
-        .adjust(
-            account,
-            &stripe_manager::credits::AdjustRequest {
-                kind: stripe_manager::credits::Adjustment::Grant,
-                amount: sm_domain::credits::Credits::whole(50),
-                reason: "test balance",
-                actor: "test",
-                origin: "test",
-            },
-            now(),
-        )
-        .await
-        .unwrap();
+    grant_credits(&shop.app, account, 50).await;
     let sends = (0..100).map(|i| {
         shop.consume(
             account,
@@ -446,22 +431,7 @@ async fn a_hundred_concurrent_consumptions_against_fifty_credits(db: TestDb) {
 async fn consumption_is_idempotent_per_key_and_explains_refusals(db: TestDb) {
     let shop = shop(&db).await;
     let account = "acct_keys";
-    shop.app
-        .state
-        .ledger
-        .adjust(
-            account,
-            &stripe_manager::credits::AdjustRequest {
-                kind: stripe_manager::credits::Adjustment::Grant,
-                amount: sm_domain::credits::Credits::whole(10),
-                reason: "test balance",
-                actor: "test",
-                origin: "test",
-            },
-            now(),
-        )
-        .await
-        .unwrap();
+    grant_credits(&shop.app, account, 10).await;
     let first = json!({"amount": "1.50", "idempotency_key": "k1", "description": "report"});
     let (status, a) = shop.consume(account, first.clone()).await;
     assert_eq!(

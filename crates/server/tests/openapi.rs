@@ -68,21 +68,7 @@ async fn the_document_describes_every_route_and_real_answers_fit_it(db: TestDb) 
     let id = product["id"].as_str().unwrap();
     let (_, one) = get_json(&app.url(&format!("/api/v1/products/{id}"))).await;
     assert_fits(&doc, "Product", &one);
-    app.state
-        .ledger
-        .adjust(
-            "acct_doc",
-            &stripe_manager::credits::AdjustRequest {
-                kind: stripe_manager::credits::Adjustment::Grant,
-                amount: sm_domain::credits::Credits::whole(5),
-                reason: "doc",
-                actor: "test",
-                origin: "test",
-            },
-            1,
-        )
-        .await
-        .unwrap();
+    grant_credits(&app, "acct_doc", 5).await;
     let (_, consumed) = post_json(
         &app.url("/api/v1/accounts/acct_doc/credits/consume"),
         json!({"amount": "1", "idempotency_key": "doc"}),

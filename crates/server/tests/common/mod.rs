@@ -117,6 +117,25 @@ pub async fn quiet_app(fake: &fake_stripe::FakeStripe, db: &TestDb) -> TestApp {
     TestApp::start(config_from(&env)).await
 }
 
+/// Grants `whole` credits to `account` as an operator would (the ledger's own path).
+pub async fn grant_credits(app: &TestApp, account: &str, whole: i64) {
+    app.state
+        .ledger
+        .adjust(
+            account,
+            &stripe_manager::credits::AdjustRequest {
+                kind: stripe_manager::credits::Adjustment::Grant,
+                amount: sm_domain::credits::Credits::whole(whole),
+                reason: "test balance",
+                actor: "test",
+                origin: "test",
+            },
+            1,
+        )
+        .await
+        .expect("a grant");
+}
+
 /// The `stripe-manager` binary built for these tests.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stripe-manager"))
