@@ -1,6 +1,6 @@
 //! Admin users, their sessions, and the failed-login counters behind throttling.
 
-use crate::{Store, StoreError, on_pool};
+use crate::{Store, StoreError, on_pool, on_write};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AdminUser {
@@ -37,7 +37,7 @@ impl Store {
         password_hash: &str,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let id = on_pool!(self, pool => sqlx::query_scalar(
+        let id = on_write!(self, pool => sqlx::query_scalar(
             "INSERT INTO admin_users (email, password_hash, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (email) DO NOTHING RETURNING id"
         )
@@ -67,8 +67,7 @@ impl Store {
         origin: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let _gate = self.sqlite_write_gate().await;
-        on_pool!(self, pool => sqlx::query(
+        on_write!(self, pool => sqlx::query(
             "INSERT INTO admin_sessions (id, user_id, csrf_token, created_at, last_seen_at, origin) VALUES ($1, $2, $3, $4, $4, $5)"
         )
         .bind(id)
@@ -104,8 +103,7 @@ impl Store {
         if let Some(s) = &row
             && now - s.last_seen_at >= 60
         {
-            let _gate = self.sqlite_write_gate().await;
-            on_pool!(self, pool => sqlx::query("UPDATE admin_sessions SET last_seen_at = $2 WHERE id = $1")
+            on_write!(self, pool => sqlx::query("UPDATE admin_sessions SET last_seen_at = $2 WHERE id = $1")
                 .bind(id)
                 .bind(now)
                 .execute(pool)
@@ -116,8 +114,7 @@ impl Store {
     }
 
     pub async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        let _gate = self.sqlite_write_gate().await;
-        on_pool!(self, pool => sqlx::query("DELETE FROM admin_sessions WHERE id = $1")
+        on_write!(self, pool => sqlx::query("DELETE FROM admin_sessions WHERE id = $1")
             .bind(id)
             .execute(pool)
             .await
@@ -127,8 +124,7 @@ impl Store {
 
     /// Keeps a message for the session's next page.
     pub async fn set_flash(&self, session: &str, flash: &str) -> Result<(), StoreError> {
-        let _gate = self.sqlite_write_gate().await;
-        on_pool!(self, pool => sqlx::query("UPDATE admin_sessions SET flash = $2 WHERE id = $1")
+        on_write!(self, pool => sqlx::query("UPDATE admin_sessions SET flash = $2 WHERE id = $1")
             .bind(session)
             .bind(flash)
             .execute(pool)
@@ -147,8 +143,7 @@ impl Store {
         .await?);
         let flash = flash.flatten();
         if flash.is_some() {
-            let _gate = self.sqlite_write_gate().await;
-            on_pool!(self, pool => sqlx::query("UPDATE admin_sessions SET flash = NULL WHERE id = $1")
+            on_write!(self, pool => sqlx::query("UPDATE admin_sessions SET flash = NULL WHERE id = $1")
                 .bind(session)
                 .execute(pool)
                 .await
@@ -180,8 +175,7 @@ impl Store {
         lock_after: i64,
         lock_for: i64,
     ) -> Result<Throttle, StoreError> {
-        let _gate = self.sqlite_write_gate().await;
-        let row = on_pool!(self, pool => sqlx::query_as(
+        let row = on_write!(self, pool => sqlx::query_as(
             "INSERT INTO login_throttle (key, failures, window_start, locked_until) \
              VALUES ($1, 1, $2, CASE WHEN $4 <= 1 THEN $2 + $5 END) \
              ON CONFLICT (key) DO UPDATE SET \
@@ -205,8 +199,7 @@ impl Store {
     }
 
     pub async fn clear_throttle(&self, key: &str) -> Result<(), StoreError> {
-        let _gate = self.sqlite_write_gate().await;
-        on_pool!(self, pool => sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+        on_write!(self, pool => sqlx::query("DELETE FROM login_throttle WHERE key = $1")
             .bind(key)
             .execute(pool)
             .await

@@ -11,7 +11,7 @@
 use serde::Serialize;
 use sm_domain::credits::{LotSource, LotState};
 
-use crate::{Store, StoreError, Tx, on_pool, on_tx};
+use crate::{Store, StoreError, Tx, on_pool, on_tx, on_write};
 
 /// A lot as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -583,7 +583,7 @@ impl Store {
     }
 
     pub async fn insert_checkout(&self, c: &CheckoutRow) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query(
+        on_write!(self, pool => sqlx::query(
             "INSERT INTO checkout_sessions (id, account, customer, mode, price, product, quantity, status, payment_status, url, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING"
         )

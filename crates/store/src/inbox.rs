@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::{Pool, Store, StoreError, Tx, on_pool, on_tx};
+use crate::{Pool, Store, StoreError, Tx, on_pool, on_tx, on_write};
 
 /// An event to store.
 #[derive(Debug, Clone)]
@@ -134,8 +134,7 @@ impl Store {
     ) -> Result<Vec<bool>, StoreError> {
         let mut new_ids: std::collections::HashSet<String> = std::collections::HashSet::new();
         if events.len() <= INSERT_CHUNK {
-            let _gate = self.sqlite_write_gate().await;
-            let ids = on_pool!(self, pool => insert_query(events, now_ms).build().fetch_all(pool).await?
+            let ids = on_write!(self, pool => insert_query(events, now_ms).build().fetch_all(pool).await?
                 .iter()
                 .map(|row| sqlx::Row::try_get::<String, _>(row, 0))
                 .collect::<Result<Vec<_>, _>>()?);
@@ -182,8 +181,7 @@ impl Store {
                LIMIT $4) \
              RETURNING {COLUMNS}"
         );
-        let _gate = self.sqlite_write_gate().await;
-        let mut rows: Vec<InboxEvent> = on_pool!(self, pool => sqlx::query_as(&sql)
+        let mut rows: Vec<InboxEvent> = on_write!(self, pool => sqlx::query_as(&sql)
             .bind(owner)
             .bind(now_ms + lease_ms)
             .bind(now_ms)
@@ -205,8 +203,7 @@ impl Store {
         dead: bool,
     ) -> Result<(), StoreError> {
         let status = if dead { "failed" } else { "pending" };
-        let _gate = self.sqlite_write_gate().await;
-        on_pool!(self, pool => sqlx::query(
+        on_write!(self, pool => sqlx::query(
             "UPDATE webhook_events SET status = $3, next_attempt_at = $4, last_error = $5, lease_owner = NULL, lease_until = NULL \
              WHERE id = $1 AND lease_owner = $2 AND status = 'processing'"
         )
@@ -374,7 +371,7 @@ impl Store {
     pub async fn replay_events(&self, ids: &[String], now_ms: i64) -> Result<u64, StoreError> {
         let mut n = 0;
         for id in ids {
-            n += on_pool!(self, pool => sqlx::query(
+            n += on_write!(self, pool => sqlx::query(
                 "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $2, \
                  lease_owner = NULL, lease_until = NULL WHERE id = $1 AND status <> 'processing'"
             )
@@ -392,7 +389,7 @@ impl Store {
 
     /// Requeues every dead-lettered event; returns how many.
     pub async fn replay_failed(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let n = on_pool!(self, pool => sqlx::query(
+        let n = on_write!(self, pool => sqlx::query(
             "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_owner = NULL, \
              lease_until = NULL WHERE status = 'failed'"
         )

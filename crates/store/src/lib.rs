@@ -89,6 +89,19 @@ macro_rules! on_pool {
     };
 }
 
+/// [`on_pool!`] for a statement that writes: on SQLite it first takes this process's write
+/// gate (see [`Store::sqlite_write_gate`]), so autocommit writes queue with transactions
+/// instead of spinning in SQLite's busy handler. Never use it while holding a [`Tx`] of
+/// the same store: the transaction holds the gate.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! on_write {
+    ($store:expr, $pool:ident => $body:expr) => {{
+        let _gate = $store.sqlite_write_gate().await;
+        $crate::on_pool!($store, $pool => $body)
+    }};
+}
+
 /// A transaction on either backend. Writes that must commit together (a page of the
 /// catalog; an event's effects and its inbox status) take one.
 #[derive(Debug)]

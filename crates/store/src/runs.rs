@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
 
-use crate::{Pool, Store, StoreError, on_pool};
+use crate::{Pool, Store, StoreError, on_pool, on_write};
 
 /// Counts of one run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +148,7 @@ impl FullSyncLock {
         if let LockInner::Sqlite { store, holder } = &self.inner
             && let Pool::Sqlite(pool) = store.pool()
         {
+            let _gate = store.sqlite_write_gate().await;
             sqlx::query("UPDATE locks SET expires_at = $1 WHERE name = $2 AND holder = $3")
                 .bind(now + lease_secs)
                 .bind(LOCK_NAME)
@@ -167,6 +168,7 @@ impl FullSyncLock {
             }
             LockInner::Sqlite { store, holder } => {
                 if let Pool::Sqlite(pool) = store.pool() {
+                    let _gate = store.sqlite_write_gate().await;
                     sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2")
                         .bind(LOCK_NAME)
                         .bind(holder.as_str())
@@ -206,6 +208,7 @@ impl Store {
                 }
             }
             Pool::Sqlite(pool) => {
+                let _gate = self.sqlite_write_gate().await;
                 let taken = sqlx::query(
                     "INSERT INTO locks (name, holder, expires_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
@@ -247,7 +250,7 @@ impl Store {
         origin: &str,
         started_at: i64,
     ) -> Result<i64, StoreError> {
-        let id = on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
+        let id = on_write!(self, pool => sqlx::query_scalar::<_, i64>(
             "INSERT INTO sync_runs (scope, origin, status, started_at) VALUES ($1, $2, 'running', $3) RETURNING id"
         )
         .bind(scope)
@@ -269,7 +272,7 @@ impl Store {
         report: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let i = |v: u64| v as i64;
-        on_pool!(self, pool => sqlx::query(
+        on_write!(self, pool => sqlx::query(
             "UPDATE sync_runs SET status = $2, finished_at = $3, requests = $4, products_created = $5, \
              products_updated = $6, products_unchanged = $7, products_stale = $8, products_invalid = $9, \
              products_tombstoned = $10, prices_created = $11, prices_updated = $12, prices_unchanged = $13, \

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{Store, StoreError, on_pool};
+use crate::{Store, StoreError, on_pool, on_write};
 
 /// A token as stored (no secret in it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -36,7 +36,7 @@ impl Store {
         scopes: &str,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let id = on_pool!(self, pool => sqlx::query_scalar(
+        let id = on_write!(self, pool => sqlx::query_scalar(
             "INSERT INTO api_tokens (name, prefix, hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (name) DO NOTHING RETURNING id"
         )
@@ -61,8 +61,7 @@ impl Store {
 
     /// Records a use; at most one write per token per minute.
     pub async fn touch_token(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        let _gate = self.sqlite_write_gate().await;
-        on_pool!(self, pool => sqlx::query(
+        on_write!(self, pool => sqlx::query(
             "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)"
         )
         .bind(id)
@@ -82,7 +81,7 @@ impl Store {
 
     /// Revokes the live token with this name; false when there is none.
     pub async fn revoke_token(&self, name: &str, now: i64) -> Result<bool, StoreError> {
-        let n = on_pool!(self, pool => sqlx::query(
+        let n = on_write!(self, pool => sqlx::query(
             "UPDATE api_tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL"
         )
         .bind(name)
