@@ -1,6 +1,7 @@
 //! Admin users, their sessions, and the failed-login counters behind throttling.
 
-use crate::{Store, StoreError, on_pool, on_write};
+use crate::credits::NewAudit;
+use crate::{Store, StoreError, on_pool, on_tx, on_write};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AdminUser {
@@ -30,22 +31,29 @@ pub struct Throttle {
 }
 
 impl Store {
-    /// Creates an admin; `None` when the email is taken.
+    /// Creates an admin, and `audit` with it in the same transaction; `None` (and nothing
+    /// written) when the email is taken.
     pub async fn create_admin(
         &self,
         email: &str,
         password_hash: &str,
+        audit: Option<&NewAudit<'_>>,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let id = on_write!(self, pool => sqlx::query_scalar(
+        let mut tx = self.begin().await?;
+        let id: Option<i64> = on_tx!(&mut tx, t => sqlx::query_scalar(
             "INSERT INTO admin_users (email, password_hash, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (email) DO NOTHING RETURNING id"
         )
         .bind(email)
         .bind(password_hash)
         .bind(now)
-        .fetch_optional(pool)
+        .fetch_optional(&mut **t)
         .await?);
+        if let (Some(_), Some(a)) = (id, audit) {
+            tx.audit(a, now).await?;
+        }
+        tx.commit().await?;
         Ok(id)
     }
 

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::{Store, StoreError, on_pool, on_write};
+use crate::credits::NewAudit;
+use crate::{Store, StoreError, on_pool, on_tx, on_write};
 
 /// A token as stored (no secret in it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -27,16 +28,19 @@ impl TokenRow {
 const COLUMNS: &str = "id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at";
 
 impl Store {
-    /// Stores a new token; `None` when the name is taken.
+    /// Stores a new token, and `audit` with it in the same transaction; `None` (and
+    /// nothing written) when the name is taken.
     pub async fn create_token(
         &self,
         name: &str,
         prefix: &str,
         hash: &str,
         scopes: &str,
+        audit: Option<&NewAudit<'_>>,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let id = on_write!(self, pool => sqlx::query_scalar(
+        let mut tx = self.begin().await?;
+        let id: Option<i64> = on_tx!(&mut tx, t => sqlx::query_scalar(
             "INSERT INTO api_tokens (name, prefix, hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (name) DO NOTHING RETURNING id"
         )
@@ -45,8 +49,12 @@ impl Store {
         .bind(hash)
         .bind(scopes)
         .bind(now)
-        .fetch_optional(pool)
+        .fetch_optional(&mut **t)
         .await?);
+        if let (Some(_), Some(a)) = (id, audit) {
+            tx.audit(a, now).await?;
+        }
+        tx.commit().await?;
         Ok(id)
     }
 

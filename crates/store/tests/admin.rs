@@ -15,7 +15,7 @@ const ABSOLUTE: i64 = 43_200;
 async fn sessions_expire_when_idle_or_too_old(db: TestDb) {
     let s = &db.store;
     let user = s
-        .create_admin("a@example.com", "$argon2id$x", 0)
+        .create_admin("a@example.com", "$argon2id$x", None, 0)
         .await
         .unwrap()
         .unwrap();
@@ -75,7 +75,7 @@ async fn sessions_expire_when_idle_or_too_old(db: TestDb) {
 async fn a_flash_message_is_read_once(db: TestDb) {
     let s = &db.store;
     let user = s
-        .create_admin("b@example.com", "$argon2id$x", 0)
+        .create_admin("b@example.com", "$argon2id$x", None, 0)
         .await
         .unwrap()
         .unwrap();

@@ -45,30 +45,27 @@ pub async fn run(state: AppState, command: AdminCommand) -> Result<u8, Failure> 
         message: e,
     })?;
     let now = unix_now();
-    let created = state.store.create_admin(&email, &hash, now).await?;
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let audit = NewAudit {
+        actor: &actor,
+        action: "admin.create_user",
+        target: Some(&email),
+        detail: None,
+        origin: Some("cli"),
+        result: "ok",
+    };
+    let created = state
+        .store
+        .create_admin(&email, &hash, Some(&audit), now)
+        .await?;
     if created.is_none() {
         return Err(Failure::usage(format!(
             "an admin with the email {email} exists"
         )));
     }
-    let actor = format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
-    state
-        .store
-        .audit(
-            &NewAudit {
-                actor: &actor,
-                action: "admin.create_user",
-                target: Some(&email),
-                detail: None,
-                origin: Some("cli"),
-                result: "ok",
-            },
-            now,
-        )
-        .await?;
     println!("admin {email} created; sign in at /admin/login");
     Ok(0)
 }

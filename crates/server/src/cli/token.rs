@@ -55,27 +55,23 @@ pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> 
                 .collect::<Vec<_>>()
                 .join(" ");
             let (token, prefix, hash) = generate();
+            let actor = actor();
+            let audit = NewAudit {
+                actor: &actor,
+                action: "token.create",
+                target: Some(&name),
+                detail: Some(&scope_list),
+                origin: Some("cli"),
+                result: "ok",
+            };
             let created = store
-                .create_token(&name, &prefix, &hash, &scope_list, now)
+                .create_token(&name, &prefix, &hash, &scope_list, Some(&audit), now)
                 .await?;
             let Some(id) = created else {
                 return Err(Failure::usage(format!(
                     "a token named {name:?} exists (names are never reused, even after revocation)"
                 )));
             };
-            store
-                .audit(
-                    &NewAudit {
-                        actor: &actor(),
-                        action: "token.create",
-                        target: Some(&name),
-                        detail: Some(&scope_list),
-                        origin: Some("cli"),
-                        result: "ok",
-                    },
-                    now,
-                )
-                .await?;
             if json {
                 println!(
                     "{}",
