@@ -164,6 +164,10 @@ pub fn allocate(lots: &[LotState], amount: i64, now: i64) -> Result<Vec<(i64, i6
 /// Takes up to `amount` from `preferred` first (the purchase a refund is for), then in
 /// spending order; returns the takes and what could not be taken (a debt). Used where
 /// the money is already gone (a refund) and the debit must happen regardless.
+///
+/// The preferred lot is taken from even when it has expired: its unused remainder was
+/// never spendable, so taking it back costs the customer nothing they could still use,
+/// and leaves their live credits alone.
 pub fn take_back(
     lots: &[LotState],
     amount: i64,
@@ -171,13 +175,28 @@ pub fn take_back(
     now: i64,
 ) -> (Vec<(i64, i64)>, i64) {
     let mut order = spending_order(lots, now);
-    if let Some(p) = preferred
-        && let Some(i) = order.iter().position(|l| l.id == p)
-    {
-        let lot = order.remove(i);
-        order.insert(0, lot);
+    if let Some(p) = preferred {
+        order.retain(|l| l.id != p);
+        if let Some(lot) = lots.iter().find(|l| l.id == p && l.remaining > 0) {
+            order.insert(0, *lot);
+        }
     }
     take(order, amount)
+}
+
+/// Credits of a proration line: `credit_amount × amount ÷ unit_amount` (the share of a
+/// full period's credits that the line's money is of a full period's price, quantity
+/// included), in hundredths, rounded toward zero. `None` when the price has no usable
+/// unit amount or the result does not fit.
+pub fn proration_credits(credit_amount: i64, amount: i64, unit_amount: i64) -> Option<i64> {
+    if unit_amount <= 0 {
+        return None;
+    }
+    let v = (credit_amount as i128)
+        .checked_mul(100)?
+        .checked_mul(amount as i128)?
+        / unit_amount as i128;
+    i64::try_from(v).ok()
 }
 
 fn take(order: Vec<LotState>, amount: i64) -> (Vec<(i64, i64)>, i64) {
@@ -307,6 +326,33 @@ mod tests {
     }
 
     #[test]
+    fn a_take_back_empties_its_expired_lot_first() {
+        let lots = [
+            lot(1, LotSource::Subscription, 100, Some(500)),
+            lot(2, LotSource::Purchase, 300, None),
+        ];
+        // Lot 1 expired at 500: it is still where the refund takes from first.
+        assert_eq!(
+            take_back(&lots, 150, Some(1), 1_000),
+            (vec![(1, 100), (2, 50)], 0)
+        );
+        // Not preferred, an expired lot is never touched.
+        assert_eq!(take_back(&lots, 150, None, 1_000), (vec![(2, 150)], 0));
+    }
+
+    #[test]
+    fn proration_credits_follow_the_money_toward_zero() {
+        // Plan A, 1,000 credits for $10.00: the unused half is 500.00 credits.
+        assert_eq!(proration_credits(1_000, 500, 1_000), Some(50_000));
+        assert_eq!(proration_credits(3_000, 1_500, 3_000), Some(150_000));
+        assert_eq!(proration_credits(3_000, -1_500, 3_000), Some(-150_000));
+        // 100 credits for $30.00, a line of $0.07: 0.2333… → 0.23.
+        assert_eq!(proration_credits(100, 7, 3_000), Some(23));
+        assert_eq!(proration_credits(100, -7, 3_000), Some(-23));
+        assert_eq!(proration_credits(100, 7, 0), None);
+    }
+
+    #[test]
     fn refund_shares_are_proportional_and_rounded_half_up() {
         assert_eq!(refund_share(10_000, 2_000, 1_000), 5_000);
         assert_eq!(refund_share(10_000, 2_000, 2_000), 10_000);
@@ -314,6 +360,10 @@ mod tests {
         assert_eq!(refund_share(100, 3, 1), 33);
         assert_eq!(refund_share(100, 3, 2), 67);
         assert_eq!(refund_share(100, 0, 1), 0);
+        // Cumulative: 2 credits for 3 cents, refunded a cent at a time → 0.67, 1.33, 2.00.
+        assert_eq!(refund_share(200, 3, 1), 67);
+        assert_eq!(refund_share(200, 3, 2), 133);
+        assert_eq!(refund_share(200, 3, 3), 200);
     }
 
     proptest! {

@@ -78,6 +78,31 @@ fn valid_url(u: &str) -> bool {
         .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
+/// Why a price's credits are not well defined, if they are not: credits are
+/// `credit_amount × quantity` for a fixed price per unit, and proration lines are
+/// credited by their share of `unit_amount`; a customer-chosen amount, tiers or metered
+/// usage give neither a quantity that was paid for nor a unit amount to share.
+fn credits_undefined(price: &sm_store::catalog::PriceRecord) -> Option<&'static str> {
+    use sm_domain::catalog::AmountKind;
+    match price.amount_kind {
+        AmountKind::Custom => {
+            return Some("with a customer-chosen amount (pay what you want), which has no fixed credits per payment");
+        }
+        AmountKind::Tiered => {
+            return Some("with tiered pricing, which has no single unit amount to count credits by");
+        }
+        AmountKind::Fixed => {}
+    }
+    let raw: serde_json::Value = serde_json::from_str(&price.raw).unwrap_or_default();
+    if raw["recurring"]["usage_type"] == "metered" {
+        return Some("with metered usage, billed after the period for what was used, not for a quantity of credits");
+    }
+    if price.unit_amount.is_none() && price.unit_amount_decimal.is_none() {
+        return Some("without a unit amount");
+    }
+    None
+}
+
 /// Creates the session. `idempotency_key` (the caller's `Idempotency-Key` header) makes
 /// a retried request return the same session.
 pub async fn create(
@@ -129,7 +154,7 @@ pub async fn create(
     } else if price.deleted || !price.active {
         Some(format!("has price {} inactive", price.id))
     } else {
-        None
+        credits_undefined(price).map(|why| format!("is sold by price {} {why}", price.id))
     };
     if let Some(why) = refusal {
         return Err(CheckoutError::NotSellable(format!(
@@ -212,6 +237,7 @@ pub async fn create(
             url: session.url.clone(),
             created_at: now,
             updated_at: now,
+            credit_amount: product.credit_amount.map(i64::from),
         })
         .await?;
     Ok(CheckoutCreated {

@@ -10,7 +10,9 @@
 
 use serde::Serialize;
 use sm_domain::credits::{Credits, LotSource, LotState, allocate, available, take_back};
-use sm_store::credits::{EntryRow, LotRow, NewAudit, NewEntry, NewLot};
+use sm_store::credits::{
+    EntryRow, LotRow, NewAudit, NewEntry, NewLot, NewOrigin, NewReversal, ReversalKind,
+};
 use sm_store::{Store, StoreError, Tx};
 
 /// Why a ledger operation was refused.
@@ -291,16 +293,24 @@ impl Ledger {
             .await?;
         }
         let balance = available(&states, now) - amount;
-        tx.insert_consumption(
-            account,
-            key,
-            &fingerprint,
-            amount,
-            description,
-            balance,
-            now,
-        )
-        .await?;
+        // The key is claimed by this insert itself: if another transaction recorded it
+        // first (the account lock makes that impossible today, the unique key makes it
+        // impossible whatever the locking), nothing of this one is kept.
+        let claimed = tx
+            .insert_consumption(
+                account,
+                key,
+                &fingerprint,
+                amount,
+                description,
+                balance,
+                now,
+            )
+            .await?;
+        if !claimed {
+            tx.rollback().await?;
+            return Box::pin(self.consume(account, req, now)).await;
+        }
         tx.commit().await?;
         metrics::counter!("credit_consumptions_total").increment(1);
         Ok(Consumption {
@@ -480,92 +490,295 @@ pub fn balance_of(
     }
 }
 
-/// Records a grant from Stripe in `tx`, once per `source_ref`. Returns whether it was new.
-pub async fn grant_in(tx: &mut Tx, lot: &NewLot, now: i64) -> Result<bool, StoreError> {
-    tx.lock_account(&lot.account, now).await?;
-    let Some(id) = tx.insert_lot(lot, now).await? else {
+/// The meeting point of a plan period: where a proration take-back for the period of
+/// `subscription` on `price` ending at `period_end` finds the lot granted for it.
+pub fn plan_link(subscription: &str, price: &str, period_end: i64) -> String {
+    format!("plan:{subscription}|{price}|{period_end}")
+}
+
+/// A grant from Stripe, decided before the transaction: the session or invoice it comes
+/// from, the payments that paid it, its lots, and the proration take-backs it carries.
+#[derive(Debug, Clone, Default)]
+pub struct Grant {
+    pub origin: NewOrigin,
+    /// `pi_…` (or `ch_…`) of every payment of the origin: a refund or dispute of any of
+    /// them takes back a share of its credits.
+    pub payments: Vec<String>,
+    pub lots: Vec<NewLot>,
+    pub take_backs: Vec<TakeBack>,
+}
+
+/// A negative proration line: credits to take back from the lot of its plan period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakeBack {
+    /// `in_…/il_…`: the line, so it counts once.
+    pub id: String,
+    pub subscription: String,
+    pub price: String,
+    pub period_end: i64,
+    /// Hundredths, positive.
+    pub credits: i64,
+}
+
+impl TakeBack {
+    fn link(&self) -> String {
+        plan_link(&self.subscription, &self.price, self.period_end)
+    }
+}
+
+/// Records a grant in `tx`, once per origin: claims the origin (a second delivery of the
+/// same session or invoice stops here), meets the payments and plan periods it concerns,
+/// locks the account, writes its lots, and applies what arrived before it: refunds and
+/// disputes of its payments, proration take-backs of its plan periods. Returns whether
+/// it was new.
+pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, StoreError> {
+    if !tx.claim_origin(&grant.origin, now).await? {
         return Ok(false);
-    };
-    tx.insert_entry(
-        &NewEntry {
-            account: &lot.account,
-            lot: Some(id),
-            kind: "grant",
-            amount: lot.amount,
-            reference: &lot.source_ref,
-            ..Default::default()
+    }
+    let origin = grant.origin.id.as_str();
+    // Links in one global order (sorted), so two transactions never wait on each other
+    // in a cycle.
+    let mut links: Vec<(String, Option<&str>)> = grant
+        .payments
+        .iter()
+        .map(|p| (p.clone(), Some(origin)))
+        .collect();
+    for lot in &grant.lots {
+        if let (Some(sub), Some(price), Some(end)) = (&lot.subscription, &lot.price, lot.period_end) {
+            links.push((plan_link(sub, price, end), None));
+        }
+    }
+    links.extend(grant.take_backs.iter().map(|t| (t.link(), None)));
+    links.sort();
+    links.dedup_by(|a, b| a.0 == b.0);
+    for (reference, to) in &links {
+        tx.link(reference, *to, now).await?;
+    }
+    let account = grant.origin.account.as_str();
+    tx.lock_account(account, now).await?;
+    for lot in &grant.lots {
+        let Some(id) = tx.insert_lot(lot, now).await? else {
+            continue;
+        };
+        tx.insert_entry(
+            &NewEntry {
+                account,
+                lot: Some(id),
+                kind: "grant",
+                amount: lot.amount,
+                reference: &lot.source_ref,
+                ..Default::default()
+            },
+            now,
+        )
+        .await?;
+        metrics::counter!("credit_grants_total", "source" => lot.source.unwrap_or(LotSource::Purchase).as_str()).increment(1);
+        if let (Some(sub), Some(price), Some(end)) = (&lot.subscription, &lot.price, lot.period_end) {
+            for pending in tx.pending_prorations(&plan_link(sub, price, end)).await? {
+                let taken = take_proration(tx, account, &[id], &pending.id, pending.amount, now).await?;
+                tx.settle_proration(&pending.id, id, taken, now).await?;
+            }
+        }
+    }
+    for t in &grant.take_backs {
+        apply_take_back(tx, account, t, now).await?;
+    }
+    settle(tx, origin, origin, "refund", now).await?;
+    Ok(true)
+}
+
+/// Records a proration take-back and takes it from its plan period's lot, or leaves it
+/// pending until that lot is granted.
+async fn apply_take_back(
+    tx: &mut Tx,
+    account: &str,
+    t: &TakeBack,
+    now: i64,
+) -> Result<(), StoreError> {
+    if tx.proration(&t.id).await?.is_some() {
+        return Ok(());
+    }
+    let link = t.link();
+    tx.record_reversal(
+        &NewReversal {
+            id: t.id.clone(),
+            kind: ReversalKind::Proration,
+            link,
+            amount: t.credits,
+            active: true,
         },
         now,
     )
     .await?;
-    metrics::counter!("credit_grants_total", "source" => lot.source.unwrap_or(LotSource::Purchase).as_str()).increment(1);
-    Ok(true)
-}
-
-/// A refund to take into account: its id, the payment it refunds, the money refunded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefundPlan {
-    pub id: String,
-    pub payment_ref: String,
-    pub refunded: i64,
-}
-
-/// Takes back the refunded share of the purchase paid by `payment_ref`, once per refund:
-/// from that purchase's lot first, then in spending order; what is already spent is
-/// recorded as a debt entry. A refund of a payment that granted nothing is ignored.
-pub async fn refund_in(tx: &mut Tx, refund: &RefundPlan, now: i64) -> Result<(), StoreError> {
-    if tx.refund_known(&refund.id).await? {
-        return Ok(());
+    let lots: Vec<i64> = tx
+        .plan_lots(account, &t.subscription, &t.price, t.period_end)
+        .await?
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    if let Some(first) = lots.first().copied() {
+        let taken = take_proration(tx, account, &lots, &t.id, t.credits, now).await?;
+        tx.settle_proration(&t.id, first, taken, now).await?;
+    } else {
+        tracing::info!(line = %t.id, "proration take-back before the grant of its period; applied when that grant arrives");
     }
-    let Some(lot) = tx.lot_for_payment(&refund.payment_ref).await? else {
-        tracing::info!(refund = %refund.id, payment = %refund.payment_ref, "refund of a payment that granted no credits; nothing to take back");
+    Ok(())
+}
+
+/// Takes up to `credits` from `lots` in the given order, never more than they hold (a
+/// proration never makes debt). Returns what was taken.
+async fn take_proration(
+    tx: &mut Tx,
+    account: &str,
+    lots: &[i64],
+    reference: &str,
+    credits: i64,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let open = tx.open_lots(account).await?;
+    let mut left = credits.max(0);
+    for id in lots {
+        let Some(lot) = open.iter().find(|l| l.id == *id) else {
+            continue;
+        };
+        let n = lot.remaining.min(left);
+        if n == 0 {
+            continue;
+        }
+        tx.take_from_lot(*id, n).await?;
+        tx.insert_entry(
+            &NewEntry {
+                account,
+                lot: Some(*id),
+                kind: "proration",
+                amount: -n,
+                reference,
+                description: Some("unused time of a plan change"),
+                ..Default::default()
+            },
+            now,
+        )
+        .await?;
+        left -= n;
+    }
+    Ok(credits.max(0) - left)
+}
+
+/// A refund or dispute, as Stripe reports it now.
+pub type Reversal = NewReversal;
+
+/// Records a refund or dispute (or its failure, cancellation, or a won dispute) and, if
+/// the grant it concerns is known, brings that grant to what all its reversals add up
+/// to. Recording first and settling from the recorded state makes the result the same
+/// whatever the order or number of deliveries, on any number of instances.
+pub async fn reverse_in(tx: &mut Tx, r: &Reversal, now: i64) -> Result<(), StoreError> {
+    tx.record_reversal(r, now).await?;
+    let Some(origin) = tx.link(&r.link, None, now).await? else {
+        tracing::info!(reversal = %r.id, payment = %r.link, "reversal of a payment with no grant yet; applied if a grant arrives");
         return Ok(());
     };
-    tx.lock_account(&lot.account, now).await?;
-    let share =
-        sm_domain::credits::refund_share(lot.amount, lot.paid_amount.unwrap_or(0), refund.refunded);
-    let lots = tx.open_lots(&lot.account).await?;
-    let states: Vec<LotState> = lots.iter().map(LotRow::state).collect();
-    let (takes, short) = take_back(&states, share, Some(lot.id), now);
-    for (id, n) in &takes {
-        tx.take_from_lot(*id, *n).await?;
-        tx.insert_entry(
-            &NewEntry {
-                account: &lot.account,
-                lot: Some(*id),
-                kind: "refund",
-                amount: -n,
-                reference: &refund.id,
-                ..Default::default()
-            },
-            now,
-        )
-        .await?;
+    let kind = match r.kind {
+        ReversalKind::Dispute => "dispute",
+        _ => "refund",
+    };
+    settle(tx, &origin, &r.id, kind, now).await
+}
+
+/// Brings every lot of `origin` to the take-back its active refunds and disputes call
+/// for: `round(credits × reversed money ÷ paid) − already taken`, taken from the lot
+/// first (even expired), then in spending order, what is spent recorded as debt; a
+/// negative difference (a refund failed, a dispute was won) cancels that debt first and
+/// puts the rest back into the lot.
+async fn settle(
+    tx: &mut Tx,
+    origin: &str,
+    reference: &str,
+    kind: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let lots = tx.origin_lots(origin).await?;
+    let Some(account) = lots.first().map(|l| l.account.clone()) else {
+        return Ok(());
+    };
+    tx.lock_account(&account, now).await?;
+    let money = tx.reversed_money(origin).await?;
+    for lot in &lots {
+        let paid = lot.paid_amount.unwrap_or(0);
+        let target = sm_domain::credits::refund_share(lot.amount, paid, money).min(lot.amount);
+        let delta = target - lot.reversed;
+        if delta > 0 {
+            let open = tx.open_lots(&account).await?;
+            let states: Vec<LotState> = open.iter().map(LotRow::state).collect();
+            let (takes, short) = take_back(&states, delta, Some(lot.id), now);
+            for (id, n) in &takes {
+                tx.take_from_lot(*id, *n).await?;
+                tx.insert_entry(
+                    &NewEntry {
+                        account: &account,
+                        lot: Some(*id),
+                        kind,
+                        amount: -n,
+                        reference,
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+            }
+            if short > 0 {
+                tracing::warn!(reversal = %reference, account = %account, shortfall = %Credits(short), "credits taken back were already spent; recorded as debt");
+                tx.insert_entry(
+                    &NewEntry {
+                        account: &account,
+                        kind: "debt",
+                        shortfall: short,
+                        reference,
+                        description: Some("credits taken back that were already spent"),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+            }
+            tx.set_lot_reversed(lot.id, lot.reversed + delta, lot.debt + short)
+                .await?;
+        } else if delta < 0 {
+            let give = -delta;
+            let cancel = give.min(lot.debt);
+            let rest = give - cancel;
+            if cancel > 0 {
+                tx.insert_entry(
+                    &NewEntry {
+                        account: &account,
+                        kind: "debt",
+                        shortfall: -cancel,
+                        reference,
+                        description: Some("debt canceled: the refund failed or the dispute was won"),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+            }
+            if rest > 0 {
+                tx.give_to_lot(lot.id, rest).await?;
+                tx.insert_entry(
+                    &NewEntry {
+                        account: &account,
+                        lot: Some(lot.id),
+                        kind: "restore",
+                        amount: rest,
+                        reference,
+                        description: Some("given back: the refund failed or the dispute was won"),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+            }
+            tx.set_lot_reversed(lot.id, lot.reversed - give, lot.debt - cancel)
+                .await?;
+        }
     }
-    if short > 0 {
-        tracing::warn!(refund = %refund.id, account = %lot.account, shortfall = %Credits(short), "refund took back more credits than were left; recorded as debt");
-        tx.insert_entry(
-            &NewEntry {
-                account: &lot.account,
-                kind: "debt",
-                shortfall: short,
-                reference: &refund.id,
-                description: Some("refunded credits that were already spent"),
-                ..Default::default()
-            },
-            now,
-        )
-        .await?;
-    }
-    tx.insert_refund(
-        &refund.id,
-        &lot.account,
-        Some(lot.id),
-        refund.refunded,
-        share - short,
-        short,
-        now,
-    )
-    .await?;
     Ok(())
 }

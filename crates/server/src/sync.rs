@@ -1,11 +1,15 @@
 //! Catalog sync from Stripe, one direction only: Stripe → local.
 //!
 //! - **Full** (`sync` with no ids): every product and every price, each list paged 100 at a
-//!   time and written page by page in one transaction (memory stays flat), then what the
-//!   run did not see is tombstoned. Requests: `ceil(products/100) + ceil(prices/100)`
-//!   plus retries, never one call per product. One full sync at a time, across processes.
-//! - **Selected** (`sync prod_A prod_B`): each product and its prices; a product Stripe
-//!   no longer has becomes a tombstone.
+//!   time and written page by page in one transaction (memory stays flat), then a product
+//!   the run did not see is tombstoned. Stripe lists only active prices unless
+//!   `active=false` is asked, so prices are two lists (active, then archived), and a price
+//!   is never tombstoned because a list left it out: only `price.deleted` or a 404 on
+//!   retrieve does that. Requests: `⌈products/100⌉ + ⌈active prices/100⌉ +
+//!   ⌈archived prices/100⌉` plus retries, never one call per product. One full sync at a
+//!   time, across processes.
+//! - **Selected** (`sync prod_A prod_B`): each product and its prices (both lists); a
+//!   product Stripe no longer has becomes a tombstone, a price only on a 404.
 //!
 //! Every run is recorded in `sync_runs`. Nothing here writes to Stripe: the client has no
 //! method that could.
@@ -543,15 +547,34 @@ impl Syncer {
             run.add_prices(counts);
             run.pages += 1;
         }
-        // Prices we hold for this product that Stripe did not return are gone.
+        // A price we hold that neither list returned is asked for by id: only Stripe's
+        // 404 makes it a tombstone, never a list's silence.
         for price in self.store.live_price_ids(id).await? {
-            if !returned.contains(&price)
-                && self
-                    .store
-                    .tombstone_price(&price, id, now, unix_now())
-                    .await?
-            {
-                run.prices.tombstoned += 1;
+            if returned.contains(&price) {
+                continue;
+            }
+            match client.retrieve_price_raw(&price).await {
+                Ok(fresh) => {
+                    let counts = self
+                        .store
+                        .upsert_prices(
+                            &price_writes(std::slice::from_ref(&fresh), unix_now()),
+                            None,
+                            unix_now(),
+                        )
+                        .await?;
+                    run.add_prices(counts);
+                }
+                Err(e) if e.is_not_found() => {
+                    if self
+                        .store
+                        .tombstone_price(&price, id, now, unix_now())
+                        .await?
+                    {
+                        run.prices.tombstoned += 1;
+                    }
+                }
+                Err(e) => return Err(OneError::Stripe(e)),
             }
         }
         Ok(())

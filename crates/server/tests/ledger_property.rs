@@ -7,10 +7,11 @@
 use proptest::prelude::*;
 use sm_domain::credits::{Credits, LotSource, LotState, available};
 use sm_store::Backend;
-use sm_store::credits::NewLot;
+use sm_store::credits::{NewLot, NewOrigin, ReversalKind};
 use sm_store::testing::TestDb;
 use stripe_manager::credits::{
-    AdjustRequest, Adjustment, ConsumeRequest, Ledger, LedgerError, RefundPlan, grant_in, refund_in,
+    AdjustRequest, Adjustment, ConsumeRequest, Grant, Ledger, LedgerError, Reversal, grant_in,
+    reverse_in,
 };
 
 #[derive(Debug, Clone)]
@@ -37,6 +38,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 const ACCOUNT: &str = "acct_prop";
+
+enum OpKind {
+    Refund,
+    Other,
+}
 
 fn adjustment(kind: Adjustment, amount: i64) -> AdjustRequest<'static> {
     AdjustRequest {
@@ -68,6 +74,11 @@ async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
     for (n, op) in ops.into_iter().enumerate() {
         let before = states(&db).await;
         let free = available(&before, now);
+        let op_kind = if matches!(op, Op::Refund { .. }) {
+            OpKind::Refund
+        } else {
+            OpKind::Other
+        };
         match op {
             Op::Purchase { amount, paid }
             | Op::Subscription {
@@ -77,25 +88,39 @@ async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let subscription = matches!(op, Op::Subscription { .. });
                 let payment = format!("pi_{n}");
                 let mut tx = db.store.begin().await.unwrap();
-                let lot = NewLot {
-                    account: ACCOUNT.into(),
-                    source: Some(if subscription {
-                        LotSource::Subscription
-                    } else {
-                        LotSource::Purchase
-                    }),
-                    source_ref: format!("src_{n}"),
-                    amount,
-                    expires_at: subscription.then_some(now + paid),
-                    payment_ref: Some(payment.clone()),
-                    paid_amount: Some(if subscription { 5_000 } else { paid }),
-                    ..Default::default()
+                let source = Some(if subscription {
+                    LotSource::Subscription
+                } else {
+                    LotSource::Purchase
+                });
+                let paid = if subscription { 5_000 } else { paid };
+                let grant = Grant {
+                    origin: NewOrigin {
+                        id: format!("src_{n}"),
+                        account: ACCOUNT.into(),
+                        source,
+                        paid_amount: paid,
+                        currency: None,
+                    },
+                    payments: vec![payment.clone()],
+                    lots: vec![NewLot {
+                        account: ACCOUNT.into(),
+                        source,
+                        source_ref: format!("src_{n}"),
+                        amount,
+                        expires_at: subscription.then_some(now + paid),
+                        payment_ref: Some(payment.clone()),
+                        paid_amount: Some(paid),
+                        origin: Some(format!("src_{n}")),
+                        ..Default::default()
+                    }],
+                    take_backs: Vec::new(),
                 };
-                prop_assert!(grant_in(&mut tx, &lot, now).await.unwrap());
+                prop_assert!(grant_in(&mut tx, &grant, now).await.unwrap());
                 // The same grant again in the same transaction: no second lot.
-                prop_assert!(!grant_in(&mut tx, &lot, now).await.unwrap());
+                prop_assert!(!grant_in(&mut tx, &grant, now).await.unwrap());
                 tx.commit().await.unwrap();
-                purchases.push((payment, lot.paid_amount.unwrap()));
+                purchases.push((payment, paid));
             }
             Op::Admin { amount } => {
                 ledger
@@ -129,14 +154,16 @@ async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Refund { pick, percent } => {
                 if let Some((payment, paid)) = purchases.get(pick % purchases.len().max(1)).cloned()
                 {
-                    let plan = RefundPlan {
+                    let refund = Reversal {
                         id: format!("re_{n}"),
-                        payment_ref: payment,
-                        refunded: paid * percent / 100,
+                        kind: ReversalKind::Refund,
+                        link: payment,
+                        amount: paid * percent / 100,
+                        active: true,
                     };
                     for _ in 0..2 {
                         let mut tx = db.store.begin().await.unwrap();
-                        refund_in(&mut tx, &plan, now).await.unwrap();
+                        reverse_in(&mut tx, &refund, now).await.unwrap();
                         tx.commit().await.unwrap();
                     }
                 }
@@ -147,8 +174,12 @@ async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let (journal, lots, _) = db.store.credit_totals(ACCOUNT).await.unwrap();
         prop_assert_eq!(journal, lots, "journal and lots disagree after op {}", n);
         prop_assert!(after.iter().all(|l| l.remaining >= 0));
-        // Expired lots were not touched by this step.
-        for l in before.iter().filter(|l| l.expired(now)) {
+        // Expired lots were not touched by this step (a refund may empty its own
+        // expired lot: its remainder was never spendable).
+        for l in before
+            .iter()
+            .filter(|l| l.expired(now) && !matches!(op_kind, OpKind::Refund))
+        {
             let a = after
                 .iter()
                 .find(|a| a.id == l.id)

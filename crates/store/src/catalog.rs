@@ -891,10 +891,12 @@ impl Tx {
         Ok(changed)
     }
 
-    /// After a complete full sync: tombstones products and prices that the run did not
-    /// see and that nothing wrote after the run started (`start_version`, the
+    /// After a complete full sync: tombstones products that the run did not see and that
+    /// nothing wrote after the run started (`start_version`, the
     /// [`Store::catalog_version`] read when it started: a webhook may have created one
-    /// after the listing passed it). Returns `(products, prices)` tombstoned.
+    /// after the listing passed it). Returns `(products, prices)` tombstoned; prices are
+    /// never tombstoned for being absent from a list (Stripe's price list leaves archived
+    /// prices out unless asked), so the second is always 0.
     pub async fn tombstone_unseen(
         &mut self,
         run: i64,
@@ -905,7 +907,7 @@ impl Tx {
             "NOT deleted AND (seen_in_run IS NULL OR seen_in_run <> $1) AND write_seq <= $2";
         let counts = on_tx!(self, tx => {
             let candidates: i64 = sqlx::query_scalar(&format!(
-                "SELECT (SELECT COUNT(*) FROM products WHERE {UNSEEN}) + (SELECT COUNT(*) FROM prices WHERE {UNSEEN})"
+                "SELECT COUNT(*) FROM products WHERE {UNSEEN}"
             ))
             .bind(run)
             .bind(start_version)
@@ -915,20 +917,17 @@ impl Tx {
                 (0, 0)
             } else {
                 let seq = next_seq(tx).await?;
-                let mut tombstoned = [0u64; 2];
-                for (i, table) in ["products", "prices"].iter().enumerate() {
-                    tombstoned[i] = sqlx::query(&format!(
-                        "UPDATE {table} SET deleted = TRUE, active = FALSE, synced_at = $3, write_seq = $4 WHERE {UNSEEN}"
-                    ))
-                    .bind(run)
-                    .bind(start_version)
-                    .bind(now)
-                    .bind(seq)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
-                }
-                (tombstoned[0], tombstoned[1])
+                let products = sqlx::query(&format!(
+                    "UPDATE products SET deleted = TRUE, active = FALSE, synced_at = $3, write_seq = $4 WHERE {UNSEEN}"
+                ))
+                .bind(run)
+                .bind(start_version)
+                .bind(now)
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                (products, 0)
             }
         });
         Ok(counts)

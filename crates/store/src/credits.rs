@@ -30,6 +30,15 @@ pub struct LotRow {
     pub paid_amount: Option<i64>,
     pub currency: Option<String>,
     pub created_at: i64,
+    /// The session or invoice that granted it (none for admin grants).
+    pub origin: Option<String>,
+    pub subscription: Option<String>,
+    /// The end of the period its invoice line paid for (subscription lots).
+    pub period_end: Option<i64>,
+    /// Credits refunds and disputes took back from this grant, debt included.
+    pub reversed: i64,
+    /// The part of `reversed` recorded as debt (already spent when taken back).
+    pub debt: i64,
 }
 
 impl LotRow {
@@ -45,7 +54,7 @@ impl LotRow {
 }
 
 const LOT_COLUMNS: &str = "id, account, source, source_ref, amount, remaining, expires_at, product, price, quantity, \
-    payment_ref, paid_amount, currency, created_at";
+    payment_ref, paid_amount, currency, created_at, origin, subscription, period_end, reversed, debt";
 
 /// A grant to record.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +70,64 @@ pub struct NewLot {
     pub payment_ref: Option<String>,
     pub paid_amount: Option<i64>,
     pub currency: Option<String>,
+    /// The session or invoice it is part of (see [`Tx::claim_origin`]).
+    pub origin: Option<String>,
+    pub subscription: Option<String>,
+    pub period_end: Option<i64>,
+}
+
+/// A session or invoice that grants credits, claimed once.
+#[derive(Debug, Clone, Default)]
+pub struct NewOrigin {
+    pub id: String,
+    pub account: String,
+    pub source: Option<LotSource>,
+    pub paid_amount: i64,
+    pub currency: Option<String>,
+}
+
+/// What a reversal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReversalKind {
+    /// A refund of a payment: takes back its share of the credits, debt if spent.
+    Refund,
+    /// A chargeback: like a refund, given back if the dispute is won.
+    Dispute,
+    /// A negative proration line: takes credits back from its plan's lot, never below
+    /// what remains there.
+    Proration,
+}
+
+impl ReversalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReversalKind::Refund => "refund",
+            ReversalKind::Dispute => "dispute",
+            ReversalKind::Proration => "proration",
+        }
+    }
+}
+
+/// A reversal as Stripe reported it (see migration `0007_ledger_origins`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReversal {
+    pub id: String,
+    pub kind: ReversalKind,
+    /// The payment (`pi_…`/`ch_…`), or the plan period link for prorations.
+    pub link: String,
+    /// Money (refunds, disputes) or credits in hundredths (prorations).
+    pub amount: i64,
+    /// False for a failed or canceled refund, a won dispute.
+    pub active: bool,
+}
+
+/// A pending or applied proration take-back.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ProrationRow {
+    pub id: String,
+    pub amount: i64,
+    pub lot: Option<i64>,
 }
 
 /// A journal entry as stored.
@@ -138,6 +205,9 @@ pub struct CheckoutRow {
     pub url: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Whole credits per unit the product had when the session was created: what the
+    /// session grants, whenever it is paid.
+    pub credit_amount: Option<i64>,
 }
 
 /// An audit record to write.
@@ -219,7 +289,8 @@ impl Tx {
         let source = lot.source.unwrap_or(LotSource::Purchase).as_str();
         let id = on_tx!(self, t => sqlx::query_scalar(
             "INSERT INTO credit_lots (account, source, source_ref, amount, remaining, expires_at, product, price, quantity, \
-             payment_ref, paid_amount, currency, created_at) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             payment_ref, paid_amount, currency, created_at, origin, subscription, period_end) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (source_ref) DO NOTHING RETURNING id"
         )
         .bind(&lot.account)
@@ -234,6 +305,9 @@ impl Tx {
         .bind(lot.paid_amount)
         .bind(&lot.currency)
         .bind(now)
+        .bind(&lot.origin)
+        .bind(&lot.subscription)
+        .bind(lot.period_end)
         .fetch_optional(&mut **t)
         .await?);
         Ok(id)
@@ -303,10 +377,10 @@ impl Tx {
         description: Option<&str>,
         balance_after: i64,
         now: i64,
-    ) -> Result<(), StoreError> {
-        on_tx!(self, t => sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let n = on_tx!(self, t => sqlx::query(
             "INSERT INTO credit_consumptions (account, idempotency_key, request_hash, amount, description, balance_after, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account, idempotency_key) DO NOTHING"
         )
         .bind(account)
         .bind(key)
@@ -316,63 +390,205 @@ impl Tx {
         .bind(balance_after)
         .bind(now)
         .execute(&mut **t)
-        .await
-        .map(|_| ())?);
-        Ok(())
-    }
-
-    /// The lot granted for a payment (`pi_…`), if any.
-    pub async fn lot_for_payment(
-        &mut self,
-        payment_ref: &str,
-    ) -> Result<Option<LotRow>, StoreError> {
-        let sql = format!(
-            "SELECT {LOT_COLUMNS} FROM credit_lots WHERE payment_ref = $1 ORDER BY id LIMIT 1"
-        );
-        let row = on_tx!(self, t => sqlx::query_as(&sql).bind(payment_ref).fetch_optional(&mut **t).await?);
-        Ok(row)
-    }
-
-    /// Records that a refund was taken into account; false when it already was.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn insert_refund(
-        &mut self,
-        id: &str,
-        account: &str,
-        lot: Option<i64>,
-        refunded: i64,
-        credits: i64,
-        shortfall: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let n = on_tx!(self, t => sqlx::query(
-            "INSERT INTO credit_refunds (id, account, lot, refunded, credits, shortfall, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"
-        )
-        .bind(id)
-        .bind(account)
-        .bind(lot)
-        .bind(refunded)
-        .bind(credits)
-        .bind(shortfall)
-        .bind(now)
-        .execute(&mut **t)
         .await?
         .rows_affected());
         Ok(n == 1)
     }
 
-    pub async fn refund_known(&mut self, id: &str) -> Result<bool, StoreError> {
-        let n: Option<String> = on_tx!(self, t => sqlx::query_scalar("SELECT id FROM credit_refunds WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **t)
-            .await?);
-        Ok(n.is_some())
+    /// Claims a grant's origin (a session or invoice); false when it was claimed before,
+    /// in which case nothing of it may be written again.
+    pub async fn claim_origin(&mut self, o: &NewOrigin, now: i64) -> Result<bool, StoreError> {
+        let source = o.source.unwrap_or(LotSource::Purchase).as_str();
+        let id: Option<String> = on_tx!(self, t => sqlx::query_scalar(
+            "INSERT INTO credit_origins (id, account, kind, paid_amount, currency, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        .bind(&o.id)
+        .bind(&o.account)
+        .bind(source)
+        .bind(o.paid_amount)
+        .bind(&o.currency)
+        .bind(now)
+        .fetch_optional(&mut **t)
+        .await?);
+        Ok(id.is_some())
     }
 
-    /// Stores a subscription unless the stored one comes from a later event; the account
-    /// once known is kept. Returns whether it was written.
-    pub async fn upsert_subscription(&mut self, s: &SubscriptionRow) -> Result<bool, StoreError> {
+    /// Creates (or finds) the meeting point `reference` and locks it until this transaction
+    /// ends; sets its origin if it has none. Returns the origin it leads to, if known.
+    /// A grant and a reversal of the same payment both pass here before reading each
+    /// other's rows, so on PostgreSQL the second waits for the first to commit.
+    pub async fn link(
+        &mut self,
+        reference: &str,
+        origin: Option<&str>,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let found: Option<String> = on_tx!(self, t => sqlx::query_scalar(
+            "INSERT INTO credit_links (ref, origin, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (ref) DO UPDATE SET origin = COALESCE(credit_links.origin, excluded.origin) \
+             RETURNING origin"
+        )
+        .bind(reference)
+        .bind(origin)
+        .bind(now)
+        .fetch_one(&mut **t)
+        .await?);
+        Ok(found)
+    }
+
+    /// Records a reversal, or updates the one recorded: `active` only ever goes from
+    /// true to false (a failed refund never succeeds again; a won dispute stays won), so
+    /// the result does not depend on the order of the events.
+    pub async fn record_reversal(&mut self, r: &NewReversal, now: i64) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query(
+            "INSERT INTO credit_reversals (id, kind, link, amount, active, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (id) DO UPDATE SET active = (credit_reversals.active AND excluded.active), \
+             updated_at = excluded.updated_at"
+        )
+        .bind(&r.id)
+        .bind(r.kind.as_str())
+        .bind(&r.link)
+        .bind(r.amount)
+        .bind(r.active)
+        .bind(now)
+        .execute(&mut **t)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    /// The lots an origin granted, oldest first.
+    pub async fn origin_lots(&mut self, origin: &str) -> Result<Vec<LotRow>, StoreError> {
+        let sql = format!("SELECT {LOT_COLUMNS} FROM credit_lots WHERE origin = $1 ORDER BY id");
+        let rows = on_tx!(self, t => sqlx::query_as(&sql).bind(origin).fetch_all(&mut **t).await?);
+        Ok(rows)
+    }
+
+    /// Money of the active refunds and disputes of every payment linked to `origin`.
+    pub async fn reversed_money(&mut self, origin: &str) -> Result<i64, StoreError> {
+        let sum: Option<i64> = on_tx!(self, t => sqlx::query_scalar(
+            "SELECT CAST(SUM(r.amount) AS BIGINT) FROM credit_reversals r JOIN credit_links l ON l.ref = r.link \
+             WHERE l.origin = $1 AND r.active AND r.kind IN ('refund', 'dispute')"
+        )
+        .bind(origin)
+        .fetch_one(&mut **t)
+        .await?);
+        Ok(sum.unwrap_or(0))
+    }
+
+    /// Sets what reversals have taken from a grant lot so far.
+    pub async fn set_lot_reversed(
+        &mut self,
+        lot: i64,
+        reversed: i64,
+        debt: i64,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query("UPDATE credit_lots SET reversed = $2, debt = $3 WHERE id = $1")
+            .bind(lot)
+            .bind(reversed)
+            .bind(debt)
+            .execute(&mut **t)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
+    /// Puts `n` back into a lot (a reversal undone). An error if that would exceed what
+    /// the lot granted: the caller's arithmetic is wrong.
+    pub async fn give_to_lot(&mut self, lot: i64, n: i64) -> Result<(), StoreError> {
+        let changed = on_tx!(self, t => sqlx::query(
+            "UPDATE credit_lots SET remaining = remaining + $2 WHERE id = $1 AND remaining + $2 <= amount"
+        )
+        .bind(lot)
+        .bind(n)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+        if changed != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "lot {lot} cannot take back {n} hundredths"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Proration take-backs recorded for a plan period link that no lot has absorbed yet.
+    pub async fn pending_prorations(&mut self, link: &str) -> Result<Vec<ProrationRow>, StoreError> {
+        let rows = on_tx!(self, t => sqlx::query_as(
+            "SELECT id, amount, lot FROM credit_reversals WHERE link = $1 AND kind = 'proration' AND lot IS NULL \
+             AND active ORDER BY created_at, id"
+        )
+        .bind(link)
+        .fetch_all(&mut **t)
+        .await?);
+        Ok(rows)
+    }
+
+    /// Whether a proration take-back was applied already (claimed by an earlier write).
+    pub async fn proration(&mut self, id: &str) -> Result<Option<ProrationRow>, StoreError> {
+        let row = on_tx!(self, t => sqlx::query_as(
+            "SELECT id, amount, lot FROM credit_reversals WHERE id = $1 AND kind = 'proration'"
+        )
+        .bind(id)
+        .fetch_optional(&mut **t)
+        .await?);
+        Ok(row)
+    }
+
+    /// Marks a proration take-back applied to `lot`, `taken` hundredths.
+    pub async fn settle_proration(
+        &mut self,
+        id: &str,
+        lot: i64,
+        taken: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query(
+            "UPDATE credit_reversals SET lot = $2, taken = $3, updated_at = $4 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(lot)
+        .bind(taken)
+        .bind(now)
+        .execute(&mut **t)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    /// The account's lots for a plan period (subscription, price, period end), newest
+    /// first: where a proration take-back for that period comes from.
+    pub async fn plan_lots(
+        &mut self,
+        account: &str,
+        subscription: &str,
+        price: &str,
+        period_end: i64,
+    ) -> Result<Vec<LotRow>, StoreError> {
+        let sql = format!(
+            "SELECT {LOT_COLUMNS} FROM credit_lots WHERE account = $1 AND subscription = $2 AND price = $3 \
+             AND period_end = $4 ORDER BY id DESC"
+        );
+        let rows = on_tx!(self, t => sqlx::query_as(&sql)
+            .bind(account)
+            .bind(subscription)
+            .bind(price)
+            .bind(period_end)
+            .fetch_all(&mut **t)
+            .await?);
+        Ok(rows)
+    }
+
+    /// Stores a subscription unless the stored one comes from a later event, or from an
+    /// event of the same second with other content (a tie: refetch, then write with
+    /// `refreshed`); the account once known is kept. Returns whether it was written.
+    pub async fn upsert_subscription(
+        &mut self,
+        s: &SubscriptionRow,
+        refreshed: bool,
+    ) -> Result<bool, StoreError> {
         let n = on_tx!(self, t => sqlx::query(
             "INSERT INTO subscriptions (id, account, customer, status, price, product, quantity, current_period_start, \
              current_period_end, cancel_at_period_end, canceled_at, event_created, raw, updated_at) \
@@ -383,7 +599,8 @@ impl Tx {
              current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, \
              canceled_at = excluded.canceled_at, event_created = excluded.event_created, raw = excluded.raw, \
              updated_at = excluded.updated_at \
-             WHERE subscriptions.event_created <= excluded.event_created"
+             WHERE subscriptions.event_created < excluded.event_created \
+             OR (subscriptions.event_created = excluded.event_created AND (subscriptions.raw = excluded.raw OR $15))"
         )
         .bind(&s.id)
         .bind(&s.account)
@@ -399,10 +616,20 @@ impl Tx {
         .bind(s.event_created)
         .bind(&s.raw)
         .bind(s.updated_at)
+        .bind(refreshed)
         .execute(&mut **t)
         .await?
         .rows_affected());
         Ok(n == 1)
+    }
+
+    /// The `event_created` of the stored subscription, if any.
+    pub async fn subscription_version(&mut self, id: &str) -> Result<Option<i64>, StoreError> {
+        let v = on_tx!(self, t => sqlx::query_scalar("SELECT event_created FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **t)
+            .await?);
+        Ok(v)
     }
 
     /// Links a subscription to an account (from its checkout session), whatever the
@@ -443,7 +670,8 @@ impl Tx {
         Ok(())
     }
 
-    /// Updates a session's status as Stripe reports it.
+    /// Updates a session's status as Stripe reports it. A paid session never becomes
+    /// unpaid again, and a finished one never open again, whatever order events arrive in.
     pub async fn update_checkout(
         &mut self,
         id: &str,
@@ -453,7 +681,9 @@ impl Tx {
         now: i64,
     ) -> Result<(), StoreError> {
         on_tx!(self, t => sqlx::query(
-            "UPDATE checkout_sessions SET status = $2, payment_status = COALESCE($3, payment_status), \
+            "UPDATE checkout_sessions SET \
+             status = CASE WHEN status IN ('complete', 'expired') AND $2 = 'open' THEN status ELSE $2 END, \
+             payment_status = CASE WHEN payment_status = 'paid' THEN payment_status ELSE COALESCE($3, payment_status) END, \
              customer = COALESCE($4, customer), updated_at = $5 WHERE id = $1"
         )
         .bind(id)
@@ -585,7 +815,8 @@ impl Store {
     pub async fn insert_checkout(&self, c: &CheckoutRow) -> Result<(), StoreError> {
         on_write!(self, pool => sqlx::query(
             "INSERT INTO checkout_sessions (id, account, customer, mode, price, product, quantity, status, payment_status, url, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING"
+             created_at, updated_at, credit_amount) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (id) DO NOTHING"
         )
         .bind(&c.id)
         .bind(&c.account)
@@ -599,6 +830,7 @@ impl Store {
         .bind(&c.url)
         .bind(c.created_at)
         .bind(c.updated_at)
+        .bind(c.credit_amount)
         .execute(pool)
         .await
         .map(|_| ())?);
@@ -607,8 +839,8 @@ impl Store {
 
     pub async fn checkout(&self, id: &str) -> Result<Option<CheckoutRow>, StoreError> {
         let row = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id, account, customer, mode, price, product, quantity, status, payment_status, url, created_at, updated_at \
-             FROM checkout_sessions WHERE id = $1"
+            "SELECT id, account, customer, mode, price, product, quantity, status, payment_status, url, created_at, updated_at, \
+             credit_amount FROM checkout_sessions WHERE id = $1"
         )
         .bind(id)
         .fetch_optional(pool)

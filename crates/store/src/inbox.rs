@@ -291,6 +291,18 @@ impl Tx {
 }
 
 impl Tx {
+    /// Keeps why an event was stored but not applied (in `last_error`, which the event
+    /// list shows), after [`Tx::finish_event`] cleared it.
+    pub async fn note_event(&mut self, id: &str, note: &str) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query("UPDATE webhook_events SET last_error = $2 WHERE id = $1")
+            .bind(id)
+            .bind(note)
+            .execute(&mut **t)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
     /// [`Tx::finish_event`] for many events with one status in one statement. Returns
     /// how many were still leased to `owner`; fewer than `ids.len()` means a lease was
     /// lost and the caller must roll back.

@@ -42,6 +42,11 @@ const SQLITE: &[Entry] = &[
         "admin",
         include_str!("../migrations/sqlite/0006_admin.sql"),
     ),
+    (
+        7,
+        "ledger origins",
+        include_str!("../migrations/sqlite/0007_ledger_origins.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -73,6 +78,11 @@ const POSTGRES: &[Entry] = &[
         6,
         "admin",
         include_str!("../migrations/postgres/0006_admin.sql"),
+    ),
+    (
+        7,
+        "ledger origins",
+        include_str!("../migrations/postgres/0007_ledger_origins.sql"),
     ),
 ];
 

@@ -598,6 +598,19 @@ impl Client {
         .await
     }
 
+    /// Like [`Client::retrieve_subscription`], with the exact JSON Stripe sent.
+    pub async fn retrieve_subscription_raw(
+        &self,
+        id: &str,
+    ) -> Result<crate::types::Raw<Subscription>, StripeError> {
+        self.get(
+            "subscriptions.retrieve",
+            &format!("/v1/subscriptions/{}", path_segment(id)),
+            &[],
+        )
+        .await
+    }
+
     pub async fn retrieve_invoice(&self, id: &str) -> Result<Invoice, StripeError> {
         self.get(
             "invoices.retrieve",
@@ -650,7 +663,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Ids come from our own database or from parsed newtypes, but a path must never be
 /// steerable by a stray `/` or `?`: anything outside Stripe's id alphabet is escaped.
-fn path_segment(id: &str) -> String {
+pub(crate) fn path_segment(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {

@@ -5,12 +5,15 @@
 //! id of each page while `has_more` is true, and yield page by page so a caller can
 //! write each page in one transaction and memory stays flat however big the catalog is.
 
-use futures_util::stream::{self, Stream};
+use futures_util::TryStreamExt;
+use futures_util::stream::{self, Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
 use crate::client::Client;
 use crate::error::StripeError;
-use crate::types::{Event, List, Price, Product, Raw, StripeObject};
+use crate::types::{
+    Event, InvoiceLine, InvoicePayment, List, Price, Product, Raw, Refund, StripeObject,
+};
 
 /// Stripe's maximum page size.
 pub const PAGE_SIZE: u32 = 100;
@@ -18,7 +21,7 @@ pub const PAGE_SIZE: u32 = 100;
 struct Cursor {
     client: Client,
     op: &'static str,
-    path: &'static str,
+    path: String,
     params: Vec<(String, String)>,
     starting_after: Option<String>,
     done: bool,
@@ -30,7 +33,7 @@ impl Client {
     pub fn pages<T>(
         &self,
         op: &'static str,
-        path: &'static str,
+        path: impl Into<String>,
         params: Vec<(String, String)>,
     ) -> impl Stream<Item = Result<List<T>, StripeError>> + Send + 'static
     where
@@ -39,7 +42,7 @@ impl Client {
         let cursor = Cursor {
             client: self.clone(),
             op,
-            path,
+            path: path.into(),
             params,
             starting_after: None,
             done: false,
@@ -53,7 +56,7 @@ impl Client {
             if let Some(after) = &c.starting_after {
                 query.push(("starting_after".into(), after.clone()));
             }
-            let page: List<T> = c.client.get(c.op, c.path, &query).await?;
+            let page: List<T> = c.client.get(c.op, &c.path, &query).await?;
             match page.data.last() {
                 Some(last) if page.has_more => c.starting_after = Some(last.id().to_owned()),
                 _ => c.done = true,
@@ -70,22 +73,84 @@ impl Client {
     }
 
     /// All prices, active and archived, of every product, with their exact JSON.
+    ///
+    /// Stripe's price list "returns a list of your active prices" unless `active=false`
+    /// is asked, so this is two lists: the active prices, then the archived ones.
     pub fn price_pages(
         &self,
     ) -> impl Stream<Item = Result<List<Raw<Price>>, StripeError>> + Send + 'static {
-        self.pages("prices.list", "/v1/prices", Vec::new())
+        self.both_price_lists(Vec::new())
     }
 
-    /// All prices of one product.
+    /// All prices of one product, active then archived (see [`Client::price_pages`]).
     pub fn product_price_pages(
         &self,
         product: &str,
     ) -> impl Stream<Item = Result<List<Raw<Price>>, StripeError>> + Send + 'static {
+        self.both_price_lists(vec![("product".into(), product.to_owned())])
+    }
+
+    fn both_price_lists(
+        &self,
+        params: Vec<(String, String)>,
+    ) -> impl Stream<Item = Result<List<Raw<Price>>, StripeError>> + Send + 'static {
+        let with = |active: &str| {
+            let mut p = params.clone();
+            p.push(("active".into(), active.to_owned()));
+            p
+        };
+        self.pages("prices.list", "/v1/prices", with("true"))
+            .chain(self.pages("prices.list", "/v1/prices", with("false")))
+    }
+
+    /// Every refund of a charge, newest first. Since API version 2022-11-15 a charge no
+    /// longer embeds its refunds, so `charge.refunded` needs this list.
+    pub fn charge_refund_pages(
+        &self,
+        charge: &str,
+    ) -> impl Stream<Item = Result<List<Refund>, StripeError>> + Send + 'static {
         self.pages(
-            "prices.list",
-            "/v1/prices",
-            vec![("product".into(), product.to_owned())],
+            "refunds.list",
+            "/v1/refunds",
+            vec![("charge".into(), charge.to_owned())],
         )
+    }
+
+    /// Every line of an invoice (its payload embeds only the first page).
+    pub fn invoice_line_pages(
+        &self,
+        invoice: &str,
+    ) -> impl Stream<Item = Result<List<InvoiceLine>, StripeError>> + Send + 'static {
+        self.pages(
+            "invoices.lines",
+            format!("/v1/invoices/{}/lines", crate::client::path_segment(invoice)),
+            Vec::new(),
+        )
+    }
+
+    /// Every payment of an invoice (basil invoices may be paid by several).
+    pub fn invoice_payment_pages(
+        &self,
+        invoice: &str,
+    ) -> impl Stream<Item = Result<List<InvoicePayment>, StripeError>> + Send + 'static {
+        self.pages(
+            "invoice_payments.list",
+            "/v1/invoice_payments",
+            vec![("invoice".into(), invoice.to_owned())],
+        )
+    }
+
+    /// Collects every item of a paged list (for lists known to be short: an invoice's
+    /// lines and payments, a charge's refunds).
+    pub async fn collect_all<T>(
+        pages: impl Stream<Item = Result<List<T>, StripeError>>,
+    ) -> Result<Vec<T>, StripeError> {
+        let mut pages = std::pin::pin!(pages);
+        let mut all = Vec::new();
+        while let Some(page) = pages.try_next().await? {
+            all.extend(page.data);
+        }
+        Ok(all)
     }
 
     /// Events created at or after `since` (unix seconds), newest first. Stripe keeps 30

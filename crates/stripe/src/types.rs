@@ -291,9 +291,36 @@ pub struct InvoiceLine {
     /// Since basil: `pricing.price_details.price`.
     #[serde(default)]
     pub pricing: Option<Value>,
+    /// Since basil: where the line comes from, with its `proration` flag
+    /// (`subscription_item_details` or `invoice_item_details`).
+    #[serde(default)]
+    pub parent: Option<Value>,
+    /// Before basil: whether the line is a proration.
+    #[serde(default)]
+    pub proration: Option<bool>,
 }
 
 impl InvoiceLine {
+    /// Whether the line is a proration, in either API shape.
+    pub fn is_proration(&self) -> bool {
+        if let Some(parent) = &self.parent {
+            for details in ["subscription_item_details", "invoice_item_details"] {
+                if let Some(p) = parent.get(details).and_then(|d| d.get("proration")) {
+                    return p.as_bool().unwrap_or(false);
+                }
+            }
+        }
+        self.proration.unwrap_or(false)
+    }
+
+    /// The subscription the line bills, when its parent names one (basil).
+    pub fn subscription_id(&self) -> Option<&str> {
+        let parent = self.parent.as_ref()?;
+        ["subscription_item_details", "invoice_item_details"]
+            .iter()
+            .find_map(|d| parent.get(d)?.get("subscription")?.as_str())
+    }
+
     /// The price id of the line in either API shape.
     pub fn price_id(&self) -> Option<&str> {
         if let Some(p) = &self.price {
@@ -332,11 +359,76 @@ pub struct Invoice {
     #[serde(default)]
     pub period_end: Option<i64>,
     pub lines: List<InvoiceLine>,
+    /// `paid_at` tells when it was paid (Smart Retries may pay weeks late).
+    #[serde(default)]
+    pub status_transitions: Option<InvoiceStatusTransitions>,
     pub created: i64,
     #[serde(default)]
     pub livemode: bool,
 }
 
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+pub struct InvoiceStatusTransitions {
+    #[serde(default)]
+    pub paid_at: Option<i64>,
+}
+
+/// One payment of an invoice (`GET /v1/invoice_payments?invoice=`, basil and later).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct InvoicePayment {
+    pub id: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub amount_paid: Option<i64>,
+    pub payment: InvoicePaymentRef,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct InvoicePaymentRef {
+    /// `payment_intent` or `charge`.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub payment_intent: Option<Expandable<PaymentIntent>>,
+    #[serde(default)]
+    pub charge: Option<Expandable<Charge>>,
+}
+
+/// Only the id is read.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct PaymentIntent {
+    pub id: String,
+}
+
+impl InvoicePayment {
+    /// The payment a refund or dispute would name: the intent, else the charge.
+    pub fn payment_ref(&self) -> Option<&str> {
+        self.payment
+            .payment_intent
+            .as_ref()
+            .map(|p| p.id())
+            .or_else(|| self.payment.charge.as_ref().map(|c| c.id()))
+    }
+}
+
+/// A chargeback or inquiry (`charge.dispute.*`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Dispute {
+    pub id: String,
+    /// Disputed money, minor units.
+    pub amount: i64,
+    pub currency: String,
+    pub charge: Expandable<Charge>,
+    #[serde(default)]
+    pub payment_intent: Option<Expandable<PaymentIntent>>,
+    /// `warning_needs_response`, `warning_under_review`, `warning_closed` (inquiries),
+    /// `needs_response`, `under_review`, `won`, `lost`, `prevented`.
+    pub status: String,
+    pub created: i64,
+    #[serde(default)]
+    pub livemode: bool,
+}
 impl Invoice {
     /// The subscription this invoice bills, in either API shape.
     pub fn subscription_id(&self) -> Option<&str> {
@@ -367,9 +459,13 @@ pub struct Charge {
     pub payment_intent: Option<String>,
     #[serde(default)]
     pub customer: Option<String>,
+    /// Only on API versions before 2022-11-15 (and when expanded): list the refunds
+    /// with `GET /v1/refunds?charge=` instead.
     #[serde(default)]
     pub refunds: Option<List<Refund>>,
     pub created: i64,
+    #[serde(default)]
+    pub livemode: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -381,10 +477,12 @@ pub struct Refund {
     pub charge: Option<String>,
     #[serde(default)]
     pub payment_intent: Option<String>,
-    /// `pending`, `succeeded`, `failed`, `canceled`, …
+    /// `pending`, `requires_action`, `succeeded`, `failed`, `canceled`.
     #[serde(default)]
     pub status: Option<String>,
     pub created: i64,
+    #[serde(default)]
+    pub livemode: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -430,6 +528,9 @@ has_id!(
     Subscription,
     Invoice,
     InvoiceLine,
+    InvoicePayment,
+    PaymentIntent,
+    Dispute,
     Charge,
     Refund,
     Event,

@@ -7,9 +7,11 @@
 //! happens before the transaction opens; the effects and the event's status then commit
 //! together, so an event is applied exactly once or not at all.
 //!
-//! Checkout, subscription, invoice and refund events are planned and written by
-//! [`super::credit_events`] through the same two steps. Every other type is stored and
-//! marked `ignored` (and answered 200, not 4xx/5xx).
+//! Checkout, subscription, invoice, refund and dispute events are planned and written by
+//! [`super::credit`] through the same two steps. Every other type is stored and
+//! marked `ignored` (and answered 200, not 4xx/5xx). So is an event whose `livemode`
+//! differs from the mode of the configured key (a test event reaching a live service, or
+//! the reverse): it is never applied, and the reason is kept with it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -66,6 +68,8 @@ struct Envelope<'a> {
     #[serde(rename = "type")]
     kind: String,
     created: i64,
+    #[serde(default)]
+    livemode: bool,
     #[serde(borrow)]
     data: Data<'a>,
 }
@@ -93,9 +97,11 @@ enum Effect {
         product: String,
         at: i64,
     },
-    /// A ledger, subscription or checkout change (see [`super::credit_events`]).
-    Credit(Box<super::credit_events::CreditEffect>),
+    /// A ledger, subscription or checkout change (see [`super::credit`]).
+    Credit(Box<super::credit::CreditEffect>),
     None,
+    /// Stored, never applied, for the reason given (kept in the event's `last_error`).
+    Refused(String),
 }
 
 /// Settings of the apply step.
@@ -171,6 +177,21 @@ pub async fn plan(
 ) -> Result<Planned, ApplyError> {
     let envelope: Envelope<'_> =
         serde_json::from_str(&event.payload).map_err(|e| ApplyError::Payload(e.to_string()))?;
+    if let Some(live) = client.map(|c| c.key().mode() == sm_domain::Mode::Live)
+        && live != envelope.livemode
+    {
+        let (event_mode, key_mode) = if envelope.livemode {
+            ("live", "test")
+        } else {
+            ("test", "live")
+        };
+        tracing::warn!(id = %event.id, "a {event_mode}-mode event reached a service with a {key_mode}-mode key; stored, not applied");
+        return Ok(Planned {
+            effect: Effect::Refused(format!(
+                "livemode mismatch: a {event_mode}-mode event, and the configured key is {key_mode}-mode; not applied"
+            )),
+        });
+    }
     let object = compact_json(envelope.data.object.get());
     let effect = match envelope.kind.as_str() {
         "product.created" | "product.updated" => {
@@ -199,8 +220,12 @@ pub async fn plan(
             }
         }
         kind => {
-            match super::credit_events::plan(store, client, kind, envelope.created, &object).await?
-            {
+            let info = super::credit::EventInfo {
+                kind,
+                created: envelope.created,
+                object: &object,
+            };
+            match super::credit::plan(store, client, info).await? {
                 Some(effect) => Effect::Credit(Box::new(effect)),
                 None => Effect::None,
             }
@@ -217,7 +242,7 @@ pub struct Planned {
 
 impl Planned {
     fn status(&self) -> Applied {
-        if matches!(self.effect, Effect::None) {
+        if matches!(self.effect, Effect::None | Effect::Refused(_)) {
             Applied::Ignored
         } else {
             Applied::Processed
@@ -254,10 +279,13 @@ async fn write(
         return Err(ApplyError::Tie(event.id.clone()));
     }
     let status = planned.status();
-    Ok(tx
+    let finished = tx
         .finish_event(&event.id, owner, status.status(), super::now_ms())
-        .await?
-        .then_some(status))
+        .await?;
+    if finished && let Effect::Refused(reason) = &planned.effect {
+        tx.note_event(&event.id, reason).await?;
+    }
+    Ok(finished.then_some(status))
 }
 
 /// Writes an effect that is not an upsert (a tombstone, or nothing).
@@ -277,8 +305,8 @@ async fn write_effect(tx: &mut Tx, effect: &Effect, now: i64) -> Result<(), Appl
             tx.upsert_prices(std::slice::from_ref(w), None, now, *ties)
                 .await?;
         }
-        Effect::Credit(effect) => super::credit_events::write(tx, effect, now).await?,
-        Effect::None => {}
+        Effect::Credit(effect) => super::credit::write(tx, effect, now).await?,
+        Effect::None | Effect::Refused(_) => {}
     }
     Ok(())
 }
@@ -409,6 +437,11 @@ async fn write_grouped(
             finished += tx
                 .finish_events(&ids, owner, status.status(), now_ms)
                 .await?;
+        }
+    }
+    for (event, planned) in batch {
+        if let Effect::Refused(reason) = &planned.effect {
+            tx.note_event(&event.id, reason).await?;
         }
     }
     if finished != batch.len() as u64 {

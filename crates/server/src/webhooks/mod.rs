@@ -17,11 +17,11 @@
 //! - [`reconcile`]: recovery of missed events from the Events API (30 days)
 //! - [`source`]: the optional allow-list of source networks and trusted proxies
 //! - [`apply`]: what an event does to local state: catalog events, and through
-//!   [`credit_events`] checkout, subscription, invoice and refund events; any other type
+//!   [`credit`] checkout, subscription, invoice and refund events; any other type
 //!   is stored and marked `ignored`.
 
 pub mod apply;
-pub mod credit_events;
+pub mod credit;
 pub mod intake;
 pub mod reconcile;
 pub mod source;

@@ -1,0 +1,225 @@
+//! `invoice.paid`: credits follow the money, line by line.
+//!
+//! - A full-period line of a credit plan grants `credit_amount × quantity`, whatever
+//!   was paid for it (coupons, trials, 100 % discounts), expiring at the end of **its
+//!   own** period, or one period length after payment when it was paid after that
+//!   period ended (Smart Retries can pay weeks late).
+//! - A proration line (basil: `parent.*_details.proration`; before: `line.proration`)
+//!   grants, or takes back, `credit_amount × amount ÷ unit_amount`, to the hundredth,
+//!   toward zero. A take-back comes from the lot of that plan period (subscription,
+//!   price, period end), never below what remains there; if that lot has not arrived
+//!   yet it waits for it.
+//! - Lines of products without `credit_amount` are not credits and grant nothing.
+//!
+//! Every line and every payment is read: the rest of a long invoice's lines from
+//! `GET /v1/invoices/{id}/lines`, its payments from `GET /v1/invoice_payments`, so a
+//! refund of any of them finds the grant.
+
+use serde_json::Value;
+use sm_domain::credits::{LotSource, proration_credits};
+use sm_store::Store;
+use sm_store::credits::{NewLot, NewOrigin};
+use sm_stripe::Client;
+use sm_stripe::types::{Invoice, InvoiceLine};
+
+use super::{CreditEffect, EventInfo, PriceCredits, need, parse, price_credits, whole_credits};
+use crate::credits::{Grant, TakeBack};
+use crate::webhooks::apply::ApplyError;
+
+pub async fn plan(
+    store: &Store,
+    client: Option<&Client>,
+    event: EventInfo<'_>,
+) -> Result<Option<CreditEffect>, ApplyError> {
+    let inv: Invoice = parse(event.object)?;
+    let Some(sub_id) = inv.subscription_id().map(str::to_owned) else {
+        return Ok(None);
+    };
+    let object: Value = serde_json::from_str(event.object).unwrap_or(Value::Null);
+    let Some(account) = account_of(store, client, &inv, &sub_id, &object).await? else {
+        // Checkouts made here link the customer before the session exists and put the
+        // account in the subscription's metadata, so an invoice with no account found
+        // either way belongs to a subscription that is not a credit plan.
+        tracing::info!(invoice = %inv.id, subscription = %sub_id, "invoice of a subscription with no known account; not a credit plan, nothing granted");
+        return Ok(None);
+    };
+    let lines = if inv.lines.has_more {
+        let client = need(client, &format!("the other lines of {}", inv.id))?;
+        Client::collect_all(client.invoice_line_pages(&inv.id)).await?
+    } else {
+        inv.lines.data.clone()
+    };
+    let paid_at = inv
+        .status_transitions
+        .as_ref()
+        .and_then(|t| t.paid_at)
+        .unwrap_or(event.created);
+    let mut lots = Vec::new();
+    let mut take_backs = Vec::new();
+    for line in &lines {
+        let Some(price) = line.price_id() else {
+            continue;
+        };
+        let PriceCredits::Credits {
+            product,
+            per_unit,
+            unit_amount,
+        } = price_credits(store, price).await?
+        else {
+            continue;
+        };
+        let subscription = line.subscription_id().unwrap_or(&sub_id).to_owned();
+        let reference = format!("{}/{}", inv.id, line.id);
+        let period = line.period.as_ref().map(|p| (p.start, p.end));
+        let period_end = period.map(|p| p.1).or(inv.period_end);
+        let credits = if line.is_proration() {
+            let unit = unit_amount.or_else(|| line_unit_amount(line)).ok_or_else(|| {
+                ApplyError::Credit(format!(
+                    "proration line {reference}: price {price} has no unit amount to share its credits by"
+                ))
+            })?;
+            proration_credits(per_unit, line.amount, unit).ok_or_else(|| {
+                ApplyError::Credit(format!("proration line {reference} is out of range"))
+            })?
+        } else if line.amount < 0 {
+            // Not a proration: nothing to grant or take.
+            continue;
+        } else {
+            whole_credits(per_unit, line.quantity.unwrap_or(1), &reference)?
+        };
+        if credits < 0 {
+            let Some(period_end) = period_end else {
+                continue;
+            };
+            take_backs.push(TakeBack {
+                id: reference,
+                subscription,
+                price: price.to_owned(),
+                period_end,
+                credits: -credits,
+            });
+            continue;
+        }
+        if credits == 0 {
+            continue;
+        }
+        let expires_at = match period {
+            // Paid after its period ended: usable for one period length from payment.
+            Some((start, end)) if !line.is_proration() && paid_at >= end => {
+                Some(paid_at + (end - start))
+            }
+            Some((_, end)) => Some(end),
+            None => inv.period_end,
+        };
+        lots.push(NewLot {
+            account: account.clone(),
+            source: Some(LotSource::Subscription),
+            source_ref: reference,
+            amount: credits,
+            expires_at,
+            product: Some(product),
+            price: Some(price.to_owned()),
+            quantity: line.quantity.map(|q| i64::try_from(q).unwrap_or(i64::MAX)),
+            payment_ref: None,
+            paid_amount: Some(inv.amount_paid),
+            currency: inv.currency.clone(),
+            origin: Some(inv.id.clone()),
+            subscription: Some(subscription),
+            period_end,
+        });
+    }
+    if lots.is_empty() && take_backs.is_empty() {
+        return Ok(None);
+    }
+    let payments = payments_of(client, &inv, &object).await?;
+    for lot in &mut lots {
+        lot.payment_ref = payments.first().cloned();
+    }
+    Ok(Some(CreditEffect::Grant(Grant {
+        origin: NewOrigin {
+            id: inv.id.clone(),
+            account,
+            source: Some(LotSource::Subscription),
+            paid_amount: inv.amount_paid,
+            currency: inv.currency.clone(),
+        },
+        payments,
+        lots,
+        take_backs,
+    })))
+}
+
+/// The unit amount a basil line names (`pricing.unit_amount_decimal`), whole minor
+/// units only.
+fn line_unit_amount(line: &InvoiceLine) -> Option<i64> {
+    let d = line.pricing.as_ref()?.get("unit_amount_decimal")?.as_str()?;
+    let whole = d.strip_suffix(".0").unwrap_or(d);
+    whole.parse().ok()
+}
+
+async fn account_of(
+    store: &Store,
+    client: Option<&Client>,
+    inv: &Invoice,
+    sub_id: &str,
+    object: &Value,
+) -> Result<Option<String>, ApplyError> {
+    if let Some(a) = store.subscription(sub_id).await?.and_then(|s| s.account) {
+        return Ok(Some(a));
+    }
+    if let Some(c) = &inv.customer
+        && let Some(a) = store.account_for_customer(c.id()).await?
+    {
+        return Ok(Some(a));
+    }
+    if let Some(a) = object["parent"]["subscription_details"]["metadata"]["account"].as_str() {
+        return Ok(Some(a.to_owned()));
+    }
+    if let Some(client) = client {
+        return Ok(client
+            .retrieve_subscription(sub_id)
+            .await?
+            .metadata
+            .get("account")
+            .cloned());
+    }
+    Ok(None)
+}
+
+/// Every payment of the invoice: pre-basil invoices name their payment intent; basil
+/// ones list their payments only on request, and may have several.
+async fn payments_of(
+    client: Option<&Client>,
+    inv: &Invoice,
+    object: &Value,
+) -> Result<Vec<String>, ApplyError> {
+    if let Some(pi) = object["payment_intent"].as_str() {
+        return Ok(vec![pi.to_owned()]);
+    }
+    let embedded: Vec<String> = object["payments"]["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let payment = &p["payment"];
+            payment["payment_intent"]
+                .as_str()
+                .or_else(|| payment["charge"].as_str())
+                .map(str::to_owned)
+        })
+        .collect();
+    if !embedded.is_empty() && object["payments"]["has_more"] != Value::Bool(true) {
+        return Ok(embedded);
+    }
+    if inv.amount_paid <= 0 {
+        return Ok(Vec::new());
+    }
+    let Some(client) = client else {
+        return Ok(embedded);
+    };
+    let payments = Client::collect_all(client.invoice_payment_pages(&inv.id)).await?;
+    Ok(payments
+        .iter()
+        .filter_map(|p| p.payment_ref().map(str::to_owned))
+        .collect())
+}

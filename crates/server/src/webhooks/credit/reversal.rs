@@ -1,0 +1,103 @@
+//! Refunds and disputes: money going back to the customer, and credits with it.
+//!
+//! Each refund or dispute is recorded under its own id with its money and whether it
+//! still stands ([`crate::credits::reverse_in`]); the grant it concerns is then brought
+//! to the share all its standing reversals call for. So a refund counts once however many
+//! events report it (`refund.created`, `refund.updated`, `charge.refunded`), a failed
+//! refund or a won dispute gives back what it took, and one that arrives before its
+//! grant is applied when the grant arrives.
+//!
+//! - `charge.refunded`: since API version 2022-11-15 a charge no longer embeds its
+//!   refunds, and `refund.*` events are sent for card refunds only from 2024-10-28, so
+//!   the charge's refunds are listed from Stripe (`GET /v1/refunds?charge=`).
+//! - Refund statuses: `succeeded` and `pending` take back (the money is leaving);
+//!   `failed` and `canceled` give back; `requires_action` waits.
+//! - Disputes: `warning_*` statuses are inquiries, not chargebacks, and change nothing.
+//!   A chargeback takes back like a refund of the disputed amount; `won`, `prevented` or
+//!   `charge.dispute.funds_reinstated` give it back; `lost` keeps it taken.
+
+use sm_store::credits::ReversalKind;
+use sm_stripe::Client;
+use sm_stripe::types::{Charge, Dispute, Refund};
+
+use super::{CreditEffect, EventInfo, need, parse};
+use crate::credits::Reversal;
+use crate::webhooks::apply::ApplyError;
+
+pub async fn refund(
+    client: Option<&Client>,
+    event: EventInfo<'_>,
+) -> Result<Option<CreditEffect>, ApplyError> {
+    let reversals = if event.kind == "charge.refunded" {
+        let charge: Charge = parse(event.object)?;
+        let payment = charge.payment_intent.clone().unwrap_or(charge.id.clone());
+        let refunds = match charge.refunds {
+            Some(list) if !list.has_more => list.data,
+            _ => {
+                let client = need(client, &format!("the refunds of {}", charge.id))?;
+                Client::collect_all(client.charge_refund_pages(&charge.id)).await?
+            }
+        };
+        refunds
+            .iter()
+            .filter_map(|r| refund_reversal(r, &payment))
+            .collect()
+    } else {
+        let r: Refund = parse(event.object)?;
+        let payment = match (r.payment_intent.clone(), r.charge.as_deref()) {
+            (Some(pi), _) => pi,
+            (None, Some(charge)) => {
+                let client = need(client, "the refund's charge")?;
+                let c = client.retrieve_charge(charge).await?;
+                c.payment_intent.unwrap_or(c.id)
+            }
+            (None, None) => return Ok(None),
+        };
+        refund_reversal(&r, &payment).into_iter().collect::<Vec<_>>()
+    };
+    Ok((!reversals.is_empty()).then_some(CreditEffect::Reversals(reversals)))
+}
+
+fn refund_reversal(r: &Refund, payment: &str) -> Option<Reversal> {
+    let active = match r.status.as_deref() {
+        Some("succeeded" | "pending") | None => true,
+        Some("failed" | "canceled") => false,
+        // `requires_action` and anything newer: not money moved yet.
+        Some(_) => return None,
+    };
+    Some(Reversal {
+        id: r.id.clone(),
+        kind: ReversalKind::Refund,
+        link: payment.to_owned(),
+        amount: r.amount.max(0),
+        active,
+    })
+}
+
+pub async fn dispute(
+    client: Option<&Client>,
+    event: EventInfo<'_>,
+) -> Result<Option<CreditEffect>, ApplyError> {
+    let d: Dispute = parse(event.object)?;
+    if d.status.starts_with("warning_") {
+        // An inquiry: no money moved.
+        return Ok(None);
+    }
+    let payment = match &d.payment_intent {
+        Some(pi) => pi.id().to_owned(),
+        None => {
+            let client = need(client, "the disputed charge")?;
+            let c = client.retrieve_charge(d.charge.id()).await?;
+            c.payment_intent.unwrap_or(c.id)
+        }
+    };
+    let active = event.kind != "charge.dispute.funds_reinstated"
+        && !matches!(d.status.as_str(), "won" | "prevented");
+    Ok(Some(CreditEffect::Reversals(vec![Reversal {
+        id: d.id.clone(),
+        kind: ReversalKind::Dispute,
+        link: payment,
+        amount: d.amount.max(0),
+        active,
+    }])))
+}

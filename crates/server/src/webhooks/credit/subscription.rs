@@ -1,0 +1,93 @@
+//! `customer.subscription.*`: the subscription row, newest event first. Two events of
+//! the same second with different content cannot be ordered by time; as for the
+//! catalog, the object is then refetched from Stripe and the fresh copy written.
+
+use sm_store::credits::SubscriptionRow;
+use sm_store::{Store, Tx};
+use sm_stripe::Client;
+use sm_stripe::types::Subscription;
+
+use super::{CreditEffect, EventInfo, need, parse};
+use crate::webhooks::apply::ApplyError;
+
+/// A subscription row to write; `refreshed` when it was just read from Stripe (it wins a
+/// same-second tie).
+#[derive(Debug, Clone)]
+pub struct SubscriptionWrite {
+    pub row: SubscriptionRow,
+    pub refreshed: bool,
+}
+
+pub async fn plan(
+    store: &Store,
+    client: Option<&Client>,
+    event: EventInfo<'_>,
+) -> Result<Option<CreditEffect>, ApplyError> {
+    let sub: Subscription = parse(event.object)?;
+    let stored = store.subscription(&sub.id).await?;
+    let tie = stored
+        .as_ref()
+        .is_some_and(|s| s.event_created == event.created && s.raw != event.object);
+    if tie {
+        let client = need(client, &format!("subscription {}", sub.id))?;
+        let fresh = client.retrieve_subscription_raw(&sub.id).await?;
+        let raw = crate::sync::compact_json(fresh.json.get());
+        let row = subscription_row(store, &fresh.value, event.created, &raw).await?;
+        return Ok(Some(CreditEffect::Subscription(SubscriptionWrite {
+            row,
+            refreshed: true,
+        })));
+    }
+    let row = subscription_row(store, &sub, event.created, event.object).await?;
+    Ok(Some(CreditEffect::Subscription(SubscriptionWrite {
+        row,
+        refreshed: false,
+    })))
+}
+
+async fn subscription_row(
+    store: &Store,
+    sub: &Subscription,
+    event_created: i64,
+    raw: &str,
+) -> Result<SubscriptionRow, ApplyError> {
+    let customer = sub.customer.id().to_owned();
+    let account = match sub.metadata.get("account") {
+        Some(a) => Some(a.clone()),
+        None => store.account_for_customer(&customer).await?,
+    };
+    let item = sub.items.data.first();
+    let price = item.map(|i| i.price.id.clone());
+    let product = item.map(|i| i.price.product.id().to_owned());
+    let period = sub.current_period();
+    Ok(SubscriptionRow {
+        id: sub.id.clone(),
+        account,
+        customer,
+        status: sub.status.clone(),
+        price,
+        product,
+        quantity: item
+            .and_then(|i| i.quantity)
+            .map(|q| i64::try_from(q).unwrap_or(i64::MAX)),
+        current_period_start: period.map(|p| p.0),
+        current_period_end: period.map(|p| p.1),
+        cancel_at_period_end: sub.cancel_at_period_end,
+        canceled_at: sub.canceled_at,
+        event_created,
+        raw: raw.to_owned(),
+        updated_at: crate::sync::unix_now(),
+    })
+}
+
+pub async fn write(tx: &mut Tx, w: &SubscriptionWrite) -> Result<(), ApplyError> {
+    if tx.upsert_subscription(&w.row, w.refreshed).await? {
+        return Ok(());
+    }
+    if tx.subscription_version(&w.row.id).await? == Some(w.row.event_created) {
+        // A same-second event with other content landed after we planned: fail this
+        // attempt; the next one sees the tie and refetches.
+        return Err(ApplyError::Tie(format!("subscription {}", w.row.id)));
+    }
+    Ok(())
+}

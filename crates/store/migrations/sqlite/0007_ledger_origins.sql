@@ -1,0 +1,82 @@
+-- Ledger v2: grants are claimed per origin, reversals (refunds, disputes, proration
+-- take-backs) are recorded whether or not their grant has arrived, and each grant lot
+-- keeps how much reversals took from it, so the ledger is the same in any arrival order.
+
+-- What granted credits: one checkout session or one invoice. Inserting this row is the
+-- claim that makes a grant (all its lots and take-backs) happen once.
+CREATE TABLE credit_origins (
+    id          TEXT PRIMARY KEY,
+    account     TEXT NOT NULL,
+    -- 'purchase' or 'subscription'.
+    kind        TEXT NOT NULL,
+    -- Money paid for it, in the currency's minor units: what refunds are a share of.
+    paid_amount BIGINT NOT NULL,
+    currency    TEXT,
+    created_at  BIGINT NOT NULL
+);
+
+-- Meeting points between a grant and the reversals that concern it: a payment (pi_… or
+-- ch_…) with the origin it paid for, or a plan period ('plan:sub|price|period_end').
+-- Whichever comes first, grant or reversal, inserts the row, and both lock it before
+-- reading the other's rows, so on PostgreSQL a reversal and its grant never miss each
+-- other on two instances.
+CREATE TABLE credit_links (
+    ref        TEXT PRIMARY KEY,
+    origin     TEXT,
+    created_at BIGINT NOT NULL
+);
+
+-- Refunds, disputes and proration take-backs, kept from the moment they are seen.
+CREATE TABLE credit_reversals (
+    -- re_…, du_…/dp_…, or the invoice line (in_…/il_…) of a negative proration.
+    id          TEXT PRIMARY KEY,
+    -- 'refund', 'dispute' or 'proration'.
+    kind        TEXT NOT NULL,
+    -- Refunds and disputes: the payment they reverse; prorations: the plan period link.
+    link        TEXT NOT NULL,
+    -- Refunds and disputes: money (minor units); prorations: credits (hundredths).
+    amount      BIGINT NOT NULL,
+    -- False once a refund failed or was canceled, or a dispute was won: never true again.
+    active      BOOLEAN NOT NULL,
+    -- Prorations: the lot they were taken from (NULL while pending) and how much.
+    lot         BIGINT,
+    taken       BIGINT NOT NULL DEFAULT 0,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+CREATE INDEX credit_reversals_link ON credit_reversals (link);
+
+ALTER TABLE credit_lots ADD COLUMN origin TEXT;
+-- Subscription lots: the subscription and the end of the period their line paid for
+-- (what a later "unused time" proration line names).
+ALTER TABLE credit_lots ADD COLUMN subscription TEXT;
+ALTER TABLE credit_lots ADD COLUMN period_end BIGINT;
+-- Credits refunds and disputes have taken back from this grant so far (debt included),
+-- and the part of it recorded as debt because it was already spent.
+ALTER TABLE credit_lots ADD COLUMN reversed BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE credit_lots ADD COLUMN debt BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX credit_lots_origin ON credit_lots (origin);
+CREATE INDEX credit_lots_plan ON credit_lots (subscription, price, period_end);
+
+-- Checkouts made through the API keep the credits per unit the product had then.
+ALTER TABLE checkout_sessions ADD COLUMN credit_amount BIGINT;
+
+-- Existing grants become origins of their own, their payments links, their refunds
+-- reversals.
+INSERT INTO credit_origins (id, account, kind, paid_amount, currency, created_at)
+    SELECT source_ref, account, source, COALESCE(paid_amount, 0), currency, created_at
+    FROM credit_lots WHERE source IN ('purchase', 'subscription')
+    ON CONFLICT (id) DO NOTHING;
+UPDATE credit_lots SET origin = source_ref WHERE source IN ('purchase', 'subscription');
+INSERT INTO credit_links (ref, origin, created_at)
+    SELECT payment_ref, MIN(source_ref), MIN(created_at) FROM credit_lots
+    WHERE payment_ref IS NOT NULL AND source IN ('purchase', 'subscription')
+    GROUP BY payment_ref
+    ON CONFLICT (ref) DO NOTHING;
+INSERT INTO credit_reversals (id, kind, link, amount, active, created_at, updated_at)
+    SELECT r.id, 'refund', COALESCE(l.payment_ref, ''), r.refunded, TRUE, r.created_at, r.created_at
+    FROM credit_refunds r LEFT JOIN credit_lots l ON l.id = r.lot;
+UPDATE credit_lots SET
+    reversed = COALESCE((SELECT SUM(r.credits + r.shortfall) FROM credit_refunds r WHERE r.lot = credit_lots.id), 0),
+    debt = COALESCE((SELECT SUM(r.shortfall) FROM credit_refunds r WHERE r.lot = credit_lots.id), 0);
+DROP TABLE credit_refunds;
