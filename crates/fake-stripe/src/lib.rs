@@ -23,6 +23,9 @@
 //! - `faults`: fault matching and the rate window
 //! - `webhook`: signing and delivery
 
+// Stripe's objects are wide: `json!` needs more than the default recursion depth.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod faults;
 pub mod form;

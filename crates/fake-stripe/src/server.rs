@@ -11,10 +11,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::api::{Answer, ApiError, Ctx, Params, State, new_id};
+use crate::api::{Answer, ApiError, Ctx, State, new_id};
 use crate::faults::{Fault, FaultKind};
 use crate::form;
-use crate::store::Collection;
 use crate::{RecordedRequest, Shared, lock};
 
 /// Returned by the service to make hyper close the connection without answering.
@@ -167,13 +166,18 @@ async fn handle(
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (answer, events) = {
         let mut state = lock(&shared.state);
-        let answer = route(&mut state, &method, &segments, &params, &ctx);
+        let answer = crate::api::route(&mut state, method.as_str(), &segments, &params, &ctx);
         (answer, std::mem::take(&mut state.outbox))
     };
     shared.webhooks.dispatch(events);
     let (status, body) = answer.unwrap_or_else(|e| (e.status, e.body()));
+    // Stripe saves a result only once an endpoint started executing: a request refused
+    // by parameter validation (400, 404 for a missing object) is not saved, so a retry
+    // with the same key and corrected parameters runs. Every refusal here happens before
+    // any change, so only successes (and 402 card errors, were the fake to make them)
+    // are saved.
     if method == Method::POST
-        && status < 500
+        && (status < 400 || status == 402)
         && let Some(key) = idempotency_key
     {
         lock(&shared.idempotency).insert(key, (fingerprint, status, body.clone()));
@@ -225,143 +229,6 @@ fn authorize(shared: &Shared, auth: Option<&str>) -> Result<(), ApiError> {
     Err(unauthorized(format!("Invalid API Key provided: {shown}")))
 }
 
-fn list(coll: &Collection, q: &Value, url: &str, filter: impl Fn(&Value) -> bool) -> Answer {
-    let limit = q.int("limit")?.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("Invalid limit: must be between 1 and 100, got {limit}"),
-        ));
-    }
-    let after = q.text("starting_after");
-    let before = q.text("ending_before");
-    let page = coll
-        .list(filter, limit as usize, after.as_deref(), before.as_deref())
-        .map_err(|id| ApiError::missing("object", &id))?;
-    Ok((
-        200,
-        json!({"object": "list", "data": page.data, "has_more": page.has_more, "url": url}),
-    ))
-}
-
-fn field_is(v: &Value, key: &str, want: Option<String>) -> bool {
-    match want {
-        None => true,
-        Some(w) => match &v[key] {
-            Value::String(s) => *s == w,
-            Value::Bool(b) => b.to_string() == w,
-            Value::Number(n) => n.to_string() == w,
-            _ => false,
-        },
-    }
-}
-
-fn created_in_range(v: &Value, q: &Value) -> bool {
-    let created = v["created"].as_i64().unwrap_or(0);
-    let c = &q["created"];
-    let bound = |k: &str| {
-        c.get(k)
-            .and_then(|x| x.as_str())
-            .and_then(|s| s.parse::<i64>().ok())
-    };
-    if let Some(exact) = c.as_str().and_then(|s| s.parse::<i64>().ok()) {
-        return created == exact;
-    }
-    bound("gte").is_none_or(|b| created >= b)
-        && bound("gt").is_none_or(|b| created > b)
-        && bound("lte").is_none_or(|b| created <= b)
-        && bound("lt").is_none_or(|b| created < b)
-}
-
-fn route(s: &mut State, method: &Method, seg: &[&str], p: &Value, ctx: &Ctx) -> Answer {
-    let m = method.as_str();
-    match (m, seg) {
-        ("GET", ["v1", "products"]) => {
-            let ids: Option<Vec<String>> = p["ids"].as_array().map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            });
-            list(&s.products, p, "/v1/products", |v| {
-                field_is(v, "active", p.text("active"))
-                    && ids
-                        .as_ref()
-                        .is_none_or(|ids| ids.iter().any(|i| v["id"] == json!(i)))
-                    && created_in_range(v, p)
-            })
-        }
-        ("POST", ["v1", "products"]) => s.create_product(p, ctx),
-        ("GET", ["v1", "products", id]) => s.retrieve_product(id),
-        ("POST", ["v1", "products", id]) => s.update_product(id, p, ctx),
-        ("DELETE", ["v1", "products", id]) => s.delete_product(id, ctx),
-
-        ("GET", ["v1", "prices"]) => list(&s.prices, p, "/v1/prices", |v| {
-            field_is(v, "active", p.text("active"))
-                && field_is(v, "product", p.text("product"))
-                && field_is(v, "type", p.text("type"))
-                && field_is(v, "currency", p.text("currency"))
-                && created_in_range(v, p)
-        }),
-        ("POST", ["v1", "prices"]) => s.create_price(p, ctx),
-        ("GET", ["v1", "prices", id]) => s.retrieve_price(id),
-        ("POST", ["v1", "prices", id]) => s.update_price(id, p, ctx),
-
-        ("GET", ["v1", "customers"]) => list(&s.customers, p, "/v1/customers", |v| {
-            field_is(v, "email", p.text("email"))
-        }),
-        ("POST", ["v1", "customers"]) => s.create_customer(p, ctx),
-        ("GET", ["v1", "customers", id]) => s.retrieve_customer(id),
-
-        ("GET", ["v1", "checkout", "sessions"]) => {
-            list(&s.sessions, p, "/v1/checkout/sessions", |v| {
-                field_is(v, "customer", p.text("customer"))
-            })
-        }
-        ("POST", ["v1", "checkout", "sessions"]) => s.create_checkout_session(p, ctx),
-        ("GET", ["v1", "checkout", "sessions", id]) => s.retrieve_session(id),
-        ("GET", ["v1", "checkout", "sessions", id, "line_items"]) => s.session_line_items(id),
-
-        ("GET", ["v1", "subscriptions"]) => list(&s.subscriptions, p, "/v1/subscriptions", |v| {
-            field_is(v, "customer", p.text("customer")) && field_is(v, "status", p.text("status"))
-        }),
-        ("GET", ["v1", "subscriptions", id]) => s.retrieve("subscription", id),
-        ("GET", ["v1", "invoices"]) => list(&s.invoices, p, "/v1/invoices", |v| {
-            field_is(v, "customer", p.text("customer"))
-        }),
-        ("GET", ["v1", "invoices", id]) => s.retrieve_invoice(id, p),
-        ("GET", ["v1", "charges", id]) => s.retrieve("charge", id),
-        ("GET", ["v1", "refunds", id]) => s.retrieve("refund", id),
-        ("POST", ["v1", "refunds"]) => s.create_refund(p, ctx),
-
-        ("GET", ["v1", "events"]) => {
-            let types: Option<Vec<String>> = p["types"].as_array().map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            });
-            list(&s.events, p, "/v1/events", |v| {
-                field_is(v, "type", p.text("type"))
-                    && types
-                        .as_ref()
-                        .is_none_or(|t| t.iter().any(|t| v["type"] == json!(t)))
-                    && created_in_range(v, p)
-            })
-        }
-        ("GET", ["v1", "events", id]) => s.retrieve("event", id),
-
-        _ => Err(ApiError {
-            status: 404,
-            kind: "invalid_request_error",
-            code: None,
-            message: format!(
-                "Unrecognized request URL ({m}: /{}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
-                seg.join("/")
-            ),
-            param: None,
-        }),
-    }
-}
-
 /// `/_fake/…`: drive the standalone fake from curl or another language. Bodies are JSON.
 fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Response<Body> {
     let b: Value = serde_json::from_slice(body).unwrap_or(json!({}));
@@ -406,7 +273,7 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Respons
         ("GET", ["deliveries"]) => Ok((200, json!(shared.webhooks.deliveries()))),
         ("POST", ["clock"]) => {
             let mut st = lock(&shared.state);
-            st.clock_offset += b["advance"].as_i64().unwrap_or(0);
+            st.advance_clock(b["advance"].as_i64().unwrap_or(0));
             Ok((200, json!({"now": st.now()})))
         }
         ("POST", ["checkout", "sessions", id, "complete"]) => with_events(shared, |s| {
@@ -421,6 +288,36 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Respons
         ("POST", ["subscriptions", id, "cancel"]) => with_events(shared, |s| {
             s.cancel_subscription(id, b["at_period_end"].as_bool().unwrap_or(false))
         }),
+        ("POST", ["subscriptions", id, "renew_unpaid"]) => {
+            with_events(shared, |s| s.renew_subscription_unpaid(id))
+        }
+        ("POST", ["invoices", id, "pay"]) => with_events(shared, |s| s.pay_invoice(id)),
+        ("POST", ["invoices", id, "pay_in_parts"]) => with_events(shared, |s| {
+            let parts: Vec<i64> = b["parts"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_default();
+            s.pay_invoice_in_parts(id, &parts)
+        }),
+        ("POST", ["refunds", id, "fail"]) => with_events(shared, |s| s.fail_refund(id)),
+        ("POST", ["refunds", id, "settle"]) => with_events(shared, |s| {
+            s.settle_refund(id, b["succeeded"].as_bool().unwrap_or(true))
+        }),
+        ("POST", ["refund_start_status"]) => with_events(shared, |s| {
+            s.refund_start_status = b["status"].as_str().unwrap_or("succeeded").to_owned();
+            Ok((200, json!({"status": s.refund_start_status})))
+        }),
+        ("POST", ["charges", id, "dispute"]) => with_events(shared, |s| {
+            s.create_dispute(
+                id,
+                b["amount"].as_i64(),
+                b["inquiry"].as_bool().unwrap_or(false),
+            )
+        }),
+        ("POST", ["disputes", id, "close"]) => with_events(shared, |s| {
+            s.close_dispute(id, b["won"].as_bool().unwrap_or(false))
+        }),
+        // Fake-only: Stripe's API cannot delete prices (see `State::delete_price`).
         ("DELETE", ["prices", id]) => with_events(shared, |s| s.delete_price(id, &Ctx::default())),
         _ => Err(ApiError::missing("control route", path)),
     };

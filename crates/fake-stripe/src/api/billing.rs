@@ -1,0 +1,1268 @@
+//! Subscriptions, invoices, invoice items and invoice payments, as at 2025-03-31.basil:
+//! billing periods live on subscription items; an invoice names its subscription under
+//! `parent.subscription_details`; a line says where it came from under `parent`
+//! (`subscription_item_details` for a period of a subscription item,
+//! `invoice_item_details` for a pending invoice item such as a proration) and what it
+//! costs under `pricing`; an invoice embeds at most ten lines (`lines.has_more`, the
+//! rest at `GET /v1/invoices/{id}/lines`) and lists its payments as `invoice_payment`
+//! objects (`GET /v1/invoice_payments?invoice=…`, or `expand[]=payments`).
+//!
+//! Plan changes (`POST /v1/subscriptions/{id}`) prorate to the second
+//! (docs.stripe.com/billing/subscriptions/prorations): an "Unused time on …" credit for
+//! the old price and a "Remaining time on …" charge for the new one, each
+//! `unit_amount × quantity × (period end − proration time) / (period length)` rounded
+//! to the nearest minor unit. `create_prorations` (the default) leaves them as pending
+//! invoice items for the next invoice; `always_invoice` invoices them at once (a total
+//! at or below zero is credited to the customer's balance); `none` makes none.
+//!
+//! Test hooks: [`State::advance_clock`] moves time; a subscription with many
+//! `items[n][price]` makes an invoice with many lines (one per item).
+
+use serde_json::{Value, json};
+
+use super::{
+    Answer, ApiError, Ctx, INVOICE_LINES_EMBEDDED, Params, State, diff, field_is, interval_seconds,
+    list, merge_metadata, money, new_id, page_in_order, short_date,
+};
+
+pub(super) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) -> Option<Answer> {
+    Some(match (m, seg) {
+        ("GET", ["v1", "subscriptions"]) => list(&s.subscriptions, p, "/v1/subscriptions", |v| {
+            field_is(v, "customer", p.text("customer")) && field_is(v, "status", p.text("status"))
+        }),
+        ("POST", ["v1", "subscriptions"]) => s.create_subscription(p, ctx),
+        ("GET", ["v1", "subscriptions", id]) => s.retrieve("subscription", id),
+        ("POST", ["v1", "subscriptions", id]) => s.update_subscription(id, p, ctx),
+        ("DELETE", ["v1", "subscriptions", id]) => s.cancel_subscription(id, false),
+
+        ("GET", ["v1", "invoices"]) => list(&s.invoices, p, "/v1/invoices", |v| {
+            field_is(v, "customer", p.text("customer"))
+                && field_is(v, "status", p.text("status"))
+                && p.text("subscription").is_none_or(|sub| {
+                    v["parent"]["subscription_details"]["subscription"] == json!(sub)
+                })
+        }),
+        ("GET", ["v1", "invoices", id]) => s.retrieve_invoice(id, p),
+        ("GET", ["v1", "invoices", id, "lines"]) => s.invoice_lines_page(id, p),
+        ("POST", ["v1", "invoices", id, "pay"]) => s.pay_invoice(id),
+
+        ("GET", ["v1", "invoiceitems"]) => list(&s.invoice_items, p, "/v1/invoiceitems", |v| {
+            field_is(v, "customer", p.text("customer"))
+                && field_is(v, "invoice", p.text("invoice"))
+                && p.text("pending")
+                    .is_none_or(|want| (want == "true") == v["invoice"].is_null())
+        }),
+        ("GET", ["v1", "invoiceitems", id]) => s.retrieve("invoiceitem", id),
+
+        ("GET", ["v1", "invoice_payments"]) => {
+            let pi = p["payment"]["payment_intent"].as_str().map(str::to_owned);
+            list(&s.invoice_payment_objects, p, "/v1/invoice_payments", |v| {
+                field_is(v, "invoice", p.text("invoice"))
+                    && field_is(v, "status", p.text("status"))
+                    && pi
+                        .as_ref()
+                        .is_none_or(|pi| v["payment"]["payment_intent"] == json!(pi))
+            })
+        }
+        ("GET", ["v1", "invoice_payments", id]) => s.retrieve("invoice_payment", id),
+        _ => return None,
+    })
+}
+
+/// `a × b / c` rounded half away from zero, without overflow for Stripe-sized amounts.
+fn prorate(amount: i64, remaining: i64, period: i64) -> i64 {
+    if period <= 0 {
+        return 0;
+    }
+    let n = i128::from(amount) * i128::from(remaining);
+    let d = i128::from(period);
+    let q = (n.abs() * 2 + d) / (2 * d);
+    (if n < 0 { -q } else { q }) as i64
+}
+
+/// The per-unit amount of a prorated line, as Stripe's decimal string.
+fn unit_decimal(amount: i64, quantity: i64) -> String {
+    if quantity <= 1 || amount % quantity == 0 {
+        return (amount / quantity.max(1)).to_string();
+    }
+    let s = format!("{:.12}", amount as f64 / quantity as f64);
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// The legacy `plan` view of a recurring price, still part of a subscription item.
+fn plan_of(price: &Value) -> Value {
+    json!({
+        "id": price["id"],
+        "object": "plan",
+        "active": price["active"],
+        "amount": price["unit_amount"],
+        "amount_decimal": price["unit_amount_decimal"],
+        "billing_scheme": price["billing_scheme"],
+        "created": price["created"],
+        "currency": price["currency"],
+        "interval": price["recurring"]["interval"],
+        "interval_count": price["recurring"]["interval_count"],
+        "livemode": price["livemode"],
+        "metadata": price["metadata"],
+        "meter": null,
+        "nickname": price["nickname"],
+        "product": price["product"],
+        "tiers_mode": price["tiers_mode"],
+        "transform_usage": null,
+        "trial_period_days": null,
+        "usage_type": "licensed",
+    })
+}
+
+fn period_of(price: &Value) -> i64 {
+    let interval = price["recurring"]["interval"].as_str().unwrap_or("month");
+    interval_seconds(interval) * price["recurring"]["interval_count"].as_i64().unwrap_or(1)
+}
+
+/// A subscription's id from an invoice (`parent.subscription_details.subscription`).
+fn invoice_subscription(invoice: &Value) -> Option<String> {
+    invoice["parent"]["subscription_details"]["subscription"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+impl State {
+    fn subscription_item(&self, sub: &str, price: &Value, quantity: i64, start: i64) -> Value {
+        json!({
+            "id": new_id("si"),
+            "object": "subscription_item",
+            "created": self.now(),
+            "current_period_end": start + period_of(price),
+            "current_period_start": start,
+            "discounts": [],
+            "metadata": {},
+            "plan": plan_of(price),
+            "price": price,
+            "quantity": quantity,
+            "subscription": sub,
+            "tax_rates": [],
+        })
+    }
+
+    /// A line billing one subscription item for its current period (`proration: false`).
+    fn period_line(&self, sub: &str, item: &Value) -> Value {
+        let price = &item["price"];
+        let qty = item["quantity"].as_i64().unwrap_or(1);
+        let unit = price["unit_amount"].as_i64().unwrap_or(0);
+        let currency = price["currency"].as_str().unwrap_or("usd");
+        let interval = price["recurring"]["interval"].as_str().unwrap_or("month");
+        json!({
+            "id": new_id("il"),
+            "object": "line_item",
+            "amount": unit * qty,
+            "currency": currency,
+            "description": format!("{qty} × {} (at {} / {interval})", self.product_name(&price["product"]), money(unit, currency)),
+            "discount_amounts": [],
+            "discountable": true,
+            "discounts": [],
+            "invoice": null,
+            "livemode": self.livemode,
+            "metadata": {},
+            "parent": {
+                "invoice_item_details": null,
+                "subscription_item_details": {
+                    "invoice_item": null,
+                    "proration": false,
+                    "proration_details": {"credited_items": null},
+                    "subscription": sub,
+                    "subscription_item": item["id"],
+                },
+                "type": "subscription_item_details",
+            },
+            "period": {"end": item["current_period_end"], "start": item["current_period_start"]},
+            "pretax_credit_amounts": [],
+            "pricing": {
+                "price_details": {"price": price["id"], "product": price["product"]},
+                "type": "price_details",
+                "unit_amount_decimal": price["unit_amount_decimal"],
+            },
+            "quantity": qty,
+            "subscription": sub,
+            "taxes": [],
+        })
+    }
+
+    /// The line an invoice item becomes on the invoice that takes it.
+    fn item_line(&self, ii: &Value, credited: Value) -> Value {
+        json!({
+            "id": new_id("il"),
+            "object": "line_item",
+            "amount": ii["amount"],
+            "currency": ii["currency"],
+            "description": ii["description"],
+            "discount_amounts": [],
+            "discountable": ii["discountable"],
+            "discounts": [],
+            "invoice": null,
+            "livemode": self.livemode,
+            "metadata": {},
+            "parent": {
+                "invoice_item_details": {
+                    "invoice_item": ii["id"],
+                    "proration": ii["proration"],
+                    "proration_details": {"credited_items": credited},
+                    "subscription": ii["parent"]["subscription_details"]["subscription"],
+                },
+                "subscription_item_details": null,
+                "type": "invoice_item_details",
+            },
+            "period": ii["period"],
+            "pretax_credit_amounts": [],
+            "pricing": ii["pricing"],
+            "quantity": ii["quantity"],
+            "subscription": ii["parent"]["subscription_details"]["subscription"],
+            "taxes": [],
+        })
+    }
+
+    /// Finalizes an invoice for `sub` with `lines`: applies the customer's balance
+    /// (a credit pays first; a negative total becomes a credit), numbers it, opens it
+    /// with a default invoice payment for what is due, or marks it paid when nothing is.
+    /// Emits `invoice.created` and `invoice.finalized` (and `invoice.paid` when nothing
+    /// is due).
+    fn issue_invoice(
+        &mut self,
+        sub: &Value,
+        mut lines: Vec<Value>,
+        reason: &str,
+        period: (i64, i64),
+    ) -> Value {
+        let id = new_id("in");
+        let now = self.now();
+        let customer = sub["customer"].as_str().unwrap_or_default().to_owned();
+        let currency = sub["currency"].as_str().unwrap_or("usd").to_owned();
+        let total: i64 = lines
+            .iter()
+            .map(|l| l["amount"].as_i64().unwrap_or(0))
+            .sum();
+        let starting = self
+            .customers
+            .get(&customer)
+            .and_then(|c| c["balance"].as_i64())
+            .unwrap_or(0);
+        let (due, ending) = if total > 0 {
+            let applied = if starting < 0 {
+                total.min(-starting)
+            } else {
+                0
+            };
+            (total - applied, starting + applied)
+        } else {
+            (0, starting + total)
+        };
+        self.adjust_balance(&customer, ending - starting);
+        for line in &mut lines {
+            line["invoice"] = json!(id);
+        }
+        // Invoice items the lines came from now belong to this invoice.
+        for line in &lines {
+            if let Some(ii) = line["parent"]["invoice_item_details"]["invoice_item"].as_str()
+                && let Some(item) = self.invoice_items.get_mut(ii)
+            {
+                item["invoice"] = json!(id);
+            }
+        }
+        let (email, name) = self
+            .customers
+            .get(&customer)
+            .map(|c| (c["email"].clone(), c["name"].clone()))
+            .unwrap_or((Value::Null, Value::Null));
+        let number = self.next_invoice_number(&customer);
+        let embedded: Vec<Value> = lines.iter().take(INVOICE_LINES_EMBEDDED).cloned().collect();
+        let tail = super::random_tail(24);
+        let invoice = json!({
+            "id": id,
+            "object": "invoice",
+            "account_country": "US",
+            "account_name": "Fake Stripe",
+            "account_tax_ids": null,
+            "amount_due": due,
+            "amount_overpaid": 0,
+            "amount_paid": 0,
+            "amount_remaining": due,
+            "amount_shipping": 0,
+            "application": null,
+            "attempt_count": 0,
+            "attempted": false,
+            "auto_advance": due > 0,
+            "automatic_tax": {"disabled_reason": null, "enabled": false, "liability": null, "provider": null, "status": null},
+            "automatically_finalizes_at": null,
+            "billing_reason": reason,
+            "collection_method": "charge_automatically",
+            "created": now,
+            "currency": currency,
+            "custom_fields": null,
+            "customer": customer,
+            "customer_address": null,
+            "customer_email": email,
+            "customer_name": name,
+            "customer_phone": null,
+            "customer_shipping": null,
+            "customer_tax_exempt": "none",
+            "customer_tax_ids": [],
+            "default_payment_method": null,
+            "default_source": null,
+            "default_tax_rates": [],
+            "description": null,
+            "discounts": [],
+            "due_date": null,
+            "effective_at": now,
+            "ending_balance": ending,
+            "footer": null,
+            "from_invoice": null,
+            "hosted_invoice_url": format!("https://invoice.stripe.com/i/acct_fake/test_{tail}"),
+            "invoice_pdf": format!("https://pay.stripe.com/invoice/acct_fake/test_{tail}/pdf"),
+            "issuer": {"type": "self"},
+            "last_finalization_error": null,
+            "latest_revision": null,
+            "lines": {
+                "object": "list",
+                "data": embedded,
+                "has_more": lines.len() > INVOICE_LINES_EMBEDDED,
+                "url": format!("/v1/invoices/{id}/lines"),
+            },
+            "livemode": self.livemode,
+            "metadata": {},
+            "next_payment_attempt": if due > 0 { json!(now + 3600) } else { Value::Null },
+            "number": number,
+            "on_behalf_of": null,
+            "parent": {
+                "quote_details": null,
+                "subscription_details": {"metadata": sub["metadata"], "subscription": sub["id"]},
+                "type": "subscription_details",
+            },
+            "payment_settings": {"default_mandate": null, "payment_method_options": null, "payment_method_types": null},
+            "period_end": period.1,
+            "period_start": period.0,
+            "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0,
+            "receipt_number": null,
+            "rendering": null,
+            "shipping_cost": null,
+            "shipping_details": null,
+            "starting_balance": starting,
+            "statement_descriptor": null,
+            "status": "open",
+            "status_transitions": {"finalized_at": now, "marked_uncollectible_at": null, "paid_at": null, "voided_at": null},
+            "subtotal": total,
+            "subtotal_excluding_tax": total,
+            "test_clock": null,
+            "total": total,
+            "total_discount_amounts": [],
+            "total_excluding_tax": total,
+            "total_pretax_credit_amounts": [],
+            "total_taxes": [],
+            "webhooks_delivered_at": now,
+        });
+        self.invoice_lines.insert(id.clone(), lines);
+        self.invoices.insert(&id, invoice.clone());
+        if due > 0 {
+            let pi = new_id("pi");
+            self.add_invoice_payment(&id, &pi, due, &currency, true);
+        }
+        if let Some(s) = sub["id"]
+            .as_str()
+            .and_then(|sid| self.subscriptions.get_mut(sid))
+        {
+            s["latest_invoice"] = json!(id);
+        }
+        let ctx = Ctx::default();
+        self.emit("invoice.created", &invoice, None, &ctx);
+        self.emit("invoice.finalized", &invoice, None, &ctx);
+        if due == 0 {
+            self.mark_paid(&id);
+        }
+        self.invoices.get(&id).cloned().unwrap_or(invoice)
+    }
+
+    /// An `invoice_payment` of `invoice`, open until paid.
+    fn add_invoice_payment(
+        &mut self,
+        invoice: &str,
+        payment_intent: &str,
+        amount: i64,
+        currency: &str,
+        is_default: bool,
+    ) -> String {
+        let id = new_id("inpay");
+        let payment = json!({
+            "id": id,
+            "object": "invoice_payment",
+            "amount_paid": null,
+            "amount_requested": amount,
+            "created": self.now(),
+            "currency": currency,
+            "invoice": invoice,
+            "is_default": is_default,
+            "livemode": self.livemode,
+            "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+            "status": "open",
+            "status_transitions": {"canceled_at": null, "paid_at": null},
+        });
+        self.invoice_payment_objects.insert(&id, payment);
+        id
+    }
+
+    /// Charges `amount` through the invoice payment `inpay` (a new charge on its
+    /// payment intent) and marks that payment paid.
+    fn charge_invoice_payment(&mut self, inpay: &str, customer: &str) {
+        let Some(p) = self.invoice_payment_objects.get(inpay).cloned() else {
+            return;
+        };
+        let amount = p["amount_requested"].as_i64().unwrap_or(0);
+        let currency = p["currency"].as_str().unwrap_or("usd").to_owned();
+        let pi = p["payment"]["payment_intent"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        self.create_charge(customer, amount, &currency, &pi);
+        let now = self.now();
+        if let Some(p) = self.invoice_payment_objects.get_mut(inpay) {
+            p["amount_paid"] = json!(amount);
+            p["status"] = json!("paid");
+            p["status_transitions"]["paid_at"] = json!(now);
+        }
+        if let Some(invoice) = p["invoice"].as_str() {
+            self.invoice_payments
+                .entry(invoice.to_owned())
+                .or_insert(pi);
+        }
+    }
+
+    /// The invoice is settled: `paid` (`status_transitions.paid_at` = now), a
+    /// still-open default payment is canceled, `invoice.paid` and
+    /// `invoice.payment_succeeded` are sent, and a subscription waiting on this invoice
+    /// (`incomplete`, `past_due`) becomes `active` (`customer.subscription.updated`).
+    fn mark_paid(&mut self, id: &str) {
+        let now = self.now();
+        let Some(invoice) = self.invoices.get_mut(id) else {
+            return;
+        };
+        let due = invoice["amount_due"].as_i64().unwrap_or(0);
+        invoice["amount_paid"] = json!(due);
+        invoice["amount_remaining"] = json!(0);
+        invoice["status"] = json!("paid");
+        invoice["status_transitions"]["paid_at"] = json!(now);
+        invoice["next_payment_attempt"] = Value::Null;
+        invoice["auto_advance"] = json!(false);
+        if due > 0 {
+            invoice["attempted"] = json!(true);
+        }
+        let invoice = invoice.clone();
+        let open_defaults: Vec<String> = self
+            .invoice_payment_objects
+            .values()
+            .filter(|p| p["invoice"] == json!(id) && p["status"] == json!("open"))
+            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+            .collect();
+        for p in open_defaults {
+            if let Some(p) = self.invoice_payment_objects.get_mut(&p) {
+                p["status"] = json!("canceled");
+                p["status_transitions"]["canceled_at"] = json!(now);
+            }
+        }
+        let ctx = Ctx::default();
+        self.emit("invoice.paid", &invoice, None, &ctx);
+        self.emit("invoice.payment_succeeded", &invoice, None, &ctx);
+        if let Some(sub_id) = invoice_subscription(&invoice)
+            && let Some(sub) = self.subscriptions.get(&sub_id).cloned()
+            && sub["latest_invoice"] == json!(id)
+            && matches!(
+                sub["status"].as_str(),
+                Some("incomplete" | "past_due" | "unpaid")
+            )
+        {
+            self.set_subscription_status(&sub_id, "active");
+        }
+    }
+
+    fn set_subscription_status(&mut self, id: &str, status: &str) {
+        let Some(sub) = self.subscriptions.get_mut(id) else {
+            return;
+        };
+        let before = sub.clone();
+        sub["status"] = json!(status);
+        let after = sub.clone();
+        self.emit(
+            "customer.subscription.updated",
+            &after,
+            Some(diff(&before, &after)),
+            &Ctx::default(),
+        );
+    }
+
+    /// Pays what is left of an open invoice with its default payment (a charge on its
+    /// payment intent).
+    fn collect(&mut self, id: &str) -> Answer {
+        let invoice = self
+            .invoices
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::missing("invoice", id))?;
+        if invoice["status"] != json!("open") {
+            return Err(ApiError {
+                status: 400,
+                kind: "invalid_request_error",
+                code: Some("invoice_not_editable"),
+                message: "Invoice is already paid".into(),
+                param: None,
+            });
+        }
+        let customer = invoice["customer"].as_str().unwrap_or_default().to_owned();
+        let remaining = invoice["amount_remaining"].as_i64().unwrap_or(0);
+        if remaining > 0 {
+            let default = self
+                .invoice_payment_objects
+                .values()
+                .find(|p| p["invoice"] == json!(id) && p["is_default"] == json!(true))
+                .and_then(|p| p["id"].as_str().map(str::to_owned));
+            let inpay = match default {
+                Some(d) => {
+                    if let Some(p) = self.invoice_payment_objects.get_mut(&d) {
+                        p["amount_requested"] = json!(remaining);
+                    }
+                    d
+                }
+                None => {
+                    let currency = invoice["currency"].as_str().unwrap_or("usd").to_owned();
+                    self.add_invoice_payment(id, &new_id("pi"), remaining, &currency, true)
+                }
+            };
+            self.charge_invoice_payment(&inpay, &customer);
+        }
+        if let Some(inv) = self.invoices.get_mut(id) {
+            inv["attempt_count"] = json!(inv["attempt_count"].as_i64().unwrap_or(0) + 1);
+        }
+        self.mark_paid(id);
+        self.retrieve("invoice", id)
+    }
+
+    /// Pays an open invoice now (`POST /v1/invoices/{id}/pay`): `invoice.paid` with
+    /// `status_transitions.paid_at` = now, however long after its period (as Smart
+    /// Retries do); its subscription, `past_due` or `incomplete`, becomes `active`.
+    pub fn pay_invoice(&mut self, id: &str) -> Answer {
+        self.collect(id)
+    }
+
+    /// Pays an open invoice with several payment intents, one charge each (in `parts`
+    /// order), as partial payments do: each part is a non-default `invoice_payment`.
+    /// When the parts cover what is due, the invoice is paid (the unused default
+    /// payment is canceled); otherwise it stays open with `amount_remaining` lowered.
+    pub fn pay_invoice_in_parts(&mut self, id: &str, parts: &[i64]) -> Answer {
+        let invoice = self
+            .invoices
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::missing("invoice", id))?;
+        let remaining = invoice["amount_remaining"].as_i64().unwrap_or(0);
+        if invoice["status"] != json!("open") {
+            return Err(ApiError::invalid("invoice", "Invoice is already paid"));
+        }
+        if parts.iter().any(|p| *p <= 0) || parts.iter().sum::<i64>() > remaining {
+            return Err(ApiError::invalid(
+                "amount",
+                format!("The parts must be positive and add up to at most {remaining}"),
+            ));
+        }
+        let customer = invoice["customer"].as_str().unwrap_or_default().to_owned();
+        let currency = invoice["currency"].as_str().unwrap_or("usd").to_owned();
+        let before = invoice.clone();
+        let mut left = remaining;
+        for part in parts {
+            let inpay = self.add_invoice_payment(id, &new_id("pi"), *part, &currency, false);
+            self.charge_invoice_payment(&inpay, &customer);
+            left -= part;
+        }
+        if left == 0 {
+            if let Some(inv) = self.invoices.get_mut(id) {
+                inv["attempt_count"] = json!(inv["attempt_count"].as_i64().unwrap_or(0) + 1);
+            }
+            self.mark_paid(id);
+        } else if let Some(inv) = self.invoices.get_mut(id) {
+            let due = inv["amount_due"].as_i64().unwrap_or(0);
+            inv["amount_paid"] = json!(due - left);
+            inv["amount_remaining"] = json!(left);
+            let after = inv.clone();
+            self.emit(
+                "invoice.updated",
+                &after,
+                Some(diff(&before, &after)),
+                &Ctx::default(),
+            );
+        }
+        self.retrieve("invoice", id)
+    }
+
+    /// An invoice; with `expand[]=payments`, its payments as Stripe lists them.
+    pub fn retrieve_invoice(&self, id: &str, p: &Value) -> Answer {
+        let (status, mut invoice) = self.retrieve("invoice", id)?;
+        let expand = p["expand"].as_array().cloned().unwrap_or_default();
+        if expand.iter().any(|e| e == "payments") {
+            let mut data: Vec<Value> = self
+                .invoice_payment_objects
+                .values()
+                .filter(|v| v["invoice"] == json!(id))
+                .cloned()
+                .collect();
+            data.reverse();
+            invoice["payments"] = json!({"object": "list", "data": data, "has_more": false,
+                "url": format!("/v1/invoices/{id}/payments")});
+        }
+        Ok((status, invoice))
+    }
+
+    /// `GET /v1/invoices/{id}/lines`: every line, in invoice order, paged.
+    pub fn invoice_lines_page(&self, id: &str, q: &Value) -> Answer {
+        let lines = self
+            .invoice_lines
+            .get(id)
+            .ok_or_else(|| ApiError::missing("invoice", id))?;
+        page_in_order(lines, q, &format!("/v1/invoices/{id}/lines"))
+    }
+
+    // ----- subscriptions --------------------------------------------------------
+
+    /// Starts a subscription for `customer` and bills its first invoice.
+    /// `payment`: `checkout` (created `incomplete`, activated when the first invoice is
+    /// paid at once, as Checkout does), `default_incomplete` (stays `incomplete` until
+    /// [`State::pay_invoice`]), `allow_incomplete` (the default of the API: paid at once,
+    /// created `active`). A subscription with nothing to pay starts `active`.
+    pub(crate) fn start_subscription(
+        &mut self,
+        customer: &str,
+        items: &[(Value, i64)],
+        metadata: &Value,
+        payment: &str,
+        ctx: &Ctx,
+    ) -> Result<(Value, Value), ApiError> {
+        let id = new_id("sub");
+        let now = self.now();
+        let data: Vec<Value> = items
+            .iter()
+            .map(|(price, qty)| self.subscription_item(&id, price, *qty, now))
+            .collect();
+        let total: i64 = items
+            .iter()
+            .map(|(p, q)| p["unit_amount"].as_i64().unwrap_or(0) * q)
+            .sum();
+        let incomplete = total > 0 && payment != "allow_incomplete";
+        let currency = items
+            .first()
+            .map(|(p, _)| p["currency"].clone())
+            .unwrap_or(json!("usd"));
+        let sub = json!({
+            "id": id,
+            "object": "subscription",
+            "application": null,
+            "application_fee_percent": null,
+            "automatic_tax": {"disabled_reason": null, "enabled": false, "liability": null},
+            "billing_cycle_anchor": now,
+            "billing_cycle_anchor_config": null,
+            "cancel_at": null,
+            "cancel_at_period_end": false,
+            "canceled_at": null,
+            "cancellation_details": {"comment": null, "feedback": null, "reason": null},
+            "collection_method": "charge_automatically",
+            "created": now,
+            "currency": currency,
+            "customer": customer,
+            "days_until_due": null,
+            "default_payment_method": null,
+            "default_source": null,
+            "default_tax_rates": [],
+            "description": null,
+            "discounts": [],
+            "ended_at": null,
+            "invoice_settings": {"account_tax_ids": null, "issuer": {"type": "self"}},
+            "items": {"object": "list", "data": data, "has_more": false,
+                      "url": format!("/v1/subscription_items?subscription={id}")},
+            "latest_invoice": null,
+            "livemode": self.livemode,
+            "metadata": if metadata.is_object() { metadata.clone() } else { json!({}) },
+            "next_pending_invoice_item_invoice": null,
+            "on_behalf_of": null,
+            "pause_collection": null,
+            "payment_settings": {"payment_method_options": null, "payment_method_types": null,
+                                 "save_default_payment_method": "off"},
+            "pending_invoice_item_interval": null,
+            "pending_setup_intent": null,
+            "pending_update": null,
+            "schedule": null,
+            "start_date": now,
+            "status": if incomplete { "incomplete" } else { "active" },
+            "test_clock": null,
+            "transfer_data": null,
+            "trial_end": null,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+            "trial_start": null,
+        });
+        self.subscriptions.insert(&id, sub.clone());
+        self.emit("customer.subscription.created", &sub, None, ctx);
+        let lines: Vec<Value> = data
+            .iter()
+            .map(|item| self.period_line(&id, item))
+            .collect();
+        let invoice = self.issue_invoice(&sub, lines, "subscription_create", (now, now));
+        let invoice = if invoice["status"] == json!("open") && payment != "default_incomplete" {
+            let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
+            self.collect(&invoice_id)?.1
+        } else {
+            invoice
+        };
+        let sub = self.subscriptions.get(&id).cloned().unwrap_or(sub);
+        Ok((sub, invoice))
+    }
+
+    /// `POST /v1/subscriptions`: `customer`, `items[n][price]`, `items[n][quantity]`,
+    /// `payment_behavior` (`allow_incomplete` by default, or `default_incomplete`),
+    /// `metadata`. Answers the subscription (its `latest_invoice` is the first invoice).
+    pub fn create_subscription(&mut self, p: &Value, ctx: &Ctx) -> Answer {
+        let customer = p
+            .text("customer")
+            .ok_or_else(|| ApiError::required("customer"))?;
+        if self.customers.get(&customer).is_none() {
+            return Err(ApiError::invalid(
+                "customer",
+                format!("No such customer: '{customer}'"),
+            ));
+        }
+        let items = p
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if items.is_empty() {
+            return Err(ApiError::required("items"));
+        }
+        let mut resolved = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let price = self.recurring_price(item, &format!("items[{i}][price]"))?;
+            let qty = item.int("quantity")?.unwrap_or(1);
+            if qty < 1 {
+                return Err(ApiError::invalid(
+                    &format!("items[{i}][quantity]"),
+                    "Quantity must be at least 1",
+                ));
+            }
+            resolved.push((price, qty));
+        }
+        let currencies: std::collections::HashSet<_> = resolved
+            .iter()
+            .map(|(p, _)| p["currency"].clone())
+            .collect();
+        if currencies.len() > 1 {
+            return Err(ApiError::invalid(
+                "items",
+                "All prices on a subscription must have the same `currency`.",
+            ));
+        }
+        let behavior = p
+            .text("payment_behavior")
+            .unwrap_or_else(|| "allow_incomplete".into());
+        if !matches!(
+            behavior.as_str(),
+            "allow_incomplete"
+                | "default_incomplete"
+                | "error_if_incomplete"
+                | "pending_if_incomplete"
+        ) {
+            return Err(ApiError::invalid(
+                "payment_behavior",
+                format!("Invalid payment_behavior: {behavior}"),
+            ));
+        }
+        let behavior = if behavior == "default_incomplete" {
+            "default_incomplete"
+        } else {
+            "allow_incomplete"
+        };
+        let metadata = p.get("metadata").cloned().unwrap_or(json!({}));
+        let (sub, _) = self.start_subscription(&customer, &resolved, &metadata, behavior, ctx)?;
+        Ok((200, sub))
+    }
+
+    fn recurring_price(&self, item: &Value, param: &str) -> Result<Value, ApiError> {
+        let price_id = item
+            .text("price")
+            .ok_or_else(|| ApiError::required(param))?;
+        let price = self
+            .prices
+            .get(&price_id)
+            .cloned()
+            .ok_or_else(|| ApiError::invalid(param, format!("No such price: '{price_id}'")))?;
+        if price["active"] != json!(true) {
+            return Err(ApiError::invalid(
+                param,
+                format!("The price specified is inactive: '{price_id}'"),
+            ));
+        }
+        if price["recurring"].is_null() {
+            return Err(ApiError::invalid(
+                param,
+                format!(
+                    "The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`: '{price_id}'"
+                ),
+            ));
+        }
+        Ok(price)
+    }
+
+    /// A pending invoice item for a proration (`proration: true`, `invoiceitem.created`).
+    #[allow(clippy::too_many_arguments)]
+    fn proration_item(
+        &mut self,
+        sub: &Value,
+        item: &str,
+        price: &Value,
+        qty: i64,
+        amount: i64,
+        description: String,
+        period: (i64, i64),
+    ) -> Value {
+        let id = new_id("ii");
+        let ii = json!({
+            "id": id,
+            "object": "invoiceitem",
+            "amount": amount,
+            "currency": price["currency"],
+            "customer": sub["customer"],
+            "date": self.now(),
+            "description": description,
+            "discountable": false,
+            "discounts": [],
+            "invoice": null,
+            "livemode": self.livemode,
+            "metadata": {},
+            "parent": {
+                "subscription_details": {"subscription": sub["id"], "subscription_item": item},
+                "type": "subscription_details",
+            },
+            "period": {"end": period.1, "start": period.0},
+            "pricing": {
+                "price_details": {"price": price["id"], "product": price["product"]},
+                "type": "price_details",
+                "unit_amount_decimal": unit_decimal(amount, qty),
+            },
+            "proration": true,
+            "quantity": qty,
+            "tax_rates": [],
+            "test_clock": null,
+        });
+        self.invoice_items.insert(&id, ii.clone());
+        self.emit("invoiceitem.created", &ii, None, &Ctx::default());
+        ii
+    }
+
+    /// The line of the latest paid invoice of `sub` that billed `item`, for a credit
+    /// proration's `credited_items`.
+    fn credited_line(&self, sub: &Value, item: &str) -> Value {
+        let Some(invoice) = sub["latest_invoice"].as_str() else {
+            return Value::Null;
+        };
+        let lines = self.invoice_lines.get(invoice).into_iter().flatten();
+        let ids: Vec<Value> = lines
+            .filter(|l| {
+                l["parent"]["subscription_item_details"]["subscription_item"] == json!(item)
+            })
+            .map(|l| l["id"].clone())
+            .collect();
+        if ids.is_empty() {
+            Value::Null
+        } else {
+            json!({"invoice": invoice, "invoice_line_items": ids})
+        }
+    }
+
+    /// `POST /v1/subscriptions/{id}` with the same parameters as JSON: `items[n][id]`
+    /// with a new `price` and/or `quantity` (or without `id`: a new item; with
+    /// `deleted=true`: removed), `proration_behavior` (`create_prorations` by default,
+    /// `always_invoice`, `none`), `proration_date` (within the current period),
+    /// `cancel_at_period_end`, `metadata`. Emits `customer.subscription.updated`.
+    pub fn update_subscription(&mut self, id: &str, p: &Value, ctx: &Ctx) -> Answer {
+        let mut sub = self
+            .subscriptions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::missing("subscription", id))?;
+        if sub["status"] == json!("canceled") {
+            return Err(ApiError::invalid(
+                "subscription",
+                "A canceled subscription can only update its cancellation_details and metadata.",
+            ));
+        }
+        let behavior = p
+            .text("proration_behavior")
+            .unwrap_or_else(|| "create_prorations".into());
+        if !matches!(
+            behavior.as_str(),
+            "create_prorations" | "always_invoice" | "none"
+        ) {
+            return Err(ApiError::invalid(
+                "proration_behavior",
+                format!(
+                    "Invalid proration_behavior: must be one of create_prorations, none, or always_invoice; got {behavior}"
+                ),
+            ));
+        }
+        let now = self.now();
+        let at = p.int("proration_date")?.unwrap_or(now);
+        // Validate every item change before changing anything.
+        struct Change {
+            index: Option<usize>,
+            old: Option<(Value, i64)>,
+            new: Option<(Value, i64)>,
+        }
+        let mut changes = Vec::new();
+        let existing = sub["items"]["data"].as_array().cloned().unwrap_or_default();
+        for (i, item) in p
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let param = format!("items[{i}]");
+            let index = match item.text("id") {
+                Some(si) => Some(
+                    existing
+                        .iter()
+                        .position(|e| e["id"] == json!(si))
+                        .ok_or_else(|| {
+                            ApiError::invalid(
+                                &format!("{param}[id]"),
+                                format!("No such subscription item: '{si}'"),
+                            )
+                        })?,
+                ),
+                None => None,
+            };
+            let old = index.map(|ix| {
+                (
+                    existing[ix]["price"].clone(),
+                    existing[ix]["quantity"].as_i64().unwrap_or(1),
+                )
+            });
+            if item.flag("deleted")?.unwrap_or(false) {
+                if index.is_none() {
+                    return Err(ApiError::required(&format!("{param}[id]")));
+                }
+                changes.push(Change {
+                    index,
+                    old,
+                    new: None,
+                });
+                continue;
+            }
+            let price = match (item.text("price"), &old) {
+                (Some(_), _) => self.recurring_price(item, &format!("{param}[price]"))?,
+                (None, Some((price, _))) => price.clone(),
+                (None, None) => return Err(ApiError::required(&format!("{param}[price]"))),
+            };
+            if price["currency"] != sub["currency"] {
+                return Err(ApiError::invalid(
+                    &format!("{param}[price]"),
+                    "All prices on a subscription must have the same `currency`.",
+                ));
+            }
+            let qty = match item.int("quantity")? {
+                Some(q) if q < 1 => {
+                    return Err(ApiError::invalid(
+                        &format!("{param}[quantity]"),
+                        "Quantity must be at least 1",
+                    ));
+                }
+                Some(q) => q,
+                None => old.as_ref().map_or(1, |(_, q)| *q),
+            };
+            changes.push(Change {
+                index,
+                old,
+                new: Some((price, qty)),
+            });
+        }
+        let period = existing
+            .first()
+            .map(|e| {
+                (
+                    e["current_period_start"].as_i64().unwrap_or(now),
+                    e["current_period_end"].as_i64().unwrap_or(now),
+                )
+            })
+            .unwrap_or((now, now));
+        if !changes.is_empty() && (at < period.0 || at > period.1) {
+            return Err(ApiError::invalid(
+                "proration_date",
+                "proration_date must be within the subscription's current billing period",
+            ));
+        }
+        let cancel_at_period_end = p.flag("cancel_at_period_end")?;
+
+        // Apply.
+        let before = sub.clone();
+        let mut items = existing.clone();
+        let mut prorations = Vec::new();
+        let date = short_date(at);
+        let remaining = period.1 - at;
+        let length = period.1 - period.0;
+        let mut removed = Vec::new();
+        for change in &changes {
+            let unchanged = match (&change.old, &change.new) {
+                (Some((op, oq)), Some((np, nq))) => op["id"] == np["id"] && oq == nq,
+                _ => false,
+            };
+            if unchanged {
+                continue;
+            }
+            let item_id = match change.index {
+                Some(ix) => items[ix]["id"].as_str().unwrap_or_default().to_owned(),
+                None => String::new(),
+            };
+            let mut new_item_id = item_id.clone();
+            match (change.index, &change.new) {
+                (Some(ix), Some((price, qty))) => {
+                    items[ix]["price"] = price.clone();
+                    items[ix]["plan"] = plan_of(price);
+                    items[ix]["quantity"] = json!(qty);
+                }
+                (Some(ix), None) => removed.push(ix),
+                (None, Some((price, qty))) => {
+                    let mut item = self.subscription_item(id, price, *qty, period.0);
+                    item["current_period_end"] = json!(period.1);
+                    new_item_id = item["id"].as_str().unwrap_or_default().to_owned();
+                    items.push(item);
+                }
+                (None, None) => {}
+            }
+            if behavior == "none" {
+                continue;
+            }
+            if let Some((price, qty)) = &change.old {
+                let unit = price["unit_amount"].as_i64().unwrap_or(0);
+                let amount = -prorate(unit * qty, remaining, length);
+                let name = self.product_name(&price["product"]);
+                let label = if *qty > 1 {
+                    format!("{qty} × {name}")
+                } else {
+                    name
+                };
+                prorations.push((
+                    item_id.clone(),
+                    price.clone(),
+                    *qty,
+                    amount,
+                    format!("Unused time on {label} after {date}"),
+                    self.credited_line(&sub, &item_id),
+                ));
+            }
+            if let Some((price, qty)) = &change.new {
+                let unit = price["unit_amount"].as_i64().unwrap_or(0);
+                let amount = prorate(unit * qty, remaining, length);
+                let name = self.product_name(&price["product"]);
+                let label = if *qty > 1 {
+                    format!("{qty} × {name}")
+                } else {
+                    name
+                };
+                prorations.push((
+                    new_item_id,
+                    price.clone(),
+                    *qty,
+                    amount,
+                    format!("Remaining time on {label} after {date}"),
+                    Value::Null,
+                ));
+            }
+        }
+        removed.sort_unstable();
+        for ix in removed.into_iter().rev() {
+            items.remove(ix);
+        }
+        sub["items"]["data"] = json!(items);
+        if let Some(flag) = cancel_at_period_end {
+            sub["cancel_at_period_end"] = json!(flag);
+            sub["cancel_at"] = if flag { json!(period.1) } else { Value::Null };
+        }
+        merge_metadata(&mut sub, p);
+        self.subscriptions.insert(id, sub.clone());
+        self.emit(
+            "customer.subscription.updated",
+            &sub,
+            Some(diff(&before, &sub)),
+            ctx,
+        );
+
+        let mut lines = Vec::new();
+        for (item, price, qty, amount, description, credited) in prorations {
+            let ii = self.proration_item(
+                &sub,
+                &item,
+                &price,
+                qty,
+                amount,
+                description,
+                (at, period.1),
+            );
+            lines.push(self.item_line(&ii, credited));
+        }
+        if behavior == "always_invoice" && !lines.is_empty() {
+            let invoice = self.issue_invoice(&sub, lines, "subscription_update", (at, at));
+            if let Some(s) = self.subscriptions.get_mut(id)
+                && let Some(o) = s.as_object_mut()
+            {
+                o.insert("latest_invoice".into(), invoice["id"].clone());
+            }
+            if invoice["status"] == json!("open") {
+                let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
+                self.collect(&invoice_id)?;
+            }
+        }
+        self.retrieve("subscription", id)
+    }
+
+    /// Moves every item into its next period (`customer.subscription.updated`) and
+    /// issues the period's invoice: one line per item plus the subscription's pending
+    /// invoice items (prorations), with `period_start`/`period_end` looking back one
+    /// period as Stripe's do.
+    fn next_period_invoice(&mut self, id: &str) -> Result<Value, ApiError> {
+        let mut sub = self
+            .subscriptions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::missing("subscription", id))?;
+        if sub["status"] == json!("canceled") {
+            return Err(ApiError::invalid(
+                "subscription",
+                "The subscription is canceled",
+            ));
+        }
+        let before = sub.clone();
+        let mut previous = (self.now(), self.now());
+        for item in sub["items"]["data"].as_array_mut().into_iter().flatten() {
+            let start = item["current_period_start"].as_i64().unwrap_or(0);
+            let end = item["current_period_end"].as_i64().unwrap_or(0);
+            previous = (start, end);
+            item["current_period_start"] = json!(end);
+            item["current_period_end"] = json!(end + period_of(&item["price"]));
+        }
+        self.subscriptions.insert(id, sub.clone());
+        self.emit(
+            "customer.subscription.updated",
+            &sub,
+            Some(diff(&before, &sub)),
+            &Ctx::default(),
+        );
+        let mut lines: Vec<Value> = sub["items"]["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| self.period_line(id, item))
+            .collect();
+        let pending: Vec<Value> = self
+            .invoice_items
+            .values()
+            .filter(|ii| {
+                ii["invoice"].is_null()
+                    && ii["parent"]["subscription_details"]["subscription"] == json!(id)
+            })
+            .cloned()
+            .collect();
+        for ii in &pending {
+            let credited = if ii["amount"].as_i64().unwrap_or(0) < 0 {
+                self.credited_line(
+                    &before,
+                    ii["parent"]["subscription_details"]["subscription_item"]
+                        .as_str()
+                        .unwrap_or_default(),
+                )
+            } else {
+                Value::Null
+            };
+            lines.push(self.item_line(ii, credited));
+        }
+        Ok(self.issue_invoice(&sub, lines, "subscription_cycle", previous))
+    }
+
+    /// Moves the subscription into its next period and bills it, paid at once
+    /// (`invoice.paid`). The invoice carries pending prorations with the period's lines.
+    pub fn renew_subscription(&mut self, id: &str) -> Answer {
+        let invoice = self.next_period_invoice(id)?;
+        if invoice["status"] == json!("open") {
+            let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
+            return self.collect(&invoice_id);
+        }
+        Ok((200, invoice))
+    }
+
+    /// A renewal whose payment fails: the invoice stays `open` (`invoice.payment_failed`,
+    /// a retry scheduled in `next_payment_attempt`) and the subscription goes `past_due`.
+    /// Pay it later with [`State::pay_invoice`].
+    pub fn renew_subscription_unpaid(&mut self, id: &str) -> Answer {
+        let invoice = self.next_period_invoice(id)?;
+        if invoice["status"] != json!("open") {
+            return Ok((200, invoice));
+        }
+        let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
+        let now = self.now();
+        let inv = self
+            .invoices
+            .get_mut(&invoice_id)
+            .expect("the invoice was just issued");
+        inv["attempt_count"] = json!(1);
+        inv["attempted"] = json!(true);
+        inv["next_payment_attempt"] = json!(now + 3 * 86_400);
+        let inv = inv.clone();
+        self.emit("invoice.payment_failed", &inv, None, &Ctx::default());
+        self.set_subscription_status(id, "past_due");
+        Ok((200, inv))
+    }
+
+    /// Cancels now (`customer.subscription.deleted`) or at period end (`…updated`).
+    pub fn cancel_subscription(&mut self, id: &str, at_period_end: bool) -> Answer {
+        let mut sub = self
+            .subscriptions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::missing("subscription", id))?;
+        let before = sub.clone();
+        let now = self.now();
+        sub["cancellation_details"]["reason"] = json!("cancellation_requested");
+        if at_period_end {
+            sub["cancel_at_period_end"] = json!(true);
+            sub["cancel_at"] = sub["items"]["data"][0]["current_period_end"].clone();
+            sub["canceled_at"] = json!(now);
+        } else {
+            sub["status"] = json!("canceled");
+            sub["canceled_at"] = json!(now);
+            sub["ended_at"] = json!(now);
+        }
+        self.subscriptions.insert(id, sub.clone());
+        let kind = if at_period_end {
+            "customer.subscription.updated"
+        } else {
+            "customer.subscription.deleted"
+        };
+        self.emit(kind, &sub, Some(diff(&before, &sub)), &Ctx::default());
+        Ok((200, sub))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prorations_round_half_away_from_zero() {
+        assert_eq!(prorate(1000, 1, 2), 500);
+        assert_eq!(prorate(1001, 1, 2), 501);
+        assert_eq!(prorate(-1001, 1, 2), -501);
+        assert_eq!(prorate(5000, 15 * 86_400, 30 * 86_400), 2500);
+        assert_eq!(unit_decimal(2501, 2), "1250.5");
+        assert_eq!(unit_decimal(-2500, 1), "-2500");
+    }
+}

@@ -1,0 +1,95 @@
+//! Customers, and the credit balance that negative invoices (a downgrade invoiced at
+//! once) leave on them.
+
+use serde_json::{Value, json};
+
+use super::{Answer, ApiError, Ctx, Params, State, diff, field_is, list, merge_metadata, new_id};
+
+pub(super) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) -> Option<Answer> {
+    Some(match (m, seg) {
+        ("GET", ["v1", "customers"]) => list(&s.customers, p, "/v1/customers", |v| {
+            field_is(v, "email", p.text("email"))
+        }),
+        ("POST", ["v1", "customers"]) => s.create_customer(p, ctx),
+        ("GET", ["v1", "customers", id]) => s.retrieve_customer(id),
+        _ => return None,
+    })
+}
+
+impl State {
+    pub fn create_customer(&mut self, p: &Value, ctx: &Ctx) -> Answer {
+        let id = new_id("cus");
+        let mut customer = json!({
+            "id": id,
+            "object": "customer",
+            "address": null,
+            "balance": 0,
+            "created": self.now(),
+            "currency": null,
+            "default_source": null,
+            "delinquent": false,
+            "description": p.text("description"),
+            "discount": null,
+            "email": p.text("email"),
+            "invoice_prefix": super::random_tail(8).to_uppercase(),
+            "invoice_settings": {
+                "custom_fields": null,
+                "default_payment_method": null,
+                "footer": null,
+                "rendering_options": null,
+            },
+            "livemode": self.livemode,
+            "metadata": {},
+            "name": p.text("name"),
+            "next_invoice_sequence": 1,
+            "phone": null,
+            "preferred_locales": [],
+            "shipping": null,
+            "tax_exempt": "none",
+            "test_clock": null,
+        });
+        merge_metadata(&mut customer, p);
+        self.customers.insert(&id, customer.clone());
+        self.emit("customer.created", &customer, None, ctx);
+        Ok((200, customer))
+    }
+
+    pub fn retrieve_customer(&self, id: &str) -> Answer {
+        self.customers
+            .get(id)
+            .cloned()
+            .map(|v| (200, v))
+            .ok_or_else(|| ApiError::missing("customer", id))
+    }
+
+    /// Adds `delta` to the customer's balance (negative = credit the customer can
+    /// spend on later invoices), emitting `customer.updated`.
+    pub(crate) fn adjust_balance(&mut self, customer: &str, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        let Some(c) = self.customers.get_mut(customer) else {
+            return;
+        };
+        let before = c.clone();
+        c["balance"] = json!(c["balance"].as_i64().unwrap_or(0) + delta);
+        let after = c.clone();
+        self.emit(
+            "customer.updated",
+            &after,
+            Some(diff(&before, &after)),
+            &Ctx::default(),
+        );
+    }
+
+    /// The next invoice number for this customer (`PREFIX-0001`), advancing it.
+    pub(crate) fn next_invoice_number(&mut self, customer: &str) -> Option<String> {
+        let c = self.customers.get_mut(customer)?;
+        let n = c["next_invoice_sequence"].as_i64().unwrap_or(1);
+        c["next_invoice_sequence"] = json!(n + 1);
+        Some(format!(
+            "{}-{n:04}",
+            c["invoice_prefix"].as_str().unwrap_or("INV")
+        ))
+    }
+}
