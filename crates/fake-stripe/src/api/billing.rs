@@ -290,7 +290,7 @@ impl State {
             "attempt_count": 0,
             "attempted": false,
             "auto_advance": due > 0,
-            "automatic_tax": {"disabled_reason": null, "enabled": false, "liability": null, "provider": null, "status": null},
+            "automatic_tax": {"disabled_reason": null, "enabled": false, "liability": null, "status": null},
             "automatically_finalizes_at": null,
             "billing_reason": reason,
             "collection_method": "charge_automatically",

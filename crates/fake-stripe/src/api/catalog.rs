@@ -204,8 +204,7 @@ impl State {
                     ));
                 }
                 json!({
-                    "aggregate_usage": null,
-                    "interval": interval,
+                                        "interval": interval,
                     "interval_count": r.int("interval_count")?.unwrap_or(1),
                     "meter": null,
                     "trial_period_days": null,

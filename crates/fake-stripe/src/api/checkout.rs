@@ -116,7 +116,7 @@ impl State {
             "allow_promotion_codes": p.flag("allow_promotion_codes")?,
             "amount_subtotal": total,
             "amount_total": total,
-            "automatic_tax": {"enabled": false, "liability": null, "provider": null, "status": null},
+            "automatic_tax": {"enabled": false, "liability": null, "status": null},
             "billing_address_collection": null,
             "cancel_url": p.text("cancel_url"),
             "client_reference_id": p.text("client_reference_id"),

@@ -98,7 +98,6 @@ impl State {
                 "email": null,
                 "name": null,
                 "phone": null,
-                "tax_id": null,
             },
             "calculated_statement_descriptor": "FAKE STRIPE",
             "captured": true,
@@ -223,7 +222,7 @@ impl State {
             "created": self.now(),
             "currency": charge["currency"],
             "destination_details": {
-                "card": {"reference": null, "reference_status": "pending", "reference_type": "acquirer_reference_number", "type": "refund"},
+                "card": {"reference_status": "pending", "reference_type": "acquirer_reference_number", "type": "refund"},
                 "type": "card",
             },
             "metadata": {},

@@ -1,0 +1,431 @@
+//! Drives the fake through scenarios that make every kind of object and every event
+//! type it emits, and writes each JSON as served over HTTP and as sent in events to
+//! `$FAKE_STRIPE_SHAPES_DIR/shapes.json` (`[{"type": "Stripe.Invoice", "source": …,
+//! "value": …}, …]`). `scripts/typecheck-fake` turns that into TypeScript checked
+//! against Stripe's own definitions (`stripe@18.0.0`, API version 2025-03-31.basil).
+
+use std::collections::BTreeSet;
+
+use fake_stripe::{Ctx, FakeStripe, State};
+use serde_json::{Value, json};
+
+const DAY: i64 = 86_400;
+
+/// The TypeScript type of a Stripe object, from its `object` field.
+fn ts_type(v: &Value) -> Option<&'static str> {
+    Some(match v["object"].as_str()? {
+        "product" if v["deleted"] == json!(true) => "Stripe.DeletedProduct",
+        "product" => "Stripe.Product",
+        "price" => "Stripe.Price",
+        "customer" => "Stripe.Customer",
+        "checkout.session" => "Stripe.Checkout.Session",
+        "item" => "Stripe.LineItem",
+        "subscription" => "Stripe.Subscription",
+        "subscription_item" => "Stripe.SubscriptionItem",
+        "invoice" => "Stripe.Invoice",
+        "line_item" => "Stripe.InvoiceLineItem",
+        "invoice_payment" => "Stripe.InvoicePayment",
+        "invoiceitem" => "Stripe.InvoiceItem",
+        "charge" => "Stripe.Charge",
+        "refund" => "Stripe.Refund",
+        "dispute" => "Stripe.Dispute",
+        "event" => "Stripe.Event",
+        _ => return None,
+    })
+}
+
+struct Shapes {
+    out: Vec<Value>,
+}
+
+impl Shapes {
+    fn add(&mut self, source: &str, v: &Value) {
+        if v["object"] == json!("list") {
+            let item = v["data"]
+                .as_array()
+                .and_then(|d| d.first())
+                .and_then(ts_type);
+            if let Some(t) = item {
+                self.out.push(
+                    json!({"type": format!("Stripe.ApiList<{t}>"), "source": source, "value": v}),
+                );
+            }
+            for x in v["data"].as_array().into_iter().flatten() {
+                self.add(source, x);
+            }
+            return;
+        }
+        let t = ts_type(v).unwrap_or_else(|| panic!("{source}: no TypeScript type for {v}"));
+        self.out
+            .push(json!({"type": t, "source": source, "value": v}));
+    }
+}
+
+async fn get(fake: &FakeStripe, path: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", fake.url()))
+        .bearer_auth("sk_test_shapes")
+        .send()
+        .await
+        .expect("the fake answers");
+    assert!(r.status().is_success(), "GET {path}: {}", r.status());
+    r.json().await.expect("JSON")
+}
+
+async fn post(fake: &FakeStripe, path: &str, form: &[(&str, &str)]) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", fake.url()))
+        .bearer_auth("sk_test_shapes")
+        .form(form)
+        .send()
+        .await
+        .expect("the fake answers");
+    assert!(r.status().is_success(), "POST {path}: {}", r.status());
+    r.json().await.expect("JSON")
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("an id").to_owned()
+}
+
+fn monthly(s: &mut State, name: &str, amount: i64) -> String {
+    let (_, p) = s
+        .create_product(&json!({"name": name, "description": format!("The {name} plan"), "default_price_data": {"currency": "usd", "unit_amount": amount, "recurring": {"interval": "month"}}}), &Ctx::default())
+        .expect("product");
+    id(&json!({"id": p["default_price"]}))
+}
+
+fn one_time(s: &mut State, name: &str, amount: i64) -> String {
+    let (_, p) = s
+        .create_product(&json!({"name": name, "metadata": {"credit_amount": "100"}, "default_price_data": {"currency": "usd", "unit_amount": amount}}), &Ctx::default())
+        .expect("product");
+    id(&json!({"id": p["default_price"]}))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = std::env::var("FAKE_STRIPE_SHAPES_DIR")
+        .expect("FAKE_STRIPE_SHAPES_DIR names the output directory");
+    let fake = FakeStripe::start().await;
+    let mut shapes = Shapes { out: Vec::new() };
+
+    // Catalog: products and prices, created, updated, archived, deleted.
+    let product = post(
+        &fake,
+        "/v1/products",
+        &[("name", "Credits"), ("metadata[credit_amount]", "10")],
+    )
+    .await;
+    let price = post(
+        &fake,
+        "/v1/prices",
+        &[
+            ("product", &id(&product)),
+            ("currency", "usd"),
+            ("unit_amount", "500"),
+        ],
+    )
+    .await;
+    post(
+        &fake,
+        &format!("/v1/prices/{}", id(&price)),
+        &[("nickname", "Five")],
+    )
+    .await;
+    post(
+        &fake,
+        &format!("/v1/products/{}", id(&product)),
+        &[("default_price", &id(&price))],
+    )
+    .await;
+    let lonely = post(&fake, "/v1/products", &[("name", "Lonely")]).await;
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/v1/products/{}", fake.url(), id(&lonely)))
+        .bearer_auth("sk_test_shapes")
+        .send()
+        .await
+        .expect("delete")
+        .json::<Value>()
+        .await
+        .expect("JSON");
+    shapes.add("DELETE /v1/products/{id}", &deleted);
+    let gone = fake.with_state(|s| {
+        let p = one_time(s, "Gone", 100);
+        s.update_price(&p, &json!({"active": false}), &Ctx::default())
+            .expect("archive");
+        s.delete_price(&p, &Ctx::default())
+            .expect("fake-only delete");
+        p
+    });
+    let _ = gone;
+
+    // Payments: a paid one-off checkout, refunds (partial, failed, pending, canceled),
+    // disputes (won, lost, inquiry); an async payment settled both ways; an expired
+    // session and a free one.
+    let (pack, free) = fake.with_state(|s| (one_time(s, "Pack", 2000), one_time(s, "Sample", 0)));
+    let cs = post(
+        &fake,
+        "/v1/checkout/sessions",
+        &[
+            ("mode", "payment"),
+            ("line_items[0][price]", &pack),
+            ("line_items[0][quantity]", "2"),
+            ("client_reference_id", "acct_1"),
+            ("metadata[account]", "acct_1"),
+            ("success_url", "https://example.com/ok"),
+            ("cancel_url", "https://example.com/no"),
+        ],
+    )
+    .await;
+    let (charge, pi) = fake.with_state(|s| {
+        let (_, done) = s.complete_session(&id(&cs), true).expect("complete");
+        let pi = done["payment_intent"].as_str().expect("pi").to_owned();
+        let charge = id(s
+            .charges
+            .values()
+            .find(|c| c["payment_intent"] == json!(pi))
+            .expect("charge"));
+        (charge, pi)
+    });
+    let refund = post(
+        &fake,
+        "/v1/refunds",
+        &[
+            ("payment_intent", &pi),
+            ("amount", "1000"),
+            ("reason", "requested_by_customer"),
+        ],
+    )
+    .await;
+    fake.with_state(|s| {
+        s.fail_refund(&id(&refund)).expect("fail");
+        s.refund_start_status = "pending".into();
+        let (_, r) = s
+            .create_refund(&json!({"charge": charge, "amount": 500}), &Ctx::default())
+            .expect("pending");
+        s.settle_refund(&id(&r), true).expect("settle");
+        s.refund_start_status = "requires_action".into();
+        let (_, r) = s
+            .create_refund(&json!({"charge": charge, "amount": 500}), &Ctx::default())
+            .expect("requires_action");
+        s.refund_start_status = "succeeded".into();
+        let _ = r;
+    });
+    let action = fake.with_state(|s| id(s.refunds.values().last().expect("refund")));
+    post(&fake, &format!("/v1/refunds/{action}/cancel"), &[]).await;
+    let disputes = fake.with_state(|s| {
+        let (_, won) = s.create_dispute(&charge, None, false).expect("dispute");
+        s.close_dispute(&id(&won), true).expect("won");
+        let (_, inquiry) = s.create_dispute(&charge, Some(500), true).expect("inquiry");
+        s.close_dispute(&id(&inquiry), false)
+            .expect("inquiry closed");
+        let (_, lost) = s.create_dispute(&charge, None, false).expect("dispute");
+        id(&lost)
+    });
+    post(&fake, &format!("/v1/disputes/{disputes}/close"), &[]).await;
+    let slow = post(
+        &fake,
+        "/v1/checkout/sessions",
+        &[("mode", "payment"), ("line_items[0][price]", &pack)],
+    )
+    .await;
+    let failing = post(
+        &fake,
+        "/v1/checkout/sessions",
+        &[("mode", "payment"), ("line_items[0][price]", &pack)],
+    )
+    .await;
+    fake.with_state(|s| {
+        s.complete_session(&id(&slow), false)
+            .expect("complete unpaid");
+        s.settle_async_payment(&id(&slow), true).expect("settle");
+        s.complete_session(&id(&failing), false)
+            .expect("complete unpaid");
+        s.settle_async_payment(&id(&failing), false).expect("fail");
+    });
+    let expiring = post(
+        &fake,
+        "/v1/checkout/sessions",
+        &[("mode", "payment"), ("line_items[0][price]", &pack)],
+    )
+    .await;
+    post(
+        &fake,
+        &format!("/v1/checkout/sessions/{}/expire", id(&expiring)),
+        &[],
+    )
+    .await;
+    let free_cs = post(
+        &fake,
+        "/v1/checkout/sessions",
+        &[("mode", "payment"), ("line_items[0][price]", &free)],
+    )
+    .await;
+    fake.with_state(|s| s.complete_session(&id(&free_cs), true).map(|_| ()))
+        .expect("free");
+
+    // Billing: a Checkout subscription, plan changes (pending prorations, invoiced at
+    // once, a downgrade credited), renewals (paid, failed then paid weeks later), an
+    // invoice with many lines paid in parts, cancellations.
+    let (basic, pro) = fake.with_state(|s| (monthly(s, "Basic", 1000), monthly(s, "Pro", 3000)));
+    let sub_cs = post(
+        &fake,
+        "/v1/checkout/sessions",
+        &[
+            ("mode", "subscription"),
+            ("line_items[0][price]", &basic),
+            ("customer_email", "sub@example.com"),
+        ],
+    )
+    .await;
+    let sub = fake.with_state(|s| {
+        let (_, done) = s.complete_session(&id(&sub_cs), true).expect("complete");
+        done["subscription"].as_str().expect("sub").to_owned()
+    });
+    let started = get(&fake, &format!("/v1/subscriptions/{sub}")).await;
+    shapes.add("GET /v1/subscriptions/{id} items", &started["items"]);
+    let item = id(&started["items"]["data"][0]);
+    fake.with_state(|s| s.advance_clock(10 * DAY));
+    post(
+        &fake,
+        &format!("/v1/subscriptions/{sub}"),
+        &[("items[0][id]", &item), ("items[0][price]", &pro)],
+    )
+    .await;
+    fake.with_state(|s| {
+        s.advance_clock(25 * DAY);
+        s.renew_subscription(&sub).expect("renew");
+        s.advance_clock(10 * DAY);
+    });
+    post(
+        &fake,
+        &format!("/v1/subscriptions/{sub}"),
+        &[
+            ("items[0][id]", &item),
+            ("items[0][price]", &basic),
+            ("proration_behavior", "always_invoice"),
+        ],
+    )
+    .await;
+    fake.with_state(|s| s.advance_clock(3 * DAY));
+    post(
+        &fake,
+        &format!("/v1/subscriptions/{sub}"),
+        &[
+            ("items[0][id]", &item),
+            ("items[0][price]", &pro),
+            ("items[0][quantity]", "2"),
+            ("proration_behavior", "always_invoice"),
+            ("metadata[plan]", "pro"),
+        ],
+    )
+    .await;
+    let unpaid = fake.with_state(|s| {
+        s.advance_clock(30 * DAY);
+        let (_, inv) = s.renew_subscription_unpaid(&sub).expect("unpaid");
+        s.advance_clock(20 * DAY);
+        id(&inv)
+    });
+    post(&fake, &format!("/v1/invoices/{unpaid}/pay"), &[]).await;
+    let customer = post(
+        &fake,
+        "/v1/customers",
+        &[("email", "many@example.com"), ("name", "Many Seats")],
+    )
+    .await;
+    let mut form = vec![
+        ("customer".to_owned(), id(&customer)),
+        (
+            "payment_behavior".to_owned(),
+            "default_incomplete".to_owned(),
+        ),
+    ];
+    let seats: Vec<String> = fake.with_state(|s| {
+        (0..12)
+            .map(|i| monthly(s, &format!("Seat {i}"), 100 + i))
+            .collect()
+    });
+    for (i, seat) in seats.iter().enumerate() {
+        form.push((format!("items[{i}][price]"), seat.clone()));
+    }
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let many = post(&fake, "/v1/subscriptions", &form).await;
+    let many_invoice = many["latest_invoice"].as_str().expect("invoice").to_owned();
+    fake.with_state(|s| {
+        s.pay_invoice_in_parts(&many_invoice, &[600]).expect("part");
+        s.pay_invoice_in_parts(&many_invoice, &[666]).expect("rest");
+        s.cancel_subscription(&id(&many), true)
+            .expect("at period end");
+        s.cancel_subscription(&sub, false).expect("now");
+    });
+
+    // Everything as served over HTTP.
+    for path in [
+        "/v1/products?limit=100".to_owned(),
+        format!("/v1/products/{}", id(&product)),
+        "/v1/prices?limit=100".to_owned(),
+        "/v1/prices?active=false&limit=100".to_owned(),
+        format!("/v1/prices/{}", id(&price)),
+        "/v1/customers?limit=100".to_owned(),
+        format!("/v1/customers/{}", id(&customer)),
+        "/v1/checkout/sessions?limit=100".to_owned(),
+        format!("/v1/checkout/sessions/{}", id(&cs)),
+        format!("/v1/checkout/sessions/{}/line_items", id(&cs)),
+        "/v1/subscriptions?limit=100".to_owned(),
+        format!("/v1/subscriptions/{sub}"),
+        "/v1/invoices?limit=100".to_owned(),
+        format!("/v1/invoices/{many_invoice}?expand[]=payments"),
+        format!("/v1/invoices/{many_invoice}/lines?limit=100"),
+        format!("/v1/invoice_payments?invoice={many_invoice}"),
+        "/v1/invoiceitems?limit=100".to_owned(),
+        "/v1/charges?limit=100".to_owned(),
+        format!("/v1/charges/{charge}"),
+        format!("/v1/refunds?charge={charge}&limit=100"),
+        format!("/v1/refunds/{}", id(&refund)),
+        "/v1/disputes?limit=100".to_owned(),
+        format!("/v1/disputes/{disputes}"),
+        "/v1/events?limit=100".to_owned(),
+    ] {
+        let v = get(&fake, &path).await;
+        shapes.add(&format!("GET {path}"), &v);
+    }
+    let inpay = get(
+        &fake,
+        &format!("/v1/invoice_payments?invoice={many_invoice}"),
+    )
+    .await;
+    shapes.add(
+        "GET /v1/invoice_payments/{id}",
+        &get(
+            &fake,
+            &format!("/v1/invoice_payments/{}", id(&inpay["data"][0])),
+        )
+        .await,
+    );
+
+    // Every event, as sent (also those beyond the first page of the Events API).
+    let events: Vec<Value> = fake.with_state(|s| s.events.values().cloned().collect());
+    let mut kinds = BTreeSet::new();
+    for e in &events {
+        kinds.insert(e["type"].as_str().unwrap_or_default().to_owned());
+        shapes.add(
+            &format!("event {}", e["type"].as_str().unwrap_or_default()),
+            e,
+        );
+    }
+    std::fs::create_dir_all(&dir).expect("create the output directory");
+    let path = std::path::Path::new(&dir).join("shapes.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&shapes.out).expect("serialize"),
+    )
+    .expect("write shapes.json");
+    println!(
+        "{} objects ({} events of {} types) -> {}",
+        shapes.out.len(),
+        events.len(),
+        kinds.len(),
+        path.display()
+    );
+}
