@@ -86,16 +86,22 @@ fn credits_undefined(price: &sm_store::catalog::PriceRecord) -> Option<&'static 
     use sm_domain::catalog::AmountKind;
     match price.amount_kind {
         AmountKind::Custom => {
-            return Some("with a customer-chosen amount (pay what you want), which has no fixed credits per payment");
+            return Some(
+                "with a customer-chosen amount (pay what you want), which has no fixed credits per payment",
+            );
         }
         AmountKind::Tiered => {
-            return Some("with tiered pricing, which has no single unit amount to count credits by");
+            return Some(
+                "with tiered pricing, which has no single unit amount to count credits by",
+            );
         }
         AmountKind::Fixed => {}
     }
     let raw: serde_json::Value = serde_json::from_str(&price.raw).unwrap_or_default();
     if raw["recurring"]["usage_type"] == "metered" {
-        return Some("with metered usage, billed after the period for what was used, not for a quantity of credits");
+        return Some(
+            "with metered usage, billed after the period for what was used, not for a quantity of credits",
+        );
     }
     if price.unit_amount.is_none() && price.unit_amount_decimal.is_none() {
         return Some("without a unit amount");

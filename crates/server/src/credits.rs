@@ -544,7 +544,8 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
         .map(|p| (p.clone(), Some(origin)))
         .collect();
     for lot in &grant.lots {
-        if let (Some(sub), Some(price), Some(end)) = (&lot.subscription, &lot.price, lot.period_end) {
+        if let (Some(sub), Some(price), Some(end)) = (&lot.subscription, &lot.price, lot.period_end)
+        {
             links.push((plan_link(sub, price, end), None));
         }
     }
@@ -573,95 +574,48 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
         )
         .await?;
         metrics::counter!("credit_grants_total", "source" => lot.source.unwrap_or(LotSource::Purchase).as_str()).increment(1);
-        if let (Some(sub), Some(price), Some(end)) = (&lot.subscription, &lot.price, lot.period_end) {
-            for pending in tx.pending_prorations(&plan_link(sub, price, end)).await? {
-                let taken = take_proration(tx, account, &[id], &pending.id, pending.amount, now).await?;
-                tx.settle_proration(&pending.id, id, taken, now).await?;
-            }
+        if let (Some(sub), Some(price), Some(end)) = (&lot.subscription, &lot.price, lot.period_end)
+        {
+            tx.attach_prorations(&plan_link(sub, price, end), id)
+                .await?;
         }
     }
+    // Take-backs of plan periods granted earlier settle those grants too.
+    let mut touched = vec![origin.to_owned()];
     for t in &grant.take_backs {
-        apply_take_back(tx, account, t, now).await?;
-    }
-    settle(tx, origin, origin, "refund", now).await?;
-    Ok(true)
-}
-
-/// Records a proration take-back and takes it from its plan period's lot, or leaves it
-/// pending until that lot is granted.
-async fn apply_take_back(
-    tx: &mut Tx,
-    account: &str,
-    t: &TakeBack,
-    now: i64,
-) -> Result<(), StoreError> {
-    if tx.proration(&t.id).await?.is_some() {
-        return Ok(());
-    }
-    let link = t.link();
-    tx.record_reversal(
-        &NewReversal {
-            id: t.id.clone(),
-            kind: ReversalKind::Proration,
-            link,
-            amount: t.credits,
-            active: true,
-        },
-        now,
-    )
-    .await?;
-    let lots: Vec<i64> = tx
-        .plan_lots(account, &t.subscription, &t.price, t.period_end)
-        .await?
-        .iter()
-        .map(|l| l.id)
-        .collect();
-    if let Some(first) = lots.first().copied() {
-        let taken = take_proration(tx, account, &lots, &t.id, t.credits, now).await?;
-        tx.settle_proration(&t.id, first, taken, now).await?;
-    } else {
-        tracing::info!(line = %t.id, "proration take-back before the grant of its period; applied when that grant arrives");
-    }
-    Ok(())
-}
-
-/// Takes up to `credits` from `lots` in the given order, never more than they hold (a
-/// proration never makes debt). Returns what was taken.
-async fn take_proration(
-    tx: &mut Tx,
-    account: &str,
-    lots: &[i64],
-    reference: &str,
-    credits: i64,
-    now: i64,
-) -> Result<i64, StoreError> {
-    let open = tx.open_lots(account).await?;
-    let mut left = credits.max(0);
-    for id in lots {
-        let Some(lot) = open.iter().find(|l| l.id == *id) else {
-            continue;
-        };
-        let n = lot.remaining.min(left);
-        if n == 0 {
-            continue;
-        }
-        tx.take_from_lot(*id, n).await?;
-        tx.insert_entry(
-            &NewEntry {
-                account,
-                lot: Some(*id),
-                kind: "proration",
-                amount: -n,
-                reference,
-                description: Some("unused time of a plan change"),
-                ..Default::default()
+        let link = t.link();
+        tx.record_reversal(
+            &NewReversal {
+                id: t.id.clone(),
+                kind: ReversalKind::Proration,
+                link: link.clone(),
+                amount: t.credits,
+                active: true,
             },
             now,
         )
         .await?;
-        left -= n;
+        let lots = tx
+            .plan_lots(account, &t.subscription, &t.price, t.period_end)
+            .await?;
+        match lots.first() {
+            Some(lot) => {
+                tx.attach_prorations(&link, lot.id).await?;
+                if let Some(o) = &lot.origin
+                    && !touched.contains(o)
+                {
+                    touched.push(o.clone());
+                }
+            }
+            None => {
+                tracing::info!(line = %t.id, "proration take-back before the grant of its period; applied when that grant arrives");
+            }
+        }
     }
-    Ok(credits.max(0) - left)
+    for o in &touched {
+        settle(tx, o, &grant.origin.id, "refund", now).await?;
+    }
+    Ok(true)
 }
 
 /// A refund or dispute, as Stripe reports it now.
@@ -684,11 +638,17 @@ pub async fn reverse_in(tx: &mut Tx, r: &Reversal, now: i64) -> Result<(), Store
     settle(tx, &origin, &r.id, kind, now).await
 }
 
-/// Brings every lot of `origin` to the take-back its active refunds and disputes call
-/// for: `round(credits × reversed money ÷ paid) − already taken`, taken from the lot
-/// first (even expired), then in spending order, what is spent recorded as debt; a
-/// negative difference (a refund failed, a dispute was won) cancels that debt first and
-/// puts the rest back into the lot.
+/// Brings every lot of `origin` to what its standing reversals call for, computed from
+/// all of them at once so the order they arrived in does not matter:
+///
+/// - prorations: `min(their credits, amount)`, taken from the lot only, never below
+///   what remains there (what was already spent is waived, not a debt);
+/// - refunds and disputes: `round(rest × reversed money ÷ paid)` of what the prorations
+///   left (`rest`), taken from the lot first (even expired), then in spending order, what
+///   is spent recorded as debt.
+///
+/// A target lower than what was taken (a refund failed, a dispute was won) first cancels
+/// the debt recorded, then puts the rest back into the lot; gives happen before takes.
 async fn settle(
     tx: &mut Tx,
     origin: &str,
@@ -704,9 +664,72 @@ async fn settle(
     let money = tx.reversed_money(origin).await?;
     for lot in &lots {
         let paid = lot.paid_amount.unwrap_or(0);
-        let target = sm_domain::credits::refund_share(lot.amount, paid, money).min(lot.amount);
-        let delta = target - lot.reversed;
-        if delta > 0 {
+        let prorated = tx.prorations_of(lot.id).await?.clamp(0, lot.amount);
+        let rest = lot.amount - prorated;
+        let target = sm_domain::credits::refund_share(rest, paid, money).min(rest);
+        let (mut reversed, mut debt) = (lot.reversed, lot.debt);
+        let mut remaining = lot.remaining;
+        if target < reversed {
+            let give = reversed - target;
+            let cancel = give.min(debt);
+            let back = give - cancel;
+            if cancel > 0 {
+                tx.insert_entry(
+                    &NewEntry {
+                        account: &account,
+                        kind: "debt",
+                        shortfall: -cancel,
+                        reference,
+                        description: Some(
+                            "debt canceled: the refund failed or the dispute was won",
+                        ),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+            }
+            if back > 0 {
+                tx.give_to_lot(lot.id, back).await?;
+                remaining += back;
+                tx.insert_entry(
+                    &NewEntry {
+                        account: &account,
+                        lot: Some(lot.id),
+                        kind: "restore",
+                        amount: back,
+                        reference,
+                        description: Some("given back: the refund failed or the dispute was won"),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+            }
+            reversed = target;
+            debt -= cancel;
+        }
+        if prorated > lot.prorated {
+            let n = (prorated - lot.prorated).min(remaining);
+            if n > 0 {
+                tx.take_from_lot(lot.id, n).await?;
+                tx.insert_entry(
+                    &NewEntry {
+                        account: &account,
+                        lot: Some(lot.id),
+                        kind: "proration",
+                        amount: -n,
+                        reference,
+                        description: Some("unused time of a plan change"),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+            }
+        }
+        if target > reversed {
+            let delta = target - reversed;
             let open = tx.open_lots(&account).await?;
             let states: Vec<LotState> = open.iter().map(LotRow::state).collect();
             let (takes, short) = take_back(&states, delta, Some(lot.id), now);
@@ -740,43 +763,11 @@ async fn settle(
                 )
                 .await?;
             }
-            tx.set_lot_reversed(lot.id, lot.reversed + delta, lot.debt + short)
-                .await?;
-        } else if delta < 0 {
-            let give = -delta;
-            let cancel = give.min(lot.debt);
-            let rest = give - cancel;
-            if cancel > 0 {
-                tx.insert_entry(
-                    &NewEntry {
-                        account: &account,
-                        kind: "debt",
-                        shortfall: -cancel,
-                        reference,
-                        description: Some("debt canceled: the refund failed or the dispute was won"),
-                        ..Default::default()
-                    },
-                    now,
-                )
-                .await?;
-            }
-            if rest > 0 {
-                tx.give_to_lot(lot.id, rest).await?;
-                tx.insert_entry(
-                    &NewEntry {
-                        account: &account,
-                        lot: Some(lot.id),
-                        kind: "restore",
-                        amount: rest,
-                        reference,
-                        description: Some("given back: the refund failed or the dispute was won"),
-                        ..Default::default()
-                    },
-                    now,
-                )
-                .await?;
-            }
-            tx.set_lot_reversed(lot.id, lot.reversed - give, lot.debt - cancel)
+            reversed = target;
+            debt += short;
+        }
+        if (reversed, debt, prorated) != (lot.reversed, lot.debt, lot.prorated) {
+            tx.set_lot_reversed(lot.id, reversed, debt, prorated)
                 .await?;
         }
     }

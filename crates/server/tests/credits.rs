@@ -795,8 +795,9 @@ async fn a_pre_2025_invoice_grants_like_a_current_one(db: TestDb) {
     shop.assert_balanced(account).await;
 }
 
-/// A current (basil) invoice does not name its payment; the grant asks Stripe for it
-/// (`expand[]=payments`) so a later refund of the invoice's charge finds the lot.
+/// A current (basil) invoice does not name its payment; the grant lists its payments
+/// (`GET /v1/invoice_payments?invoice=`) so a later refund of the invoice's charge finds
+/// the lot.
 async fn a_refunded_subscription_invoice_takes_back_its_share(db: TestDb) {
     let shop = shop(&db).await;
     let account = "acct_sub_refund";
@@ -812,7 +813,7 @@ async fn a_refunded_subscription_invoice_takes_back_its_share(db: TestDb) {
     assert!(
         requests
             .iter()
-            .any(|r| r.path.starts_with("/v1/invoices/") && r.query.contains("payments")),
+            .any(|r| r.path == "/v1/invoice_payments" && r.query.contains("invoice=in_")),
         "the payment was looked up"
     );
     shop.fake.with_state(|s| {

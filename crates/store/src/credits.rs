@@ -39,6 +39,8 @@ pub struct LotRow {
     pub reversed: i64,
     /// The part of `reversed` recorded as debt (already spent when taken back).
     pub debt: i64,
+    /// Credits proration take-backs have claimed from this lot (taken or waived).
+    pub prorated: i64,
 }
 
 impl LotRow {
@@ -54,7 +56,7 @@ impl LotRow {
 }
 
 const LOT_COLUMNS: &str = "id, account, source, source_ref, amount, remaining, expires_at, product, price, quantity, \
-    payment_ref, paid_amount, currency, created_at, origin, subscription, period_end, reversed, debt";
+    payment_ref, paid_amount, currency, created_at, origin, subscription, period_end, reversed, debt, prorated";
 
 /// A grant to record.
 #[derive(Debug, Clone, Default)]
@@ -120,14 +122,6 @@ pub struct NewReversal {
     pub amount: i64,
     /// False for a failed or canceled refund, a won dispute.
     pub active: bool,
-}
-
-/// A pending or applied proration take-back.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct ProrationRow {
-    pub id: String,
-    pub amount: i64,
-    pub lot: Option<i64>,
 }
 
 /// A journal entry as stored.
@@ -484,11 +478,13 @@ impl Tx {
         lot: i64,
         reversed: i64,
         debt: i64,
+        prorated: i64,
     ) -> Result<(), StoreError> {
-        on_tx!(self, t => sqlx::query("UPDATE credit_lots SET reversed = $2, debt = $3 WHERE id = $1")
+        on_tx!(self, t => sqlx::query("UPDATE credit_lots SET reversed = $2, debt = $3, prorated = $4 WHERE id = $1")
             .bind(lot)
             .bind(reversed)
             .bind(debt)
+            .bind(prorated)
             .execute(&mut **t)
             .await
             .map(|_| ())?);
@@ -514,48 +510,29 @@ impl Tx {
         Ok(())
     }
 
-    /// Proration take-backs recorded for a plan period link that no lot has absorbed yet.
-    pub async fn pending_prorations(&mut self, link: &str) -> Result<Vec<ProrationRow>, StoreError> {
-        let rows = on_tx!(self, t => sqlx::query_as(
-            "SELECT id, amount, lot FROM credit_reversals WHERE link = $1 AND kind = 'proration' AND lot IS NULL \
-             AND active ORDER BY created_at, id"
+    /// Attaches proration take-backs of the plan period `link` that no lot holds yet to
+    /// `lot`; returns how many.
+    pub async fn attach_prorations(&mut self, link: &str, lot: i64) -> Result<u64, StoreError> {
+        let n = on_tx!(self, t => sqlx::query(
+            "UPDATE credit_reversals SET lot = $2 WHERE link = $1 AND kind = 'proration' AND lot IS NULL"
         )
         .bind(link)
-        .fetch_all(&mut **t)
-        .await?);
-        Ok(rows)
-    }
-
-    /// Whether a proration take-back was applied already (claimed by an earlier write).
-    pub async fn proration(&mut self, id: &str) -> Result<Option<ProrationRow>, StoreError> {
-        let row = on_tx!(self, t => sqlx::query_as(
-            "SELECT id, amount, lot FROM credit_reversals WHERE id = $1 AND kind = 'proration'"
-        )
-        .bind(id)
-        .fetch_optional(&mut **t)
-        .await?);
-        Ok(row)
-    }
-
-    /// Marks a proration take-back applied to `lot`, `taken` hundredths.
-    pub async fn settle_proration(
-        &mut self,
-        id: &str,
-        lot: i64,
-        taken: i64,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        on_tx!(self, t => sqlx::query(
-            "UPDATE credit_reversals SET lot = $2, taken = $3, updated_at = $4 WHERE id = $1"
-        )
-        .bind(id)
         .bind(lot)
-        .bind(taken)
-        .bind(now)
         .execute(&mut **t)
-        .await
-        .map(|_| ())?);
-        Ok(())
+        .await?
+        .rows_affected());
+        Ok(n)
+    }
+
+    /// Credits of the standing proration take-backs attached to `lot`.
+    pub async fn prorations_of(&mut self, lot: i64) -> Result<i64, StoreError> {
+        let sum: Option<i64> = on_tx!(self, t => sqlx::query_scalar(
+            "SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reversals WHERE lot = $1 AND kind = 'proration' AND active"
+        )
+        .bind(lot)
+        .fetch_one(&mut **t)
+        .await?);
+        Ok(sum.unwrap_or(0))
     }
 
     /// The account's lots for a plan period (subscription, price, period end), newest

@@ -38,13 +38,13 @@ CREATE TABLE credit_reversals (
     amount      BIGINT NOT NULL,
     -- False once a refund failed or was canceled, or a dispute was won: never true again.
     active      BOOLEAN NOT NULL,
-    -- Prorations: the lot they were taken from (NULL while pending) and how much.
+    -- Prorations: the lot of their plan period (NULL while that lot has not arrived).
     lot         BIGINT,
-    taken       BIGINT NOT NULL DEFAULT 0,
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
 CREATE INDEX credit_reversals_link ON credit_reversals (link);
+CREATE INDEX credit_reversals_lot ON credit_reversals (lot);
 
 ALTER TABLE credit_lots ADD COLUMN origin TEXT;
 -- Subscription lots: the subscription and the end of the period their line paid for
@@ -55,6 +55,9 @@ ALTER TABLE credit_lots ADD COLUMN period_end BIGINT;
 -- and the part of it recorded as debt because it was already spent.
 ALTER TABLE credit_lots ADD COLUMN reversed BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE credit_lots ADD COLUMN debt BIGINT NOT NULL DEFAULT 0;
+-- Credits proration take-backs have claimed from this lot (taken, or waived when they
+-- were already spent: a proration never makes debt).
+ALTER TABLE credit_lots ADD COLUMN prorated BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX credit_lots_origin ON credit_lots (origin);
 CREATE INDEX credit_lots_plan ON credit_lots (subscription, price, period_end);
 

@@ -44,7 +44,8 @@ pub async fn plan(
             s.payment_status.clone(),
             // Paid, or free (a 100 % promotion code, a free price): Stripe's
             // `no_payment_required`.
-            s.mode == "payment" && matches!(s.payment_status.as_str(), "paid" | "no_payment_required"),
+            s.mode == "payment"
+                && matches!(s.payment_status.as_str(), "paid" | "no_payment_required"),
         ),
         "checkout.session.async_payment_failed" => (
             s.status.clone().unwrap_or_else(|| "complete".into()),

@@ -152,7 +152,11 @@ pub async fn plan(
 /// The unit amount a basil line names (`pricing.unit_amount_decimal`), whole minor
 /// units only.
 fn line_unit_amount(line: &InvoiceLine) -> Option<i64> {
-    let d = line.pricing.as_ref()?.get("unit_amount_decimal")?.as_str()?;
+    let d = line
+        .pricing
+        .as_ref()?
+        .get("unit_amount_decimal")?
+        .as_str()?;
     let whole = d.strip_suffix(".0").unwrap_or(d);
     whole.parse().ok()
 }

@@ -53,7 +53,9 @@ pub async fn refund(
             }
             (None, None) => return Ok(None),
         };
-        refund_reversal(&r, &payment).into_iter().collect::<Vec<_>>()
+        refund_reversal(&r, &payment)
+            .into_iter()
+            .collect::<Vec<_>>()
     };
     Ok((!reversals.is_empty()).then_some(CreditEffect::Reversals(reversals)))
 }

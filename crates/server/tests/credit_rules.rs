@@ -1,0 +1,1068 @@
+//! The credit rules of docs/CREDIT_SYSTEM.md, each with its example, on SQLite and
+//! PostgreSQL, fed Stripe-shaped events (as the fake Stripe produces them, or written
+//! here in the shape of Stripe's API reference for API version 2025-03-31.basil where
+//! the case is about an event's content) over real HTTP to the real application.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fake_stripe::{Ctx, FakeStripe, sign};
+use serde_json::{Value, json};
+use sm_store::testing::TestDb;
+
+sm_store::contract_tests!(
+    a_plan_change_invoiced_at_once_takes_back_the_unused_time_and_grants_the_rest,
+    a_renewal_carrying_last_periods_prorations_leaves_the_new_plan,
+    a_take_back_before_its_grant_waits_for_it,
+    a_full_period_line_grants_whatever_was_paid,
+    a_refund_before_its_purchase_is_applied_when_the_purchase_arrives,
+    disputes_take_back_and_a_won_dispute_gives_back,
+    a_failed_refund_gives_back_and_cancels_its_debt,
+    partial_refunds_never_take_back_more_than_was_granted,
+    a_refund_of_an_expired_subscription_lot_takes_from_it_first,
+    a_late_payment_is_usable_for_one_period_from_payment,
+    a_subscription_that_is_not_a_credit_plan_grants_nothing_and_never_fails,
+    a_free_checkout_grants_the_pack,
+    a_checkout_grants_the_credits_its_product_had_when_it_was_created,
+    checkout_refuses_prices_whose_credits_are_not_defined_and_records_expiry,
+    an_event_of_the_other_mode_is_stored_and_never_applied,
+    a_paid_checkout_never_becomes_unpaid,
+    same_second_subscription_updates_are_settled_by_a_refetch,
+    one_refund_reported_twice_to_two_instances_at_once_is_taken_back_once,
+);
+
+const DAY: i64 = 86_400;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A product (with `metadata`) and one USD price for it in the fake: `(product, price)`.
+fn product_with_price(
+    s: &mut fake_stripe::State,
+    product: Value,
+    mut price: Value,
+) -> (String, String) {
+    let ctx = Ctx::default();
+    let (_, p) = s.create_product(&product, &ctx).unwrap();
+    price["product"] = p["id"].clone();
+    price["currency"] = json!("usd");
+    let (_, price) = s.create_price(&price, &ctx).unwrap();
+    (
+        p["id"].as_str().unwrap().to_owned(),
+        price["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The product and price of a catalog entry.
+#[derive(Clone)]
+struct Item {
+    product: String,
+    price: String,
+}
+
+struct Shop {
+    fake: FakeStripe,
+    app: TestApp,
+    /// 100 credits for $10.00, one-time.
+    pack: Item,
+    /// 2 credits for $0.03, one-time.
+    tiny: Item,
+    /// 1,000 credits for $10.00 a month.
+    plan_a: Item,
+    /// 3,000 credits for $30.00 a month.
+    plan_b: Item,
+    /// $5.00 a month, no `credit_amount`: not a credit plan.
+    plain: Item,
+}
+
+async fn shop(db: &TestDb) -> Shop {
+    let fake = FakeStripe::start().await;
+    let [pack, tiny, plan_a, plan_b, plain] = fake.with_state(|s| {
+        let monthly =
+            |amount: i64| json!({"unit_amount": amount, "recurring": {"interval": "month"}});
+        [
+            (
+                json!({"name": "Pack", "metadata": {"credit_amount": "100"}}),
+                json!({"unit_amount": 1000}),
+            ),
+            (
+                json!({"name": "Tiny", "metadata": {"credit_amount": "2"}}),
+                json!({"unit_amount": 3}),
+            ),
+            (
+                json!({"name": "Plan A", "metadata": {"credit_amount": "1000"}}),
+                monthly(1000),
+            ),
+            (
+                json!({"name": "Plan B", "metadata": {"credit_amount": "3000"}}),
+                monthly(3000),
+            ),
+            (json!({"name": "Support"}), monthly(500)),
+        ]
+        .map(|(p, price)| {
+            let (product, price) = product_with_price(s, p, price);
+            Item { product, price }
+        })
+    });
+    let app = quiet_app(&fake, db).await;
+    let (status, report) = post_json(&app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    Shop {
+        fake,
+        app,
+        pack,
+        tiny,
+        plan_a,
+        plan_b,
+        plain,
+    }
+}
+
+/// A signed-ready event body of `kind` about `object`, created `created`.
+fn event(kind: &str, object: &Value, created: i64) -> String {
+    json!({
+        "id": id("evt"),
+        "object": "event",
+        "api_version": "2025-03-31.basil",
+        "created": created,
+        "data": {"object": object},
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": kind,
+    })
+    .to_string()
+}
+
+/// An invoice line in the basil shape: `pricing.price_details`, and the `parent`
+/// that says whether it is a proration.
+fn line(
+    item: &Item,
+    sub: &str,
+    amount: i64,
+    quantity: u64,
+    period: (i64, i64),
+    proration: bool,
+) -> Value {
+    json!({
+        "id": id("il"),
+        "object": "line_item",
+        "amount": amount,
+        "currency": "usd",
+        "description": if proration { "Proration" } else { "1 × plan" },
+        "quantity": quantity,
+        "period": {"start": period.0, "end": period.1},
+        "pricing": {"type": "price_details", "price_details": {"price": item.price, "product": item.product}, "unit_amount_decimal": null},
+        "parent": {
+            "type": "subscription_item_details",
+            "subscription_item_details": {"proration": proration, "subscription": sub, "subscription_item": "si_test", "invoice_item": null, "proration_details": {"credited_items": null}},
+            "invoice_item_details": null,
+        },
+    })
+}
+
+/// A paid basil invoice of subscription `sub` of `customer` (whose subscription names
+/// `account` in its metadata), paid at `paid_at`.
+fn invoice(
+    customer: &str,
+    sub: &str,
+    account: &str,
+    lines: Vec<Value>,
+    amount_paid: i64,
+    paid_at: i64,
+) -> Value {
+    json!({
+        "id": id("in"),
+        "object": "invoice",
+        "customer": customer,
+        "status": "paid",
+        "amount_paid": amount_paid,
+        "currency": "usd",
+        "billing_reason": "subscription_update",
+        "parent": {"type": "subscription_details", "quote_details": null,
+                   "subscription_details": {"subscription": sub, "metadata": {"account": account}}},
+        "status_transitions": {"paid_at": paid_at, "finalized_at": paid_at, "marked_uncollectible_at": null, "voided_at": null},
+        "lines": {"object": "list", "data": lines, "has_more": false, "url": "/v1/invoices/in_x/lines"},
+        "period_start": paid_at,
+        "period_end": paid_at,
+        "created": paid_at,
+        "livemode": false,
+    })
+}
+
+impl Shop {
+    async fn deliver(&self, body: &str) -> u16 {
+        http()
+            .post(self.app.url("/webhooks/stripe"))
+            .header(
+                "Stripe-Signature",
+                sign(WEBHOOK_SECRET, now(), body.as_bytes()),
+            )
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn deliver_and_drain(&self, body: &str) {
+        assert_eq!(self.deliver(body).await, 200);
+        self.drain().await;
+    }
+
+    /// Waits until the worker has nothing left; fails the test on a dead letter.
+    async fn drain(&self) {
+        for _ in 0..1500 {
+            let c = self.app.state.store.inbox_counts(0).await.unwrap();
+            if c.pending == 0 && c.processing == 0 {
+                assert_eq!(c.failed, 0, "an event ended in the dead letter");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stuck = self
+            .app
+            .state
+            .store
+            .list_events(&sm_store::inbox::EventFilter {
+                status: Some("pending".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let errors: Vec<_> = stuck.iter().map(|e| (&e.kind, &e.last_error)).collect();
+        panic!("the worker did not drain the inbox: {errors:?}");
+    }
+
+    async fn balance(&self, account: &str) -> Value {
+        let (status, b) =
+            get_json(&self.app.url(&format!("/api/v1/accounts/{account}/credits"))).await;
+        assert_eq!(status, 200, "{b}");
+        b
+    }
+
+    /// `(available, debt)`.
+    async fn available_and_debt(&self, account: &str) -> (String, String) {
+        let b = self.balance(account).await;
+        (
+            b["available"].as_str().unwrap().to_owned(),
+            b["debt"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn consume(&self, account: &str, amount: &str) {
+        let (status, body) = post_json(
+            &self
+                .app
+                .url(&format!("/api/v1/accounts/{account}/credits/consume")),
+            json!({"amount": amount, "idempotency_key": id("k")}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// The journal sums to what the lots hold.
+    async fn assert_balanced(&self, account: &str) {
+        let (journal, lots, _) = self.app.state.store.credit_totals(account).await.unwrap();
+        assert_eq!(journal, lots, "journal and lots disagree for {account}");
+    }
+
+    /// Checkout through the API, completed (paid) in the fake: `(session, payment intent)`.
+    async fn buy(&self, account: &str, item: &Item, quantity: u32) -> (String, String) {
+        let session = self.checkout(account, item, quantity).await;
+        let pi = self.fake.with_state(|s| {
+            let (_, done) = s.complete_session(&session, true).unwrap();
+            done["payment_intent"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        });
+        (session, pi)
+    }
+
+    async fn checkout(&self, account: &str, item: &Item, quantity: u32) -> String {
+        let (status, body) = post_json(
+            &self.app.url("/api/v1/checkout"),
+            json!({"account": account, "price": item.price, "quantity": quantity,
+                   "success_url": "https://app.example/ok", "cancel_url": "https://app.example/no"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The fake's events of these types since the last call, oldest first.
+    fn take_events(&self, kinds: &[&str]) -> Vec<String> {
+        self.fake.with_state(|s| {
+            let found: Vec<String> = s
+                .events
+                .values()
+                .filter(|e| kinds.contains(&e["type"].as_str().unwrap_or("")))
+                .map(|e| e.to_string())
+                .collect();
+            let ids: Vec<String> = s
+                .events
+                .values()
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect();
+            for id in ids {
+                s.events.remove(&id);
+            }
+            found
+        })
+    }
+
+    fn refund(&self, payment_intent: &str, amount: i64) -> String {
+        self.fake.with_state(|s| {
+            let (_, r) = s
+                .create_refund(
+                    &json!({"payment_intent": payment_intent, "amount": amount}),
+                    &Ctx::default(),
+                )
+                .unwrap();
+            r["id"].as_str().unwrap().to_owned()
+        })
+    }
+
+    /// Links `account` to a new customer id, as a checkout through the API does.
+    async fn linked(&self, account: &str) -> String {
+        let customer = id("cus");
+        self.app
+            .state
+            .store
+            .ensure_account(account, Some(&customer), now())
+            .await
+            .unwrap();
+        customer
+    }
+
+    async fn event_status(&self, kind: &str) -> Vec<(String, Option<String>)> {
+        self.app
+            .state
+            .store
+            .list_events(&sm_store::inbox::EventFilter {
+                kind: Some(kind.into()),
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.status, e.last_error))
+            .collect()
+    }
+}
+
+/// Rule 1, first example: plan A (1,000 credits, $10/month) → plan B (3,000, $30/month)
+/// at half period, invoiced at once: the −$5.00 line takes back 500, the +$15.00 line
+/// grants 1,500 → 2,000 available. Delivered in either order.
+async fn a_plan_change_invoiced_at_once_takes_back_the_unused_time_and_grants_the_rest(db: TestDb) {
+    let shop = shop(&db).await;
+    for (account, change_first) in [("acct_change", false), ("acct_change_reversed", true)] {
+        let customer = shop.linked(account).await;
+        let sub = id("sub");
+        let start = now() - 15 * DAY;
+        let end = start + 30 * DAY;
+        let first = invoice(
+            &customer,
+            &sub,
+            account,
+            vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
+            1000,
+            start,
+        );
+        let mid = now();
+        let change = invoice(
+            &customer,
+            &sub,
+            account,
+            vec![
+                line(&shop.plan_a, &sub, -500, 1, (mid, end), true),
+                line(&shop.plan_b, &sub, 1500, 1, (mid, end), true),
+            ],
+            1000,
+            mid,
+        );
+        let mut bodies = vec![
+            event("invoice.paid", &first, start),
+            event("invoice.paid", &change, mid),
+        ];
+        if change_first {
+            bodies.reverse();
+        }
+        for body in &bodies {
+            shop.deliver_and_drain(body).await;
+            // Delivered twice: nothing changes.
+            shop.deliver_and_drain(body).await;
+        }
+        let b = shop.balance(account).await;
+        assert_eq!(b["available"], "2000.00", "{account}: {b}");
+        assert_eq!(b["debt"], "0.00");
+        let lots = b["lots"].as_array().unwrap();
+        let mut amounts: Vec<(&str, &str)> = lots
+            .iter()
+            .map(|l| {
+                (
+                    l["amount"].as_str().unwrap(),
+                    l["remaining"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        amounts.sort();
+        assert_eq!(
+            amounts,
+            [("1000.00", "500.00"), ("1500.00", "1500.00")],
+            "{account}"
+        );
+        // Each lot expires at its own line's period end.
+        assert!(lots.iter().all(|l| l["expires_at"] == json!(end)));
+        shop.assert_balanced(account).await;
+    }
+}
+
+/// Rule 1, second example: with the default `create_prorations`, the renewal invoice
+/// carries last period's prorations and the new period's line → 3,000 available.
+async fn a_renewal_carrying_last_periods_prorations_leaves_the_new_plan(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_renewal";
+    let customer = shop.linked(account).await;
+    let sub = id("sub");
+    let end = now() - 60;
+    let start = end - 30 * DAY;
+    let mid = start + 15 * DAY;
+    let first = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
+        1000,
+        start,
+    );
+    let renewal = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![
+            line(&shop.plan_a, &sub, -500, 1, (mid, end), true),
+            line(&shop.plan_b, &sub, 1500, 1, (mid, end), true),
+            line(&shop.plan_b, &sub, 3000, 1, (end, end + 30 * DAY), false),
+        ],
+        4000,
+        end,
+    );
+    shop.deliver_and_drain(&event("invoice.paid", &first, start))
+        .await;
+    shop.deliver_and_drain(&event("invoice.paid", &renewal, end))
+        .await;
+    let b = shop.balance(account).await;
+    assert_eq!(b["available"], "3000.00", "{b}");
+    // Last period's lots: plan A kept 500 of 1,000, the proration lot 1,500; both expired.
+    assert_eq!(b["expired"], "2000.00", "{b}");
+    shop.assert_balanced(account).await;
+}
+
+/// A take-back that arrives before the grant of its period waits for it; a take-back
+/// larger than what is left in the lot never makes debt.
+async fn a_take_back_before_its_grant_waits_for_it(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_take_first";
+    let customer = shop.linked(account).await;
+    let sub = id("sub");
+    let start = now() - 15 * DAY;
+    let end = start + 30 * DAY;
+    let first = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
+        1000,
+        start,
+    );
+    let change = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(&shop.plan_a, &sub, -500, 1, (now(), end), true)],
+        0,
+        now(),
+    );
+    shop.deliver_and_drain(&event("invoice.paid", &change, now()))
+        .await;
+    assert_eq!(shop.balance(account).await["available"], "0.00");
+    shop.deliver_and_drain(&event("invoice.paid", &first, start))
+        .await;
+    assert_eq!(shop.balance(account).await["available"], "500.00");
+
+    // Spend 900 of a fresh period, then a take-back of 500: 100 remain there, 100 taken.
+    let account = "acct_take_spent";
+    let customer = shop.linked(account).await;
+    let sub = id("sub");
+    let first = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
+        1000,
+        start,
+    );
+    shop.deliver_and_drain(&event("invoice.paid", &first, start))
+        .await;
+    shop.consume(account, "900").await;
+    let change = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(&shop.plan_a, &sub, -500, 1, (now(), end), true)],
+        0,
+        now(),
+    );
+    shop.deliver_and_drain(&event("invoice.paid", &change, now()))
+        .await;
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("0.00".into(), "0.00".into())
+    );
+    shop.assert_balanced(account).await;
+}
+
+/// Rule 1: a full-period line grants the plan's credits whatever was paid (a 100 %
+/// coupon: amount 0, nothing paid), quantity included.
+async fn a_full_period_line_grants_whatever_was_paid(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_coupon";
+    let customer = shop.linked(account).await;
+    let sub = id("sub");
+    let start = now();
+    let free = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(
+            &shop.plan_a,
+            &sub,
+            0,
+            2,
+            (start, start + 30 * DAY),
+            false,
+        )],
+        0,
+        start,
+    );
+    shop.deliver_and_drain(&event("invoice.paid", &free, start))
+        .await;
+    assert_eq!(shop.balance(account).await["available"], "2000.00");
+}
+
+/// Rule 2: a $5.00 refund of a $10.00 pack of 100 arrives first → after the purchase
+/// arrives, 50.00.
+async fn a_refund_before_its_purchase_is_applied_when_the_purchase_arrives(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_early_refund";
+    let (_, pi) = shop.buy(account, &shop.pack, 1).await;
+    let purchase = shop.take_events(&["checkout.session.completed"]);
+    shop.refund(&pi, 500);
+    for body in shop.take_events(&["refund.created", "charge.refunded"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    assert_eq!(shop.balance(account).await["available"], "0.00");
+    for body in &purchase {
+        shop.deliver_and_drain(body).await;
+    }
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("50.00".into(), "0.00".into())
+    );
+    shop.assert_balanced(account).await;
+}
+
+fn dispute(pi: &str, amount: i64, status: &str) -> Value {
+    json!({
+        "id": "du_rule4", "object": "dispute", "amount": amount, "currency": "usd",
+        "charge": "ch_rule4", "payment_intent": pi, "status": status, "reason": "fraudulent",
+        "created": now(), "livemode": false, "is_charge_refundable": false,
+        "metadata": {}, "balance_transactions": [],
+    })
+}
+
+/// Rule 4: a chargeback takes back the disputed share like a refund; an inquiry
+/// (`warning_*`) changes nothing; won (or funds reinstated) gives it back; lost keeps it.
+async fn disputes_take_back_and_a_won_dispute_gives_back(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_dispute";
+    let (_, pi) = shop.buy(account, &shop.pack, 1).await;
+    for body in shop.take_events(&["checkout.session.completed"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    shop.deliver_and_drain(&event(
+        "charge.dispute.created",
+        &dispute(&pi, 1000, "warning_needs_response"),
+        now(),
+    ))
+    .await;
+    assert_eq!(
+        shop.balance(account).await["available"],
+        "100.00",
+        "an inquiry moves nothing"
+    );
+    let mut d = dispute(&pi, 500, "needs_response");
+    d["id"] = json!("du_real");
+    shop.deliver_and_drain(&event("charge.dispute.created", &d, now()))
+        .await;
+    shop.deliver_and_drain(&event("charge.dispute.funds_withdrawn", &d, now()))
+        .await;
+    assert_eq!(shop.balance(account).await["available"], "50.00");
+    d["status"] = json!("won");
+    shop.deliver_and_drain(&event("charge.dispute.closed", &d, now()))
+        .await;
+    assert_eq!(shop.balance(account).await["available"], "100.00");
+    // A late `created` after the dispute was won changes nothing.
+    d["status"] = json!("needs_response");
+    shop.deliver_and_drain(&event("charge.dispute.created", &d, now()))
+        .await;
+    assert_eq!(shop.balance(account).await["available"], "100.00");
+
+    // Lost: the credits stay taken.
+    let mut lost = dispute(&pi, 1000, "lost");
+    lost["id"] = json!("du_lost");
+    shop.deliver_and_drain(&event("charge.dispute.closed", &lost, now()))
+        .await;
+    assert_eq!(shop.balance(account).await["available"], "0.00");
+    let history = shop.app.state.ledger.history(account, 50).await.unwrap();
+    assert!(history.iter().any(|e| e.kind == "dispute"));
+    assert!(history.iter().any(|e| e.kind == "restore"));
+    shop.assert_balanced(account).await;
+}
+
+/// Rule 5: a refund that fails after succeeding gives back what it took and cancels the
+/// debt it recorded.
+async fn a_failed_refund_gives_back_and_cancels_its_debt(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_refund_failed";
+    let (_, pi) = shop.buy(account, &shop.pack, 1).await;
+    for body in shop.take_events(&["checkout.session.completed"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    shop.consume(account, "80").await;
+    let refund = shop.refund(&pi, 1000);
+    let refund_events = shop.take_events(&["refund.created"]);
+    for body in &refund_events {
+        shop.deliver_and_drain(body).await;
+    }
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("0.00".into(), "80.00".into())
+    );
+    let mut failed: Value = serde_json::from_str(&refund_events[0]).unwrap();
+    failed["id"] = json!(id("evt"));
+    failed["type"] = json!("refund.failed");
+    failed["data"]["object"]["status"] = json!("failed");
+    failed["data"]["object"]["failure_reason"] = json!("expired_or_canceled_card");
+    assert_eq!(failed["data"]["object"]["id"], json!(refund));
+    shop.deliver_and_drain(&failed.to_string()).await;
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("20.00".into(), "0.00".into())
+    );
+    // The success redelivered after the failure changes nothing.
+    for body in &refund_events {
+        let mut again: Value = serde_json::from_str(body).unwrap();
+        again["id"] = json!(id("evt"));
+        again["type"] = json!("refund.updated");
+        shop.deliver_and_drain(&again.to_string()).await;
+    }
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("20.00".into(), "0.00".into())
+    );
+    shop.assert_balanced(account).await;
+}
+
+/// Rule 6: 2 credits bought for 3 cents, three 1-cent refunds → exactly 2.00 taken
+/// back, no debt.
+async fn partial_refunds_never_take_back_more_than_was_granted(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_cents";
+    let (_, pi) = shop.buy(account, &shop.tiny, 1).await;
+    for body in shop.take_events(&["checkout.session.completed"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    assert_eq!(shop.balance(account).await["available"], "2.00");
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        shop.refund(&pi, 1);
+        for body in shop.take_events(&["refund.created", "charge.refunded"]) {
+            shop.deliver_and_drain(&body).await;
+        }
+        taken.push(
+            shop.balance(account).await["available"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(taken, ["1.33", "0.67", "0.00"]);
+    assert_eq!(shop.balance(account).await["debt"], "0.00");
+    shop.assert_balanced(account).await;
+}
+
+/// Rule 7: a refund of an expired subscription lot takes from that lot first (its
+/// remainder was never spendable), then as usual; live credits stay.
+async fn a_refund_of_an_expired_subscription_lot_takes_from_it_first(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_expired_refund";
+    let (_, _) = shop.buy(account, &shop.pack, 1).await;
+    for body in shop.take_events(&["checkout.session.completed"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    let customer = shop.linked(account).await;
+    let sub = id("sub");
+    let end = now() - DAY;
+    let start = end - 30 * DAY;
+    // An invoice of API version 2024-06-20: it names its payment intent itself.
+    let mut old = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
+        1000,
+        start,
+    );
+    old["payment_intent"] = json!("pi_old_period");
+    shop.deliver_and_drain(&event("invoice.paid", &old, start))
+        .await;
+    assert_eq!(shop.balance(account).await["expired"], "1000.00");
+    let refund = json!({"id": id("re"), "object": "refund", "amount": 500, "currency": "usd",
+        "charge": "ch_old", "payment_intent": "pi_old_period", "status": "succeeded", "created": now()});
+    shop.deliver_and_drain(&event("refund.created", &refund, now()))
+        .await;
+    let b = shop.balance(account).await;
+    assert_eq!(
+        (&b["available"], &b["expired"], &b["debt"]),
+        (&json!("100.00"), &json!("500.00"), &json!("0.00")),
+        "{b}"
+    );
+    shop.assert_balanced(account).await;
+}
+
+/// Rule 8: an invoice paid after its line's period ended (Smart Retries) grants credits
+/// usable for one period length from payment.
+async fn a_late_payment_is_usable_for_one_period_from_payment(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_late";
+    let customer = shop.linked(account).await;
+    let sub = id("sub");
+    let start = now() - 40 * DAY;
+    let end = start + 30 * DAY;
+    let paid_at = now() - 60;
+    let late = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
+        1000,
+        paid_at,
+    );
+    shop.deliver_and_drain(&event("invoice.paid", &late, paid_at))
+        .await;
+    let b = shop.balance(account).await;
+    assert_eq!(b["available"], "1000.00", "{b}");
+    assert_eq!(b["lots"][0]["expires_at"], json!(paid_at + 30 * DAY));
+}
+
+/// Rule 10: a linked customer's subscription to a product without `credit_amount` is
+/// processed and grants nothing; it never retries or reaches the dead letter.
+async fn a_subscription_that_is_not_a_credit_plan_grants_nothing_and_never_fails(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_plain";
+    let customer = shop.linked(account).await;
+    let sub = id("sub");
+    let start = now();
+    let plain = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(
+            &shop.plain,
+            &sub,
+            500,
+            1,
+            (start, start + 30 * DAY),
+            false,
+        )],
+        500,
+        start,
+    );
+    shop.deliver_and_drain(&event("invoice.paid", &plain, start))
+        .await;
+    assert_eq!(shop.balance(account).await["available"], "0.00");
+    let statuses = shop.event_status("invoice.paid").await;
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].0, "ignored", "{statuses:?}");
+}
+
+/// Rule 11: a free checkout (`no_payment_required`: a 100 % promotion code, a free
+/// price) grants the pack's credits.
+async fn a_free_checkout_grants_the_pack(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_free";
+    let price = shop
+        .fake
+        .with_state(|s| s.retrieve_price(&shop.pack.price).unwrap().1);
+    let session = json!({
+        "id": id("cs"), "object": "checkout.session", "mode": "payment", "status": "complete",
+        "payment_status": "no_payment_required", "amount_total": 0, "amount_subtotal": 1000,
+        "currency": "usd", "customer": null, "client_reference_id": account, "metadata": {},
+        "payment_intent": null, "created": now(), "livemode": false,
+        "line_items": {"object": "list", "has_more": false, "url": "/v1/checkout/sessions/x/line_items",
+            "data": [{"id": "li_free", "object": "item", "quantity": 1, "amount_total": 0,
+                      "amount_subtotal": 1000, "currency": "usd", "price": price, "description": "Pack"}]},
+    });
+    shop.deliver_and_drain(&event("checkout.session.completed", &session, now()))
+        .await;
+    assert_eq!(shop.balance(account).await["available"], "100.00");
+}
+
+/// Rule 12: a session created by `POST /api/v1/checkout` grants the `credit_amount` the
+/// product had then, not what the catalog says when it is paid.
+async fn a_checkout_grants_the_credits_its_product_had_when_it_was_created(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_fixed";
+    let session = shop.checkout(account, &shop.pack, 2).await;
+    shop.fake.with_state(|s| {
+        s.update_product(
+            &shop.pack.product,
+            &json!({"metadata": {"credit_amount": "500"}}),
+            &Ctx::default(),
+        )
+        .unwrap();
+        s.complete_session(&session, true).unwrap();
+    });
+    let (status, _) = post_json(&shop.app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200);
+    for body in shop.take_events(&["checkout.session.completed"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    assert_eq!(shop.balance(account).await["available"], "200.00");
+}
+
+/// Rule 13: prices whose credits are not well defined cannot be bought; an expired
+/// session is recorded as expired.
+async fn checkout_refuses_prices_whose_credits_are_not_defined_and_records_expiry(db: TestDb) {
+    let shop = shop(&db).await;
+    let refused = shop.fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let mut ids = Vec::new();
+        for price in [
+            json!({"custom_unit_amount": {"enabled": true, "minimum": 100}}),
+            json!({"billing_scheme": "tiered", "tiers_mode": "volume", "recurring": {"interval": "month"},
+                   "tiers": [{"up_to": "inf", "unit_amount": 100}]}),
+            json!({"unit_amount": 100, "recurring": {"interval": "month", "usage_type": "metered"}}),
+        ] {
+            let mut price = price;
+            price["product"] = json!(shop.pack.product);
+            price["currency"] = json!("usd");
+            let (_, p) = s.create_price(&price, &ctx).unwrap();
+            ids.push(p["id"].as_str().unwrap().to_owned());
+        }
+        ids
+    });
+    let (status, _) = post_json(&shop.app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200);
+    for (price, reason) in refused
+        .iter()
+        .zip(["customer-chosen amount", "tiered", "metered"])
+    {
+        let (status, body) = post_json(
+            &shop.app.url("/api/v1/checkout"),
+            json!({"account": "acct_x", "price": price, "success_url": "https://a.example/", "cancel_url": "https://a.example/"}),
+        )
+        .await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.to_string().contains(reason), "{reason}: {body}");
+    }
+    let account = "acct_expiring";
+    let session = shop.checkout(account, &shop.pack, 1).await;
+    let mut object = shop
+        .fake
+        .with_state(|s| s.retrieve_session(&session).unwrap().1);
+    object["status"] = json!("expired");
+    shop.deliver_and_drain(&event("checkout.session.expired", &object, now()))
+        .await;
+    let row = shop
+        .app
+        .state
+        .store
+        .checkout(&session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, "expired");
+}
+
+/// Rule 14: an event whose `livemode` differs from the key's mode is stored and ignored
+/// with that reason, never applied.
+async fn an_event_of_the_other_mode_is_stored_and_never_applied(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_live";
+    let customer = shop.linked(account).await;
+    let sub = id("sub");
+    let start = now();
+    let inv = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(
+            &shop.plan_a,
+            &sub,
+            1000,
+            1,
+            (start, start + 30 * DAY),
+            false,
+        )],
+        0,
+        start,
+    );
+    let mut body: Value = serde_json::from_str(&event("invoice.paid", &inv, start)).unwrap();
+    body["livemode"] = json!(true);
+    shop.deliver_and_drain(&body.to_string()).await;
+    assert_eq!(shop.balance(account).await["available"], "0.00");
+    let statuses = shop.event_status("invoice.paid").await;
+    assert_eq!(statuses[0].0, "ignored");
+    assert!(
+        statuses[0]
+            .1
+            .as_deref()
+            .unwrap_or_default()
+            .contains("livemode"),
+        "{statuses:?}"
+    );
+}
+
+/// Rule 14: a checkout never goes from paid back to unpaid, whatever order its events
+/// arrive in.
+async fn a_paid_checkout_never_becomes_unpaid(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_paid_once";
+    let (session, _) = shop.buy(account, &shop.pack, 1).await;
+    let events = shop.take_events(&["checkout.session.completed"]);
+    shop.deliver_and_drain(&events[0]).await;
+    let mut stale: Value = serde_json::from_str(&events[0]).unwrap();
+    stale["id"] = json!(id("evt"));
+    stale["data"]["object"]["payment_status"] = json!("unpaid");
+    shop.deliver_and_drain(&stale.to_string()).await;
+    let row = shop
+        .app
+        .state
+        .store
+        .checkout(&session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.payment_status.as_deref(), Some("paid"));
+    assert_eq!(shop.balance(account).await["available"], "100.00");
+}
+
+/// Rule 14: two updates of one subscription in the same second with different content
+/// cannot be ordered by time: the second refetches the subscription from Stripe.
+async fn same_second_subscription_updates_are_settled_by_a_refetch(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_tie";
+    let session = shop.checkout(account, &shop.plan_a, 1).await;
+    shop.fake
+        .with_state(|s| s.complete_session(&session, true).unwrap());
+    let created = shop.take_events(&["customer.subscription.created"]);
+    let sub: Value = serde_json::from_str(&created[0]).unwrap();
+    let sub_id = sub["data"]["object"]["id"].as_str().unwrap().to_owned();
+    let at = now();
+    let mut first = sub["data"]["object"].clone();
+    first["cancel_at_period_end"] = json!(true);
+    let mut second = sub["data"]["object"].clone();
+    second["cancel_at_period_end"] = json!(false);
+    second["metadata"]["note"] = json!("stale copy");
+    shop.deliver_and_drain(&event("customer.subscription.updated", &first, at))
+        .await;
+    let before = shop.fake.requests().len();
+    shop.deliver_and_drain(&event("customer.subscription.updated", &second, at))
+        .await;
+    let refetched = shop.fake.requests()[before..]
+        .iter()
+        .any(|r| r.method == "GET" && r.path == format!("/v1/subscriptions/{sub_id}"));
+    assert!(refetched, "a tie refetches the subscription");
+    let row = shop
+        .app
+        .state
+        .store
+        .subscription(&sub_id)
+        .await
+        .unwrap()
+        .unwrap();
+    // What Stripe holds now (not canceling), not the stale copy's metadata.
+    assert!(!row.raw.contains("stale copy"));
+}
+
+/// Stripe reports one refund with two events (`refund.created`, `charge.refunded`).
+/// Delivered once each, at the same moment, to two instances on one database, for many
+/// accounts: each refund takes back its share once.
+async fn one_refund_reported_twice_to_two_instances_at_once_is_taken_back_once(db: TestDb) {
+    let shop = shop(&db).await;
+    let other = quiet_app(&shop.fake, &db).await;
+    let accounts: Vec<String> = (0..15).map(|i| format!("acct_race_{i}")).collect();
+    let mut payments = Vec::new();
+    for account in &accounts {
+        let (_, pi) = shop.buy(account, &shop.pack, 1).await;
+        payments.push(pi);
+    }
+    for body in shop.take_events(&["checkout.session.completed"]) {
+        shop.deliver(&body).await;
+    }
+    shop.drain().await;
+    for pi in &payments {
+        shop.refund(pi, 500);
+    }
+    let events = shop.take_events(&["refund.created", "charge.refunded"]);
+    assert_eq!(events.len(), 30);
+    let deliveries = events.iter().map(|body| {
+        let url = if body.contains("\"refund.created\"") {
+            shop.app.url("/webhooks/stripe")
+        } else {
+            other.url("/webhooks/stripe")
+        };
+        async move {
+            let status = http()
+                .post(url)
+                .header(
+                    "Stripe-Signature",
+                    sign(WEBHOOK_SECRET, now(), body.as_bytes()),
+                )
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+        }
+    });
+    futures_util::future::join_all(deliveries).await;
+    shop.drain().await;
+    for account in &accounts {
+        assert_eq!(
+            shop.available_and_debt(account).await,
+            ("50.00".into(), "0.00".into()),
+            "{account}"
+        );
+        shop.assert_balanced(account).await;
+    }
+    other.stop().await;
+}
