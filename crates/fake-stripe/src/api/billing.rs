@@ -104,13 +104,13 @@ fn plan_of(price: &Value) -> Value {
         "interval_count": price["recurring"]["interval_count"],
         "livemode": price["livemode"],
         "metadata": price["metadata"],
-        "meter": null,
+        "meter": price["recurring"]["meter"],
         "nickname": price["nickname"],
         "product": price["product"],
         "tiers_mode": price["tiers_mode"],
         "transform_usage": null,
         "trial_period_days": null,
-        "usage_type": "licensed",
+        "usage_type": price["recurring"]["usage_type"],
     })
 }
 

@@ -206,9 +206,9 @@ impl State {
                 json!({
                                         "interval": interval,
                     "interval_count": r.int("interval_count")?.unwrap_or(1),
-                    "meter": null,
+                    "meter": r.text("meter"),
                     "trial_period_days": null,
-                    "usage_type": "licensed",
+                    "usage_type": r.text("usage_type").unwrap_or_else(|| "licensed".into()),
                 })
             }
             None => Value::Null,
