@@ -31,6 +31,10 @@ sm_store::contract_tests!(
     a_paid_checkout_never_becomes_unpaid,
     same_second_subscription_updates_are_settled_by_a_refetch,
     one_refund_reported_twice_to_two_instances_at_once_is_taken_back_once,
+    plan_changes_made_in_stripe_follow_the_money,
+    charge_refunded_alone_lists_the_refunds_of_the_charge,
+    long_invoices_and_invoices_paid_in_parts_are_read_whole,
+    stripes_disputes_and_failed_refunds_move_credits_back_and_forth,
 );
 
 const DAY: i64 = 86_400;
@@ -1065,4 +1069,242 @@ async fn one_refund_reported_twice_to_two_instances_at_once_is_taken_back_once(d
         shop.assert_balanced(account).await;
     }
     other.stop().await;
+}
+
+/// The fake's clock (it may run ahead of the wall clock after `advance_clock`).
+fn fake_now(shop: &Shop) -> i64 {
+    shop.fake.with_state(|s| s.now())
+}
+
+/// Starts plan A through the API's checkout; returns the subscription and its item.
+async fn subscribe(shop: &Shop, account: &str) -> (String, String) {
+    let session = shop.checkout(account, &shop.plan_a, 1).await;
+    let sub = shop.fake.with_state(|s| {
+        let (_, done) = s.complete_session(&session, true).unwrap();
+        done["subscription"].as_str().unwrap().to_owned()
+    });
+    shop.deliver_all().await;
+    let item = shop.fake.with_state(|s| {
+        s.subscriptions.get(&sub).unwrap()["items"]["data"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    (sub, item)
+}
+
+impl Shop {
+    /// Delivers every event the fake produced since the last call, in order.
+    async fn deliver_all(&self) {
+        let all = self.fake.with_state(|s| {
+            let all: Vec<String> = s.events.values().map(|e| e.to_string()).collect();
+            let ids: Vec<String> = s
+                .events
+                .values()
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect();
+            for id in ids {
+                s.events.remove(&id);
+            }
+            all
+        });
+        for body in &all {
+            assert_eq!(self.deliver(body).await, 200);
+        }
+        self.drain().await;
+    }
+
+    /// The available balance at the fake's time.
+    async fn available_at_fake_time(&self, account: &str) -> String {
+        let at = fake_now(self);
+        self.app
+            .state
+            .ledger
+            .balance(account, at)
+            .await
+            .unwrap()
+            .available
+            .to_string()
+    }
+}
+
+/// Rule 1 with the prorations the fake computes as Stripe does (to the second, lines of
+/// "Unused time" and "Remaining time"): a change at half period invoiced at once leaves
+/// 2,000; a change left for the renewal invoice leaves 3,000 once the new period starts.
+async fn plan_changes_made_in_stripe_follow_the_money(db: TestDb) {
+    let shop = shop(&db).await;
+    let (sub, item) = subscribe(&shop, "acct_now").await;
+    assert_eq!(shop.available_at_fake_time("acct_now").await, "1000.00");
+    let (sub2, item2) = subscribe(&shop, "acct_later").await;
+    shop.fake.with_state(|s| s.advance_clock(15 * DAY));
+    shop.fake.with_state(|s| {
+        s.update_subscription(
+            &sub,
+            &json!({"items": [{"id": item, "price": shop.plan_b.price}], "proration_behavior": "always_invoice"}),
+            &Ctx::default(),
+        )
+        .unwrap();
+        s.update_subscription(
+            &sub2,
+            &json!({"items": [{"id": item2, "price": shop.plan_b.price}], "proration_behavior": "create_prorations"}),
+            &Ctx::default(),
+        )
+        .unwrap();
+    });
+    shop.deliver_all().await;
+    assert_eq!(shop.available_at_fake_time("acct_now").await, "2000.00");
+    assert_eq!(shop.available_at_fake_time("acct_later").await, "1000.00");
+    // The renewal carries last period's prorations and the new period's line.
+    shop.fake.with_state(|s| {
+        s.advance_clock(15 * DAY + 1);
+        s.renew_subscription(&sub2).unwrap();
+    });
+    shop.deliver_all().await;
+    assert_eq!(shop.available_at_fake_time("acct_later").await, "3000.00");
+    for account in ["acct_now", "acct_later"] {
+        shop.assert_balanced(account).await;
+    }
+}
+
+/// Rule 3: an endpoint that enables only `charge.refunded` still takes credits back: the
+/// charge no longer embeds its refunds, so they are listed from Stripe.
+async fn charge_refunded_alone_lists_the_refunds_of_the_charge(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_charge_only";
+    let (_, pi) = shop.buy(account, &shop.pack, 1).await;
+    for body in shop.take_events(&["checkout.session.completed"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    shop.refund(&pi, 500);
+    let events = shop.take_events(&["charge.refunded"]);
+    assert_eq!(events.len(), 1);
+    assert!(
+        !events[0].contains("\"refunds\""),
+        "basil charges do not embed refunds"
+    );
+    shop.deliver_and_drain(&events[0]).await;
+    assert_eq!(shop.balance(account).await["available"], "50.00");
+    assert!(
+        shop.fake
+            .requests()
+            .iter()
+            .any(|r| r.path == "/v1/refunds" && r.query.contains("charge=ch_")),
+        "the charge's refunds were listed"
+    );
+    // A second refund, reported the same way: the first still counts once.
+    shop.refund(&pi, 250);
+    for body in shop.take_events(&["charge.refunded"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    assert_eq!(shop.balance(account).await["available"], "25.00");
+    shop.assert_balanced(account).await;
+}
+
+/// Rule 9: an invoice of more lines than its payload embeds is read whole, and a refund
+/// of any payment of an invoice paid in parts finds its grant.
+async fn long_invoices_and_invoices_paid_in_parts_are_read_whole(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_long";
+    let prices: Vec<String> = shop.fake.with_state(|s| {
+        (0..12)
+            .map(|i| {
+                product_with_price(
+                    s,
+                    json!({"name": format!("Seat {i}"), "metadata": {"credit_amount": "10"}}),
+                    json!({"unit_amount": 100, "recurring": {"interval": "month"}}),
+                )
+                .1
+            })
+            .collect()
+    });
+    let (status, _) = post_json(&shop.app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200);
+    let sub = shop.fake.with_state(|s| {
+        let (_, c) = s
+            .create_customer(&json!({"metadata": {"account": account}}), &Ctx::default())
+            .unwrap();
+        let items: Vec<Value> = prices.iter().map(|p| json!({"price": p})).collect();
+        let (_, sub) = s
+            .create_subscription(
+                &json!({"customer": c["id"], "items": items, "metadata": {"account": account}}),
+                &Ctx::default(),
+            )
+            .unwrap();
+        sub["id"].as_str().unwrap().to_owned()
+    });
+    let paid = shop.take_events(&["invoice.paid"]);
+    assert!(
+        paid[0].contains("\"has_more\":true"),
+        "the payload embeds only the first lines"
+    );
+    for body in &paid {
+        shop.deliver_and_drain(body).await;
+    }
+    assert_eq!(shop.available_at_fake_time(account).await, "120.00");
+
+    // The next invoice, paid by two payments of $6.00: a refund of the second one takes
+    // back half of that invoice's credits.
+    let (invoice, second) = shop.fake.with_state(|s| {
+        s.advance_clock(30 * DAY + 1);
+        let (_, inv) = s.renew_subscription_unpaid(&sub).unwrap();
+        let id = inv["id"].as_str().unwrap().to_owned();
+        s.pay_invoice_in_parts(&id, &[600, 600]).unwrap();
+        let second = s
+            .invoice_payment_objects
+            .values()
+            .filter(|p| p["invoice"] == json!(id) && p["status"] == json!("paid"))
+            .filter_map(|p| p["payment"]["payment_intent"].as_str().map(str::to_owned))
+            .last()
+            .unwrap();
+        (id, second)
+    });
+    for body in shop.take_events(&["invoice.paid"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    assert_eq!(
+        shop.available_at_fake_time(account).await,
+        "120.00",
+        "{invoice}"
+    );
+    shop.refund(&second, 600);
+    for body in shop.take_events(&["refund.created", "charge.refunded"]) {
+        shop.deliver_and_drain(&body).await;
+    }
+    assert_eq!(shop.available_at_fake_time(account).await, "60.00");
+    shop.assert_balanced(account).await;
+}
+
+/// Rules 4 and 5 with the events the fake sends for them, as Stripe does.
+async fn stripes_disputes_and_failed_refunds_move_credits_back_and_forth(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_fake_disputes";
+    let (_, pi) = shop.buy(account, &shop.pack, 2).await;
+    shop.deliver_all().await;
+    assert_eq!(shop.balance(account).await["available"], "200.00");
+    let charge = shop.fake.with_state(|s| {
+        s.charges
+            .values()
+            .find(|c| c["payment_intent"] == json!(pi))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    let refund = shop.refund(&pi, 500);
+    shop.deliver_all().await;
+    assert_eq!(shop.balance(account).await["available"], "150.00");
+    shop.fake.with_state(|s| s.fail_refund(&refund).unwrap());
+    shop.deliver_all().await;
+    assert_eq!(shop.balance(account).await["available"], "200.00");
+    let dispute = shop.fake.with_state(|s| {
+        let (_, d) = s.create_dispute(&charge, Some(1000), false).unwrap();
+        d["id"].as_str().unwrap().to_owned()
+    });
+    shop.deliver_all().await;
+    assert_eq!(shop.balance(account).await["available"], "100.00");
+    shop.fake
+        .with_state(|s| s.close_dispute(&dispute, true).unwrap());
+    shop.deliver_all().await;
+    assert_eq!(shop.balance(account).await["available"], "200.00");
+    shop.assert_balanced(account).await;
 }

@@ -31,6 +31,26 @@ async fn sync_all(app: &TestApp) -> (u16, serde_json::Value) {
 async fn a_large_catalog_syncs_completely_with_the_optimal_number_of_requests(db: TestDb) {
     let fake = FakeStripe::start().await;
     seed_catalog(&fake, 1234, 3000);
+    // 150 prices archived (none a default price): Stripe lists them only with active=false.
+    fake.with_state(|s| {
+        let defaults: std::collections::HashSet<String> = s
+            .products
+            .values()
+            .filter_map(|p| p["default_price"].as_str().map(str::to_owned))
+            .collect();
+        let archive: Vec<String> = s
+            .prices
+            .values()
+            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+            .filter(|id| !defaults.contains(id))
+            .take(150)
+            .collect();
+        for id in archive {
+            s.update_price(&id, &json!({"active": false}), &Ctx::default())
+                .unwrap();
+        }
+    });
+    fake.clear_requests();
     let app = quiet_app(&fake, &db).await;
 
     let (status, r) = sync_all(&app).await;
@@ -39,9 +59,9 @@ async fn a_large_catalog_syncs_completely_with_the_optimal_number_of_requests(db
     assert_eq!(r["products"]["created"], 1234);
     assert_eq!(r["prices"]["created"], 3000);
     assert_eq!(r["products"]["invalid"], 0);
-    // ceil(1234/100) + ceil(3000/100) = 13 + 30.
-    assert_eq!(r["requests"], 43);
-    assert_eq!(fake.request_count(), 43);
+    // ⌈1234/100⌉ + ⌈2850 active/100⌉ + ⌈150 archived/100⌉ = 13 + 29 + 2.
+    assert_eq!(r["requests"], 44);
+    assert_eq!(fake.request_count(), 44);
     assert!(
         fake.requests()
             .iter()
@@ -73,11 +93,16 @@ async fn a_large_catalog_syncs_completely_with_the_optimal_number_of_requests(db
     assert_eq!(runs.len(), 2);
     assert_eq!(
         (runs[1].requests, runs[1].counts.products_created),
-        (43, 1234)
+        (44, 1234)
     );
     assert!(catalog_writes(&fake).is_empty());
 }
 
+/// A deleted product becomes a tombstone; an archived product or price stays, inactive
+/// (Stripe lists archived prices only when asked with `active=false`, and the sync asks);
+/// a price gone from Stripe (only possible through the fake's own hook: Stripe's API
+/// cannot delete prices) is not tombstoned for being absent from a list, only when
+/// retrieving it answers 404.
 async fn deleted_products_and_prices_become_tombstones_and_archived_ones_inactive(db: TestDb) {
     let fake = FakeStripe::start().await;
     let ids = seed_catalog(&fake, 5, 10);
@@ -108,16 +133,49 @@ async fn deleted_products_and_prices_become_tombstones_and_archived_ones_inactiv
             .unwrap()
             .to_owned();
         s.delete_price(&price, &ctx).unwrap();
-        (lonely, price)
+        // And one price archived: listed only with active=false.
+        let archived = s
+            .prices
+            .values()
+            .find(|p| {
+                p["product"] == json!(ids[3])
+                    && p["id"] != s.products.get(&ids[3]).unwrap()["default_price"]
+            })
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        s.update_price(&archived, &json!({"active": false}), &ctx)
+            .unwrap();
+        (lonely, price, archived)
     });
-    assert_eq!(sync_all(&app).await.0, 200);
+    let (_, r) = sync_all(&app).await;
+    assert_eq!(
+        r["prices"]["tombstoned"], 0,
+        "absence from a list is not a deletion: {r}"
+    );
     fake.with_state(|s| s.delete_product(&gone_price.0, &Ctx::default()).unwrap());
     let (_, r) = sync_all(&app).await;
     assert_eq!(r["products"]["tombstoned"], 1, "{r}");
+    assert_eq!(r["prices"]["tombstoned"], 0, "{r}");
+    let (_, p3) = get_json(&app.url(&format!("/api/v1/products/{}", ids[3]))).await;
+    let archived_price = p3["prices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == json!(gone_price.2))
+        .unwrap();
     assert_eq!(
-        r["prices"]["tombstoned"], 0,
-        "the price went in the previous run"
+        (
+            archived_price["active"].clone(),
+            archived_price["deleted"].clone()
+        ),
+        (json!(false), json!(false))
     );
+    // Syncing the product asks Stripe for the price no list returned: a 404 tombstones it.
+    let (status, r) = post_json(&app.url("/api/v1/sync"), json!({"products": [ids[2]]})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["prices"]["tombstoned"], 1, "{r}");
 
     let (_, lonely) = get_json(&app.url(&format!("/api/v1/products/{}", gone_price.0))).await;
     assert_eq!(
@@ -283,7 +341,8 @@ async fn a_500_on_page_7_is_retried_and_the_sync_completes(db: TestDb) {
     let (status, r) = sync_all(&app).await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["products"]["created"], 900);
-    assert_eq!(r["requests"], 9 + 9 + 1, "one retry");
+    // Products, active prices, the (empty) list of archived prices, one retry.
+    assert_eq!(r["requests"], 9 + 9 + 1 + 1, "one retry");
 }
 
 async fn a_permanent_failure_keeps_committed_pages_and_records_a_failed_run(db: TestDb) {
@@ -385,8 +444,8 @@ async fn selected_sync_fetches_just_those_products_and_tombstones_the_missing(db
     );
     assert_eq!(
         fake.request_count(),
-        4,
-        "a retrieve and a price list per product"
+        6,
+        "a retrieve and two price lists (active, archived) per product"
     );
     let (s3, _) = get_json(&app.url(&format!("/api/v1/products/{}", ids[2]))).await;
     assert_eq!(s3, 404);
