@@ -35,6 +35,8 @@ sm_store::contract_tests!(
     charge_refunded_alone_lists_the_refunds_of_the_charge,
     long_invoices_and_invoices_paid_in_parts_are_read_whole,
     stripes_disputes_and_failed_refunds_move_credits_back_and_forth,
+    events_reconciled_newest_first_give_the_same_ledger,
+    a_refund_waits_for_its_grant_through_the_dead_letter_and_a_replay,
 );
 
 const DAY: i64 = 86_400;
@@ -1307,4 +1309,120 @@ async fn stripes_disputes_and_failed_refunds_move_credits_back_and_forth(db: Tes
     shop.deliver_all().await;
     assert_eq!(shop.balance(account).await["available"], "200.00");
     shop.assert_balanced(account).await;
+}
+
+/// Rule 2: `events reconcile` stores the Events API's pages newest first (the refund
+/// before the purchase): the ledger is the same as with webhooks in order.
+async fn events_reconciled_newest_first_give_the_same_ledger(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_reconciled";
+    let (_, pi) = shop.buy(account, &shop.pack, 1).await;
+    shop.refund(&pi, 500);
+    // Nothing was delivered: everything comes from the Events API.
+    let client = shop.app.state.stripe.client().unwrap().clone();
+    let report = stripe_manager::webhooks::reconcile::reconcile(
+        &shop.app.state.store,
+        &client,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    assert!(report.stored >= 3, "{report:?}");
+    shop.drain().await;
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("50.00".into(), "0.00".into())
+    );
+    shop.assert_balanced(account).await;
+}
+
+/// Rule 2: a grant that fails until an operator fixes the catalog ends in the dead
+/// letter; the refund that arrives meanwhile is recorded, and applied when the replayed
+/// grant goes through.
+async fn a_refund_waits_for_its_grant_through_the_dead_letter_and_a_replay(db: TestDb) {
+    let shop = shop(&db).await;
+    let mut env = env_for(Some(&shop.fake.url()), &db);
+    env.push(("STRIPE_CONNECTIVITY_TEST".to_owned(), "false".to_owned()));
+    env.push(("STRIPE_MAX_RPS".to_owned(), "0".to_owned()));
+    env.push(("WEBHOOK_MAX_ATTEMPTS".to_owned(), "1".to_owned()));
+    let app = TestApp::start(config_from(&env)).await;
+    // A plan created in Stripe after the last sync: not in the local catalog yet.
+    let fresh = shop.fake.with_state(|s| {
+        let (product, price) = product_with_price(
+            s,
+            json!({"name": "New plan", "metadata": {"credit_amount": "1000"}}),
+            json!({"unit_amount": 1000, "recurring": {"interval": "month"}}),
+        );
+        Item { product, price }
+    });
+    let account = "acct_dead_letter";
+    let customer = shop.linked(account).await;
+    let sub = id("sub");
+    let start = now();
+    let mut inv = invoice(
+        &customer,
+        &sub,
+        account,
+        vec![line(
+            &fresh,
+            &sub,
+            1000,
+            1,
+            (start, start + 30 * DAY),
+            false,
+        )],
+        1000,
+        start,
+    );
+    inv["payment_intent"] = json!("pi_dead_letter");
+    let deliver = |body: String| {
+        let url = app.url("/webhooks/stripe");
+        async move {
+            let status = http()
+                .post(url)
+                .header(
+                    "Stripe-Signature",
+                    sign(WEBHOOK_SECRET, now(), body.as_bytes()),
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+        }
+    };
+    deliver(event("invoice.paid", &inv, start)).await;
+    let store = &app.state.store;
+    for _ in 0..500 {
+        if store.inbox_counts(0).await.unwrap().failed == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        store.inbox_counts(0).await.unwrap().failed,
+        1,
+        "the grant is in the dead letter"
+    );
+    let refund = json!({"id": id("re"), "object": "refund", "amount": 250, "currency": "usd",
+        "charge": "ch_dead_letter", "payment_intent": "pi_dead_letter", "status": "succeeded", "created": now()});
+    deliver(event("refund.created", &refund, now())).await;
+    // The operator syncs the catalog and replays the dead letter.
+    let (status, _) = post_json(&app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        store
+            .replay_failed(stripe_manager::webhooks::now_ms())
+            .await
+            .unwrap(),
+        1
+    );
+    shop.drain().await;
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("750.00".into(), "0.00".into())
+    );
+    shop.assert_balanced(account).await;
+    app.stop().await;
 }
