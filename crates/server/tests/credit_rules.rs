@@ -42,10 +42,7 @@ sm_store::contract_tests!(
 const DAY: i64 = 86_400;
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    unix_now()
 }
 
 fn id(prefix: &str) -> String {
@@ -206,20 +203,24 @@ fn invoice(
     })
 }
 
+/// A paid invoice of one full-period line of `item`: `(amount, quantity)` of the line,
+/// `(amount paid, paid at)` of the invoice.
+fn full_period(
+    customer: &str,
+    sub: &str,
+    account: &str,
+    item: &Item,
+    (amount, quantity): (i64, u64),
+    period: (i64, i64),
+    (paid, paid_at): (i64, i64),
+) -> Value {
+    let lines = vec![line(item, sub, amount, quantity, period, false)];
+    invoice(customer, sub, account, lines, paid, paid_at)
+}
+
 impl Shop {
     async fn deliver(&self, body: &str) -> u16 {
-        http()
-            .post(self.app.url("/webhooks/stripe"))
-            .header(
-                "Stripe-Signature",
-                sign(WEBHOOK_SECRET, now(), body.as_bytes()),
-            )
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        self.app.deliver_signed(body).await
     }
 
     async fn deliver_and_drain(&self, body: &str) {
@@ -227,36 +228,12 @@ impl Shop {
         self.drain().await;
     }
 
-    /// Waits until the worker has nothing left; fails the test on a dead letter.
     async fn drain(&self) {
-        for _ in 0..1500 {
-            let c = self.app.state.store.inbox_counts(0).await.unwrap();
-            if c.pending == 0 && c.processing == 0 {
-                assert_eq!(c.failed, 0, "an event ended in the dead letter");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let stuck = self
-            .app
-            .state
-            .store
-            .list_events(&sm_store::inbox::EventFilter {
-                status: Some("pending".into()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let errors: Vec<_> = stuck.iter().map(|e| (&e.kind, &e.last_error)).collect();
-        panic!("the worker did not drain the inbox: {errors:?}");
+        self.app.drain_inbox().await;
     }
 
     async fn balance(&self, account: &str) -> Value {
-        let (status, b) =
-            get_json(&self.app.url(&format!("/api/v1/accounts/{account}/credits"))).await;
-        assert_eq!(status, 200, "{b}");
-        b
+        self.app.credits(account).await
     }
 
     /// `(available, debt)`.
@@ -279,10 +256,8 @@ impl Shop {
         assert_eq!(status, 200, "{body}");
     }
 
-    /// The journal sums to what the lots hold.
     async fn assert_balanced(&self, account: &str) {
-        let (journal, lots, _) = self.app.state.store.credit_totals(account).await.unwrap();
-        assert_eq!(journal, lots, "journal and lots disagree for {account}");
+        self.app.assert_ledger_balanced(account).await;
     }
 
     /// Checkout through the API, completed (paid) in the fake: `(session, payment intent)`.
@@ -311,23 +286,10 @@ impl Shop {
 
     /// The fake's events of these types since the last call, oldest first.
     fn take_events(&self, kinds: &[&str]) -> Vec<String> {
-        self.fake.with_state(|s| {
-            let found: Vec<String> = s
-                .events
-                .values()
-                .filter(|e| kinds.contains(&e["type"].as_str().unwrap_or("")))
-                .map(|e| e.to_string())
-                .collect();
-            let ids: Vec<String> = s
-                .events
-                .values()
-                .map(|e| e["id"].as_str().unwrap().to_owned())
-                .collect();
-            for id in ids {
-                s.events.remove(&id);
-            }
-            found
-        })
+        take_fake_events(&self.fake, kinds)
+            .iter()
+            .map(Value::to_string)
+            .collect()
     }
 
     fn refund(&self, payment_intent: &str, amount: i64) -> String {
@@ -381,13 +343,14 @@ async fn a_plan_change_invoiced_at_once_takes_back_the_unused_time_and_grants_th
         let sub = id("sub");
         let start = now() - 15 * DAY;
         let end = start + 30 * DAY;
-        let first = invoice(
+        let first = full_period(
             &customer,
             &sub,
             account,
-            vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
-            1000,
-            start,
+            &shop.plan_a,
+            (1000, 1),
+            (start, end),
+            (1000, start),
         );
         let mid = now();
         let change = invoice(
@@ -448,13 +411,14 @@ async fn a_renewal_carrying_last_periods_prorations_leaves_the_new_plan(db: Test
     let end = now() - 60;
     let start = end - 30 * DAY;
     let mid = start + 15 * DAY;
-    let first = invoice(
+    let first = full_period(
         &customer,
         &sub,
         account,
-        vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
-        1000,
-        start,
+        &shop.plan_a,
+        (1000, 1),
+        (start, end),
+        (1000, start),
     );
     let renewal = invoice(
         &customer,
@@ -488,13 +452,14 @@ async fn a_take_back_before_its_grant_waits_for_it(db: TestDb) {
     let sub = id("sub");
     let start = now() - 15 * DAY;
     let end = start + 30 * DAY;
-    let first = invoice(
+    let first = full_period(
         &customer,
         &sub,
         account,
-        vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
-        1000,
-        start,
+        &shop.plan_a,
+        (1000, 1),
+        (start, end),
+        (1000, start),
     );
     let change = invoice(
         &customer,
@@ -515,13 +480,14 @@ async fn a_take_back_before_its_grant_waits_for_it(db: TestDb) {
     let account = "acct_take_spent";
     let customer = shop.linked(account).await;
     let sub = id("sub");
-    let first = invoice(
+    let first = full_period(
         &customer,
         &sub,
         account,
-        vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
-        1000,
-        start,
+        &shop.plan_a,
+        (1000, 1),
+        (start, end),
+        (1000, start),
     );
     shop.deliver_and_drain(&event("invoice.paid", &first, start))
         .await;
@@ -551,20 +517,14 @@ async fn a_full_period_line_grants_whatever_was_paid(db: TestDb) {
     let customer = shop.linked(account).await;
     let sub = id("sub");
     let start = now();
-    let free = invoice(
+    let free = full_period(
         &customer,
         &sub,
         account,
-        vec![line(
-            &shop.plan_a,
-            &sub,
-            0,
-            2,
-            (start, start + 30 * DAY),
-            false,
-        )],
-        0,
-        start,
+        &shop.plan_a,
+        (0, 2),
+        (start, start + 30 * DAY),
+        (0, start),
     );
     shop.deliver_and_drain(&event("invoice.paid", &free, start))
         .await;
@@ -737,13 +697,14 @@ async fn a_refund_of_an_expired_subscription_lot_takes_from_it_first(db: TestDb)
     let end = now() - DAY;
     let start = end - 30 * DAY;
     // An invoice of API version 2024-06-20: it names its payment intent itself.
-    let mut old = invoice(
+    let mut old = full_period(
         &customer,
         &sub,
         account,
-        vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
-        1000,
-        start,
+        &shop.plan_a,
+        (1000, 1),
+        (start, end),
+        (1000, start),
     );
     old["payment_intent"] = json!("pi_old_period");
     shop.deliver_and_drain(&event("invoice.paid", &old, start))
@@ -772,13 +733,14 @@ async fn a_late_payment_is_usable_for_one_period_from_payment(db: TestDb) {
     let start = now() - 40 * DAY;
     let end = start + 30 * DAY;
     let paid_at = now() - 60;
-    let late = invoice(
+    let late = full_period(
         &customer,
         &sub,
         account,
-        vec![line(&shop.plan_a, &sub, 1000, 1, (start, end), false)],
-        1000,
-        paid_at,
+        &shop.plan_a,
+        (1000, 1),
+        (start, end),
+        (1000, paid_at),
     );
     shop.deliver_and_drain(&event("invoice.paid", &late, paid_at))
         .await;
@@ -795,20 +757,14 @@ async fn a_subscription_that_is_not_a_credit_plan_grants_nothing_and_never_fails
     let customer = shop.linked(account).await;
     let sub = id("sub");
     let start = now();
-    let plain = invoice(
+    let plain = full_period(
         &customer,
         &sub,
         account,
-        vec![line(
-            &shop.plain,
-            &sub,
-            500,
-            1,
-            (start, start + 30 * DAY),
-            false,
-        )],
-        500,
-        start,
+        &shop.plain,
+        (500, 1),
+        (start, start + 30 * DAY),
+        (500, start),
     );
     shop.deliver_and_drain(&event("invoice.paid", &plain, start))
         .await;
@@ -925,20 +881,14 @@ async fn an_event_of_the_other_mode_is_stored_and_never_applied(db: TestDb) {
     let customer = shop.linked(account).await;
     let sub = id("sub");
     let start = now();
-    let inv = invoice(
+    let inv = full_period(
         &customer,
         &sub,
         account,
-        vec![line(
-            &shop.plan_a,
-            &sub,
-            1000,
-            1,
-            (start, start + 30 * DAY),
-            false,
-        )],
-        0,
-        start,
+        &shop.plan_a,
+        (1000, 1),
+        (start, start + 30 * DAY),
+        (0, start),
     );
     let mut body: Value = serde_json::from_str(&event("invoice.paid", &inv, start)).unwrap();
     body["livemode"] = json!(true);
@@ -1098,20 +1048,8 @@ async fn subscribe(shop: &Shop, account: &str) -> (String, String) {
 impl Shop {
     /// Delivers every event the fake produced since the last call, in order.
     async fn deliver_all(&self) {
-        let all = self.fake.with_state(|s| {
-            let all: Vec<String> = s.events.values().map(|e| e.to_string()).collect();
-            let ids: Vec<String> = s
-                .events
-                .values()
-                .map(|e| e["id"].as_str().unwrap().to_owned())
-                .collect();
-            for id in ids {
-                s.events.remove(&id);
-            }
-            all
-        });
-        for body in &all {
-            assert_eq!(self.deliver(body).await, 200);
+        for body in self.take_events(&[]) {
+            assert_eq!(self.deliver(&body).await, 200);
         }
         self.drain().await;
     }
@@ -1359,20 +1297,14 @@ async fn a_refund_waits_for_its_grant_through_the_dead_letter_and_a_replay(db: T
     let customer = shop.linked(account).await;
     let sub = id("sub");
     let start = now();
-    let mut inv = invoice(
+    let mut inv = full_period(
         &customer,
         &sub,
         account,
-        vec![line(
-            &fresh,
-            &sub,
-            1000,
-            1,
-            (start, start + 30 * DAY),
-            false,
-        )],
-        1000,
-        start,
+        &fresh,
+        (1000, 1),
+        (start, start + 30 * DAY),
+        (1000, start),
     );
     inv["payment_intent"] = json!("pi_dead_letter");
     let deliver = |body: String| {

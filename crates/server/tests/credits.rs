@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use fake_stripe::{Ctx, FakeStripe, sign};
+use fake_stripe::{Ctx, FakeStripe};
 use serde_json::{Value, json};
 use sm_store::testing::TestDb;
 
@@ -27,10 +25,7 @@ sm_store::contract_tests!(
 );
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    unix_now()
 }
 
 struct Shop {
@@ -95,41 +90,17 @@ impl Shop {
         body["id"].as_str().unwrap().to_owned()
     }
 
-    /// The bodies of the fake's events of these types, oldest first, then forgets them
-    /// (so the next call returns only new ones).
+    /// The fake's events of these types as `(type, body)`, oldest first, then forgets
+    /// every event (so the next call returns only new ones).
     fn take_events(&self, kinds: &[&str]) -> Vec<(String, String)> {
-        self.fake.with_state(|s| {
-            let found: Vec<(String, String)> = s
-                .events
-                .values()
-                .filter(|e| kinds.contains(&e["type"].as_str().unwrap_or("")))
-                .map(|e| (e["type"].as_str().unwrap().to_owned(), e.to_string()))
-                .collect();
-            let ids: Vec<String> = s
-                .events
-                .values()
-                .map(|e| e["id"].as_str().unwrap().to_owned())
-                .collect();
-            for id in ids {
-                s.events.remove(&id);
-            }
-            found
-        })
+        take_fake_events(&self.fake, kinds)
+            .into_iter()
+            .map(|e| (e["type"].as_str().unwrap().to_owned(), e.to_string()))
+            .collect()
     }
 
     async fn deliver(&self, body: &str) -> u16 {
-        http()
-            .post(self.app.url("/webhooks/stripe"))
-            .header(
-                "Stripe-Signature",
-                sign(WEBHOOK_SECRET, now(), body.as_bytes()),
-            )
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        self.app.deliver_signed(body).await
     }
 
     async fn deliver_and_drain(&self, body: &str) {
@@ -137,36 +108,12 @@ impl Shop {
         self.drain().await;
     }
 
-    /// Waits until the worker has nothing left; fails the test on a dead letter.
     async fn drain(&self) {
-        for _ in 0..1500 {
-            let c = self.app.state.store.inbox_counts(0).await.unwrap();
-            if c.pending == 0 && c.processing == 0 {
-                assert_eq!(c.failed, 0, "an event ended in the dead letter");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let stuck = self
-            .app
-            .state
-            .store
-            .list_events(&sm_store::inbox::EventFilter {
-                status: Some("pending".into()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let errors: Vec<_> = stuck.iter().map(|e| (&e.kind, &e.last_error)).collect();
-        panic!("the worker did not drain the inbox: {errors:?}");
+        self.app.drain_inbox().await;
     }
 
     async fn balance(&self, account: &str) -> Value {
-        let (status, b) =
-            get_json(&self.app.url(&format!("/api/v1/accounts/{account}/credits"))).await;
-        assert_eq!(status, 200, "{b}");
-        b
+        self.app.credits(account).await
     }
 
     async fn consume(&self, account: &str, body: Value) -> (u16, Value) {
@@ -179,10 +126,8 @@ impl Shop {
         .await
     }
 
-    /// The ledger's invariant: the journal sums to what the lots hold.
     async fn assert_balanced(&self, account: &str) {
-        let (journal, lots, _) = self.app.state.store.credit_totals(account).await.unwrap();
-        assert_eq!(journal, lots, "journal and lots disagree for {account}");
+        self.app.assert_ledger_balanced(account).await;
     }
 }
 

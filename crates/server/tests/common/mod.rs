@@ -286,3 +286,94 @@ pub async fn spawn_serve(env: &[(String, String)]) -> (tokio::process::Child, St
         }
     }
 }
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+impl TestApp {
+    /// Delivers `body` to this app's webhook endpoint, signed now with the test secret.
+    pub async fn deliver_signed(&self, body: &str) -> u16 {
+        http()
+            .post(self.url("/webhooks/stripe"))
+            .header(
+                "Stripe-Signature",
+                fake_stripe::sign(WEBHOOK_SECRET, unix_now(), body.as_bytes()),
+            )
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("delivery")
+            .status()
+            .as_u16()
+    }
+
+    /// Waits until the inbox (shared by every instance on the database) has nothing
+    /// pending or processing; fails the test on a dead letter or after 30 s.
+    pub async fn drain_inbox(&self) {
+        for _ in 0..1500 {
+            let c = self.state.store.inbox_counts(0).await.expect("counts");
+            if c.pending == 0 && c.processing == 0 {
+                assert_eq!(c.failed, 0, "an event ended in the dead letter");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let stuck = self
+            .state
+            .store
+            .list_events(&sm_store::inbox::EventFilter {
+                status: Some("pending".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("events");
+        let errors: Vec<_> = stuck.iter().map(|e| (&e.kind, &e.last_error)).collect();
+        panic!("the worker did not drain the inbox: {errors:?}");
+    }
+
+    /// `GET /api/v1/accounts/{account}/credits`.
+    pub async fn credits(&self, account: &str) -> serde_json::Value {
+        let (status, b) = get_json(&self.url(&format!("/api/v1/accounts/{account}/credits"))).await;
+        assert_eq!(status, 200, "{b}");
+        b
+    }
+
+    /// The ledger's invariant: the journal sums to what the lots hold.
+    pub async fn assert_ledger_balanced(&self, account: &str) {
+        let (journal, lots, _) = self
+            .state
+            .store
+            .credit_totals(account)
+            .await
+            .expect("totals");
+        assert_eq!(journal, lots, "journal and lots disagree for {account}");
+    }
+}
+
+/// The fake's events of these types as JSON bodies, oldest first; then forgets every
+/// event it holds (so the next call returns only new ones).
+pub fn take_fake_events(fake: &fake_stripe::FakeStripe, kinds: &[&str]) -> Vec<serde_json::Value> {
+    fake.with_state(|s| {
+        let found: Vec<serde_json::Value> = s
+            .events
+            .values()
+            .filter(|e| kinds.is_empty() || kinds.contains(&e["type"].as_str().unwrap_or("")))
+            .cloned()
+            .collect();
+        let ids: Vec<String> = s
+            .events
+            .values()
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect();
+        for id in ids {
+            s.events.remove(&id);
+        }
+        found
+    })
+}
