@@ -147,11 +147,17 @@ pub fn spending_order(lots: &[LotState], now: i64) -> Vec<LotState> {
         .filter(|l| !l.expired(now) && l.remaining > 0)
         .copied()
         .collect();
-    order.sort_by_key(|l| match l.source {
+    order.sort_by_key(spending_key);
+    order
+}
+
+/// Where a lot stands in the spending order: subscription lots by expiry, then the
+/// others by age.
+pub fn spending_key(l: &LotState) -> (u8, i64, i64) {
+    match l.source {
         LotSource::Subscription => (0, l.expires_at.unwrap_or(i64::MAX), l.id),
         _ => (1, 0, l.id),
-    });
-    order
+    }
 }
 
 /// Takes `amount` hundredths from the lots in spending order. `Err(shortfall)` when the
@@ -186,17 +192,35 @@ pub fn take_back(
 
 /// Credits of a proration line: `credit_amount × amount ÷ unit_amount` (the share of a
 /// full period's credits that the line's money is of a full period's price, quantity
-/// included), in hundredths, rounded toward zero. `None` when the price has no usable
-/// unit amount or the result does not fit.
-pub fn proration_credits(credit_amount: i64, amount: i64, unit_amount: i64) -> Option<i64> {
-    if unit_amount <= 0 {
+/// included), in hundredths, rounded toward zero. The unit amount is `(digits, places)`
+/// as [`parse_decimal`] gives it (Stripe's `unit_amount_decimal` may have decimals).
+/// `None` when the price has no usable unit amount or the result does not fit.
+pub fn proration_credits(credit_amount: i64, amount: i64, unit_amount: (i64, u32)) -> Option<i64> {
+    let (digits, places) = unit_amount;
+    if digits <= 0 || places > 12 {
         return None;
     }
     let v = (credit_amount as i128)
         .checked_mul(100)?
         .checked_mul(amount as i128)?
-        / unit_amount as i128;
+        .checked_mul(10i128.pow(places))?
+        / digits as i128;
     i64::try_from(v).ok()
+}
+
+/// A non-negative decimal string (`"1000"`, `"12.5"`, `"0.125"`) as `(digits, places)`:
+/// `"12.5"` is `(125, 1)`. `None` for anything else.
+pub fn parse_decimal(s: &str) -> Option<(i64, u32)> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 12 {
+        return None;
+    }
+    let frac = frac.trim_end_matches('0');
+    let digits: i64 = format!("{whole}{frac}").parse().ok()?;
+    Some((digits, frac.len() as u32))
 }
 
 fn take(order: Vec<LotState>, amount: i64) -> (Vec<(i64, i64)>, i64) {
@@ -343,13 +367,20 @@ mod tests {
     #[test]
     fn proration_credits_follow_the_money_toward_zero() {
         // Plan A, 1,000 credits for $10.00: the unused half is 500.00 credits.
-        assert_eq!(proration_credits(1_000, 500, 1_000), Some(50_000));
-        assert_eq!(proration_credits(3_000, 1_500, 3_000), Some(150_000));
-        assert_eq!(proration_credits(3_000, -1_500, 3_000), Some(-150_000));
+        assert_eq!(proration_credits(1_000, 500, (1_000, 0)), Some(50_000));
+        assert_eq!(proration_credits(3_000, 1_500, (3_000, 0)), Some(150_000));
+        assert_eq!(proration_credits(3_000, -1_500, (3_000, 0)), Some(-150_000));
         // 100 credits for $30.00, a line of $0.07: 0.2333… → 0.23.
-        assert_eq!(proration_credits(100, 7, 3_000), Some(23));
-        assert_eq!(proration_credits(100, -7, 3_000), Some(-23));
-        assert_eq!(proration_credits(100, 7, 0), None);
+        assert_eq!(proration_credits(100, 7, (3_000, 0)), Some(23));
+        assert_eq!(proration_credits(100, -7, (3_000, 0)), Some(-23));
+        assert_eq!(proration_credits(100, 7, (0, 0)), None);
+        // A unit amount of 12.5 cents: 10 credits per unit, a line of 25 cents → 20.00.
+        assert_eq!(proration_credits(10, 25, (125, 1)), Some(2_000));
+        assert_eq!(parse_decimal("12.5"), Some((125, 1)));
+        assert_eq!(parse_decimal("1000"), Some((1000, 0)));
+        assert_eq!(parse_decimal("1000.00"), Some((1000, 0)));
+        assert_eq!(parse_decimal("-1"), None);
+        assert_eq!(parse_decimal("1e3"), None);
     }
 
     #[test]

@@ -508,7 +508,7 @@ pub struct Grant {
     pub take_backs: Vec<TakeBack>,
 }
 
-/// A negative proration line: credits to take back from the lot of its plan period.
+/// A negative proration line: credits to take back from the lot it credits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TakeBack {
     /// `in_…/il_…`: the line, so it counts once.
@@ -518,19 +518,31 @@ pub struct TakeBack {
     pub period_end: i64,
     /// Hundredths, positive.
     pub credits: i64,
+    /// The lot of the line it credits (`in_…/il_…`), when Stripe names it
+    /// (`proration_details.credited_items`): the take-back comes from exactly that lot.
+    /// Otherwise from the lot of the same plan period granted by another invoice.
+    pub credited: Option<String>,
 }
 
 impl TakeBack {
     fn link(&self) -> String {
-        plan_link(&self.subscription, &self.price, self.period_end)
+        match &self.credited {
+            Some(lot) => lot_link(lot),
+            None => plan_link(&self.subscription, &self.price, self.period_end),
+        }
     }
+}
+
+/// The meeting point of one lot (by its `source_ref`).
+fn lot_link(source_ref: &str) -> String {
+    format!("lot:{source_ref}")
 }
 
 /// Records a grant in `tx`, once per origin: claims the origin (a second delivery of the
 /// same session or invoice stops here), meets the payments and plan periods it concerns,
 /// locks the account, writes its lots, and applies what arrived before it: refunds and
-/// disputes of its payments, proration take-backs of its plan periods. Returns whether
-/// it was new.
+/// disputes of its payments, proration take-backs of its lots. Returns whether it was
+/// new.
 pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, StoreError> {
     if !tx.claim_origin(&grant.origin, now).await? {
         return Ok(false);
@@ -544,9 +556,9 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
         .map(|p| (p.clone(), Some(origin)))
         .collect();
     for lot in &grant.lots {
-        if let (Some(sub), Some(price), Some(end)) = (&lot.subscription, &lot.price, lot.period_end)
-        {
-            links.push((plan_link(sub, price, end), None));
+        if let Some(link) = plan_link_of(lot) {
+            links.push((link, None));
+            links.push((lot_link(&lot.source_ref), None));
         }
     }
     links.extend(grant.take_backs.iter().map(|t| (t.link(), None)));
@@ -574,33 +586,29 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
         )
         .await?;
         metrics::counter!("credit_grants_total", "source" => lot.source.unwrap_or(LotSource::Purchase).as_str()).increment(1);
-        if let (Some(sub), Some(price), Some(end)) = (&lot.subscription, &lot.price, lot.period_end)
-        {
-            tx.attach_prorations(&plan_link(sub, price, end), id)
+        if let Some(link) = plan_link_of(lot) {
+            tx.attach_prorations(&lot_link(&lot.source_ref), id, origin)
                 .await?;
+            tx.attach_prorations(&link, id, origin).await?;
         }
     }
-    // Take-backs of plan periods granted earlier settle those grants too.
+    // Take-backs of lots granted earlier settle those grants too.
     let mut touched = vec![origin.to_owned()];
     for t in &grant.take_backs {
-        let link = t.link();
         tx.record_reversal(
             &NewReversal {
                 id: t.id.clone(),
                 kind: ReversalKind::Proration,
-                link: link.clone(),
+                link: t.link(),
                 amount: t.credits,
                 active: true,
             },
             now,
         )
         .await?;
-        let lots = tx
-            .plan_lots(account, &t.subscription, &t.price, t.period_end)
-            .await?;
-        match lots.first() {
+        match credited_lot(tx, account, t, origin).await? {
             Some(lot) => {
-                tx.attach_prorations(&link, lot.id).await?;
+                tx.attach_proration(&t.id, lot.id).await?;
                 if let Some(o) = &lot.origin
                     && !touched.contains(o)
                 {
@@ -608,7 +616,7 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
                 }
             }
             None => {
-                tracing::info!(line = %t.id, "proration take-back before the grant of its period; applied when that grant arrives");
+                tracing::info!(line = %t.id, "proration take-back before the grant it credits; applied when that grant arrives");
             }
         }
     }
@@ -618,16 +626,52 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
     Ok(true)
 }
 
+fn plan_link_of(lot: &NewLot) -> Option<String> {
+    match (&lot.subscription, &lot.price, lot.period_end) {
+        (Some(sub), Some(price), Some(end)) => Some(plan_link(sub, price, end)),
+        _ => None,
+    }
+}
+
+/// The lot a take-back credits, if it has been granted: the line Stripe names (or, for
+/// a grant made before migration 7, that invoice's lot for the price), else the oldest
+/// lot of the same plan period from another invoice.
+async fn credited_lot(
+    tx: &mut Tx,
+    account: &str,
+    t: &TakeBack,
+    origin: &str,
+) -> Result<Option<LotRow>, StoreError> {
+    if let Some(credited) = &t.credited {
+        if let Some(lot) = tx.lot_by_ref(credited).await? {
+            return Ok((lot.account == account).then_some(lot));
+        }
+        let invoice = credited.split('/').next().unwrap_or(credited);
+        return Ok(tx
+            .legacy_invoice_lot(invoice, &t.price)
+            .await?
+            .filter(|l| l.account == account));
+    }
+    Ok(tx
+        .plan_lots(account, &t.subscription, &t.price, t.period_end, origin)
+        .await?
+        .into_iter()
+        .next())
+}
+
 /// A refund or dispute, as Stripe reports it now.
 pub type Reversal = NewReversal;
 
 /// Records a refund or dispute (or its failure, cancellation, or a won dispute) and, if
 /// the grant it concerns is known, brings that grant to what all its reversals add up
 /// to. Recording first and settling from the recorded state makes the result the same
-/// whatever the order or number of deliveries, on any number of instances.
+/// whatever the order or number of deliveries, on any number of instances. The payment's
+/// link is locked before the reversal row, as every ledger transaction does (links
+/// before reversal rows before the account), so no two wait on each other in a cycle.
 pub async fn reverse_in(tx: &mut Tx, r: &Reversal, now: i64) -> Result<(), StoreError> {
+    let origin = tx.link(&r.link, None, now).await?;
     tx.record_reversal(r, now).await?;
-    let Some(origin) = tx.link(&r.link, None, now).await? else {
+    let Some(origin) = origin else {
         tracing::info!(reversal = %r.id, payment = %r.link, "reversal of a payment with no grant yet; applied if a grant arrives");
         return Ok(());
     };
@@ -641,14 +685,18 @@ pub async fn reverse_in(tx: &mut Tx, r: &Reversal, now: i64) -> Result<(), Store
 /// Brings every lot of `origin` to what its standing reversals call for, computed from
 /// all of them at once so the order they arrived in does not matter:
 ///
-/// - prorations: `min(their credits, amount)`, taken from the lot only, never below
-///   what remains there (what was already spent is waived, not a debt);
-/// - refunds and disputes: `round(rest × reversed money ÷ paid)` of what the prorations
-///   left (`rest`), taken from the lot first (even expired), then in spending order, what
-///   is spent recorded as debt.
+/// - refunds and disputes: `round(rest × reversed money ÷ paid)`, where `rest` is what the
+///   prorations left of the grant (`amount − min(prorations, amount)`), taken from the
+///   lot first (even expired: its remainder was never spendable), the rest from other
+///   lots in spending order, what is already spent recorded as debt;
+/// - prorations: taken from the lot only, from what the refunds left there, never
+///   below zero: what was already spent is waived, not a debt.
 ///
-/// A target lower than what was taken (a refund failed, a dispute was won) first cancels
-/// the debt recorded, then puts the rest back into the lot; gives happen before takes.
+/// The split is computed from the lot's *base* (what it would hold without this grant's
+/// reversals), so a refund and a proration of one lot end the same in either order. A
+/// smaller target than what was taken (a refund failed, a dispute was won) gives back
+/// exactly where it took: debt canceled first, then the other lots (last taken first),
+/// then the lot. Gives happen before takes.
 async fn settle(
     tx: &mut Tx,
     origin: &str,
@@ -656,120 +704,239 @@ async fn settle(
     kind: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let lots = tx.origin_lots(origin).await?;
-    let Some(account) = lots.first().map(|l| l.account.clone()) else {
+    let Some(account) = tx.origin_account(origin).await? else {
         return Ok(());
     };
+    // Lock first, read after: a concurrent settle of the same account (another payment
+    // of this grant, a proration of its lot) has committed by now, and what follows sees it.
     tx.lock_account(&account, now).await?;
-    let money = tx.reversed_money(origin).await?;
-    for lot in &lots {
-        let paid = lot.paid_amount.unwrap_or(0);
-        let prorated = tx.prorations_of(lot.id).await?.clamp(0, lot.amount);
-        let rest = lot.amount - prorated;
-        let target = sm_domain::credits::refund_share(rest, paid, money).min(rest);
-        let (mut reversed, mut debt) = (lot.reversed, lot.debt);
-        let mut remaining = lot.remaining;
-        if target < reversed {
-            let give = reversed - target;
-            let cancel = give.min(debt);
-            let back = give - cancel;
-            if cancel > 0 {
-                tx.insert_entry(
-                    &NewEntry {
-                        account: &account,
-                        kind: "debt",
-                        shortfall: -cancel,
-                        reference,
-                        description: Some(
-                            "debt canceled: the refund failed or the dispute was won",
-                        ),
-                        ..Default::default()
-                    },
-                    now,
-                )
-                .await?;
+    let mut queue = vec![origin.to_owned()];
+    // A settlement may reclaim credits another grant's reversals had taken from its lot;
+    // that grant is settled again (its take-back goes elsewhere or becomes debt). Each
+    // round moves takes off lots their own grants need, so this ends; the bound is a guard.
+    for _ in 0..64 {
+        let Some(origin) = queue.pop() else {
+            return Ok(());
+        };
+        let lots = tx.origin_lots(&origin).await?;
+        let money = tx.reversed_money(&origin).await?;
+        for lot in &lots {
+            for reclaimed in settle_lot(tx, &account, lot, money, reference, kind, now).await? {
+                if let Some(o) = tx.lot(reclaimed).await?.and_then(|l| l.origin)
+                    && !queue.contains(&o)
+                {
+                    queue.push(o);
+                }
             }
-            if back > 0 {
-                tx.give_to_lot(lot.id, back).await?;
-                remaining += back;
-                tx.insert_entry(
-                    &NewEntry {
-                        account: &account,
-                        lot: Some(lot.id),
-                        kind: "restore",
-                        amount: back,
-                        reference,
-                        description: Some("given back: the refund failed or the dispute was won"),
-                        ..Default::default()
-                    },
-                    now,
-                )
-                .await?;
-            }
-            reversed = target;
-            debt -= cancel;
-        }
-        if prorated > lot.prorated {
-            let n = (prorated - lot.prorated).min(remaining);
-            if n > 0 {
-                tx.take_from_lot(lot.id, n).await?;
-                tx.insert_entry(
-                    &NewEntry {
-                        account: &account,
-                        lot: Some(lot.id),
-                        kind: "proration",
-                        amount: -n,
-                        reference,
-                        description: Some("unused time of a plan change"),
-                        ..Default::default()
-                    },
-                    now,
-                )
-                .await?;
-            }
-        }
-        if target > reversed {
-            let delta = target - reversed;
-            let open = tx.open_lots(&account).await?;
-            let states: Vec<LotState> = open.iter().map(LotRow::state).collect();
-            let (takes, short) = take_back(&states, delta, Some(lot.id), now);
-            for (id, n) in &takes {
-                tx.take_from_lot(*id, *n).await?;
-                tx.insert_entry(
-                    &NewEntry {
-                        account: &account,
-                        lot: Some(*id),
-                        kind,
-                        amount: -n,
-                        reference,
-                        ..Default::default()
-                    },
-                    now,
-                )
-                .await?;
-            }
-            if short > 0 {
-                tracing::warn!(reversal = %reference, account = %account, shortfall = %Credits(short), "credits taken back were already spent; recorded as debt");
-                tx.insert_entry(
-                    &NewEntry {
-                        account: &account,
-                        kind: "debt",
-                        shortfall: short,
-                        reference,
-                        description: Some("credits taken back that were already spent"),
-                        ..Default::default()
-                    },
-                    now,
-                )
-                .await?;
-            }
-            reversed = target;
-            debt += short;
-        }
-        if (reversed, debt, prorated) != (lot.reversed, lot.debt, lot.prorated) {
-            tx.set_lot_reversed(lot.id, reversed, debt, prorated)
-                .await?;
         }
     }
+    Err(StoreError::Corrupt(format!(
+        "settling {origin} for account {account} did not converge"
+    )))
+}
+
+/// Settles one lot of a grant (see [`settle`]); returns the grant lots whose
+/// take-backs it reclaimed, to be settled again.
+#[allow(clippy::too_many_arguments)]
+async fn settle_lot(
+    tx: &mut Tx,
+    account: &str,
+    lot: &LotRow,
+    money: i64,
+    reference: &str,
+    kind: &str,
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let paid = lot.paid_amount.unwrap_or(0);
+    let prorations = tx.prorations_of(lot.id).await?.clamp(0, lot.amount);
+    let target = sm_domain::credits::refund_share(lot.amount - prorations, paid, money)
+        .min(lot.amount - prorations);
+    let takes = tx.takes_of(lot.id).await?;
+    let own = takes
+        .iter()
+        .find(|(from, _)| *from == lot.id)
+        .map_or(0, |t| t.1);
+    let others: Vec<(i64, i64)> = takes
+        .iter()
+        .copied()
+        .filter(|(from, _)| *from != lot.id)
+        .collect();
+    let spilled = others.iter().map(|t| t.1).sum::<i64>() + lot.debt;
+    // What other grants' reversals took from this lot: this grant's own reversals come
+    // first, so those can be reclaimed.
+    let foreign = tx.foreign_takes(lot.id).await?;
+    let base = lot.remaining + own + lot.prorated + foreign.iter().map(|t| t.1).sum::<i64>();
+    let own_to = target.min(base);
+    let spill_to = target - own_to;
+    let prorated_to = prorations.min(base - own_to);
+    let mut debt = lot.debt;
+
+    // Gives first.
+    if own_to < own {
+        restore(tx, account, lot.id, lot.id, own - own_to, reference, now).await?;
+    }
+    if prorated_to < lot.prorated {
+        let n = lot.prorated - prorated_to;
+        tx.give_to_lot(lot.id, n).await?;
+        entry(tx, account, Some(lot.id), "proration", n, reference, now).await?;
+    }
+    if spill_to < spilled {
+        let mut back = spilled - spill_to;
+        let cancel = back.min(debt);
+        if cancel > 0 {
+            tx.insert_entry(
+                &NewEntry {
+                    account,
+                    kind: "debt",
+                    shortfall: -cancel,
+                    reference,
+                    description: Some("debt canceled: the refund failed or the dispute was won"),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            debt -= cancel;
+            back -= cancel;
+        }
+        // Last taken first: the reverse of the spending order the takes followed.
+        let all = tx.account_lots(account).await?;
+        let key = |id: i64| {
+            all.iter()
+                .find(|l| l.id == id)
+                .map(|l| sm_domain::credits::spending_key(&l.state()))
+        };
+        let mut from = others.clone();
+        from.sort_by_key(|(id, _)| std::cmp::Reverse(key(*id)));
+        for (id, taken) in from {
+            if back == 0 {
+                break;
+            }
+            let n = taken.min(back);
+            restore(tx, account, lot.id, id, n, reference, now).await?;
+            back -= n;
+        }
+    }
+
+    // Then takes, reclaiming from other grants' take-backs what this lot's own need.
+    let need = (own_to - own).max(0) + (prorated_to - lot.prorated).max(0);
+    let held = tx.lot(lot.id).await?.map_or(0, |l| l.remaining);
+    let mut reclaimed = Vec::new();
+    if need > held {
+        let mut short = need - held;
+        for (other, taken) in foreign {
+            if short == 0 {
+                break;
+            }
+            let n = taken.min(short);
+            restore(tx, account, other, lot.id, n, reference, now).await?;
+            reclaimed.push(other);
+            short -= n;
+        }
+    }
+    if own_to > own {
+        let n = own_to - own;
+        tx.take_from_lot(lot.id, n).await?;
+        tx.add_take(lot.id, lot.id, n).await?;
+        entry(tx, account, Some(lot.id), kind, -n, reference, now).await?;
+    }
+    if prorated_to > lot.prorated {
+        let n = prorated_to - lot.prorated;
+        tx.take_from_lot(lot.id, n).await?;
+        entry(tx, account, Some(lot.id), "proration", -n, reference, now).await?;
+    }
+    let spilled_now = tx
+        .takes_of(lot.id)
+        .await?
+        .iter()
+        .filter(|(from, _)| *from != lot.id)
+        .map(|t| t.1)
+        .sum::<i64>()
+        + debt;
+    if spill_to > spilled_now {
+        let open = tx.open_lots(account).await?;
+        let states: Vec<LotState> = open
+            .iter()
+            .filter(|l| l.id != lot.id)
+            .map(LotRow::state)
+            .collect();
+        let (takes, short) = take_back(&states, spill_to - spilled_now, None, now);
+        for (id, n) in &takes {
+            tx.take_from_lot(*id, *n).await?;
+            tx.add_take(lot.id, *id, *n).await?;
+            entry(tx, account, Some(*id), kind, -n, reference, now).await?;
+        }
+        if short > 0 {
+            tracing::warn!(reversal = %reference, account = %account, shortfall = %Credits(short), "credits taken back were already spent; recorded as debt");
+            tx.insert_entry(
+                &NewEntry {
+                    account,
+                    kind: "debt",
+                    shortfall: short,
+                    reference,
+                    description: Some("credits taken back that were already spent"),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            debt += short;
+        }
+    }
+    if (debt, prorated_to) != (lot.debt, lot.prorated) {
+        tx.set_lot_state(lot.id, debt, prorated_to).await?;
+    }
+    Ok(reclaimed)
+}
+
+/// Gives `n` back to lot `to`, taken earlier by grant lot `lot`'s reversals.
+async fn restore(
+    tx: &mut Tx,
+    account: &str,
+    lot: i64,
+    to: i64,
+    n: i64,
+    reference: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.give_to_lot(to, n).await?;
+    tx.add_take(lot, to, -n).await?;
+    tx.insert_entry(
+        &NewEntry {
+            account,
+            lot: Some(to),
+            kind: "restore",
+            amount: n,
+            reference,
+            description: Some("given back: the refund failed or the dispute was won"),
+            ..Default::default()
+        },
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn entry(
+    tx: &mut Tx,
+    account: &str,
+    lot: Option<i64>,
+    kind: &str,
+    amount: i64,
+    reference: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.insert_entry(
+        &NewEntry {
+            account,
+            lot,
+            kind,
+            amount,
+            reference,
+            ..Default::default()
+        },
+        now,
+    )
+    .await?;
     Ok(())
 }

@@ -37,6 +37,7 @@ sm_store::contract_tests!(
     stripes_disputes_and_failed_refunds_move_credits_back_and_forth,
     events_reconciled_newest_first_give_the_same_ledger,
     a_refund_waits_for_its_grant_through_the_dead_letter_and_a_replay,
+    refunds_of_two_payments_of_one_invoice_on_two_instances_take_back_their_sum_once,
 );
 
 const DAY: i64 = 86_400;
@@ -1357,4 +1358,86 @@ async fn a_refund_waits_for_its_grant_through_the_dead_letter_and_a_replay(db: T
     );
     shop.assert_balanced(account).await;
     app.stop().await;
+}
+
+/// Two refunds of two different payments of one invoice (paid in two parts), each
+/// delivered to its own instance at the same moment, for many accounts: the two
+/// settlements of the grant queue on the account, so together they take back the
+/// invoice's credits exactly once (not one share plus the whole).
+async fn refunds_of_two_payments_of_one_invoice_on_two_instances_take_back_their_sum_once(
+    db: TestDb,
+) {
+    let shop = shop(&db).await;
+    let other = quiet_app(&shop.fake, &db).await;
+    let accounts: Vec<String> = (0..10).map(|i| format!("acct_parts_{i}")).collect();
+    let mut payments = Vec::new();
+    for account in &accounts {
+        let pis = shop.fake.with_state(|s| {
+            let ctx = Ctx::default();
+            let (_, c) = s
+                .create_customer(&json!({"metadata": {"account": account}}), &ctx)
+                .unwrap();
+            let (_, sub) = s
+                .create_subscription(
+                    &json!({"customer": c["id"], "items": [{"price": shop.plan_a.price}],
+                            "payment_behavior": "default_incomplete", "metadata": {"account": account}}),
+                    &ctx,
+                )
+                .unwrap();
+            let invoice = sub["latest_invoice"].as_str().unwrap().to_owned();
+            s.pay_invoice_in_parts(&invoice, &[400, 600]).unwrap();
+            let mut pis: Vec<(i64, String)> = s
+                .invoice_payment_objects
+                .values()
+                .filter(|p| p["invoice"] == json!(invoice) && p["status"] == json!("paid"))
+                .map(|p| {
+                    (
+                        p["amount_paid"].as_i64().unwrap(),
+                        p["payment"]["payment_intent"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            pis.sort();
+            pis
+        });
+        assert_eq!(pis.len(), 2, "{pis:?}");
+        payments.push(pis);
+    }
+    for body in shop.take_events(&["invoice.paid"]) {
+        shop.deliver(&body).await;
+    }
+    shop.drain().await;
+    for account in &accounts {
+        assert_eq!(shop.available_at_fake_time(account).await, "1000.00");
+    }
+    for pis in &payments {
+        for (amount, pi) in pis {
+            shop.refund(pi, *amount);
+        }
+    }
+    let events = shop.take_events(&["refund.created"]);
+    assert_eq!(events.len(), 20);
+    let deliveries = events.iter().map(|body| {
+        let first = payments.iter().any(|p| body.contains(&p[0].1));
+        let app = if first { &shop.app } else { &other };
+        async move { assert_eq!(app.deliver_signed(body).await, 200) }
+    });
+    futures_util::future::join_all(deliveries).await;
+    shop.drain().await;
+    for account in &accounts {
+        let b = shop
+            .app
+            .state
+            .ledger
+            .balance(account, fake_now(&shop))
+            .await
+            .unwrap();
+        assert_eq!(
+            (b.available.to_string(), b.debt.to_string()),
+            ("0.00".to_owned(), "0.00".to_owned()),
+            "{account}"
+        );
+        shop.assert_balanced(account).await;
+    }
+    other.stop().await;
 }

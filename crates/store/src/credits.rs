@@ -35,11 +35,9 @@ pub struct LotRow {
     pub subscription: Option<String>,
     /// The end of the period its invoice line paid for (subscription lots).
     pub period_end: Option<i64>,
-    /// Credits refunds and disputes took back from this grant, debt included.
-    pub reversed: i64,
-    /// The part of `reversed` recorded as debt (already spent when taken back).
+    /// What this grant's refunds and disputes could not take back (already spent).
     pub debt: i64,
-    /// Credits proration take-backs have claimed from this lot (taken or waived).
+    /// Credits proration take-backs took from this lot.
     pub prorated: i64,
 }
 
@@ -56,7 +54,7 @@ impl LotRow {
 }
 
 const LOT_COLUMNS: &str = "id, account, source, source_ref, amount, remaining, expires_at, product, price, quantity, \
-    payment_ref, paid_amount, currency, created_at, origin, subscription, period_end, reversed, debt, prorated";
+    payment_ref, paid_amount, currency, created_at, origin, subscription, period_end, debt, prorated";
 
 /// A grant to record.
 #[derive(Debug, Clone, Default)]
@@ -278,6 +276,13 @@ impl Tx {
         Ok(rows)
     }
 
+    /// Every lot of the account, spent and expired ones too.
+    pub async fn account_lots(&mut self, account: &str) -> Result<Vec<LotRow>, StoreError> {
+        let sql = format!("SELECT {LOT_COLUMNS} FROM credit_lots WHERE account = $1 ORDER BY id");
+        let rows = on_tx!(self, t => sqlx::query_as(&sql).bind(account).fetch_all(&mut **t).await?);
+        Ok(rows)
+    }
+
     /// Records a grant; `None` when a lot with this `source_ref` exists (granted before).
     pub async fn insert_lot(&mut self, lot: &NewLot, now: i64) -> Result<Option<i64>, StoreError> {
         let source = lot.source.unwrap_or(LotSource::Purchase).as_str();
@@ -472,23 +477,92 @@ impl Tx {
         Ok(sum.unwrap_or(0))
     }
 
-    /// Sets what reversals have taken from a grant lot so far.
-    pub async fn set_lot_reversed(
+    /// Sets a grant lot's debt and what prorations took from it.
+    pub async fn set_lot_state(
         &mut self,
         lot: i64,
-        reversed: i64,
         debt: i64,
         prorated: i64,
     ) -> Result<(), StoreError> {
-        on_tx!(self, t => sqlx::query("UPDATE credit_lots SET reversed = $2, debt = $3, prorated = $4 WHERE id = $1")
+        on_tx!(self, t => sqlx::query("UPDATE credit_lots SET debt = $2, prorated = $3 WHERE id = $1")
             .bind(lot)
-            .bind(reversed)
             .bind(debt)
             .bind(prorated)
             .execute(&mut **t)
             .await
             .map(|_| ())?);
         Ok(())
+    }
+
+    /// Where grant lot `lot`'s refunds and disputes took their credits from:
+    /// `(from_lot, amount)`, only non-zero ones.
+    pub async fn takes_of(&mut self, lot: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = on_tx!(self, t => sqlx::query_as(
+            "SELECT from_lot, amount FROM credit_takes WHERE lot = $1 AND amount <> 0 ORDER BY from_lot"
+        )
+        .bind(lot)
+        .fetch_all(&mut **t)
+        .await?);
+        Ok(rows)
+    }
+
+    /// What the reversals of *other* grant lots took from `lot`: `(grant lot, amount)`.
+    pub async fn foreign_takes(&mut self, lot: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = on_tx!(self, t => sqlx::query_as(
+            "SELECT lot, amount FROM credit_takes WHERE from_lot = $1 AND lot <> $1 AND amount > 0 ORDER BY lot"
+        )
+        .bind(lot)
+        .fetch_all(&mut **t)
+        .await?);
+        Ok(rows)
+    }
+
+    /// One lot by id.
+    pub async fn lot(&mut self, id: i64) -> Result<Option<LotRow>, StoreError> {
+        let sql = format!("SELECT {LOT_COLUMNS} FROM credit_lots WHERE id = $1");
+        let row = on_tx!(self, t => sqlx::query_as(&sql).bind(id).fetch_optional(&mut **t).await?);
+        Ok(row)
+    }
+
+    /// Adds `delta` (negative for a give-back) to what `lot`'s reversals took from `from_lot`.
+    pub async fn add_take(
+        &mut self,
+        lot: i64,
+        from_lot: i64,
+        delta: i64,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query(
+            "INSERT INTO credit_takes (lot, from_lot, amount) VALUES ($1, $2, $3) \
+             ON CONFLICT (lot, from_lot) DO UPDATE SET amount = credit_takes.amount + excluded.amount"
+        )
+        .bind(lot)
+        .bind(from_lot)
+        .bind(delta)
+        .execute(&mut **t)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
+    /// The account an origin granted to.
+    pub async fn origin_account(&mut self, origin: &str) -> Result<Option<String>, StoreError> {
+        let account = on_tx!(self, t => sqlx::query_scalar("SELECT account FROM credit_origins WHERE id = $1")
+            .bind(origin)
+            .fetch_optional(&mut **t)
+            .await?);
+        Ok(account)
+    }
+
+    /// Whether an origin was claimed (its grant recorded).
+    pub async fn origin_known(&mut self, origin: &str) -> Result<bool, StoreError> {
+        Ok(self.origin_account(origin).await?.is_some())
+    }
+
+    /// A lot by its `source_ref`.
+    pub async fn lot_by_ref(&mut self, source_ref: &str) -> Result<Option<LotRow>, StoreError> {
+        let sql = format!("SELECT {LOT_COLUMNS} FROM credit_lots WHERE source_ref = $1");
+        let row = on_tx!(self, t => sqlx::query_as(&sql).bind(source_ref).fetch_optional(&mut **t).await?);
+        Ok(row)
     }
 
     /// Puts `n` back into a lot (a reversal undone). An error if that would exceed what
@@ -510,18 +584,40 @@ impl Tx {
         Ok(())
     }
 
-    /// Attaches proration take-backs of the plan period `link` that no lot holds yet to
-    /// `lot`; returns how many.
-    pub async fn attach_prorations(&mut self, link: &str, lot: i64) -> Result<u64, StoreError> {
+    /// Attaches to `lot` the proration take-backs met at `link` that no lot holds yet,
+    /// except those of the lot's own invoice (`origin`): a line never takes back from a
+    /// lot of its own invoice. Returns how many.
+    pub async fn attach_prorations(
+        &mut self,
+        link: &str,
+        lot: i64,
+        origin: &str,
+    ) -> Result<u64, StoreError> {
+        let own = format!("{origin}/%");
         let n = on_tx!(self, t => sqlx::query(
-            "UPDATE credit_reversals SET lot = $2 WHERE link = $1 AND kind = 'proration' AND lot IS NULL"
+            "UPDATE credit_reversals SET lot = $2 WHERE link = $1 AND kind = 'proration' AND lot IS NULL \
+             AND id NOT LIKE $3"
         )
         .bind(link)
         .bind(lot)
+        .bind(&own)
         .execute(&mut **t)
         .await?
         .rows_affected());
         Ok(n)
+    }
+
+    /// Attaches one proration take-back to `lot`.
+    pub async fn attach_proration(&mut self, id: &str, lot: i64) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query(
+            "UPDATE credit_reversals SET lot = $2 WHERE id = $1 AND kind = 'proration' AND lot IS NULL"
+        )
+        .bind(id)
+        .bind(lot)
+        .execute(&mut **t)
+        .await
+        .map(|_| ())?);
+        Ok(())
     }
 
     /// Credits of the standing proration take-backs attached to `lot`.
@@ -535,27 +631,44 @@ impl Tx {
         Ok(sum.unwrap_or(0))
     }
 
-    /// The account's lots for a plan period (subscription, price, period end), newest
-    /// first: where a proration take-back for that period comes from.
+    /// The account's lots for a plan period (subscription, price, period end) granted by
+    /// other invoices than `origin`, oldest first: where a proration take-back that does
+    /// not name the line it credits comes from. Lots granted before migration 7 have no
+    /// subscription; they match on price and period end.
     pub async fn plan_lots(
         &mut self,
         account: &str,
         subscription: &str,
         price: &str,
         period_end: i64,
+        origin: &str,
     ) -> Result<Vec<LotRow>, StoreError> {
         let sql = format!(
-            "SELECT {LOT_COLUMNS} FROM credit_lots WHERE account = $1 AND subscription = $2 AND price = $3 \
-             AND period_end = $4 ORDER BY id DESC"
+            "SELECT {LOT_COLUMNS} FROM credit_lots WHERE account = $1 AND (subscription = $2 OR subscription IS NULL) \
+             AND price = $3 AND period_end = $4 AND origin <> $5 ORDER BY id"
         );
         let rows = on_tx!(self, t => sqlx::query_as(&sql)
             .bind(account)
             .bind(subscription)
             .bind(price)
             .bind(period_end)
+            .bind(origin)
             .fetch_all(&mut **t)
             .await?);
         Ok(rows)
+    }
+
+    /// A lot granted before migration 7 for `price` by invoice `invoice` (one lot per
+    /// invoice then, `source_ref` the invoice).
+    pub async fn legacy_invoice_lot(
+        &mut self,
+        invoice: &str,
+        price: &str,
+    ) -> Result<Option<LotRow>, StoreError> {
+        let sql =
+            format!("SELECT {LOT_COLUMNS} FROM credit_lots WHERE source_ref = $1 AND price = $2");
+        let row = on_tx!(self, t => sqlx::query_as(&sql).bind(invoice).bind(price).fetch_optional(&mut **t).await?);
+        Ok(row)
     }
 
     /// Stores a subscription unless the stored one comes from a later event, or from an

@@ -123,7 +123,10 @@ impl Client {
     ) -> impl Stream<Item = Result<List<InvoiceLine>, StripeError>> + Send + 'static {
         self.pages(
             "invoices.lines",
-            format!("/v1/invoices/{}/lines", crate::client::path_segment(invoice)),
+            format!(
+                "/v1/invoices/{}/lines",
+                crate::client::path_segment(invoice)
+            ),
             Vec::new(),
         )
     }

@@ -241,6 +241,13 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// Whether it writes the credit ledger. Ledger effects take row locks (links,
+    /// reversals, accounts) in an order that holds within one event; several of them in
+    /// one transaction could wait on each other, so they are committed one by one.
+    pub fn writes_ledger(&self) -> bool {
+        matches!(self.effect, Effect::Credit(_))
+    }
+
     fn status(&self) -> Applied {
         if matches!(self.effect, Effect::None | Effect::Refused(_)) {
             Applied::Ignored
@@ -320,8 +327,18 @@ pub async fn apply(
     options: ApplyOptions,
 ) -> Result<Applied, ApplyError> {
     let planned = plan(store, client, event, options, &Versions::default()).await?;
+    commit_planned(store, event, owner, &planned).await
+}
+
+/// Writes one planned event in its own transaction.
+pub async fn commit_planned(
+    store: &Store,
+    event: &InboxEvent,
+    owner: &str,
+    planned: &Planned,
+) -> Result<Applied, ApplyError> {
     let mut tx = store.begin().await?;
-    let written = match write(&mut tx, event, owner, &planned).await {
+    let written = match write(&mut tx, event, owner, planned).await {
         Ok(w) => w,
         Err(e) => {
             tx.rollback().await?;

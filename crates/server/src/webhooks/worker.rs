@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::apply::{ApplyOptions, Versions, apply, plan, write_batch};
+use super::apply::{ApplyOptions, Versions, apply, commit_planned, plan, write_batch};
 use super::now_ms;
 use crate::manager::StripeManager;
 
@@ -185,9 +185,18 @@ impl Worker {
             .collect()
             .await;
         let mut ready = Vec::new();
+        let mut ledger = Vec::new();
         for (event, result) in planned {
             match result {
+                Ok(p) if p.writes_ledger() => ledger.push((event, p)),
                 Ok(p) => ready.push((event, p)),
+                Err(e) => self.failed(&event, &e).await,
+            }
+        }
+        // Ledger effects commit one event per transaction (see `Planned::writes_ledger`).
+        for (event, planned) in ledger {
+            match commit_planned(&self.store, &event, &self.owner, &planned).await {
+                Ok(applied) => self.succeeded(&event, applied),
                 Err(e) => self.failed(&event, &e).await,
             }
         }

@@ -51,14 +51,21 @@ ALTER TABLE credit_lots ADD COLUMN origin TEXT;
 -- (what a later "unused time" proration line names).
 ALTER TABLE credit_lots ADD COLUMN subscription TEXT;
 ALTER TABLE credit_lots ADD COLUMN period_end BIGINT;
--- Credits refunds and disputes have taken back from this grant so far (debt included),
--- and the part of it recorded as debt because it was already spent.
-ALTER TABLE credit_lots ADD COLUMN reversed BIGINT NOT NULL DEFAULT 0;
+-- What refunds and disputes of this grant could not take back because it was already
+-- spent (debt), and what proration take-backs took from this lot.
 ALTER TABLE credit_lots ADD COLUMN debt BIGINT NOT NULL DEFAULT 0;
--- Credits proration take-backs have claimed from this lot (taken, or waived when they
--- were already spent: a proration never makes debt).
 ALTER TABLE credit_lots ADD COLUMN prorated BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX credit_lots_origin ON credit_lots (origin);
+
+-- Credits taken from lot `from_lot` by the refunds and disputes of grant lot `lot` (the
+-- lot itself first, then others in spending order): a reversal undone gives back exactly
+-- where it took.
+CREATE TABLE credit_takes (
+    lot      BIGINT NOT NULL,
+    from_lot BIGINT NOT NULL,
+    amount   BIGINT NOT NULL,
+    PRIMARY KEY (lot, from_lot)
+);
 CREATE INDEX credit_lots_plan ON credit_lots (subscription, price, period_end);
 
 -- Checkouts made through the API keep the credits per unit the product had then.
@@ -79,7 +86,15 @@ INSERT INTO credit_links (ref, origin, created_at)
 INSERT INTO credit_reversals (id, kind, link, amount, active, created_at, updated_at)
     SELECT r.id, 'refund', COALESCE(l.payment_ref, ''), r.refunded, TRUE, r.created_at, r.created_at
     FROM credit_refunds r LEFT JOIN credit_lots l ON l.id = r.lot;
+-- Where each old refund took its credits from: its journal entries.
+INSERT INTO credit_takes (lot, from_lot, amount)
+    SELECT r.lot, e.lot, -SUM(e.amount) FROM credit_refunds r
+    JOIN credit_entries e ON e.ref = r.id AND e.kind = 'refund' AND e.lot IS NOT NULL
+    WHERE r.lot IS NOT NULL
+    GROUP BY r.lot, e.lot;
 UPDATE credit_lots SET
-    reversed = COALESCE((SELECT SUM(r.credits + r.shortfall) FROM credit_refunds r WHERE r.lot = credit_lots.id), 0),
     debt = COALESCE((SELECT SUM(r.shortfall) FROM credit_refunds r WHERE r.lot = credit_lots.id), 0);
+-- Old subscription lots expired at their period's end: that is the period a later
+-- "unused time" line names.
+UPDATE credit_lots SET period_end = expires_at WHERE source = 'subscription';
 DROP TABLE credit_refunds;

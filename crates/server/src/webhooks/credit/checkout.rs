@@ -107,7 +107,7 @@ async fn session_grant(
         let q = item.quantity.unwrap_or(1);
         let per_unit = match &fixed {
             Some((fixed_price, per_unit)) if *fixed_price == p.id => *per_unit,
-            _ => match price_credits(store, &p.id).await {
+            _ => match price_credits(store, &p.id, None).await {
                 Ok(PriceCredits::Credits { per_unit, .. }) => per_unit,
                 Ok(PriceCredits::NotCredits) | Err(ApplyError::Credit(_)) if !ours => continue,
                 Ok(PriceCredits::NotCredits) => {

@@ -64,7 +64,7 @@ pub async fn plan(
             product,
             per_unit,
             unit_amount,
-        } = price_credits(store, price).await?
+        } = price_credits(store, price, inv.currency.as_deref()).await?
         else {
             continue;
         };
@@ -73,14 +73,19 @@ pub async fn plan(
         let period = line.period.as_ref().map(|p| (p.start, p.end));
         let period_end = period.map(|p| p.1).or(inv.period_end);
         let credits = if line.is_proration() {
-            let unit = unit_amount.or_else(|| line_unit_amount(line)).ok_or_else(|| {
+            // The price's full-period unit amount in the invoice's currency (the line's own
+            // `unit_amount_decimal` is the prorated amount per unit, not the price's).
+            let unit = unit_amount.map(|u| (u, 0)).ok_or_else(|| {
                 ApplyError::Credit(format!(
-                    "proration line {reference}: price {price} has no unit amount to share its credits by"
+                    "proration line {reference}: price {price} has no unit amount in {} to share its credits by",
+                    inv.currency.as_deref().unwrap_or("the invoice's currency")
                 ))
             })?;
-            proration_credits(per_unit, line.amount, unit).ok_or_else(|| {
-                ApplyError::Credit(format!("proration line {reference} is out of range"))
-            })?
+            proration_credits(per_unit, line.amount, unit)
+                .filter(|c| c.abs() <= super::MAX_GRANT)
+                .ok_or_else(|| {
+                    ApplyError::Credit(format!("proration line {reference} is out of range"))
+                })?
         } else if line.amount < 0 {
             // Not a proration: nothing to grant or take.
             continue;
@@ -97,6 +102,7 @@ pub async fn plan(
                 price: price.to_owned(),
                 period_end,
                 credits: -credits,
+                credited: credited_line(line),
             });
             continue;
         }
@@ -104,6 +110,8 @@ pub async fn plan(
             continue;
         }
         let expires_at = match period {
+            // A one-time price billed with the subscription: a pack, which never expires.
+            Some((start, end)) if start == end => None,
             // Paid after its period ended: usable for one period length from payment.
             Some((start, end)) if !line.is_proration() && paid_at >= end => {
                 Some(paid_at + (end - start))
@@ -149,16 +157,25 @@ pub async fn plan(
     })))
 }
 
-/// The unit amount a basil line names (`pricing.unit_amount_decimal`), whole minor
-/// units only.
-fn line_unit_amount(line: &InvoiceLine) -> Option<i64> {
-    let d = line
-        .pricing
-        .as_ref()?
-        .get("unit_amount_decimal")?
-        .as_str()?;
-    let whole = d.strip_suffix(".0").unwrap_or(d);
-    whole.parse().ok()
+/// The lot of the line a credit proration reverses, as basil names it:
+/// `parent.*_details.proration_details.credited_items` (the first line, if several).
+fn credited_line(line: &InvoiceLine) -> Option<String> {
+    let parent = line.parent.as_ref()?;
+    ["subscription_item_details", "invoice_item_details"]
+        .iter()
+        .find_map(|d| {
+            let items = parent
+                .get(d)?
+                .get("proration_details")?
+                .get("credited_items")?;
+            let invoice = items.get("invoice")?.as_str()?;
+            let first = items
+                .get("invoice_line_items")?
+                .as_array()?
+                .first()?
+                .as_str()?;
+            Some(format!("{invoice}/{first}"))
+        })
 }
 
 async fn account_of(
@@ -218,9 +235,8 @@ async fn payments_of(
     if inv.amount_paid <= 0 {
         return Ok(Vec::new());
     }
-    let Some(client) = client else {
-        return Ok(embedded);
-    };
+    // Without its payments a later refund could never find this grant: wait for Stripe.
+    let client = need(client, &format!("the payments of {}", inv.id))?;
     let payments = Client::collect_all(client.invoice_payment_pages(&inv.id)).await?;
     Ok(payments
         .iter()

@@ -97,10 +97,15 @@ pub(crate) enum PriceCredits {
     NotCredits,
 }
 
-/// The credits of a price from the local catalog, as it is now. A product whose
+/// The credits of a price from the local catalog, as it is now, with its unit amount in
+/// `currency` (its own currency, or one of its `currency_options`). A product whose
 /// `credit_amount` is present but invalid is an error: the event retries and ends in the
 /// dead letter until the metadata is fixed in Stripe, synced, and the event replayed.
-pub(crate) async fn price_credits(store: &Store, price: &str) -> Result<PriceCredits, ApplyError> {
+pub(crate) async fn price_credits(
+    store: &Store,
+    price: &str,
+    currency: Option<&str>,
+) -> Result<PriceCredits, ApplyError> {
     let product = store.price_product(price).await?.ok_or_else(|| {
         ApplyError::Credit(format!(
             "price {price} is not in the local catalog; run a sync, then replay the event"
@@ -123,7 +128,7 @@ pub(crate) async fn price_credits(store: &Store, price: &str) -> Result<PriceCre
                 .prices
                 .iter()
                 .find(|p| p.id == price)
-                .and_then(|p| p.unit_amount),
+                .and_then(|p| unit_amount_in(p, currency)),
             product,
             per_unit: i64::from(n),
         }),
@@ -134,9 +139,22 @@ pub(crate) async fn price_credits(store: &Store, price: &str) -> Result<PriceCre
     }
 }
 
+/// A price's unit amount in `currency` (minor units): its own, or its
+/// `currency_options` entry.
+fn unit_amount_in(p: &sm_store::catalog::PriceRecord, currency: Option<&str>) -> Option<i64> {
+    match currency {
+        None => p.unit_amount,
+        Some(c) if c.eq_ignore_ascii_case(&p.currency) => p.unit_amount,
+        Some(c) => {
+            let raw: serde_json::Value = serde_json::from_str(&p.raw).ok()?;
+            raw["currency_options"][c.to_ascii_lowercase()]["unit_amount"].as_i64()
+        }
+    }
+}
+
 /// The largest grant one line may make: 10^12 credits, in hundredths. Far above any
 /// real sale, far below where sums of lots could overflow.
-const MAX_GRANT: i64 = 100_000_000_000_000;
+pub(crate) const MAX_GRANT: i64 = 100_000_000_000_000;
 
 /// `per_unit × quantity` whole credits in hundredths, refusing absurd quantities.
 pub(crate) fn whole_credits(per_unit: i64, quantity: u64, what: &str) -> Result<i64, ApplyError> {
