@@ -135,12 +135,7 @@ impl Application {
         .spawn(workers_stop);
         let router = crate::http::router(state.clone());
         tracing::info!(addr = %listener.local_addr()?, database = %state.config.database_url, "stripe-manager listening");
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        crate::listener::serve(listener, router, state.config.http, shutdown).await;
         // Requests are done; let the worker finish the events in hand.
         let _ = stop_workers.send(true);
         let _ = worker.await;

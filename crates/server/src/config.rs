@@ -92,6 +92,33 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How webhook events are processed.
     pub worker: crate::webhooks::worker::WorkerConfig,
+    /// Limits of the HTTP listener.
+    pub http: HttpLimits,
+}
+
+/// What one client may hold of the listener: each limit keeps a client that sends
+/// slowly, or not at all, from pinning memory or file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A connection must send a request's headers within this time, whether it is new
+    /// or idle between requests (`HTTP_HEADER_TIMEOUT`), or it is closed.
+    pub header_timeout: Duration,
+    /// A request, body included, must be handled within this time (`HTTP_REQUEST_TIMEOUT`);
+    /// otherwise `408`.
+    pub request_timeout: Duration,
+    /// Connections served at once (`HTTP_MAX_CONNECTIONS`); further ones are closed at
+    /// once and counted, so the process never runs out of file descriptors.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1000,
+        }
+    }
 }
 
 /// One thing wrong with the configuration.
@@ -376,6 +403,11 @@ impl Config {
         let refetch_always = l.boolean("STRIPE_WEBHOOK_REFETCH", false);
         let lease_secs = l.number("WEBHOOK_LEASE_SECS", 60, 1, 3600);
         let open_for = l.number("STRIPE_BREAKER_OPEN_SECS", 30, 1, 3600);
+        let http = HttpLimits {
+            header_timeout: Duration::from_secs(l.number("HTTP_HEADER_TIMEOUT", 10, 1, 300)),
+            request_timeout: Duration::from_secs(l.number("HTTP_REQUEST_TIMEOUT", 30, 1, 3600)),
+            max_connections: l.number("HTTP_MAX_CONNECTIONS", 1000, 1, 100_000) as usize,
+        };
         let mut networks = |name: &'static str, allow_stripe: bool| {
             let raw = l.get(name)?;
             crate::webhooks::source::parse_networks(&raw, allow_stripe)
@@ -472,6 +504,7 @@ impl Config {
                 lease: Duration::from_secs(lease_secs),
                 ..Default::default()
             },
+            http,
         })
     }
 

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod credits;
 pub mod http;
+pub mod listener;
 pub mod manager;
 pub mod sync;
 pub mod telemetry;

@@ -187,6 +187,28 @@ pub fn from_events_api(raw: &str) -> Result<Verified, Rejection> {
     event_shape(raw)
 }
 
+/// Everything that can be checked before the body is read: a secret is configured, the
+/// header is present and well formed, its timestamp within the tolerance. The HTTP
+/// handler calls it first, so a delivery that cannot verify is refused without
+/// buffering its body.
+pub fn check_header(
+    secrets: Option<&WebhookSecrets>,
+    header: Option<&str>,
+    now: i64,
+    tolerance: Duration,
+) -> Result<SignatureHeader, Rejection> {
+    secrets.ok_or(Rejection::NoSecretConfigured)?;
+    let header = parse_header(header.ok_or(Rejection::MissingHeader)?)?;
+    let age = now.saturating_sub(header.timestamp);
+    if age.unsigned_abs() > tolerance.as_secs() {
+        return Err(Rejection::TimestampOutsideTolerance {
+            age_secs: age,
+            tolerance_secs: tolerance.as_secs(),
+        });
+    }
+    Ok(header)
+}
+
 /// Verifies a delivery. `now` is unix seconds; `tolerance` applies both ways.
 pub fn verify(
     secrets: Option<&WebhookSecrets>,
@@ -195,15 +217,8 @@ pub fn verify(
     now: i64,
     tolerance: Duration,
 ) -> Result<Verified, Rejection> {
+    let header = check_header(secrets, header, now, tolerance)?;
     let secrets = secrets.ok_or(Rejection::NoSecretConfigured)?;
-    let header = parse_header(header.ok_or(Rejection::MissingHeader)?)?;
-    let age = now - header.timestamp;
-    if age.unsigned_abs() > tolerance.as_secs() {
-        return Err(Rejection::TimestampOutsideTolerance {
-            age_secs: age,
-            tolerance_secs: tolerance.as_secs(),
-        });
-    }
     // Compare every pair without stopping early, so timing does not reveal which
     // secret or which signature matched.
     let mut matched = subtle::Choice::from(0u8);
@@ -237,6 +252,16 @@ fn event_shape(text: &str) -> Result<Verified, Rejection> {
         return Err(Rejection::NotAnEvent("object is not \"event\""));
     }
     let kind = shape.kind.ok_or(Rejection::NotAnEvent("type is missing"))?;
+    // Stripe's types are short dotted lowercase names (`invoice.paid`,
+    // `v2.core.event_destination.ping`); anything else is not one of its events.
+    if kind.is_empty()
+        || kind.len() > 100
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+    {
+        return Err(Rejection::NotAnEvent("type is not an event type"));
+    }
     let created = shape
         .created
         .ok_or(Rejection::NotAnEvent("created is missing"))?;

@@ -21,6 +21,7 @@ pub use error::ApiError;
 use crate::app::AppState;
 
 pub fn router(state: AppState) -> Router {
+    let request_timeout = state.config.http.request_timeout;
     Router::new()
         .merge(health::router())
         .merge(catalog::router())
@@ -35,5 +36,11 @@ pub fn router(state: AppState) -> Router {
             auth::authorize,
         ))
         .layer(axum::middleware::from_fn(middleware::observe))
+        // A request, body included, that takes longer is answered 408: a client sending
+        // its body slowly cannot hold a handler (and what it buffered) for ever.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
         .with_state(state)
 }

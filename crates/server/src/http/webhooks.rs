@@ -1,13 +1,13 @@
-//! `POST /webhooks/stripe`: verify the signature over the raw bytes, store the event
+//! `POST /webhooks/stripe`: check the signature header (present, well formed, fresh)
+//! before reading the body, verify the signature over the raw bytes, store the event
 //! durably, answer. 200 accepted or duplicate; 400 with the rejection's code; 413 above
 //! 1 MiB; 403 from a source outside `WEBHOOK_ALLOWED_IPS` (when set); 503 when the
 //! event could not be stored (Stripe retries).
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -24,15 +24,22 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
+fn rejected(r: sm_stripe::Rejection) -> ApiError {
+    metrics::counter!("webhook_events_rejected_total", "reason" => r.code()).increment(1);
+    tracing::warn!(reason = r.code(), "webhook rejected: {r}");
+    ApiError::bad_request(r.code(), r.to_string())
+}
+
 async fn receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let sources = &state.config.webhook_sources;
     if sources.allowed.is_some() {
-        let client = sources.client_from_headers(peer.ip(), &headers);
+        let client = sources.client_from_headers(peer.ip(), headers);
         if !client.is_some_and(|ip| sources.allows(ip)) {
             metrics::counter!("webhook_events_rejected_total", "reason" => "source_not_allowed")
                 .increment(1);
@@ -48,30 +55,35 @@ async fn receive(
             ));
         }
     }
-    let body = body.map_err(|e| {
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let now = crate::sync::unix_now();
+    // The header first: a delivery that cannot verify is refused before its body is read.
+    sm_stripe::webhook::check_header(
+        state.config.webhook_secrets.as_ref(),
+        header,
+        now,
+        state.config.webhook_tolerance,
+    )
+    .map_err(rejected)?;
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
         metrics::counter!("webhook_events_rejected_total", "reason" => "body_too_large")
             .increment(1);
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
-            format!("the body could not be read: {}", e.body_text()),
+            format!("the body could not be read within {MAX_BODY} bytes: {e}"),
         )
     })?;
-    let header = headers
-        .get("stripe-signature")
-        .and_then(|v| v.to_str().ok());
     let verified = sm_stripe::webhook::verify(
         state.config.webhook_secrets.as_ref(),
         header,
         &body,
-        crate::sync::unix_now(),
+        now,
         state.config.webhook_tolerance,
     )
-    .map_err(|r| {
-        metrics::counter!("webhook_events_rejected_total", "reason" => r.code()).increment(1);
-        tracing::warn!(reason = r.code(), "webhook rejected: {r}");
-        ApiError::bad_request(r.code(), r.to_string())
-    })?;
+    .map_err(rejected)?;
     let new = state
         .intake
         .submit(&verified, "webhook")
@@ -82,7 +94,7 @@ async fn receive(
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_stored", e.to_string())
         })?;
     let outcome = if new { "received" } else { "duplicate" };
-    metrics::counter!("webhook_events_received_total", "type" => verified.kind().to_owned(), "outcome" => outcome).increment(1);
+    metrics::counter!("webhook_events_received_total", "type" => crate::webhooks::type_label(verified.kind()), "outcome" => outcome).increment(1);
     tracing::debug!(
         id = verified.id(),
         kind = verified.kind(),

@@ -30,6 +30,44 @@ pub mod worker;
 pub use intake::Intake;
 pub use worker::Worker;
 
+/// The event types stripe-manager acts on. Metrics label an event by its type only when
+/// it is one of these, `other` otherwise, so a label's values stay bounded whatever
+/// types arrive.
+pub const HANDLED_TYPES: &[&str] = &[
+    "product.created",
+    "product.updated",
+    "product.deleted",
+    "price.created",
+    "price.updated",
+    "price.deleted",
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "charge.refunded",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+];
+
+/// An event type as a metric label: itself if handled, else `other`.
+pub fn type_label(kind: &str) -> &'static str {
+    HANDLED_TYPES
+        .iter()
+        .find(|t| **t == kind)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Unix milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

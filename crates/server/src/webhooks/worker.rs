@@ -220,7 +220,7 @@ impl Worker {
 
     fn succeeded(&self, event: &InboxEvent, applied: super::apply::Applied) {
         let latency = (now_ms() - event.received_at).max(0) as f64 / 1000.0;
-        metrics::counter!("webhook_events_processed_total", "type" => event.kind.clone(), "outcome" => applied.status()).increment(1);
+        metrics::counter!("webhook_events_processed_total", "type" => super::type_label(&event.kind), "outcome" => applied.status()).increment(1);
         metrics::histogram!("webhook_processing_latency_seconds").record(latency);
     }
 
@@ -230,11 +230,11 @@ impl Worker {
         let message = crate::error_chain(e);
         if dead {
             tracing::error!(id = %event.id, error = %message, attempts = event.attempts, "event failed for the last time; moved to the dead letter");
-            metrics::counter!("webhook_events_failed_total", "type" => event.kind.clone())
+            metrics::counter!("webhook_events_failed_total", "type" => super::type_label(&event.kind))
                 .increment(1);
         } else {
             tracing::warn!(id = %event.id, error = %message, attempts = event.attempts, "event failed; will retry");
-            metrics::counter!("webhook_events_retried_total", "type" => event.kind.clone())
+            metrics::counter!("webhook_events_retried_total", "type" => super::type_label(&event.kind))
                 .increment(1);
         }
         if let Err(e) = self
