@@ -12,9 +12,11 @@
 //!   back; the sign-in form uses a double-submit cookie instead (there is no session yet).
 //! - **Throttling**, per email and per client address, in a [`WINDOW`]: from
 //!   [`SLOW_AFTER`] failures on, each attempt waits longer before it is answered; at
-//!   [`LOCK_AFTER`] the key is locked for [`LOCK_FOR`], whatever the password. Failures
-//!   are counted by one atomic statement (`Store::record_login_failure`), so a burst of
-//!   parallel guesses is counted in full.
+//!   [`LOCK_AFTER`] the key is locked for [`LOCK_FOR`], whatever the password. Every
+//!   attempt is counted, before its password is checked, by one atomic statement
+//!   (`Store::record_login_attempt`), so of a burst of parallel guesses only those
+//!   counted below the lock are checked; a success clears the count. At most a few
+//!   password checks run at once (argon2 takes 19 MiB each).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -43,9 +45,19 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 static DUMMY: LazyLock<String> =
     LazyLock::new(|| hash_password("not a password anyone has").expect("hashing works"));
 
+/// Password checks running at once. Each takes 19 MiB and a core for a few tens of
+/// milliseconds; a burst of sign-ins queues here instead of taking gigabytes.
+static CHECKS: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::sync::Semaphore::new(cores.clamp(1, 4))
+});
+
 /// Whether `password` matches `hash`; with `None` (no such user) it checks against a
-/// dummy hash and answers false, taking the same time.
+/// dummy hash and answers false, taking the same time. At most a few run at once.
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    let Ok(_permit) = CHECKS.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY.clone());

@@ -15,6 +15,7 @@ sm_store::contract_tests!(
     failed_sign_ins_slow_down_then_lock_and_never_reveal_the_email,
     an_operator_syncs_replays_adjusts_and_finds_it_all_in_the_audit_log,
     every_admin_action_needs_a_session_its_csrf_token_and_a_post,
+    parallel_guesses_are_counted_before_any_password_is_checked,
 );
 
 /// Every state-changing admin route.
@@ -314,9 +315,12 @@ async fn failed_sign_ins_slow_down_then_lock_and_never_reveal_the_email(db: Test
         "an unknown email and a wrong password look the same"
     );
     assert_eq!(wrong, (401, "Invalid email or password.".to_owned()));
-    for _ in 0..(stripe_manager::admin::LOCK_AFTER - 2) {
+    // The address has tried twice; its LOCK_AFTER-th attempt is counted before any
+    // password check and refused.
+    for i in 0..(stripe_manager::admin::LOCK_AFTER - 2) {
         let (status, _) = answer(sign_in(&app, EMAIL, "not the password").await).await;
-        assert_eq!(status, 401);
+        let last = i == stripe_manager::admin::LOCK_AFTER - 3;
+        assert_eq!(status, if last { 429 } else { 401 }, "attempt {}", i + 3);
     }
     // Both keys were counted: the email's attempts are being slowed down, the address
     // (which also tried the unknown email) is locked.
@@ -346,8 +350,39 @@ async fn failed_sign_ins_slow_down_then_lock_and_never_reveal_the_email(db: Test
             .iter()
             .filter(|a| a.result == "invalid_credentials")
             .count() as i64,
-        stripe_manager::admin::LOCK_AFTER
+        stripe_manager::admin::LOCK_AFTER - 1
     );
+}
+
+/// 40 wrong guesses in parallel, then the right password: at most `LOCK_AFTER − 1`
+/// passwords are checked (the others are counted first and refused), and the right one
+/// arrives locked out.
+async fn parallel_guesses_are_counted_before_any_password_is_checked(db: TestDb) {
+    let fake = fake_stripe::FakeStripe::start().await;
+    let app = quiet_app(&fake, &db).await;
+    assert_eq!(create_admin(&db, EMAIL, PASSWORD).await.0, 0);
+    let (csrf, cookie) = login_form(&app).await;
+    let guesses = (0..40).map(|i| {
+        let (app, csrf, cookie) = (&app, &csrf, &cookie);
+        async move {
+            post_login(app, EMAIL, &format!("guess {i}"), csrf, Some(cookie), &[])
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count() as i64;
+    assert!(
+        checked < stripe_manager::admin::LOCK_AFTER,
+        "{checked} passwords were checked: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    let r = sign_in(&app, EMAIL, PASSWORD).await;
+    assert_eq!(r.status(), 429, "the right password arrives locked out");
 }
 
 /// A signed-in browser: its cookie and the session's CSRF token.

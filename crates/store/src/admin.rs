@@ -170,12 +170,13 @@ impl Store {
         Ok(row.unwrap_or_default())
     }
 
-    /// Counts one failed sign-in for `key` at `now`, atomically, and returns the new
-    /// counter: a failure outside the `window` (seconds) or after an ended lock starts a
-    /// new count; at `lock_after` failures the key is locked for `lock_for` seconds.
-    /// One statement, so parallel attempts cannot lose counts (a read-then-write could,
-    /// letting a burst of guesses through uncounted).
-    pub async fn record_login_failure(
+    /// Counts one sign-in attempt for `key` at `now`, atomically, before its password is
+    /// checked, and returns the new counter: an attempt outside the `window` (seconds) or
+    /// after an ended lock starts a new count; at `lock_after` attempts the key is locked
+    /// for `lock_for` seconds (an attempt during a lock does not extend it). One
+    /// statement, so parallel attempts cannot lose counts, and each learns whether it
+    /// may go on. A successful sign-in clears the counter.
+    pub async fn record_login_attempt(
         &self,
         key: &str,
         now: i64,
@@ -191,7 +192,8 @@ impl Store {
                           THEN 1 ELSE login_throttle.failures + 1 END, \
                window_start = CASE WHEN login_throttle.window_start <= $2 - $3 OR login_throttle.locked_until <= $2 \
                               THEN $2 ELSE login_throttle.window_start END, \
-               locked_until = CASE WHEN (CASE WHEN login_throttle.window_start <= $2 - $3 OR login_throttle.locked_until <= $2 \
+               locked_until = CASE WHEN login_throttle.locked_until > $2 THEN login_throttle.locked_until \
+                              WHEN (CASE WHEN login_throttle.window_start <= $2 - $3 OR login_throttle.locked_until <= $2 \
                                          THEN 1 ELSE login_throttle.failures + 1 END) >= $4 \
                               THEN $2 + $5 END \
              RETURNING failures, window_start, locked_until"

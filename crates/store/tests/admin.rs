@@ -97,7 +97,7 @@ async fn parallel_failed_sign_ins_are_all_counted_then_lock_and_the_lock_ends(db
     let attempts = (0..20).map(|_| {
         let s = s.clone();
         async move {
-            s.record_login_failure("ip:203.0.113.9", 1_000, window, lock_after, lock_for)
+            s.record_login_attempt("ip:203.0.113.9", 1_000, window, lock_after, lock_for)
                 .await
                 .unwrap()
         }
@@ -108,7 +108,7 @@ async fn parallel_failed_sign_ins_are_all_counted_then_lock_and_the_lock_ends(db
     assert_eq!(t.locked_until, Some(1_000 + lock_for));
     // After the lock ends, counting starts over; so it does after a quiet window.
     let t = s
-        .record_login_failure(
+        .record_login_attempt(
             "ip:203.0.113.9",
             1_000 + lock_for,
             window,
@@ -122,12 +122,12 @@ async fn parallel_failed_sign_ins_are_all_counted_then_lock_and_the_lock_ends(db
         (1, 1_900, None)
     );
     let t = s
-        .record_login_failure("ip:203.0.113.9", 1_901, window, lock_after, lock_for)
+        .record_login_attempt("ip:203.0.113.9", 1_901, window, lock_after, lock_for)
         .await
         .unwrap();
     assert_eq!(t.failures, 2);
     let t = s
-        .record_login_failure(
+        .record_login_attempt(
             "ip:203.0.113.9",
             1_900 + window,
             window,

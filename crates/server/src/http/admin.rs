@@ -214,14 +214,24 @@ async fn login(
     let origin = client(&state, peer, &headers);
     let keys = [format!("email:{email}"), format!("ip:{origin}")];
     let store = &state.store;
+    // Every attempt is counted before its password is checked, by one atomic statement
+    // per key: of a burst of parallel guesses, only those counted below the lock are
+    // checked at all. A success clears the count.
     let mut wait = std::time::Duration::ZERO;
     for key in &keys {
-        let t = match store.throttle(key).await {
+        let t = match store
+            .record_login_attempt(key, now, WINDOW, LOCK_AFTER, LOCK_FOR)
+            .await
+        {
             Ok(t) => t,
             Err(e) => return super::ApiError::internal("sign-in failed", &e).into_response(),
         };
-        match gate(&t, now) {
-            Gate::Locked(until) => {
+        let before = sm_store::admin::Throttle {
+            failures: t.failures - 1,
+            ..t.clone()
+        };
+        match (t.locked_until.filter(|u| *u > now), gate(&before, now)) {
+            (Some(until), _) | (None, Gate::Locked(until)) => {
                 audit(&state, &email, "login", "locked", &origin, now).await;
                 let minutes = ((until - now) + 59) / 60;
                 return login_form(
@@ -234,8 +244,8 @@ async fn login(
                     secure,
                 );
             }
-            Gate::Slow(d) => wait = wait.max(d),
-            Gate::Open => {}
+            (None, Gate::Slow(d)) => wait = wait.max(d),
+            (None, Gate::Open) => {}
         }
     }
     tokio::time::sleep(wait).await;
@@ -249,14 +259,6 @@ async fn login(
     )
     .await;
     let Some(user) = user.filter(|_| ok) else {
-        for key in &keys {
-            if let Err(e) = store
-                .record_login_failure(key, now, WINDOW, LOCK_AFTER, LOCK_FOR)
-                .await
-            {
-                tracing::error!(error = %e, "could not count a failed sign-in");
-            }
-        }
         audit(&state, &email, "login", "invalid_credentials", &origin, now).await;
         return login_form(
             StatusCode::UNAUTHORIZED,
