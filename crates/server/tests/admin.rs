@@ -16,6 +16,7 @@ sm_store::contract_tests!(
     an_operator_syncs_replays_adjusts_and_finds_it_all_in_the_audit_log,
     every_admin_action_needs_a_session_its_csrf_token_and_a_post,
     parallel_guesses_are_counted_before_any_password_is_checked,
+    every_admin_answer_carries_the_security_headers_and_gets_change_nothing,
 );
 
 /// Every state-changing admin route.
@@ -717,4 +718,41 @@ async fn every_admin_action_needs_a_session_its_csrf_token_and_a_post(db: TestDb
     assert!(db.store.list_sync_runs(10).await.unwrap().is_empty());
     // Still signed in: the refused logout did not end the session.
     assert!(op.page(&app, "/admin").await.contains("Dashboard"));
+}
+
+/// Every admin answer (sign-in page, pages, redirects, errors) carries the security
+/// headers; a GET that meets an error shows it without writing the audit log.
+async fn every_admin_answer_carries_the_security_headers_and_gets_change_nothing(db: TestDb) {
+    let fake = fake_stripe::FakeStripe::start().await;
+    let app = quiet_app(&fake, &db).await;
+    let operator = Operator::sign_in(&app, &db).await;
+    let mut answers = vec![
+        browser().get(app.url("/admin/login")).send().await.unwrap(),
+        browser().get(app.url("/admin")).send().await.unwrap(),
+    ];
+    for path in ["/admin", "/admin/credits", "/admin/nothing-here"] {
+        answers.push(get_with(&app, path, &operator.cookie).await);
+    }
+    for r in &answers {
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{}: {csp}", r.url());
+        assert_eq!(h["x-content-type-options"], "nosniff", "{}", r.url());
+        assert_eq!(h["referrer-policy"], "same-origin", "{}", r.url());
+        assert_eq!(h["cache-control"], "no-store", "{}", r.url());
+    }
+    let audited = db.store.audit_log(None, 100).await.unwrap().len();
+    let r = get_with(
+        &app,
+        "/admin/credits/account?account=not%20an%20account",
+        &operator.cookie,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not an account reference"));
+    assert_eq!(
+        db.store.audit_log(None, 100).await.unwrap().len(),
+        audited,
+        "a GET wrote the audit log"
+    );
 }

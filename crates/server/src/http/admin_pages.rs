@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use askama::Template;
 use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -613,6 +614,12 @@ struct CreditsPage {
 }
 
 async fn credits(State(state): State<AppState>, Extension(ctx): Extension<AdminCtx>) -> Response {
+    credits_page(&state, &ctx, None).await
+}
+
+/// The accounts page; with `error`, that message shown and status 400 (a GET never
+/// writes: the error is not audited nor kept for another page).
+async fn credits_page(state: &AppState, ctx: &AdminCtx, error: Option<String>) -> Response {
     let accounts = match state.store.list_accounts(200).await {
         Ok(a) => a,
         Err(e) => return failed("the accounts could not be read", &e),
@@ -633,11 +640,20 @@ async fn credits(State(state): State<AppState>, Extension(ctx): Extension<AdminC
             Err(e) => return failed("a balance could not be read", &e),
         }
     }
+    let mut nav = ctx.nav(state).await;
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    if error.is_some() {
+        nav.flash_err = error;
+    }
     let page = CreditsPage {
-        nav: ctx.nav(&state).await,
+        nav,
         accounts: rows,
     };
-    render(&page).into_response()
+    (status, render(&page)).into_response()
 }
 
 #[derive(Template)]
@@ -665,9 +681,7 @@ async fn account(
     ) {
         (Ok(b), Ok(h)) => (b, h),
         (Err(e), _) | (_, Err(e)) => {
-            ctx.done(&state, "credits.view", Some(&q.account), Err(e.to_string()))
-                .await;
-            return Redirect::to("/admin/credits").into_response();
+            return credits_page(&state, &ctx, Some(e.to_string())).await;
         }
     };
     let page = AccountPage {
