@@ -60,6 +60,20 @@ impl StripeConfig {
         self.secret_key.as_ref().map(ApiKey::mode)
     }
 
+    /// `api_base` safe to show: credentials in the URL (`https://user:pass@host`) are
+    /// replaced by `***`.
+    pub fn api_base_shown(&self) -> String {
+        match reqwest::Url::parse(&self.api_base) {
+            Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+                let _ = u.set_password(None);
+                let _ = u.set_username("***");
+                u.to_string()
+            }
+            Ok(_) => self.api_base.clone(),
+            Err(_) => "(not a URL)".to_owned(),
+        }
+    }
+
     /// The client configuration these settings describe.
     pub fn client_config(&self) -> sm_stripe::ClientConfig {
         sm_stripe::ClientConfig {

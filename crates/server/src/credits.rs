@@ -19,7 +19,7 @@ use sm_store::{Store, StoreError, Tx};
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error(
-        "{0:?} is not an account reference: use 1 to 128 visible characters without spaces or '/'"
+        "{0:?} is not an account reference: use 1 to 128 visible characters without spaces, '/', or invisible and direction-changing characters"
     )]
     InvalidAccount(String),
     #[error("{0}")]
@@ -37,13 +37,21 @@ pub enum LedgerError {
     Store(#[from] StoreError),
 }
 
+/// Characters that are invisible or reorder text (zero-width, bidirectional controls,
+/// the byte-order mark): two references that look the same on a page must be the same.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
 /// Checks an account reference chosen by the app.
 pub fn validate_account(account: &str) -> Result<(), LedgerError> {
     let ok = !account.is_empty()
         && account.chars().count() <= 128
         && account
             .chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && c != '/');
+            .all(|c| !c.is_whitespace() && !c.is_control() && !invisible(c) && c != '/');
     if ok {
         Ok(())
     } else {

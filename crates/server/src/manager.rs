@@ -206,7 +206,7 @@ impl StripeManager {
             reason: availability.err().map(|e| e.to_string()),
             mode: config.mode(),
             api_version: config.api_version.clone(),
-            api_base: config.api_base.clone(),
+            api_base: config.api_base_shown(),
             circuit,
             last_success_at: health.as_ref().and_then(|h| h.last_success_at),
             last_error: health.and_then(|h| h.last_error),

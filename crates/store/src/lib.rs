@@ -307,6 +307,21 @@ impl Store {
         Ok(())
     }
 
+    /// Writes one row (`service_health`) and commits: whether the database can be
+    /// written right now, not only reached (a full disk fails here, not on `SELECT 1`).
+    pub async fn write_probe(&self, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, t => sqlx::query(
+            "INSERT INTO service_health (id, checked_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at"
+        )
+        .bind(now)
+        .execute(&mut **t)
+        .await
+        .map(|_| ())?);
+        tx.commit().await
+    }
+
     /// Waits for in-flight queries and closes every connection.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);

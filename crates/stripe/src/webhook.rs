@@ -265,6 +265,13 @@ fn event_shape(text: &str) -> Result<Verified, Rejection> {
     let created = shape
         .created
         .ok_or(Rejection::NotAnEvent("created is missing"))?;
+    if shape
+        .api_version
+        .as_deref()
+        .is_some_and(|v| v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(Rejection::NotAnEvent("api_version is not an API version"));
+    }
     if shape.data.and_then(|d| d.object).is_none() {
         return Err(Rejection::NotAnEvent("data.object is missing"));
     }

@@ -48,7 +48,7 @@ pub async fn run(sources: &Sources, as_json: bool) -> Result<u8, Failure> {
     let mut stripe_json = json!({
         "enabled": stripe.enabled(),
         "api_version": stripe.api_version,
-        "api_base": stripe.api_base,
+        "api_base": stripe.api_base_shown(),
         "max_rps": stripe.max_rps,
         "timeout_secs": stripe.timeout.as_secs(),
     });
@@ -75,7 +75,7 @@ pub async fn run(sources: &Sources, as_json: bool) -> Result<u8, Failure> {
                 ),
             );
             lines.insert(1, ("api version", stripe.api_version.clone()));
-            lines.insert(2, ("api base", stripe.api_base.clone()));
+            lines.insert(2, ("api base", stripe.api_base_shown()));
             match manager.check_connectivity().await {
                 Ok(latency) => {
                     let ms = latency.as_secs_f64() * 1000.0;

@@ -247,7 +247,7 @@ async fn login(
         };
         let before = sm_store::admin::Throttle {
             failures: t.failures - 1,
-            ..t.clone()
+            ..t
         };
         match (t.locked_until.filter(|u| *u > now), gate(&before, now)) {
             (Some(until), _) | (None, Gate::Locked(until)) => {

@@ -4,7 +4,7 @@
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -45,4 +45,52 @@ pub async fn observe(request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+/// Bodies the NUL check reads at most (API and admin bodies are small; the webhook route
+/// reads its own body and stores it as sent).
+const NUL_CHECK_LIMIT: usize = 1 << 20;
+
+/// Refuses a NUL character anywhere in the URL or in an API or admin body (`%00` in a
+/// query or form, `\u0000` in JSON): PostgreSQL cannot store it in text, so it would
+/// otherwise reach the database as a 500. Answered `400 nul_character`.
+pub async fn reject_nul(request: Request, next: Next) -> Response {
+    let refuse = || {
+        super::ApiError::bad_request(
+            "nul_character",
+            "NUL characters (%00, \\u0000) are not accepted",
+        )
+        .into_response()
+    };
+    let uri = request.uri().to_string();
+    if uri.contains("%00") {
+        return refuse();
+    }
+    if request.uri().path().starts_with("/webhooks/")
+        || !matches!(
+            *request.method(),
+            axum::http::Method::POST | axum::http::Method::PUT | axum::http::Method::PATCH
+        )
+    {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, NUL_CHECK_LIMIT).await else {
+        return super::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("bodies are limited to {NUL_CHECK_LIMIT} bytes"),
+        )
+        .into_response();
+    };
+    let has = |needle: &[u8]| {
+        bytes
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    if bytes.contains(&0) || has(b"\\u0000") || has(b"%00") {
+        return refuse();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }

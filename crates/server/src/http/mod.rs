@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sync::router())
         .merge(webhooks::router())
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(middleware::reject_nul))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,

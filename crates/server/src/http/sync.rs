@@ -25,6 +25,10 @@ struct SyncBody {
     products: Option<Vec<String>>,
 }
 
+/// Products one selected sync may name: each costs Stripe calls of its own (a retrieve
+/// and two price lists), so a long list is a full sync's job, which pages 100 at a time.
+pub const MAX_SELECTED: usize = 100;
+
 async fn sync(State(state): State<AppState>, body: Bytes) -> Result<Json<SyncReport>, ApiError> {
     let body: SyncBody = if body.iter().all(u8::is_ascii_whitespace) {
         SyncBody { products: None }
@@ -42,6 +46,15 @@ async fn sync(State(state): State<AppState>, body: Bytes) -> Result<Json<SyncRep
             return Err(ApiError::bad_request(
                 "invalid_body",
                 "products is empty; send {} to sync the whole catalog",
+            ));
+        }
+        Some(ids) if ids.len() > MAX_SELECTED => {
+            return Err(ApiError::bad_request(
+                "too_many_products",
+                format!(
+                    "at most {MAX_SELECTED} products per selected sync ({} given); send {{}} to sync the whole catalog in ⌈n/100⌉ requests",
+                    ids.len()
+                ),
             ));
         }
         Some(ids) => {

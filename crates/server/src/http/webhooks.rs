@@ -91,7 +91,12 @@ async fn receive(
         .map_err(|e| {
             metrics::counter!("webhook_events_rejected_total", "reason" => "not_stored")
                 .increment(1);
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_stored", e.to_string())
+            tracing::error!(error = %e, "a verified webhook could not be stored; answered 503 so Stripe retries");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_stored",
+                "the event could not be stored; Stripe will retry the delivery",
+            )
         })?;
     let outcome = if new { "received" } else { "duplicate" };
     metrics::counter!("webhook_events_received_total", "type" => crate::webhooks::type_label(verified.kind()), "outcome" => outcome).increment(1);

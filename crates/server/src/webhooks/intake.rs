@@ -56,8 +56,34 @@ impl Intake {
                             wake.notify_one();
                         }
                     }
+                    Err(e) if events.len() > 1 => {
+                        // One bad row must not fail the others: store them one by one.
+                        tracing::warn!(error = %e, events = events.len(), "a batch of webhook events failed; storing them one by one");
+                        let mut any_new = false;
+                        for (event, reply) in events.into_iter().zip(replies) {
+                            let one = store
+                                .insert_events(std::slice::from_ref(&event), super::now_ms())
+                                .await;
+                            let answer = match one {
+                                Ok(inserted) => {
+                                    let new = inserted.first().copied().unwrap_or(false);
+                                    any_new |= new;
+                                    Ok(new)
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, id = %event.id, "could not store a webhook event; answering 503 so Stripe retries");
+                                    Err(crate::error_chain(&e))
+                                }
+                            };
+                            let _ = reply.send(answer);
+                        }
+                        if any_new {
+                            wake.notify_waiters();
+                            wake.notify_one();
+                        }
+                    }
                     Err(e) => {
-                        tracing::error!(error = %e, events = events.len(), "could not store webhook events; answering 503 so Stripe retries");
+                        tracing::error!(error = %e, "could not store a webhook event; answering 503 so Stripe retries");
                         let message = crate::error_chain(&e);
                         for reply in replies {
                             let _ = reply.send(Err(message.clone()));

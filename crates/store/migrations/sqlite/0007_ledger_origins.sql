@@ -98,3 +98,9 @@ UPDATE credit_lots SET
 -- "unused time" line names.
 UPDATE credit_lots SET period_end = expires_at WHERE source = 'subscription';
 DROP TABLE credit_refunds;
+
+-- One row that /readyz writes: proof that the database accepts writes, not only reads.
+CREATE TABLE service_health (
+    id         INTEGER PRIMARY KEY,
+    checked_at BIGINT NOT NULL
+);
