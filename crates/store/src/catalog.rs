@@ -346,7 +346,7 @@ impl Table {
 
 /// The stored `(id, raw, deleted, version)` of the page's rows.
 async fn existing_sqlite(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    conn: &mut sqlx::SqliteConnection,
     table: Table,
     ids: &[String],
 ) -> Result<Vec<Existing>, sqlx::Error> {
@@ -360,7 +360,7 @@ async fn existing_sqlite(
         sep.push_bind(id.as_str());
     }
     qb.push(")");
-    qb.build_query_as().fetch_all(&mut **tx).await
+    qb.build_query_as().fetch_all(&mut *conn).await
 }
 
 /// The `= ANY($1)` lookups below are sent unprepared (`persistent(false)`), so PostgreSQL
@@ -396,7 +396,7 @@ async fn existing_pg(
 
 /// Marks the page's rows as seen by full sync `run` (whether or not they changed).
 async fn mark_seen_sqlite(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut crate::SqliteTx,
     table: Table,
     ids: &[String],
     run: i64,
@@ -449,14 +449,21 @@ macro_rules! next_seq_fn {
         }
     };
 }
-next_seq_fn!(next_seq_sqlite, sqlx::Sqlite);
 next_seq_fn!(next_seq_pg, sqlx::Postgres);
+
+async fn next_seq_sqlite(tx: &mut crate::SqliteTx) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE catalog_meta SET version = version + 1 WHERE id = 1 RETURNING version",
+    )
+    .fetch_one(&mut **tx)
+    .await
+}
 
 /// Dispatches to the backend's `next_seq` by transaction type.
 trait NextSeq {
     async fn next(&mut self) -> Result<i64, sqlx::Error>;
 }
-impl NextSeq for sqlx::Transaction<'_, sqlx::Sqlite> {
+impl NextSeq for crate::SqliteTx {
     async fn next(&mut self) -> Result<i64, sqlx::Error> {
         next_seq_sqlite(self).await
     }
@@ -542,7 +549,7 @@ impl Tx {
         let ids: Vec<String> = page.iter().map(|w| w.product.id.clone()).collect();
         let outcomes = match self {
             Tx::Sqlite(tx, _) => {
-                let existing = existing_sqlite(tx, Table::Products, &ids).await?;
+                let existing = existing_sqlite(&mut *tx, Table::Products, &ids).await?;
                 let outcomes = plan(
                     ties,
                     page.iter()
@@ -670,7 +677,7 @@ impl Tx {
         let ids: Vec<String> = page.iter().map(|w| w.price.id.clone()).collect();
         let outcomes = match self {
             Tx::Sqlite(tx, _) => {
-                let existing = existing_sqlite(tx, Table::Prices, &ids).await?;
+                let existing = existing_sqlite(&mut *tx, Table::Prices, &ids).await?;
                 let outcomes = plan(
                     ties,
                     page.iter()
@@ -1036,7 +1043,7 @@ impl Store {
             let rows: Vec<Existing> = match self.pool() {
                 Pool::Sqlite(pool) => {
                     let mut tx = pool.begin().await?;
-                    let rows = existing_sqlite(&mut tx, table, chunk).await?;
+                    let rows = existing_sqlite(&mut *tx, table, chunk).await?;
                     tx.commit().await?;
                     rows
                 }

@@ -107,15 +107,81 @@ macro_rules! on_write {
 #[derive(Debug)]
 pub enum Tx {
     /// With this process's SQLite write gate, held until the transaction ends.
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, WriteGate),
+    Sqlite(SqliteTx, WriteGate),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// An SQLite write transaction on a pooled connection, begun with `BEGIN IMMEDIATE`.
+///
+/// Not `sqlx::Transaction`: when SQLite cannot commit (a full disk), sqlx returned that
+/// connection to the pool still counting itself inside a transaction, and every later
+/// use failed ("begin_with at non-zero transaction depth") long after space came back.
+/// Here a connection whose commit or rollback failed, or that is dropped mid-transaction,
+/// is closed instead of returned, and the pool opens a fresh one.
+#[derive(Debug)]
+pub struct SqliteTx {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
+}
+
+impl SqliteTx {
+    async fn begin(pool: &SqlitePool) -> Result<Self, StoreError> {
+        let mut conn = pool.acquire().await?;
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            conn.close_on_drop();
+            return Err(e.into());
+        }
+        Ok(Self { conn: Some(conn) })
+    }
+
+    async fn end(mut self, statement: &'static str) -> Result<(), StoreError> {
+        let mut conn = self
+            .conn
+            .take()
+            .expect("a live transaction has its connection");
+        match sqlx::query(statement).execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Whatever state the connection is in now, it is not one to reuse.
+                conn.close_on_drop();
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for SqliteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        self.conn
+            .as_ref()
+            .expect("a live transaction has its connection")
+    }
+}
+
+impl std::ops::DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.conn
+            .as_mut()
+            .expect("a live transaction has its connection")
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        // Dropped without commit or rollback: closing the connection rolls the
+        // transaction back, and nothing half-done goes back to the pool.
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
 }
 
 /// Held while this process writes to SQLite (see [`Store::begin`]).
 pub type WriteGate = tokio::sync::OwnedMutexGuard<()>;
 
 /// Runs the same code against whichever transaction `$tx` is; the body sees `$t` as
-/// `&mut Transaction<'static, Sqlite>` in one expansion and `…Postgres>` in the other.
+/// `&mut SqliteTx` (a connection) in one expansion and `&mut Transaction<'static,
+/// Postgres>` in the other; `&mut **$t` is the connection either way.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! on_tx {
@@ -130,7 +196,7 @@ macro_rules! on_tx {
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t, _gate) => t.commit().await?,
+            Tx::Sqlite(t, _gate) => t.end("COMMIT").await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
@@ -138,7 +204,7 @@ impl Tx {
 
     pub async fn rollback(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t, _gate) => t.rollback().await?,
+            Tx::Sqlite(t, _gate) => t.end("ROLLBACK").await?,
             Tx::Postgres(t) => t.rollback().await?,
         }
         Ok(())
@@ -238,7 +304,7 @@ impl Store {
         Ok(match &self.pool {
             Pool::Sqlite(p) => {
                 let gate = self.write_gate.clone().lock_owned().await;
-                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, gate)
+                Tx::Sqlite(SqliteTx::begin(p).await?, gate)
             }
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
