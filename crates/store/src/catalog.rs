@@ -1043,7 +1043,7 @@ impl Store {
             let rows: Vec<Existing> = match self.pool() {
                 Pool::Sqlite(pool) => {
                     let mut tx = pool.begin().await?;
-                    let rows = existing_sqlite(&mut *tx, table, chunk).await?;
+                    let rows = existing_sqlite(&mut tx, table, chunk).await?;
                     tx.commit().await?;
                     rows
                 }
