@@ -121,9 +121,9 @@ impl Application {
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
         let mut worker_config = state.config.worker.clone();
         if state.store.backend() == sm_store::Backend::Sqlite {
-            // SQLite has one writer at a time: more appliers only wait on its lock, and a
-            // smaller batch holds it for less time (the intake waits behind it).
-            worker_config.concurrency = 1;
+            // SQLite has one writer at a time: a smaller batch holds its lock for less
+            // time (the intake waits behind it). Planning only reads, so it keeps its
+            // concurrency: one event waiting on Stripe must not hold up the others.
             worker_config.batch = worker_config.batch.min(64);
         }
         let worker = Worker::new(

@@ -14,6 +14,7 @@ sm_store::contract_tests!(
     readyz_says_the_database_cannot_be_written_without_its_error_text,
     credentials_in_the_api_base_are_never_shown,
     a_selected_sync_names_at_most_100_products,
+    one_slow_stripe_call_holds_up_only_its_own_event,
 );
 
 async fn nul_characters_are_refused_with_400_not_a_database_error(db: TestDb) {
@@ -129,4 +130,104 @@ async fn a_selected_sync_names_at_most_100_products(db: TestDb) {
         "{body}"
     );
     assert_eq!(fake.request_count(), 0, "no Stripe call");
+}
+
+/// One event whose planning waits 8 s on Stripe, delivered with 20 catalog events, then
+/// 10 more events after it: all 30 others are applied while the slow one still waits
+/// (on SQLite too, where the worker used to plan one event at a time), then it is applied.
+async fn one_slow_stripe_call_holds_up_only_its_own_event(db: TestDb) {
+    use fake_stripe::{Ctx, Fault, FaultKind};
+    let fake = fake_stripe::FakeStripe::start().await;
+    let products = seed_catalog(&fake, 30, 30);
+    let mut env = env_for(Some(&fake.url()), &db);
+    env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
+    env.push(("STRIPE_MAX_RPS".into(), "0".into()));
+    env.push(("STRIPE_TIMEOUT".into(), "30".into()));
+    let app = TestApp::start(config_from(&env)).await;
+    let (status, _) = post_json(&app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200);
+    // A paid session whose line items must be fetched: that call (once) is slow.
+    let session_id = fake.with_state(|s| {
+        let price = s.prices.values().next().unwrap()["id"].clone();
+        let (_, session) = s
+            .create_checkout_session(
+                &json!({"mode": "payment", "client_reference_id": "acct_slow",
+                        "line_items": [{"price": price, "quantity": 1}],
+                        "success_url": "https://a.example/", "cancel_url": "https://a.example/"}),
+                &Ctx::default(),
+            )
+            .unwrap();
+        let id = session["id"].as_str().unwrap().to_owned();
+        s.complete_session(&id, true).unwrap();
+        id
+    });
+    let slow = take_fake_events(&fake, &["checkout.session.completed"])
+        .remove(0)
+        .to_string();
+    let slow_id = serde_json::from_str::<serde_json::Value>(&slow).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fake.inject(
+        Fault::on_path(
+            &format!("/v1/checkout/sessions/{session_id}/line_items"),
+            FaultKind::Delay(std::time::Duration::from_secs(8)),
+        )
+        .times(1),
+    );
+    let updates = |range: std::ops::Range<usize>| {
+        fake.with_state(|s| {
+            for p in &products[range] {
+                s.update_product(
+                    p,
+                    &json!({"metadata": {"note": "updated"}}),
+                    &Ctx::default(),
+                )
+                .unwrap();
+            }
+        });
+        take_fake_events(&fake, &["product.updated"])
+    };
+    let first = updates(0..20);
+    assert_eq!(app.deliver_signed(&slow).await, 200);
+    for e in &first {
+        assert_eq!(app.deliver_signed(&e.to_string()).await, 200);
+    }
+    let later = updates(20..30);
+    for e in &later {
+        assert_eq!(app.deliver_signed(&e.to_string()).await, 200);
+    }
+    let store = &app.state.store;
+    let done = |id: String| async move {
+        store
+            .get_event(&id)
+            .await
+            .unwrap()
+            .is_some_and(|e| e.status == "processed")
+    };
+    for _ in 0..300 {
+        let mut all = true;
+        for e in first.iter().chain(&later) {
+            all &= done(e["id"].as_str().unwrap().to_owned()).await;
+        }
+        if all {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for e in first.iter().chain(&later) {
+        assert!(
+            done(e["id"].as_str().unwrap().to_owned()).await,
+            "{} waits",
+            e["id"]
+        );
+    }
+    assert!(
+        !done(slow_id.clone()).await,
+        "the slow event waits on Stripe alone"
+    );
+    app.drain_inbox().await;
+    assert!(done(slow_id).await);
+    let (_, b) = get_json(&app.url("/api/v1/accounts/acct_slow/credits")).await;
+    assert_ne!(b["available"], "0.00", "{b}");
 }

@@ -14,10 +14,20 @@ use futures_util::StreamExt;
 use sm_store::Store;
 use sm_store::inbox::InboxEvent;
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use super::apply::{ApplyOptions, Versions, apply, commit_planned, plan, write_batch};
+
+/// How long the worker waits for more plans to complete before writing those it has.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
+
+/// Plans still running this long after their batch was claimed are finished in the
+/// background while the worker claims new events.
+const STRAGGLERS_AFTER: Duration = Duration::from_secs(1);
+
+/// Batches finishing in the background at most; beyond, the worker waits for one.
+const MAX_BACKGROUND: usize = 4;
 use super::now_ms;
 use crate::manager::StripeManager;
 
@@ -121,6 +131,7 @@ impl Worker {
     pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
             let listener = tokio::spawn(listen(self.store.clone(), self.wake.clone()));
+            let mut background = JoinSet::new();
             loop {
                 if *shutdown.borrow() {
                     break;
@@ -149,17 +160,28 @@ impl Worker {
                     }
                     continue;
                 }
-                self.process_batch(claimed).await;
+                while background.len() >= MAX_BACKGROUND {
+                    background.join_next().await;
+                }
+                self.process_batch(claimed, &mut background).await;
+                while background.try_join_next().is_some() {}
             }
+            // Finish the events in hand, those waiting on Stripe included.
+            while background.join_next().await.is_some() {}
             listener.abort();
             tracing::debug!("webhook worker stopped");
         })
     }
 
-    /// Plans every claimed event (refetching where needed, `concurrency` at a time), writes
-    /// the planned ones in one transaction, and falls back to one transaction per event
-    /// when the batch cannot commit whole.
-    async fn process_batch(&self, claimed: Vec<InboxEvent>) {
+    /// Plans the claimed events (refetching where needed, `concurrency` at a time) and
+    /// writes them as their plans complete: whatever is planned is written as soon as
+    /// nothing more completes within [`FLUSH_AFTER`], so an event waiting on a slow Stripe
+    /// call holds up only itself, never the events planned beside it. If plans are still
+    /// running after [`STRAGGLERS_AFTER`], they are finished in `background` and the
+    /// worker goes on claiming new events. Catalog effects are written together in one
+    /// transaction (falling back to one per event when the batch cannot commit whole),
+    /// ledger effects one per transaction.
+    async fn process_batch(&self, claimed: Vec<InboxEvent>, background: &mut JoinSet<()>) {
         let client = self.stripe.client().ok().cloned();
         let options = self.config.apply;
         let versions = match Versions::prefetch(&self.store, &claimed).await {
@@ -169,30 +191,75 @@ impl Worker {
                 Versions::default()
             }
         };
-        let versions = &versions;
-        let planned: Vec<_> = futures_util::stream::iter(claimed)
-            .map(|event| {
-                let store = self.store.clone();
+        let versions = Arc::new(versions);
+        let store = self.store.clone();
+        let mut plans = futures_util::stream::iter(claimed)
+            .map(move |event| {
+                let store = store.clone();
                 let client = client.clone();
+                let versions = versions.clone();
                 let span = tracing::info_span!("event", id = %event.id, kind = %event.kind, attempt = event.attempts);
                 async move {
-                    let result = plan(&store, client.as_ref(), &event, options, versions).await;
+                    let result = plan(&store, client.as_ref(), &event, options, &versions).await;
                     (event, result)
                 }
                 .instrument(span)
             })
-            .buffered(self.config.concurrency)
-            .collect()
-            .await;
+            .buffer_unordered(self.config.concurrency)
+            .boxed();
+        let started = tokio::time::Instant::now();
         let mut ready = Vec::new();
-        let mut ledger = Vec::new();
-        for (event, result) in planned {
+        loop {
+            let next = if ready.is_empty() {
+                if started.elapsed() >= STRAGGLERS_AFTER {
+                    let this = self.clone();
+                    background.spawn(async move { this.finish(plans).await });
+                    return;
+                }
+                match tokio::time::timeout(STRAGGLERS_AFTER, plans.next()).await {
+                    Ok(next) => next,
+                    Err(_) => continue,
+                }
+            } else {
+                match tokio::time::timeout(FLUSH_AFTER, plans.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.write_planned(std::mem::take(&mut ready)).await;
+                        continue;
+                    }
+                }
+            };
+            match next {
+                Some((event, Ok(p))) => ready.push((event, p)),
+                Some((event, Err(e))) => self.failed(&event, &e).await,
+                None => break,
+            }
+        }
+        self.write_planned(ready).await;
+    }
+
+    /// Writes the remaining plans of a batch as they complete.
+    async fn finish(
+        &self,
+        mut plans: futures_util::stream::BoxStream<
+            'static,
+            (
+                InboxEvent,
+                Result<super::apply::Planned, super::apply::ApplyError>,
+            ),
+        >,
+    ) {
+        while let Some((event, result)) = plans.next().await {
             match result {
-                Ok(p) if p.writes_ledger() => ledger.push((event, p)),
-                Ok(p) => ready.push((event, p)),
+                Ok(p) => self.write_planned(vec![(event, p)]).await,
                 Err(e) => self.failed(&event, &e).await,
             }
         }
+    }
+
+    async fn write_planned(&self, planned: Vec<(InboxEvent, super::apply::Planned)>) {
+        let (ledger, ready): (Vec<_>, Vec<_>) =
+            planned.into_iter().partition(|(_, p)| p.writes_ledger());
         // Ledger effects commit one event per transaction (see `Planned::writes_ledger`).
         for (event, planned) in ledger {
             match commit_planned(&self.store, &event, &self.owner, &planned).await {
