@@ -118,6 +118,7 @@ impl Application {
                 state.stripe.spawn_startup_probe();
             }
         }
+        let upkeep = crate::telemetry::spawn_upkeep(state.metrics.clone());
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
         let mut worker_config = state.config.worker.clone();
         if state.store.backend() == sm_store::Backend::Sqlite {
@@ -139,6 +140,7 @@ impl Application {
         // Requests are done; let the worker finish the events in hand.
         let _ = stop_workers.send(true);
         let _ = worker.await;
+        upkeep.abort();
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())
