@@ -101,6 +101,8 @@ fuzz_target!(|data: &[u8]| {
                 let v = value.replacen('~', DB_MARK, 1);
                 if in_db_password(&v, DB_MARK) {
                     secret_marks.push(DB_MARK);
+                    // The rest of the URL may be shown.
+                    public_values.push(v.replacen(DB_MARK, "", 1));
                 } else {
                     public_values.push(v.clone());
                 }

@@ -115,3 +115,12 @@ write("config", "live_mismatch", RS.join([
     "STRIPE_SECRET_KEY=rk_live_~x", "STRIPE_PUBLIC_KEY=pk_test_abc", "APP_ENV=dev",
     "DATABASE_URL=sqlite::memory:",
 ]))
+
+for name, account in {"plain": "acme", "email": "user_42@example.com", "slash": "org:acme/team",
+                      "zero_width": "ac\u200bme", "bidi": "\u202eemca", "space": "a b",
+                      "long": "a" * 129}.items():
+    write("account", name, account)
+
+for name, url in {"fake": "http://user:~pw@127.0.0.1:12111", "query": "https://u:~p@api.stripe.com/?x=1",
+                  "ftp": "ftp://root:~secret@x"}.items():
+    write("api_base", name, url)
