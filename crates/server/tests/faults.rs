@@ -13,7 +13,13 @@ use futures_util::StreamExt;
 use serde_json::json;
 use sm_store::testing::TestDb;
 
-sm_store::contract_tests!(a_killed_server_keeps_every_acknowledged_consumption_once);
+#[path = "faults/cluster.rs"]
+mod cluster;
+
+sm_store::contract_tests!(
+    a_killed_server_keeps_every_acknowledged_consumption_once,
+    stripe_resetting_connections_during_a_sync_and_an_event_costs_retries_not_data,
+);
 
 const ACCOUNT: &str = "acct_kill";
 
@@ -115,4 +121,149 @@ async fn a_killed_server_keeps_every_acknowledged_consumption_once(db: TestDb) {
         "each consumption once"
     );
     let _ = child.kill().await;
+}
+
+/// Stripe drops connections in the middle of a full sync and of an event's Stripe call:
+/// the client retries, the sync completes with every object, the event is applied once.
+async fn stripe_resetting_connections_during_a_sync_and_an_event_costs_retries_not_data(
+    db: TestDb,
+) {
+    use fake_stripe::{Ctx, Fault, FaultKind};
+    let fake = fake_stripe::FakeStripe::start().await;
+    seed_catalog(&fake, 250, 250);
+    let app = quiet_app(&fake, &db).await;
+    fake.inject(
+        Fault::on_path("/v1/prices", FaultKind::Drop)
+            .after(1)
+            .times(1),
+    );
+    fake.inject(
+        Fault::on_path("/v1/products", FaultKind::Drop)
+            .after(2)
+            .times(1),
+    );
+    let (status, r) = post_json(&app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        (
+            r["products"]["created"].clone(),
+            r["prices"]["created"].clone()
+        ),
+        (json!(250), json!(250))
+    );
+    // An event whose line items are fetched while the connection drops (twice).
+    let session = fake.with_state(|s| {
+        let price = s.prices.values().next().unwrap()["id"].clone();
+        let (_, session) = s
+            .create_checkout_session(
+                &json!({"mode": "payment", "client_reference_id": "acct_reset",
+                        "line_items": [{"price": price, "quantity": 1}],
+                        "success_url": "https://a.example/", "cancel_url": "https://a.example/"}),
+                &Ctx::default(),
+            )
+            .unwrap();
+        let id = session["id"].as_str().unwrap().to_owned();
+        s.complete_session(&id, true).unwrap();
+        id
+    });
+    fake.inject(
+        Fault::on_path(
+            &format!("/v1/checkout/sessions/{session}/line_items"),
+            FaultKind::Drop,
+        )
+        .times(3),
+    );
+    for e in take_fake_events(&fake, &["checkout.session.completed"]) {
+        assert_eq!(app.deliver_signed(&e.to_string()).await, 200);
+        assert_eq!(app.deliver_signed(&e.to_string()).await, 200);
+    }
+    app.drain_inbox().await;
+    let b = app.credits("acct_reset").await;
+    assert_ne!(b["available"], "0.00", "{b}");
+    assert_eq!(b["lots"].as_array().unwrap().len(), 1, "granted once: {b}");
+    app.assert_ledger_balanced("acct_reset").await;
+}
+
+/// PostgreSQL stopped in the middle of a webhook load and started again, the service
+/// left running: deliveries during the outage are refused (503, Stripe retries), every
+/// acknowledged one is stored and applied once, and the service recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_restarted_mid_load_loses_nothing_acknowledged() {
+    let Some(pg) = cluster::Cluster::start() else {
+        eprintln!(
+            "!!! SKIPPED: could not start a throwaway PostgreSQL cluster (needs initdb and the postgres user)"
+        );
+        return;
+    };
+    let mut env = vec![
+        ("DATABASE_URL".to_owned(), pg.url()),
+        ("BIND".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "STRIPE_WEBHOOK_SECRET".to_owned(),
+            WEBHOOK_SECRET.to_owned(),
+        ),
+    ];
+    env.push(("WEBHOOK_LEASE_SECS".into(), "2".into()));
+    let app = TestApp::start(config_from(&env)).await;
+    let t = unix_now();
+    let event = |i: usize| {
+        json!({"id": format!("evt_pg{i:05}"), "object": "event", "type": "product.created",
+            "created": t, "livemode": false,
+            "data": {"object": {"id": format!("prod_pg{i:05}"), "object": "product", "active": true,
+                "name": "P", "metadata": {"credit_amount": "1"}, "created": t, "updated": t}}})
+        .to_string()
+    };
+    let mut acknowledged = Vec::new();
+    for i in 0..200 {
+        assert_eq!(app.deliver_signed(&event(i)).await, 200);
+        acknowledged.push(i);
+    }
+    // The outage: 20 deliveries at once, each refused once the pool gives up (503).
+    pg.stop();
+    let during = futures_util::future::join_all((200..220).map(|i| {
+        let (app, body) = (&app, event(i));
+        async move { (i, app.deliver_signed(&body).await) }
+    }))
+    .await;
+    pg.restart();
+    for (i, status) in &during {
+        match status {
+            200 => acknowledged.push(*i),
+            // Refused (or timed out): Stripe retries.
+            503 | 408 => {}
+            other => panic!("delivery {i} answered {other} during the outage"),
+        }
+    }
+    assert!(
+        during.iter().any(|(_, s)| *s == 503),
+        "the outage refused nothing"
+    );
+    // Back without a restart of the service; Stripe retries what was refused.
+    for i in 200..400 {
+        if !acknowledged.contains(&i) {
+            assert_eq!(
+                app.deliver_signed(&event(i)).await,
+                200,
+                "delivery {i} after the outage"
+            );
+        }
+    }
+    app.drain_inbox().await;
+    for i in 0..400 {
+        let e = app
+            .state
+            .store
+            .get_event(&format!("evt_pg{i:05}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            e.map(|e| e.status),
+            Some("processed".to_owned()),
+            "evt_pg{i:05}"
+        );
+    }
+    let counts = app.state.store.catalog_counts().await.unwrap();
+    assert_eq!(counts.active, 400, "each product once: {counts:?}");
+    let (status, _) = get_json(&app.url("/readyz")).await;
+    assert_eq!(status, 200);
 }

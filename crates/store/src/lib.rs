@@ -68,6 +68,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the database refused this statement's data (a constraint, a value it
+    /// cannot store) rather than being unreachable: retrying other rows alone can help
+    /// only then.
+    pub fn is_data_error(&self) -> bool {
+        matches!(self, StoreError::Query(sqlx::Error::Database(_)))
+    }
+}
+
 /// The pool of either backend; use it through [`on_pool!`].
 #[doc(hidden)]
 #[derive(Debug, Clone)]

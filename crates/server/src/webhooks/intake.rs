@@ -56,8 +56,9 @@ impl Intake {
                             wake.notify_one();
                         }
                     }
-                    Err(e) if events.len() > 1 => {
+                    Err(e) if events.len() > 1 && e.is_data_error() => {
                         // One bad row must not fail the others: store them one by one.
+                        // (Not when the database is unreachable: each would wait again.)
                         tracing::warn!(error = %e, events = events.len(), "a batch of webhook events failed; storing them one by one");
                         let mut any_new = false;
                         for (event, reply) in events.into_iter().zip(replies) {
