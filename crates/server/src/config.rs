@@ -34,8 +34,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Everything about talking to Stripe.
-#[derive(Debug, Clone)]
+/// Everything about talking to Stripe. `Debug` shows `api_base` without credentials.
+#[derive(Clone)]
 pub struct StripeConfig {
     pub secret_key: Option<ApiKey>,
     pub public_key: Option<PublishableKey>,
@@ -49,6 +49,23 @@ pub struct StripeConfig {
     pub timeout: Duration,
     pub max_retries: u32,
     pub breaker: BreakerConfig,
+}
+
+impl fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("secret_key", &self.secret_key)
+            .field("public_key", &self.public_key)
+            .field("disabled_reason", &self.disabled_reason)
+            .field("api_version", &self.api_version)
+            .field("api_base", &self.api_base_shown())
+            .field("connectivity_test", &self.connectivity_test)
+            .field("max_rps", &self.max_rps)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("breaker", &self.breaker)
+            .finish()
+    }
 }
 
 impl StripeConfig {
