@@ -8,7 +8,8 @@
 //!   retrieve does that. Requests: `⌈products/100⌉ + ⌈active prices/100⌉ +
 //!   ⌈archived prices/100⌉` plus retries, never one call per product. One full sync at a
 //!   time, across processes.
-//! - **Selected** (`sync prod_A prod_B`): each product and its prices (both lists); a
+//! - **Selected** (`sync prod_A prod_B`): the products 100 per `ids[]` request, their
+//!   prices by two lists per product or the whole list, whichever is fewer pages; a
 //!   product Stripe no longer has becomes a tombstone, a price only on a 404.
 //!
 //! Every run is recorded in `sync_runs`. Nothing here writes to Stripe: the client has no
@@ -486,8 +487,14 @@ impl Syncer {
 
     /// Syncs the given products and their prices. A product Stripe answers 404 for (or
     /// `deleted: true`) becomes a tombstone if we had it, and an error if we never did.
-    /// Stripe becoming unavailable stops the run; other per-product errors are recorded
-    /// and the rest continue.
+    /// Stripe becoming unavailable stops the run; other errors are recorded and the rest
+    /// continue.
+    ///
+    /// Batched as Stripe allows: the products come 100 at a time from one `ids[]` list
+    /// request, and their prices from whichever is cheaper — two lists (active,
+    /// archived) per product, or the whole price list filtered here when the catalog we
+    /// hold says that takes fewer pages. Only a product the `ids[]` list left out is
+    /// asked for by id (to tell "deleted" from a list's silence).
     pub async fn sync_products(
         &self,
         ids: &[ProductId],
@@ -496,15 +503,28 @@ impl Syncer {
     ) -> Result<SyncReport, SyncError> {
         let (mut run, client) = self.begin("selected", origin).await?;
         let mut seen = HashSet::new();
-        for id in ids {
-            if !seen.insert(id.as_str()) {
-                continue;
-            }
-            match self.sync_one(&client, id.as_str(), &mut run).await {
-                Ok(()) => progress.page("products", 1, run.requests.load(Ordering::Relaxed)),
+        let unique: Vec<&str> = ids
+            .iter()
+            .map(ProductId::as_str)
+            .filter(|id| seen.insert(*id))
+            .collect();
+        for chunk in unique.chunks(sm_stripe::list::PAGE_SIZE as usize) {
+            match self.sync_chunk(&client, chunk, &mut run).await {
+                Ok(()) => progress.page(
+                    "products",
+                    chunk.len(),
+                    run.requests.load(Ordering::Relaxed),
+                ),
                 Err(OneError::Store(e)) => return Err(e.into()),
                 Err(OneError::Stripe(e)) => {
-                    run.stripe_failed(&format!("syncing {id}"), &e);
+                    let context = match chunk {
+                        [one] => format!("syncing {one}"),
+                        [first, .., last] => {
+                            format!("syncing {} products ({first} … {last})", chunk.len())
+                        }
+                        [] => continue,
+                    };
+                    run.stripe_failed(&context, &e);
                     if e.is_unavailable() {
                         break;
                     }
@@ -514,67 +534,120 @@ impl Syncer {
         Ok(run.finish(&self.store).await?)
     }
 
-    async fn sync_one(&self, client: &Client, id: &str, run: &mut Run) -> Result<(), OneError> {
+    /// Up to 100 products: one `ids[]` list, their prices, tombstones for the absent.
+    async fn sync_chunk(
+        &self,
+        client: &Client,
+        chunk: &[&str],
+        run: &mut Run,
+    ) -> Result<(), OneError> {
         let now = unix_now();
-        let product = match client.retrieve_product_raw(id).await {
-            Ok(p) if !p.value.deleted => p,
-            Ok(_) => return self.tombstone(id, run, now).await,
-            Err(e) if e.is_not_found() => return self.tombstone(id, run, now).await,
-            Err(e) => return Err(OneError::Stripe(e)),
-        };
-        let writes = product_writes(std::slice::from_ref(&product));
-        run.note_invalid(&writes);
-        let counts = self
-            .store
-            .upsert_products(&writes, None, unix_now())
-            .await?;
-        run.add_products(counts);
+        let listed = client
+            .products_by_ids(chunk)
+            .await
+            .map_err(OneError::Stripe)?;
         run.pages += 1;
-
-        let mut returned = HashSet::new();
-        let mut pages = Box::pin(client.product_price_pages(id));
-        loop {
-            let observed_at = unix_now();
-            let Some(page) = pages.next().await else {
-                break;
-            };
-            let page = page.map_err(OneError::Stripe)?;
-            returned.extend(page.data.iter().map(|p| p.value.id.clone()));
+        let found: HashSet<String> = listed.data.iter().map(|p| p.value.id.clone()).collect();
+        if !listed.data.is_empty() {
+            let writes = product_writes(&listed.data);
+            run.note_invalid(&writes);
             let counts = self
                 .store
-                .upsert_prices(&price_writes(&page.data, observed_at), None, unix_now())
+                .upsert_products(&writes, None, unix_now())
                 .await?;
-            run.add_prices(counts);
-            run.pages += 1;
+            run.add_products(counts);
+        }
+        // Absent from the list: deleted in Stripe, or never existed. A retrieve tells
+        // (and catches a product the list missed for any other reason).
+        let mut present: Vec<String> = Vec::with_capacity(chunk.len());
+        for id in chunk {
+            if found.contains(*id) {
+                present.push((*id).to_owned());
+                continue;
+            }
+            match client.retrieve_product_raw(id).await {
+                Ok(p) if !p.value.deleted => {
+                    let writes = product_writes(std::slice::from_ref(&p));
+                    run.note_invalid(&writes);
+                    let counts = self
+                        .store
+                        .upsert_products(&writes, None, unix_now())
+                        .await?;
+                    run.add_products(counts);
+                    present.push((*id).to_owned());
+                }
+                Ok(_) => self.tombstone(id, run, now).await?,
+                Err(e) if e.is_not_found() => self.tombstone(id, run, now).await?,
+                Err(e) => return Err(OneError::Stripe(e)),
+            }
+        }
+        if present.is_empty() {
+            return Ok(());
+        }
+
+        let wanted: HashSet<&str> = present.iter().map(String::as_str).collect();
+        let mut returned = HashSet::new();
+        let counts = self.store.catalog_counts().await?;
+        // Pages of the whole price list: active and archived, at least one each.
+        let whole_list_pages = (counts.prices.div_ceil(100)).max(1) + 1;
+        let lists: Vec<_> = if 2 * present.len() as u64 > whole_list_pages {
+            vec![client.price_pages().boxed()]
+        } else {
+            present
+                .iter()
+                .map(|id| client.product_price_pages(id).boxed())
+                .collect()
+        };
+        for mut pages in lists {
+            loop {
+                let observed_at = unix_now();
+                let Some(page) = pages.next().await else {
+                    break;
+                };
+                let mut page = page.map_err(OneError::Stripe)?;
+                run.pages += 1;
+                page.data.retain(|p| wanted.contains(p.value.product.id()));
+                returned.extend(page.data.iter().map(|p| p.value.id.clone()));
+                if page.data.is_empty() {
+                    continue;
+                }
+                let counts = self
+                    .store
+                    .upsert_prices(&price_writes(&page.data, observed_at), None, unix_now())
+                    .await?;
+                run.add_prices(counts);
+            }
         }
         // A price we hold that neither list returned is asked for by id: only Stripe's
         // 404 makes it a tombstone, never a list's silence.
-        for price in self.store.live_price_ids(id).await? {
-            if returned.contains(&price) {
-                continue;
-            }
-            match client.retrieve_price_raw(&price).await {
-                Ok(fresh) => {
-                    let counts = self
-                        .store
-                        .upsert_prices(
-                            &price_writes(std::slice::from_ref(&fresh), unix_now()),
-                            None,
-                            unix_now(),
-                        )
-                        .await?;
-                    run.add_prices(counts);
+        for product in &present {
+            for price in self.store.live_price_ids(product).await? {
+                if returned.contains(&price) {
+                    continue;
                 }
-                Err(e) if e.is_not_found() => {
-                    if self
-                        .store
-                        .tombstone_price(&price, id, now, unix_now())
-                        .await?
-                    {
-                        run.prices.tombstoned += 1;
+                match client.retrieve_price_raw(&price).await {
+                    Ok(fresh) => {
+                        let counts = self
+                            .store
+                            .upsert_prices(
+                                &price_writes(std::slice::from_ref(&fresh), unix_now()),
+                                None,
+                                unix_now(),
+                            )
+                            .await?;
+                        run.add_prices(counts);
                     }
+                    Err(e) if e.is_not_found() => {
+                        if self
+                            .store
+                            .tombstone_price(&price, product, now, unix_now())
+                            .await?
+                        {
+                            run.prices.tombstoned += 1;
+                        }
+                    }
+                    Err(e) => return Err(OneError::Stripe(e)),
                 }
-                Err(e) => return Err(OneError::Stripe(e)),
             }
         }
         Ok(())

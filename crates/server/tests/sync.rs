@@ -19,6 +19,7 @@ sm_store::contract_tests!(
     a_permanent_failure_keeps_committed_pages_and_records_a_failed_run,
     two_concurrent_full_syncs_one_runs_the_other_is_refused,
     selected_sync_fetches_just_those_products_and_tombstones_the_missing,
+    a_selected_sync_batches_products_by_ids_and_prices_by_the_cheaper_list,
     a_sync_never_overwrites_newer_local_data,
     the_catalog_api_serves_local_data_when_stripe_is_down,
     the_cli_sync_reports_invalid_products_with_exit_1,
@@ -444,8 +445,9 @@ async fn selected_sync_fetches_just_those_products_and_tombstones_the_missing(db
     );
     assert_eq!(
         fake.request_count(),
-        6,
-        "a retrieve and two price lists (active, archived) per product"
+        3,
+        "one ids[] list for both products, then the whole price list (active, archived): \
+         with nothing held locally it is fewer pages than two lists per product"
     );
     let (s3, _) = get_json(&app.url(&format!("/api/v1/products/{}", ids[2]))).await;
     assert_eq!(s3, 404);
@@ -508,6 +510,55 @@ async fn selected_sync_fetches_just_those_products_and_tombstones_the_missing(db
         (400, json!("invalid_body"))
     );
     assert!(catalog_writes(&fake).is_empty());
+}
+
+/// 150 products in a catalog of 300: two `ids[]` requests, not 150 retrieves; prices by
+/// the whole list while little is held locally, by two lists per product once the held
+/// catalog says that is fewer pages.
+async fn a_selected_sync_batches_products_by_ids_and_prices_by_the_cheaper_list(db: TestDb) {
+    use stripe_manager::sync::{NoProgress, Origin};
+    let fake = FakeStripe::start().await;
+    let ids = seed_catalog(&fake, 300, 600);
+    let app = quiet_app(&fake, &db).await;
+    fake.clear_requests();
+    let wanted: Vec<sm_domain::ProductId> = ids[..150]
+        .iter()
+        .chain(ids[..10].iter()) // repeated ids are synced once
+        .map(|id| id.parse().unwrap())
+        .collect();
+    let report = app
+        .state
+        .syncer
+        .sync_products(&wanted, Origin::Cli, &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!((report.products.created, report.prices.created), (150, 300));
+    let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
+    let product_calls = paths
+        .iter()
+        .filter(|p| p.starts_with("/v1/products"))
+        .count();
+    assert_eq!(product_calls, 2, "100 + 50 ids per list request: {paths:?}");
+    // Each chunk read the whole price list: 600 active prices (6 pages) + archived (1).
+    assert_eq!(paths.len(), 2 + 2 * 7, "{paths:?}");
+
+    // With the whole catalog held, two products are cheaper by their own lists.
+    assert_eq!(sync_all(&app).await.0, 200);
+    fake.clear_requests();
+    let two: Vec<sm_domain::ProductId> = ids[..2].iter().map(|id| id.parse().unwrap()).collect();
+    let report = app
+        .state
+        .syncer
+        .sync_products(&two, Origin::Cli, &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(
+        fake.request_count(),
+        1 + 2 * 2,
+        "one ids[] list, then active and archived prices of each product"
+    );
 }
 
 async fn a_sync_never_overwrites_newer_local_data(db: TestDb) {

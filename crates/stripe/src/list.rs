@@ -72,6 +72,22 @@ impl Client {
         self.pages("products.list", "/v1/products", Vec::new())
     }
 
+    /// The products among `ids` that exist, active or archived, in one request: Stripe's
+    /// `ids[]` filter cannot be paged (`starting_after` is refused with it), so at most
+    /// [`PAGE_SIZE`] ids per call. A product Stripe deleted is simply absent.
+    pub async fn products_by_ids(&self, ids: &[&str]) -> Result<List<Raw<Product>>, StripeError> {
+        debug_assert!(
+            ids.len() <= PAGE_SIZE as usize,
+            "at most {PAGE_SIZE} ids per call"
+        );
+        let mut query: Vec<(String, String)> = ids
+            .iter()
+            .map(|id| ("ids[]".to_owned(), (*id).to_owned()))
+            .collect();
+        query.push(("limit".into(), PAGE_SIZE.to_string()));
+        self.get("products.list", "/v1/products", &query).await
+    }
+
     /// All prices, active and archived, of every product, with their exact JSON.
     ///
     /// Stripe's price list "returns a list of your active prices" unless `active=false`
