@@ -17,15 +17,17 @@ pub enum Scope {
     CreditsRead,
     CreditsWrite,
     CheckoutWrite,
+    AccountsRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::CatalogRead,
         Scope::SyncWrite,
         Scope::CreditsRead,
         Scope::CreditsWrite,
         Scope::CheckoutWrite,
+        Scope::AccountsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +37,7 @@ impl Scope {
             Scope::CreditsRead => "credits:read",
             Scope::CreditsWrite => "credits:write",
             Scope::CheckoutWrite => "checkout:write",
+            Scope::AccountsRead => "accounts:read",
         }
     }
 
@@ -101,6 +104,12 @@ pub const API_ROUTES: &[(&str, &str, Scope)] = &[
         Scope::CreditsWrite,
     ),
     ("POST", "/api/v1/checkout", Scope::CheckoutWrite),
+    ("GET", "/api/v1/accounts/{account}", Scope::AccountsRead),
+    (
+        "GET",
+        "/api/v1/accounts/{account}/payments",
+        Scope::AccountsRead,
+    ),
 ];
 
 /// Routes under `/api/v1` that need no token: the API's own description.
@@ -160,7 +169,7 @@ mod tests {
             parse_scopes(["credits:read,credits:write", "credits:read"]),
             Ok(vec![Scope::CreditsRead, Scope::CreditsWrite])
         );
-        assert_eq!(parse_scopes(["all"]).unwrap().len(), 5);
+        assert_eq!(parse_scopes(["all"]).unwrap().len(), Scope::ALL.len());
         assert!(
             parse_scopes(["credits:admin"])
                 .unwrap_err()

@@ -125,6 +125,10 @@ pub struct Config {
     pub worker: crate::webhooks::worker::WorkerConfig,
     /// Limits of the HTTP listener.
     pub http: HttpLimits,
+    /// How long a `past_due` subscription still counts as active
+    /// (`PAST_DUE_GRACE_DAYS`, default 7), from the start of the period whose renewal
+    /// payment failed: Stripe retries a failed renewal for days before giving up.
+    pub past_due_grace: Duration,
 }
 
 /// What one client may hold of the listener: each limit keeps a client that sends
@@ -440,6 +444,8 @@ impl Config {
             request_timeout: Duration::from_secs(l.number("HTTP_REQUEST_TIMEOUT", 30, 1, 3600)),
             max_connections: l.number("HTTP_MAX_CONNECTIONS", 1000, 1, 100_000) as usize,
         };
+        let past_due_grace =
+            Duration::from_secs(l.number("PAST_DUE_GRACE_DAYS", 7, 0, 365) * 86_400);
         let mut networks = |name: &'static str, allow_stripe: bool| {
             let raw = l.get(name)?;
             crate::webhooks::source::parse_networks(&raw, allow_stripe)
@@ -537,6 +543,7 @@ impl Config {
                 ..Default::default()
             },
             http,
+            past_due_grace,
         })
     }
 

@@ -10,6 +10,7 @@
 //! - [`telemetry`]: logs and the Prometheus recorder
 //! - [`cli`]: the commands
 
+pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod credits;
 pub mod http;
 pub mod listener;
 pub mod manager;
+pub mod mirror;
 pub mod sync;
 pub mod telemetry;
 pub mod webhooks;

@@ -12,11 +12,13 @@
 //! - [`testing`]: throwaway databases for tests (a temp SQLite file, or a fresh
 //!   PostgreSQL schema) so tests run in parallel
 
+pub mod accounts;
 pub mod admin;
 pub mod catalog;
 pub mod credits;
 pub mod inbox;
 pub mod migrations;
+pub mod objects;
 pub mod runs;
 pub mod testing;
 pub mod tokens;

@@ -47,6 +47,11 @@ const SQLITE: &[Entry] = &[
         "ledger origins",
         include_str!("../migrations/sqlite/0007_ledger_origins.sql"),
     ),
+    (
+        8,
+        "mirrors",
+        include_str!("../migrations/sqlite/0008_mirrors.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -83,6 +88,11 @@ const POSTGRES: &[Entry] = &[
         7,
         "ledger origins",
         include_str!("../migrations/postgres/0007_ledger_origins.sql"),
+    ),
+    (
+        8,
+        "mirrors",
+        include_str!("../migrations/postgres/0008_mirrors.sql"),
     ),
 ];
 

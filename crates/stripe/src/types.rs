@@ -24,6 +24,19 @@ macro_rules! has_id {
 
 pub type Metadata = BTreeMap<String, String>;
 
+/// Any Stripe object, known only by its id: with [`Raw`], for objects mirrored as JSON
+/// (customers, invoices) whose fields are read by the mirror's extractor, not a type.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct ObjectId {
+    pub id: String,
+}
+
+impl StripeObject for ObjectId {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 /// An object together with the exact JSON Stripe sent for it, so what we store as "raw"
 /// keeps every field, including the ones our wire types do not model yet.
 #[derive(Debug, Clone)]

@@ -27,8 +27,15 @@ use super::{
 
 pub(super) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) -> Option<Answer> {
     Some(match (m, seg) {
+        // Stripe lists subscriptions that are not canceled unless `status` says otherwise;
+        // `status=all` lists every one.
         ("GET", ["v1", "subscriptions"]) => list(&s.subscriptions, p, "/v1/subscriptions", |v| {
-            field_is(v, "customer", p.text("customer")) && field_is(v, "status", p.text("status"))
+            field_is(v, "customer", p.text("customer"))
+                && match p.text("status").as_deref() {
+                    Some("all") => true,
+                    Some(status) => v["status"] == json!(status),
+                    None => v["status"] != json!("canceled"),
+                }
         }),
         ("POST", ["v1", "subscriptions"]) => s.create_subscription(p, ctx),
         ("GET", ["v1", "subscriptions", id]) => s.retrieve("subscription", id),

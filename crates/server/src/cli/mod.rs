@@ -60,6 +60,11 @@ enum Command {
         /// Product ids (prod_…); none means every product and price.
         #[arg(value_name = "PRODUCT_ID")]
         products: Vec<String>,
+        /// What to sync: `catalog` (the default), `customers`, `subscriptions`,
+        /// `invoices`, comma-separated, or `all`.
+        #[arg(long, value_name = "LIST")]
+        objects: Option<String>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -205,7 +210,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Serve => serve::run(config).await,
         Command::Migrate { json } => migrate::run(config, json).await,
-        Command::Sync { products, json } => sync::run(open(config).await?, products, json).await,
+        Command::Sync {
+            products,
+            objects,
+            json,
+        } => sync::run(open(config).await?, products, objects, json).await,
         Command::Products { all, json } => products::run(open(config).await?, all, json).await,
         Command::Events { command } => events::run(open(config).await?, command).await,
         Command::Credits { command } => credits::run(open(config).await?, command).await,

@@ -1,4 +1,4 @@
-//! `stripe-manager sync [PRODUCT_ID …] [--json]`.
+//! `stripe-manager sync [PRODUCT_ID …] [--objects LIST] [--json]`.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -47,7 +47,24 @@ impl Progress for Lines {
     }
 }
 
-pub async fn run(state: AppState, ids: Vec<String>, json: bool) -> Result<u8, Failure> {
+pub async fn run(
+    state: AppState,
+    ids: Vec<String>,
+    objects: Option<String>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let (catalog, names) = match objects.as_deref() {
+        None => (true, Vec::new()),
+        Some(list) => crate::mirror::parse_objects(list).map_err(Failure::usage)?,
+    };
+    if !names.is_empty() {
+        if !ids.is_empty() {
+            return Err(Failure::usage(
+                "product ids and --objects other than catalog cannot be combined".to_owned(),
+            ));
+        }
+        return run_objects(state, catalog, &names, json).await;
+    }
     let ids = ids
         .iter()
         .map(|id| ProductId::parse(id.as_str()))
@@ -106,6 +123,80 @@ pub async fn run(state: AppState, ids: Vec<String>, json: bool) -> Result<u8, Fa
         print_summary(&report);
     }
     Ok(exit_code(&report))
+}
+
+/// `sync --objects …`: the catalog first if named, then each object type, 100 per request.
+async fn run_objects(
+    state: AppState,
+    catalog: bool,
+    names: &[&str],
+    json: bool,
+) -> Result<u8, Failure> {
+    let client = state.stripe.client().map_err(|e| Failure::stripe(&e))?;
+    let mut code = 0;
+    let mut out = serde_json::Map::new();
+    if catalog {
+        let report = state
+            .syncer
+            .sync_all(Origin::Cli, &crate::sync::NoProgress)
+            .await
+            .map_err(|e| Failure {
+                code: 1,
+                message: crate::error_chain(&e),
+            })?;
+        code = exit_code(&report);
+        if json {
+            out.insert(
+                "catalog".into(),
+                serde_json::to_value(&report).expect("serializes"),
+            );
+        } else {
+            print_summary(&report);
+            println!();
+        }
+    }
+    let reports = crate::mirror::sync_named(&state.store, client, names).await;
+    if !json {
+        println!(
+            "{:<14} {:>9} {:>9} {:>10} {:>7} {:>9} {:>9}",
+            "", "requests", "written", "unchanged", "stale", "pages", "seconds"
+        );
+    }
+    for r in &reports {
+        if r.error.is_some() {
+            code = code.max(1);
+        }
+        if json {
+            out.insert(
+                r.object.into(),
+                serde_json::to_value(r).expect("serializes"),
+            );
+            continue;
+        }
+        println!(
+            "{:<14} {:>9} {:>9} {:>10} {:>7} {:>9} {:>9.1}",
+            r.object,
+            r.requests,
+            r.counts.created + r.counts.updated,
+            r.counts.unchanged,
+            r.counts.stale,
+            r.pages,
+            r.duration_ms as f64 / 1000.0
+        );
+        if let Some(e) = &r.error {
+            println!(
+                "  {}: stopped: {e} (pages already written are kept)",
+                r.object
+            );
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("reports serialize")
+        );
+    }
+    Ok(code)
 }
 
 /// 0 all good; 3 Stripe became unavailable; 1 other failures or invalid products.

@@ -1,6 +1,7 @@
 //! The HTTP edge: one router per resource, merged here, with the middleware that every
 //! route shares (request id, tracing span, metrics).
 
+mod accounts;
 mod admin;
 pub mod admin_pages;
 mod auth;
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(catalog::router())
         .merge(credits::router())
+        .merge(accounts::router())
         .merge(openapi::router())
         .merge(admin::router(state.clone()))
         .merge(sync::router())

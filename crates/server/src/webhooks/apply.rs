@@ -63,6 +63,17 @@ pub enum ApplyError {
     Credit(String),
 }
 
+impl From<crate::mirror::MirrorError> for ApplyError {
+    fn from(e: crate::mirror::MirrorError) -> Self {
+        use crate::mirror::MirrorError;
+        match e {
+            MirrorError::Stripe(e) => ApplyError::Stripe(e),
+            MirrorError::Store(e) => ApplyError::Store(e),
+            e => ApplyError::Payload(e.to_string()),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "type")]
@@ -187,6 +198,7 @@ pub async fn plan(
         };
         tracing::warn!(id = %event.id, "a {event_mode}-mode event reached a service with a {key_mode}-mode key; stored, not applied");
         return Ok(Planned {
+            mirror: None,
             effect: Effect::Refused(format!(
                 "livemode mismatch: a {event_mode}-mode event, and the configured key is {key_mode}-mode; not applied"
             )),
@@ -231,13 +243,34 @@ pub async fn plan(
             }
         }
     };
-    Ok(Planned { effect })
+    // The mirror is a read model: when it cannot be written now (a refetch failing),
+    // an event with another effect (a credit grant) is still applied, without it; an
+    // event that only mirrors fails and is retried.
+    let mirror = match crate::mirror::event_write(
+        store,
+        client,
+        &envelope.kind,
+        envelope.created,
+        &object,
+    )
+    .await
+    {
+        Ok(m) => m,
+        Err(e) if !matches!(effect, Effect::None) => {
+            tracing::warn!(id = %event.id, error = %crate::error_chain(&e), "the event's mirror write is skipped; its other effects are applied");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Planned { effect, mirror })
 }
 
 /// An event's effect, decided and ready to write.
 #[derive(Debug)]
 pub struct Planned {
     effect: Effect,
+    /// The mirrored object it carries (a customer, an invoice), written first.
+    mirror: Option<crate::mirror::MirrorWrite>,
 }
 
 impl Planned {
@@ -249,7 +282,9 @@ impl Planned {
     }
 
     fn status(&self) -> Applied {
-        if matches!(self.effect, Effect::None | Effect::Refused(_)) {
+        if matches!(self.effect, Effect::Refused(_))
+            || (matches!(self.effect, Effect::None) && self.mirror.is_none())
+        {
             Applied::Ignored
         } else {
             Applied::Processed
@@ -266,6 +301,7 @@ async fn write(
     planned: &Planned,
 ) -> Result<Option<Applied>, ApplyError> {
     let now = unix_now();
+    write_mirror(tx, planned, now).await?;
     let counts = match &planned.effect {
         Effect::Product(w, ties) => {
             tx.upsert_products(std::slice::from_ref(w), None, now, *ties)
@@ -293,6 +329,20 @@ async fn write(
         tx.note_event(&event.id, reason).await?;
     }
     Ok(finished.then_some(status))
+}
+
+/// Writes the event's mirrored object; a tie (a same-time state with other content
+/// landed after planning) fails the attempt so that the next one refetches.
+async fn write_mirror(tx: &mut Tx, planned: &Planned, now: i64) -> Result<(), ApplyError> {
+    if let Some(m) = &planned.mirror {
+        let counts = tx
+            .upsert_objects(m.kind, std::slice::from_ref(&m.write), m.ties, now)
+            .await?;
+        if counts.ties > 0 {
+            return Err(ApplyError::Tie(format!("{} {}", m.kind.object, m.write.id)));
+        }
+    }
+    Ok(())
 }
 
 /// Writes an effect that is not an upsert (a tombstone, or nothing).
@@ -388,6 +438,9 @@ async fn write_grouped(
     owner: &str,
 ) -> Result<Vec<Applied>, ApplyError> {
     let now = unix_now();
+    for (_, planned) in batch {
+        write_mirror(tx, planned, now).await?;
+    }
     let mut i = 0;
     while i < batch.len() {
         let mut seen = HashSet::new();
@@ -398,6 +451,7 @@ async fn write_grouped(
                     _,
                     Planned {
                         effect: Effect::Product(w, t),
+                        ..
                     },
                 )) = batch.get(i)
                     && t == ties
@@ -414,6 +468,7 @@ async fn write_grouped(
                     _,
                     Planned {
                         effect: Effect::Price(w, t),
+                        ..
                     },
                 )) = batch.get(i)
                     && t == ties

@@ -32,52 +32,17 @@ pub async fn plan(
         let client = need(client, &format!("subscription {}", sub.id))?;
         let fresh = client.retrieve_subscription_raw(&sub.id).await?;
         let raw = crate::sync::compact_json(fresh.json.get());
-        let row = subscription_row(store, &fresh.value, event.created, &raw).await?;
+        let row = crate::mirror::subscription_row(store, &fresh.value, event.created, &raw).await?;
         return Ok(Some(CreditEffect::Subscription(SubscriptionWrite {
             row,
             refreshed: true,
         })));
     }
-    let row = subscription_row(store, &sub, event.created, event.object).await?;
+    let row = crate::mirror::subscription_row(store, &sub, event.created, event.object).await?;
     Ok(Some(CreditEffect::Subscription(SubscriptionWrite {
         row,
         refreshed: false,
     })))
-}
-
-async fn subscription_row(
-    store: &Store,
-    sub: &Subscription,
-    event_created: i64,
-    raw: &str,
-) -> Result<SubscriptionRow, ApplyError> {
-    let customer = sub.customer.id().to_owned();
-    let account = match sub.metadata.get("account") {
-        Some(a) => Some(a.clone()),
-        None => store.account_for_customer(&customer).await?,
-    };
-    let item = sub.items.data.first();
-    let price = item.map(|i| i.price.id.clone());
-    let product = item.map(|i| i.price.product.id().to_owned());
-    let period = sub.current_period();
-    Ok(SubscriptionRow {
-        id: sub.id.clone(),
-        account,
-        customer,
-        status: sub.status.clone(),
-        price,
-        product,
-        quantity: item
-            .and_then(|i| i.quantity)
-            .map(|q| i64::try_from(q).unwrap_or(i64::MAX)),
-        current_period_start: period.map(|p| p.0),
-        current_period_end: period.map(|p| p.1),
-        cancel_at_period_end: sub.cancel_at_period_end,
-        canceled_at: sub.canceled_at,
-        event_created,
-        raw: raw.to_owned(),
-        updated_at: crate::sync::unix_now(),
-    })
 }
 
 pub async fn write(tx: &mut Tx, w: &SubscriptionWrite) -> Result<(), ApplyError> {

@@ -1,0 +1,295 @@
+//! "What may this account do right now?" — an account's customer, subscriptions,
+//! entitlement and credits, and its payment history, answered from the mirrors (see
+//! [`crate::mirror`]) without calling Stripe.
+//!
+//! # Entitlement
+//! `active` is true when a subscription is `active` or `trialing`, or `past_due` for less
+//! than the grace period (`PAST_DUE_GRACE_DAYS`, default 7) since the start of the period
+//! whose renewal failed: Stripe keeps retrying the payment meanwhile (Smart Retries),
+//! and a customer should not lose access on the first declined card. `incomplete`,
+//! `incomplete_expired`, `unpaid`, `canceled` and `paused` are not active.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use sm_store::accounts::PaymentRow;
+use sm_store::objects::CUSTOMERS;
+use sm_store::{Store, StoreError};
+
+use crate::credits::{Balance, Ledger, LedgerError, validate_account};
+
+/// The customer an account is linked to.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CustomerView {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// One subscription as the account endpoint shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SubscriptionView {
+    pub id: String,
+    pub status: String,
+    pub product: Option<String>,
+    pub price: Option<String>,
+    pub quantity: Option<i64>,
+    pub current_period_start: Option<i64>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    /// When it ends, if cancellation is scheduled (`cancel_at`).
+    pub cancel_at: Option<i64>,
+    pub canceled_at: Option<i64>,
+    pub trial_end: Option<i64>,
+}
+
+/// What the account may do.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Entitlement {
+    pub active: bool,
+    /// The status that decided it (`active`, `trialing`, `past_due`, …), `none` without
+    /// a subscription.
+    pub status: String,
+    /// The subscription that decided it.
+    pub subscription: Option<String>,
+    pub product: Option<String>,
+    /// For `past_due`: until when it still counts as active.
+    pub grace_until: Option<i64>,
+}
+
+/// `GET /api/v1/accounts/{account}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    pub account: String,
+    pub customer: Option<CustomerView>,
+    pub subscriptions: Vec<SubscriptionView>,
+    pub entitlement: Entitlement,
+    pub credits: Balance,
+}
+
+/// One page of `GET /api/v1/accounts/{account}/payments`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PaymentsPage {
+    pub account: String,
+    pub data: Vec<PaymentRow>,
+    pub has_more: bool,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Invalid(#[from] LedgerError),
+    #[error("the cursor {0:?} is not one this API returned (pass a page's next_cursor)")]
+    Cursor(String),
+    #[error("reading the account failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Reads accounts.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    store: Store,
+    ledger: Ledger,
+    grace: Duration,
+}
+
+impl Accounts {
+    pub fn new(store: Store, grace: Duration) -> Self {
+        Self {
+            ledger: Ledger::new(store.clone()),
+            store,
+            grace,
+        }
+    }
+
+    pub async fn show(&self, account: &str, now: i64) -> Result<AccountView, AccountError> {
+        validate_account(account)?;
+        let customers = self.store.account_customers(account).await?;
+        let customer = match customers.first() {
+            Some(id) => Some(self.customer(id).await?),
+            None => None,
+        };
+        let subscriptions: Vec<SubscriptionView> = self
+            .store
+            .account_subscriptions(account)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let raw: Value = serde_json::from_str(&row.raw).unwrap_or(Value::Null);
+                SubscriptionView {
+                    id: row.id,
+                    status: row.status,
+                    product: row.product,
+                    price: row.price,
+                    quantity: row.quantity,
+                    current_period_start: row.current_period_start,
+                    current_period_end: row.current_period_end,
+                    cancel_at_period_end: row.cancel_at_period_end,
+                    cancel_at: raw["cancel_at"].as_i64(),
+                    canceled_at: row.canceled_at,
+                    trial_end: raw["trial_end"].as_i64(),
+                }
+            })
+            .collect();
+        let entitlement = entitlement(&subscriptions, self.grace, now);
+        let credits = self.ledger.balance(account, now).await?;
+        Ok(AccountView {
+            account: account.to_owned(),
+            customer,
+            subscriptions,
+            entitlement,
+            credits,
+        })
+    }
+
+    async fn customer(&self, id: &str) -> Result<CustomerView, StoreError> {
+        let raw: Value = match self.store.get_object(&CUSTOMERS, id).await? {
+            Some(o) => serde_json::from_str(&o.raw).unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        Ok(CustomerView {
+            id: id.to_owned(),
+            email: raw["email"].as_str().map(str::to_owned),
+            name: raw["name"].as_str().map(str::to_owned),
+        })
+    }
+
+    /// Payments newest first; `cursor` is a previous page's `next_cursor`.
+    pub async fn payments(
+        &self,
+        account: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<PaymentsPage, AccountError> {
+        validate_account(account)?;
+        let limit = limit.clamp(1, 100);
+        let before = match cursor {
+            Some(c) => Some(
+                parse_cursor(c)
+                    .ok_or_else(|| AccountError::Cursor(c.chars().take(64).collect()))?,
+            ),
+            None => None,
+        };
+        let mut data = self
+            .store
+            .account_payments(
+                account,
+                before.as_ref().map(|(t, id)| (*t, id.as_str())),
+                limit + 1,
+            )
+            .await?;
+        let has_more = data.len() > limit as usize;
+        data.truncate(limit as usize);
+        let next_cursor = has_more
+            .then(|| data.last().map(|p| format!("{}.{}", p.created, p.id)))
+            .flatten();
+        Ok(PaymentsPage {
+            account: account.to_owned(),
+            data,
+            has_more,
+            next_cursor,
+        })
+    }
+}
+
+fn parse_cursor(c: &str) -> Option<(i64, String)> {
+    let (t, id) = c.split_once('.')?;
+    let ok = !id.is_empty()
+        && id.len() <= 255
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    ok.then(|| Some((t.parse().ok()?, id.to_owned())))?
+}
+
+/// See the module docs. The deciding subscription: an active or trialing one first,
+/// then a past-due one within its grace, else the most recent.
+pub fn entitlement(subs: &[SubscriptionView], grace: Duration, now: i64) -> Entitlement {
+    let decided = |s: &SubscriptionView, active: bool, grace_until: Option<i64>| Entitlement {
+        active,
+        status: s.status.clone(),
+        subscription: Some(s.id.clone()),
+        product: s.product.clone(),
+        grace_until,
+    };
+    if let Some(s) = subs
+        .iter()
+        .find(|s| matches!(s.status.as_str(), "active" | "trialing"))
+    {
+        return decided(s, true, None);
+    }
+    for s in subs.iter().filter(|s| s.status == "past_due") {
+        let until = s
+            .current_period_start
+            .map(|start| start.saturating_add(grace.as_secs() as i64));
+        if until.is_some_and(|u| now < u) {
+            return decided(s, true, until);
+        }
+    }
+    match subs.first() {
+        Some(s) => decided(s, false, None),
+        None => Entitlement {
+            active: false,
+            status: "none".into(),
+            subscription: None,
+            product: None,
+            grace_until: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(id: &str, status: &str, start: i64) -> SubscriptionView {
+        SubscriptionView {
+            id: id.into(),
+            status: status.into(),
+            product: Some("prod_1".into()),
+            price: None,
+            quantity: Some(1),
+            current_period_start: Some(start),
+            current_period_end: Some(start + 30 * 86_400),
+            cancel_at_period_end: false,
+            cancel_at: None,
+            canceled_at: None,
+            trial_end: None,
+        }
+    }
+
+    #[test]
+    fn past_due_counts_as_active_only_within_the_grace() {
+        let week = Duration::from_secs(7 * 86_400);
+        let e = entitlement(&[sub("sub_1", "past_due", 1000)], week, 1000 + 86_400);
+        assert!(e.active);
+        assert_eq!(e.grace_until, Some(1000 + 7 * 86_400));
+        let e = entitlement(&[sub("sub_1", "past_due", 1000)], week, 1000 + 7 * 86_400);
+        assert!(!e.active);
+        assert_eq!(e.status, "past_due");
+    }
+
+    #[test]
+    fn an_active_subscription_wins_over_an_ended_one() {
+        let e = entitlement(
+            &[sub("sub_old", "canceled", 0), sub("sub_new", "trialing", 5)],
+            Duration::ZERO,
+            10,
+        );
+        assert_eq!(
+            (e.active, e.subscription.as_deref()),
+            (true, Some("sub_new"))
+        );
+        let none = entitlement(&[], Duration::ZERO, 0);
+        assert_eq!((none.active, none.status.as_str()), (false, "none"));
+    }
+
+    #[test]
+    fn cursors_are_checked() {
+        assert_eq!(parse_cursor("17.in_1"), Some((17, "in_1".into())));
+        assert_eq!(parse_cursor("x.in_1"), None);
+        assert_eq!(parse_cursor("17.in 1"), None);
+        assert_eq!(parse_cursor("17"), None);
+    }
+}

@@ -1,0 +1,470 @@
+//! Mirrors of Stripe's customers, invoices and subscriptions: what an account's plan and
+//! payment history are answered from, without a Stripe call per request.
+//!
+//! Customers and invoices go through the generic object pipeline
+//! ([`sm_store::objects`]): a [`Mirror`] names the stored [`ObjectKind`], where Stripe
+//! lists and retrieves the object, and how its columns are read from the JSON. The same
+//! write (with the ordering guard) serves full syncs ([`sync_objects`]) and events
+//! ([`event_write`]); `events reconcile` feeds the events path. Subscriptions keep their
+//! own row ([`subscription_row`]), which the credit rules read too.
+//!
+//! Adding an object: a table in a migration, an `ObjectKind` in `sm_store::objects`, a
+//! `Mirror` here with its `cells` extractor. Nothing else changes: `sync --objects NAME`,
+//! its events and `events reconcile` pick it up.
+
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use sm_store::catalog::{Ties, WriteCounts};
+use sm_store::credits::SubscriptionRow;
+use sm_store::objects::{CUSTOMERS, Cell, INVOICES, ObjectKind, ObjectWrite};
+use sm_store::{Store, StoreError};
+use sm_stripe::types::{ObjectId, Raw, Subscription};
+use sm_stripe::{Client, StripeError};
+
+use crate::sync::{compact_json, unix_now};
+
+/// One mirrored object type.
+#[derive(Debug)]
+pub struct Mirror {
+    /// The name `sync --objects` takes (`customers`).
+    pub name: &'static str,
+    pub kind: &'static ObjectKind,
+    list_op: &'static str,
+    list_path: &'static str,
+    /// Filters that make the list complete (Stripe lists some objects only partly by
+    /// default).
+    list_params: &'static [(&'static str, &'static str)],
+    retrieve_op: &'static str,
+    cells: fn(&Value) -> Vec<Cell>,
+}
+
+pub static CUSTOMER: Mirror = Mirror {
+    name: "customers",
+    kind: &CUSTOMERS,
+    list_op: "customers.list",
+    list_path: "/v1/customers",
+    list_params: &[],
+    retrieve_op: "customers.retrieve",
+    cells: |v| {
+        vec![
+            text(&v["metadata"]["account"]),
+            text(&v["email"]),
+            text(&v["name"]),
+            Cell::Bool(v["livemode"].as_bool().unwrap_or(false)),
+            Cell::Int(Some(v["created"].as_i64().unwrap_or(0))),
+        ]
+    },
+};
+
+pub static INVOICE: Mirror = Mirror {
+    name: "invoices",
+    kind: &INVOICES,
+    list_op: "invoices.list",
+    list_path: "/v1/invoices",
+    list_params: &[],
+    retrieve_op: "invoices.retrieve",
+    cells: |v| {
+        vec![
+            id_of(&v["customer"]),
+            // Basil moved it under `parent.subscription_details`.
+            id_of(&v["parent"]["subscription_details"]["subscription"]),
+            text(&v["status"]),
+            text(&v["currency"]),
+            Cell::Int(v["total"].as_i64()),
+            Cell::Int(v["amount_due"].as_i64()),
+            Cell::Int(v["amount_paid"].as_i64()),
+            Cell::Int(v["amount_remaining"].as_i64()),
+            text(&v["number"]),
+            text(&v["hosted_invoice_url"]),
+            text(&v["invoice_pdf"]),
+            text(&v["billing_reason"]),
+            Cell::Bool(v["livemode"].as_bool().unwrap_or(false)),
+            Cell::Int(Some(v["created"].as_i64().unwrap_or(0))),
+        ]
+    },
+};
+
+/// Every object `sync --objects` knows, besides the catalog (`subscriptions` is
+/// handled by [`sync_subscriptions`]).
+pub static MIRRORS: [&Mirror; 2] = [&CUSTOMER, &INVOICE];
+
+fn text(v: &Value) -> Cell {
+    Cell::Text(v.as_str().map(str::to_owned))
+}
+
+/// An expandable field: the id, or the expanded object's id.
+fn id_of(v: &Value) -> Cell {
+    Cell::Text(v.as_str().or_else(|| v["id"].as_str()).map(str::to_owned))
+}
+
+/// The mirror for a Stripe `object` value.
+pub fn for_object(object: &str) -> Option<&'static Mirror> {
+    MIRRORS.iter().copied().find(|m| m.kind.object == object)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("the object is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the object has no id")]
+    NoId,
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The write for one object's JSON (compact, as stored).
+pub fn object_write(
+    mirror: &Mirror,
+    raw: &str,
+    version: i64,
+    deleted: bool,
+) -> Result<ObjectWrite, MirrorError> {
+    let v: Value = serde_json::from_str(raw)?;
+    let id = v["id"].as_str().ok_or(MirrorError::NoId)?.to_owned();
+    Ok(ObjectWrite {
+        id,
+        version,
+        deleted: deleted || v["deleted"].as_bool() == Some(true),
+        cells: (mirror.cells)(&v),
+        raw: raw.to_owned(),
+    })
+}
+
+/// A mirror write an event makes.
+#[derive(Debug, Clone)]
+pub struct MirrorWrite {
+    pub kind: &'static ObjectKind,
+    pub write: ObjectWrite,
+    pub ties: Ties,
+}
+
+/// What an event of type `event_type` does to the mirrors: for an event whose object
+/// is mirrored, the object at the event's time (`*.deleted`: a tombstone). A same-time
+/// state with other content already stored is a tie: the object is refetched (and a
+/// 404 makes a tombstone). `Ok(None)`: not a mirrored object, or one without an id
+/// (`invoice.upcoming`).
+pub async fn event_write(
+    store: &Store,
+    client: Option<&Client>,
+    event_type: &str,
+    created: i64,
+    object: &str,
+) -> Result<Option<MirrorWrite>, MirrorError> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(default)]
+        id: Option<&'a str>,
+        #[serde(default, borrow)]
+        object: Option<&'a str>,
+    }
+    let head: Head<'_> = serde_json::from_str(object)?;
+    let (Some(mirror), Some(id)) = (head.object.and_then(for_object), head.id) else {
+        return Ok(None);
+    };
+    let deleted = event_type.ends_with(".deleted");
+    let write = object_write(mirror, object, created, deleted)?;
+    let stored = store.get_object(mirror.kind, id).await?;
+    let tie = stored.is_some_and(|s| {
+        s.version == created && !s.deleted && !write.deleted && s.raw != write.raw
+    });
+    if tie && client.is_none() {
+        // Without Stripe the two states cannot be ordered: keep the stored one.
+        tracing::warn!(
+            id,
+            "a same-second {} state differs from the stored one and Stripe is not configured to refetch it; kept the stored one",
+            mirror.kind.object
+        );
+        return Ok(None);
+    }
+    if tie && let Some(client) = client {
+        let observed = unix_now();
+        let path = format!("{}/{id}", mirror.list_path);
+        return match client
+            .get::<Box<RawValue>>(mirror.retrieve_op, &path, &[])
+            .await
+        {
+            Ok(fresh) => Ok(Some(MirrorWrite {
+                kind: mirror.kind,
+                write: object_write(mirror, &compact_json(fresh.get()), observed, false)?,
+                ties: Ties::Refresh,
+            })),
+            Err(e) if e.is_not_found() => Ok(Some(MirrorWrite {
+                kind: mirror.kind,
+                write: ObjectWrite {
+                    version: observed,
+                    deleted: true,
+                    ..write
+                },
+                ties: Ties::Refresh,
+            })),
+            Err(e) => Err(e.into()),
+        };
+    }
+    Ok(Some(MirrorWrite {
+        kind: mirror.kind,
+        write,
+        ties: Ties::Reject,
+    }))
+}
+
+/// A subscription as its row: the account from its `metadata.account` or its customer,
+/// the first item's price and product, the current period (on the item since basil).
+pub async fn subscription_row(
+    store: &Store,
+    sub: &Subscription,
+    event_created: i64,
+    raw: &str,
+) -> Result<SubscriptionRow, StoreError> {
+    let customer = sub.customer.id().to_owned();
+    let account = match sub.metadata.get("account") {
+        Some(a) => Some(a.clone()),
+        None => store.account_for_customer(&customer).await?,
+    };
+    let item = sub.items.data.first();
+    let price = item.map(|i| i.price.id.clone());
+    let product = item.map(|i| i.price.product.id().to_owned());
+    let period = sub.current_period();
+    Ok(SubscriptionRow {
+        id: sub.id.clone(),
+        account,
+        customer,
+        status: sub.status.clone(),
+        price,
+        product,
+        quantity: item
+            .and_then(|i| i.quantity)
+            .map(|q| i64::try_from(q).unwrap_or(i64::MAX)),
+        current_period_start: period.map(|p| p.0),
+        current_period_end: period.map(|p| p.1),
+        cancel_at_period_end: sub.cancel_at_period_end,
+        canceled_at: sub.canceled_at,
+        event_created,
+        raw: raw.to_owned(),
+        updated_at: unix_now(),
+    })
+}
+
+/// What a sync of one object type did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ObjectsReport {
+    pub object: &'static str,
+    pub requests: u64,
+    pub pages: u64,
+    #[serde(flatten)]
+    pub counts: WriteCounts,
+    pub duration_ms: u64,
+    /// Why the listing stopped early (Stripe failed); pages written stay.
+    pub error: Option<String>,
+}
+
+/// Reads `pages` to the end (or the first error), writing each page with `write` and
+/// the time it was asked for; fills `report`'s counts.
+async fn drain_pages<T, S, F, Fut>(pages: S, report: &mut ObjectsReport, mut write: F)
+where
+    S: futures_util::Stream<Item = Result<sm_stripe::types::List<T>, StripeError>>,
+    F: FnMut(sm_stripe::types::List<T>, i64) -> Fut,
+    Fut: std::future::Future<Output = Result<WriteCounts, MirrorError>>,
+{
+    let mut pages = Box::pin(pages);
+    loop {
+        let observed = unix_now();
+        let Some(page) = pages.next().await else {
+            break;
+        };
+        let result = match page {
+            Ok(page) => write(page, observed).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(counts) => {
+                report.pages += 1;
+                report.counts += counts;
+            }
+            Err(e) => {
+                report.error = Some(crate::error_chain(&e));
+                break;
+            }
+        }
+    }
+}
+
+/// Runs one listing with a request counter and a timer.
+async fn timed<F, Fut>(client: &Client, object: &'static str, run: F) -> ObjectsReport
+where
+    F: FnOnce(Client, ObjectsReport) -> Fut,
+    Fut: std::future::Future<Output = ObjectsReport>,
+{
+    let started = Instant::now();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let client = client.counted(requests.clone());
+    let mut report = run(
+        client,
+        ObjectsReport {
+            object,
+            ..Default::default()
+        },
+    )
+    .await;
+    report.requests = requests.load(std::sync::atomic::Ordering::Relaxed);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+/// Lists every object of `mirror` from Stripe, page by page (100 per request), writing
+/// each page in one transaction: memory stays flat. A page's objects are versioned by
+/// the time the page was asked for, so an event written meanwhile is not undone. Nothing
+/// is tombstoned for being absent: Stripe lists no deleted customers, and deletions come
+/// by event or by a retrieve's 404.
+pub async fn sync_objects(
+    store: &Store,
+    client: &Client,
+    mirror: &'static Mirror,
+) -> ObjectsReport {
+    timed(client, mirror.name, |client, mut report| async move {
+        let params: Vec<(String, String)> = mirror
+            .list_params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let pages = client.pages::<Raw<ObjectId>>(mirror.list_op, mirror.list_path, params);
+        drain_pages(pages, &mut report, |page, observed| async move {
+            let writes = page
+                .data
+                .iter()
+                .map(|o| object_write(mirror, &compact_json(o.json.get()), observed, false))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(store
+                .upsert_objects(mirror.kind, &writes, Ties::Refresh, unix_now())
+                .await?)
+        })
+        .await;
+        report
+    })
+    .await
+}
+
+/// Every subscription (`status=all`: Stripe leaves canceled ones out otherwise), written
+/// as [`subscription_row`]s versioned by the time each page was asked for.
+pub async fn sync_subscriptions(store: &Store, client: &Client) -> ObjectsReport {
+    timed(client, "subscriptions", |client, mut report| async move {
+        let pages = client.pages::<Raw<Subscription>>(
+            "subscriptions.list",
+            "/v1/subscriptions",
+            vec![("status".into(), "all".into())],
+        );
+        drain_pages(pages, &mut report, |page, observed| async move {
+            let mut tx = store.begin().await?;
+            let mut counts = WriteCounts::default();
+            for s in &page.data {
+                let raw = compact_json(s.json.get());
+                let row = subscription_row(store, &s.value, observed, &raw).await?;
+                if tx.upsert_subscription(&row, true).await? {
+                    counts.updated += 1;
+                } else {
+                    counts.stale += 1;
+                }
+            }
+            tx.commit().await?;
+            Ok(counts)
+        })
+        .await;
+        report
+    })
+    .await
+}
+
+/// The object names `sync --objects` accepts, `all` for every one.
+pub const OBJECT_NAMES: [&str; 3] = ["customers", "subscriptions", "invoices"];
+
+/// Parses `--objects`: a comma-separated list of [`OBJECT_NAMES`], `all`, or `catalog`.
+pub fn parse_objects(list: &str) -> Result<(bool, Vec<&'static str>), String> {
+    let mut catalog = false;
+    let mut names = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "all" => {
+                catalog = true;
+                names = OBJECT_NAMES.to_vec();
+            }
+            "catalog" | "products" | "prices" => catalog = true,
+            name => match OBJECT_NAMES.iter().find(|n| **n == name) {
+                Some(n) if !names.contains(n) => names.push(*n),
+                Some(_) => {}
+                None => {
+                    return Err(format!(
+                        "unknown object {name:?} in --objects: use catalog, {}, or all",
+                        OBJECT_NAMES.join(", ")
+                    ));
+                }
+            },
+        }
+    }
+    if !catalog && names.is_empty() {
+        return Err(
+            "--objects names nothing: use catalog, customers, subscriptions, invoices, or all"
+                .into(),
+        );
+    }
+    Ok((catalog, names))
+}
+
+/// Syncs the named objects (see [`parse_objects`]) one after another.
+pub async fn sync_named(store: &Store, client: &Client, names: &[&str]) -> Vec<ObjectsReport> {
+    let mut reports = Vec::new();
+    for name in names {
+        let report = match *name {
+            "subscriptions" => sync_subscriptions(store, client).await,
+            name => match MIRRORS.iter().find(|m| m.name == name) {
+                Some(m) => sync_objects(store, client, m).await,
+                None => continue,
+            },
+        };
+        reports.push(report);
+    }
+    reports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_parse_with_all_and_catalog() {
+        assert_eq!(parse_objects("all").unwrap(), (true, OBJECT_NAMES.to_vec()));
+        assert_eq!(
+            parse_objects("invoices,customers,invoices").unwrap(),
+            (false, vec!["invoices", "customers"])
+        );
+        assert_eq!(parse_objects("catalog").unwrap(), (true, vec![]));
+        assert!(
+            parse_objects("charges")
+                .unwrap_err()
+                .contains("\"charges\"")
+        );
+        assert!(parse_objects(",").is_err());
+    }
+
+    #[test]
+    fn an_invoice_reads_its_subscription_from_basils_parent() {
+        let raw = r#"{"id":"in_1","object":"invoice","customer":"cus_1","status":"paid","currency":"usd","total":500,"amount_due":500,"amount_paid":500,"amount_remaining":0,"livemode":false,"created":7,"parent":{"subscription_details":{"subscription":"sub_1"}}}"#;
+        let w = object_write(&INVOICE, raw, 9, false).unwrap();
+        assert_eq!(
+            (&w.id, &w.cells[0], &w.cells[1], w.version, w.deleted),
+            (
+                &"in_1".to_owned(),
+                &Cell::Text(Some("cus_1".into())),
+                &Cell::Text(Some("sub_1".into())),
+                9,
+                false
+            )
+        );
+        let gone = r#"{"id":"cus_9","object":"customer","deleted":true}"#;
+        assert!(object_write(&CUSTOMER, gone, 1, false).unwrap().deleted);
+    }
+}

@@ -1,0 +1,294 @@
+//! Accounts (issue #11): customers, subscriptions and invoices mirrored from Stripe by
+//! events and by `sync --objects`, and the account endpoints answering from them — the
+//! real Application and binary against the fake Stripe, on SQLite and PostgreSQL.
+
+mod common;
+
+use common::*;
+use fake_stripe::{Ctx, FakeStripe};
+use serde_json::{Value, json};
+use sm_store::objects::{CUSTOMERS, INVOICES};
+use sm_store::testing::TestDb;
+
+sm_store::contract_tests!(
+    mirrors_follow_shuffled_and_duplicated_events_and_the_account_answers_locally,
+    sync_objects_lists_each_type_in_pages_of_100,
+    the_account_endpoints_need_their_scope_and_check_their_input,
+);
+
+/// A monthly plan with credits, a customer created outside the service (linked by
+/// `metadata.account`), a subscription paid once and then a renewal that fails.
+fn plan_history(fake: &FakeStripe, account: &str) -> (String, String) {
+    fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let (_, product) = s
+            .create_product(
+                &json!({"name": "Pro", "metadata": {"credit_amount": "100"}}),
+                &ctx,
+            )
+            .unwrap();
+        let (_, price) = s
+            .create_price(
+                &json!({"product": product["id"], "unit_amount": "1000", "currency": "usd",
+                        "recurring": {"interval": "month"}}),
+                &ctx,
+            )
+            .unwrap();
+        let (_, customer) = s
+            .create_customer(
+                &json!({"email": "ada@example.com", "name": "Ada", "metadata": {"account": account}}),
+                &ctx,
+            )
+            .unwrap();
+        let (_, sub) = s
+            .create_subscription(
+                &json!({"customer": customer["id"], "items": [{"price": price["id"]}]}),
+                &ctx,
+            )
+            .unwrap();
+        let sub = sub["id"].as_str().unwrap().to_owned();
+        s.advance_clock(31 * 86_400);
+        s.renew_subscription_unpaid(&sub).unwrap();
+        (customer["id"].as_str().unwrap().to_owned(), sub)
+    })
+}
+
+fn mirror_events(fake: &FakeStripe) -> Vec<Value> {
+    take_fake_events(fake, &[])
+        .into_iter()
+        .filter(|e| {
+            let t = e["type"].as_str().unwrap_or_default();
+            t.starts_with("customer.") || t.starts_with("invoice.")
+        })
+        .collect()
+}
+
+async fn mirrors_follow_shuffled_and_duplicated_events_and_the_account_answers_locally(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = quiet_app(&fake, &db).await;
+    let account = "acct_mirror";
+    let (customer, sub) = plan_history(&fake, account);
+    let mut events = mirror_events(&fake);
+    assert!(events.len() >= 6, "{}", events.len());
+    let again = events.clone();
+    events.extend(again);
+    fastrand::shuffle(&mut events);
+    for e in &events {
+        assert_eq!(app.deliver_signed(&e.to_string()).await, 200);
+    }
+    app.drain_inbox().await;
+
+    // Whatever the order, each mirror holds Stripe's current state.
+    let stripe = fake.with_state(|s| {
+        let invoices: Vec<Value> = s
+            .invoices
+            .values()
+            .filter(|i| i["customer"] == json!(customer))
+            .cloned()
+            .collect();
+        (s.customers.get(&customer).cloned().unwrap(), invoices)
+    });
+    let stored = app
+        .state
+        .store
+        .get_object(&CUSTOMERS, &customer)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: Value = serde_json::from_str(&stored.raw).unwrap();
+    assert_eq!(stored["metadata"]["account"], account);
+    assert_eq!(stored["email"], stripe.0["email"]);
+    assert_eq!(stripe.1.len(), 2, "the first invoice and the renewal");
+    for invoice in &stripe.1 {
+        let id = invoice["id"].as_str().unwrap();
+        let row = app
+            .state
+            .store
+            .get_object(&INVOICES, id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} mirrored"));
+        let raw: Value = serde_json::from_str(&row.raw).unwrap();
+        assert_eq!(
+            (&raw["status"], &raw["amount_paid"]),
+            (&invoice["status"], &invoice["amount_paid"]),
+            "{id}"
+        );
+    }
+
+    // The account, answered locally: Stripe could be down.
+    let (status, a) = get_json(&app.url(&format!("/api/v1/accounts/{account}"))).await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["customer"]["id"], customer, "{a}");
+    assert_eq!(a["customer"]["email"], "ada@example.com");
+    let subs = a["subscriptions"].as_array().unwrap();
+    assert_eq!(subs.len(), 1, "{a}");
+    assert_eq!(subs[0]["id"], sub);
+    assert_eq!(subs[0]["status"], "past_due", "{a}");
+    assert_eq!(subs[0]["cancel_at_period_end"], false);
+    // A renewal declined a moment ago: still entitled, within the grace period.
+    assert_eq!(a["entitlement"]["active"], true, "{a}");
+    assert_eq!(a["entitlement"]["status"], "past_due");
+    assert!(a["entitlement"]["grace_until"].as_i64().is_some(), "{a}");
+    assert_eq!(a["credits"]["account"], account);
+
+    // Payments: newest first, one per page with a cursor.
+    let url = app.url(&format!("/api/v1/accounts/{account}/payments?limit=1"));
+    let (status, p1) = get_json(&url).await;
+    assert_eq!(status, 200, "{p1}");
+    assert_eq!(p1["has_more"], true, "{p1}");
+    let first = &p1["data"][0];
+    assert_eq!(first["kind"], "invoice");
+    assert_eq!(first["status"], "open", "the declined renewal: {p1}");
+    assert!(
+        first["url"].as_str().unwrap().starts_with("https://"),
+        "{p1}"
+    );
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let (_, p2) = get_json(&format!("{url}&cursor={cursor}")).await;
+    assert_eq!(p2["data"].as_array().unwrap().len(), 1, "{p2}");
+    assert_eq!(p2["data"][0]["status"], "paid", "{p2}");
+    assert_eq!(p2["data"][0]["amount_paid"], 1000);
+    assert_eq!(p2["has_more"], false);
+    assert!(first["created"].as_i64() >= p2["data"][0]["created"].as_i64());
+}
+
+/// 250 customers, 120 subscriptions (one canceled), 120 invoices: `sync --objects all`
+/// asks ⌈n/100⌉ pages per type, and a customer created elsewhere with
+/// `metadata.account` is then the account's customer.
+async fn sync_objects_lists_each_type_in_pages_of_100(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let env = env_for(Some(&fake.url()), &db);
+    let first = fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let (_, product) = s
+            .create_product(&json!({"name": "Team", "metadata": {"credit_amount": "5"}}), &ctx)
+            .unwrap();
+        let (_, price) = s
+            .create_price(
+                &json!({"product": product["id"], "unit_amount": "500", "currency": "usd",
+                        "recurring": {"interval": "month"}}),
+                &ctx,
+            )
+            .unwrap();
+        let mut first = String::new();
+        for i in 0..250 {
+            let (_, c) = s
+                .create_customer(
+                    &json!({"email": format!("u{i}@example.com"), "metadata": {"account": format!("acct_s{i}")}}),
+                    &ctx,
+                )
+                .unwrap();
+            if i < 120 {
+                let (_, sub) = s
+                    .create_subscription(
+                        &json!({"customer": c["id"], "items": [{"price": price["id"]}]}),
+                        &ctx,
+                    )
+                    .unwrap();
+                if i == 0 {
+                    first = sub["id"].as_str().unwrap().to_owned();
+                }
+            }
+        }
+        s.cancel_subscription(&first, false).unwrap();
+        first
+    });
+    fake.clear_requests();
+    let (code, out, err) = run_cli(&env, &["migrate"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run_cli(
+        &env,
+        &[
+            "sync",
+            "--objects",
+            "customers,subscriptions,invoices",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            &r["customers"]["requests"],
+            &r["subscriptions"]["requests"],
+            &r["invoices"]["requests"]
+        ),
+        (&json!(3), &json!(2), &json!(2)),
+        "{r}"
+    );
+    assert_eq!(r["customers"]["created"], 250, "{r}");
+    assert_eq!(r["invoices"]["created"], 120, "{r}");
+    assert_eq!(
+        r["subscriptions"]["updated"], 120,
+        "status=all lists the canceled one: {r}"
+    );
+    let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(
+        paths.iter().all(|p| !p.contains("/v1/customers/")),
+        "lists only, no retrieve per object: {paths:?}"
+    );
+
+    // Read back through the API.
+    let app = TestApp::start(config_from(&env)).await;
+    let (status, a) = get_json(&app.url("/api/v1/accounts/acct_s0")).await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["customer"]["email"], "u0@example.com", "{a}");
+    assert_eq!(a["subscriptions"][0]["id"], first);
+    assert_eq!(a["entitlement"]["active"], false, "canceled: {a}");
+    assert_eq!(a["entitlement"]["status"], "canceled");
+    let (_, a) = get_json(&app.url("/api/v1/accounts/acct_s1")).await;
+    assert_eq!(a["entitlement"]["active"], true, "{a}");
+    assert_eq!(a["entitlement"]["status"], "active");
+    let (_, a) = get_json(&app.url("/api/v1/accounts/acct_s200")).await;
+    assert_eq!(
+        (&a["entitlement"]["active"], &a["entitlement"]["status"]),
+        (&json!(false), &json!("none")),
+        "{a}"
+    );
+
+    // A second run writes nothing new.
+    let (code, out, _) = run_cli(&env, &["sync", "--objects", "customers", "--json"]).await;
+    assert_eq!(code, 0);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["customers"]["unchanged"], 250, "{r}");
+    let (code, _, err) = run_cli(&env, &["sync", "--objects", "charges"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown object \"charges\""), "{err}");
+}
+
+async fn the_account_endpoints_need_their_scope_and_check_their_input(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = quiet_app(&fake, &db).await;
+    let token = grant_token(&app.state.store, "credits-only", "credits:read").await;
+    let r = http()
+        .get(app.url("/api/v1/accounts/acct_x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (status, body) = get_json(&app.url("/api/v1/accounts/acct_x/payments?cursor=nope")).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_cursor")),
+        "{body}"
+    );
+    let (status, body) =
+        get_json(&app.url("/api/v1/accounts/acct_x/payments?limit=5&color=red")).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_query")),
+        "{body}"
+    );
+    let (status, body) = get_json(&app.url("/api/v1/accounts/acct%20x")).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_account")),
+        "{body}"
+    );
+    let (status, body) = get_json(&app.url("/api/v1/accounts/acct_x/payments")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], json!([]));
+}
