@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 
 const env = process.env;
-const { BASE, FAKE, EMAIL, PASSWORD, PRODUCT, NEW_NAME, FAILED_EVENT } = env;
+const { BASE, FAKE, EMAIL, PASSWORD, PRODUCT, NEW_NAME, FAILED_EVENT, SESSION, GRANTED } = env;
 const ARTIFACTS = env.ARTIFACTS || "e2e/artifacts";
 mkdirSync(ARTIFACTS, { recursive: true });
 
@@ -69,17 +69,36 @@ try {
 
   step("grant credits with a reason");
   await page.goto(`${BASE}/admin/credits/account?account=acct_e2e`);
-  await page.fill("input[name=amount]", "25");
-  await page.fill("input[name=reason]", "e2e goodwill");
+  await page.fill("#adjust input[name=amount]", "25");
+  await page.fill("#adjust input[name=reason]", "e2e goodwill");
   await page.click("button[value=grant]");
   assert.equal(await flash(), "Granted 25.00 credits to acct_e2e; balance 25.00.");
   assert.match(await page.locator("#history").innerText(), /e2e goodwill/);
   await shot("account");
 
+  step("refund a paid checkout as staff; the credits follow through the webhook");
+  await page.goto(`${BASE}/admin/credits/account?account=acct_refund`);
+  assert.equal(await page.locator("#balance tr", { hasText: "Available" }).locator("td").innerText(), GRANTED);
+  const paid = page.locator(`#payments tr[data-id="${SESSION}"]`);
+  assert.match(await paid.innerText(), /checkout/);
+  await paid.locator("input[name=reason]").fill("e2e staff refund");
+  await paid.locator("button", { hasText: "Refund" }).click();
+  await page.waitForURL(/\/admin\/credits\/account/);
+  assert.match(await flash(), /^Refund re_\S+ of .* requested in Stripe/);
+  let available = "";
+  for (let i = 0; i < 50 && available !== "0.00"; i++) {
+    await page.waitForTimeout(200);
+    await page.goto(`${BASE}/admin/credits/account?account=acct_refund`);
+    available = await page.locator("#balance tr", { hasText: "Available" }).locator("td").innerText();
+  }
+  assert.equal(available, "0.00", "the refund took the credits back");
+  assert.match(await page.locator(`#payments tr[data-id="${SESSION}"]`).innerText(), /Refund|\d/);
+  await shot("refund");
+
   step("every action is in the audit log");
   await page.goto(`${BASE}/admin/audit`);
   const audit = await page.locator("#audit").innerText();
-  for (const action of ["login", "sync.selected", "events.replay", "credits.grant"]) {
+  for (const action of ["login", "sync.selected", "events.replay", "credits.grant", "billing.refund"]) {
     assert.match(audit, new RegExp(`\\b${action.replace(".", "\\.")}\\b`), `${action} in the audit log`);
   }
   assert.match(audit, /invalid_credentials/);

@@ -19,7 +19,7 @@ const kinds = [
   'Stripe.Checkout.Session', 'Stripe.LineItem', 'Stripe.Subscription',
   'Stripe.SubscriptionItem', 'Stripe.Invoice', 'Stripe.InvoiceLineItem',
   'Stripe.InvoicePayment', 'Stripe.InvoiceItem', 'Stripe.Charge', 'Stripe.Refund',
-  'Stripe.Dispute', 'Stripe.Event',
+  'Stripe.Dispute', 'Stripe.BillingPortal.Session', 'Stripe.Event',
 ];
 const seen = new Set(shapes.map((s) => s.type));
 const missingKinds = kinds.filter((k) => !seen.has(k));

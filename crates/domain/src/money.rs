@@ -41,6 +41,37 @@ pub fn fixed_point(value: i128, decimals: u32) -> String {
     )
 }
 
+/// Parses an amount written in major units of `currency` (`"5.00"`, `"5"`, `"500"` for
+/// JPY) into minor units: a positive number with at most the currency's decimals.
+pub fn parse_major(text: &str, currency: &str) -> Result<i64, String> {
+    let decimals = exponent(currency);
+    let text = text.trim();
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| !s.is_empty() && s.len() <= 15 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (text.contains('.') && !digits(frac)) {
+        return Err(format!("{text:?} is not an amount like 5.00"));
+    }
+    if frac.len() > decimals as usize {
+        return Err(format!(
+            "{} has {decimals} decimal places; {text:?} has more",
+            currency.to_uppercase()
+        ));
+    }
+    let scale = 10i64.pow(decimals);
+    let frac_minor = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i64>().unwrap_or(0) * 10i64.pow(decimals - frac.len() as u32)
+    };
+    whole
+        .parse::<i64>()
+        .ok()
+        .and_then(|w| w.checked_mul(scale))
+        .and_then(|w| w.checked_add(frac_minor))
+        .filter(|m| *m > 0)
+        .ok_or_else(|| format!("{text:?} must be more than zero"))
+}
+
 /// An amount in minor units with its currency, e.g. `Money::new(1000, "usd")` is $10.00.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Money {
@@ -89,6 +120,30 @@ impl std::fmt::Display for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn major_amounts_parse_with_the_currencys_decimals() {
+        assert_eq!(parse_major("5.00", "usd"), Ok(500));
+        assert_eq!(parse_major("5.5", "usd"), Ok(550));
+        assert_eq!(parse_major("12", "eur"), Ok(1200));
+        assert_eq!(parse_major("500", "jpy"), Ok(500));
+        assert!(parse_major("5.5", "jpy").is_err());
+        assert_eq!(parse_major("1.234", "kwd"), Ok(1234));
+        assert!(parse_major("1.001", "usd").is_err());
+        for bad in [
+            "",
+            "-1",
+            "0",
+            "0.00",
+            "1e3",
+            "1,5",
+            ".5",
+            "5.",
+            "99999999999999999",
+        ] {
+            assert!(parse_major(bad, "usd").is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn exponents_follow_stripe() {

@@ -29,6 +29,7 @@ fn ts_type(v: &Value) -> Option<&'static str> {
         "charge" => "Stripe.Charge",
         "refund" => "Stripe.Refund",
         "dispute" => "Stripe.Dispute",
+        "billing_portal.session" => "Stripe.BillingPortal.Session",
         "event" => "Stripe.Event",
         _ => return None,
     })
@@ -360,6 +361,44 @@ async fn main() {
         s.cancel_subscription(&sub, false).expect("now");
     });
 
+    // A trial ($0 invoice, then the first real one when it ends); a subscription set to
+    // cancel at period end that ends there instead of renewing; a customer portal session.
+    let trial = post(
+        &fake,
+        "/v1/subscriptions",
+        &[
+            ("customer", &id(&customer)),
+            ("items[0][price]", &basic),
+            ("trial_period_days", "7"),
+        ],
+    )
+    .await;
+    fake.with_state(|s| s.end_trial(&id(&trial)).expect("trial ends"));
+    let leaving = post(
+        &fake,
+        "/v1/subscriptions",
+        &[("customer", &id(&customer)), ("items[0][price]", &pro)],
+    )
+    .await;
+    post(
+        &fake,
+        &format!("/v1/subscriptions/{}", id(&leaving)),
+        &[("cancel_at_period_end", "true")],
+    )
+    .await;
+    fake.with_state(|s| s.renew_subscription(&id(&leaving)).expect("ends"));
+    let portal = post(
+        &fake,
+        "/v1/billing_portal/sessions",
+        &[
+            ("customer", &id(&customer)),
+            ("return_url", "https://example.com/account"),
+            ("locale", "fr"),
+        ],
+    )
+    .await;
+    shapes.add("POST /v1/billing_portal/sessions", &portal);
+
     // Everything as served over HTTP.
     for path in [
         "/v1/products?limit=100".to_owned(),
@@ -373,7 +412,10 @@ async fn main() {
         format!("/v1/checkout/sessions/{}", id(&cs)),
         format!("/v1/checkout/sessions/{}/line_items", id(&cs)),
         "/v1/subscriptions?limit=100".to_owned(),
+        "/v1/subscriptions?status=all&limit=100".to_owned(),
         format!("/v1/subscriptions/{sub}"),
+        format!("/v1/subscriptions/{}", id(&trial)),
+        format!("/v1/subscriptions/{}", id(&leaving)),
         "/v1/invoices?limit=100".to_owned(),
         format!("/v1/invoices/{many_invoice}?expand[]=payments"),
         format!("/v1/invoices/{many_invoice}/lines?limit=100"),

@@ -606,3 +606,397 @@ fn livemode_is_stamped_everywhere() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_portal_session_opens_for_an_existing_customer_only() {
+    let fake = FakeStripe::start().await;
+    let cus = fake.with_state(customer);
+    let (status, session) = post(
+        &fake,
+        "/v1/billing_portal/sessions",
+        None,
+        &[
+            ("customer", &cus),
+            ("return_url", "https://example.com/account"),
+            ("locale", "de"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let default_configuration = fake.with_state(|s| s.portal_configuration.clone());
+    assert!(default_configuration.starts_with("bpc_"));
+    let mut keys: Vec<&str> = session
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "configuration",
+            "created",
+            "customer",
+            "flow",
+            "id",
+            "livemode",
+            "locale",
+            "object",
+            "on_behalf_of",
+            "return_url",
+            "url"
+        ]
+    );
+    assert!(id(&session).starts_with("bps_"));
+    assert_eq!(session["object"], "billing_portal.session");
+    assert_eq!(session["configuration"], json!(default_configuration));
+    assert_eq!(session["customer"], json!(cus));
+    assert_eq!(session["locale"], "de");
+    assert_eq!(session["return_url"], "https://example.com/account");
+    assert_eq!(
+        (
+            &session["flow"],
+            &session["on_behalf_of"],
+            &session["livemode"]
+        ),
+        (&Value::Null, &Value::Null, &json!(false))
+    );
+    assert!(
+        session["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://billing.stripe.com/p/session/test_")
+    );
+    fake.with_state(|s| {
+        assert_eq!(s.portal_sessions.get(&id(&session)), Some(&session));
+        assert!(
+            s.events
+                .values()
+                .any(|e| e["type"] == "billing_portal.session.created"
+                    && e["data"]["object"]["id"] == session["id"])
+        );
+    });
+
+    // Optional parameters left out: the default configuration, no locale, no return URL.
+    let (_, bare) = post(
+        &fake,
+        "/v1/billing_portal/sessions",
+        None,
+        &[("customer", &cus), ("configuration", "bpc_custom")],
+    )
+    .await;
+    assert_eq!(
+        (&bare["configuration"], &bare["locale"], &bare["return_url"]),
+        (&json!("bpc_custom"), &Value::Null, &Value::Null)
+    );
+
+    let (status, e) = post(
+        &fake,
+        "/v1/billing_portal/sessions",
+        None,
+        &[("customer", "cus_nope")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        e["error"],
+        json!({"type": "invalid_request_error", "code": "resource_missing",
+               "message": "No such customer: 'cus_nope'", "param": "customer"})
+    );
+    let (status, e) = post(&fake, "/v1/billing_portal/sessions", None, &[]).await;
+    assert_eq!((status, &e["error"]["param"]), (400, &json!("customer")));
+    for (param, value) in [
+        ("locale", "xx"),
+        ("return_url", "example.com"),
+        ("configuration", "nope"),
+    ] {
+        let (status, e) = post(
+            &fake,
+            "/v1/billing_portal/sessions",
+            None,
+            &[("customer", &cus), (param, value)],
+        )
+        .await;
+        assert_eq!((status, &e["error"]["param"]), (400, &json!(param)), "{e}");
+    }
+    assert_eq!(fake.with_state(|s| s.portal_sessions.len()), 2);
+}
+
+#[test]
+fn a_trial_starts_with_a_free_invoice_and_bills_when_it_ends() {
+    let mut s = State::default();
+    let price = monthly(&mut s, "Plan", 5000);
+    let cus = customer(&mut s);
+    let ctx = Ctx::default();
+    s.events = Default::default();
+    let start = s.now();
+    let (_, sub) = s
+        .create_subscription(
+            &json!({"customer": cus, "items": [{"price": price}], "trial_period_days": "14"}),
+            &ctx,
+        )
+        .unwrap();
+    let trial_end = sub["trial_end"].as_i64().unwrap();
+    let trial_start = sub["trial_start"].as_i64().unwrap();
+    assert!((start..=s.now()).contains(&trial_start));
+    assert_eq!(trial_end, trial_start + 14 * DAY);
+    assert_eq!(sub["status"], "trialing");
+    assert_eq!(sub["billing_cycle_anchor"], trial_end);
+    let item = &sub["items"]["data"][0];
+    assert_eq!(
+        (&item["current_period_start"], &item["current_period_end"]),
+        (&json!(trial_start), &json!(trial_end))
+    );
+    let free = s
+        .invoices
+        .get(sub["latest_invoice"].as_str().unwrap())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            &free["status"],
+            &free["total"],
+            &free["amount_paid"],
+            &free["billing_reason"]
+        ),
+        (
+            &json!("paid"),
+            &json!(0),
+            &json!(0),
+            &json!("subscription_create")
+        )
+    );
+    let line = &free["lines"]["data"][0];
+    assert_eq!(
+        (&line["amount"], &line["description"]),
+        (&json!(0), &json!("Trial period for Plan"))
+    );
+    assert_eq!(
+        line["period"],
+        json!({"start": trial_start, "end": trial_end})
+    );
+    assert!(s.charges.is_empty(), "a trial needs no payment");
+    assert_eq!(
+        types(&s),
+        [
+            "customer.subscription.created",
+            "invoice.created",
+            "invoice.finalized",
+            "invoice.paid",
+            "invoice.payment_succeeded"
+        ]
+    );
+
+    s.events = Default::default();
+    let (_, invoice) = s.end_trial(&id(&sub)).unwrap();
+    assert!(s.now() >= trial_end, "the clock moved to the trial's end");
+    let after = s.subscriptions.get(&id(&sub)).unwrap().clone();
+    assert_eq!(after["status"], "active");
+    assert_eq!(
+        (&after["trial_start"], &after["trial_end"]),
+        (&json!(trial_start), &json!(trial_end)),
+        "the trial stays on record"
+    );
+    let item = &after["items"]["data"][0];
+    assert_eq!(
+        (&item["current_period_start"], &item["current_period_end"]),
+        (&json!(trial_end), &json!(trial_end + 30 * DAY))
+    );
+    assert_eq!(
+        (
+            &invoice["status"],
+            &invoice["amount_paid"],
+            &invoice["billing_reason"]
+        ),
+        (&json!("paid"), &json!(5000), &json!("subscription_cycle"))
+    );
+    assert_eq!(after["latest_invoice"], invoice["id"]);
+    assert_eq!(
+        types(&s),
+        [
+            "customer.subscription.updated",
+            "invoice.created",
+            "invoice.finalized",
+            "charge.succeeded",
+            "invoice.paid",
+            "invoice.payment_succeeded"
+        ]
+    );
+    let updated = &s.events.values().next().unwrap()["data"];
+    assert_eq!(updated["object"]["status"], "active");
+    assert_eq!(updated["previous_attributes"]["status"], "trialing");
+    assert!(s.end_trial(&id(&sub)).is_err(), "no longer trialing");
+
+    // `trial_end` as a time; `now` is no trial; bad values are 400s.
+    let at = s.now() + 3 * DAY;
+    let (_, timed) = s
+        .create_subscription(
+            &json!({"customer": cus, "items": [{"price": price}], "trial_end": at.to_string()}),
+            &ctx,
+        )
+        .unwrap();
+    assert_eq!(
+        (&timed["status"], &timed["trial_end"]),
+        (&json!("trialing"), &json!(at))
+    );
+    let (_, none) = s
+        .create_subscription(
+            &json!({"customer": cus, "items": [{"price": price}], "trial_end": "now"}),
+            &ctx,
+        )
+        .unwrap();
+    assert_eq!(
+        (&none["status"], &none["trial_end"]),
+        (&json!("active"), &Value::Null)
+    );
+    for bad in [
+        json!({"trial_end": (s.now() - 10).to_string()}),
+        json!({"trial_end": at.to_string(), "trial_period_days": "3"}),
+        json!({"trial_period_days": "731"}),
+        json!({"trial_period_days": "-1"}),
+        json!({"trial_end": "soon"}),
+    ] {
+        let mut p = bad.clone();
+        p["customer"] = json!(cus);
+        p["items"] = json!([{"price": price}]);
+        let e = s.create_subscription(&p, &ctx).unwrap_err();
+        assert_eq!(e.status, 400, "{bad}");
+    }
+}
+
+#[test]
+fn a_subscription_set_to_cancel_ends_at_period_end_instead_of_renewing() {
+    let mut s = State::default();
+    let price = monthly(&mut s, "Plan", 5000);
+    let cus = customer(&mut s);
+    let ctx = Ctx::default();
+    let mut ended = Vec::new();
+    for unpaid in [false, true] {
+        let (_, sub) = s
+            .create_subscription(&json!({"customer": cus, "items": [{"price": price}]}), &ctx)
+            .unwrap();
+        let period_end = sub["items"]["data"][0]["current_period_end"]
+            .as_i64()
+            .unwrap();
+        s.advance_clock(5 * DAY);
+        let requested = s.now();
+        s.update_subscription(&id(&sub), &json!({"cancel_at_period_end": "true"}), &ctx)
+            .unwrap();
+        let invoices = s.invoices.len();
+        s.events = Default::default();
+        let (_, answer) = if unpaid {
+            s.renew_subscription_unpaid(&id(&sub)).unwrap()
+        } else {
+            s.renew_subscription(&id(&sub)).unwrap()
+        };
+        assert_eq!(answer["object"], "subscription");
+        assert_eq!(answer["status"], "canceled");
+        assert_eq!(answer["ended_at"], period_end);
+        let canceled_at = answer["canceled_at"].as_i64().unwrap();
+        assert!(canceled_at >= requested && canceled_at <= period_end);
+        assert!(s.now() >= period_end, "the clock moved to the period end");
+        assert_eq!(s.invoices.len(), invoices, "no invoice");
+        assert_eq!(types(&s), ["customer.subscription.deleted"]);
+        assert_eq!(s.subscriptions.get(&id(&sub)), Some(&answer));
+        assert!(
+            s.renew_subscription(&id(&sub)).is_err(),
+            "a canceled subscription does not renew"
+        );
+        ended.push(id(&sub));
+    }
+
+    // Scheduled with `cancel_subscription(id, true)` (`cancel_at` = period end, and
+    // `canceled_at` = the request): it ends at `cancel_at`, even when renewed late.
+    let (_, sub) = s
+        .create_subscription(&json!({"customer": cus, "items": [{"price": price}]}), &ctx)
+        .unwrap();
+    let (_, scheduled) = s.cancel_subscription(&id(&sub), true).unwrap();
+    let cancel_at = scheduled["cancel_at"].as_i64().unwrap();
+    s.advance_clock(40 * DAY);
+    let (_, answer) = s.renew_subscription(&id(&sub)).unwrap();
+    assert_eq!(
+        (
+            &answer["status"],
+            &answer["ended_at"],
+            &answer["canceled_at"]
+        ),
+        (
+            &json!("canceled"),
+            &json!(cancel_at),
+            &scheduled["canceled_at"]
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_subscription_renews_and_a_delete_ends_it_at_once() {
+    let fake = FakeStripe::start().await;
+    let (sub, period_end) = fake.with_state(|s| {
+        let price = monthly(s, "Plan", 5000);
+        let cus = customer(s);
+        let (_, sub) = s
+            .create_subscription(
+                &json!({"customer": cus, "items": [{"price": price}]}),
+                &Ctx::default(),
+            )
+            .unwrap();
+        let end = sub["items"]["data"][0]["current_period_end"]
+            .as_i64()
+            .unwrap();
+        (id(&sub), end)
+    });
+    let path = format!("/v1/subscriptions/{sub}");
+    let (status, scheduled) = post(&fake, &path, None, &[("cancel_at_period_end", "true")]).await;
+    assert_eq!(
+        (
+            status,
+            &scheduled["cancel_at_period_end"],
+            &scheduled["cancel_at"]
+        ),
+        (200, &json!(true), &json!(period_end))
+    );
+    let (status, resumed) = post(&fake, &path, None, &[("cancel_at_period_end", "false")]).await;
+    assert_eq!(
+        (
+            status,
+            &resumed["cancel_at_period_end"],
+            &resumed["cancel_at"]
+        ),
+        (200, &json!(false), &Value::Null)
+    );
+    let invoice = fake.with_state(|s| {
+        s.advance_clock(30 * DAY);
+        s.renew_subscription(&sub).unwrap().1
+    });
+    assert_eq!(
+        (
+            &invoice["object"],
+            &invoice["status"],
+            &invoice["amount_paid"]
+        ),
+        (&json!("invoice"), &json!("paid"), &json!(5000))
+    );
+    let (_, renewed) = get(&fake, &path).await;
+    assert_eq!(renewed["status"], "active");
+    assert_eq!(
+        renewed["items"]["data"][0]["current_period_start"],
+        period_end
+    );
+
+    fake.with_state(|s| s.events = Default::default());
+    let r = client()
+        .delete(format!("{}{path}", fake.url()))
+        .bearer_auth("sk_test_x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deleted: Value = r.json().await.unwrap();
+    assert_eq!(deleted["status"], "canceled");
+    assert!(deleted["ended_at"].is_i64());
+    fake.with_state(|s| {
+        assert_eq!(types(s), ["customer.subscription.deleted"]);
+        assert_eq!(s.subscriptions.get(&sub).unwrap()["status"], "canceled");
+    });
+}

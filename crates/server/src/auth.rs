@@ -18,16 +18,18 @@ pub enum Scope {
     CreditsWrite,
     CheckoutWrite,
     AccountsRead,
+    BillingWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::CatalogRead,
         Scope::SyncWrite,
         Scope::CreditsRead,
         Scope::CreditsWrite,
         Scope::CheckoutWrite,
         Scope::AccountsRead,
+        Scope::BillingWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +40,7 @@ impl Scope {
             Scope::CreditsWrite => "credits:write",
             Scope::CheckoutWrite => "checkout:write",
             Scope::AccountsRead => "accounts:read",
+            Scope::BillingWrite => "billing:write",
         }
     }
 
@@ -109,6 +112,26 @@ pub const API_ROUTES: &[(&str, &str, Scope)] = &[
         "GET",
         "/api/v1/accounts/{account}/payments",
         Scope::AccountsRead,
+    ),
+    (
+        "POST",
+        "/api/v1/accounts/{account}/portal",
+        Scope::BillingWrite,
+    ),
+    (
+        "POST",
+        "/api/v1/accounts/{account}/subscription/cancel",
+        Scope::BillingWrite,
+    ),
+    (
+        "POST",
+        "/api/v1/accounts/{account}/subscription/resume",
+        Scope::BillingWrite,
+    ),
+    (
+        "POST",
+        "/api/v1/accounts/{account}/subscription/change",
+        Scope::BillingWrite,
     ),
 ];
 

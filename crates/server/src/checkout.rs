@@ -50,6 +50,10 @@ pub enum CheckoutError {
     Invalid(String),
     #[error("{0}")]
     NotSellable(String),
+    /// A plan checkout for an account whose plan is still running: a second subscription
+    /// would bill it twice.
+    #[error("{0}")]
+    PlanActive(String),
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
     #[error("Stripe refused the checkout: {0}")]
@@ -172,6 +176,16 @@ pub async fn create(
     } else {
         "payment"
     };
+    if mode == "subscription" {
+        let subs = store.account_subscriptions(&req.account).await?;
+        if let Some(s) = crate::billing::running(&subs) {
+            return Err(CheckoutError::PlanActive(format!(
+                "account {} already has a running plan (subscription {}, {}); change it with \
+                 POST /api/v1/accounts/{}/subscription/change instead of a second subscription",
+                req.account, s.id, s.status, req.account
+            )));
+        }
+    }
     let client = stripe.ensure_available()?;
 
     let customer = match store

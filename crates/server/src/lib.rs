@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod billing;
 pub mod catalog;
 pub mod checkout;
 pub mod cli;

@@ -183,7 +183,10 @@ pub async fn event_write(
         return Ok(None);
     }
     if tie && let Some(client) = client {
-        let observed = unix_now();
+        // The fresh copy is at least as new as the event: written at the event's time
+        // (winning the tie), not the local clock's, which may be behind Stripe's (test
+        // clocks run ahead) or ahead of it.
+        let observed = created;
         let path = format!("{}/{id}", mirror.list_path);
         return match client
             .get::<Box<RawValue>>(mirror.retrieve_op, &path, &[])

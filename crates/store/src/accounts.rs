@@ -85,47 +85,81 @@ impl Store {
         before: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<PaymentRow>, StoreError> {
-        let cursor = |created: &str, id: &str| match before {
-            Some(_) => format!(" AND ({created} < $2 OR ({created} = $2 AND {id} < $3))"),
-            None => String::new(),
+        let filter = match before {
+            Some((created, id)) => Filter::Before(created, id),
+            None => Filter::All,
         };
-        let mut rows: Vec<PaymentRow> = Vec::new();
-        let sql = format!(
+        self.payments(account, filter, limit).await
+    }
+
+    /// One payment of the account (`in_…` or `cs_…`), if it is the account's.
+    pub async fn account_payment(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<PaymentRow>, StoreError> {
+        Ok(self
+            .payments(account, Filter::Only(id), 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn payments(
+        &self,
+        account: &str,
+        filter: Filter<'_>,
+        limit: u32,
+    ) -> Result<Vec<PaymentRow>, StoreError> {
+        let condition = |created: &str, id: &str| match filter {
+            Filter::Before(..) => {
+                format!(" AND ({created} < $2 OR ({created} = $2 AND {id} < $3))")
+            }
+            Filter::Only(_) => format!(" AND {id} = $2"),
+            Filter::All => String::new(),
+        };
+        let invoices = format!(
             "SELECT 'invoice' AS kind, i.id, i.created, i.status, i.total AS amount, i.amount_paid, i.currency, \
              {refunded} AS refunded, i.hosted_invoice_url AS url, i.invoice_pdf AS pdf FROM invoices i \
              WHERE NOT i.deleted AND i.status <> 'draft' AND i.customer IN {CUSTOMERS_OF}{} \
              ORDER BY i.created DESC, i.id DESC LIMIT {limit}",
-            cursor("i.created", "i.id"),
+            condition("i.created", "i.id"),
             refunded = REFUNDED.replace("{id}", "i.id"),
         );
-        let found: Vec<PaymentRow> = on_pool!(self, pool => {
-            let mut q = sqlx::query_as(&sql).bind(account);
-            if let Some((created, id)) = before {
-                q = q.bind(created).bind(id);
-            }
-            q.fetch_all(pool).await?
-        });
-        rows.extend(found);
-        let sql = format!(
+        let checkouts = format!(
             "SELECT 'checkout' AS kind, cs.id, cs.created_at AS created, cs.payment_status AS status, \
              o.paid_amount AS amount, o.paid_amount AS amount_paid, o.currency, {refunded} AS refunded, \
              CAST(NULL AS TEXT) AS url, CAST(NULL AS TEXT) AS pdf \
              FROM checkout_sessions cs LEFT JOIN credit_origins o ON o.id = cs.id \
              WHERE cs.account = $1 AND cs.mode = 'payment' AND cs.status = 'complete'{} \
              ORDER BY cs.created_at DESC, cs.id DESC LIMIT {limit}",
-            cursor("cs.created_at", "cs.id"),
+            condition("cs.created_at", "cs.id"),
             refunded = REFUNDED.replace("{id}", "cs.id"),
         );
-        let found: Vec<PaymentRow> = on_pool!(self, pool => {
-            let mut q = sqlx::query_as(&sql).bind(account);
-            if let Some((created, id)) = before {
-                q = q.bind(created).bind(id);
-            }
-            q.fetch_all(pool).await?
-        });
-        rows.extend(found);
+        let mut rows: Vec<PaymentRow> = Vec::new();
+        for sql in [invoices, checkouts] {
+            let found: Vec<PaymentRow> = on_pool!(self, pool => {
+                let mut q = sqlx::query_as(&sql).bind(account);
+                match filter {
+                    Filter::Before(created, id) => q = q.bind(created).bind(id),
+                    Filter::Only(id) => q = q.bind(id),
+                    Filter::All => {}
+                }
+                q.fetch_all(pool).await?
+            });
+            rows.extend(found);
+        }
         rows.sort_by(|a, b| (b.created, &b.id).cmp(&(a.created, &a.id)));
         rows.truncate(limit as usize);
         Ok(rows)
     }
+}
+
+/// Which payments to read.
+#[derive(Debug, Clone, Copy)]
+enum Filter<'a> {
+    All,
+    /// Older than `(created, id)`.
+    Before(i64, &'a str),
+    Only(&'a str),
 }

@@ -3,9 +3,9 @@
 //! read by one writer per backend with the same ordering guard and tombstones.
 //!
 //! Every mirror table has the same frame: `id`, the kind's columns, `version`, `deleted`,
-//! `raw` (Stripe's JSON) and `synced_at`. `version` orders writes: an event's `created`,
-//! or the time a sync or a refetch read the object (Stripe's customers, invoices and
-//! subscriptions carry no `updated`). A write lands when it is newer; on the same
+//! `raw` (Stripe's JSON) and `synced_at`. `version` orders writes: an event's `created`
+//! (also for the copy refetched to settle a tie), or the time a sync listed the object
+//! (Stripe's customers, invoices and subscriptions carry no `updated`). A write lands when it is newer; on the same
 //! version a tombstone wins over a live row and stays, and two live states with other
 //! content are a *tie* the caller settles (see [`Ties`]).
 //!

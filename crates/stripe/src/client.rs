@@ -453,6 +453,24 @@ impl Client {
         .await
     }
 
+    /// A DELETE (Stripe's cancel of a subscription). No idempotency key: Stripe asks for
+    /// none on DELETE, which is idempotent by definition.
+    pub async fn delete<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        path: &str,
+    ) -> Result<T, StripeError> {
+        self.call(Call {
+            op,
+            method: Method::DELETE,
+            path,
+            query: &[],
+            form: None,
+            idempotency_key: None,
+        })
+        .await
+    }
+
     /// A cheap authenticated read that proves the key works and Stripe answers:
     /// one product, which is the permission this service needs anyway.
     ///

@@ -263,6 +263,9 @@ pub struct Subscription {
     pub current_period_end: Option<i64>,
     #[serde(default)]
     pub canceled_at: Option<i64>,
+    /// When a scheduled cancellation takes effect.
+    #[serde(default)]
+    pub cancel_at: Option<i64>,
     #[serde(default)]
     pub metadata: Metadata,
     pub created: i64,

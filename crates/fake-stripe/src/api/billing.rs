@@ -15,6 +15,16 @@
 //! invoice items for the next invoice; `always_invoice` invoices them at once (a total
 //! at or below zero is credited to the customer's balance); `none` makes none.
 //!
+//! Trials (docs.stripe.com/billing/subscriptions/trials): `trial_period_days` or
+//! `trial_end` on create starts the subscription `trialing`, its period being the
+//! trial, with an immediate $0 invoice ("Trial period for …" lines) that is paid at
+//! once. When the trial ends ([`State::end_trial`]) a new billing cycle starts at
+//! `trial_end` and its invoice is a `subscription_cycle` one, like any renewal.
+//!
+//! A subscription due to cancel (`cancel_at_period_end`, or a `cancel_at` no later than
+//! the period end) ends at its period end instead of renewing: `canceled`, with
+//! `ended_at` set and no invoice, sending `customer.subscription.deleted`.
+//!
 //! Test hooks: [`State::advance_clock`] moves time; a subscription with many
 //! `items[n][price]` makes an invoice with many lines (one per item).
 
@@ -192,6 +202,17 @@ impl State {
             "subscription": sub,
             "taxes": [],
         })
+    }
+
+    /// A period line turned into the $0 line Stripe puts on a trial's invoice.
+    fn trial_line(&self, mut line: Value, price: &Value) -> Value {
+        line["amount"] = json!(0);
+        line["description"] = json!(format!(
+            "Trial period for {}",
+            self.product_name(&price["product"])
+        ));
+        line["pricing"]["unit_amount_decimal"] = json!("0");
+        line
     }
 
     /// The line an invoice item becomes on the invoice that takes it.
@@ -639,25 +660,42 @@ impl State {
     /// paid at once, as Checkout does), `default_incomplete` (stays `incomplete` until
     /// [`State::pay_invoice`]), `allow_incomplete` (the default of the API: paid at once,
     /// created `active`). A subscription with nothing to pay starts `active`.
+    ///
+    /// With `trial_end` (a time after now) it starts `trialing` whatever `payment`
+    /// says: every item's period is the trial, the billing cycle is anchored at the
+    /// trial's end, and the first invoice bills each item $0 for the trial (paid at
+    /// once, as Stripe's trial invoice needs no payment method).
     pub(crate) fn start_subscription(
         &mut self,
         customer: &str,
         items: &[(Value, i64)],
         metadata: &Value,
         payment: &str,
+        trial_end: Option<i64>,
         ctx: &Ctx,
     ) -> Result<(Value, Value), ApiError> {
         let id = new_id("sub");
         let now = self.now();
         let data: Vec<Value> = items
             .iter()
-            .map(|(price, qty)| self.subscription_item(&id, price, *qty, now))
+            .map(|(price, qty)| {
+                let mut item = self.subscription_item(&id, price, *qty, now);
+                if let Some(end) = trial_end {
+                    item["current_period_end"] = json!(end);
+                }
+                item
+            })
             .collect();
         let total: i64 = items
             .iter()
             .map(|(p, q)| p["unit_amount"].as_i64().unwrap_or(0) * q)
             .sum();
-        let incomplete = total > 0 && payment != "allow_incomplete";
+        let incomplete = trial_end.is_none() && total > 0 && payment != "allow_incomplete";
+        let status = match (trial_end, incomplete) {
+            (Some(_), _) => "trialing",
+            (None, true) => "incomplete",
+            (None, false) => "active",
+        };
         let currency = items
             .first()
             .map(|(p, _)| p["currency"].clone())
@@ -668,7 +706,7 @@ impl State {
             "application": null,
             "application_fee_percent": null,
             "automatic_tax": {"disabled_reason": null, "enabled": false, "liability": null},
-            "billing_cycle_anchor": now,
+            "billing_cycle_anchor": trial_end.unwrap_or(now),
             "billing_cycle_anchor_config": null,
             "cancel_at": null,
             "cancel_at_period_end": false,
@@ -701,18 +739,25 @@ impl State {
             "pending_update": null,
             "schedule": null,
             "start_date": now,
-            "status": if incomplete { "incomplete" } else { "active" },
+            "status": status,
             "test_clock": null,
             "transfer_data": null,
-            "trial_end": null,
+            "trial_end": trial_end,
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
-            "trial_start": null,
+            "trial_start": trial_end.map(|_| now),
         });
         self.subscriptions.insert(&id, sub.clone());
         self.emit("customer.subscription.created", &sub, None, ctx);
         let lines: Vec<Value> = data
             .iter()
-            .map(|item| self.period_line(&id, item))
+            .map(|item| {
+                let line = self.period_line(&id, item);
+                if trial_end.is_some() {
+                    self.trial_line(line, &item["price"])
+                } else {
+                    line
+                }
+            })
             .collect();
         let invoice = self.issue_invoice(&sub, lines, "subscription_create", (now, now));
         let invoice = if invoice["status"] == json!("open") && payment != "default_incomplete" {
@@ -727,6 +772,7 @@ impl State {
 
     /// `POST /v1/subscriptions`: `customer`, `items[n][price]`, `items[n][quantity]`,
     /// `payment_behavior` (`allow_incomplete` by default, or `default_incomplete`),
+    /// `trial_period_days` or `trial_end` (a Unix time, or `now` for no trial),
     /// `metadata`. Answers the subscription (its `latest_invoice` is the first invoice).
     pub fn create_subscription(&mut self, p: &Value, ctx: &Ctx) -> Answer {
         let customer = p
@@ -788,9 +834,46 @@ impl State {
         } else {
             "allow_incomplete"
         };
+        let trial_end = self.trial_end_param(p)?;
         let metadata = p.get("metadata").cloned().unwrap_or(json!({}));
-        let (sub, _) = self.start_subscription(&customer, &resolved, &metadata, behavior, ctx)?;
+        let (sub, _) =
+            self.start_subscription(&customer, &resolved, &metadata, behavior, trial_end, ctx)?;
         Ok((200, sub))
+    }
+
+    /// When a new subscription's trial ends, from `trial_period_days` (days from now;
+    /// 0 is no trial) or `trial_end` (a future Unix time; `now` is no trial), never both.
+    /// Stripe allows trials of at most 730 days (two years).
+    fn trial_end_param(&self, p: &Value) -> Result<Option<i64>, ApiError> {
+        const MAX_DAYS: i64 = 730;
+        let now = self.now();
+        let days = p.int("trial_period_days")?;
+        let end = match p.text("trial_end").filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) if t == "now" => Some(None),
+            Some(_) => Some(p.int("trial_end")?),
+        };
+        match (days, end) {
+            (Some(_), Some(_)) => Err(ApiError::invalid(
+                "trial_end",
+                "You may only specify one of these parameters: trial_end, trial_period_days.",
+            )),
+            (Some(d), None) if !(0..=MAX_DAYS).contains(&d) => Err(ApiError::invalid(
+                "trial_period_days",
+                format!("trial_period_days must be between 0 and {MAX_DAYS}; got {d}"),
+            )),
+            (Some(0), None) | (None, None) | (None, Some(None)) => Ok(None),
+            (Some(d), None) => Ok(Some(now + d * 86_400)),
+            (None, Some(Some(t))) if t <= now => Err(ApiError::invalid(
+                "trial_end",
+                "Invalid timestamp: must be an integer Unix timestamp in the future.",
+            )),
+            (None, Some(Some(t))) if t > now + MAX_DAYS * 86_400 => Err(ApiError::invalid(
+                "trial_end",
+                "Invalid timestamp: can be no more than two years in the future.",
+            )),
+            (None, Some(t)) => Ok(t),
+        }
     }
 
     fn recurring_price(&self, item: &Value, param: &str) -> Result<Value, ApiError> {
@@ -1149,6 +1232,10 @@ impl State {
             ));
         }
         let before = sub.clone();
+        // The end of a trial starts the first paid cycle.
+        if sub["status"] == json!("trialing") {
+            sub["status"] = json!("active");
+        }
         let mut previous = (self.now(), self.now());
         for item in sub["items"]["data"].as_array_mut().into_iter().flatten() {
             let start = item["current_period_start"].as_i64().unwrap_or(0);
@@ -1197,7 +1284,13 @@ impl State {
 
     /// Moves the subscription into its next period and bills it, paid at once
     /// (`invoice.paid`). The invoice carries pending prorations with the period's lines.
+    /// A trialing subscription becomes `active`. A subscription due to cancel ends
+    /// instead (`canceled`, no invoice, `customer.subscription.deleted`) and the answer
+    /// is the subscription.
     pub fn renew_subscription(&mut self, id: &str) -> Answer {
+        if let Some(ended) = self.end_at_period_end(id) {
+            return Ok((200, ended));
+        }
         let invoice = self.next_period_invoice(id)?;
         if invoice["status"] == json!("open") {
             let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
@@ -1208,8 +1301,12 @@ impl State {
 
     /// A renewal whose payment fails: the invoice stays `open` (`invoice.payment_failed`,
     /// a retry scheduled in `next_payment_attempt`) and the subscription goes `past_due`.
-    /// Pay it later with [`State::pay_invoice`].
+    /// Pay it later with [`State::pay_invoice`]. A subscription due to cancel ends
+    /// instead, as in [`State::renew_subscription`].
     pub fn renew_subscription_unpaid(&mut self, id: &str) -> Answer {
+        if let Some(ended) = self.end_at_period_end(id) {
+            return Ok((200, ended));
+        }
         let invoice = self.next_period_invoice(id)?;
         if invoice["status"] != json!("open") {
             return Ok((200, invoice));
@@ -1227,6 +1324,77 @@ impl State {
         self.emit("invoice.payment_failed", &inv, None, &Ctx::default());
         self.set_subscription_status(id, "past_due");
         Ok((200, inv))
+    }
+
+    /// Ends a subscription that is due to cancel by the end of its current period
+    /// (`cancel_at_period_end`, or a `cancel_at` no later than the period end), as
+    /// Stripe does when that moment comes instead of renewing: `canceled`, `ended_at`
+    /// the moment it ended, `canceled_at` kept when the cancellation request set it
+    /// (Stripe keeps the request's time there), no invoice, and
+    /// `customer.subscription.deleted` with no request. The clock is moved to that
+    /// moment when it is still ahead. `None` (nothing changed) when it is not due to
+    /// cancel, is already canceled, or does not exist.
+    fn end_at_period_end(&mut self, id: &str) -> Option<Value> {
+        let mut sub = self.subscriptions.get(id).cloned()?;
+        if sub["status"] == json!("canceled") {
+            return None;
+        }
+        let period_end = sub["items"]["data"][0]["current_period_end"].as_i64()?;
+        let cancel_at = sub["cancel_at"].as_i64().filter(|at| *at <= period_end);
+        if sub["cancel_at_period_end"] != json!(true) && cancel_at.is_none() {
+            return None;
+        }
+        let end = cancel_at.unwrap_or(period_end);
+        let now = self.now();
+        if end > now {
+            self.advance_clock(end - now);
+        }
+        let before = sub.clone();
+        sub["status"] = json!("canceled");
+        sub["ended_at"] = json!(end);
+        if sub["canceled_at"].is_null() {
+            sub["canceled_at"] = json!(end);
+        }
+        if sub["cancellation_details"]["reason"].is_null() {
+            sub["cancellation_details"]["reason"] = json!("cancellation_requested");
+        }
+        self.subscriptions.insert(id, sub.clone());
+        self.emit(
+            "customer.subscription.deleted",
+            &sub,
+            Some(diff(&before, &sub)),
+            &Ctx::default(),
+        );
+        Some(sub)
+    }
+
+    /// The trial of a `trialing` subscription ends: the clock moves to `trial_end` when
+    /// that is still ahead, then it renews ([`State::renew_subscription`]): `active`
+    /// (`customer.subscription.updated`), a new period from `trial_end`, and its first
+    /// real invoice (`subscription_cycle`) paid at once. Answers that invoice, or the
+    /// subscription when it was due to cancel and ended instead.
+    pub fn end_trial(&mut self, id: &str) -> Answer {
+        let sub = self
+            .subscriptions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::missing("subscription", id))?;
+        if sub["status"] != json!("trialing") {
+            return Err(ApiError::invalid(
+                "subscription",
+                format!(
+                    "Subscription {id} is not trialing (status {})",
+                    sub["status"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        let now = self.now();
+        if let Some(end) = sub["trial_end"].as_i64()
+            && end > now
+        {
+            self.advance_clock(end - now);
+        }
+        self.renew_subscription(id)
     }
 
     /// Cancels now (`customer.subscription.deleted`) or at period end (`…updated`).

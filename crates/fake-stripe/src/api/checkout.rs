@@ -274,6 +274,7 @@ impl State {
                 } else {
                     "default_incomplete"
                 },
+                None,
                 &ctx,
             )?;
             s["subscription"] = sub["id"].clone();

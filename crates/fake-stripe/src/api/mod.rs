@@ -8,6 +8,7 @@
 //! - `checkout`: Checkout Sessions and their line items
 //! - `billing`: subscriptions, invoices, invoice items, invoice payments, prorations
 //! - `payments`: charges, refunds, disputes
+//! - `portal`: customer portal sessions
 //! - `events`: the Events API
 //!
 //! Every JSON shape here is checked against Stripe's own TypeScript definitions for
@@ -26,6 +27,7 @@ mod checkout;
 mod customers;
 mod events;
 mod payments;
+mod portal;
 
 /// A Stripe-shaped error answer.
 #[derive(Debug, Clone)]
@@ -45,6 +47,18 @@ impl ApiError {
             code: Some("resource_missing"),
             message: format!("No such {kind}: '{id}'"),
             param: Some("id".into()),
+        }
+    }
+
+    /// A parameter naming an object that does not exist: Stripe answers 400 (not 404,
+    /// the request URL itself was fine) with `resource_missing` and the parameter.
+    pub fn no_such(param: &str, kind: &str, id: &str) -> Self {
+        Self {
+            status: 400,
+            kind: "invalid_request_error",
+            code: Some("resource_missing"),
+            message: format!("No such {kind}: '{id}'"),
+            param: Some(param.into()),
         }
     }
 
@@ -194,6 +208,11 @@ pub struct State {
     pub charges: Collection,
     pub refunds: Collection,
     pub disputes: Collection,
+    /// Customer portal sessions (`bps_…`), which Stripe's API cannot retrieve or list.
+    pub portal_sessions: Collection,
+    /// The account's default customer portal configuration (`bpc_…`), used by sessions
+    /// that name none.
+    pub portal_configuration: String,
     pub events: Collection,
     pub line_items: HashMap<String, Vec<Value>>,
     /// Every line of every invoice; the invoice object embeds only the first
@@ -235,6 +254,8 @@ impl Default for State {
             charges: Collection::default(),
             refunds: Collection::default(),
             disputes: Collection::default(),
+            portal_sessions: Collection::default(),
+            portal_configuration: new_id("bpc"),
             events: Collection::default(),
             line_items: HashMap::new(),
             invoice_lines: HashMap::new(),
@@ -369,12 +390,13 @@ impl State {
 
 /// Routes a Stripe API request to the resource that owns it.
 pub(crate) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) -> Answer {
-    let routers: [Router; 6] = [
+    let routers: [Router; 7] = [
         catalog::route,
         customers::route,
         checkout::route,
         billing::route,
         payments::route,
+        portal::route,
         events::route,
     ];
     for router in routers {

@@ -2,6 +2,7 @@
 //! 0 success, 1 finished with some items failed or invalid, 2 configuration or usage
 //! error, 3 Stripe unavailable.
 
+mod accounts;
 mod admin;
 mod check;
 mod credits;
@@ -77,6 +78,21 @@ enum Command {
     Credits {
         #[command(subcommand)]
         command: credits::CreditsCommand,
+    },
+    /// Accounts: customer, subscriptions, entitlement (local data).
+    Accounts {
+        #[command(subcommand)]
+        command: accounts::AccountsCommand,
+    },
+    /// Billing actions on an account's subscription (they call Stripe; audited).
+    Subscription {
+        #[command(subcommand)]
+        command: accounts::SubscriptionCommand,
+    },
+    /// An account's payments, and staff refunds (they call Stripe; audited).
+    Payments {
+        #[command(subcommand)]
+        command: accounts::PaymentsCommand,
     },
     /// Admin logins for the web UI.
     Admin {
@@ -220,6 +236,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Credits { command } => credits::run(open(config).await?, command).await,
         Command::Token { command } => token::run(open(config).await?, command).await,
         Command::Admin { command } => admin::run(open(config).await?, command).await,
+        Command::Accounts { command } => accounts::run_accounts(open(config).await?, command).await,
+        Command::Subscription { command } => {
+            accounts::run_subscription(open(config).await?, command).await
+        }
+        Command::Payments { command } => accounts::run_payments(open(config).await?, command).await,
         Command::Check { .. } => unreachable!("handled above"),
     }
 }

@@ -130,6 +130,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/credits", get(credits))
         .route("/admin/credits/account", get(account))
         .route("/admin/credits/adjust", post(adjust))
+        .route("/admin/credits/refund", post(refund))
         .route("/admin/audit", get(audit))
 }
 
@@ -660,8 +661,26 @@ async fn credits_page(state: &AppState, ctx: &AdminCtx, error: Option<String>) -
 #[template(path = "account.html")]
 struct AccountPage {
     nav: Nav,
+    account: String,
     b: Balance,
     history: Vec<EntryView>,
+    subscriptions: Vec<crate::accounts::SubscriptionView>,
+    entitled: bool,
+    entitlement_status: String,
+    payments: Vec<PaymentLine>,
+}
+
+/// A payment on the account page, with its refund form.
+struct PaymentLine {
+    id: String,
+    kind: String,
+    status: Option<String>,
+    paid: String,
+    refunded: String,
+    url: Option<String>,
+    refundable: bool,
+    /// The form's idempotency key: a double submit is one refund.
+    key: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -684,12 +703,113 @@ async fn account(
             return credits_page(&state, &ctx, Some(e.to_string())).await;
         }
     };
+    let accounts = crate::accounts::Accounts::new(state.store.clone(), state.config.past_due_grace);
+    let (view, payments) = match (
+        accounts.show(&q.account, now).await,
+        accounts.payments(&q.account, None, 100).await,
+    ) {
+        (Ok(v), Ok(p)) => (v, p),
+        (Err(e), _) | (_, Err(e)) => return failed("the account could not be read", &e),
+    };
+    let payments = payments
+        .data
+        .into_iter()
+        .map(|p| {
+            let currency = p.currency.clone().unwrap_or_default();
+            let paid = p.amount_paid.unwrap_or(0);
+            PaymentLine {
+                paid: money(paid, &currency),
+                refunded: money(p.refunded, &currency),
+                refundable: paid > p.refunded,
+                key: uuid::Uuid::new_v4().simple().to_string(),
+                id: p.id,
+                kind: p.kind,
+                status: p.status,
+                url: p.url,
+            }
+        })
+        .collect();
     let page = AccountPage {
         nav: ctx.nav(&state).await,
+        account: q.account.clone(),
         b,
         history,
+        entitled: view.entitlement.active,
+        entitlement_status: view.entitlement.status,
+        subscriptions: view.subscriptions,
+        payments,
     };
     render(&page).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundForm {
+    account: String,
+    payment: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    key: String,
+}
+
+/// Refunds a payment in Stripe; the ledger follows through the refund's webhook. The
+/// amount is in the payment's currency (`5.00`); empty refunds what is left.
+async fn refund(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<AdminCtx>,
+    Form(form): Form<RefundForm>,
+) -> Response {
+    let currency = match state
+        .store
+        .account_payment(&form.account, &form.payment)
+        .await
+    {
+        Ok(p) => p.and_then(|p| p.currency).unwrap_or_default(),
+        Err(e) => return failed("the payment could not be read", &e),
+    };
+    let amount = match form.amount.trim() {
+        "" => Ok(None),
+        text => sm_domain::money::parse_major(text, &currency)
+            .map(Some)
+            .map_err(|e| format!("Nothing refunded: {e}")),
+    };
+    let actor_name = format!("admin:{}", ctx.session.email);
+    let message = match amount {
+        Err(m) => format!("err:{m}"),
+        Ok(amount) => {
+            let request = crate::billing::RefundRequest {
+                payment: form.payment.clone(),
+                amount,
+                reason: form.reason.clone(),
+            };
+            let actor = crate::billing::Actor {
+                name: &actor_name,
+                origin: &ctx.origin,
+            };
+            let key = (!form.key.is_empty()).then_some(form.key.as_str());
+            match crate::billing::Billing::new(state.store.clone(), state.stripe.clone())
+                .refund(&form.account, &request, key, actor)
+                .await
+            {
+                Ok(r) => format!(
+                    "ok:Refund {} of {} requested in Stripe ({}); the credits follow when Stripe reports it.",
+                    r.refund,
+                    money(r.amount, r.currency.as_deref().unwrap_or("")),
+                    r.status.as_deref().unwrap_or("pending")
+                ),
+                Err(e) => format!("err:Nothing refunded: {e}"),
+            }
+        }
+    };
+    if let Err(e) = state.store.set_flash(&ctx.session.id, &message).await {
+        tracing::error!(error = %e, "could not keep the message for the next page");
+    }
+    let target = form_urlencoded::Serializer::new(String::new())
+        .append_pair("account", &form.account)
+        .finish();
+    Redirect::to(&format!("/admin/credits/account?{target}")).into_response()
 }
 
 #[derive(Debug, Deserialize)]

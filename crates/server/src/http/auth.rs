@@ -15,7 +15,15 @@ use crate::app::AppState;
 use crate::auth::{hash, required_scope};
 use crate::sync::unix_now;
 
-pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The name of the API token a request was authorized with (for audit records).
+#[derive(Debug, Clone)]
+pub struct ApiCaller(pub String);
+
+pub async fn authorize(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(route) = request.extensions().get::<MatchedPath>() else {
         return next.run(request).await;
     };
@@ -64,6 +72,9 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
     {
         tracing::warn!(error = %e, "could not record the token's last use");
     }
+    request
+        .extensions_mut()
+        .insert(ApiCaller(format!("token:{}", token.name)));
     next.run(request).await
 }
 

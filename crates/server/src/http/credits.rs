@@ -124,6 +124,9 @@ async fn checkout(
             CheckoutError::NotSellable(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "product_not_sellable", m)
             }
+            CheckoutError::PlanActive(m) => {
+                ApiError::new(StatusCode::CONFLICT, "plan_already_active", m)
+            }
             CheckoutError::Unavailable(u @ Unavailable::Disabled { .. }) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stripe_disabled",

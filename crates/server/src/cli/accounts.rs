@@ -1,0 +1,368 @@
+//! `stripe-manager accounts show|list`, `subscription cancel|resume|change` and
+//! `payments list|refund`: what an account has and paid, and the billing actions, for
+//! operators. Reads are local; actions call Stripe (exit 3 when it is unavailable, 2
+//! for bad arguments, 1 when Stripe or the state refuses) and are audited as
+//! `cli:$USER`.
+
+use clap::Subcommand;
+
+use super::Failure;
+use crate::accounts::{AccountError, Accounts};
+use crate::app::AppState;
+use crate::billing::{
+    Actor, Billing, BillingError, ChangeRequest, RefundRequest, SubscriptionChanged,
+};
+use crate::sync::unix_now;
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// An account's customer, subscriptions, entitlement and credits (local data).
+    Show {
+        account: String,
+        /// Print JSON (the API's answer).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accounts known to the ledger, newest first.
+    List {
+        /// How many to list.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionCommand {
+    /// Cancel the account's running subscription at the end of its period.
+    Cancel {
+        account: String,
+        /// Cancel now instead of at the period end.
+        #[arg(long)]
+        now: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take back a scheduled cancellation.
+    Resume {
+        account: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move the running subscription to another plan price (the same subscription).
+    Change {
+        account: String,
+        /// The new recurring price (price_…).
+        price: String,
+        /// create_prorations (Stripe's default), always_invoice or none.
+        #[arg(long, default_value = "create_prorations")]
+        proration: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PaymentsCommand {
+    /// The account's invoices and one-time checkouts, newest first.
+    List {
+        account: String,
+        /// How many to list (1–100).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refund (part of) a payment in Stripe; the ledger follows through its webhook.
+    Refund {
+        account: String,
+        /// The payment: an invoice (in_…) or a checkout session (cs_…).
+        payment: String,
+        /// In the payment's currency (5.00); everything not refunded yet when absent.
+        #[arg(long)]
+        amount: Option<String>,
+        /// Why (kept in the audit log and the refund's metadata).
+        #[arg(long)]
+        reason: String,
+        /// Makes a retried command one refund.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("views serialize")
+    );
+}
+
+fn account_failure(e: AccountError) -> Failure {
+    let code = match e {
+        AccountError::Invalid(_) | AccountError::Cursor(_) => 2,
+        AccountError::Store(_) => 1,
+    };
+    Failure {
+        code,
+        message: crate::error_chain(&e),
+    }
+}
+
+fn billing_failure(e: BillingError) -> Failure {
+    match e {
+        BillingError::Unavailable(u) => Failure::stripe(&u),
+        BillingError::Invalid(_) => Failure::usage(crate::error_chain(&e)),
+        e => Failure {
+            code: 1,
+            message: crate::error_chain(&e),
+        },
+    }
+}
+
+fn user() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+fn accounts(state: &AppState) -> Accounts {
+    Accounts::new(state.store.clone(), state.config.past_due_grace)
+}
+
+fn when(secs: Option<i64>) -> String {
+    secs.map_or_else(|| "-".to_owned(), |s| s.to_string())
+}
+
+pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u8, Failure> {
+    match command {
+        AccountsCommand::Show { account, json } => {
+            let a = accounts(&state)
+                .show(&account, unix_now())
+                .await
+                .map_err(account_failure)?;
+            if json {
+                print_json(&a);
+                return Ok(0);
+            }
+            println!("account      {}", a.account);
+            match &a.customer {
+                Some(c) => println!("customer     {} {}", c.id, c.email.as_deref().unwrap_or("")),
+                None => println!("customer     -"),
+            }
+            println!(
+                "entitlement  {} ({}{})",
+                if a.entitlement.active {
+                    "active"
+                } else {
+                    "inactive"
+                },
+                a.entitlement.status,
+                a.entitlement
+                    .grace_until
+                    .map(|g| format!(", grace until {g}"))
+                    .unwrap_or_default()
+            );
+            println!("credits      {} available", a.credits.available);
+            for s in &a.subscriptions {
+                println!(
+                    "subscription {} {} {} period end {}{}",
+                    s.id,
+                    s.status,
+                    s.price.as_deref().unwrap_or("-"),
+                    when(s.current_period_end),
+                    if s.cancel_at_period_end {
+                        ", cancels at period end"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        AccountsCommand::List { limit, json } => {
+            let rows = state
+                .store
+                .list_accounts(limit.clamp(1, 1000))
+                .await
+                .map_err(|e| Failure {
+                    code: 1,
+                    message: crate::error_chain(&e),
+                })?;
+            if json {
+                print_json(&rows);
+                return Ok(0);
+            }
+            println!("{:<40} {:<24} {:>12}", "account", "customer", "created");
+            for r in rows {
+                println!(
+                    "{:<40} {:<24} {:>12}",
+                    r.id,
+                    r.stripe_customer.as_deref().unwrap_or("-"),
+                    r.created_at
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_changed(c: &SubscriptionChanged, json: bool) {
+    if json {
+        print_json(c);
+        return;
+    }
+    println!(
+        "{}: subscription {} {} on {}{}",
+        c.account,
+        c.subscription,
+        c.status,
+        c.price.as_deref().unwrap_or("-"),
+        if c.cancel_at_period_end {
+            format!(
+                ", cancels at {}",
+                when(c.cancel_at.or(c.current_period_end))
+            )
+        } else {
+            String::new()
+        }
+    );
+}
+
+pub async fn run_subscription(
+    state: AppState,
+    command: SubscriptionCommand,
+) -> Result<u8, Failure> {
+    let billing = Billing::new(state.store.clone(), state.stripe.clone());
+    let name = user();
+    let actor = Actor {
+        name: &name,
+        origin: "cli",
+    };
+    let (changed, json) = match command {
+        SubscriptionCommand::Cancel { account, now, json } => {
+            (billing.cancel(&account, now, None, actor).await, json)
+        }
+        SubscriptionCommand::Resume { account, json } => {
+            (billing.resume(&account, None, actor).await, json)
+        }
+        SubscriptionCommand::Change {
+            account,
+            price,
+            proration,
+            json,
+        } => {
+            let req = ChangeRequest {
+                price,
+                proration_behavior: Some(proration),
+            };
+            (billing.change(&account, &req, None, actor).await, json)
+        }
+    };
+    print_changed(&changed.map_err(billing_failure)?, json);
+    Ok(0)
+}
+
+pub async fn run_payments(state: AppState, command: PaymentsCommand) -> Result<u8, Failure> {
+    match command {
+        PaymentsCommand::List {
+            account,
+            limit,
+            json,
+        } => {
+            let page = accounts(&state)
+                .payments(&account, None, limit)
+                .await
+                .map_err(account_failure)?;
+            if json {
+                print_json(&page);
+                return Ok(0);
+            }
+            println!(
+                "{:<36} {:<9} {:<20} {:>12} {:>12} {:>12}",
+                "payment", "kind", "status", "paid", "refunded", "created"
+            );
+            for p in &page.data {
+                let currency = p.currency.as_deref().unwrap_or("");
+                println!(
+                    "{:<36} {:<9} {:<20} {:>12} {:>12} {:>12}",
+                    p.id,
+                    p.kind,
+                    p.status.as_deref().unwrap_or("-"),
+                    sm_domain::Money::new(p.amount_paid.unwrap_or(0), currency).to_string(),
+                    sm_domain::Money::new(p.refunded, currency).to_string(),
+                    p.created
+                );
+            }
+            if page.has_more {
+                println!("(more: raise --limit)");
+            }
+        }
+        PaymentsCommand::Refund {
+            account,
+            payment,
+            amount,
+            reason,
+            idempotency_key,
+            json,
+        } => {
+            let amount = match amount {
+                None => None,
+                Some(text) => {
+                    let currency = state
+                        .store
+                        .account_payment(&account, &payment)
+                        .await
+                        .map_err(|e| Failure {
+                            code: 1,
+                            message: crate::error_chain(&e),
+                        })?
+                        .and_then(|p| p.currency)
+                        .ok_or_else(|| {
+                            Failure::usage(format!(
+                                "{payment:?} is not a payment of account {account}"
+                            ))
+                        })?;
+                    Some(
+                        sm_domain::money::parse_major(&text, &currency)
+                            .map_err(|e| Failure::usage(format!("--amount: {e}")))?,
+                    )
+                }
+            };
+            let name = user();
+            let actor = Actor {
+                name: &name,
+                origin: "cli",
+            };
+            let req = RefundRequest {
+                payment,
+                amount,
+                reason,
+            };
+            let r = Billing::new(state.store.clone(), state.stripe.clone())
+                .refund(&account, &req, idempotency_key.as_deref(), actor)
+                .await
+                .map_err(billing_failure)?;
+            if json {
+                print_json(&r);
+            } else {
+                println!(
+                    "refund {} of {} for {} requested ({}); the credits follow when Stripe reports it",
+                    r.refund,
+                    sm_domain::Money::new(r.amount, r.currency.as_deref().unwrap_or("")),
+                    r.payment,
+                    r.status.as_deref().unwrap_or("pending")
+                );
+            }
+        }
+    }
+    Ok(0)
+}
