@@ -1,4 +1,5 @@
-//! `fake-stripe [--port N] [--seed-products N] [--seed-prices M] [--rate-limit RPS]`:
+//! `fake-stripe [--port N] [--seed-products N] [--seed-prices M] [--seed-customers N]
+//! [--seed-subscriptions N] [--seed-invoices N] [--rate-limit RPS]`:
 //! the fake Stripe as a standalone server for local trials and benchmarks. Prints
 //! `PORT <n>` once listening; `/_fake/…` routes drive faults, webhooks and checkout
 //! completion (see docs/USER_GUIDE.md).
@@ -8,9 +9,10 @@ use std::net::SocketAddr;
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    const USAGE: &str = "usage: fake-stripe [--port N (default 12111; 0 picks one)] [--seed-products N] [--seed-prices M] [--rate-limit RPS]";
+    const USAGE: &str = "usage: fake-stripe [--port N (default 12111; 0 picks one)] [--seed-products N] [--seed-prices M] [--seed-customers N] [--seed-subscriptions N] [--seed-invoices N] [--rate-limit RPS]";
     let mut port = 12111u16;
     let (mut products, mut prices, mut rate) = (0usize, 0usize, None);
+    let (mut customers, mut subscriptions, mut invoices) = (0usize, 0usize, 0usize);
     while let Some(arg) = args.next() {
         let mut number = |flag: &str| -> u64 {
             match args.next().and_then(|v| v.parse().ok()) {
@@ -26,6 +28,9 @@ async fn main() {
             "--seed-products" => products = number("--seed-products") as usize,
             "--seed-prices" => prices = number("--seed-prices") as usize,
             "--rate-limit" => rate = Some(number("--rate-limit") as u32),
+            "--seed-customers" => customers = number("--seed-customers") as usize,
+            "--seed-subscriptions" => subscriptions = number("--seed-subscriptions") as usize,
+            "--seed-invoices" => invoices = number("--seed-invoices") as usize,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -46,6 +51,9 @@ async fn main() {
     };
     if products > 0 {
         fake.with_state(|s| s.seed_catalog(products, prices));
+    }
+    if customers > 0 {
+        fake.with_state(|s| s.seed_billing(customers, subscriptions, invoices));
     }
     fake.set_rate_limit(rate);
     println!("PORT {}", fake.addr().port());

@@ -3,70 +3,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusHandle;
-use sm_store::{ConnectOptions, Store, StoreError};
-use sm_stripe::StripeError;
+use sm_store::ConnectOptions;
 use tokio::net::TcpListener;
 
-use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::manager::StripeManager;
-use crate::sync::Syncer;
-use crate::webhooks::{Intake, Worker};
+use crate::webhooks::Worker;
 
-/// Shared by every request handler and background task; cloning is cheap.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub stripe: StripeManager,
-    /// Catalog reads (cached).
-    pub catalog: Catalog,
-    /// Catalog syncs from Stripe.
-    pub syncer: Syncer,
-    /// Stores verified webhook events (group commit).
-    pub intake: Intake,
-    /// Balances, consumption, adjustments.
-    pub ledger: crate::credits::Ledger,
-    pub metrics: PrometheusHandle,
-    /// Progress of a full sync started from the admin UI.
-    pub live_sync: Arc<crate::http::admin_pages::LiveSync>,
-}
-
-impl AppState {
-    /// Connects the store and builds the Stripe manager. No Stripe call happens here.
-    pub async fn build(config: Config, connect: &ConnectOptions) -> Result<Self, StartError> {
-        let store = Store::connect(&config.database_url, connect).await?;
-        let stripe = StripeManager::new(&config.stripe)?;
-        Ok(Self {
-            config: Arc::new(config),
-            catalog: Catalog::new(store.clone()),
-            syncer: Syncer::new(store.clone(), stripe.clone()),
-            intake: Intake::start(store.clone()),
-            ledger: crate::credits::Ledger::new(store.clone()),
-            store,
-            stripe,
-            metrics: crate::telemetry::metrics_handle(),
-            live_sync: Default::default(),
-        })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("cannot build the Stripe client: {0}")]
-    Stripe(#[from] StripeError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use crate::state::{AppState, StartError};
 
 #[derive(Debug)]
 pub struct Application {

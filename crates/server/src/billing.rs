@@ -16,9 +16,9 @@ use sm_store::credits::{NewAudit, SubscriptionRow};
 use sm_stripe::types::{Raw, Subscription};
 use sm_stripe::{Form, StripeError};
 
+use crate::clock::{compact_json, unix_now};
 use crate::credits::{LedgerError, validate_account};
 use crate::manager::{StripeManager, Unavailable};
-use crate::sync::{compact_json, unix_now};
 
 /// Statuses of a subscription that is still running: the one actions apply to, and one
 /// that makes a second plan checkout a double billing.

@@ -25,7 +25,7 @@ use sm_store::{Store, StoreError};
 use sm_stripe::types::{ObjectId, Raw, Subscription};
 use sm_stripe::{Client, StripeError};
 
-use crate::sync::{compact_json, unix_now};
+use crate::clock::{compact_json, unix_now};
 
 /// One mirrored object type.
 #[derive(Debug)]

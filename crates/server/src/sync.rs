@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -32,6 +32,7 @@ use sm_stripe::types::{List, Price, Product, Raw};
 use sm_stripe::{Client, StripeError};
 use tokio::sync::mpsc;
 
+use crate::clock::{compact_json, unix_now};
 use crate::manager::{StripeManager, Unavailable};
 
 /// Seconds a SQLite full-sync lease lasts without renewal.
@@ -40,13 +41,6 @@ const LEASE_SECS: i64 = 300;
 const RENEW_EVERY: Duration = Duration::from_secs(30);
 /// Invalid products listed in a report; the rest are counted.
 const MAX_LISTED_INVALID: usize = 1000;
-
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 /// Who asked for the sync (recorded with the run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,31 +255,6 @@ impl Run {
     }
 }
 
-/// Stripe's JSON without insignificant whitespace: the same object reads the same
-/// whichever endpoint returned it, so "unchanged" can be decided by comparing text.
-pub fn compact_json(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in raw.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_whitespace() {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn product_writes(products: &[Raw<Product>]) -> Vec<ProductWrite> {
     products
         .iter()
@@ -332,6 +301,27 @@ where
         }
     });
     rx
+}
+
+/// Progress of the full sync started from the admin UI, shown on the sync runs page.
+#[derive(Debug, Default)]
+pub struct LiveSync {
+    pub running: std::sync::atomic::AtomicBool,
+    pub products: AtomicU64,
+    pub prices: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+impl Progress for LiveSync {
+    fn page(&self, kind: &'static str, items: usize, requests: u64) {
+        let counter = if kind == "products" {
+            &self.products
+        } else {
+            &self.prices
+        };
+        counter.fetch_add(items as u64, Ordering::Relaxed);
+        self.requests.store(requests, Ordering::Relaxed);
+    }
 }
 
 /// Runs catalog syncs for one process.
@@ -687,19 +677,5 @@ enum OneError {
 impl From<StoreError> for OneError {
     fn from(e: StoreError) -> Self {
         OneError::Store(e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::compact_json;
-
-    #[test]
-    fn compact_json_drops_only_whitespace_outside_strings() {
-        assert_eq!(
-            compact_json("{\n  \"a\": \"x y\\\" z\",\n  \"b\": [1, 2]\n}"),
-            "{\"a\":\"x y\\\" z\",\"b\":[1,2]}"
-        );
-        assert_eq!(compact_json(r#"{"k":"\\","n":1}"#), r#"{"k":"\\","n":1}"#);
     }
 }

@@ -325,7 +325,7 @@ async fn failed_sign_ins_slow_down_then_lock_and_never_reveal_the_email(db: Test
     }
     // Both keys were counted: the email's attempts are being slowed down, the address
     // (which also tried the unknown email) is locked.
-    let now = stripe_manager::sync::unix_now();
+    let now = stripe_manager::clock::unix_now();
     let by_email = db.store.throttle(&format!("email:{EMAIL}")).await.unwrap();
     assert_eq!(by_email.failures, stripe_manager::admin::LOCK_AFTER - 1);
     assert!(matches!(

@@ -357,6 +357,55 @@ impl State {
         ids
     }
 
+    /// Seeds a billing history without events, for benchmarks: `customers` customers
+    /// (`metadata.account` = `acct_<n>`), a monthly plan, `subscriptions` subscriptions to
+    /// it (one per customer, each with its first paid invoice), then renewals round-robin
+    /// until there are `invoices` invoices.
+    pub fn seed_billing(&mut self, customers: usize, subscriptions: usize, invoices: usize) {
+        let emit = std::mem::replace(&mut self.emit_events, false);
+        let ctx = Ctx::default();
+        let (_, product) = self
+            .create_product(
+                &json!({"name": "Seeded plan", "metadata": {"credit_amount": "100"}}),
+                &ctx,
+            )
+            .expect("valid seed product");
+        let (_, price) = self
+            .create_price(
+                &json!({"product": product["id"], "currency": "usd", "unit_amount": "1000",
+                        "recurring": {"interval": "month"}}),
+                &ctx,
+            )
+            .expect("valid seed price");
+        let mut subs = Vec::new();
+        for i in 0..customers {
+            let (_, c) = self
+                .create_customer(&json!({"email": format!("seed{i}@example.com"), "metadata": {"account": format!("acct_{i}")}}), &ctx)
+                .expect("valid seed customer");
+            if i < subscriptions {
+                let (_, s) = self
+                    .create_subscription(
+                        &json!({"customer": c["id"], "items": [{"price": price["id"]}]}),
+                        &ctx,
+                    )
+                    .expect("valid seed subscription");
+                subs.push(s["id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        let mut made = self.invoices.len();
+        let mut next = 0;
+        while made < invoices && !subs.is_empty() {
+            if self.renew_subscription(&subs[next % subs.len()]).is_ok() {
+                made = self.invoices.len();
+            }
+            next += 1;
+            if next > invoices * 2 {
+                break;
+            }
+        }
+        self.emit_events = emit;
+    }
+
     /// One object by kind (`subscription`, `invoice`, `charge`, `refund`, `dispute`,
     /// `event`, `invoiceitem`, `invoice_payment`, anything else: `customer`).
     pub fn retrieve(&self, kind: &str, id: &str) -> Answer {

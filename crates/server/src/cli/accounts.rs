@@ -8,11 +8,11 @@ use clap::Subcommand;
 
 use super::Failure;
 use crate::accounts::{AccountError, Accounts};
-use crate::app::AppState;
 use crate::billing::{
     Actor, Billing, BillingError, ChangeRequest, RefundRequest, SubscriptionChanged,
 };
-use crate::sync::unix_now;
+use crate::clock::unix_now;
+use crate::state::AppState;
 
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {

@@ -9,8 +9,8 @@ use sm_store::credits::NewAudit;
 
 use super::Failure;
 use crate::admin::{MIN_PASSWORD, hash_password};
-use crate::app::AppState;
-use crate::sync::unix_now;
+use crate::clock::unix_now;
+use crate::state::AppState;
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {

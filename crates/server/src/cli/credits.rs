@@ -7,9 +7,9 @@ use clap::Subcommand;
 use sm_domain::credits::Credits;
 
 use super::Failure;
-use crate::app::AppState;
+use crate::clock::unix_now;
 use crate::credits::{AdjustRequest, Adjustment, LedgerError};
-use crate::sync::unix_now;
+use crate::state::AppState;
 
 #[derive(Debug, Subcommand)]
 pub enum CreditsCommand {

@@ -7,7 +7,7 @@ use serde_json::json;
 use sm_store::inbox::{EventFilter, InboxEvent, STATUSES};
 
 use super::Failure;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::webhooks::now_ms;
 
 #[derive(Debug, Subcommand)]

@@ -156,10 +156,10 @@ impl From<sm_store::StoreError> for Failure {
     }
 }
 
-impl From<crate::app::StartError> for Failure {
-    fn from(e: crate::app::StartError) -> Self {
+impl From<crate::state::StartError> for Failure {
+    fn from(e: crate::state::StartError) -> Self {
         let code = match e {
-            crate::app::StartError::Bind { .. } => 2,
+            crate::state::StartError::Bind { .. } => 2,
             _ => 1,
         };
         Failure {
@@ -246,12 +246,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
 }
 
 /// The state a one-shot command needs, on a migrated database.
-async fn open(config: Config) -> Result<crate::app::AppState, Failure> {
+async fn open(config: Config) -> Result<crate::state::AppState, Failure> {
     let options = sm_store::ConnectOptions {
         max_connections: 4,
         ..Default::default()
     };
-    let state = crate::app::AppState::build(config, &options).await?;
+    let state = crate::state::AppState::build(config, &options).await?;
     state.store.migrate().await?;
     Ok(state)
 }

@@ -4,8 +4,8 @@ use serde_json::json;
 use sm_store::catalog::ProductFilter;
 
 use super::Failure;
-use crate::app::AppState;
 use crate::catalog::ApiProduct;
+use crate::state::AppState;
 
 fn price_label(p: &ApiProduct) -> String {
     let Some(d) = &p.default_price else {

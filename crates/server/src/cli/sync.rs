@@ -7,8 +7,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sm_domain::ProductId;
 
 use super::Failure;
-use crate::app::AppState;
 use crate::manager::Unavailable;
+use crate::state::AppState;
 use crate::sync::{Origin, Progress, SyncError, SyncReport};
 
 /// A spinner with live counts on a terminal.

@@ -6,9 +6,9 @@ use serde_json::json;
 use sm_store::credits::NewAudit;
 
 use super::Failure;
-use crate::app::AppState;
 use crate::auth::{generate, parse_scopes};
-use crate::sync::unix_now;
+use crate::clock::unix_now;
+use crate::state::AppState;
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {

@@ -22,10 +22,10 @@ use serde_json::{Value, json};
 use super::auth::ApiCaller;
 use super::{ApiError, ledger_error};
 use crate::accounts::{AccountError, AccountView, Accounts, PaymentsPage};
-use crate::app::AppState;
 use crate::billing::{Actor, Billing, BillingError, ChangeRequest, SubscriptionChanged};
+use crate::clock::unix_now;
 use crate::manager::Unavailable;
-use crate::sync::unix_now;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -28,10 +28,10 @@ use crate::admin::{
     Gate, LOCK_AFTER, LOCK_FOR, SESSION_ABSOLUTE, SESSION_IDLE, WINDOW, gate, random_token,
     verify_password,
 };
-use crate::app::AppState;
 use crate::auth::hash;
+use crate::clock::unix_now;
 use crate::manager::StripeStatus;
-use crate::sync::unix_now;
+use crate::state::AppState;
 
 const SESSION_COOKIE: &str = "sm_session";
 const LOGIN_CSRF_COOKIE: &str = "sm_login_csrf";

@@ -4,7 +4,7 @@
 //! guard has checked its CSRF token), is audited, and leaves a message for the next page
 //! that says what happened, including what failed.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use askama::Template;
 use axum::extract::{Extension, Path, Query, State};
@@ -22,10 +22,11 @@ use sm_store::inbox::{EventFilter, InboxEvent, STATUSES};
 use sm_store::runs::SyncRun;
 
 use super::admin::render;
-use crate::app::AppState;
 use crate::catalog::ApiProduct;
+use crate::clock::unix_now;
 use crate::credits::{AdjustRequest, Adjustment, Balance, EntryView};
-use crate::sync::{Origin, Progress, SyncError, SyncReport, unix_now};
+use crate::state::AppState;
+use crate::sync::{Origin, SyncError, SyncReport};
 
 /// Who is acting, from where (set by the guard).
 #[derive(Debug, Clone)]
@@ -90,27 +91,6 @@ impl AdminCtx {
         if let Err(e) = state.store.set_flash(&self.session.id, &flash).await {
             tracing::error!(error = %e, "could not keep the message for the next page");
         }
-    }
-}
-
-/// Progress of the full sync started from the admin UI, shown on the sync runs page.
-#[derive(Debug, Default)]
-pub struct LiveSync {
-    running: AtomicBool,
-    products: AtomicU64,
-    prices: AtomicU64,
-    requests: AtomicU64,
-}
-
-impl Progress for LiveSync {
-    fn page(&self, kind: &'static str, items: usize, requests: u64) {
-        let counter = if kind == "products" {
-            &self.products
-        } else {
-            &self.prices
-        };
-        counter.fetch_add(items as u64, Ordering::Relaxed);
-        self.requests.store(requests, Ordering::Relaxed);
     }
 }
 

@@ -11,9 +11,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
-use crate::app::AppState;
 use crate::auth::{hash, required_scope};
-use crate::sync::unix_now;
+use crate::clock::unix_now;
+use crate::state::AppState;
 
 /// The name of the API token a request was authorized with (for audit records).
 #[derive(Debug, Clone)]

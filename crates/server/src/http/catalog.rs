@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sm_store::catalog::ProductFilter;
 
 use super::ApiError;
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -17,11 +17,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::app::AppState;
 use crate::checkout::{CheckoutCreated, CheckoutError, CheckoutRequest};
+use crate::clock::unix_now;
 use crate::credits::{Balance, ConsumeRequest, Consumption, EntryView, LedgerError};
 use crate::manager::Unavailable;
-use crate::sync::unix_now;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -26,7 +26,7 @@ async fn healthz() -> impl IntoResponse {
 /// full disk, acknowledges nothing). The error itself goes to the log: this route needs
 /// no credentials, so it answers with a code only.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let database = state.store.write_probe(crate::sync::unix_now()).await;
+    let database = state.store.write_probe(crate::clock::unix_now()).await;
     let stripe = state.stripe.status();
     let (status, word) = match &database {
         Ok(()) => (StatusCode::OK, "ready"),

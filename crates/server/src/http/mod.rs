@@ -19,7 +19,7 @@ use axum::Router;
 pub use credits::ledger_error;
 pub use error::ApiError;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let request_timeout = state.config.http.request_timeout;

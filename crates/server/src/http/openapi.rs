@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The document, embedded at build time.
 pub const DOCUMENT: &str = include_str!("../../openapi/v1.json");

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use sm_domain::ProductId;
 
 use super::ApiError;
-use crate::app::AppState;
 use crate::manager::Unavailable;
+use crate::state::AppState;
 use crate::sync::{NoProgress, Origin, SyncError, SyncReport};
 
 pub fn router() -> Router<AppState> {

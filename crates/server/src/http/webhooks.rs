@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Stripe's events are far smaller; anything bigger is not from Stripe.
 pub const MAX_BODY: usize = 1 << 20;
@@ -58,7 +58,7 @@ async fn receive(
     let header = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
-    let now = crate::sync::unix_now();
+    let now = crate::clock::unix_now();
     // The header first: a delivery that cannot verify is refused before its body is read.
     sm_stripe::webhook::check_header(
         state.config.webhook_secrets.as_ref(),

@@ -24,7 +24,7 @@ use sm_store::{Store, Tx};
 use sm_stripe::types::{Price, Product, Raw};
 use sm_stripe::{Client, StripeError};
 
-use crate::sync::{compact_json, unix_now};
+use crate::clock::{compact_json, unix_now};
 
 /// The result of applying one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,12 +115,7 @@ enum Effect {
     Refused(String),
 }
 
-/// Settings of the apply step.
-#[derive(Debug, Clone, Copy)]
-pub struct ApplyOptions {
-    /// Refetch every catalog object instead of trusting the payload.
-    pub refetch_always: bool,
-}
+pub use crate::config::ApplyOptions;
 
 /// The stored versions of the catalog objects a batch of events touches, read in one
 /// query per table instead of one per event. An id missing here is looked up on its own.

@@ -66,7 +66,7 @@ pub async fn reconcile(
     client: &Client,
     window: Duration,
 ) -> Result<ReconcileReport, ReconcileError> {
-    let since = crate::sync::unix_now() - window.as_secs() as i64;
+    let since = crate::clock::unix_now() - window.as_secs() as i64;
     let mut report = ReconcileReport::default();
     let mut pages = Box::pin(client.event_pages(since));
     while let Some(page) = pages.next().await {

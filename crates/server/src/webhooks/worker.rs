@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
-use super::apply::{ApplyOptions, Versions, apply, commit_planned, plan, write_batch};
+use super::apply::{Versions, apply, commit_planned, plan, write_batch};
 
 /// How long the worker waits for more plans to complete before writing those it has.
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
@@ -57,37 +57,7 @@ async fn listen(store: Store, wake: Arc<Notify>) {
     }
 }
 
-/// How the worker runs.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Events claimed per round. Large on PostgreSQL, where a claim and a batch write
-    /// cost about the same for 32 events as for 256.
-    pub batch: u32,
-    /// Events applied at once.
-    pub concurrency: usize,
-    /// How long a claim is ours before another worker may take the event.
-    pub lease: Duration,
-    /// Attempts before an event is moved to `failed`.
-    pub max_attempts: u32,
-    /// How often to look for due work when nothing wakes us.
-    pub poll: Duration,
-    pub apply: ApplyOptions,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            batch: 256,
-            concurrency: 4,
-            lease: Duration::from_secs(60),
-            max_attempts: 8,
-            poll: Duration::from_secs(1),
-            apply: ApplyOptions {
-                refetch_always: false,
-            },
-        }
-    }
-}
+pub use crate::config::WorkerConfig;
 
 /// The wait before attempt `n + 1` after `n` failed attempts: 1 s, 2 s, 4 s, … capped
 /// at an hour, with full jitter.

@@ -31,7 +31,7 @@ pub async fn plan(
     if tie {
         let client = need(client, &format!("subscription {}", sub.id))?;
         let fresh = client.retrieve_subscription_raw(&sub.id).await?;
-        let raw = crate::sync::compact_json(fresh.json.get());
+        let raw = crate::clock::compact_json(fresh.json.get());
         let row = crate::mirror::subscription_row(store, &fresh.value, event.created, &raw).await?;
         return Ok(Some(CreditEffect::Subscription(SubscriptionWrite {
             row,
