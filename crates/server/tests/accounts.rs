@@ -14,6 +14,7 @@ sm_store::contract_tests!(
     mirrors_follow_shuffled_and_duplicated_events_and_the_account_answers_locally,
     sync_objects_lists_each_type_in_pages_of_100,
     the_account_endpoints_need_their_scope_and_check_their_input,
+    events_reconcile_fills_the_mirrors_when_webhooks_were_missed,
 );
 
 /// A monthly plan with credits, a customer created outside the service (linked by
@@ -291,4 +292,31 @@ async fn the_account_endpoints_need_their_scope_and_check_their_input(db: TestDb
     let (status, body) = get_json(&app.url("/api/v1/accounts/acct_x/payments")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"], json!([]));
+}
+
+/// No webhook delivered: `events reconcile` lists Stripe's events, and the worker fills
+/// the mirrors from them as it would from deliveries.
+async fn events_reconcile_fills_the_mirrors_when_webhooks_were_missed(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = quiet_app(&fake, &db).await;
+    let env = env_for(Some(&fake.url()), &db);
+    let account = "acct_missed";
+    let (customer, sub) = plan_history(&fake, account);
+    let (code, out, err) = run_cli(&env, &["events", "reconcile", "--since", "30d"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    app.drain_inbox().await;
+    assert!(
+        app.state
+            .store
+            .get_object(&CUSTOMERS, &customer)
+            .await
+            .unwrap()
+            .is_some(),
+        "the customer is mirrored"
+    );
+    let (_, a) = get_json(&app.url(&format!("/api/v1/accounts/{account}"))).await;
+    assert_eq!(a["customer"]["id"], customer, "{a}");
+    assert_eq!(a["subscriptions"][0]["id"], sub, "{a}");
+    let (_, p) = get_json(&app.url(&format!("/api/v1/accounts/{account}/payments"))).await;
+    assert_eq!(p["data"].as_array().unwrap().len(), 2, "{p}");
 }
