@@ -320,3 +320,91 @@ async fn events_reconcile_fills_the_mirrors_when_webhooks_were_missed(db: TestDb
     let (_, p) = get_json(&app.url(&format!("/api/v1/accounts/{account}/payments"))).await;
     assert_eq!(p["data"].as_array().unwrap().len(), 2, "{p}");
 }
+
+/// PostgreSQL with a language collation (ICU's root collation orders `in_a` before
+/// `in_B`, bytes the other way): payments sharing a `created` second still page through
+/// each exactly once, because ids compare byte by byte in the query, the cursor and the
+/// merge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_page_by_bytes_under_a_language_collation() {
+    use sm_store::objects::{Cell, ObjectWrite};
+    let Some(db) = TestDb::new(sm_store::Backend::Postgres).await else {
+        eprintln!("!!! SKIPPED: no PostgreSQL (SM_SKIP_POSTGRES)");
+        return;
+    };
+    if let sm_store::Pool::Postgres(pool) = db.store.pool() {
+        sqlx::query(r#"ALTER TABLE invoices ALTER COLUMN id TYPE TEXT COLLATE "und-x-icu""#)
+            .execute(pool)
+            .await
+            .expect("an ICU collation (PostgreSQL built with ICU)");
+    }
+    let customer = ObjectWrite {
+        id: "cus_coll".into(),
+        version: 1,
+        deleted: false,
+        cells: vec![
+            Cell::Text(Some("acct_coll".into())),
+            Cell::Text(None),
+            Cell::Text(None),
+            Cell::Bool(false),
+            Cell::Int(Some(1)),
+        ],
+        raw: "{}".into(),
+    };
+    let ties = sm_store::catalog::Ties::Refresh;
+    db.store
+        .upsert_objects(&CUSTOMERS, &[customer], ties, 1)
+        .await
+        .unwrap();
+    let ids = ["in_a", "in_B", "in_c", "in_D", "in_e", "in_F"];
+    let invoices: Vec<ObjectWrite> = ids
+        .iter()
+        .map(|id| ObjectWrite {
+            id: (*id).into(),
+            version: 1,
+            deleted: false,
+            cells: vec![
+                Cell::Text(Some("cus_coll".into())),
+                Cell::Text(None),
+                Cell::Text(Some("paid".into())),
+                Cell::Text(Some("usd".into())),
+                Cell::Int(Some(100)),
+                Cell::Int(Some(100)),
+                Cell::Int(Some(100)),
+                Cell::Int(Some(0)),
+                Cell::Text(None),
+                Cell::Text(None),
+                Cell::Text(None),
+                Cell::Text(None),
+                Cell::Bool(false),
+                Cell::Int(Some(1_700_000_000)),
+            ],
+            raw: "{}".into(),
+        })
+        .collect();
+    db.store
+        .upsert_objects(&INVOICES, &invoices, ties, 1)
+        .await
+        .unwrap();
+    let accounts = stripe_manager::accounts::Accounts::new(
+        db.store.clone(),
+        std::time::Duration::from_secs(0),
+    );
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let page = accounts
+            .payments("acct_coll", cursor.as_deref(), 1)
+            .await
+            .unwrap();
+        seen.extend(page.data.iter().map(|p| p.id.clone()));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mut want: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    want.reverse();
+    assert_eq!(seen, want, "each payment once, newest first, ids by bytes");
+}

@@ -111,9 +111,16 @@ impl Store {
         filter: Filter<'_>,
         limit: u32,
     ) -> Result<Vec<PaymentRow>, StoreError> {
+        // Ids compare byte by byte on both backends (Stripe's ids mix cases; a PostgreSQL
+        // database with a language collation would order them otherwise than the merge
+        // below and the cursor, and skip or repeat payments between pages).
+        let bytes = match self.backend() {
+            crate::Backend::Postgres => " COLLATE \"C\"",
+            crate::Backend::Sqlite => "",
+        };
         let condition = |created: &str, id: &str| match filter {
             Filter::Before(..) => {
-                format!(" AND ({created} < $2 OR ({created} = $2 AND {id} < $3))")
+                format!(" AND ({created} < $2 OR ({created} = $2 AND {id}{bytes} < $3))")
             }
             Filter::Only(_) => format!(" AND {id} = $2"),
             Filter::All => String::new(),
@@ -122,7 +129,7 @@ impl Store {
             "SELECT 'invoice' AS kind, i.id, i.created, i.status, i.total AS amount, i.amount_paid, i.currency, \
              {refunded} AS refunded, i.hosted_invoice_url AS url, i.invoice_pdf AS pdf FROM invoices i \
              WHERE NOT i.deleted AND i.status <> 'draft' AND i.customer IN {CUSTOMERS_OF}{} \
-             ORDER BY i.created DESC, i.id DESC LIMIT {limit}",
+             ORDER BY i.created DESC, i.id{bytes} DESC LIMIT {limit}",
             condition("i.created", "i.id"),
             refunded = REFUNDED.replace("{id}", "i.id"),
         );
@@ -132,7 +139,7 @@ impl Store {
              CAST(NULL AS TEXT) AS url, CAST(NULL AS TEXT) AS pdf \
              FROM checkout_sessions cs LEFT JOIN credit_origins o ON o.id = cs.id \
              WHERE cs.account = $1 AND cs.mode = 'payment' AND cs.status = 'complete'{} \
-             ORDER BY cs.created_at DESC, cs.id DESC LIMIT {limit}",
+             ORDER BY cs.created_at DESC, cs.id{bytes} DESC LIMIT {limit}",
             condition("cs.created_at", "cs.id"),
             refunded = REFUNDED.replace("{id}", "cs.id"),
         );
