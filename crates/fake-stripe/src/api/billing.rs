@@ -433,7 +433,21 @@ impl State {
             "status_transitions": {"canceled_at": null, "paid_at": null},
         });
         self.invoice_payment_objects.insert(&id, payment);
+        self.payments_of_invoice
+            .entry(invoice.to_owned())
+            .or_default()
+            .push(id.clone());
         id
+    }
+
+    /// The `invoice_payment` objects of `invoice`, oldest first.
+    fn payments_of(&self, invoice: &str) -> Vec<Value> {
+        self.payments_of_invoice
+            .get(invoice)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| self.invoice_payment_objects.get(p).cloned())
+            .collect()
     }
 
     /// Charges `amount` through the invoice payment `inpay` (a new charge on its
@@ -483,9 +497,9 @@ impl State {
         }
         let invoice = invoice.clone();
         let open_defaults: Vec<String> = self
-            .invoice_payment_objects
-            .values()
-            .filter(|p| p["invoice"] == json!(id) && p["status"] == json!("open"))
+            .payments_of(id)
+            .iter()
+            .filter(|p| p["status"] == json!("open"))
             .filter_map(|p| p["id"].as_str().map(str::to_owned))
             .collect();
         for p in open_defaults {
@@ -545,9 +559,9 @@ impl State {
         let remaining = invoice["amount_remaining"].as_i64().unwrap_or(0);
         if remaining > 0 {
             let default = self
-                .invoice_payment_objects
-                .values()
-                .find(|p| p["invoice"] == json!(id) && p["is_default"] == json!(true))
+                .payments_of(id)
+                .iter()
+                .find(|p| p["is_default"] == json!(true))
                 .and_then(|p| p["id"].as_str().map(str::to_owned));
             let inpay = match default {
                 Some(d) => {
@@ -631,12 +645,7 @@ impl State {
         let (status, mut invoice) = self.retrieve("invoice", id)?;
         let expand = p["expand"].as_array().cloned().unwrap_or_default();
         if expand.iter().any(|e| e == "payments") {
-            let mut data: Vec<Value> = self
-                .invoice_payment_objects
-                .values()
-                .filter(|v| v["invoice"] == json!(id))
-                .cloned()
-                .collect();
+            let mut data: Vec<Value> = self.payments_of(id);
             data.reverse();
             invoice["payments"] = json!({"object": "list", "data": data, "has_more": false,
                 "url": format!("/v1/invoices/{id}/payments")});

@@ -205,6 +205,9 @@ pub struct State {
     pub invoice_items: Collection,
     /// `invoice_payment` objects (`inpay_…`), one or more per invoice.
     pub invoice_payment_objects: Collection,
+    /// The `invoice_payment` ids of each invoice, oldest first: an index, so paying an
+    /// invoice does not scan every payment (seeding 30,000 invoices took minutes).
+    pub payments_of_invoice: std::collections::HashMap<String, Vec<String>>,
     pub charges: Collection,
     pub refunds: Collection,
     pub disputes: Collection,
@@ -251,6 +254,7 @@ impl Default for State {
             invoices: Collection::default(),
             invoice_items: Collection::default(),
             invoice_payment_objects: Collection::default(),
+            payments_of_invoice: Default::default(),
             charges: Collection::default(),
             refunds: Collection::default(),
             disputes: Collection::default(),
