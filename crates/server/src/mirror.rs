@@ -224,16 +224,27 @@ pub async fn subscription_row(
     event_created: i64,
     raw: &str,
 ) -> Result<SubscriptionRow, StoreError> {
-    let customer = sub.customer.id().to_owned();
     let account = match sub.metadata.get("account") {
         Some(a) => Some(a.clone()),
-        None => store.account_for_customer(&customer).await?,
+        None => store.account_for_customer(sub.customer.id()).await?,
     };
+    Ok(subscription_row_for(sub, account, event_created, raw))
+}
+
+/// [`subscription_row`] with the account already looked up (a sync page looks up all
+/// its customers' accounts in one query).
+fn subscription_row_for(
+    sub: &Subscription,
+    account: Option<String>,
+    event_created: i64,
+    raw: &str,
+) -> SubscriptionRow {
+    let customer = sub.customer.id().to_owned();
     let item = sub.items.data.first();
     let price = item.map(|i| i.price.id.clone());
     let product = item.map(|i| i.price.product.id().to_owned());
     let period = sub.current_period();
-    Ok(SubscriptionRow {
+    SubscriptionRow {
         id: sub.id.clone(),
         account,
         customer,
@@ -250,7 +261,7 @@ pub async fn subscription_row(
         event_created,
         raw: raw.to_owned(),
         updated_at: unix_now(),
-    })
+    }
 }
 
 /// What a sync of one object type did.
@@ -362,11 +373,24 @@ pub async fn sync_subscriptions(store: &Store, client: &Client) -> ObjectsReport
             vec![("status".into(), "all".into())],
         );
         drain_pages(pages, &mut report, |page, observed| async move {
+            let customers: Vec<&str> = page
+                .data
+                .iter()
+                .filter(|s| !s.value.metadata.contains_key("account"))
+                .map(|s| s.value.customer.id())
+                .collect();
+            let accounts = store.accounts_for_customers(&customers).await?;
             let mut tx = store.begin().await?;
             let mut counts = WriteCounts::default();
             for s in &page.data {
                 let raw = compact_json(s.json.get());
-                let row = subscription_row(store, &s.value, observed, &raw).await?;
+                let account = s
+                    .value
+                    .metadata
+                    .get("account")
+                    .or_else(|| accounts.get(s.value.customer.id()))
+                    .cloned();
+                let row = subscription_row_for(&s.value, account, observed, &raw);
                 if tx.upsert_subscription(&row, true).await? {
                     counts.updated += 1;
                 } else {

@@ -198,6 +198,19 @@ async fn sync_objects_lists_each_type_in_pages_of_100(db: TestDb) {
     fake.clear_requests();
     let (code, out, err) = run_cli(&env, &["migrate"]).await;
     assert_eq!(code, 0, "{out}{err}");
+    // Customer 1 checked out through us once: its account row names it, and its
+    // subscription (whose metadata names no account) is linked to that account.
+    let second_customer = fake.with_state(|s| {
+        s.subscriptions
+            .values()
+            .find(|v| v["id"] != json!(first))
+            .map(|v| v["customer"].as_str().unwrap().to_owned())
+            .unwrap()
+    });
+    db.store
+        .ensure_account("acct_linked", Some(&second_customer), unix_now())
+        .await
+        .unwrap();
     let (code, out, err) = run_cli(
         &env,
         &[
@@ -230,6 +243,16 @@ async fn sync_objects_lists_each_type_in_pages_of_100(db: TestDb) {
         paths.iter().all(|p| !p.contains("/v1/customers/")),
         "lists only, no retrieve per object: {paths:?}"
     );
+
+    let linked: Vec<_> = db
+        .store
+        .account_subscriptions("acct_linked")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.account.as_deref() == Some("acct_linked"))
+        .collect();
+    assert_eq!(linked.len(), 1, "the page's account lookup linked it");
 
     // Read back through the API.
     let app = TestApp::start(config_from(&env)).await;

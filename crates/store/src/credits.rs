@@ -865,6 +865,30 @@ impl Store {
         Ok(row)
     }
 
+    /// The accounts linked to `customers` (at most a page of them: one bound parameter
+    /// each), by customer.
+    pub async fn accounts_for_customers(
+        &self,
+        customers: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        if customers.is_empty() {
+            return Ok(Default::default());
+        }
+        let marks: Vec<String> = (1..=customers.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT stripe_customer, id FROM credit_accounts WHERE stripe_customer IN ({})",
+            marks.join(", ")
+        );
+        let rows: Vec<(String, String)> = on_pool!(self, pool => {
+            let mut q = sqlx::query_as(&sql);
+            for c in customers {
+                q = q.bind(*c);
+            }
+            q.fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().collect())
+    }
+
     /// Accounts, most recent first.
     pub async fn list_accounts(&self, limit: u32) -> Result<Vec<AccountRow>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as(
