@@ -120,7 +120,19 @@ impl From<LedgerError> for BillingError {
 /// The Stripe idempotency key for `action` on `account` from the caller's key; without
 /// one, each request is its own operation (the client's fresh key per POST).
 fn stripe_key(action: &str, account: &str, key: Option<&str>) -> Option<String> {
-    key.map(|k| format!("sm-{action}:{account}:{k}"))
+    key.map(|k| bounded_key(format!("sm-{action}:{account}:{k}")))
+}
+
+/// Stripe takes idempotency keys of at most 255 characters: a longer composite key (a
+/// long account and a long caller key) is replaced by its SHA-256, the same for the same
+/// request, so a retry still maps to one Stripe operation.
+fn bounded_key(key: String) -> String {
+    use sha2::{Digest, Sha256};
+    if key.len() <= 255 {
+        key
+    } else {
+        format!("sm-sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+    }
 }
 
 fn check_key(key: Option<&str>) -> Result<(), BillingError> {
@@ -347,7 +359,7 @@ impl Billing {
             .push("payment_intent", intent.as_str())
             .push("amount", amount_text.as_str())
             .push_map("metadata", [("account", account), ("staff_reason", reason)]);
-        let key = key.map(|k| format!("sm-refund:{account}:{}:{k}", payment.id));
+        let key = key.map(|k| bounded_key(format!("sm-refund:{account}:{}:{k}", payment.id)));
         let refund: serde_json::Value = client
             .post("refunds.create", "/v1/refunds", &form, key)
             .await?;
@@ -505,5 +517,28 @@ impl Billing {
             )
             .await?;
         self.keep(account, fresh).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_fit_stripes_255_characters_and_stay_stable() {
+        let account = "a".repeat(128);
+        let key = "k".repeat(200);
+        let long = stripe_key("cancel", &account, Some(&key)).unwrap();
+        assert!(long.len() <= 255, "{}", long.len());
+        assert_eq!(Some(long), stripe_key("cancel", &account, Some(&key)));
+        assert_ne!(
+            stripe_key("cancel", &account, Some(&key)),
+            stripe_key("resume", &account, Some(&key))
+        );
+        assert_eq!(
+            stripe_key("cancel", "acct_1", Some("k1")).as_deref(),
+            Some("sm-cancel:acct_1:k1")
+        );
+        assert_eq!(stripe_key("cancel", "acct_1", None), None);
     }
 }

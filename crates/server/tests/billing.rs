@@ -307,7 +307,6 @@ async fn billing_actions_refuse_what_they_cannot_do(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let _ = plans.basic;
     assert!(
         catalog_writes(&fake).is_empty(),
         "billing never writes the catalog"
