@@ -276,7 +276,8 @@ impl Billing {
         let row =
             crate::mirror::subscription_row(&self.store, &sub.value, unix_now(), &raw).await?;
         let mut tx = self.store.begin().await?;
-        tx.upsert_subscription(&row, true).await?;
+        tx.upsert_subscriptions(std::slice::from_ref(&row), sm_store::catalog::Ties::Refresh)
+            .await?;
         tx.commit().await?;
         Ok(SubscriptionChanged {
             account: account.to_owned(),

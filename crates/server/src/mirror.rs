@@ -330,6 +330,19 @@ where
     report
 }
 
+/// What follows a mirror write in its transaction: customers carry the account link
+/// (`metadata.account`) that their subscriptions written earlier lacked.
+pub async fn after_write(
+    tx: &mut sm_store::Tx,
+    kind: &ObjectKind,
+    ids: &[&str],
+) -> Result<(), StoreError> {
+    if kind == &CUSTOMERS {
+        tx.adopt_subscriptions(ids).await?;
+    }
+    Ok(())
+}
+
 /// Lists every object of `mirror` from Stripe, page by page (100 per request), writing
 /// each page in one transaction: memory stays flat. A page's objects are versioned by
 /// the time the page was asked for, so an event written meanwhile is not undone. Nothing
@@ -353,9 +366,14 @@ pub async fn sync_objects(
                 .iter()
                 .map(|o| object_write(mirror, &compact_json(o.json.get()), observed, false))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(store
+            let mut tx = store.begin().await?;
+            let counts = tx
                 .upsert_objects(mirror.kind, &writes, Ties::Refresh, unix_now())
-                .await?)
+                .await?;
+            let ids: Vec<&str> = writes.iter().map(|w| w.id.as_str()).collect();
+            after_write(&mut tx, mirror.kind, &ids).await?;
+            tx.commit().await?;
+            Ok(counts)
         })
         .await;
         report
@@ -380,23 +398,22 @@ pub async fn sync_subscriptions(store: &Store, client: &Client) -> ObjectsReport
                 .map(|s| s.value.customer.id())
                 .collect();
             let accounts = store.accounts_for_customers(&customers).await?;
+            let rows: Vec<SubscriptionRow> = page
+                .data
+                .iter()
+                .map(|s| {
+                    let account = s
+                        .value
+                        .metadata
+                        .get("account")
+                        .or_else(|| accounts.get(s.value.customer.id()))
+                        .cloned();
+                    let raw = compact_json(s.json.get());
+                    subscription_row_for(&s.value, account, observed, &raw)
+                })
+                .collect();
             let mut tx = store.begin().await?;
-            let mut counts = WriteCounts::default();
-            for s in &page.data {
-                let raw = compact_json(s.json.get());
-                let account = s
-                    .value
-                    .metadata
-                    .get("account")
-                    .or_else(|| accounts.get(s.value.customer.id()))
-                    .cloned();
-                let row = subscription_row_for(&s.value, account, observed, &raw);
-                if tx.upsert_subscription(&row, true).await? {
-                    counts.updated += 1;
-                } else {
-                    counts.stale += 1;
-                }
-            }
+            let counts = tx.upsert_subscriptions(&rows, Ties::Refresh).await?;
             tx.commit().await?;
             Ok(counts)
         })

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use fake_stripe::{Ctx, FakeStripe};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sm_store::objects::{CUSTOMERS, INVOICES};
 use sm_store::testing::TestDb;
@@ -15,6 +16,7 @@ sm_store::contract_tests!(
     sync_objects_lists_each_type_in_pages_of_100,
     the_account_endpoints_need_their_scope_and_check_their_input,
     events_reconcile_fills_the_mirrors_when_webhooks_were_missed,
+    two_instances_apply_shuffled_duplicated_mirror_events_once_and_agree_with_stripe,
 );
 
 /// A monthly plan with credits, a customer created outside the service (linked by
@@ -69,6 +71,8 @@ async fn mirrors_follow_shuffled_and_duplicated_events_and_the_account_answers_l
     let app = quiet_app(&fake, &db).await;
     let account = "acct_mirror";
     let (customer, sub) = plan_history(&fake, account);
+    let (status, r) = post_json(&app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200, "{r}");
     let mut events = mirror_events(&fake);
     assert!(events.len() >= 6, "{}", events.len());
     let again = events.clone();
@@ -132,6 +136,12 @@ async fn mirrors_follow_shuffled_and_duplicated_events_and_the_account_answers_l
     assert_eq!(a["entitlement"]["status"], "past_due");
     assert!(a["entitlement"]["grace_until"].as_i64().is_some(), "{a}");
     assert_eq!(a["credits"]["account"], account);
+    // The customer was made outside this service: its `metadata.account` is the link
+    // the paid invoice's credits follow (100 credits, in hundredths).
+    assert_eq!(
+        app.state.store.credit_totals(account).await.unwrap().0,
+        100 * 100
+    );
 
     // Payments: newest first, one per page with a cursor.
     let url = app.url(&format!("/api/v1/accounts/{account}/payments?limit=1"));
@@ -235,7 +245,7 @@ async fn sync_objects_lists_each_type_in_pages_of_100(db: TestDb) {
     assert_eq!(r["customers"]["created"], 250, "{r}");
     assert_eq!(r["invoices"]["created"], 120, "{r}");
     assert_eq!(
-        r["subscriptions"]["updated"], 120,
+        r["subscriptions"]["created"], 120,
         "status=all lists the canceled one: {r}"
     );
     let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
@@ -430,4 +440,163 @@ async fn payments_page_by_bytes_under_a_language_collation() {
     want.sort();
     want.reverse();
     assert_eq!(seen, want, "each payment once, newest first, ids by bytes");
+}
+
+/// Two instances on one database take the same shuffled, duplicated stream of customer,
+/// subscription and invoice events, half each, 16 in flight. Many events of one object
+/// share a second with other content, so both instances meet ties at once and refetch.
+/// Every mirror ends as Stripe holds it, every event is applied, and each paid invoice
+/// grants its credits once.
+async fn two_instances_apply_shuffled_duplicated_mirror_events_once_and_agree_with_stripe(
+    db: TestDb,
+) {
+    let fake = FakeStripe::start().await;
+    let a = quiet_app(&fake, &db).await;
+    let b = quiet_app(&fake, &db).await;
+    let price = fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let (_, product) = s
+            .create_product(
+                &json!({"name": "Team", "metadata": {"credit_amount": "100"}}),
+                &ctx,
+            )
+            .unwrap();
+        let (_, price) = s
+            .create_price(
+                &json!({"product": product["id"], "unit_amount": "1000", "currency": "usd",
+                        "recurring": {"interval": "month"}}),
+                &ctx,
+            )
+            .unwrap();
+        price["id"].as_str().unwrap().to_owned()
+    });
+    let (status, r) = post_json(&a.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    take_fake_events(&fake, &[]);
+
+    const ACCOUNTS: usize = 12;
+    let subs: Vec<(String, String, String)> = fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let mut subs = Vec::new();
+        for i in 0..ACCOUNTS {
+            let account = format!("acct_two{i:02}");
+            let (_, customer) = s
+                .create_customer(
+                    &json!({"email": format!("{i}@example.com"), "metadata": {"account": account}}),
+                    &ctx,
+                )
+                .unwrap();
+            let customer = customer["id"].as_str().unwrap().to_owned();
+            let (_, sub) = s
+                .create_subscription(
+                    &json!({"customer": customer, "items": [{"price": price}]}),
+                    &ctx,
+                )
+                .unwrap();
+            let sub = sub["id"].as_str().unwrap().to_owned();
+            // Same second, other content: cancel at period end, then resume.
+            s.cancel_subscription(&sub, true).unwrap();
+            s.update_subscription(&sub, &json!({"cancel_at_period_end": "false"}), &ctx)
+                .unwrap();
+            // The customer changes twice within that second too.
+            for email in [format!("{i}-b@example.com"), format!("{i}-c@example.com")] {
+                let c = s.customers.get_mut(&customer).unwrap();
+                c["email"] = json!(email);
+                let c = c.clone();
+                s.emit("customer.updated", &c, None, &ctx);
+            }
+            subs.push((account, customer, sub));
+        }
+        s.advance_clock(31 * 86_400);
+        for (_, _, sub) in &subs {
+            s.renew_subscription(sub).unwrap();
+        }
+        subs
+    });
+    let mut events: Vec<Value> = take_fake_events(&fake, &[])
+        .into_iter()
+        .filter(|e| {
+            let t = e["type"].as_str().unwrap_or_default();
+            t.starts_with("customer.") || t.starts_with("invoice.")
+        })
+        .collect();
+    let distinct = events.len();
+    assert!(distinct >= ACCOUNTS * 8, "{distinct} events");
+    let again = events.clone();
+    events.extend(again);
+    fastrand::shuffle(&mut events);
+    let sends = events.iter().enumerate().map(|(i, e)| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let body = e.to_string();
+        async move { app.deliver_signed(&body).await }
+    });
+    let statuses: Vec<u16> = futures_util::stream::iter(sends)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    a.drain_inbox().await;
+    b.drain_inbox().await;
+
+    let stored = a
+        .state
+        .store
+        .list_events(&sm_store::inbox::EventFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), distinct, "each event stored once");
+    assert!(
+        stored.iter().all(|e| e.status == "processed"),
+        "every event applied"
+    );
+
+    let (customers, subscriptions, invoices) = fake.with_state(|s| {
+        (
+            s.customers.values().cloned().collect::<Vec<_>>(),
+            s.subscriptions.values().cloned().collect::<Vec<_>>(),
+            s.invoices.values().cloned().collect::<Vec<_>>(),
+        )
+    });
+    for c in &customers {
+        let id = c["id"].as_str().unwrap();
+        let row = b.state.store.get_object(&CUSTOMERS, id).await.unwrap();
+        let raw: Value = serde_json::from_str(&row.expect("mirrored").raw).unwrap();
+        assert_eq!(raw["email"], c["email"], "{id}: the latest email");
+    }
+    for sub in &subscriptions {
+        let id = sub["id"].as_str().unwrap();
+        let row = a.state.store.subscription(id).await.unwrap().expect(id);
+        assert_eq!(
+            (row.status.as_str(), row.cancel_at_period_end),
+            (
+                sub["status"].as_str().unwrap(),
+                sub["cancel_at_period_end"].as_bool().unwrap()
+            ),
+            "{id}"
+        );
+        assert!(row.account.is_some(), "{id} linked to its account");
+    }
+    for inv in &invoices {
+        let id = inv["id"].as_str().unwrap();
+        let row = a.state.store.get_object(&INVOICES, id).await.unwrap();
+        let raw: Value = serde_json::from_str(&row.expect("mirrored").raw).unwrap();
+        assert_eq!(raw["status"], inv["status"], "{id}");
+    }
+    for (account, customer, _) in &subs {
+        let paid = invoices
+            .iter()
+            .filter(|i| i["customer"] == json!(customer) && i["status"] == "paid")
+            .count() as i64;
+        assert_eq!(paid, 2, "{account}: the first invoice and the renewal");
+        // In hundredths of a credit: 100 credits per paid invoice.
+        let (journal, lots, _) = a.state.store.credit_totals(account).await.unwrap();
+        assert_eq!(
+            (journal, lots),
+            (100 * 100 * paid, 100 * 100 * paid),
+            "{account}: each paid invoice granted once"
+        );
+    }
 }

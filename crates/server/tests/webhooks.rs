@@ -941,8 +941,14 @@ async fn source_allow_list_and_trusted_proxies(db: TestDb) {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains(r#"webhook_events_rejected_total{reason="source_not_allowed"} 3"#),
-        "{metrics}"
-    );
+    // The registry is process-wide and the other backend's run of this test counts into
+    // it too, so at least this run's three refusals.
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"webhook_events_rejected_total{reason="source_not_allowed"} "#)
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 3, "{metrics}");
 }

@@ -11,6 +11,8 @@
 use serde::Serialize;
 use sm_domain::credits::{LotSource, LotState};
 
+use crate::catalog::{Ties, WriteCounts};
+use crate::objects::{Cell, ObjectWrite, SUBSCRIPTIONS};
 use crate::{Store, StoreError, Tx, on_pool, on_tx, on_write};
 
 /// A lot as stored.
@@ -180,6 +182,30 @@ pub struct SubscriptionRow {
     #[serde(skip)]
     pub raw: String,
     pub updated_at: i64,
+}
+
+impl SubscriptionRow {
+    /// The row as a write of the generic pipeline.
+    fn object(&self) -> ObjectWrite {
+        ObjectWrite {
+            id: self.id.clone(),
+            version: self.event_created,
+            deleted: false,
+            cells: vec![
+                Cell::Text(self.account.clone()),
+                Cell::Text(Some(self.customer.clone())),
+                Cell::Text(Some(self.status.clone())),
+                Cell::Text(self.price.clone()),
+                Cell::Text(self.product.clone()),
+                Cell::Int(self.quantity),
+                Cell::Int(self.current_period_start),
+                Cell::Int(self.current_period_end),
+                Cell::Bool(self.cancel_at_period_end),
+                Cell::Int(self.canceled_at),
+            ],
+            raw: self.raw.clone(),
+        }
+    }
 }
 
 /// A checkout session created through the API.
@@ -671,55 +697,44 @@ impl Tx {
         Ok(row)
     }
 
-    /// Stores a subscription unless the stored one comes from a later event, or from an
-    /// event of the same second with other content (a tie: refetch, then write with
-    /// `refreshed`); the account once known is kept. Returns whether it was written.
-    pub async fn upsert_subscription(
+    /// Stores a subscription through the generic pipeline ([`SUBSCRIPTIONS`]): unless the
+    /// stored one comes from a later event, or from an event of the same second with
+    /// other content (a tie, counted in `ties`: refetch, then write with
+    /// [`Ties::Refresh`]); the account once known is kept.
+    pub async fn upsert_subscriptions(
         &mut self,
-        s: &SubscriptionRow,
-        refreshed: bool,
-    ) -> Result<bool, StoreError> {
-        let n = on_tx!(self, t => sqlx::query(
-            "INSERT INTO subscriptions (id, account, customer, status, price, product, quantity, current_period_start, \
-             current_period_end, cancel_at_period_end, canceled_at, event_created, raw, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (id) DO UPDATE SET account = COALESCE(excluded.account, subscriptions.account), \
-             customer = excluded.customer, status = excluded.status, price = excluded.price, product = excluded.product, \
-             quantity = excluded.quantity, current_period_start = excluded.current_period_start, \
-             current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, \
-             canceled_at = excluded.canceled_at, event_created = excluded.event_created, raw = excluded.raw, \
-             updated_at = excluded.updated_at \
-             WHERE subscriptions.event_created < excluded.event_created \
-             OR (subscriptions.event_created = excluded.event_created AND (subscriptions.raw = excluded.raw OR $15))"
-        )
-        .bind(&s.id)
-        .bind(&s.account)
-        .bind(&s.customer)
-        .bind(&s.status)
-        .bind(&s.price)
-        .bind(&s.product)
-        .bind(s.quantity)
-        .bind(s.current_period_start)
-        .bind(s.current_period_end)
-        .bind(s.cancel_at_period_end)
-        .bind(s.canceled_at)
-        .bind(s.event_created)
-        .bind(&s.raw)
-        .bind(s.updated_at)
-        .bind(refreshed)
-        .execute(&mut **t)
-        .await?
-        .rows_affected());
-        Ok(n == 1)
+        rows: &[SubscriptionRow],
+        ties: Ties,
+    ) -> Result<WriteCounts, StoreError> {
+        let writes: Vec<ObjectWrite> = rows.iter().map(SubscriptionRow::object).collect();
+        let now = rows.iter().map(|r| r.updated_at).max().unwrap_or(0);
+        self.upsert_objects(&SUBSCRIPTIONS, &writes, ties, now)
+            .await
     }
 
-    /// The `event_created` of the stored subscription, if any.
-    pub async fn subscription_version(&mut self, id: &str) -> Result<Option<i64>, StoreError> {
-        let v = on_tx!(self, t => sqlx::query_scalar("SELECT event_created FROM subscriptions WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **t)
-            .await?);
-        Ok(v)
+    /// Gives subscriptions of `customers` that have no account yet the account of their
+    /// customer's `metadata.account` (from the customers mirror): a subscription event
+    /// that arrived before its customer's is linked when the customer's arrives.
+    pub async fn adopt_subscriptions(&mut self, customers: &[&str]) -> Result<u64, StoreError> {
+        if customers.is_empty() {
+            return Ok(0);
+        }
+        let marks: Vec<String> = (1..=customers.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "UPDATE subscriptions SET account = (SELECT c.account FROM customers c \
+             WHERE c.id = subscriptions.customer AND NOT c.deleted) \
+             WHERE account IS NULL AND customer IN ({}) AND EXISTS (SELECT 1 FROM customers c \
+             WHERE c.id = subscriptions.customer AND c.account IS NOT NULL AND NOT c.deleted)",
+            marks.join(", ")
+        );
+        let n = on_tx!(self, t => {
+            let mut q = sqlx::query(&sql);
+            for c in customers {
+                q = q.bind(*c);
+            }
+            q.execute(&mut **t).await?.rows_affected()
+        });
+        Ok(n)
     }
 
     /// Links a subscription to an account (from its checkout session), whatever the
@@ -857,8 +872,14 @@ impl Store {
         Ok(row)
     }
 
+    /// The account a Stripe customer belongs to: the account that checked out with it,
+    /// else the customer's `metadata.account` (a customer created outside this service).
     pub async fn account_for_customer(&self, customer: &str) -> Result<Option<String>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query_scalar("SELECT id FROM credit_accounts WHERE stripe_customer = $1")
+        let row = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT account FROM (SELECT id AS account, 0 AS rank FROM credit_accounts WHERE stripe_customer = $1 \
+             UNION ALL SELECT account, 1 AS rank FROM customers WHERE id = $1 AND account IS NOT NULL AND NOT deleted) a \
+             ORDER BY rank LIMIT 1"
+        )
             .bind(customer)
             .fetch_optional(pool)
             .await?);
@@ -875,9 +896,13 @@ impl Store {
             return Ok(Default::default());
         }
         let marks: Vec<String> = (1..=customers.len()).map(|i| format!("${i}")).collect();
+        // The account row's link wins over the customer's `metadata.account`: rows are
+        // collected in order, so it comes last.
         let sql = format!(
-            "SELECT stripe_customer, id FROM credit_accounts WHERE stripe_customer IN ({})",
-            marks.join(", ")
+            "SELECT customer, account FROM (SELECT stripe_customer AS customer, id AS account, 0 AS rank \
+             FROM credit_accounts WHERE stripe_customer IN ({m}) UNION ALL SELECT id, account, 1 \
+             FROM customers WHERE id IN ({m}) AND account IS NOT NULL AND NOT deleted) a ORDER BY rank DESC",
+            m = marks.join(", ")
         );
         let rows: Vec<(String, String)> = on_pool!(self, pool => {
             let mut q = sqlx::query_as(&sql);

@@ -52,6 +52,11 @@ const SQLITE: &[Entry] = &[
         "mirrors",
         include_str!("../migrations/sqlite/0008_mirrors.sql"),
     ),
+    (
+        9,
+        "subscription frame",
+        include_str!("../migrations/sqlite/0009_subscription_frame.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -93,6 +98,11 @@ const POSTGRES: &[Entry] = &[
         8,
         "mirrors",
         include_str!("../migrations/postgres/0008_mirrors.sql"),
+    ),
+    (
+        9,
+        "subscription frame",
+        include_str!("../migrations/postgres/0009_subscription_frame.sql"),
     ),
 ];
 

@@ -38,8 +38,9 @@ pub async fn plan(
     let object: Value = serde_json::from_str(event.object).unwrap_or(Value::Null);
     let Some(account) = account_of(store, client, &inv, &sub_id, &object).await? else {
         // Checkouts made here link the customer before the session exists and put the
-        // account in the subscription's metadata, so an invoice with no account found
-        // either way belongs to a subscription that is not a credit plan.
+        // account in the subscription's metadata, and a customer made elsewhere names
+        // it in its own: an invoice with no account found any way belongs to a
+        // subscription that is not a credit plan.
         tracing::info!(invoice = %inv.id, subscription = %sub_id, "invoice of a subscription with no known account; not a credit plan, nothing granted");
         return Ok(None);
     };
@@ -196,15 +197,28 @@ async fn account_of(
     if let Some(a) = object["parent"]["subscription_details"]["metadata"]["account"].as_str() {
         return Ok(Some(a.to_owned()));
     }
-    if let Some(client) = client {
-        return Ok(client
-            .retrieve_subscription(sub_id)
+    let Some(client) = client else {
+        return Ok(None);
+    };
+    if let Some(a) = client
+        .retrieve_subscription(sub_id)
+        .await?
+        .metadata
+        .get("account")
+    {
+        return Ok(Some(a.clone()));
+    }
+    // A customer created outside this service names its account in its metadata; its
+    // own event may not have arrived yet.
+    match &inv.customer {
+        Some(c) => Ok(client
+            .retrieve_customer(c.id())
             .await?
             .metadata
             .get("account")
-            .cloned());
+            .cloned()),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
 /// Every payment of the invoice: pre-basil invoices name their payment intent; basil

@@ -2,6 +2,7 @@
 //! the same second with different content cannot be ordered by time; as for the
 //! catalog, the object is then refetched from Stripe and the fresh copy written.
 
+use sm_store::catalog::Ties;
 use sm_store::credits::SubscriptionRow;
 use sm_store::{Store, Tx};
 use sm_stripe::Client;
@@ -46,10 +47,15 @@ pub async fn plan(
 }
 
 pub async fn write(tx: &mut Tx, w: &SubscriptionWrite) -> Result<(), ApplyError> {
-    if tx.upsert_subscription(&w.row, w.refreshed).await? {
-        return Ok(());
-    }
-    if tx.subscription_version(&w.row.id).await? == Some(w.row.event_created) {
+    let ties = if w.refreshed {
+        Ties::Refresh
+    } else {
+        Ties::Reject
+    };
+    let counts = tx
+        .upsert_subscriptions(std::slice::from_ref(&w.row), ties)
+        .await?;
+    if counts.ties > 0 {
         // A same-second event with other content landed after we planned: fail this
         // attempt; the next one sees the tie and refetches.
         return Err(ApplyError::Tie(format!("subscription {}", w.row.id)));
