@@ -2,13 +2,20 @@
 //!
 //! The `metrics` facade is process-global by design, so the recorder is installed once
 //! per process and every `Application` in that process renders the same registry.
+//!
+//! [`METRICS`] lists every metric the code emits, with its type, unit and `# HELP` text:
+//! the alerts in `deploy/prometheus` and the dashboard in `deploy/grafana` are checked
+//! against it (`tests/ops_metrics.rs`), and so is the code, so a new metric without a
+//! description fails the tests instead of reaching a scrape without `# HELP`.
 
 use std::sync::OnceLock;
 
+use metrics::{Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use MetricKind::{Counter, Gauge, Histogram};
 
 /// Installs the log subscriber (idempotent). `RUST_LOG` overrides the default level.
 pub fn init_logging(format: LogFormat) {
@@ -41,6 +48,9 @@ pub fn metrics_handle() -> PrometheusHandle {
                 ])
                 .expect("static, non-empty buckets")
                 .build_recorder();
+            // Described on our recorder itself, not through the facade: the descriptions
+            // then reach this handle even when the global install below fails.
+            describe_metrics(&recorder);
             let handle = recorder.handle();
             // Another recorder may already be installed (e.g. by an embedding app);
             // then ours still renders, just without the facade's events.
@@ -48,6 +58,254 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// A metric's Prometheus type, as `# TYPE` lines spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl MetricKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One metric the service exports.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    /// The name as emitted; it carries its unit (`_seconds`, and `_total` for counters),
+    /// because the exporter is not asked to append units to names.
+    pub name: &'static str,
+    pub kind: MetricKind,
+    /// `None` for plain counts, states and ratios.
+    pub unit: Option<Unit>,
+    /// The `# HELP` text: what is counted and, where it is not obvious, its labels.
+    pub help: &'static str,
+}
+
+const fn metric(
+    name: &'static str,
+    kind: MetricKind,
+    unit: Option<Unit>,
+    help: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind,
+        unit,
+        help,
+    }
+}
+
+/// Every metric the code emits. A name emitted without an entry here renders without
+/// `# HELP`; `tests/ops_metrics.rs` scans the sources and fails on one.
+pub const METRICS: &[MetricDef] = &[
+    // HTTP (http/middleware.rs, listener.rs)
+    metric(
+        "http_requests_total",
+        Counter,
+        None,
+        "HTTP requests answered, by route (matched pattern or unmatched), method and status.",
+    ),
+    metric(
+        "http_request_duration_seconds",
+        Histogram,
+        Some(Unit::Seconds),
+        "Time from a request's arrival to its answer, by route.",
+    ),
+    metric(
+        "http_connections_refused_total",
+        Counter,
+        None,
+        "Connections closed at once because HTTP_MAX_CONNECTIONS were already open.",
+    ),
+    metric(
+        "http_accept_errors_total",
+        Counter,
+        None,
+        "Failed accepts of new connections (e.g. out of file descriptors).",
+    ),
+    metric(
+        "api_auth_failures_total",
+        Counter,
+        None,
+        "API requests refused for their token, by reason (unauthorized, forbidden).",
+    ),
+    // Stripe client (crates/stripe/src/client.rs) and its state at scrape time
+    metric(
+        "stripe_api_requests_total",
+        Counter,
+        None,
+        "Requests to Stripe, retries included, by endpoint and outcome (ok, client_error, \
+         server_error, timeout, network_error, circuit_open).",
+    ),
+    metric(
+        "stripe_api_request_duration_seconds",
+        Histogram,
+        Some(Unit::Seconds),
+        "Duration of one request to Stripe (one attempt), by endpoint.",
+    ),
+    metric(
+        "stripe_api_retries_total",
+        Counter,
+        None,
+        "Retries of failed requests to Stripe, by endpoint.",
+    ),
+    metric(
+        "stripe_rate_limiter_waits_total",
+        Counter,
+        None,
+        "Requests to Stripe that waited for the client-side rate limit (STRIPE_MAX_RPS).",
+    ),
+    metric(
+        "stripe_rate_limiter_wait_seconds",
+        Histogram,
+        Some(Unit::Seconds),
+        "Time a request to Stripe waited for the client-side rate limit.",
+    ),
+    metric(
+        "stripe_circuit_open",
+        Gauge,
+        None,
+        "The Stripe circuit breaker: 0 closed, 0.5 half-open (one probe allowed), 1 open. \
+         Set at scrape time.",
+    ),
+    metric(
+        "stripe_enabled",
+        Gauge,
+        None,
+        "1 when Stripe is configured and enabled, 0 when the service serves local data only.",
+    ),
+    // Catalog sync (sync.rs, catalog.rs) and the last full sync at scrape time
+    metric(
+        "sync_runs_total",
+        Counter,
+        None,
+        "Finished sync runs, by scope (full, selected) and status (succeeded, failed).",
+    ),
+    metric(
+        "sync_products_total",
+        Counter,
+        None,
+        "Products found by syncs, by outcome (invalid, tombstoned).",
+    ),
+    metric(
+        "sync_last_success_timestamp_seconds",
+        Gauge,
+        Some(Unit::Seconds),
+        "Unix time at which the most recent successful full catalog sync finished; 0 when \
+         none has. Read from the database at scrape time.",
+    ),
+    metric(
+        "sync_last_run_failed",
+        Gauge,
+        None,
+        "1 when the most recent finished full catalog sync failed, else 0. Read from the \
+         database at scrape time.",
+    ),
+    metric(
+        "catalog_cache_rebuilds_total",
+        Counter,
+        None,
+        "Rebuilds of the in-memory catalog served by the API.",
+    ),
+    // Webhooks (http/webhooks.rs, webhooks/*) and the inbox at scrape time
+    metric(
+        "webhook_events_received_total",
+        Counter,
+        None,
+        "Verified webhook deliveries stored, by event type and outcome (received, duplicate).",
+    ),
+    metric(
+        "webhook_events_rejected_total",
+        Counter,
+        None,
+        "Webhook deliveries refused, by reason (the 400 codes such as signature_mismatch, \
+         source_not_allowed, body_too_large, not_stored).",
+    ),
+    metric(
+        "webhook_intake_batch_size",
+        Histogram,
+        None,
+        "Events stored per intake commit (deliveries arriving together share one).",
+    ),
+    metric(
+        "webhook_events_processed_total",
+        Counter,
+        None,
+        "Events the worker finished, by type and outcome (processed, ignored, lease_lost).",
+    ),
+    metric(
+        "webhook_processing_latency_seconds",
+        Histogram,
+        Some(Unit::Seconds),
+        "Time from an event's receipt to its being applied.",
+    ),
+    metric(
+        "webhook_events_retried_total",
+        Counter,
+        None,
+        "Failed attempts to apply an event that will be retried, by type.",
+    ),
+    metric(
+        "webhook_events_failed_total",
+        Counter,
+        None,
+        "Events moved to the dead letter (status failed) after WEBHOOK_MAX_ATTEMPTS, by type.",
+    ),
+    metric(
+        "webhook_events_reconciled_total",
+        Counter,
+        None,
+        "Events the inbox lacked, stored by reconciliation with Stripe's Events API.",
+    ),
+    metric(
+        "webhook_queue_depth",
+        Gauge,
+        None,
+        "Events in the inbox, by status (pending, processing, failed: the dead letter). Read \
+         from the database at scrape time.",
+    ),
+    metric(
+        "webhook_oldest_pending_seconds",
+        Gauge,
+        Some(Unit::Seconds),
+        "Age of the oldest pending event (waiting or waiting for a retry); 0 when none. Read \
+         from the database at scrape time.",
+    ),
+    // Credits (credits.rs)
+    metric(
+        "credit_grants_total",
+        Counter,
+        None,
+        "Credit lots granted, by source (purchase, subscription).",
+    ),
+    metric(
+        "credit_consumptions_total",
+        Counter,
+        None,
+        "Credit consumptions recorded.",
+    ),
+];
+
+/// Gives every metric in [`METRICS`] its `# HELP` text and unit.
+pub fn describe_metrics(recorder: &impl Recorder) {
+    for m in METRICS {
+        let (name, unit, help) = (m.name.into(), m.unit, m.help.into());
+        match m.kind {
+            Counter => recorder.describe_counter(name, unit, help),
+            Gauge => recorder.describe_gauge(name, unit, help),
+            Histogram => recorder.describe_histogram(name, unit, help),
+        }
+    }
 }
 
 /// How often histogram samples are folded into their buckets.

@@ -101,6 +101,18 @@ impl From<RunRow> for SyncRun {
     }
 }
 
+/// What the full catalog syncs say about the catalog's freshness: read at every
+/// `/metrics` scrape, for the alerts on a failed or overdue full sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FullSyncHealth {
+    /// When the most recent successful full sync finished (unix seconds); `None` when
+    /// none has.
+    pub last_success_at: Option<i64>,
+    /// Whether the most recent finished full sync failed (a run still `running`, or left
+    /// `running` by a crash, is not counted: only a finished run says how it went).
+    pub last_failed: bool,
+}
+
 /// Why the full-sync lock was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockBusy {
@@ -305,6 +317,23 @@ impl Store {
         let row: Option<RunRow> =
             on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
         Ok(row.map(SyncRun::from))
+    }
+
+    /// The last successful and the last finished full sync. Full runs never overlap (they
+    /// hold the full-sync lock), so the highest id is the latest; both lookups walk the
+    /// primary key backwards and stop at the first match.
+    pub async fn full_sync_health(&self) -> Result<FullSyncHealth, StoreError> {
+        let (last_success_at, last_status): (Option<i64>, Option<String>) = on_pool!(self, pool => sqlx::query_as(
+            "SELECT \
+               (SELECT finished_at FROM sync_runs WHERE scope = 'full' AND status = 'succeeded' ORDER BY id DESC LIMIT 1), \
+               (SELECT status FROM sync_runs WHERE scope = 'full' AND status <> 'running' ORDER BY id DESC LIMIT 1)"
+        )
+        .fetch_one(pool)
+        .await?);
+        Ok(FullSyncHealth {
+            last_success_at,
+            last_failed: last_status.as_deref() == Some("failed"),
+        })
     }
 
     /// The most recent runs, newest first.

@@ -1,7 +1,7 @@
 //! Sync runs and the full-sync lock, on SQLite and PostgreSQL.
 
 use serde_json::json;
-use sm_store::runs::RunCounts;
+use sm_store::runs::{FullSyncHealth, RunCounts};
 use sm_store::testing::TestDb;
 use sm_store::{ConnectOptions, Store};
 
@@ -9,6 +9,7 @@ sm_store::contract_tests!(
     runs_are_recorded_with_counts_and_report,
     the_lock_is_exclusive_across_handles_and_released,
     a_dropped_lock_does_not_stay_held_forever,
+    full_sync_health_tells_the_last_success_and_whether_the_last_finished_full_run_failed,
 );
 
 async fn runs_are_recorded_with_counts_and_report(db: TestDb) {
@@ -106,4 +107,45 @@ async fn a_dropped_lock_does_not_stay_held_forever(db: TestDb) {
             l.release().await.unwrap();
         }
     }
+}
+
+async fn full_sync_health_tells_the_last_success_and_whether_the_last_finished_full_run_failed(
+    db: TestDb,
+) {
+    let s = &db.store;
+    let finish = |id: i64, status: &'static str, at: i64| async move {
+        s.finish_sync_run(id, status, at, 1, &RunCounts::default(), &json!({}))
+            .await
+            .unwrap();
+    };
+    assert_eq!(
+        s.full_sync_health().await.unwrap(),
+        FullSyncHealth::default(),
+        "no run yet"
+    );
+    let first = s.start_sync_run("full", "cli", 100).await.unwrap();
+    finish(first, "succeeded", 110).await;
+    let second = s.start_sync_run("full", "cli", 200).await.unwrap();
+    finish(second, "failed", 210).await;
+    // A later selected run, whatever its outcome, says nothing about the full catalog.
+    let selected = s.start_sync_run("selected", "api", 300).await.unwrap();
+    finish(selected, "succeeded", 310).await;
+    assert_eq!(
+        s.full_sync_health().await.unwrap(),
+        FullSyncHealth {
+            last_success_at: Some(110),
+            last_failed: true
+        }
+    );
+    // A run still going (or abandoned by a crash) does not hide how the last one ended.
+    let running = s.start_sync_run("full", "api", 400).await.unwrap();
+    assert!(s.full_sync_health().await.unwrap().last_failed);
+    finish(running, "succeeded", 420).await;
+    assert_eq!(
+        s.full_sync_health().await.unwrap(),
+        FullSyncHealth {
+            last_success_at: Some(420),
+            last_failed: false
+        }
+    );
 }

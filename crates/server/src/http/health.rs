@@ -75,6 +75,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: could not read the webhook inbox"),
     }
+    // From the database, not from this process's memory: with several instances, or a
+    // full sync run by the CLI (a timer), whichever process ran it, every instance
+    // reports the same last run.
+    match state.store.full_sync_health().await {
+        Ok(h) => {
+            metrics::gauge!("sync_last_success_timestamp_seconds")
+                .set(h.last_success_at.unwrap_or(0) as f64);
+            metrics::gauge!("sync_last_run_failed").set(if h.last_failed { 1.0 } else { 0.0 });
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: could not read the last full sync"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
