@@ -708,17 +708,59 @@ impl Tx {
     ) -> Result<WriteCounts, StoreError> {
         let writes: Vec<ObjectWrite> = rows.iter().map(SubscriptionRow::object).collect();
         let now = rows.iter().map(|r| r.updated_at).max().unwrap_or(0);
-        self.upsert_objects(&SUBSCRIPTIONS, &writes, ties, now)
-            .await
+        // Before the subscription rows: the customer writer takes this lock, then these
+        // rows; taking them in the same order cannot deadlock.
+        let all: Vec<&str> = rows.iter().map(|r| r.customer.as_str()).collect();
+        self.lock_customers(&all).await?;
+        let counts = self
+            .upsert_objects(&SUBSCRIPTIONS, &writes, ties, now)
+            .await?;
+        // A subscription written without an account takes its customer's, if the
+        // customer's `metadata.account` is known by now (see `adopt_subscriptions`).
+        let customers: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.account.is_none())
+            .map(|r| r.customer.as_str())
+            .collect();
+        self.adopt_subscriptions(&customers).await?;
+        Ok(counts)
+    }
+
+    /// On PostgreSQL, a lock per customer until the transaction ends (see
+    /// [`Tx::adopt_subscriptions`]); nothing on SQLite, whose writers take turns anyway.
+    async fn lock_customers(&mut self, customers: &[&str]) -> Result<(), StoreError> {
+        if let Tx::Postgres(t) = self
+            && !customers.is_empty()
+        {
+            let mut keys: Vec<&str> = customers.to_vec();
+            keys.sort_unstable();
+            keys.dedup();
+            // In one order (the array's), so two transactions never wait in a cycle.
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtext('stripe_manager.customer.' || c)) \
+                 FROM UNNEST($1::text[]) AS u(c)",
+            )
+            .bind(&keys)
+            .persistent(false)
+            .execute(&mut **t)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Gives subscriptions of `customers` that have no account yet the account of their
-    /// customer's `metadata.account` (from the customers mirror): a subscription event
-    /// that arrived before its customer's is linked when the customer's arrives.
+    /// customer's `metadata.account` (from the customers mirror). Both writers call it
+    /// after their write: the customer's (for subscriptions that came first) and the
+    /// subscriptions' (for a customer that came first). On PostgreSQL each takes a
+    /// transaction lock per customer first, so of two concurrent transactions the later
+    /// one sees the other's row once it committed: without it, a customer and its
+    /// subscription applied at once by two instances each missed the other, and the
+    /// subscription stayed without an account.
     pub async fn adopt_subscriptions(&mut self, customers: &[&str]) -> Result<u64, StoreError> {
         if customers.is_empty() {
             return Ok(0);
         }
+        self.lock_customers(customers).await?;
         let marks: Vec<String> = (1..=customers.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "UPDATE subscriptions SET account = (SELECT c.account FROM customers c \
@@ -867,6 +909,19 @@ impl Store {
     pub async fn account(&self, id: &str) -> Result<Option<AccountRow>, StoreError> {
         let row = on_pool!(self, pool => sqlx::query_as("SELECT id, stripe_customer, created_at FROM credit_accounts WHERE id = $1")
             .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        Ok(row)
+    }
+
+    /// The account that checked out with this Stripe customer (the link on the account
+    /// row), not the customer's own metadata.
+    pub async fn account_linked_to_customer(
+        &self,
+        customer: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_scalar("SELECT id FROM credit_accounts WHERE stripe_customer = $1")
+            .bind(customer)
             .fetch_optional(pool)
             .await?);
         Ok(row)

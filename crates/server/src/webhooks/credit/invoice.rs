@@ -179,6 +179,11 @@ fn credited_line(line: &InvoiceLine) -> Option<String> {
         })
 }
 
+/// The account an invoice's credits go to. In order: the subscription row's account;
+/// the account that checked out with the customer; the subscription's own
+/// `metadata.account` (in the invoice, else from Stripe); only then the customer's
+/// `metadata.account` (mirrored, else from Stripe) — a subscription that names an
+/// account wins over its customer's.
 async fn account_of(
     store: &Store,
     client: Option<&Client>,
@@ -189,30 +194,34 @@ async fn account_of(
     if let Some(a) = store.subscription(sub_id).await?.and_then(|s| s.account) {
         return Ok(Some(a));
     }
-    if let Some(c) = &inv.customer
-        && let Some(a) = store.account_for_customer(c.id()).await?
+    let customer = inv.customer.as_ref().map(|c| c.id().to_owned());
+    if let Some(c) = &customer
+        && let Some(a) = store.account_linked_to_customer(c).await?
     {
         return Ok(Some(a));
     }
     if let Some(a) = object["parent"]["subscription_details"]["metadata"]["account"].as_str() {
         return Ok(Some(a.to_owned()));
     }
-    let Some(client) = client else {
-        return Ok(None);
-    };
-    if let Some(a) = client
-        .retrieve_subscription(sub_id)
-        .await?
-        .metadata
-        .get("account")
+    if let Some(client) = client
+        && let Some(a) = client
+            .retrieve_subscription(sub_id)
+            .await?
+            .metadata
+            .get("account")
     {
         return Ok(Some(a.clone()));
     }
-    // A customer created outside this service names its account in its metadata; its
-    // own event may not have arrived yet.
-    match &inv.customer {
-        Some(c) => Ok(client
-            .retrieve_customer(c.id())
+    let Some(c) = customer else {
+        return Ok(None);
+    };
+    if let Some(a) = store.account_for_customer(&c).await? {
+        return Ok(Some(a));
+    }
+    // A customer created outside this service whose own event has not arrived yet.
+    match client {
+        Some(client) => Ok(client
+            .retrieve_customer(&c)
             .await?
             .metadata
             .get("account")
