@@ -146,3 +146,53 @@ async fn events_are_delivered_signed_to_a_url() {
         }
     }
 }
+
+/// The standalone binary starts with a demo catalog unless told otherwise (issue #13,
+/// item 9): a first `sync` against it shows products, and one invalid one.
+#[tokio::test]
+async fn the_binary_starts_with_a_demo_catalog_or_empty() {
+    use std::io::BufRead;
+    for (args, expected) in [(&[][..], 5usize), (&["--empty"][..], 0)] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fake-stripe"))
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .expect("PORT n")
+            .to_owned();
+        let list: Value = client()
+            .get(format!("http://127.0.0.1:{port}/v1/products?limit=100"))
+            .bearer_auth("sk_test_x")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let products = list["data"].as_array().unwrap();
+        assert_eq!(products.len(), expected, "{args:?}: {list}");
+        if expected > 0 {
+            assert!(
+                products.iter().all(|p| p["default_price"].is_string()
+                    && p["metadata"]["credit_amount"].is_string()),
+                "{list}"
+            );
+            assert!(
+                products
+                    .iter()
+                    .any(|p| p["metadata"]["credit_amount"] == "lots"),
+                "one invalid product: {list}"
+            );
+        }
+    }
+}

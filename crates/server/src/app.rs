@@ -71,6 +71,11 @@ impl Application {
             // concurrency: one event waiting on Stripe must not hold up the others.
             worker_config.batch = worker_config.batch.min(64);
         }
+        let pruner = crate::retention::spawn_pruner(
+            state.store.clone(),
+            state.config.retention,
+            workers_stop.clone(),
+        );
         let worker = Worker::new(
             state.store.clone(),
             state.stripe.clone(),
@@ -84,6 +89,9 @@ impl Application {
         // Requests are done; let the worker finish the events in hand.
         let _ = stop_workers.send(true);
         let _ = worker.await;
+        if let Some(pruner) = pruner {
+            let _ = tokio::time::timeout(crate::retention::STOP_WAIT, pruner).await;
+        }
         upkeep.abort();
         state.store.close().await;
         tracing::info!("stopped");

@@ -11,6 +11,14 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// A Unix time for people: `2025-11-26 14:03 UTC` (the service keeps every time in UTC).
+pub fn utc(unix: i64) -> String {
+    match jiff::Timestamp::from_second(unix) {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => format!("{unix} (not a valid time)"),
+    }
+}
+
 /// Stripe's JSON without insignificant whitespace: the same object reads the same
 /// whichever endpoint returned it, so "unchanged" can be decided by comparing text.
 pub fn compact_json(raw: &str) -> String {

@@ -129,6 +129,38 @@ pub struct Config {
     /// (`PAST_DUE_GRACE_DAYS`, default 7), from the start of the period whose renewal
     /// payment failed: Stripe retries a failed renewal for days before giving up.
     pub past_due_grace: Duration,
+    /// What is pruned, and when (`WEBHOOK_RETENTION_DAYS`, `SYNC_RUN_RETENTION_DAYS`,
+    /// `AUDIT_RETENTION_DAYS`, `PRUNE_INTERVAL_SECS`, `PRUNE_BATCH`).
+    pub retention: RetentionConfig,
+}
+
+/// Retention settings, which the `retention` module applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Processed and ignored webhook events older than this are pruned. The default, 30
+    /// days, is Stripe's own window: Stripe neither redelivers nor lists an older event,
+    /// so `events reconcile` cannot bring a pruned one back.
+    pub webhook_days: u64,
+    /// Finished sync runs older than this are pruned.
+    pub sync_run_days: u64,
+    /// The audit log is kept for ever unless this is set.
+    pub audit_days: Option<u64>,
+    /// Time between background passes; zero turns the pruner off (`prune` by hand).
+    pub interval: Duration,
+    /// Rows per delete statement: small, so intake never waits long behind one.
+    pub batch: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            webhook_days: 30,
+            sync_run_days: 90,
+            audit_days: None,
+            interval: Duration::from_secs(600),
+            batch: 500,
+        }
+    }
 }
 
 /// What one client may hold of the listener: each limit keeps a client that sends
@@ -446,6 +478,21 @@ impl Config {
         };
         let past_due_grace =
             Duration::from_secs(l.number("PAST_DUE_GRACE_DAYS", 7, 0, 365) * 86_400);
+        let keep = RetentionConfig::default();
+        let retention = RetentionConfig {
+            webhook_days: l.number("WEBHOOK_RETENTION_DAYS", keep.webhook_days, 1, 36_500),
+            sync_run_days: l.number("SYNC_RUN_RETENTION_DAYS", keep.sync_run_days, 1, 36_500),
+            audit_days: l
+                .get("AUDIT_RETENTION_DAYS")
+                .map(|_| l.number("AUDIT_RETENTION_DAYS", 0, 1, 36_500)),
+            interval: Duration::from_secs(l.number(
+                "PRUNE_INTERVAL_SECS",
+                keep.interval.as_secs(),
+                0,
+                7 * 86_400,
+            )),
+            batch: l.number("PRUNE_BATCH", u64::from(keep.batch), 1, 100_000) as u32,
+        };
         let mut networks = |name: &'static str, allow_stripe: bool| {
             let raw = l.get(name)?;
             crate::net::parse_networks(&raw, allow_stripe)
@@ -544,6 +591,7 @@ impl Config {
             },
             http,
             past_due_grace,
+            retention,
         })
     }
 
@@ -563,6 +611,16 @@ impl Config {
                         secret.mode()
                     ),
                 ));
+        }
+        if self.retention.webhook_days < 30 {
+            out.push((
+                false,
+                format!(
+                    "WEBHOOK_RETENTION_DAYS is {}: Stripe keeps events for 30 days, so `events reconcile` may store a \
+                     pruned event again (its effects are not applied twice, but it shows as new)",
+                    self.retention.webhook_days
+                ),
+            ));
         }
         if self.stripe.mode() == Some(Mode::Live)
             && self.app_env != AppEnv::Production

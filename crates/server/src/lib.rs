@@ -10,6 +10,17 @@
 //! - [`telemetry`]: logs and the Prometheus recorder
 //! - [`cli`]: the commands
 
+/// The release and the commit it was built from (see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SM_COMMIT"),
+    ")"
+);
+
+/// The commit alone.
+pub const COMMIT: &str = env!("SM_COMMIT");
+
 pub mod accounts;
 pub mod admin;
 pub mod app;
@@ -26,6 +37,7 @@ pub mod listener;
 pub mod manager;
 pub mod mirror;
 pub mod net;
+pub mod retention;
 pub mod state;
 pub mod sync;
 pub mod telemetry;

@@ -172,6 +172,19 @@ pub const METRICS: &[MetricDef] = &[
         "Time a request to Stripe waited for the client-side rate limit.",
     ),
     metric(
+        "build_info",
+        Gauge,
+        None,
+        "Always 1; its labels say which release and commit this instance runs.",
+    ),
+    metric(
+        "retention_pruned_rows_total",
+        Counter,
+        None,
+        "Rows the pruner deleted, by table (webhook_events, sync_runs, audit_log, admin_sessions, \
+         login_throttle).",
+    ),
+    metric(
         "stripe_circuit_open",
         Gauge,
         None,

@@ -323,3 +323,56 @@ async fn serve_answers_and_stops_cleanly_on_sigterm(db: TestDb) {
         assert!(!metrics.contains(secret));
     }
 }
+
+/// Issue #13, item 8: messages that point to the fix.
+#[tokio::test]
+async fn messages_name_what_is_wrong_and_exit_as_documented() {
+    // A SQLite file in a directory that does not exist: `serve` and `migrate` could not
+    // create it, so `check` fails too.
+    let env = s(&[("DATABASE_URL", "sqlite:///nonexistent-sm-dir/sub/x.db")]);
+    let (code, out, _) = run_cli(&env, &["check"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("cannot be created: its directory /nonexistent-sm-dir/sub does not exist"),
+        "{out}"
+    );
+
+    // PostgreSQL refusing connections says so, not "pool timed out".
+    let url = format!("postgres://postgres@127.0.0.1:{}/x", dead_port());
+    let started = std::time::Instant::now();
+    let (code, _, err) = run_cli(&s(&[("DATABASE_URL", &url)]), &["migrate"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // An unknown event id is named.
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let env = env_for(None, &db);
+    let (code, out, err) = run_cli(&env, &["events", "replay", "evt_unknown"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no stored event evt_unknown"), "{err}");
+    assert!(out.contains("queued 0 events"), "{out}");
+
+    // CLI actions are audited under the login name even without $USER (cron, systemd).
+    let (code, out, err) = run_cli(
+        &env,
+        &["credits", "grant", "acct_cli", "5", "--reason", "welcome"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let audit = db.store.audit_log(None, 1).await.unwrap();
+    let actor = &audit[0].actor;
+    assert!(
+        actor.starts_with("cli:") && actor != "cli:unknown",
+        "{actor}"
+    );
+}
+
+#[test]
+fn counts_agree_with_their_noun() {
+    use stripe_manager::cli::count;
+    assert_eq!(count(1u64, "request"), "1 request");
+    assert_eq!(count(0u64, "request"), "0 requests");
+    assert_eq!(count(2u64, "page"), "2 pages");
+}

@@ -19,6 +19,7 @@ pub mod credits;
 pub mod inbox;
 pub mod migrations;
 pub mod objects;
+pub mod retention;
 pub mod runs;
 pub mod testing;
 pub mod tokens;
@@ -68,6 +69,14 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("stored data is not what this version expects: {0}")]
     Corrupt(String),
+    #[error(
+        "the database schema is at version {database}, newer than this binary's {binary}: a newer \
+         stripe-manager migrated it. Run that version, or restore the backup taken before the upgrade \
+         (migrations are forward-only)"
+    )]
+    NewerSchema { database: i64, binary: i64 },
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl StoreError {
@@ -283,6 +292,29 @@ impl Store {
             }
             Backend::Postgres => {
                 let opts = PgConnectOptions::from_str(url.expose()).map_err(connect_err)?;
+                // One direct attempt first: the pool retries a refused connection until
+                // its timeout and then reports only "pool timed out", hiding the cause
+                // ("connection refused", an unknown database, a wrong password).
+                {
+                    use sqlx::Connection;
+                    match tokio::time::timeout(
+                        options.acquire_timeout,
+                        sqlx::PgConnection::connect_with(&opts),
+                    )
+                    .await
+                    {
+                        Ok(Ok(conn)) => {
+                            let _ = conn.close().await;
+                        }
+                        Ok(Err(e)) => return Err(connect_err(e)),
+                        Err(_) => {
+                            return Err(connect_err(sqlx::Error::Io(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                format!("no answer within {} s", options.acquire_timeout.as_secs()),
+                            ))));
+                        }
+                    }
+                }
                 Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(options.max_connections)
@@ -334,12 +366,99 @@ impl Store {
     }
 
     /// Applies the embedded migrations that are not applied yet; returns their versions.
+    /// Refuses a database that a newer binary migrated ([`StoreError::NewerSchema`]).
     pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        self.migrate_to(i64::MAX).await
+    }
+
+    /// [`Store::migrate`], stopping after `version`: upgrade tests build the previous
+    /// release's schema with it.
+    pub async fn migrate_to(&self, version: i64) -> Result<Vec<i64>, StoreError> {
         let before: Vec<i64> = self.applied_migrations().await?;
-        let migrator = migrations::migrator(self.backend()).await?;
+        self.refuse_newer(&before)?;
+        let migrator = migrations::migrator(self.backend(), version).await?;
         on_pool!(self, pool => migrator.run(pool).await?);
         let after = self.applied_migrations().await?;
         Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
+    }
+
+    /// Errs when the database holds a migration this binary does not know.
+    pub fn refuse_newer(&self, applied: &[i64]) -> Result<(), StoreError> {
+        let binary = migrations::versions(self.backend())
+            .last()
+            .copied()
+            .unwrap_or(0);
+        match applied.iter().copied().max() {
+            Some(database) if database > binary => {
+                Err(StoreError::NewerSchema { database, binary })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every migration this binary knows, with when it was applied here (`None`:
+    /// pending), and any applied one it does not know (a newer binary's).
+    pub async fn migration_status(&self) -> Result<Vec<migrations::Status>, StoreError> {
+        let applied: Vec<(i64, String, i64)> = if self.applied_migrations().await?.is_empty() {
+            Vec::new()
+        } else {
+            let sql = match self.backend() {
+                Backend::Sqlite => {
+                    "SELECT version, description, CAST(strftime('%s', installed_on) AS INTEGER) \
+                     FROM _sqlx_migrations WHERE success ORDER BY version"
+                }
+                Backend::Postgres => {
+                    "SELECT version, description, CAST(EXTRACT(EPOCH FROM installed_on) AS BIGINT) \
+                     FROM _sqlx_migrations WHERE success ORDER BY version"
+                }
+            };
+            on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await?)
+        };
+        Ok(migrations::status(self.backend(), &applied))
+    }
+
+    /// An online, consistent copy of a SQLite database at `path` (`VACUUM INTO`: one read
+    /// transaction, so writers go on and the copy holds exactly what was committed when
+    /// it began). `path` must not exist. PostgreSQL is backed up with its own tools.
+    pub async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        match self.pool() {
+            Pool::Sqlite(pool) => {
+                if path.exists() {
+                    return Err(StoreError::Unsupported(format!(
+                        "{} exists already: a backup never overwrites a file",
+                        path.display()
+                    )));
+                }
+                let target = path.to_str().ok_or_else(|| {
+                    StoreError::Unsupported(format!("{} is not valid UTF-8", path.display()))
+                })?;
+                sqlx::query("VACUUM INTO $1")
+                    .bind(target)
+                    .execute(pool)
+                    .await?;
+                // SQLite does not sync the copy: a crash right after "backed up" could
+                // leave it truncated. The file, then its directory entry.
+                let synced = std::fs::File::open(path)
+                    .and_then(|f| f.sync_all())
+                    .and_then(
+                        |_| match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                            Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
+                            None => Ok(()),
+                        },
+                    );
+                synced.map_err(|e| {
+                    StoreError::Unsupported(format!(
+                        "the copy at {} was written but could not be synced to disk: {e}",
+                        path.display()
+                    ))
+                })
+            }
+            Pool::Postgres(_) => Err(StoreError::Unsupported(
+                "backup PATH copies a SQLite database; back PostgreSQL up with pg_dump \
+                 (docs/USER_GUIDE.md, \"Backups and restores\")"
+                    .into(),
+            )),
+        }
     }
 
     /// Versions of the migrations applied to this database (empty before the first run).

@@ -57,6 +57,11 @@ const SQLITE: &[Entry] = &[
         "subscription frame",
         include_str!("../migrations/sqlite/0009_subscription_frame.sql"),
     ),
+    (
+        10,
+        "retention",
+        include_str!("../migrations/sqlite/0010_retention.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -104,6 +109,11 @@ const POSTGRES: &[Entry] = &[
         "subscription frame",
         include_str!("../migrations/postgres/0009_subscription_frame.sql"),
     ),
+    (
+        10,
+        "retention",
+        include_str!("../migrations/postgres/0010_retention.sql"),
+    ),
 ];
 
 fn entries(backend: Backend) -> &'static [Entry] {
@@ -113,19 +123,59 @@ fn entries(backend: Backend) -> &'static [Entry] {
     }
 }
 
+/// One migration as `migrate --status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    pub version: i64,
+    pub description: String,
+    /// Unix seconds; `None` while pending.
+    pub applied_at: Option<i64>,
+    /// Applied here but unknown to this binary: a newer release migrated the database.
+    pub unknown: bool,
+}
+
+/// The embedded migrations of `backend` matched with the applied `(version,
+/// description, applied_at)` rows, then applied ones this binary does not know.
+pub fn status(backend: Backend, applied: &[(i64, String, i64)]) -> Vec<Status> {
+    let mut out: Vec<Status> = entries(backend)
+        .iter()
+        .map(|(version, description, _)| Status {
+            version: *version,
+            description: (*description).to_owned(),
+            applied_at: applied
+                .iter()
+                .find(|(v, _, _)| v == version)
+                .map(|(_, _, at)| *at),
+            unknown: false,
+        })
+        .collect();
+    for (version, description, at) in applied {
+        if !out.iter().any(|s| s.version == *version) {
+            out.push(Status {
+                version: *version,
+                description: description.clone(),
+                applied_at: Some(*at),
+                unknown: true,
+            });
+        }
+    }
+    out
+}
+
 /// Every embedded migration version of `backend`, in order.
 pub fn versions(backend: Backend) -> Vec<i64> {
     entries(backend).iter().map(|(v, _, _)| *v).collect()
 }
 
-/// The embedded migrations as a sqlx migration source.
+/// The embedded migrations up to a version, as a sqlx migration source.
 #[derive(Debug)]
-struct Embedded(Backend);
+struct Embedded(Backend, i64);
 
 impl<'s> MigrationSource<'s> for Embedded {
     fn resolve(self) -> futures_core::future::BoxFuture<'s, Result<Vec<Migration>, BoxDynError>> {
         let migrations = entries(self.0)
             .iter()
+            .filter(|(version, _, _)| *version <= self.1)
             .map(|(version, description, sql)| {
                 Migration::new(
                     *version,
@@ -140,8 +190,8 @@ impl<'s> MigrationSource<'s> for Embedded {
     }
 }
 
-pub(crate) async fn migrator(backend: Backend) -> Result<Migrator, MigrateError> {
-    Migrator::new(Embedded(backend)).await
+pub(crate) async fn migrator(backend: Backend, up_to: i64) -> Result<Migrator, MigrateError> {
+    Migrator::new(Embedded(backend, up_to)).await
 }
 
 #[cfg(test)]

@@ -361,6 +361,62 @@ impl State {
         ids
     }
 
+    /// A small, realistic catalog for trying the service out (what `fake-stripe` starts
+    /// with when no `--seed-*` flag is given): two credit packs, two monthly plans and
+    /// one product whose `credit_amount` is not a number, to show validation. Returns
+    /// the product ids. No events: a first `stripe-manager sync` finds them.
+    pub fn seed_demo(&mut self) -> Vec<String> {
+        let emit = std::mem::replace(&mut self.emit_events, false);
+        let ctx = Ctx::default();
+        let demo = [
+            ("Starter pack", "100 credits, once", "100", "1000", None),
+            ("Power pack", "500 credits, once", "500", "4000", None),
+            (
+                "Pro plan",
+                "1,000 credits a month",
+                "1000",
+                "2900",
+                Some("month"),
+            ),
+            (
+                "Team plan",
+                "5,000 credits a month",
+                "5000",
+                "9900",
+                Some("month"),
+            ),
+            (
+                "Mystery pack",
+                "credit_amount is not a number",
+                "lots",
+                "500",
+                None,
+            ),
+        ];
+        let ids = demo
+            .iter()
+            .enumerate()
+            .map(|(i, (name, description, credits, cents, interval))| {
+                let mut price = json!({"currency": "usd", "unit_amount": cents});
+                if let Some(interval) = interval {
+                    price["recurring"] = json!({"interval": interval});
+                }
+                let params = json!({
+                    "name": name,
+                    "description": description,
+                    "metadata": {"credit_amount": credits, "display_order": (i + 1).to_string()},
+                    "default_price_data": price,
+                });
+                let (_, p) = self
+                    .create_product(&params, &ctx)
+                    .expect("valid demo product");
+                p["id"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        self.emit_events = emit;
+        ids
+    }
+
     /// Seeds a billing history without events, for benchmarks: `customers` customers
     /// (`metadata.account` = `acct_<n>`), a monthly plan, `subscriptions` subscriptions to
     /// it (one per customer, each with its first paid invoice), then renewals round-robin

@@ -129,10 +129,7 @@ fn billing_failure(e: BillingError) -> Failure {
 }
 
 fn user() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
+    super::actor()
 }
 
 fn accounts(state: &AppState) -> Accounts {

@@ -45,10 +45,7 @@ pub async fn run(state: AppState, command: AdminCommand) -> Result<u8, Failure> 
         message: e,
     })?;
     let now = unix_now();
-    let actor = format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
+    let actor = super::actor();
     let audit = NewAudit {
         actor: &actor,
         action: "admin.create_user",

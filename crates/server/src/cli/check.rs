@@ -119,7 +119,43 @@ pub async fn run(sources: &Sources, as_json: bool) -> Result<u8, Failure> {
 
     let db = config.database_url.redacted();
     let missing_file = config.database_url.sqlite_path().filter(|p| !p.exists());
-    let database = if let Some(path) = missing_file {
+    // `serve` and `migrate` create the file, not its directory: a path they would fail
+    // on fails here too.
+    let uncreatable = missing_file.as_ref().and_then(|path| {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        match std::fs::metadata(dir) {
+            // Whether this user may create a file there: try it (mode bits alone say
+            // nothing about root, ACLs or a read-only mount).
+            Ok(m) if m.is_dir() => {
+                let probe = dir.join(format!(".stripe-manager-check-{}", std::process::id()));
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&probe)
+                {
+                    Ok(_) => {
+                        let _ = std::fs::remove_file(&probe);
+                        None
+                    }
+                    Err(e) => Some(format!(
+                        "its directory {} is not writable ({e})",
+                        dir.display()
+                    )),
+                }
+            }
+            Ok(_) => Some(format!("{} is not a directory", dir.display())),
+            Err(_) => Some(format!("its directory {} does not exist", dir.display())),
+        }
+    });
+    let database = if let (Some(path), Some(why)) = (&missing_file, uncreatable) {
+        code = 2;
+        let message = format!("{} cannot be created: {why}", path.display());
+        lines.push(("database", format!("FAILED: {db}: {message}")));
+        json!({"url": db, "ok": false, "exists": false, "error": message})
+    } else if let Some(path) = missing_file {
         lines.push((
             "database",
             format!(

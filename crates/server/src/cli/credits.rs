@@ -138,10 +138,7 @@ async fn adjust(state: &AppState, kind: Adjustment, args: &AdjustArgs) -> Result
         json,
     } = args;
     let amount = Credits::parse(amount).map_err(|e| Failure::usage(e.to_string()))?;
-    let actor = format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
+    let actor = super::actor();
     let done = state
         .ledger
         .adjust(

@@ -178,21 +178,48 @@ pub async fn run(state: AppState, command: EventsCommand) -> Result<u8, Failure>
         }
         EventsCommand::Replay { ids, failed, json } => {
             let now = now_ms();
+            let (mut unknown, mut busy, mut known) = (Vec::new(), Vec::new(), Vec::new());
+            if !failed {
+                for id in ids {
+                    match state.store.get_event(&id).await.map_err(db)? {
+                        None => unknown.push(id),
+                        Some(e) if e.status == "processing" => busy.push(id),
+                        Some(_) => known.push(id),
+                    }
+                }
+            }
             let (requested, queued) = if failed {
                 let n = state.store.replay_failed(now).await.map_err(db)?;
                 (n, n)
             } else {
                 (
-                    ids.len() as u64,
-                    state.store.replay_events(&ids, now).await.map_err(db)?,
+                    (known.len() + unknown.len() + busy.len()) as u64,
+                    state.store.replay_events(&known, now).await.map_err(db)?,
                 )
             };
             if json {
-                println!("{}", json!({"requested": requested, "queued": queued}));
+                println!(
+                    "{}",
+                    json!({"requested": requested, "queued": queued, "unknown": unknown, "processing": busy})
+                );
             } else {
                 println!(
-                    "queued {queued} event(s) for replay; a running `serve` applies them within a second"
+                    "queued {queued} event{} for replay; a running `serve` applies {} within a second",
+                    if queued == 1 { "" } else { "s" },
+                    if queued == 1 { "it" } else { "them" }
                 );
+                if !unknown.is_empty() {
+                    eprintln!(
+                        "error: no stored event {} (`events list` shows what is stored; `events reconcile` fetches missed ones from Stripe)",
+                        unknown.join(", ")
+                    );
+                }
+                if !busy.is_empty() {
+                    eprintln!(
+                        "error: {} being applied right now; replay it once it finishes",
+                        busy.join(", ")
+                    );
+                }
             }
             // Ids that were unknown or being processed right now.
             Ok(if queued < requested { 1 } else { 0 })

@@ -4,11 +4,19 @@ use sm_store::{ConnectOptions, Store};
 use super::Failure;
 use crate::config::Config;
 
-pub async fn run(config: Config, json: bool) -> Result<u8, Failure> {
+pub async fn run(config: Config, json: bool, status: bool) -> Result<u8, Failure> {
     let store = Store::connect(&config.database_url, &ConnectOptions::default()).await?;
-    let applied = store.migrate().await?;
-    let current = store.applied_migrations().await?;
+    if status {
+        let result = store.migration_status().await;
+        store.close().await;
+        return print_status(&config, result?, json);
+    }
+    let result = match store.migrate().await {
+        Ok(applied) => store.applied_migrations().await.map(|c| (applied, c)),
+        Err(e) => Err(e),
+    };
     store.close().await;
+    let (applied, current) = result?;
     if json {
         println!(
             "{}",
@@ -24,4 +32,47 @@ pub async fn run(config: Config, json: bool) -> Result<u8, Failure> {
         println!("{}: applied migration(s) {applied:?}", config.database_url);
     }
     Ok(0)
+}
+
+/// `migrate --status`: every migration, applied or pending; exit 1 when some are
+/// pending (so a deploy script can tell), 2 when the database is newer than the binary.
+fn print_status(
+    config: &Config,
+    status: Vec<sm_store::migrations::Status>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let pending = status.iter().filter(|s| s.applied_at.is_none()).count();
+    let unknown = status.iter().filter(|s| s.unknown).count();
+    if json {
+        println!(
+            "{}",
+            json!({
+                "database": config.database_url.redacted(),
+                "migrations": status,
+                "pending": pending,
+                "newer_than_binary": unknown > 0,
+            })
+        );
+    } else {
+        println!("{}", config.database_url);
+        for s in &status {
+            let state = match (s.applied_at, s.unknown) {
+                (_, true) => "applied by a newer release (unknown here)".to_owned(),
+                (Some(at), false) => format!("applied {}", crate::clock::utc(at)),
+                (None, false) => "pending".to_owned(),
+            };
+            println!("  {:>4}  {:<22} {state}", s.version, s.description);
+        }
+        println!(
+            "{} applied, {pending} pending",
+            status.iter().filter(|s| s.applied_at.is_some()).count()
+        );
+    }
+    Ok(if unknown > 0 {
+        2
+    } else if pending > 0 {
+        1
+    } else {
+        0
+    })
 }

@@ -7,6 +7,7 @@ mod admin;
 mod check;
 mod credits;
 mod events;
+mod maintenance;
 mod migrate;
 mod products;
 mod serve;
@@ -25,7 +26,7 @@ use crate::manager::Unavailable;
 #[derive(Debug, Parser)]
 #[command(
     name = "stripe-manager",
-    version,
+    version = crate::VERSION,
     about = "Stripe as the single source of truth for a SaaS catalog and its credits"
 )]
 pub struct Cli {
@@ -46,8 +47,31 @@ pub struct Cli {
 enum Command {
     /// Run the HTTP server and the background workers (migrates the database first).
     Serve,
-    /// Apply database migrations and exit.
+    /// Apply database migrations and exit (forward only; refuses a database a newer
+    /// release migrated).
     Migrate {
+        /// List applied and pending migrations instead; exit 1 if some are pending, 2 if
+        /// the database is newer than this binary.
+        #[arg(long)]
+        status: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete what the retention settings let go (WEBHOOK_RETENTION_DAYS and the rest);
+    /// the running service does the same every PRUNE_INTERVAL_SECS.
+    Prune {
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the SQLite database to PATH while the service runs (a consistent snapshot);
+    /// PostgreSQL is backed up with pg_dump (docs/USER_GUIDE.md).
+    Backup {
+        /// Where to write the copy; must not exist.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -150,7 +174,13 @@ impl From<ConfigError> for Failure {
 impl From<sm_store::StoreError> for Failure {
     fn from(e: sm_store::StoreError) -> Self {
         Failure {
-            code: 1,
+            // A database newer than the binary is fixed by running the newer binary,
+            // not by retrying (systemd does not restart on 2).
+            code: if matches!(e, sm_store::StoreError::NewerSchema { .. }) {
+                2
+            } else {
+                1
+            },
             message: e.to_string(),
         }
     }
@@ -159,7 +189,8 @@ impl From<sm_store::StoreError> for Failure {
 impl From<crate::state::StartError> for Failure {
     fn from(e: crate::state::StartError) -> Self {
         let code = match e {
-            crate::state::StartError::Bind { .. } => 2,
+            crate::state::StartError::Bind { .. }
+            | crate::state::StartError::Store(sm_store::StoreError::NewerSchema { .. }) => 2,
             _ => 1,
         };
         Failure {
@@ -170,6 +201,47 @@ impl From<crate::state::StartError> for Failure {
 }
 
 pub use crate::error_chain;
+
+/// `1 request`, `2 requests`: a count with its noun.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// Who runs a CLI action, for the audit log: `cli:` and the login name — `$USER`, else
+/// `$LOGNAME`, else the name of this process's user id in `/etc/passwd` (cron and
+/// systemd start commands without `$USER`), else `uid:N`.
+pub fn actor() -> String {
+    let name = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|n| !n.trim().is_empty()))
+        .or_else(login_name)
+        .unwrap_or_else(|| "unknown".into());
+    format!("cli:{name}")
+}
+
+fn login_name() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_owned();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    Some(
+        passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[2] == uid)
+            .map(|f| f[0].to_owned())
+            .unwrap_or_else(|| format!("uid:{uid}")),
+    )
+}
 
 impl Cli {
     fn sources(&self) -> Result<Sources, ConfigError> {
@@ -225,7 +297,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     crate::telemetry::init_logging(config.log_format);
     match cli.command {
         Command::Serve => serve::run(config).await,
-        Command::Migrate { json } => migrate::run(config, json).await,
+        Command::Migrate { json, status } => migrate::run(config, json, status).await,
+        Command::Prune { dry_run, json } => {
+            maintenance::prune(open_as_is(config).await?, dry_run, json).await
+        }
+        Command::Backup { path, json } => maintenance::backup(&config, &path, json).await,
         Command::Sync {
             products,
             objects,
@@ -243,6 +319,28 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Payments { command } => accounts::run_payments(open(config).await?, command).await,
         Command::Check { .. } => unreachable!("handled above"),
     }
+}
+
+/// The state for `prune`, which must not change the schema under running instances (an
+/// upgrade's new binary run next to the old ones). Refuses a database with pending
+/// migrations or a newer one, rather than guessing at its tables.
+async fn open_as_is(config: Config) -> Result<crate::state::AppState, Failure> {
+    let options = sm_store::ConnectOptions {
+        max_connections: 4,
+        create_if_missing: false,
+        ..Default::default()
+    };
+    let state = crate::state::AppState::build(config, &options).await?;
+    let applied = state.store.applied_migrations().await?;
+    state.store.refuse_newer(&applied)?;
+    if !state.store.is_migrated().await? {
+        state.store.close().await;
+        return Err(Failure::usage(
+            "the database has pending migrations (`stripe-manager migrate --status`): this binary \
+             is newer than the database. Prune with the binary that runs it, or migrate first",
+        ));
+    }
+    Ok(state)
 }
 
 /// The state a one-shot command needs, on a migrated database.

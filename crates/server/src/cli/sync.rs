@@ -29,10 +29,11 @@ impl Progress for Bar {
         }
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         self.bar.set_message(format!(
-            "{} pages · {} products · {} prices · {requests} requests · {:.0} objects/s",
-            c.0,
-            c.1,
-            c.2,
+            "{} · {} · {} · {} · {:.0} objects/s",
+            super::count(c.0, "page"),
+            super::count(c.1, "product"),
+            super::count(c.2, "price"),
+            super::count(requests, "request"),
             (c.1 + c.2) as f64 / secs
         ));
     }
@@ -43,7 +44,10 @@ struct Lines;
 
 impl Progress for Lines {
     fn page(&self, kind: &'static str, items: usize, requests: u64) {
-        eprintln!("synced a page of {items} {kind} ({requests} requests so far)");
+        eprintln!(
+            "synced a page of {items} {kind} ({} so far)",
+            super::count(requests, "request")
+        );
     }
 }
 
@@ -212,13 +216,13 @@ pub fn exit_code(report: &SyncReport) -> u8 {
 
 fn print_summary(r: &SyncReport) {
     println!(
-        "sync #{} ({}) {} in {:.1} s, {} requests to Stripe, {} pages",
+        "sync #{} ({}) {} in {:.1} s, {} to Stripe, {}",
         r.run_id,
         r.scope,
         r.status,
         r.duration_ms as f64 / 1000.0,
-        r.requests,
-        r.pages
+        super::count(r.requests, "request"),
+        super::count(r.pages, "page")
     );
     println!();
     println!(

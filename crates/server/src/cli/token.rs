@@ -33,10 +33,7 @@ pub enum TokenCommand {
 }
 
 fn actor() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
+    super::actor()
 }
 
 pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> {

@@ -19,7 +19,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "commit": crate::COMMIT}))
 }
 
 /// Ready when the database can be written (a service that can read but not write, a
@@ -51,6 +51,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Gauges that describe state rather than events are set at scrape time.
+    metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => crate::COMMIT)
+        .set(1.0);
     if let Ok(client) = state.stripe.client() {
         let open = match client.circuit_state() {
             sm_stripe::CircuitState::Closed => 0.0,
