@@ -30,6 +30,11 @@ pub struct CheckoutRequest {
     pub quantity: u32,
     pub success_url: String,
     pub cancel_url: String,
+    /// A free trial before the first charge, for a plan (Stripe's
+    /// `subscription_data[trial_period_days]`, 1 to 730 days). The account is entitled
+    /// while `trialing`; credits come with the first paid invoice.
+    #[serde(default)]
+    pub trial_period_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +133,14 @@ pub async fn create(
             "quantity must be between 1 and 1000".into(),
         ));
     }
+    if req
+        .trial_period_days
+        .is_some_and(|d| !(1..=730).contains(&d))
+    {
+        return Err(CheckoutError::Invalid(
+            "trial_period_days must be between 1 and 730 (Stripe's limits)".into(),
+        ));
+    }
     for (name, url) in [
         ("success_url", &req.success_url),
         ("cancel_url", &req.cancel_url),
@@ -176,6 +189,11 @@ pub async fn create(
     } else {
         "payment"
     };
+    if mode != "subscription" && req.trial_period_days.is_some() {
+        return Err(CheckoutError::Invalid(
+            "trial_period_days is for plans (recurring prices); this price is one-time".into(),
+        ));
+    }
     if mode == "subscription" {
         let subs = store.account_subscriptions(&req.account).await?;
         if let Some(s) = crate::billing::running(&subs) {
@@ -241,6 +259,10 @@ pub async fn create(
             [("account", req.account.as_str())],
         )
     };
+    let trial = req.trial_period_days.map(|d| d.to_string());
+    if let Some(days) = &trial {
+        form = form.push("subscription_data[trial_period_days]", days.as_str());
+    }
     let key = idempotency_key.map(|k| format!("sm-checkout:{}:{k}", req.account));
     let session = client.create_checkout_session(&form, key).await?;
     store

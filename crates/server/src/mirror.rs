@@ -1,5 +1,5 @@
-//! Mirrors of Stripe's customers, invoices and subscriptions: what an account's plan and
-//! payment history are answered from, without a Stripe call per request.
+//! Mirrors of Stripe's customers, invoices, charges and subscriptions: what an account's
+//! plan and payment history are answered from, without a Stripe call per request.
 //!
 //! Customers and invoices go through the generic object pipeline
 //! ([`sm_store::objects`]): a [`Mirror`] names the stored [`ObjectKind`], where Stripe
@@ -20,7 +20,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sm_store::catalog::{Ties, WriteCounts};
 use sm_store::credits::SubscriptionRow;
-use sm_store::objects::{CUSTOMERS, Cell, INVOICES, ObjectKind, ObjectWrite};
+use sm_store::objects::{CHARGES, CUSTOMERS, Cell, INVOICES, ObjectKind, ObjectWrite};
 use sm_store::{Store, StoreError};
 use sm_stripe::types::{ObjectId, Raw, Subscription};
 use sm_stripe::{Client, StripeError};
@@ -88,9 +88,33 @@ pub static INVOICE: Mirror = Mirror {
     },
 };
 
+/// A charge: what a one-time payment's history needs (the receipt, the refunded
+/// amount), found from its payment intent.
+pub static CHARGE: Mirror = Mirror {
+    name: "charges",
+    kind: &CHARGES,
+    list_op: "charges.list",
+    list_path: "/v1/charges",
+    list_params: &[],
+    retrieve_op: "charges.retrieve",
+    cells: |v| {
+        vec![
+            id_of(&v["payment_intent"]),
+            id_of(&v["customer"]),
+            Cell::Int(v["amount"].as_i64()),
+            Cell::Int(v["amount_refunded"].as_i64()),
+            text(&v["currency"]),
+            text(&v["status"]),
+            text(&v["receipt_url"]),
+            Cell::Bool(v["livemode"].as_bool().unwrap_or(false)),
+            Cell::Int(Some(v["created"].as_i64().unwrap_or(0))),
+        ]
+    },
+};
+
 /// Every object `sync --objects` knows, besides the catalog (`subscriptions` is
 /// handled by [`sync_subscriptions`]).
-pub static MIRRORS: [&Mirror; 2] = [&CUSTOMER, &INVOICE];
+pub static MIRRORS: [&Mirror; 3] = [&CUSTOMER, &INVOICE, &CHARGE];
 
 fn text(v: &Value) -> Cell {
     Cell::Text(v.as_str().map(str::to_owned))
@@ -424,7 +448,7 @@ pub async fn sync_subscriptions(store: &Store, client: &Client) -> ObjectsReport
 }
 
 /// The object names `sync --objects` accepts, `all` for every one.
-pub const OBJECT_NAMES: [&str; 3] = ["customers", "subscriptions", "invoices"];
+pub const OBJECT_NAMES: [&str; 4] = ["customers", "subscriptions", "invoices", "charges"];
 
 /// Parses `--objects`: a comma-separated list of [`OBJECT_NAMES`], `all`, or `catalog`.
 pub fn parse_objects(list: &str) -> Result<(bool, Vec<&'static str>), String> {

@@ -17,6 +17,8 @@ sm_store::contract_tests!(
     the_account_endpoints_need_their_scope_and_check_their_input,
     events_reconcile_fills_the_mirrors_when_webhooks_were_missed,
     two_instances_apply_shuffled_duplicated_mirror_events_once_and_agree_with_stripe,
+    a_subscription_that_names_an_account_wins_over_its_customers,
+    a_one_time_checkout_shows_its_receipt,
 );
 
 /// A monthly plan with credits, a customer created outside the service (linked by
@@ -287,9 +289,9 @@ async fn sync_objects_lists_each_type_in_pages_of_100(db: TestDb) {
     assert_eq!(code, 0);
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["customers"]["unchanged"], 250, "{r}");
-    let (code, _, err) = run_cli(&env, &["sync", "--objects", "charges"]).await;
+    let (code, _, err) = run_cli(&env, &["sync", "--objects", "disputes"]).await;
     assert_eq!(code, 2);
-    assert!(err.contains("unknown object \"charges\""), "{err}");
+    assert!(err.contains("unknown object \"disputes\""), "{err}");
 }
 
 async fn the_account_endpoints_need_their_scope_and_check_their_input(db: TestDb) {
@@ -599,4 +601,138 @@ async fn two_instances_apply_shuffled_duplicated_mirror_events_once_and_agree_wi
             "{account}: each paid invoice granted once"
         );
     }
+}
+
+/// A subscription created outside this service with `metadata.account` on a customer
+/// whose own `metadata.account` names another account: the invoice's credits go to the
+/// subscription's account, even when the customer is mirrored and the subscription's
+/// own event has not arrived.
+async fn a_subscription_that_names_an_account_wins_over_its_customers(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = quiet_app(&fake, &db).await;
+    let price = fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let (_, product) = s
+            .create_product(
+                &json!({"name": "Solo", "metadata": {"credit_amount": "100"}}),
+                &ctx,
+            )
+            .unwrap();
+        let (_, price) = s
+            .create_price(
+                &json!({"product": product["id"], "unit_amount": "1000", "currency": "usd",
+                        "recurring": {"interval": "month"}}),
+                &ctx,
+            )
+            .unwrap();
+        price["id"].as_str().unwrap().to_owned()
+    });
+    let (status, r) = post_json(&app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    take_fake_events(&fake, &[]);
+    fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let (_, customer) = s
+            .create_customer(&json!({"metadata": {"account": "acct_of_customer"}}), &ctx)
+            .unwrap();
+        s.create_subscription(
+            &json!({"customer": customer["id"], "items": [{"price": price}],
+                    "metadata": {"account": "acct_of_subscription"}}),
+            &ctx,
+        )
+        .unwrap();
+    });
+    let events = take_fake_events(&fake, &[]);
+    let kinds = |prefix: &str| {
+        events
+            .iter()
+            .filter(|e| e["type"].as_str().unwrap_or_default().starts_with(prefix))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // The customer first (mirrored with its account), then the invoices only.
+    for e in kinds("customer.").iter().filter(|e| {
+        !e["type"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("customer.subscription")
+    }) {
+        assert_eq!(app.deliver_signed(&e.to_string()).await, 200);
+    }
+    app.drain_inbox().await;
+    for e in kinds("invoice.") {
+        assert_eq!(app.deliver_signed(&e.to_string()).await, 200);
+    }
+    app.drain_inbox().await;
+    let store = &app.state.store;
+    assert_eq!(
+        store.credit_totals("acct_of_subscription").await.unwrap().0,
+        100 * 100,
+        "the subscription's account gets the credits"
+    );
+    assert_eq!(store.credit_totals("acct_of_customer").await.unwrap().0, 0);
+}
+
+/// A one-time pack bought through `POST /api/v1/checkout`: the payment history shows it
+/// with the receipt of its charge, mirrored from `charge.succeeded`.
+async fn a_one_time_checkout_shows_its_receipt(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = quiet_app(&fake, &db).await;
+    let price = fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let (_, product) = s
+            .create_product(
+                &json!({"name": "Pack", "metadata": {"credit_amount": "10"}}),
+                &ctx,
+            )
+            .unwrap();
+        let (_, price) = s
+            .create_price(
+                &json!({"product": product["id"], "unit_amount": "500", "currency": "usd"}),
+                &ctx,
+            )
+            .unwrap();
+        price["id"].as_str().unwrap().to_owned()
+    });
+    let (status, r) = post_json(&app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    take_fake_events(&fake, &[]);
+    let (status, session) = post_json(
+        &app.url("/api/v1/checkout"),
+        json!({"account": "acct_pack", "price": price, "quantity": 1,
+               "success_url": "https://a.example/ok", "cancel_url": "https://a.example/no"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let sid = session["id"].as_str().unwrap().to_owned();
+    fake.with_state(|s| s.complete_session(&sid, true).unwrap());
+    let events = take_fake_events(&fake, &[]);
+    assert!(
+        events.iter().any(|e| e["type"] == "charge.succeeded"),
+        "the fake charges the card"
+    );
+    for e in &events {
+        assert_eq!(app.deliver_signed(&e.to_string()).await, 200);
+    }
+    app.drain_inbox().await;
+    let (status, p) = get_json(&app.url("/api/v1/accounts/acct_pack/payments")).await;
+    assert_eq!(status, 200, "{p}");
+    let payment = &p["data"][0];
+    assert_eq!(
+        (&payment["kind"], &payment["id"], &payment["amount_paid"]),
+        (&json!("checkout"), &json!(sid), &json!(500)),
+        "{p}"
+    );
+    let receipt = fake.with_state(|s| {
+        s.charges
+            .values()
+            .next()
+            .map(|c| c["receipt_url"].as_str().unwrap_or_default().to_owned())
+            .unwrap()
+    });
+    assert!(
+        receipt.starts_with("https://pay.stripe.com/receipts/"),
+        "{receipt}"
+    );
+    assert_eq!(payment["url"], receipt, "{p}");
 }

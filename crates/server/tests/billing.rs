@@ -213,25 +213,45 @@ async fn a_trial_is_entitled_and_becomes_active(db: TestDb) {
     let app = quiet_app(&fake, &db).await;
     let plans = plans(&fake, &app).await;
     let acct = "acct_trial";
+    // Out of Stripe's range: refused before Stripe is asked.
+    let (status, body) = post_json(
+        &app.url("/api/v1/checkout"),
+        json!({"account": acct, "price": plans.basic, "trial_period_days": 0,
+               "success_url": "https://a.example/ok", "cancel_url": "https://a.example/no"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trial_period_days"),
+        "{body}"
+    );
+    // Through our checkout, with a 14-day trial: Stripe starts it `trialing`.
+    let (status, session) = post_json(
+        &app.url("/api/v1/checkout"),
+        json!({"account": acct, "price": plans.basic, "trial_period_days": 14,
+               "success_url": "https://a.example/ok", "cancel_url": "https://a.example/no"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let sid = session["id"].as_str().unwrap().to_owned();
     let sub = fake.with_state(|s| {
-        let ctx = Ctx::default();
-        let (_, customer) = s
-            .create_customer(&json!({"metadata": {"account": acct}}), &ctx)
-            .unwrap();
-        let (_, sub) = s
-            .create_subscription(
-                &json!({"customer": customer["id"], "items": [{"price": plans.basic}],
-                        "trial_period_days": "14", "metadata": {"account": acct}}),
-                &ctx,
-            )
-            .unwrap();
-        sub["id"].as_str().unwrap().to_owned()
+        let (_, done) = s.complete_session(&sid, true).unwrap();
+        done["subscription"].as_str().unwrap().to_owned()
     });
     deliver_all(&fake, &app).await;
     let a = account(&app, acct).await;
     assert_eq!(a["subscriptions"][0]["status"], "trialing", "{a}");
-    assert!(a["subscriptions"][0]["trial_end"].as_i64().is_some(), "{a}");
+    let trial_end = a["subscriptions"][0]["trial_end"]
+        .as_i64()
+        .expect("a trial end");
+    assert!(trial_end >= unix_now() + 13 * 86_400, "{a}");
     assert_eq!(a["entitlement"]["active"], true);
+    // The trial's $0 invoice has a full-period line: it grants the plan's credits like
+    // any full period, "whatever was paid for it" (docs/CREDIT_SYSTEM.md).
+    assert_eq!(a["credits"]["available"], "100.00", "{a}");
 
     fake.with_state(|s| s.end_trial(&sub).unwrap());
     deliver_all(&fake, &app).await;

@@ -313,6 +313,43 @@ async fn unknown_event_types_are_stored_and_ignored(db: TestDb) {
             .status,
         "ignored"
     );
+
+    // An event of a Connect account (a Connect endpoint pointed here): stored, not
+    // applied — its product belongs to another Stripe account's catalog.
+    let mut connect: Value = serde_json::from_str(&product_event(
+        "evt_connect",
+        "product.created",
+        "prod_connect",
+        "Theirs",
+        now(),
+    ))
+    .unwrap();
+    connect["account"] = json!("acct_1Connected");
+    assert_eq!(deliver(&app, &connect.to_string()).await.0, 200);
+    drained(&app).await;
+    let e = app
+        .state
+        .store
+        .get_event("evt_connect")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.status, "ignored", "{e:?}");
+    assert!(
+        e.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("connected account acct_1Connected"),
+        "{e:?}"
+    );
+    assert!(
+        app.state
+            .store
+            .get_product("prod_connect")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 use futures_util::StreamExt;
@@ -513,7 +550,7 @@ async fn operators_list_show_and_replay_dead_letters(db: TestDb) {
     });
     let (code, out, err) = run(&["events", "replay", "--failed"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("queued 1 event(s)"), "{out}");
+    assert!(out.contains("queued 1 event for replay"), "{out}");
     let counts = drained(&app).await;
     assert_eq!((counts.failed, counts.processed), (0, 1));
     assert_eq!(

@@ -23,7 +23,8 @@ pub struct PaymentRow {
     pub currency: Option<String>,
     /// Money refunded (minor units) by refunds the ledger has seen for this payment.
     pub refunded: i64,
-    /// Stripe's hosted invoice page (invoices).
+    /// Stripe's hosted invoice page (invoices), or the receipt of a checkout's charge
+    /// (once `charge.*` events or `sync --objects charges` mirrored it).
     pub url: Option<String>,
     pub pdf: Option<String>,
 }
@@ -136,7 +137,9 @@ impl Store {
         let checkouts = format!(
             "SELECT 'checkout' AS kind, cs.id, cs.created_at AS created, cs.payment_status AS status, \
              o.paid_amount AS amount, o.paid_amount AS amount_paid, o.currency, {refunded} AS refunded, \
-             CAST(NULL AS TEXT) AS url, CAST(NULL AS TEXT) AS pdf \
+             (SELECT ch.receipt_url FROM charges ch JOIN credit_links l ON l.ref = ch.payment_intent \
+              WHERE l.origin = cs.id AND NOT ch.deleted ORDER BY ch.created DESC LIMIT 1) AS url, \
+             CAST(NULL AS TEXT) AS pdf \
              FROM checkout_sessions cs LEFT JOIN credit_origins o ON o.id = cs.id \
              WHERE cs.account = $1 AND cs.mode = 'payment' AND cs.status = 'complete'{} \
              ORDER BY cs.created_at DESC, cs.id{bytes} DESC LIMIT {limit}",

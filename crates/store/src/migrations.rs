@@ -62,6 +62,11 @@ const SQLITE: &[Entry] = &[
         "retention",
         include_str!("../migrations/sqlite/0010_retention.sql"),
     ),
+    (
+        11,
+        "charges",
+        include_str!("../migrations/sqlite/0011_charges.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -113,6 +118,11 @@ const POSTGRES: &[Entry] = &[
         10,
         "retention",
         include_str!("../migrations/postgres/0010_retention.sql"),
+    ),
+    (
+        11,
+        "charges",
+        include_str!("../migrations/postgres/0011_charges.sql"),
     ),
 ];
 

@@ -193,8 +193,36 @@ pub static INVOICES: ObjectKind = ObjectKind {
     on_tombstone: "",
 };
 
+/// `charges`: a one-time payment's receipt and refunded amount.
+pub static CHARGES: ObjectKind = ObjectKind {
+    object: "charge",
+    table: "charges",
+    columns: &[
+        col("payment_intent", Text),
+        col("customer", Text),
+        col("amount", Int),
+        col("amount_refunded", Int),
+        col("currency", Text),
+        col("status", Text),
+        col("receipt_url", Text),
+        col("livemode", Bool),
+        col("created", Int),
+    ],
+    version: "version",
+    synced: "synced_at",
+    catalog: false,
+    on_tombstone: "",
+};
+
 /// Every kind, for checks that walk them all.
-pub static KINDS: [&ObjectKind; 5] = [&PRODUCTS, &PRICES, &SUBSCRIPTIONS, &CUSTOMERS, &INVOICES];
+pub static KINDS: [&ObjectKind; 6] = [
+    &PRODUCTS,
+    &PRICES,
+    &SUBSCRIPTIONS,
+    &CUSTOMERS,
+    &INVOICES,
+    &CHARGES,
+];
 
 impl ObjectKind {
     /// The written columns: the frame around [`ObjectKind::columns`].

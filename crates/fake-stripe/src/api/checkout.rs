@@ -44,6 +44,25 @@ impl State {
         if mode != "setup" && items.is_empty() {
             return Err(ApiError::required("line_items"));
         }
+        let trial_days = match p["subscription_data"]["trial_period_days"].as_str() {
+            None => None,
+            Some(_) if mode != "subscription" => {
+                return Err(ApiError::invalid(
+                    "subscription_data",
+                    "You can only pass `subscription_data` in `subscription` mode.",
+                ));
+            }
+            // Stripe: a trial of at least 1 and at most 730 days.
+            Some(d) => match d.parse::<i64>() {
+                Ok(n) if (1..=730).contains(&n) => Some(n),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "subscription_data[trial_period_days]",
+                        format!("Invalid trial_period_days: {d} (1 to 730)"),
+                    ));
+                }
+            },
+        };
         if let Some(customer) = p.text("customer")
             && self.customers.get(&customer).is_none()
         {
@@ -167,6 +186,10 @@ impl State {
             "url": format!("https://checkout.stripe.com/c/pay/{id}"),
         });
         merge_metadata(&mut session, p);
+        if let Some(days) = trial_days {
+            self.session_subscription_data
+                .insert(id.clone(), json!({"trial_period_days": days}));
+        }
         self.line_items.insert(id.clone(), lines);
         self.sessions.insert(&id, session.clone());
         let _ = ctx;
@@ -265,6 +288,11 @@ impl State {
                 .iter()
                 .map(|l| (l["price"].clone(), l["quantity"].as_i64().unwrap_or(1)))
                 .collect();
+            let trial_end = self
+                .session_subscription_data
+                .get(id)
+                .and_then(|d| d["trial_period_days"].as_i64())
+                .map(|days| self.now() + days * 86_400);
             let (sub, invoice) = self.start_subscription(
                 &customer,
                 &items,
@@ -274,7 +302,7 @@ impl State {
                 } else {
                     "default_incomplete"
                 },
-                None,
+                trial_end,
                 &ctx,
             )?;
             s["subscription"] = sub["id"].clone();

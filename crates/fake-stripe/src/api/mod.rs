@@ -218,6 +218,9 @@ pub struct State {
     pub portal_configuration: String,
     pub events: Collection,
     pub line_items: HashMap<String, Vec<Value>>,
+    /// A subscription-mode session's `subscription_data` (Stripe keeps it off the session
+    /// object): its trial, for the subscription the session starts.
+    pub session_subscription_data: HashMap<String, Value>,
     /// Every line of every invoice; the invoice object embeds only the first
     /// [`INVOICE_LINES_EMBEDDED`] (`lines.has_more`), `GET /v1/invoices/{id}/lines` pages.
     pub invoice_lines: HashMap<String, Vec<Value>>,
@@ -262,6 +265,7 @@ impl Default for State {
             portal_configuration: new_id("bpc"),
             events: Collection::default(),
             line_items: HashMap::new(),
+            session_subscription_data: HashMap::new(),
             invoice_lines: HashMap::new(),
             invoice_payments: HashMap::new(),
             clock_offset: 0,

@@ -81,6 +81,9 @@ struct Envelope<'a> {
     created: i64,
     #[serde(default)]
     livemode: bool,
+    /// Set on events of a Connect account (`acct_…`) sent to a Connect endpoint.
+    #[serde(default)]
+    account: Option<String>,
     #[serde(borrow)]
     data: Data<'a>,
 }
@@ -196,6 +199,17 @@ pub async fn plan(
             mirror: None,
             effect: Effect::Refused(format!(
                 "livemode mismatch: a {event_mode}-mode event, and the configured key is {key_mode}-mode; not applied"
+            )),
+        });
+    }
+    if let Some(account) = &envelope.account {
+        // Its objects live in another Stripe account: mirroring them (or granting
+        // credits for them) would mix that account's customers and catalog into ours.
+        return Ok(Planned {
+            mirror: None,
+            effect: Effect::Refused(format!(
+                "an event of the connected account {account} (a Connect endpoint): this service keeps the \
+                 platform account's data only; not applied"
             )),
         });
     }
