@@ -511,9 +511,9 @@ mod tests {
         );
         assert_eq!(parse_objects("catalog").unwrap(), (true, vec![]));
         assert!(
-            parse_objects("charges")
+            parse_objects("disputes")
                 .unwrap_err()
-                .contains("\"charges\"")
+                .contains("\"disputes\"")
         );
         assert!(parse_objects(",").is_err());
     }

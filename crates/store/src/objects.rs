@@ -832,7 +832,9 @@ impl Store {
                         kind.table,
                         vec!["?"; chunk.len()].join(", ")
                     );
-                    let mut q = sqlx::query_as(&sql);
+                    // Unprepared: the list's length varies with every caller's batch, and
+                    // a cached statement per length per connection held megabytes.
+                    let mut q = sqlx::query_as(&sql).persistent(false);
                     for id in chunk {
                         q = q.bind(id.as_str());
                     }
