@@ -58,6 +58,37 @@ fn plan_history(fake: &FakeStripe, account: &str) -> (String, String) {
     })
 }
 
+/// A product with `credits` per unit and one USD price (monthly or one-time), synced into
+/// `app`; the fake's events so far are dropped. Returns the price id.
+async fn synced_price(
+    fake: &FakeStripe,
+    app: &TestApp,
+    name: &str,
+    credits: &str,
+    cents: &str,
+    monthly: bool,
+) -> String {
+    let price = fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let (_, product) = s
+            .create_product(
+                &json!({"name": name, "metadata": {"credit_amount": credits}}),
+                &ctx,
+            )
+            .unwrap();
+        let mut params = json!({"product": product["id"], "unit_amount": cents, "currency": "usd"});
+        if monthly {
+            params["recurring"] = json!({"interval": "month"});
+        }
+        let (_, price) = s.create_price(&params, &ctx).unwrap();
+        price["id"].as_str().unwrap().to_owned()
+    });
+    let (status, r) = post_json(&app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    take_fake_events(fake, &[]);
+    price
+}
+
 fn mirror_events(fake: &FakeStripe) -> Vec<Value> {
     take_fake_events(fake, &[])
         .into_iter()
@@ -455,26 +486,7 @@ async fn two_instances_apply_shuffled_duplicated_mirror_events_once_and_agree_wi
     let fake = FakeStripe::start().await;
     let a = quiet_app(&fake, &db).await;
     let b = quiet_app(&fake, &db).await;
-    let price = fake.with_state(|s| {
-        let ctx = Ctx::default();
-        let (_, product) = s
-            .create_product(
-                &json!({"name": "Team", "metadata": {"credit_amount": "100"}}),
-                &ctx,
-            )
-            .unwrap();
-        let (_, price) = s
-            .create_price(
-                &json!({"product": product["id"], "unit_amount": "1000", "currency": "usd",
-                        "recurring": {"interval": "month"}}),
-                &ctx,
-            )
-            .unwrap();
-        price["id"].as_str().unwrap().to_owned()
-    });
-    let (status, r) = post_json(&a.url("/api/v1/sync"), json!({})).await;
-    assert_eq!(status, 200, "{r}");
-    take_fake_events(&fake, &[]);
+    let price = synced_price(&fake, &a, "Team", "100", "1000", true).await;
 
     const ACCOUNTS: usize = 12;
     let subs: Vec<(String, String, String)> = fake.with_state(|s| {
@@ -610,26 +622,7 @@ async fn two_instances_apply_shuffled_duplicated_mirror_events_once_and_agree_wi
 async fn a_subscription_that_names_an_account_wins_over_its_customers(db: TestDb) {
     let fake = FakeStripe::start().await;
     let app = quiet_app(&fake, &db).await;
-    let price = fake.with_state(|s| {
-        let ctx = Ctx::default();
-        let (_, product) = s
-            .create_product(
-                &json!({"name": "Solo", "metadata": {"credit_amount": "100"}}),
-                &ctx,
-            )
-            .unwrap();
-        let (_, price) = s
-            .create_price(
-                &json!({"product": product["id"], "unit_amount": "1000", "currency": "usd",
-                        "recurring": {"interval": "month"}}),
-                &ctx,
-            )
-            .unwrap();
-        price["id"].as_str().unwrap().to_owned()
-    });
-    let (status, r) = post_json(&app.url("/api/v1/sync"), json!({})).await;
-    assert_eq!(status, 200, "{r}");
-    take_fake_events(&fake, &[]);
+    let price = synced_price(&fake, &app, "Solo", "100", "1000", true).await;
     fake.with_state(|s| {
         let ctx = Ctx::default();
         let (_, customer) = s
@@ -678,25 +671,7 @@ async fn a_subscription_that_names_an_account_wins_over_its_customers(db: TestDb
 async fn a_one_time_checkout_shows_its_receipt(db: TestDb) {
     let fake = FakeStripe::start().await;
     let app = quiet_app(&fake, &db).await;
-    let price = fake.with_state(|s| {
-        let ctx = Ctx::default();
-        let (_, product) = s
-            .create_product(
-                &json!({"name": "Pack", "metadata": {"credit_amount": "10"}}),
-                &ctx,
-            )
-            .unwrap();
-        let (_, price) = s
-            .create_price(
-                &json!({"product": product["id"], "unit_amount": "500", "currency": "usd"}),
-                &ctx,
-            )
-            .unwrap();
-        price["id"].as_str().unwrap().to_owned()
-    });
-    let (status, r) = post_json(&app.url("/api/v1/sync"), json!({})).await;
-    assert_eq!(status, 200, "{r}");
-    take_fake_events(&fake, &[]);
+    let price = synced_price(&fake, &app, "Pack", "10", "500", false).await;
     let (status, session) = post_json(
         &app.url("/api/v1/checkout"),
         json!({"account": "acct_pack", "price": price, "quantity": 1,
