@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 
 use common::*;
 use serde_json::Value;
@@ -289,45 +288,22 @@ fn schema_of(url: &DatabaseUrl) -> String {
 async fn a_backup_taken_under_webhook_load_holds_every_event_acknowledged_before_it(db: TestDb) {
     let env = env_for(None, &db);
     let (mut child, addr) = spawn_serve(&env).await;
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let url = format!("http://{addr}/webhooks/stripe");
     let t = unix_now();
-    let load = {
-        let acked = acked.clone();
-        tokio::spawn(async move {
-            use futures_util::StreamExt;
-            let client = http();
-            let sends = (0..1200).map(|i| {
-                let (client, url, acked) = (client.clone(), url.clone(), acked.clone());
-                async move {
-                    let id = format!("evt_bk{i:04}");
-                    let body = serde_json::json!({
-                        "id": id, "object": "event", "type": "product.created", "created": t,
-                        "livemode": false, "api_version": "2025-03-31.basil",
-                        "data": {"object": {"id": format!("prod_bk{i:04}"), "object": "product",
-                            "name": "B", "active": true, "created": t, "updated": t,
-                            "livemode": false, "metadata": {}}}
-                    })
-                    .to_string();
-                    let header = fake_stripe::sign(WEBHOOK_SECRET, unix_now(), body.as_bytes());
-                    if let Ok(r) = client
-                        .post(&url)
-                        .header("Stripe-Signature", header)
-                        .body(body)
-                        .send()
-                        .await
-                        && r.status() == 200
-                    {
-                        acked.lock().unwrap().push(id);
-                    }
-                }
-            });
-            futures_util::stream::iter(sends)
-                .buffer_unordered(8)
-                .collect::<Vec<()>>()
-                .await;
+    let events = (0..1200)
+        .map(|i| {
+            let id = format!("evt_bk{i:04}");
+            let body = serde_json::json!({
+                "id": id, "object": "event", "type": "product.created", "created": t,
+                "livemode": false, "api_version": "2025-03-31.basil",
+                "data": {"object": {"id": format!("prod_bk{i:04}"), "object": "product",
+                    "name": "B", "active": true, "created": t, "updated": t,
+                    "livemode": false, "metadata": {}}}
+            })
+            .to_string();
+            (id, body)
         })
-    };
+        .collect();
+    let (acked, load) = spawn_acked_load(format!("http://{addr}/webhooks/stripe"), events, 8);
     while acked.lock().unwrap().len() < 400 {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }

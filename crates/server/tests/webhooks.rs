@@ -773,38 +773,15 @@ async fn a_killed_server_loses_no_acknowledged_event_and_applies_every_one(db: T
     env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
     env.push(("WEBHOOK_LEASE_SECS".into(), "2".into()));
     let (mut child, addr) = spawn_serve(&env).await;
-    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let t = now();
-    let sender = {
-        let accepted = accepted.clone();
-        let url = format!("http://{addr}/webhooks/stripe");
-        tokio::spawn(async move {
-            let client = http();
-            let sends = (0..5000).map(|i| {
-                let (client, url, accepted) = (client.clone(), url.clone(), accepted.clone());
-                async move {
-                    let id = format!("evt_kill{i:04}");
-                    let body =
-                        product_event(&id, "product.created", &format!("prod_kill{i:04}"), "K", t);
-                    let header = sign(WEBHOOK_SECRET, now(), body.as_bytes());
-                    if let Ok(r) = client
-                        .post(&url)
-                        .header("Stripe-Signature", header)
-                        .body(body)
-                        .send()
-                        .await
-                        && r.status() == 200
-                    {
-                        accepted.lock().unwrap().push(id);
-                    }
-                }
-            });
-            futures_util::stream::iter(sends)
-                .buffer_unordered(16)
-                .collect::<Vec<()>>()
-                .await;
+    let events = (0..5000)
+        .map(|i| {
+            let id = format!("evt_kill{i:04}");
+            let body = product_event(&id, "product.created", &format!("prod_kill{i:04}"), "K", t);
+            (id, body)
         })
-    };
+        .collect();
+    let (accepted, sender) = spawn_acked_load(format!("http://{addr}/webhooks/stripe"), events, 16);
     // Kill it hard in the middle of the load.
     while accepted.lock().unwrap().len() < 1500 {
         tokio::time::sleep(Duration::from_millis(5)).await;

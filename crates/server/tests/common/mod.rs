@@ -377,3 +377,46 @@ pub fn take_fake_events(fake: &fake_stripe::FakeStripe, kinds: &[&str]) -> Vec<s
         found
     })
 }
+
+/// The event ids a load has seen answered `200`, growing while it runs.
+pub type Acked = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Posts each `(event id, body)` to `url`, signed with the test secret at send time,
+/// `concurrency` at a time, in a task of its own; an event answered `200` is added to the
+/// returned list at once, so a test can act in the middle of the load (kill the server,
+/// take a backup) and know exactly what was acknowledged before.
+pub fn spawn_acked_load(
+    url: String,
+    events: Vec<(String, String)>,
+    concurrency: usize,
+) -> (Acked, tokio::task::JoinHandle<()>) {
+    use futures_util::StreamExt;
+    let acked: Acked = Default::default();
+    let task = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            let client = http();
+            let sends = events.into_iter().map(|(id, body)| {
+                let (client, url, acked) = (client.clone(), url.clone(), acked.clone());
+                async move {
+                    let header = fake_stripe::sign(WEBHOOK_SECRET, unix_now(), body.as_bytes());
+                    if let Ok(r) = client
+                        .post(&url)
+                        .header("Stripe-Signature", header)
+                        .body(body)
+                        .send()
+                        .await
+                        && r.status() == 200
+                    {
+                        acked.lock().unwrap().push(id);
+                    }
+                }
+            });
+            futures_util::stream::iter(sends)
+                .buffer_unordered(concurrency)
+                .collect::<Vec<()>>()
+                .await;
+        })
+    };
+    (acked, task)
+}
