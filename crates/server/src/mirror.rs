@@ -355,14 +355,21 @@ where
 }
 
 /// What follows a mirror write in its transaction: customers carry the account link
-/// (`metadata.account`) that their subscriptions written earlier lacked.
+/// (`metadata.account`) that their subscriptions written earlier lacked. Only customers
+/// that name an account can give one: the others cost no statement.
 pub async fn after_write(
     tx: &mut sm_store::Tx,
     kind: &ObjectKind,
-    ids: &[&str],
+    writes: &[ObjectWrite],
 ) -> Result<(), StoreError> {
     if kind == &CUSTOMERS {
-        tx.adopt_subscriptions(ids).await?;
+        // `account` is the customers kind's first column.
+        let linked: Vec<&str> = writes
+            .iter()
+            .filter(|w| !w.deleted && matches!(w.cells.first(), Some(Cell::Text(Some(_)))))
+            .map(|w| w.id.as_str())
+            .collect();
+        tx.adopt_subscriptions(&linked).await?;
     }
     Ok(())
 }
@@ -394,8 +401,7 @@ pub async fn sync_objects(
             let counts = tx
                 .upsert_objects(mirror.kind, &writes, Ties::Refresh, unix_now())
                 .await?;
-            let ids: Vec<&str> = writes.iter().map(|w| w.id.as_str()).collect();
-            after_write(&mut tx, mirror.kind, &ids).await?;
+            after_write(&mut tx, mirror.kind, &writes).await?;
             tx.commit().await?;
             Ok(counts)
         })

@@ -708,20 +708,19 @@ impl Tx {
     ) -> Result<WriteCounts, StoreError> {
         let writes: Vec<ObjectWrite> = rows.iter().map(SubscriptionRow::object).collect();
         let now = rows.iter().map(|r| r.updated_at).max().unwrap_or(0);
-        // Before the subscription rows: the customer writer takes this lock, then these
-        // rows; taking them in the same order cannot deadlock.
-        let all: Vec<&str> = rows.iter().map(|r| r.customer.as_str()).collect();
-        self.lock_customers(&all).await?;
-        let counts = self
-            .upsert_objects(&SUBSCRIPTIONS, &writes, ties, now)
-            .await?;
-        // A subscription written without an account takes its customer's, if the
-        // customer's `metadata.account` is known by now (see `adopt_subscriptions`).
+        // Only subscriptions without an account need their customer's (see
+        // `adopt_subscriptions`). Their customers are locked before the subscription
+        // rows: the customer writer takes this lock, then these rows; taking them in the
+        // same order cannot deadlock.
         let customers: Vec<&str> = rows
             .iter()
             .filter(|r| r.account.is_none())
             .map(|r| r.customer.as_str())
             .collect();
+        self.lock_customers(&customers).await?;
+        let counts = self
+            .upsert_objects(&SUBSCRIPTIONS, &writes, ties, now)
+            .await?;
         self.adopt_subscriptions(&customers).await?;
         Ok(counts)
     }

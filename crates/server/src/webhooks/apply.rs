@@ -350,7 +350,7 @@ async fn write_mirror(tx: &mut Tx, planned: &Planned, now: i64) -> Result<(), Ap
         if counts.ties > 0 {
             return Err(ApplyError::Tie(format!("{} {}", m.kind.object, m.write.id)));
         }
-        crate::mirror::after_write(tx, m.kind, &[m.write.id.as_str()]).await?;
+        crate::mirror::after_write(tx, m.kind, std::slice::from_ref(&m.write)).await?;
     }
     Ok(())
 }
