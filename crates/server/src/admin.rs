@@ -1,5 +1,6 @@
-//! Admin sign-in: argon2id passwords, database sessions, CSRF tokens, and throttling of
-//! failed logins. The pages themselves are in `http::admin`.
+//! Admin sign-in as a service ([`sign_in`], [`sign_out`]): argon2id passwords, database
+//! sessions, CSRF tokens, and throttling of failed logins. The HTTP handlers in
+//! `http::admin::login` only translate forms and cookies to and from these calls.
 //!
 //! - **Passwords** are argon2id (the crate's defaults: 19 MiB, 2 passes), verified on a
 //!   blocking thread. An unknown email is verified against a fixed dummy hash, so the
@@ -24,6 +25,10 @@ use std::time::Duration;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use sm_store::admin::Throttle;
+use sm_store::credits::NewAudit;
+use sm_store::{Store, StoreError};
+
+use crate::auth::hash;
 
 pub const SESSION_IDLE: i64 = 30 * 60;
 pub const SESSION_ABSOLUTE: i64 = 12 * 3600;
@@ -100,6 +105,106 @@ pub fn gate(t: &Throttle, now: i64) -> Gate {
     }
     let steps = (t.failures - SLOW_AFTER + 1).min(10) as u64;
     Gate::Slow(Duration::from_millis(200 * steps))
+}
+
+/// Why a sign-in was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// Too many failures for this email or this client; `minutes` until it may retry.
+    #[error("Too many failed sign-in attempts. Try again in {minutes} minute{}.", if *minutes == 1 { "" } else { "s" })]
+    Locked { minutes: i64 },
+    /// Unknown email, wrong password or disabled user: one answer for all three, so
+    /// the form tells a guesser nothing.
+    #[error("Invalid email or password.")]
+    Invalid,
+    #[error("sign-in failed")]
+    Store(#[from] StoreError),
+}
+
+/// A new session: `cookie` goes to the browser, only its hash is stored.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub cookie: String,
+}
+
+/// Checks a sign-in attempt and opens a session. Every attempt is counted per email and
+/// per client before its password is checked, by one atomic statement per key: of a
+/// burst of parallel guesses, only those counted below the lock are checked at all; a
+/// success clears both counts. Each outcome is audited with the client's address.
+pub async fn sign_in(
+    store: &Store,
+    email: &str,
+    password: String,
+    origin: &str,
+    now: i64,
+) -> Result<SignedIn, SignInError> {
+    let email = email.trim().to_ascii_lowercase();
+    let keys = [format!("email:{email}"), format!("ip:{origin}")];
+    let mut wait = Duration::ZERO;
+    for key in &keys {
+        let t = store
+            .record_login_attempt(key, now, WINDOW, LOCK_AFTER, LOCK_FOR)
+            .await?;
+        let before = Throttle {
+            failures: t.failures - 1,
+            ..t
+        };
+        match (t.locked_until.filter(|u| *u > now), gate(&before, now)) {
+            (Some(until), _) | (None, Gate::Locked(until)) => {
+                audit(store, &email, "login", "locked", origin, now).await;
+                return Err(SignInError::Locked {
+                    minutes: ((until - now) + 59) / 60,
+                });
+            }
+            (None, Gate::Slow(d)) => wait = wait.max(d),
+            (None, Gate::Open) => {}
+        }
+    }
+    tokio::time::sleep(wait).await;
+    let user = store.admin_by_email(&email).await?;
+    let ok = verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let Some(user) = user.filter(|_| ok) else {
+        audit(store, &email, "login", "invalid_credentials", origin, now).await;
+        return Err(SignInError::Invalid);
+    };
+    for key in &keys {
+        store.clear_throttle(key).await?;
+    }
+    let cookie = random_token();
+    store
+        .create_session(&hash(&cookie), user.id, &random_token(), origin, now)
+        .await?;
+    audit(store, &email, "login", "ok", origin, now).await;
+    Ok(SignedIn { cookie })
+}
+
+/// Ends a session (the cookie stops working at once) and audits it.
+pub async fn sign_out(
+    store: &Store,
+    session: &str,
+    email: &str,
+    origin: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    store.delete_session(session).await?;
+    audit(store, email, "logout", "ok", origin, now).await;
+    Ok(())
+}
+
+/// Audits a sign-in event; a failure to write it is logged, not shown to the visitor.
+async fn audit(store: &Store, actor: &str, action: &str, result: &str, origin: &str, now: i64) {
+    let actor: String = actor.chars().take(200).collect();
+    let entry = NewAudit {
+        actor: if actor.is_empty() { "unknown" } else { &actor },
+        action,
+        target: None,
+        detail: None,
+        origin: Some(origin),
+        result,
+    };
+    if let Err(e) = store.audit(&entry, now).await {
+        tracing::error!(error = %e, action, "could not write the audit log");
+    }
 }
 
 #[cfg(test)]

@@ -124,6 +124,16 @@ impl From<&ProductRecord> for ApiProduct {
     }
 }
 
+/// A page of [`Catalog::page`].
+#[derive(Debug)]
+pub struct CatalogPage {
+    pub products: Vec<ApiProduct>,
+    /// Products matching the filter in the whole catalog.
+    pub matching: usize,
+    /// Whether more matching products follow this page.
+    pub more: bool,
+}
+
 /// Everything a read needs, built once per catalog version.
 #[derive(Debug)]
 struct Snapshot {
@@ -226,6 +236,43 @@ impl Catalog {
             })
             .cloned()
             .collect())
+    }
+
+    /// One page of the catalog in its listing order (display order, name, id): the
+    /// products `keep` accepts that come after the product `after`, at most `limit`,
+    /// with how many match in all. Served from the snapshot: only the page is cloned.
+    pub async fn page(
+        &self,
+        keep: impl Fn(&ApiProduct) -> bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<CatalogPage, StoreError> {
+        let s = self.current().await?;
+        // Past the product the last page ended on, wherever it is now in the order
+        // (an unknown id starts at the beginning).
+        let start = after.and_then(|id| s.by_id.get(id)).map_or(0, |i| i + 1);
+        let mut matching = 0;
+        let mut products = Vec::with_capacity(limit);
+        let mut more = false;
+        for (i, p) in s.products.iter().enumerate() {
+            if !keep(p) {
+                continue;
+            }
+            matching += 1;
+            if i < start {
+                continue;
+            }
+            if products.len() < limit {
+                products.push(p.clone());
+            } else {
+                more = true;
+            }
+        }
+        Ok(CatalogPage {
+            products,
+            matching,
+            more,
+        })
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<ApiProduct>, StoreError> {

@@ -1049,6 +1049,54 @@ impl Store {
     }
 
     /// The audit log, newest first, optionally for one action.
+    /// One page of the audit log, newest first, with ids below `before` (keyset).
+    pub async fn audit_log_page(
+        &self,
+        action: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, at, actor, action, target, detail, origin, result FROM audit_log \
+             WHERE ($1 IS NULL OR action = $1) AND id < $2 ORDER BY id DESC LIMIT $3"
+        )
+        .bind(action)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(pool)
+        .await?);
+        Ok(rows)
+    }
+
+    /// One page of accounts, newest first (by creation, then id descending), after
+    /// `before` = the (created_at, id) of the previous page's last row (keyset).
+    pub async fn list_accounts_page(
+        &self,
+        before: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<AccountRow>, StoreError> {
+        let limit = i64::from(limit.max(1));
+        let rows = on_pool!(self, pool => match before {
+            None => sqlx::query_as(
+                "SELECT id, stripe_customer, created_at FROM credit_accounts \
+                 ORDER BY created_at DESC, id DESC LIMIT $1"
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?,
+            Some((at, id)) => sqlx::query_as(
+                "SELECT id, stripe_customer, created_at FROM credit_accounts \
+                 WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT $3"
+            )
+            .bind(at)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?,
+        });
+        Ok(rows)
+    }
+
     pub async fn audit_log(
         &self,
         action: Option<&str>,

@@ -193,7 +193,9 @@ impl Store {
     }
 
     /// Gives a failed attempt back: due again at `next_attempt_ms`, or `failed` (the dead
-    /// letter) when `dead`. Only while `owner` still holds the lease.
+    /// letter) when `dead`, and then `next_attempt_ms` is when it died: it becomes the
+    /// event's `processed_at` (the time it left the queue, which the admin's queue-depth
+    /// chart counts). Only while `owner` still holds the lease.
     pub async fn release_event(
         &self,
         id: &str,
@@ -204,7 +206,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let status = if dead { "failed" } else { "pending" };
         on_write!(self, pool => sqlx::query(
-            "UPDATE webhook_events SET status = $3, next_attempt_at = $4, last_error = $5, lease_owner = NULL, lease_until = NULL \
+            "UPDATE webhook_events SET status = $3, next_attempt_at = $4, last_error = $5, lease_owner = NULL, lease_until = NULL, \
+             processed_at = CASE WHEN $3 = 'failed' THEN $4 ELSE processed_at END \
              WHERE id = $1 AND lease_owner = $2 AND status = 'processing'"
         )
         .bind(id)
@@ -385,7 +388,7 @@ impl Store {
         for id in ids {
             n += on_write!(self, pool => sqlx::query(
                 "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $2, \
-                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND status <> 'processing'"
+                 lease_owner = NULL, lease_until = NULL, processed_at = NULL WHERE id = $1 AND status <> 'processing'"
             )
             .bind(id)
             .bind(now_ms)
@@ -403,7 +406,7 @@ impl Store {
     pub async fn replay_failed(&self, now_ms: i64) -> Result<u64, StoreError> {
         let n = on_write!(self, pool => sqlx::query(
             "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_owner = NULL, \
-             lease_until = NULL WHERE status = 'failed'"
+             lease_until = NULL, processed_at = NULL WHERE status = 'failed'"
         )
         .bind(now_ms)
         .execute(pool)
@@ -460,5 +463,53 @@ impl InboxListener {
                 return Ok(());
             }
         }
+    }
+}
+
+impl Store {
+    /// One page of events, newest first by receipt then id, strictly after `before` (the
+    /// last row of the previous page): a keyset, so a page costs the same however deep
+    /// it is and rows arriving meanwhile never shift it. Only the given filters become
+    /// SQL conditions, so a status filter can use its partial index.
+    pub async fn list_events_page(
+        &self,
+        filter: &EventFilter,
+        before: Option<(i64, &str)>,
+    ) -> Result<Vec<InboxEvent>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if filter.status.is_some() {
+            conditions.push(format!("status = {}", next()));
+        }
+        if filter.kind.is_some() {
+            conditions.push(format!("type = {}", next()));
+        }
+        if before.is_some() {
+            conditions.push(format!("(received_at, id) < ({}, {})", next(), next()));
+        }
+        let limit = next();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM webhook_events{}{} ORDER BY received_at DESC, id DESC LIMIT {limit}",
+            if conditions.is_empty() { "" } else { " WHERE " },
+            conditions.join(" AND ")
+        );
+        let rows = on_pool!(self, pool => {
+            let mut q = sqlx::query_as(&sql);
+            if let Some(s) = &filter.status {
+                q = q.bind(s.as_str());
+            }
+            if let Some(k) = &filter.kind {
+                q = q.bind(k.as_str());
+            }
+            if let Some((at, id)) = before {
+                q = q.bind(at).bind(id);
+            }
+            q.bind(i64::from(filter.limit.max(1))).fetch_all(pool).await?
+        });
+        Ok(rows)
     }
 }

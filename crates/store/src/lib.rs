@@ -21,6 +21,7 @@ pub mod migrations;
 pub mod objects;
 pub mod retention;
 pub mod runs;
+pub mod stats;
 pub mod testing;
 pub mod tokens;
 pub mod url;

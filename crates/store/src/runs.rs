@@ -343,3 +343,21 @@ impl Store {
         Ok(rows.into_iter().map(SyncRun::from).collect())
     }
 }
+
+impl Store {
+    /// One page of runs, newest first, with ids below `before` (keyset).
+    pub async fn list_sync_runs_page(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<SyncRun>, StoreError> {
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE id < $1 ORDER BY id DESC LIMIT $2");
+        let rows: Vec<RunRow> = on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(pool)
+            .await?);
+        Ok(rows.into_iter().map(SyncRun::from).collect())
+    }
+}

@@ -3,7 +3,6 @@
 
 mod accounts;
 mod admin;
-pub mod admin_pages;
 mod auth;
 mod catalog;
 mod credits;

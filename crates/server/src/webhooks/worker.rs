@@ -263,7 +263,13 @@ impl Worker {
 
     async fn failed(&self, event: &InboxEvent, e: &super::apply::ApplyError) {
         let dead = event.attempts >= i64::from(self.config.max_attempts);
-        let next = now_ms() + retry_delay(event.attempts).as_millis() as i64;
+        // A dead event's "next attempt" is the time it died (the store keeps it as the
+        // time it left the queue).
+        let next = if dead {
+            now_ms()
+        } else {
+            now_ms() + retry_delay(event.attempts).as_millis() as i64
+        };
         let message = crate::error_chain(e);
         if dead {
             tracing::error!(id = %event.id, error = %message, attempts = event.attempts, "event failed for the last time; moved to the dead letter");
