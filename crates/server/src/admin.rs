@@ -39,6 +39,34 @@ pub const LOCK_FOR: i64 = 15 * 60;
 /// The shortest password `admin create-user` accepts.
 pub const MIN_PASSWORD: usize = 12;
 
+/// An admin's email, trimmed and lower-cased; the error says why it is not one.
+pub fn parse_email(email: &str) -> Result<String, String> {
+    let email = email.trim().to_ascii_lowercase();
+    let valid = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'))
+        && !email.chars().any(char::is_whitespace);
+    if valid {
+        Ok(email)
+    } else {
+        Err(format!("{email:?} is not an email address"))
+    }
+}
+
+/// Checks a new password's length and hashes it on a blocking thread (argon2 takes a
+/// core for tens of milliseconds).
+pub async fn new_password_hash(password: String) -> Result<String, String> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(format!(
+            "the password must be at least {MIN_PASSWORD} characters"
+        ));
+    }
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| format!("could not hash the password: {e}"))?
+}
+
 /// Hashes a password (argon2id, random salt) into a PHC string.
 pub fn hash_password(password: &str) -> Result<String, String> {
     Argon2::default()

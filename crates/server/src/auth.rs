@@ -248,10 +248,14 @@ pub async fn issue_token<'a>(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(IssueError::Name);
     }
-    let scopes = parse_scopes(scopes).map_err(IssueError::Scopes)?;
-    if scopes.is_empty() {
+    let names: Vec<&str> = scopes
+        .into_iter()
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    if names.is_empty() {
         return Err(IssueError::Scopes("choose at least one scope".to_owned()));
     }
+    let scopes = parse_scopes(names).map_err(IssueError::Scopes)?;
     let scope_list = scopes
         .iter()
         .map(|s| s.as_str())

@@ -20,8 +20,10 @@ pub struct CreditDay {
     pub day: i64,
     /// `grant`, `consume`, `refund`, `adjust`, `debt`…
     pub kind: String,
-    /// Hundredths of a credit, signed as in the ledger (consumptions are negative).
-    pub amount: i64,
+    /// Hundredths of a credit added to lots by entries of this kind (positive amounts).
+    pub added: i64,
+    /// Hundredths of a credit taken from lots (the negative amounts, as a positive sum).
+    pub removed: i64,
 }
 
 impl Store {
@@ -72,7 +74,9 @@ impl Store {
     /// that edge may be left out of the first day.
     pub async fn credit_days(&self, since: i64) -> Result<Vec<CreditDay>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as(
-            "SELECT CAST(created_at / 86400 AS BIGINT) AS day, kind, CAST(SUM(amount) AS BIGINT) AS amount \
+            "SELECT CAST(created_at / 86400 AS BIGINT) AS day, kind, \
+                    CAST(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS BIGINT) AS added, \
+                    CAST(SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS BIGINT) AS removed \
              FROM credit_entries \
              WHERE id > COALESCE((SELECT id FROM credit_entries WHERE created_at < $1 ORDER BY id DESC LIMIT 1), 0) \
                AND created_at >= $1 \

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use sm_store::testing::TestDb;
 use stripe_manager::config::{Config, Sources};
 use stripe_manager::{AppState, Application};
+
+pub mod admin;
 use tokio::sync::oneshot;
 
 pub const KEY: &str = "sk_test_51IntegrationSecretKeyZz9";

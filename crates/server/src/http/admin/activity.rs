@@ -147,6 +147,7 @@ async fn activity(State(state): State<AppState>, Extension(ctx): Extension<Admin
 
     let mut granted = vec![0.0; DAYS];
     let mut consumed = vec![0.0; DAYS];
+    let mut taken = vec![0.0; DAYS];
     for c in &days {
         let Some(i) = usize::try_from(c.day - first_day)
             .ok()
@@ -154,16 +155,18 @@ async fn activity(State(state): State<AppState>, Extension(ctx): Extension<Admin
         else {
             continue;
         };
+        // Granted: purchases, plans and staff grants; consumed: what was spent;
+        // taken back: refunds, disputes and staff deductions.
+        granted[i] += c.added as f64 / 100.0;
         match c.kind.as_str() {
-            "grant" => granted[i] += c.amount as f64 / 100.0,
-            "consume" => consumed[i] += -c.amount as f64 / 100.0,
-            _ => {}
+            "consume" => consumed[i] += c.removed as f64 / 100.0,
+            _ => taken[i] += c.removed as f64 / 100.0,
         }
     }
     let day_label = |d: i64| crate::clock::utc(d * 86_400)[5..10].to_owned();
     let credits = Chart {
         id: "chart-credits",
-        title: "Credits granted and consumed per day, last 30 days (UTC)",
+        title: "Credits granted, consumed and taken back per day, last 30 days (UTC)",
         unit: "credits/day",
         kind: Kind::Bars,
         series: vec![
@@ -176,6 +179,11 @@ async fn activity(State(state): State<AppState>, Extension(ctx): Extension<Admin
                 label: "consumed",
                 color: "#2e5eaa",
                 values: consumed,
+            },
+            Series {
+                label: "taken back",
+                color: "#c0392b",
+                values: taken,
             },
         ],
         x_labels: (0..DAYS)
