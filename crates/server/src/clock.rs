@@ -28,7 +28,11 @@ pub fn when(unix: i64, now: i64) -> String {
     } else {
         format!("in {}", span(-delta))
     };
-    let rel = if delta.abs() < 5 { "just now".to_owned() } else { rel };
+    let rel = if delta.abs() < 5 {
+        "just now".to_owned()
+    } else {
+        rel
+    };
     format!("{} · {rel}", utc(unix))
 }
 

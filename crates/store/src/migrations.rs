@@ -67,6 +67,11 @@ const SQLITE: &[Entry] = &[
         "charges",
         include_str!("../migrations/sqlite/0011_charges.sql"),
     ),
+    (
+        12,
+        "admin users",
+        include_str!("../migrations/sqlite/0012_admin_users.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -123,6 +128,11 @@ const POSTGRES: &[Entry] = &[
         11,
         "charges",
         include_str!("../migrations/postgres/0011_charges.sql"),
+    ),
+    (
+        12,
+        "admin users",
+        include_str!("../migrations/postgres/0012_admin_users.sql"),
     ),
 ];
 
