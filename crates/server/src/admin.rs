@@ -195,6 +195,11 @@ pub async fn sign_in(
         audit(store, &email, "login", "invalid_credentials", origin, now).await;
         return Err(SignInError::Invalid);
     };
+    // A disabled admin gets the answer a wrong password gets (the audit log tells).
+    if user.disabled_at.is_some() {
+        audit(store, &email, "login", "disabled", origin, now).await;
+        return Err(SignInError::Invalid);
+    }
     for key in &keys {
         store.clear_throttle(key).await?;
     }
@@ -204,6 +209,38 @@ pub async fn sign_in(
         .await?;
     audit(store, &email, "login", "ok", origin, now).await;
     Ok(SignedIn { cookie })
+}
+
+/// Lifts the sign-in lock of `email` and of the client addresses its failed attempts of
+/// the current window came from (the form locks both; lifting only the email would leave
+/// the operator locked out from their own address). `None` when no admin has the email.
+/// The addresses are read from the audit log, which records each attempt's origin.
+pub async fn lift_lock(
+    store: &Store,
+    email: &str,
+    audit: &NewAudit<'_>,
+    now: i64,
+) -> Result<Option<Vec<String>>, StoreError> {
+    if !store.unlock_admin(email, Some(audit), now).await? {
+        return Ok(None);
+    }
+    let mut addresses: Vec<String> = store
+        .audit_log(Some("login"), 1000)
+        .await?
+        .into_iter()
+        .filter(|a| {
+            a.actor == email
+                && a.at >= now - WINDOW
+                && matches!(a.result.as_str(), "invalid_credentials" | "locked")
+        })
+        .filter_map(|a| a.origin)
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    for address in &addresses {
+        store.clear_throttle(&format!("ip:{address}")).await?;
+    }
+    Ok(Some(addresses))
 }
 
 /// Ends a session (the cookie stops working at once) and audits it.

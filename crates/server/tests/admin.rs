@@ -20,8 +20,9 @@ sm_store::contract_tests!(
     every_admin_answer_carries_the_security_headers_and_gets_change_nothing,
 );
 
-/// Every state-changing admin route.
-const ACTIONS: [&str; 8] = [
+/// Every state-changing admin route (POST only; the last two share their URL with a
+/// page, so a GET there shows the page).
+const ACTIONS: [&str; 16] = [
     "/admin/logout",
     "/admin/products/sync",
     "/admin/products/prod_x/sync",
@@ -30,6 +31,14 @@ const ACTIONS: [&str; 8] = [
     "/admin/events/reconcile",
     "/admin/events/evt_x/replay",
     "/admin/credits/adjust",
+    "/admin/credits/refund",
+    "/admin/tokens/revoke",
+    "/admin/users/password",
+    "/admin/users/disable",
+    "/admin/users/enable",
+    "/admin/users/unlock",
+    "/admin/tokens",
+    "/admin/users",
 ];
 
 async fn an_admin_signs_in_sees_the_dashboard_and_signs_out(db: TestDb) {
@@ -512,6 +521,11 @@ async fn every_admin_action_needs_a_session_its_csrf_token_and_a_post(db: TestDb
         ("action", "grant"),
         ("hours", "1"),
         ("ids", "prod_x"),
+        ("name", "x"),
+        ("scope", "all"),
+        ("email", EMAIL),
+        ("password", "a new password that is long"),
+        ("payment", "cs_x"),
     ];
     for path in ACTIONS {
         // No session: sent to sign in.
@@ -543,7 +557,8 @@ async fn every_admin_action_needs_a_session_its_csrf_token_and_a_post(db: TestDb
         }
         // GET does nothing.
         let r = get_with(&app, path, &op.cookie).await;
-        assert_eq!(r.status(), 405, "GET {path}");
+        let page = ["/admin/tokens", "/admin/users"].contains(&path);
+        assert_eq!(r.status(), if page { 200 } else { 405 }, "GET {path}");
     }
     assert_eq!(
         db.store.audit_log(None, 100).await.unwrap().len(),

@@ -20,7 +20,7 @@ sm_store::contract_tests!(
     no_admin_page_prints_a_raw_unix_timestamp,
     the_activity_charts_count_what_the_database_holds,
     tokens_are_created_shown_once_and_revoked_from_the_admin,
-    // admins_are_added_reset_disabled_and_unlocked_from_the_admin,
+    admins_are_added_reset_disabled_and_unlocked_from_the_admin,
 );
 
 /// The `href` of the "Next page" link, unescaped.
@@ -313,7 +313,7 @@ async fn no_admin_page_prints_a_raw_unix_timestamp(db: TestDb) {
         "/admin/credits/account?account=acct_times".to_owned(),
         "/admin/audit".to_owned(),
         "/admin/tokens".to_owned(),
-        // "/admin/users".to_owned(),
+        "/admin/users".to_owned(),
     ];
     for path in &pages {
         let html = op.page(&app, path).await;
@@ -611,7 +611,6 @@ async fn tokens_are_created_shown_once_and_revoked_from_the_admin(db: TestDb) {
     );
 }
 
-#[cfg(any())]
 async fn admins_are_added_reset_disabled_and_unlocked_from_the_admin(db: TestDb) {
     let fake = fake_stripe::FakeStripe::start().await;
     let app = quiet_app(&fake, &db).await;

@@ -202,7 +202,13 @@ fn uuid_like() -> String {
 
 sm_store::contract_tests!(
     migrate_is_idempotent,
-    serve_answers_and_stops_cleanly_on_sigterm
+    serve_answers_and_stops_cleanly_on_sigterm,
+    admin_reset_password_takes_the_new_password_and_signs_out_everywhere,
+    a_terminal_is_asked_for_the_password_twice_without_echo,
+    admin_unlock_lifts_the_lock_of_eight_failed_sign_ins,
+    admin_disable_ends_the_sessions_and_enable_lets_the_admin_back,
+    admin_commands_name_an_unknown_email_exit_1_and_change_nothing,
+    lists_are_aligned_tables_with_readable_times_and_json_keeps_unix_seconds,
 );
 
 async fn migrate_is_idempotent(db: TestDb) {
@@ -375,4 +381,580 @@ fn counts_agree_with_their_noun() {
     assert_eq!(count(1u64, "request"), "1 request");
     assert_eq!(count(0u64, "request"), "0 requests");
     assert_eq!(count(2u64, "page"), "2 pages");
+}
+
+/// Every argument, positional or flag, and every command says what it is in `--help`:
+/// the CLI is the operator's manual at 3 a.m.
+#[test]
+fn every_argument_and_command_has_help_text() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                let name = match arg.get_long() {
+                    Some(long) => format!("--{long}"),
+                    None => id.to_uppercase(),
+                };
+                missing.push(format!("`{path}` argument {name}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let sub_path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                missing.push(format!("`{sub_path}` (the command itself)"));
+            }
+            walk(sub, &sub_path, missing);
+        }
+    }
+    let cli = stripe_manager::cli::Cli::command();
+    let mut missing = Vec::new();
+    walk(&cli, "stripe-manager", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "without help text:\n{}",
+        missing.join("\n")
+    );
+    // The walk saw the commands of this issue, so it really walked the tree.
+    let admin = cli.find_subcommand("admin").expect("admin");
+    for name in ["reset-password", "unlock", "list", "disable", "enable"] {
+        assert!(admin.find_subcommand(name).is_some(), "admin {name}");
+    }
+}
+
+const ADMIN: &str = "ops@example.com";
+const OLD_PASSWORD: &str = "the first long passphrase";
+const NEW_PASSWORD: &str = "a second long passphrase";
+
+/// An admin created through the CLI, as an operator does; its user id.
+async fn cli_admin(db: &TestDb, email: &str, password: &str) -> i64 {
+    let env = env_for(None, db);
+    let (code, out, err) = run_cli_with_stdin(
+        &env,
+        &["admin", "create-user", email],
+        &format!("{password}\n"),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    db.store
+        .admin_by_email(email)
+        .await
+        .unwrap()
+        .expect("created")
+        .id
+}
+
+async fn password_works(db: &TestDb, email: &str, password: &str) -> bool {
+    let user = db.store.admin_by_email(email).await.unwrap();
+    stripe_manager::admin::verify_password(password.to_owned(), user.map(|u| u.password_hash)).await
+}
+
+async fn is_live(db: &TestDb, session: &str) -> bool {
+    use stripe_manager::admin::{SESSION_ABSOLUTE, SESSION_IDLE};
+    let now = stripe_manager::clock::unix_now();
+    db.store
+        .live_session(session, now, SESSION_IDLE, SESSION_ABSOLUTE)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+async fn last_audit(db: &TestDb) -> sm_store::credits::AuditRow {
+    db.store.audit_log(None, 1).await.unwrap().remove(0)
+}
+
+async fn admin_reset_password_takes_the_new_password_and_signs_out_everywhere(db: TestDb) {
+    let env = env_for(None, &db);
+    let user = cli_admin(&db, ADMIN, OLD_PASSWORD).await;
+    let now = stripe_manager::clock::unix_now();
+    for session in ["laptop", "phone"] {
+        db.store
+            .create_session(session, user, "csrf", "127.0.0.1", now)
+            .await
+            .unwrap();
+        assert!(is_live(&db, session).await);
+    }
+
+    // Too short: refused, nothing changed.
+    let (code, _, err) =
+        run_cli_with_stdin(&env, &["admin", "reset-password", ADMIN], "short\n").await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("at least 12 characters"), "{err}");
+    assert!(password_works(&db, ADMIN, OLD_PASSWORD).await);
+    assert!(is_live(&db, "laptop").await);
+
+    // Typed in any case, with stray spaces, as the sign-in form accepts it.
+    let (code, out, err) = run_cli_with_stdin(
+        &env,
+        &["admin", "reset-password", " OPS@example.com"],
+        &format!("{NEW_PASSWORD}\n"),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("password of ops@example.com reset"), "{out}");
+    assert!(password_works(&db, ADMIN, NEW_PASSWORD).await);
+    assert!(!password_works(&db, ADMIN, OLD_PASSWORD).await);
+    for session in ["laptop", "phone"] {
+        assert!(!is_live(&db, session).await, "{session} still signed in");
+    }
+    let a = last_audit(&db).await;
+    assert_eq!(
+        (
+            a.action.as_str(),
+            a.target.as_deref(),
+            a.origin.as_deref(),
+            a.result.as_str()
+        ),
+        ("admin.reset_password", Some(ADMIN), Some("cli"), "ok")
+    );
+    assert!(a.actor.starts_with("cli:"), "{}", a.actor);
+}
+
+/// On a terminal the password is asked twice and never shown; two different answers
+/// change nothing. `script` gives the binary a pseudo-terminal, as an operator's shell.
+async fn a_terminal_is_asked_for_the_password_twice_without_echo(db: TestDb) {
+    let env = env_for(None, &db);
+    cli_admin(&db, ADMIN, OLD_PASSWORD).await;
+    let (code, screen) = at_a_terminal(
+        &env,
+        &["admin", "reset-password", ADMIN],
+        &[NEW_PASSWORD, NEW_PASSWORD],
+    )
+    .await;
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("New password: "), "{screen}");
+    assert!(screen.contains("Repeat it: "), "{screen}");
+    assert!(
+        !screen.contains(NEW_PASSWORD),
+        "the password was echoed: {screen}"
+    );
+    assert!(password_works(&db, ADMIN, NEW_PASSWORD).await);
+
+    let (code, screen) = at_a_terminal(
+        &env,
+        &["admin", "reset-password", ADMIN],
+        &[OLD_PASSWORD, "not the same passphrase"],
+    )
+    .await;
+    assert_eq!(code, 2, "{screen}");
+    assert!(screen.contains("the two passwords differ"), "{screen}");
+    assert!(password_works(&db, ADMIN, NEW_PASSWORD).await, "unchanged");
+
+    let (code, screen) = at_a_terminal(
+        &env,
+        &["admin", "create-user", "new@example.com"],
+        &[NEW_PASSWORD, NEW_PASSWORD],
+    )
+    .await;
+    assert_eq!(code, 0, "{screen}");
+    assert!(password_works(&db, "new@example.com", NEW_PASSWORD).await);
+}
+
+/// Runs the binary on a pseudo-terminal (`script`), typing each answer once the screen
+/// shows the next prompt; the exit code and everything the terminal showed.
+async fn at_a_terminal(env: &[(String, String)], args: &[&str], answers: &[&str]) -> (i32, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let line = std::iter::once(bin().display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .map(|w| format!("'{w}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = tokio::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SHELL", "/bin/sh")
+        .envs(env.iter().cloned())
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut screen = String::new();
+    let prompts = ["New password: ", "Repeat it: "];
+    let mut buf = [0u8; 1024];
+    for (i, (answer, prompt)) in answers.iter().zip(prompts).enumerate() {
+        while !screen.contains(prompt) {
+            let n = tokio::time::timeout(Duration::from_secs(30), stdout.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no prompt {i} within 30 s: {screen}"))
+                .unwrap();
+            assert!(n > 0, "the program ended before prompt {i}: {screen}");
+            screen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        // The prompt is shown just before echo is turned off: a person takes longer
+        // than that to type, and so does this.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stdin
+            .write_all(format!("{answer}\r").as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stdout.read_to_end(&mut rest))
+        .await
+        .expect("the program ends")
+        .unwrap();
+    screen.push_str(&String::from_utf8_lossy(&rest));
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("script ends")
+        .unwrap();
+    drop(stdin);
+    (status.code().unwrap_or(-1), screen)
+}
+
+async fn admin_unlock_lifts_the_lock_of_eight_failed_sign_ins(db: TestDb) {
+    use stripe_manager::admin::{Gate, LOCK_AFTER, LOCK_FOR, WINDOW, gate};
+    let env = env_for(None, &db);
+    cli_admin(&db, ADMIN, OLD_PASSWORD).await;
+    let now = stripe_manager::clock::unix_now();
+    let keys = [format!("email:{ADMIN}"), "ip:203.0.113.5".to_owned()];
+    for key in &keys {
+        for _ in 0..LOCK_AFTER {
+            db.store
+                .record_login_attempt(key, now, WINDOW, LOCK_AFTER, LOCK_FOR)
+                .await
+                .unwrap();
+        }
+        let t = db.store.throttle(key).await.unwrap();
+        assert!(matches!(gate(&t, now), Gate::Locked(_)), "{key}: {t:?}");
+    }
+    let (code, out, _) = run_cli(&env, &["admin", "list"]).await;
+    assert_eq!(code, 0);
+    let rows = table_rows(&out, &["EMAIL", "CREATED", "STATUS"]);
+    assert!(rows[0][2].starts_with("active, locked until "), "{out}");
+
+    let (code, out, err) = run_cli(&env, &["admin", "unlock", ADMIN]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ops@example.com unlocked"), "{out}");
+    let t = db.store.throttle(&keys[0]).await.unwrap();
+    assert_eq!(gate(&t, now), Gate::Open);
+    assert_eq!(t.failures, 0, "the count starts over");
+    let t = db.store.throttle(&keys[1]).await.unwrap();
+    assert!(
+        matches!(gate(&t, now), Gate::Locked(_)),
+        "an address is unlocked only when named"
+    );
+    let a = last_audit(&db).await;
+    assert_eq!((a.action.as_str(), a.detail), ("admin.unlock", None));
+
+    let (code, out, err) = run_cli(
+        &env,
+        &["admin", "unlock", ADMIN, "--address", "203.0.113.5"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let t = db.store.throttle(&keys[1]).await.unwrap();
+    assert_eq!(gate(&t, now), Gate::Open);
+    assert_eq!(
+        last_audit(&db).await.detail.as_deref(),
+        Some("address 203.0.113.5")
+    );
+    let (_, out, _) = run_cli(&env, &["admin", "list"]).await;
+    assert_eq!(
+        table_rows(&out, &["EMAIL", "CREATED", "STATUS"])[0][2],
+        "active"
+    );
+}
+
+async fn admin_disable_ends_the_sessions_and_enable_lets_the_admin_back(db: TestDb) {
+    let env = env_for(None, &db);
+    let user = cli_admin(&db, ADMIN, OLD_PASSWORD).await;
+    cli_admin(&db, "amy@example.com", OLD_PASSWORD).await;
+    let now = stripe_manager::clock::unix_now();
+    db.store
+        .create_session("before", user, "csrf", "127.0.0.1", now)
+        .await
+        .unwrap();
+
+    let (code, out, err) = run_cli(&env, &["admin", "disable", ADMIN]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!is_live(&db, "before").await);
+    // A session made after (a sign-in racing the disable) is not honoured either.
+    db.store
+        .create_session("after", user, "csrf", "127.0.0.1", now)
+        .await
+        .unwrap();
+    assert!(!is_live(&db, "after").await);
+    assert_eq!(last_audit(&db).await.action, "admin.disable");
+    let (_, out, _) = run_cli(&env, &["admin", "list"]).await;
+    let rows = table_rows(&out, &["EMAIL", "CREATED", "STATUS"]);
+    assert_eq!(rows[0][0], "amy@example.com", "ordered by email: {out}");
+    assert_eq!(rows[0][2], "active");
+    assert!(rows[1][2].starts_with("disabled since "), "{out}");
+    assert!(is_utc(&rows[1][2]["disabled since ".len()..]), "{out}");
+
+    let (code, out, err) = run_cli(&env, &["admin", "enable", ADMIN]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(last_audit(&db).await.action, "admin.enable");
+    assert!(
+        is_live(&db, "after").await,
+        "enabled: its sessions count again"
+    );
+    assert!(
+        !is_live(&db, "before").await,
+        "what disabling ended stays ended"
+    );
+    let (_, out, _) = run_cli(&env, &["admin", "list"]).await;
+    assert_eq!(
+        table_rows(&out, &["EMAIL", "CREATED", "STATUS"])[1][2],
+        "active"
+    );
+}
+
+async fn admin_commands_name_an_unknown_email_exit_1_and_change_nothing(db: TestDb) {
+    let env = env_for(None, &db);
+    cli_admin(&db, ADMIN, OLD_PASSWORD).await;
+    let before = db.store.audit_log(None, 100).await.unwrap().len();
+    for command in ["reset-password", "unlock", "disable", "enable"] {
+        let (code, out, err) = run_cli_with_stdin(
+            &env,
+            &["admin", command, "nobody@example.com"],
+            &format!("{NEW_PASSWORD}\n"),
+        )
+        .await;
+        assert_eq!(code, 1, "{command}: {out}{err}");
+        assert!(
+            err.contains("no admin with the email nobody@example.com"),
+            "{command}: {err}"
+        );
+        assert!(
+            err.contains("admin list"),
+            "{command} says where to look: {err}"
+        );
+    }
+    assert_eq!(db.store.audit_log(None, 100).await.unwrap().len(), before);
+    assert!(password_works(&db, ADMIN, OLD_PASSWORD).await);
+}
+
+async fn lists_are_aligned_tables_with_readable_times_and_json_keeps_unix_seconds(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    seed_catalog(&fake, 3, 3);
+    let env = env_for(Some(&fake.url()), &db);
+    let (code, out, err) = run_cli(&env, &["sync"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let sync = table_rows(
+        &out,
+        &[
+            "OBJECT",
+            "CREATED",
+            "UPDATED",
+            "UNCHANGED",
+            "STALE",
+            "INVALID",
+            "TOMBSTONED",
+        ],
+    );
+    assert_eq!(
+        (sync[0][0].as_str(), sync[0][1].as_str()),
+        ("products", "3"),
+        "{out}"
+    );
+
+    cli_admin(&db, ADMIN, OLD_PASSWORD).await;
+    let (code, _, err) = run_cli(&env, &["token", "create", "web-app", "--scope", "all"]).await;
+    assert_eq!(code, 0, "{err}");
+    for (amount, reason) in [("5", "welcome"), ("1000.50", "a much longer reason")] {
+        let (code, _, err) = run_cli(
+            &env,
+            &[
+                "credits",
+                "grant",
+                "acct_tables",
+                amount,
+                "--reason",
+                reason,
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+    }
+    db.store
+        .insert_events(
+            &[sm_store::inbox::NewEvent {
+                id: "evt_tables".into(),
+                kind: "product.updated".into(),
+                created: 1_764_165_780,
+                livemode: false,
+                api_version: None,
+                payload: "{}".into(),
+                source: "webhook",
+            }],
+            1_764_165_780_000,
+        )
+        .await
+        .unwrap();
+
+    // Each list: its header, aligned rows, and a readable time where it shows one.
+    let lists: &[(&[&str], &[&str], Option<usize>)] = &[
+        (
+            &["products"],
+            &[
+                "ID",
+                "NAME",
+                "STATUS",
+                "VALID",
+                "CREDITS",
+                "TYPE",
+                "DEFAULT PRICE",
+                "PER CREDIT",
+            ],
+            None,
+        ),
+        (&["admin", "list"], &["EMAIL", "CREATED", "STATUS"], Some(1)),
+        (
+            &["token", "list"],
+            &["ID", "NAME", "PREFIX", "SCOPES", "CREATED", "STATE"],
+            Some(4),
+        ),
+        (
+            &["credits", "history", "acct_tables"],
+            &["ID", "AT", "KIND", "AMOUNT", "REF", "DESCRIPTION"],
+            Some(1),
+        ),
+        (
+            &["events", "list"],
+            &["ID", "TYPE", "STATUS", "ATTEMPTS", "RECEIVED", "LAST ERROR"],
+            Some(4),
+        ),
+        (
+            &["accounts", "list"],
+            &["ACCOUNT", "CUSTOMER", "CREATED"],
+            Some(2),
+        ),
+        (
+            &["migrate", "--status"],
+            &["VERSION", "DESCRIPTION", "STATE"],
+            None,
+        ),
+    ];
+    for (args, header, time) in lists {
+        let (code, out, err) = run_cli(&env, args).await;
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        let rows = table_rows(&out, header);
+        assert!(!rows.is_empty(), "{args:?}: no rows\n{out}");
+        if let Some(column) = time {
+            for row in &rows {
+                assert!(
+                    is_utc(&row[*column]),
+                    "{args:?}: {:?} is not a readable time\n{out}",
+                    row[*column]
+                );
+            }
+        }
+    }
+    let (_, out, _) = run_cli(&env, &["events", "list"]).await;
+    let events = table_rows(
+        &out,
+        &["ID", "TYPE", "STATUS", "ATTEMPTS", "RECEIVED", "LAST ERROR"],
+    );
+    assert!(events[0][4].starts_with("2025-11-26 14:03 UTC · "), "{out}");
+    let (_, out, _) = run_cli(&env, &["credits", "history", "acct_tables"]).await;
+    let amounts: Vec<_> = table_rows(&out, &["ID", "AT", "KIND", "AMOUNT", "REF", "DESCRIPTION"])
+        .into_iter()
+        .map(|r| r[3].clone())
+        .collect();
+    assert_eq!(amounts, ["1000.50", "5.00"], "newest first: {out}");
+    assert!(
+        out.lines().any(|l| l.contains("    5.00  ")),
+        "amounts are right-aligned: {out}"
+    );
+
+    // --json keeps Unix seconds (milliseconds for the inbox, as stored).
+    let json = |args: &'static [&'static str]| {
+        let env = env.clone();
+        async move {
+            let (code, out, err) = run_cli(&env, args).await;
+            assert_eq!(code, 0, "{args:?}: {err}");
+            serde_json::from_str::<serde_json::Value>(&out)
+                .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+        }
+    };
+    let v = json(&["admin", "list", "--json"]).await;
+    assert!(v["data"][0]["created_at"].is_i64(), "{v}");
+    assert_eq!(v["data"][0]["disabled_at"], serde_json::Value::Null);
+    assert!(!v.to_string().contains("argon2"), "never a hash: {v}");
+    let v = json(&["token", "list", "--json"]).await;
+    assert!(v[0]["created_at"].is_i64(), "{v}");
+    let v = json(&["credits", "history", "acct_tables", "--json"]).await;
+    assert!(v[0]["created_at"].is_i64(), "{v}");
+    let v = json(&["events", "list", "--json"]).await;
+    assert_eq!(v["data"][0]["received_at"], 1_764_165_780_000_i64, "{v}");
+    let v = json(&["accounts", "list", "--json"]).await;
+    assert!(v[0]["created_at"].is_i64(), "{v}");
+}
+
+/// `2025-11-26 14:03 UTC`, alone or followed by more (` · 3 min ago`).
+fn is_utc(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() >= 20
+        && b.iter().take(16).enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+        && &text[16..20] == " UTC"
+}
+
+/// The rows of the table in `out` whose header is `header`, cell by cell, after checking
+/// its shape: the header row, a rule of dashes with one run per column, and rows whose
+/// columns start where the rule's runs do (a space before each).
+fn table_rows(out: &str, header: &[&str]) -> Vec<Vec<String>> {
+    let lines: Vec<Vec<char>> = out.lines().map(|l| l.chars().collect()).collect();
+    let cell = |line: &[char], (start, end): (usize, usize)| -> String {
+        line.get(start..end.min(line.len()))
+            .unwrap_or_default()
+            .iter()
+            .collect::<String>()
+            .trim()
+            .to_owned()
+    };
+    let at = lines
+        .windows(2)
+        .position(|w| {
+            w[1].first() == Some(&'-')
+                && w[1].iter().all(|c| *c == '-' || *c == ' ')
+                && w[0].iter().collect::<String>().contains(header[0])
+        })
+        .unwrap_or_else(|| panic!("no table headed {header:?} in:\n{out}"));
+    let rule = &lines[at + 1];
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < rule.len() {
+        let start = i;
+        while i < rule.len() && rule[i] == '-' {
+            i += 1;
+        }
+        spans.push((start, i));
+        i += 1;
+    }
+    let names: Vec<String> = spans.iter().map(|s| cell(&lines[at], *s)).collect();
+    assert_eq!(names, header, "the header row, one name per column:\n{out}");
+    lines[at + 2..]
+        .iter()
+        .take_while(|l| !l.is_empty())
+        .map(|line| {
+            assert!(
+                line.len() <= rule.len(),
+                "a row wider than its columns:\n{out}"
+            );
+            for (start, _) in &spans[1..] {
+                assert_eq!(
+                    line.get(start - 1).copied().unwrap_or(' '),
+                    ' ',
+                    "a column not aligned under its header:\n{out}"
+                );
+            }
+            spans.iter().map(|s| cell(line, *s)).collect()
+        })
+        .collect()
 }

@@ -1,15 +1,25 @@
 //! Admin users, their sessions, and the failed-login counters behind throttling.
 
 use crate::credits::NewAudit;
-use crate::{Store, StoreError, on_pool, on_tx, on_write};
+use crate::{Store, StoreError, Tx, on_pool, on_tx, on_write};
 
+/// An admin login as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AdminUser {
     pub id: i64,
+    /// Lower case; the sign-in name and the throttle key (`email:<email>`).
     pub email: String,
+    /// An argon2id PHC string, never the password.
     pub password_hash: String,
+    /// Unix seconds.
     pub created_at: i64,
+    /// When an operator disabled the login (Unix seconds); `None` while it is active. A
+    /// disabled login keeps its row (the audit log names it) but has no live session.
+    pub disabled_at: Option<i64>,
 }
+
+/// The columns of [`AdminUser`], in its order.
+const USER_COLUMNS: &str = "id, email, password_hash, created_at, disabled_at";
 
 /// A live session with its user.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -57,14 +67,121 @@ impl Store {
         Ok(id)
     }
 
+    /// The admin with this (lower-case) email, disabled or not: the caller decides what a
+    /// disabled login may still do.
     pub async fn admin_by_email(&self, email: &str) -> Result<Option<AdminUser>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id, email, password_hash, created_at FROM admin_users WHERE email = $1"
+        let sql = format!("SELECT {USER_COLUMNS} FROM admin_users WHERE email = $1");
+        let row = on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(email)
+            .fetch_optional(pool)
+            .await?);
+        Ok(row)
+    }
+
+    /// Every admin, disabled ones too, ordered by email.
+    pub async fn list_admins(&self) -> Result<Vec<AdminUser>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM admin_users ORDER BY email");
+        let rows = on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await?);
+        Ok(rows)
+    }
+
+    /// Gives the admin a new password hash and, in the same transaction, ends every
+    /// session of theirs (a reset is what an operator does when a password may be known
+    /// to someone else, so it signs them out everywhere), clears the failed sign-ins of
+    /// their email (the new password should work at once) and writes `audit`. `false`,
+    /// and nothing written, when there is no such admin.
+    pub async fn set_admin_password(
+        &self,
+        email: &str,
+        password_hash: &str,
+        audit: Option<&NewAudit<'_>>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let id: Option<i64> = on_tx!(&mut tx, t => sqlx::query_scalar(
+            "UPDATE admin_users SET password_hash = $2 WHERE email = $1 RETURNING id"
         )
         .bind(email)
-        .fetch_optional(pool)
+        .bind(password_hash)
+        .fetch_optional(&mut **t)
         .await?);
-        Ok(row)
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        tx.end_sessions_of(id).await?;
+        tx.clear_email_throttle(email).await?;
+        if let Some(a) = audit {
+            tx.audit(a, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Disables the admin (`disabled_at = now`, and every session of theirs ends in the
+    /// same transaction) or enables them again (`disabled_at` cleared; they sign in
+    /// anew), with `audit`. Disabling a disabled admin keeps the first time. `false`, and
+    /// nothing written, when there is no such admin.
+    pub async fn set_admin_disabled(
+        &self,
+        email: &str,
+        disabled: bool,
+        audit: Option<&NewAudit<'_>>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let disabled_at = disabled.then_some(now);
+        let id: Option<i64> = on_tx!(&mut tx, t => sqlx::query_scalar(
+            "UPDATE admin_users SET disabled_at = CASE WHEN $2 IS NULL THEN NULL \
+               ELSE COALESCE(disabled_at, $2) END \
+             WHERE email = $1 RETURNING id"
+        )
+        .bind(email)
+        .bind(disabled_at)
+        .fetch_optional(&mut **t)
+        .await?);
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        if disabled {
+            tx.end_sessions_of(id).await?;
+        }
+        if let Some(a) = audit {
+            tx.audit(a, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Lifts the sign-in lock of the admin's email (the one the service sets after too
+    /// many failures; see [`Store::record_login_attempt`]) and starts its count over, with
+    /// `audit`, in one transaction, so an operator need not wait the lock out. The lock of
+    /// a client address is not touched: that is [`Store::clear_throttle`] with
+    /// `ip:<address>`. `false`, and nothing written, when there is no such admin.
+    pub async fn unlock_admin(
+        &self,
+        email: &str,
+        audit: Option<&NewAudit<'_>>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let known: Option<i64> = on_tx!(&mut tx, t => sqlx::query_scalar(
+            "SELECT id FROM admin_users WHERE email = $1"
+        )
+        .bind(email)
+        .fetch_optional(&mut **t)
+        .await?);
+        if known.is_none() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.clear_email_throttle(email).await?;
+        if let Some(a) = audit {
+            tx.audit(a, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn create_session(
@@ -90,7 +207,8 @@ impl Store {
     }
 
     /// The session with this id if it is still valid at `now` (seen within `idle` seconds
-    /// and created within `absolute` seconds); marks it seen (at most once a minute).
+    /// and created within `absolute` seconds, and its admin not disabled); marks it seen
+    /// (at most once a minute).
     pub async fn live_session(
         &self,
         id: &str,
@@ -101,7 +219,8 @@ impl Store {
         let row: Option<AdminSession> = on_pool!(self, pool => sqlx::query_as(
             "SELECT s.id, s.user_id, u.email, s.csrf_token, s.created_at, s.last_seen_at \
              FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id \
-             WHERE s.id = $1 AND s.last_seen_at > $2 AND s.created_at > $3"
+             WHERE s.id = $1 AND s.last_seen_at > $2 AND s.created_at > $3 \
+               AND u.disabled_at IS NULL"
         )
         .bind(id)
         .bind(now - idle)
@@ -212,6 +331,29 @@ impl Store {
         on_write!(self, pool => sqlx::query("DELETE FROM login_throttle WHERE key = $1")
             .bind(key)
             .execute(pool)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+}
+
+impl Tx {
+    /// Deletes every session of the admin `user_id`: they are signed out everywhere.
+    async fn end_sessions_of(&mut self, user_id: i64) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query("DELETE FROM admin_sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut **t)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
+    /// Deletes the failed sign-ins (and any lock) of `email`'s throttle key, the key the
+    /// sign-in form counts under (`email:<email>`).
+    async fn clear_email_throttle(&mut self, email: &str) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+            .bind(format!("email:{email}"))
+            .execute(&mut **t)
             .await
             .map(|_| ())?);
         Ok(())

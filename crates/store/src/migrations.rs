@@ -68,6 +68,11 @@ const SQLITE: &[Entry] = &[
         include_str!("../migrations/sqlite/0011_charges.sql"),
     ),
     (
+        12,
+        "admin users",
+        include_str!("../migrations/sqlite/0012_admin_users.sql"),
+    ),
+    (
         13,
         "admin lists",
         include_str!("../migrations/sqlite/0013_admin_lists.sql"),
@@ -128,6 +133,11 @@ const POSTGRES: &[Entry] = &[
         11,
         "charges",
         include_str!("../migrations/postgres/0011_charges.sql"),
+    ),
+    (
+        12,
+        "admin users",
+        include_str!("../migrations/postgres/0012_admin_users.sql"),
     ),
     (
         13,

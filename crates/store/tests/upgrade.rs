@@ -121,7 +121,12 @@ async fn a_release_8_database_migrates_with_its_data_intact(_migrated: TestDb) {
     );
 
     // Operators, tokens, the audit log.
-    assert!(s.admin_by_email("ops@example.com").await.unwrap().is_some());
+    let admin = s.admin_by_email("ops@example.com").await.unwrap();
+    assert_eq!(
+        admin.map(|a| a.disabled_at),
+        Some(None),
+        "an admin from before disabling existed is active"
+    );
     assert_eq!(
         s.token_by_hash("hash-fix").await.unwrap().unwrap().name,
         "fixture"

@@ -7,17 +7,19 @@
 use clap::Subcommand;
 
 use super::Failure;
+use super::table;
 use crate::accounts::{AccountError, Accounts};
 use crate::billing::{
     Actor, Billing, BillingError, ChangeRequest, RefundRequest, SubscriptionChanged,
 };
-use crate::clock::unix_now;
+use crate::clock::{unix_now, utc};
 use crate::state::AppState;
 
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
     /// An account's customer, subscriptions, entitlement and credits (local data).
     Show {
+        /// The account id (your application's id for the customer).
         account: String,
         /// Print JSON (the API's answer).
         #[arg(long)]
@@ -38,6 +40,7 @@ pub enum AccountsCommand {
 pub enum SubscriptionCommand {
     /// Cancel the account's running subscription at the end of its period.
     Cancel {
+        /// The account id.
         account: String,
         /// Cancel now instead of at the period end.
         #[arg(long)]
@@ -48,6 +51,7 @@ pub enum SubscriptionCommand {
     },
     /// Take back a scheduled cancellation.
     Resume {
+        /// The account id.
         account: String,
         /// Print JSON.
         #[arg(long)]
@@ -55,6 +59,7 @@ pub enum SubscriptionCommand {
     },
     /// Move the running subscription to another plan price (the same subscription).
     Change {
+        /// The account id.
         account: String,
         /// The new recurring price (price_…).
         price: String,
@@ -71,6 +76,7 @@ pub enum SubscriptionCommand {
 pub enum PaymentsCommand {
     /// The account's invoices and one-time checkouts, newest first.
     List {
+        /// The account id.
         account: String,
         /// How many to list (1–100).
         #[arg(long, default_value_t = 20)]
@@ -81,6 +87,7 @@ pub enum PaymentsCommand {
     },
     /// Refund (part of) a payment in Stripe; the ledger follows through its webhook.
     Refund {
+        /// The account id.
         account: String,
         /// The payment: an invoice (in_…) or a checkout session (cs_…).
         payment: String,
@@ -91,7 +98,7 @@ pub enum PaymentsCommand {
         #[arg(long)]
         reason: String,
         /// Makes a retried command one refund.
-        #[arg(long)]
+        #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
         /// Print JSON.
         #[arg(long)]
@@ -136,8 +143,9 @@ fn accounts(state: &AppState) -> Accounts {
     Accounts::new(state.store.clone(), state.config.past_due_grace)
 }
 
+/// A time for people (`2025-11-26 14:03 UTC`), `-` when there is none.
 fn when(secs: Option<i64>) -> String {
-    secs.map_or_else(|| "-".to_owned(), |s| s.to_string())
+    secs.map_or_else(|| "-".to_owned(), utc)
 }
 
 pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u8, Failure> {
@@ -166,7 +174,7 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                 a.entitlement.status,
                 a.entitlement
                     .grace_until
-                    .map(|g| format!(", grace until {g}"))
+                    .map(|g| format!(", grace until {}", utc(g)))
                     .unwrap_or_default()
             );
             println!("credits      {} available", a.credits.available);
@@ -198,15 +206,19 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                 print_json(&rows);
                 return Ok(0);
             }
-            println!("{:<40} {:<24} {:>12}", "account", "customer", "created");
-            for r in rows {
-                println!(
-                    "{:<40} {:<24} {:>12}",
-                    r.id,
-                    r.stripe_customer.as_deref().unwrap_or("-"),
-                    r.created_at
-                );
+            if rows.is_empty() {
+                println!("no accounts");
+                return Ok(0);
             }
+            let mut t = table::new(&["ACCOUNT", "CUSTOMER", "CREATED"]);
+            for r in rows {
+                t.add_row(vec![
+                    r.id,
+                    r.stripe_customer.unwrap_or_else(|| "-".into()),
+                    utc(r.created_at),
+                ]);
+            }
+            table::print(&t);
         }
     }
     Ok(0)
@@ -283,23 +295,26 @@ pub async fn run_payments(state: AppState, command: PaymentsCommand) -> Result<u
                 print_json(&page);
                 return Ok(0);
             }
-            println!(
-                "{:<36} {:<9} {:<20} {:>12} {:>12} {:>12}",
-                "payment", "kind", "status", "paid", "refunded", "created"
-            );
+            if page.data.is_empty() {
+                println!("no payments");
+                return Ok(0);
+            }
+            let mut t = table::new(&["PAYMENT", "KIND", "STATUS", "PAID", "REFUNDED", "CREATED"]);
+            table::right(&mut t, &[3, 4]);
             for p in &page.data {
                 let currency = p.currency.as_deref().unwrap_or("");
-                println!(
-                    "{:<36} {:<9} {:<20} {:>12} {:>12} {:>12}",
-                    p.id,
-                    p.kind,
-                    p.status.as_deref().unwrap_or("-"),
+                t.add_row(vec![
+                    p.id.clone(),
+                    p.kind.clone(),
+                    p.status.clone().unwrap_or_else(|| "-".into()),
                     sm_domain::Money::new(p.amount_paid.unwrap_or(0), currency).to_string(),
                     sm_domain::Money::new(p.refunded, currency).to_string(),
-                    p.created
-                );
+                    utc(p.created),
+                ]);
             }
+            table::print(&t);
             if page.has_more {
+                println!();
                 println!("(more: raise --limit)");
             }
         }

@@ -6,8 +6,8 @@
 use clap::Subcommand;
 use sm_domain::credits::Credits;
 
-use super::Failure;
-use crate::clock::unix_now;
+use super::{Failure, table};
+use crate::clock::{unix_now, utc, when};
 use crate::credits::{AdjustRequest, Adjustment, LedgerError};
 use crate::state::AppState;
 
@@ -15,15 +15,20 @@ use crate::state::AppState;
 pub enum CreditsCommand {
     /// Available balance (subscription and pay-as-you-go), expired, debt, and lots.
     Balance {
+        /// The account id.
         account: String,
+        /// Print JSON (times as Unix seconds).
         #[arg(long)]
         json: bool,
     },
     /// The account's journal, newest first.
     History {
+        /// The account id.
         account: String,
+        /// How many entries, newest first.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON (times as Unix seconds).
         #[arg(long)]
         json: bool,
     },
@@ -35,11 +40,14 @@ pub enum CreditsCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct AdjustArgs {
+    /// The account id.
     account: String,
     /// Credits, up to two decimals: 10, 2.50.
     amount: String,
+    /// Why (kept in the journal and the audit log).
     #[arg(long)]
     reason: String,
+    /// Print JSON.
     #[arg(long)]
     json: bool,
 }
@@ -62,11 +70,6 @@ fn print_json(value: &impl serde::Serialize) {
     );
 }
 
-fn date(secs: i64) -> String {
-    // Seconds are enough for an operator; a calendar date would need a time crate.
-    secs.to_string()
-}
-
 pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure> {
     let ledger = &state.ledger;
     let now = unix_now();
@@ -81,21 +84,28 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
                 "{}: {} available ({} subscription, {} pay-as-you-go); {} expired; {} debt",
                 b.account, b.available, b.subscription, b.pay_as_you_go, b.expired, b.debt
             );
-            for l in &b.lots {
-                println!(
-                    "  lot {:<6} {:<12} {:<40} {:>12} of {:>12} {}",
-                    l.id,
-                    l.source,
-                    l.source_ref,
-                    l.remaining,
-                    l.amount,
-                    match (l.expired, l.expires_at) {
-                        (true, _) => "expired".to_owned(),
-                        (false, Some(e)) => format!("expires {}", date(e)),
-                        (false, None) => String::new(),
-                    }
-                );
+            if b.lots.is_empty() {
+                return Ok(0);
             }
+            println!();
+            let mut t = table::new(&["LOT", "SOURCE", "REF", "REMAINING", "OF", "EXPIRES"]);
+            table::right(&mut t, &[0, 3, 4]);
+            for l in &b.lots {
+                t.add_row(vec![
+                    l.id.to_string(),
+                    l.source.clone(),
+                    l.source_ref.clone(),
+                    l.remaining.to_string(),
+                    l.amount.to_string(),
+                    match (l.expired, l.expires_at) {
+                        (true, Some(e)) => format!("expired {}", utc(e)),
+                        (true, None) => "expired".to_owned(),
+                        (false, Some(e)) => when(e, now),
+                        (false, None) => "never".to_owned(),
+                    },
+                ]);
+            }
+            table::print(&t);
         }
         CreditsCommand::History {
             account,
@@ -107,22 +117,28 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
                 print_json(&entries);
                 return Ok(0);
             }
+            if entries.is_empty() {
+                println!("no journal entries for {account}");
+                return Ok(0);
+            }
+            let mut t = table::new(&["ID", "AT", "KIND", "AMOUNT", "REF", "DESCRIPTION"]);
+            table::right(&mut t, &[0, 3]);
             for e in entries {
                 let amount = if e.kind == "debt" {
                     format!("debt {}", e.shortfall)
                 } else {
                     e.amount.to_string()
                 };
-                println!(
-                    "{:<8} {:>12} {:<9} {:>14} {:<40} {}",
-                    e.id,
-                    date(e.created_at),
+                t.add_row(vec![
+                    e.id.to_string(),
+                    utc(e.created_at),
                     e.kind,
                     amount,
                     e.reference,
-                    e.description.as_deref().unwrap_or("")
-                );
+                    e.description.unwrap_or_default(),
+                ]);
             }
+            table::print(&t);
         }
         CreditsCommand::Grant(args) => return adjust(&state, Adjustment::Grant, &args).await,
         CreditsCommand::Deduct(args) => return adjust(&state, Adjustment::Deduct, &args).await,

@@ -6,7 +6,8 @@ use clap::Subcommand;
 use serde_json::json;
 use sm_store::inbox::{EventFilter, InboxEvent, STATUSES};
 
-use super::Failure;
+use super::{Failure, table};
+use crate::clock::{utc, when};
 use crate::state::AppState;
 use crate::webhooks::now_ms;
 
@@ -20,14 +21,20 @@ pub enum EventsCommand {
         /// An event type, e.g. product.updated.
         #[arg(long = "type", value_name = "TYPE")]
         kind: Option<String>,
+        /// How many events, newest first.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON (times as stored: Stripe's `created` in Unix seconds, the inbox's in
+        /// milliseconds).
         #[arg(long)]
         json: bool,
     },
     /// Show one event with its payload.
     Show {
+        /// The event id (evt_…).
         id: String,
+        /// Print JSON (times as stored: Stripe's `created` in Unix seconds, the inbox's in
+        /// milliseconds).
         #[arg(long)]
         json: bool,
     },
@@ -37,6 +44,7 @@ pub enum EventsCommand {
         /// How far back: 72h, 30m, 7d (at most 30d).
         #[arg(long, default_value = "72h")]
         since: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -52,26 +60,70 @@ pub enum EventsCommand {
         /// Every event in the dead letter (status failed).
         #[arg(long)]
         failed: bool,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
 }
 
-fn when(ms: i64) -> String {
-    let secs = ms / 1000;
-    format!("{secs}.{:03}", ms % 1000)
+/// An inbox time (Unix milliseconds) for people, with how long ago it was.
+fn at(ms: i64, now_ms: i64) -> String {
+    when(ms.div_euclid(1000), now_ms.div_euclid(1000))
 }
 
-fn line(e: &InboxEvent) -> String {
-    format!(
-        "{:<32} {:<36} {:<10} {:>8} {:>16} {}",
-        e.id,
-        e.kind,
-        e.status,
-        e.attempts,
-        when(e.received_at),
-        e.last_error.as_deref().unwrap_or("")
-    )
+/// An error on one line, so it stays in its table row.
+fn one_line(error: Option<&str>) -> String {
+    error
+        .unwrap_or("")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn print_table(events: &[InboxEvent], now_ms: i64) {
+    let mut t = table::new(&["ID", "TYPE", "STATUS", "ATTEMPTS", "RECEIVED", "LAST ERROR"]);
+    table::right(&mut t, &[3]);
+    for e in events {
+        t.add_row(vec![
+            e.id.clone(),
+            e.kind.clone(),
+            e.status.clone(),
+            e.attempts.to_string(),
+            at(e.received_at, now_ms),
+            one_line(e.last_error.as_deref()),
+        ]);
+    }
+    table::print(&t);
+}
+
+/// One event's fields, a line each, for `events show`.
+fn print_fields(e: &InboxEvent, now_ms: i64) {
+    let mut lines = vec![
+        ("id", e.id.clone()),
+        ("type", e.kind.clone()),
+        ("created", utc(e.created)),
+        ("livemode", e.livemode.to_string()),
+        (
+            "api version",
+            e.api_version.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("source", e.source.clone()),
+        ("status", e.status.clone()),
+        ("attempts", e.attempts.to_string()),
+        ("received", at(e.received_at, now_ms)),
+    ];
+    if let Some(p) = e.processed_at {
+        lines.push(("processed", at(p, now_ms)));
+    }
+    if e.status == "pending" && e.attempts > 0 {
+        lines.push(("next attempt", at(e.next_attempt_at, now_ms)));
+    }
+    if let Some(error) = &e.last_error {
+        lines.push(("last error", error.clone()));
+    }
+    for (label, value) in lines {
+        println!("{label:<13} {value}");
+    }
 }
 
 pub async fn run(state: AppState, command: EventsCommand) -> Result<u8, Failure> {
@@ -111,13 +163,7 @@ pub async fn run(state: AppState, command: EventsCommand) -> Result<u8, Failure>
             } else if events.is_empty() {
                 println!("no events");
             } else {
-                println!(
-                    "{:<32} {:<36} {:<10} {:>8} {:>16} LAST ERROR",
-                    "ID", "TYPE", "STATUS", "ATTEMPTS", "RECEIVED (unix s)"
-                );
-                for e in &events {
-                    println!("{}", line(e));
-                }
+                print_table(&events, now_ms());
             }
             Ok(0)
         }
@@ -138,7 +184,8 @@ pub async fn run(state: AppState, command: EventsCommand) -> Result<u8, Failure>
                     serde_json::to_string_pretty(&v).expect("serializable")
                 );
             } else {
-                println!("{}", line(&e));
+                print_fields(&e, now_ms());
+                println!();
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&payload).expect("serializable")

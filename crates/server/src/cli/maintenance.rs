@@ -7,7 +7,7 @@ use serde_json::json;
 
 use sm_store::{ConnectOptions, Store};
 
-use super::Failure;
+use super::{Failure, table};
 use crate::clock::unix_now;
 use crate::config::Config;
 use crate::state::AppState;
@@ -40,23 +40,34 @@ pub async fn prune(state: AppState, dry_run: bool, json: bool) -> Result<u8, Fai
         );
         return Ok(0);
     }
-    let verb = if dry_run { "would delete" } else { "deleted" };
     let audit = match config.audit_days {
         Some(d) => format!("older than {d} days"),
         None => "kept (AUDIT_RETENTION_DAYS unset)".into(),
     };
-    println!(
-        "{verb}:\n  webhook events  {:>9}  (processed or ignored, older than {} days)\n  \
-         sync runs       {:>9}  (older than {} days)\n  audit entries   {:>9}  ({audit})\n  \
-         admin sessions  {:>9}  (expired)\n  sign-in limits  {:>9}  (expired)",
-        c.webhook_events,
-        config.webhook_days,
-        c.sync_runs,
-        config.sync_run_days,
-        c.audit_log,
-        c.admin_sessions,
-        c.login_throttle,
-    );
+    println!("{}:", if dry_run { "would delete" } else { "deleted" });
+    let mut t = table::new(&["WHAT", "ROWS", "WHICH"]);
+    table::right(&mut t, &[1]);
+    for (what, rows, which) in [
+        (
+            "webhook events",
+            c.webhook_events,
+            format!(
+                "processed or ignored, older than {} days",
+                config.webhook_days
+            ),
+        ),
+        (
+            "sync runs",
+            c.sync_runs,
+            format!("older than {} days", config.sync_run_days),
+        ),
+        ("audit entries", c.audit_log, audit),
+        ("admin sessions", c.admin_sessions, "expired".to_owned()),
+        ("sign-in limits", c.login_throttle, "expired".to_owned()),
+    ] {
+        t.add_row(vec![what.to_owned(), rows.to_string(), which]);
+    }
+    table::print(&t);
     Ok(0)
 }
 

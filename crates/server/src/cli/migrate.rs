@@ -1,7 +1,9 @@
+//! `stripe-manager migrate [--status] [--json]`: the embedded migrations, forward only.
+
 use serde_json::json;
 use sm_store::{ConnectOptions, Store};
 
-use super::Failure;
+use super::{Failure, table};
 use crate::config::Config;
 
 pub async fn run(config: Config, json: bool, status: bool) -> Result<u8, Failure> {
@@ -55,14 +57,18 @@ fn print_status(
         );
     } else {
         println!("{}", config.database_url);
+        let mut t = table::new(&["VERSION", "DESCRIPTION", "STATE"]);
+        table::right(&mut t, &[0]);
         for s in &status {
             let state = match (s.applied_at, s.unknown) {
                 (_, true) => "applied by a newer release (unknown here)".to_owned(),
                 (Some(at), false) => format!("applied {}", crate::clock::utc(at)),
                 (None, false) => "pending".to_owned(),
             };
-            println!("  {:>4}  {:<22} {state}", s.version, s.description);
+            t.add_row(vec![s.version.to_string(), s.description.clone(), state]);
         }
+        table::print(&t);
+        println!();
         println!(
             "{} applied, {pending} pending",
             status.iter().filter(|s| s.applied_at.is_some()).count()

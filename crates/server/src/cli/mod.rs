@@ -12,6 +12,7 @@ mod migrate;
 mod products;
 mod serve;
 mod sync;
+mod table;
 mod token;
 
 use std::collections::HashMap;
@@ -54,6 +55,7 @@ enum Command {
         /// the database is newer than this binary.
         #[arg(long)]
         status: bool,
+        /// Print JSON (times as Unix seconds).
         #[arg(long)]
         json: bool,
     },
@@ -63,6 +65,7 @@ enum Command {
         /// Count what would be deleted; delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -72,11 +75,13 @@ enum Command {
         /// Where to write the copy; must not exist.
         #[arg(value_name = "PATH")]
         path: PathBuf,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Validate the configuration, probe Stripe, report mode and API version.
     Check {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -133,6 +138,7 @@ enum Command {
         /// Include archived and deleted products.
         #[arg(long)]
         all: bool,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },

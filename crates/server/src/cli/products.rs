@@ -3,7 +3,7 @@
 use serde_json::json;
 use sm_store::catalog::ProductFilter;
 
-use super::Failure;
+use super::{Failure, table};
 use crate::catalog::ApiProduct;
 use crate::state::AppState;
 
@@ -46,10 +46,17 @@ pub async fn run(state: AppState, all: bool, json: bool) -> Result<u8, Failure> 
         );
         return Ok(0);
     }
-    println!(
-        "{:<24} {:<28} {:<9} {:<7} {:>9} {:<13} {:<24} {:>12}",
-        "ID", "NAME", "STATUS", "VALID", "CREDITS", "TYPE", "DEFAULT PRICE", "PER CREDIT"
-    );
+    let mut t = table::new(&[
+        "ID",
+        "NAME",
+        "STATUS",
+        "VALID",
+        "CREDITS",
+        "TYPE",
+        "DEFAULT PRICE",
+        "PER CREDIT",
+    ]);
+    table::right(&mut t, &[4, 7]);
     for p in &products {
         let status = if p.deleted {
             "deleted"
@@ -58,25 +65,32 @@ pub async fn run(state: AppState, all: bool, json: bool) -> Result<u8, Failure> 
         } else {
             "archived"
         };
-        let name: String = p.name.chars().take(28).collect();
-        println!(
-            "{:<24} {:<28} {:<9} {:<7} {:>9} {:<13} {:<24} {:>12}",
-            p.id,
-            name,
-            status,
-            if p.valid { "yes" } else { "NO" },
+        t.add_row(vec![
+            p.id.clone(),
+            p.name.chars().take(40).collect(),
+            status.to_owned(),
+            if p.valid { "yes" } else { "NO" }.to_owned(),
             p.credit_amount
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
-            p.credit_type,
+            p.credit_type.to_owned(),
             price_label(p),
             p.price_per_credit
                 .as_ref()
                 .map(|c| c.amount.clone())
                 .unwrap_or_else(|| "-".into()),
-        );
-        if let Some(e) = &p.validation_error {
-            println!("{:<24} ↳ {e}", "");
+        ]);
+    }
+    table::print(&t);
+    // Why a product is invalid, under the table: a long message would widen a column.
+    let invalid: Vec<_> = products
+        .iter()
+        .filter_map(|p| Some((&p.id, p.validation_error.as_ref()?)))
+        .collect();
+    if !invalid.is_empty() {
+        println!();
+        for (id, e) in invalid {
+            println!("{id}: {e}");
         }
     }
     Ok(0)

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use sm_domain::ProductId;
 
-use super::Failure;
+use super::{Failure, table};
+use crate::clock::duration_ms;
 use crate::manager::Unavailable;
 use crate::state::AppState;
 use crate::sync::{Origin, Progress, SyncError, SyncReport};
@@ -160,12 +161,16 @@ async fn run_objects(
         }
     }
     let reports = crate::mirror::sync_named(&state.store, client, names).await;
-    if !json {
-        println!(
-            "{:<14} {:>9} {:>9} {:>10} {:>7} {:>9} {:>9}",
-            "", "requests", "written", "unchanged", "stale", "pages", "seconds"
-        );
-    }
+    let mut t = table::new(&[
+        "OBJECT",
+        "REQUESTS",
+        "WRITTEN",
+        "UNCHANGED",
+        "STALE",
+        "PAGES",
+        "TIME",
+    ]);
+    table::right(&mut t, &[1, 2, 3, 4, 5, 6]);
     for r in &reports {
         if r.error.is_some() {
             code = code.max(1);
@@ -177,21 +182,28 @@ async fn run_objects(
             );
             continue;
         }
-        println!(
-            "{:<14} {:>9} {:>9} {:>10} {:>7} {:>9} {:>9.1}",
-            r.object,
-            r.requests,
-            r.counts.created + r.counts.updated,
-            r.counts.unchanged,
-            r.counts.stale,
-            r.pages,
-            r.duration_ms as f64 / 1000.0
-        );
-        if let Some(e) = &r.error {
-            println!(
-                "  {}: stopped: {e} (pages already written are kept)",
-                r.object
-            );
+        t.add_row(vec![
+            r.object.to_owned(),
+            r.requests.to_string(),
+            (r.counts.created + r.counts.updated).to_string(),
+            r.counts.unchanged.to_string(),
+            r.counts.stale.to_string(),
+            r.pages.to_string(),
+            duration_ms(r.duration_ms as i64),
+        ]);
+    }
+    if !json {
+        table::print(&t);
+        // Under the table: an error message would widen a column.
+        let failed: Vec<_> = reports
+            .iter()
+            .filter_map(|r| Some((r.object, r.error.as_ref()?)))
+            .collect();
+        if !failed.is_empty() {
+            println!();
+            for (object, e) in failed {
+                println!("{object}: stopped: {e} (pages already written are kept)");
+            }
         }
     }
     if json {
@@ -216,29 +228,50 @@ pub fn exit_code(report: &SyncReport) -> u8 {
 
 fn print_summary(r: &SyncReport) {
     println!(
-        "sync #{} ({}) {} in {:.1} s, {} to Stripe, {}",
+        "sync #{} ({}) {} in {}, {} to Stripe, {}",
         r.run_id,
         r.scope,
         r.status,
-        r.duration_ms as f64 / 1000.0,
+        duration_ms(r.duration_ms as i64),
         super::count(r.requests, "request"),
         super::count(r.pages, "page")
     );
     println!();
-    println!(
-        "{:<10} {:>9} {:>9} {:>10} {:>7} {:>9} {:>11}",
-        "", "created", "updated", "unchanged", "stale", "invalid", "tombstoned"
-    );
-    let p = &r.products;
-    println!(
-        "{:<10} {:>9} {:>9} {:>10} {:>7} {:>9} {:>11}",
-        "products", p.created, p.updated, p.unchanged, p.stale, p.invalid, p.tombstoned
-    );
-    let q = &r.prices;
-    println!(
-        "{:<10} {:>9} {:>9} {:>10} {:>7} {:>9} {:>11}",
-        "prices", q.created, q.updated, q.unchanged, q.stale, "-", q.tombstoned
-    );
+    let mut t = table::new(&[
+        "OBJECT",
+        "CREATED",
+        "UPDATED",
+        "UNCHANGED",
+        "STALE",
+        "INVALID",
+        "TOMBSTONED",
+    ]);
+    table::right(&mut t, &[1, 2, 3, 4, 5, 6]);
+    let (p, q) = (&r.products, &r.prices);
+    // Prices have no validity of their own: `-`.
+    for (object, [created, updated, unchanged, stale, tombstoned], invalid) in [
+        (
+            "products",
+            [p.created, p.updated, p.unchanged, p.stale, p.tombstoned],
+            p.invalid.to_string(),
+        ),
+        (
+            "prices",
+            [q.created, q.updated, q.unchanged, q.stale, q.tombstoned],
+            "-".to_owned(),
+        ),
+    ] {
+        t.add_row(vec![
+            object.to_owned(),
+            created.to_string(),
+            updated.to_string(),
+            unchanged.to_string(),
+            stale.to_string(),
+            invalid,
+            tombstoned.to_string(),
+        ]);
+    }
+    table::print(&t);
     if !r.invalid.is_empty() {
         println!();
         println!(

@@ -5,9 +5,9 @@ use clap::Subcommand;
 use serde_json::json;
 use sm_store::credits::NewAudit;
 
-use super::Failure;
-use crate::auth::{generate, parse_scopes};
-use crate::clock::unix_now;
+use super::{Failure, table};
+use crate::auth::{IssueError, issue_token};
+use crate::clock::{unix_now, utc, when};
 use crate::state::AppState;
 
 #[derive(Debug, Subcommand)]
@@ -20,16 +20,21 @@ pub enum TokenCommand {
         /// repeat or separate with commas.
         #[arg(long = "scope", required = true, value_name = "SCOPE")]
         scopes: Vec<String>,
+        /// Print JSON (with the token).
         #[arg(long)]
         json: bool,
     },
     /// List tokens (never the tokens themselves).
     List {
+        /// Print JSON (times as Unix seconds).
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token by name; it stops working at once, on every instance.
-    Revoke { name: String },
+    Revoke {
+        /// The token's name, as `token list` shows it.
+        name: String,
+    },
 }
 
 fn actor() -> String {
@@ -41,34 +46,28 @@ pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> 
     let now = unix_now();
     match command {
         TokenCommand::Create { name, scopes, json } => {
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.chars().count() > 100 {
-                return Err(Failure::usage("the name must be 1 to 100 characters"));
-            }
-            let scopes = parse_scopes(scopes.iter().map(String::as_str)).map_err(Failure::usage)?;
+            let actor = actor();
+            let issued = match issue_token(
+                store,
+                &name,
+                scopes.iter().map(String::as_str),
+                &actor,
+                "cli",
+                now,
+            )
+            .await
+            {
+                Ok(issued) => issued,
+                Err(IssueError::Store(e)) => return Err(e.into()),
+                Err(e) => return Err(Failure::usage(e.to_string())),
+            };
+            let (id, token, scopes) = (issued.id, issued.token, issued.scopes);
+            let name = name.trim();
             let scope_list = scopes
                 .iter()
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(" ");
-            let (token, prefix, hash) = generate();
-            let actor = actor();
-            let audit = NewAudit {
-                actor: &actor,
-                action: "token.create",
-                target: Some(&name),
-                detail: Some(&scope_list),
-                origin: Some("cli"),
-                result: "ok",
-            };
-            let created = store
-                .create_token(&name, &prefix, &hash, &scope_list, Some(&audit), now)
-                .await?;
-            let Some(id) = created else {
-                return Err(Failure::usage(format!(
-                    "a token named {name:?} exists (names are never reused, even after revocation)"
-                )));
-            };
             if json {
                 println!(
                     "{}",
@@ -90,17 +89,28 @@ pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> 
                 );
                 return Ok(0);
             }
+            if tokens.is_empty() {
+                println!("no tokens; create one with `stripe-manager token create NAME --scope …`");
+                return Ok(0);
+            }
+            let mut table = table::new(&["ID", "NAME", "PREFIX", "SCOPES", "CREATED", "STATE"]);
+            table::right(&mut table, &[0]);
             for t in tokens {
                 let state = match (t.revoked_at, t.last_used_at) {
-                    (Some(r), _) => format!("revoked at {r}"),
-                    (None, Some(u)) => format!("last used at {u}"),
+                    (Some(r), _) => format!("revoked {}", when(r, now)),
+                    (None, Some(u)) => format!("last used {}", when(u, now)),
                     (None, None) => "never used".to_owned(),
                 };
-                println!(
-                    "{:<4} {:<24} {}… {:<60} {state}",
-                    t.id, t.name, t.prefix, t.scopes
-                );
+                table.add_row(vec![
+                    t.id.to_string(),
+                    t.name,
+                    format!("{}…", t.prefix),
+                    t.scopes,
+                    utc(t.created_at),
+                    state,
+                ]);
             }
+            table::print(&table);
         }
         TokenCommand::Revoke { name } => {
             let revoked = store.revoke_token(&name, now).await?;

@@ -17,27 +17,16 @@ pub fn browser() -> reqwest::Client {
         .unwrap()
 }
 
+/// Creates an admin with the real binary, the password on its standard input.
 pub async fn create_admin(db: &TestDb, email: &str, password: &str) -> (i32, String) {
-    use tokio::io::AsyncWriteExt;
     let env = env_for(None, db);
-    let mut child = command(&env)
-        .args(["admin", "create-user", email])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(format!("{password}\n").as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    let (code, out, err) = run_cli_with_stdin(
+        &env,
+        &["admin", "create-user", email],
+        &format!("{password}\n"),
     )
+    .await;
+    (code, out + &err)
 }
 
 pub fn set_cookies(r: &reqwest::Response) -> Vec<String> {

@@ -169,6 +169,32 @@ pub async fn run_cli(env: &[(String, String)], args: &[&str]) -> (i32, String, S
     )
 }
 
+/// Runs the binary with `input` on its standard input (a pipe, not a terminal).
+pub async fn run_cli_with_stdin(
+    env: &[(String, String)],
+    args: &[&str],
+    input: &str,
+) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = command(env)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The binary may exit before reading (an unknown email): a broken pipe is fine.
+    let _ = stdin.write_all(input.as_bytes()).await;
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();

@@ -17,7 +17,7 @@ mod login;
 mod products;
 mod sync_runs;
 mod tokens;
-// mod users;
+mod users;
 mod view;
 
 use std::net::SocketAddr;
@@ -50,7 +50,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(accounts::router())
         .merge(audit::router())
         .merge(tokens::router())
-        // .merge(users::router())
+        .merge(users::router())
         .route("/admin/{*rest}", any(not_found))
         .layer(axum::middleware::from_fn_with_state(state, guard))
         .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))

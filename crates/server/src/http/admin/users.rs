@@ -5,16 +5,16 @@
 //! unlock`) is the way back for an operator locked out of the web.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Extension, Form, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use sm_store::credits::NewAudit;
 
 use super::view::{Badge, when};
 use super::{AdminCtx, Nav, failed, render};
-use crate::admin::{MIN_PASSWORD, new_password_hash, parse_email};
+use crate::admin::{MIN_PASSWORD, lift_lock, new_password_hash, parse_email};
 use crate::clock::{unix_now, utc};
 use crate::state::AppState;
 
@@ -120,7 +120,15 @@ async fn add(
         }
     }
     .await;
-    finish(&state, &ctx, "admin.create_user", &form.email, outcome, "No admin added").await
+    finish(
+        &state,
+        &ctx,
+        "admin.create_user",
+        &form.email,
+        outcome,
+        "No admin added",
+    )
+    .await
 }
 
 /// Flashes the outcome; a refusal is audited here (a success was audited with its write).
@@ -135,8 +143,13 @@ async fn finish(
     match outcome {
         Ok(m) => ctx.flash(state, Ok(m)).await,
         Err(m) => {
-            ctx.done(state, action, Some(target.trim()), Err(format!("{refused}: {m}.")))
-                .await
+            ctx.done(
+                state,
+                action,
+                Some(target.trim()),
+                Err(format!("{refused}: {m}.")),
+            )
+            .await
         }
     }
     back()
@@ -169,7 +182,15 @@ async fn reset_password(
         // Our own session just ended with the others.
         return Redirect::to("/admin/login").into_response();
     }
-    finish(&state, &ctx, "admin.reset_password", &form.email, outcome, "Password not changed").await
+    finish(
+        &state,
+        &ctx,
+        "admin.reset_password",
+        &form.email,
+        outcome,
+        "Password not changed",
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,10 +246,24 @@ async fn unlock(
 ) -> Response {
     let email = form.email.trim().to_ascii_lowercase();
     let audit = audit_entry(&ctx, "admin.unlock", &email);
-    let outcome = match state.store.unlock_admin(&email, Some(&audit), unix_now()).await {
-        Ok(true) => Ok(format!("{email} can try to sign in again.")),
-        Ok(false) => Err(format!("there is no admin {email}")),
+    let outcome = match lift_lock(&state.store, &email, &audit, unix_now()).await {
+        Ok(Some(addresses)) if addresses.is_empty() => {
+            Ok(format!("{email} can try to sign in again."))
+        }
+        Ok(Some(addresses)) => Ok(format!(
+            "{email} can try to sign in again, also from {}.",
+            addresses.join(", ")
+        )),
+        Ok(None) => Err(format!("there is no admin {email}")),
         Err(e) => Err(crate::error_chain(&e)),
     };
-    finish(&state, &ctx, "admin.unlock", &email, outcome, "Nothing unlocked").await
+    finish(
+        &state,
+        &ctx,
+        "admin.unlock",
+        &email,
+        outcome,
+        "Nothing unlocked",
+    )
+    .await
 }
