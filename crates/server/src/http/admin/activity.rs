@@ -211,7 +211,7 @@ async fn activity(State(state): State<AppState>, Extension(ctx): Extension<Admin
         id: "chart-syncs",
         title: "Duration of the last 30 syncs, oldest first",
         unit: "s",
-        kind: Kind::Bars,
+        kind: Kind::Stacked,
         series: vec![
             Series {
                 label: "succeeded",
@@ -232,7 +232,7 @@ async fn activity(State(state): State<AppState>, Extension(ctx): Extension<Admin
         x_labels: runs
             .iter()
             .enumerate()
-            .step_by(5)
+            .step_by(if runs.len() > 10 { 5 } else { 1 })
             .map(|(i, r)| (i, format!("#{}", r.id)))
             .collect(),
     };

@@ -24,7 +24,11 @@ const BOTTOM: f64 = 28.0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Lines,
+    /// Side by side, one bar per series at each point.
     Bars,
+    /// One bar per point, the series stacked (for series that never overlap, such as
+    /// one run's duration coloured by its outcome).
+    Stacked,
 }
 
 /// A chart: `x_labels` are (index, text) pairs placed under those points.
@@ -71,6 +75,16 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// An axis label: [`number`] without trailing zeros (`7.5`, not `7.50`).
+fn axis(v: f64) -> String {
+    let n = number(v);
+    if n.contains('.') {
+        n.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        n
+    }
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -101,8 +115,9 @@ impl Chart<'_> {
         let mut svg = String::with_capacity(8 * 1024);
         let _ = write!(
             svg,
-            "<figure class=\"chart\" id=\"{id}\"><svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\" preserveAspectRatio=\"xMidYMid meet\">\
-             <title id=\"{id}-t\">{}</title>",
+            "<figure class=\"chart\" id=\"{id}\"><h2 class=\"chart-title\" id=\"{id}-t\">{}</h2><svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\" preserveAspectRatio=\"xMidYMid meet\">\
+             <title>{}</title>",
+            escape(self.title),
             escape(self.title)
         );
         // Grid and y axis: four steps from 0 to the top.
@@ -116,7 +131,7 @@ impl Chart<'_> {
                 W - RIGHT,
                 LEFT - 6.0,
                 yy + 4.0,
-                number(v)
+                axis(v)
             );
         }
         let step = if n > 1 {
@@ -127,7 +142,7 @@ impl Chart<'_> {
         let slot = if n > 0 { plot_w / n as f64 } else { plot_w };
         let x_of = |i: usize| match self.kind {
             Kind::Lines => LEFT + step * i as f64,
-            Kind::Bars => LEFT + slot * (i as f64 + 0.5),
+            Kind::Bars | Kind::Stacked => LEFT + slot * (i as f64 + 0.5),
         };
         for (i, label) in &self.x_labels {
             let _ = write!(
@@ -153,6 +168,7 @@ impl Chart<'_> {
                     );
                 }
             }
+            Kind::Stacked => {}
             Kind::Bars => {
                 let k = self.series.len().max(1) as f64;
                 let bar = (slot * 0.8 / k).max(1.0);
@@ -172,6 +188,28 @@ impl Chart<'_> {
                             number(*v)
                         );
                     }
+                }
+            }
+        }
+        if self.kind == Kind::Stacked {
+            let bar = (slot * 0.8).min(40.0);
+            let mut base = vec![0.0; n];
+            for s in &self.series {
+                for (i, v) in s.values.iter().enumerate() {
+                    if *v <= 0.0 {
+                        continue;
+                    }
+                    let (bottom, top_y) = (y(base[i]), y(base[i] + v));
+                    base[i] += v;
+                    let _ = write!(
+                        svg,
+                        "<rect x=\"{:.1}\" y=\"{top_y:.1}\" width=\"{bar:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} {}</title></rect>",
+                        x_of(i) - bar / 2.0,
+                        (bottom - top_y).max(0.5),
+                        s.color,
+                        escape(s.label),
+                        number(*v)
+                    );
                 }
             }
         }
@@ -232,7 +270,10 @@ mod tests {
         };
         let svg = chart.render();
         assert!(svg.contains("role=\"img\""));
-        assert!(svg.contains("<title id=\"c-t\">Events &lt;per&gt; minute</title>"));
+        assert!(
+            svg.contains("<h2 class=\"chart-title\" id=\"c-t\">Events &lt;per&gt; minute</h2>")
+        );
+        assert!(svg.contains("aria-labelledby=\"c-t c-d\""));
         assert!(svg.contains("applied: 4 in all, peak 3 events/min"));
         assert_eq!(svg.matches("<rect").count(), 2, "a zero draws no bar");
     }
