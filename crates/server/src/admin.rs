@@ -62,6 +62,11 @@ pub async fn new_password_hash(password: String) -> Result<String, String> {
             "the password must be at least {MIN_PASSWORD} characters"
         ));
     }
+    // Queued with the sign-in checks: each takes 19 MiB and a core.
+    let _permit = CHECKS
+        .acquire()
+        .await
+        .map_err(|e| format!("could not hash the password: {e}"))?;
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(|e| format!("could not hash the password: {e}"))?
@@ -150,9 +155,16 @@ pub enum SignInError {
 }
 
 /// A new session: `cookie` goes to the browser, only its hash is stored.
-#[derive(Debug)]
 pub struct SignedIn {
     pub cookie: String,
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("cookie", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Checks a sign-in attempt and opens a session. Every attempt is counted per email and
@@ -201,42 +213,62 @@ pub async fn sign_in(
         return Err(SignInError::Invalid);
     }
     for key in &keys {
-        store.clear_throttle(key).await?;
+        // A count left behind only makes the next failures lock sooner; the right
+        // password still signs in.
+        if let Err(e) = store.clear_throttle(key).await {
+            tracing::error!(error = %e, "could not clear the sign-in count");
+        }
     }
     let cookie = random_token();
-    store
-        .create_session(&hash(&cookie), user.id, &random_token(), origin, now)
-        .await?;
+    // Only if the password checked is still the user's and they are still enabled: a
+    // reset or a disable committed meanwhile wins.
+    if !store
+        .open_session(
+            &hash(&cookie),
+            user.id,
+            &user.password_hash,
+            &random_token(),
+            origin,
+            now,
+        )
+        .await?
+    {
+        audit(store, &email, "login", "changed_meanwhile", origin, now).await;
+        return Err(SignInError::Invalid);
+    }
     audit(store, &email, "login", "ok", origin, now).await;
     Ok(SignedIn { cookie })
 }
 
-/// Lifts the sign-in lock of `email` and of the client addresses its failed attempts of
-/// the current window came from (the form locks both; lifting only the email would leave
-/// the operator locked out from their own address). `None` when no admin has the email.
-/// The addresses are read from the audit log, which records each attempt's origin.
+/// Lifts the sign-in lock of `email` and of the client addresses its failed attempts came
+/// from while a lock could still hold (the form locks both; lifting only the email would
+/// leave the operator locked out from their own address) — but only addresses that have
+/// signed in as `email` successfully before, so a guesser's address is never freed by
+/// the victim's unlock. Audited with the addresses lifted. `None` when no admin has the
+/// email.
 pub async fn lift_lock(
     store: &Store,
     email: &str,
-    audit: &NewAudit<'_>,
+    actor: &str,
+    origin: &str,
     now: i64,
 ) -> Result<Option<Vec<String>>, StoreError> {
-    if !store.unlock_admin(email, Some(audit), now).await? {
+    let addresses = store
+        .failed_login_addresses(email, now - WINDOW - LOCK_FOR)
+        .await?;
+    let detail =
+        (!addresses.is_empty()).then(|| format!("also the addresses {}", addresses.join(", ")));
+    let audit = NewAudit {
+        actor,
+        action: "admin.unlock",
+        target: Some(email),
+        detail: detail.as_deref(),
+        origin: Some(origin),
+        result: "ok",
+    };
+    if !store.unlock_admin(email, Some(&audit), now).await? {
         return Ok(None);
     }
-    let mut addresses: Vec<String> = store
-        .audit_log(Some("login"), 1000)
-        .await?
-        .into_iter()
-        .filter(|a| {
-            a.actor == email
-                && a.at >= now - WINDOW
-                && matches!(a.result.as_str(), "invalid_credentials" | "locked")
-        })
-        .filter_map(|a| a.origin)
-        .collect();
-    addresses.sort();
-    addresses.dedup();
     for address in &addresses {
         store.clear_throttle(&format!("ip:{address}")).await?;
     }
@@ -258,7 +290,8 @@ pub async fn sign_out(
 
 /// Audits a sign-in event; a failure to write it is logged, not shown to the visitor.
 async fn audit(store: &Store, actor: &str, action: &str, result: &str, origin: &str, now: i64) {
-    let actor: String = actor.chars().take(200).collect();
+    // An email is at most 254 characters: the unlock finds attempts by the whole of it.
+    let actor: String = actor.chars().take(254).collect();
     let entry = NewAudit {
         actor: if actor.is_empty() { "unknown" } else { &actor },
         action,

@@ -213,11 +213,20 @@ mod tests {
 }
 
 /// A token just issued: `token` is shown once and never stored.
-#[derive(Debug)]
 pub struct Issued {
     pub id: i64,
     pub token: String,
     pub scopes: Vec<Scope>,
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 /// Why a token was not issued.

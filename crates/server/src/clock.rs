@@ -19,6 +19,14 @@ pub fn utc(unix: i64) -> String {
     }
 }
 
+/// A Unix time in UTC in a `strftime` format of jiff's (`%H:%M`).
+pub fn utc_as(unix: i64, format: &str) -> String {
+    match jiff::Timestamp::from_second(unix) {
+        Ok(t) => t.strftime(format).to_string(),
+        Err(_) => format!("{unix}"),
+    }
+}
+
 /// A Unix time for people with how long ago it was: `2025-11-26 14:03 UTC · 3 min ago`
 /// (or `· in 5 min` for a time still to come).
 pub fn when(unix: i64, now: i64) -> String {

@@ -229,9 +229,36 @@ async fn every_list_pages_with_a_cursor_and_keeps_its_filters(db: TestDb) {
     assert_eq!(runs.len(), 56);
     assert_unique(&runs, "runs");
 
-    // A cursor from nowhere is a clear 400, not a panic or an empty page.
-    let r = get_with(&app, "/admin/sync-runs?cursor=abc", &op.cookie).await;
-    assert_eq!(r.status(), 400);
+    // A cursor from nowhere (or whose row is gone) is a clear 400 with a way back, not
+    // a panic, an empty page or the first page again (a crawler would loop).
+    for path in [
+        "/admin/sync-runs?cursor=abc",
+        "/admin/audit?cursor=1e9",
+        "/admin/events?cursor=evt_without_time",
+        "/admin/credits?cursor=x",
+        "/admin/products?cursor=prod_gone",
+    ] {
+        let r = get_with(&app, path, &op.cookie).await;
+        assert_eq!(r.status(), 400, "{path}");
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("Start from the first page"),
+            "{path}"
+        );
+    }
+    // Huge and negative numbers are just cursors before everything or nothing.
+    for path in [
+        "/admin/audit?cursor=-5",
+        "/admin/sync-runs?cursor=99999999999999999",
+    ] {
+        assert_eq!(
+            get_with(&app, path, &op.cookie).await.status(),
+            200,
+            "{path}"
+        );
+    }
 }
 
 /// Runs of 10 digits (Unix seconds from 2001 to 2096) or 13 (milliseconds) standing
@@ -684,6 +711,17 @@ async fn admins_are_added_reset_disabled_and_unlocked_from_the_admin(db: TestDb)
     assert!(html.contains("locked until"), "{html}");
     post_form(&op, &app, "/admin/users/unlock", &[("email", other)]).await;
     assert_eq!(sign_in(&app, other, new_password).await.status(), 303);
+    // It lifted the address they had signed in from (the form locks it too), and says so.
+    let unlocks = app
+        .state
+        .store
+        .audit_log(Some("admin.unlock"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        unlocks[0].detail.as_deref(),
+        Some("also the addresses 127.0.0.1")
+    );
 
     // Disabled: no sign-in, no session; enabled again: back. Nobody disables themselves.
     let theirs = sign_in(&app, other, new_password).await;

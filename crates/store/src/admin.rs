@@ -184,6 +184,59 @@ impl Store {
         Ok(true)
     }
 
+    /// Opens a session for `user_id` only if the user still has `password_hash` and is not
+    /// disabled, in one statement: a password reset or a disable that commits while a
+    /// sign-in is checking the old password leaves that sign-in without a session.
+    /// False when nothing was opened.
+    pub async fn open_session(
+        &self,
+        id: &str,
+        user_id: i64,
+        password_hash: &str,
+        csrf_token: &str,
+        origin: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = on_write!(self, pool => sqlx::query(
+            "INSERT INTO admin_sessions (id, user_id, csrf_token, created_at, last_seen_at, origin) \
+             SELECT $1, id, $3, $4, $4, $5 FROM admin_users \
+             WHERE id = $2 AND password_hash = $6 AND disabled_at IS NULL"
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(csrf_token)
+        .bind(now)
+        .bind(origin)
+        .bind(password_hash)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// The client addresses whose sign-in attempts as `email` failed or met the lock
+    /// since `since`, among the addresses that have signed in as `email` successfully
+    /// before: the addresses an unlock may lift, and never a guesser's that never got in.
+    pub async fn failed_login_addresses(
+        &self,
+        email: &str,
+        since: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<String> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT DISTINCT origin FROM audit_log \
+             WHERE action = 'login' AND actor = $1 AND at >= $2 \
+               AND result IN ('invalid_credentials', 'locked') AND origin IS NOT NULL \
+               AND origin IN (SELECT origin FROM audit_log WHERE action = 'login' AND actor = $1 \
+                              AND result = 'ok' AND origin IS NOT NULL) \
+             ORDER BY origin"
+        )
+        .bind(email)
+        .bind(since)
+        .fetch_all(pool)
+        .await?);
+        Ok(rows)
+    }
+
     pub async fn create_session(
         &self,
         id: &str,

@@ -1048,7 +1048,6 @@ impl Store {
         tx.commit().await
     }
 
-    /// The audit log, newest first, optionally for one action.
     /// One page of the audit log, newest first, with ids below `before` (keyset).
     pub async fn audit_log_page(
         &self,
@@ -1097,6 +1096,7 @@ impl Store {
         Ok(rows)
     }
 
+    /// The audit log, newest first, optionally for one action.
     pub async fn audit_log(
         &self,
         action: Option<&str>,

@@ -16,6 +16,8 @@ sm_store::contract_tests!(
     a_disabled_admin_has_no_live_session_until_enabled_and_signs_in_anew,
     unlock_lifts_the_email_lock_and_leaves_address_locks,
     an_unknown_email_changes_nothing_and_writes_no_audit,
+    a_session_opens_only_for_the_password_checked_and_an_enabled_admin,
+    an_unlock_finds_only_addresses_that_signed_in_before,
 );
 
 const IDLE: i64 = 1800;
@@ -422,5 +424,108 @@ async fn an_unknown_email_changes_nothing_and_writes_no_audit(db: TestDb) {
             .locked_until
             .is_some(),
         "a lock on an email no admin has stays (someone is guessing)"
+    );
+}
+
+async fn a_session_opens_only_for_the_password_checked_and_an_enabled_admin(db: TestDb) {
+    let s = &db.store;
+    let email = "race@example.com";
+    let user = s
+        .create_admin(email, "$argon2id$old", None, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        s.open_session("one", user, "$argon2id$old", "c", "127.0.0.1", 10)
+            .await
+            .unwrap()
+    );
+    // A reset commits while a sign-in checks the old password: no session for it.
+    s.set_admin_password(email, "$argon2id$new", None, 20)
+        .await
+        .unwrap();
+    assert!(
+        !s.open_session("two", user, "$argon2id$old", "c", "127.0.0.1", 21)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.live_session("two", 22, IDLE, ABSOLUTE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Likewise a disable: and enabling later does not bring such a session to life.
+    s.set_admin_disabled(email, true, None, 30).await.unwrap();
+    assert!(
+        !s.open_session("three", user, "$argon2id$new", "c", "127.0.0.1", 31)
+            .await
+            .unwrap()
+    );
+    s.set_admin_disabled(email, false, None, 40).await.unwrap();
+    assert!(
+        s.live_session("three", 41, IDLE, ABSOLUTE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.open_session("four", user, "$argon2id$new", "c", "127.0.0.1", 42)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.live_session("four", 43, IDLE, ABSOLUTE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn an_unlock_finds_only_addresses_that_signed_in_before(db: TestDb) {
+    let s = &db.store;
+    let email = "ops@example.com";
+    let login = |origin: &'static str, result: &'static str, actor: &'static str| NewAudit {
+        actor,
+        action: "login",
+        target: None,
+        detail: None,
+        origin: Some(origin),
+        result,
+    };
+    // The operator's office signed in before, then failed; a guesser never got in; an
+    // old failure from home is out of the window; another email's failures do not count.
+    s.audit(&login("10.0.0.1", "ok", email), 100).await.unwrap();
+    s.audit(&login("10.0.0.1", "invalid_credentials", email), 1_000)
+        .await
+        .unwrap();
+    s.audit(&login("10.0.0.1", "locked", email), 1_001)
+        .await
+        .unwrap();
+    s.audit(&login("203.0.113.9", "invalid_credentials", email), 1_002)
+        .await
+        .unwrap();
+    s.audit(&login("10.0.0.2", "ok", email), 50).await.unwrap();
+    s.audit(&login("10.0.0.2", "invalid_credentials", email), 60)
+        .await
+        .unwrap();
+    s.audit(&login("10.0.0.3", "ok", "other@example.com"), 50)
+        .await
+        .unwrap();
+    s.audit(
+        &login("10.0.0.3", "invalid_credentials", "other@example.com"),
+        1_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.failed_login_addresses(email, 500).await.unwrap(),
+        ["10.0.0.1"]
+    );
+    assert!(
+        s.failed_login_addresses("nobody@example.com", 0)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

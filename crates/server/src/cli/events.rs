@@ -113,7 +113,8 @@ fn print_fields(e: &InboxEvent, now_ms: i64) {
         ("received", at(e.received_at, now_ms)),
     ];
     if let Some(p) = e.processed_at {
-        lines.push(("processed", at(p, now_ms)));
+        // Applied, ignored or dead-lettered: when it left the queue.
+        lines.push(("finished", at(p, now_ms)));
     }
     if e.status == "pending" && e.attempts > 0 {
         lines.push(("next attempt", at(e.next_attempt_at, now_ms)));

@@ -16,7 +16,8 @@ pub enum TokenCommand {
     Create {
         /// A unique name saying who uses it, e.g. web-app.
         name: String,
-        /// catalog:read, sync:write, credits:read, credits:write, checkout:write, or all;
+        /// catalog:read, sync:write, credits:read, credits:write, checkout:write,
+        /// accounts:read, billing:write, or all;
         /// repeat or separate with commas.
         #[arg(long = "scope", required = true, value_name = "SCOPE")]
         scopes: Vec<String>,

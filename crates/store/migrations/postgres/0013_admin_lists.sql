@@ -6,3 +6,6 @@ CREATE INDEX webhook_events_received ON webhook_events (received_at, id);
 
 -- The admin's accounts list pages newest first (keyset on created_at, id).
 CREATE INDEX credit_accounts_created ON credit_accounts (created_at, id);
+
+-- An unlock from the admin looks up the addresses an email's sign-ins came from.
+CREATE INDEX audit_log_actor ON audit_log (actor, action, at);

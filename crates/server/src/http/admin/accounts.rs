@@ -74,6 +74,9 @@ async fn credits_page(
     error: Option<String>,
 ) -> Response {
     let before = split_cursor(cursor);
+    if before.is_none() && !cursor.is_empty() {
+        return super::view::bad_cursor("/admin/credits");
+    }
     let accounts = match state
         .store
         .list_accounts_page(before, PAGE as u32 + 1)

@@ -33,7 +33,7 @@ struct ActivityPage {
 
 /// "HH:MM" of a minute bucket.
 fn clock_label(minute: i64) -> String {
-    crate::clock::utc(minute * 60)[11..16].to_owned()
+    crate::clock::utc_as(minute * 60, "%H:%M")
 }
 
 async fn activity(State(state): State<AppState>, Extension(ctx): Extension<AdminCtx>) -> Response {
@@ -163,7 +163,7 @@ async fn activity(State(state): State<AppState>, Extension(ctx): Extension<Admin
             _ => taken[i] += c.removed as f64 / 100.0,
         }
     }
-    let day_label = |d: i64| crate::clock::utc(d * 86_400)[5..10].to_owned();
+    let day_label = |d: i64| crate::clock::utc_as(d * 86_400, "%m-%d");
     let credits = Chart {
         id: "chart-credits",
         title: "Credits granted, consumed and taken back per day, last 30 days (UTC)",

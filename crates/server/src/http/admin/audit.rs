@@ -58,7 +58,7 @@ struct AuditQuery {
     action: String,
     /// The id of the last entry on the previous page.
     #[serde(default)]
-    cursor: Option<i64>,
+    cursor: String,
 }
 
 async fn audit(
@@ -67,11 +67,15 @@ async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> Response {
     let action = q.action.trim();
+    let cursor = match super::view::id_cursor(&q.cursor) {
+        Some(Err(())) => return super::view::bad_cursor("/admin/audit"),
+        other => other.map(|c| c.unwrap_or_default()),
+    };
     let entries = match state
         .store
         .audit_log_page(
             (!action.is_empty()).then_some(action),
-            q.cursor,
+            cursor,
             PAGE as u32 + 1,
         )
         .await
@@ -84,7 +88,7 @@ async fn audit(
         &mut entries,
         "/admin/audit",
         &[("action", action)],
-        q.cursor.is_some(),
+        cursor.is_some(),
         |e| e.id.to_string(),
     );
     let page = AuditPage {

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use sm_store::inbox::{EventFilter, InboxEvent, STATUSES};
 
-use super::view::{Badge, PAGE, Pager, split_cursor, when, when_ms};
+use super::view::{Badge, PAGE, Pager, segment, split_cursor, when, when_ms};
 use super::{AdminCtx, Nav, failed, render};
 use crate::clock::span;
 use crate::state::AppState;
@@ -87,6 +87,9 @@ async fn events(
         limit: PAGE as u32 + 1,
     };
     let before = split_cursor(&q.cursor);
+    if before.is_none() && !q.cursor.is_empty() {
+        return super::view::bad_cursor("/admin/events");
+    }
     let events = match state.store.list_events_page(&filter, before).await {
         Ok(e) => e,
         Err(e) => return failed("the events could not be read", &e),
@@ -197,7 +200,7 @@ async fn replay_one(
     };
     ctx.done(&state, "events.replay", Some(&id), outcome).await;
     state.intake.stored.notify_one();
-    Redirect::to(&format!("/admin/events/{id}")).into_response()
+    Redirect::to(&format!("/admin/events/{}", segment(&id))).into_response()
 }
 
 async fn replay_failed(

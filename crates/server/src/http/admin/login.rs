@@ -70,7 +70,7 @@ async fn login_page(
     login_form(StatusCode::OK, "", None, over_https(&state, peer, &headers))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct LoginForm {
     #[serde(default)]
     email: String,
@@ -78,6 +78,15 @@ struct LoginForm {
     password: String,
     #[serde(default)]
     csrf: String,
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm")
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 async fn login(

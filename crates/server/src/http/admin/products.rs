@@ -27,6 +27,9 @@ pub fn router() -> Router<AppState> {
         .route("/admin/sync-all", post(sync_all))
 }
 
+/// The most products "Sync selected" takes at once.
+const MAX_SELECTED: usize = 100;
+
 /// A product as a table row shows it.
 struct ProductRow {
     id: String,
@@ -144,6 +147,13 @@ async fn products(
                 || p.id.to_lowercase().contains(&needle))
     };
     let after = (!query.cursor.is_empty()).then_some(query.cursor.as_str());
+    if let Some(id) = after {
+        match state.catalog.get(id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return super::view::bad_cursor("/admin/products"),
+            Err(e) => return failed("the catalog could not be read", &e),
+        }
+    }
     let page = match state.catalog.page(keep, after, PAGE + 1).await {
         Ok(p) => p,
         Err(e) => return failed("the catalog could not be read", &e),
@@ -312,6 +322,10 @@ async fn run_selected(state: &AppState, ctx: &AdminCtx, ids: Vec<String>) {
     let outcome = match parsed {
         Err(e) => Err(format!("Nothing synced: {e}")),
         Ok(ids) if ids.is_empty() => Err("Nothing synced: select at least one product.".to_owned()),
+        // One request to Stripe per product, inside this request's time limit.
+        Ok(ids) if ids.len() > MAX_SELECTED => Err(format!(
+            "Nothing synced: select at most {MAX_SELECTED} products (or use \"Sync all from Stripe\")."
+        )),
         Ok(ids) => match state
             .syncer
             .sync_products(&ids, Origin::Admin, &crate::sync::NoProgress)
@@ -331,7 +345,7 @@ async fn sync_one(
     Path(id): Path<String>,
 ) -> Response {
     run_selected(&state, &ctx, vec![id.clone()]).await;
-    Redirect::to(&format!("/admin/products/{id}")).into_response()
+    Redirect::to(&format!("/admin/products/{}", super::view::segment(&id))).into_response()
 }
 
 async fn sync_selected(

@@ -107,7 +107,7 @@ struct SyncRunsPage {
 struct RunQuery {
     /// The id of the last run on the previous page.
     #[serde(default)]
-    cursor: Option<i64>,
+    cursor: String,
 }
 
 async fn sync_runs(
@@ -115,22 +115,22 @@ async fn sync_runs(
     Extension(ctx): Extension<AdminCtx>,
     Query(q): Query<RunQuery>,
 ) -> Response {
+    let cursor = match super::view::id_cursor(&q.cursor) {
+        Some(Err(())) => return super::view::bad_cursor("/admin/sync-runs"),
+        other => other.map(|c| c.unwrap_or_default()),
+    };
     let runs = match state
         .store
-        .list_sync_runs_page(q.cursor, PAGE as u32 + 1)
+        .list_sync_runs_page(cursor, PAGE as u32 + 1)
         .await
     {
         Ok(r) => r,
         Err(e) => return failed("the sync runs could not be read", &e),
     };
     let mut rows: Vec<RunRow> = runs.into_iter().map(RunRow::from).collect();
-    let pager = Pager::cut(
-        &mut rows,
-        "/admin/sync-runs",
-        &[],
-        q.cursor.is_some(),
-        |r| r.id.to_string(),
-    );
+    let pager = Pager::cut(&mut rows, "/admin/sync-runs", &[], cursor.is_some(), |r| {
+        r.id.to_string()
+    });
     let live = &state.live_sync;
     let page = SyncRunsPage {
         nav: ctx.nav(&state, "sync-runs").await,

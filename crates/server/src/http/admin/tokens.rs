@@ -139,10 +139,12 @@ async fn create(
         Err(crate::auth::IssueError::Store(e)) => failed("the token could not be created", &e),
         Err(e) => {
             let message = format!("No token created: {e}.");
+            // What was typed, bounded (a name is at most 100 characters).
+            let name: String = name.trim().chars().take(100).collect();
             let audit = NewAudit {
                 actor: &ctx.session.email,
                 action: "token.create",
-                target: Some(name.trim()),
+                target: Some(&name),
                 detail: Some(&message),
                 origin: Some(&ctx.origin),
                 result: "error",

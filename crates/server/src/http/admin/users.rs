@@ -93,11 +93,20 @@ fn back() -> Response {
     Redirect::to("/admin/users").into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct UserForm {
     email: String,
     #[serde(default)]
     password: String,
+}
+
+impl std::fmt::Debug for UserForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserForm")
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 async fn add(
@@ -143,10 +152,12 @@ async fn finish(
     match outcome {
         Ok(m) => ctx.flash(state, Ok(m)).await,
         Err(m) => {
+            // What was typed, bounded: an email is at most 254 characters.
+            let target: String = target.trim().chars().take(254).collect();
             ctx.done(
                 state,
                 action,
-                Some(target.trim()),
+                Some(&target),
                 Err(format!("{refused}: {m}.")),
             )
             .await
@@ -245,8 +256,15 @@ async fn unlock(
     Form(form): Form<EmailForm>,
 ) -> Response {
     let email = form.email.trim().to_ascii_lowercase();
-    let audit = audit_entry(&ctx, "admin.unlock", &email);
-    let outcome = match lift_lock(&state.store, &email, &audit, unix_now()).await {
+    let outcome = match lift_lock(
+        &state.store,
+        &email,
+        &ctx.session.email,
+        &ctx.origin,
+        unix_now(),
+    )
+    .await
+    {
         Ok(Some(addresses)) if addresses.is_empty() => {
             Ok(format!("{email} can try to sign in again."))
         }

@@ -59,6 +59,11 @@ impl Badge {
     }
 }
 
+/// A path segment percent-encoded (an id from a URL, put back in a redirect).
+pub fn segment(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 /// `path?k=v&…` with the non-empty parameters, encoded.
 pub fn link(path: &str, params: &[(&str, &str)]) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
@@ -108,6 +113,31 @@ impl Pager {
             first: deep.then(|| link(path, filters)),
         }
     }
+}
+
+/// The answer to a `cursor` this admin did not make (or whose row is gone): a 400 that
+/// says so and links back to the first page.
+pub fn bad_cursor(first_page: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><title>Bad page link · stripe-manager</title><main><h1>Bad page link</h1>\
+         <p>This page link is not one this admin made, or the row it continued from is gone. \
+         <a href=\"{}\">Start from the first page</a>.</p></main></html>",
+        first_page
+            .replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+    );
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        axum::response::Html(body),
+    )
+        .into_response()
+}
+
+/// A cursor's value: `None` for no cursor, `Some(Err(()))` for one that is not a number.
+pub fn id_cursor(cursor: &str) -> Option<Result<i64, ()>> {
+    (!cursor.is_empty()).then(|| cursor.parse().map_err(|_| ()))
 }
 
 /// A `<received>:<id>`-style cursor split at its first colon, the number parsed.
