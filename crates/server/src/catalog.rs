@@ -215,14 +215,25 @@ impl Catalog {
         Ok(snap)
     }
 
-    /// `{"data":[…]}` for a filter, serialized once per catalog version.
-    pub async fn list_json(&self, filter: ProductFilter) -> Result<Bytes, StoreError> {
+    /// `{"data":[…]}` for a filter, serialized once per catalog version, with that
+    /// version (what an `ETag` is made of: the same version and filter are the same
+    /// bytes). The version may be older than the data, never newer (it is read first),
+    /// so a conditional request can only be answered in full needlessly, never 304'd
+    /// wrongly.
+    pub async fn list_json(&self, filter: ProductFilter) -> Result<(i64, Bytes), StoreError> {
         let s = self.current().await?;
-        Ok(match filter {
+        let body = match filter {
             ProductFilter::Active => s.active.clone(),
             ProductFilter::Inactive => s.inactive.clone(),
             ProductFilter::All => s.all.clone(),
-        })
+        };
+        Ok((s.version, body))
+    }
+
+    /// [`Catalog::get`] with the catalog version it was read at (see [`Catalog::list_json`]).
+    pub async fn get_versioned(&self, id: &str) -> Result<(i64, Option<ApiProduct>), StoreError> {
+        let s = self.current().await?;
+        Ok((s.version, s.by_id.get(id).map(|&i| s.products[i].clone())))
     }
 
     pub async fn list(&self, filter: ProductFilter) -> Result<Vec<ApiProduct>, StoreError> {

@@ -22,6 +22,7 @@ sm_store::contract_tests!(
     a_selected_sync_batches_products_by_ids_and_prices_by_the_cheaper_list,
     a_sync_never_overwrites_newer_local_data,
     the_catalog_api_serves_local_data_when_stripe_is_down,
+    catalog_reads_answer_304_until_the_catalog_changes,
     the_cli_sync_reports_invalid_products_with_exit_1,
 );
 
@@ -747,4 +748,79 @@ async fn sync_is_refused_cleanly_when_stripe_is_disabled() {
         (status, body["error"]["code"].clone()),
         (503, json!("stripe_disabled"))
     );
+}
+
+async fn catalog_reads_answer_304_until_the_catalog_changes(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let ids = seed_catalog(&fake, 3, 3);
+    let app = quiet_app(&fake, &db).await;
+    assert_eq!(sync_all(&app).await.0, 200);
+    let token = grant_token(&app.state.store, "etag", "catalog:read").await;
+    let get = |path: String, tag: Option<String>, bearer: &str| {
+        let mut r = http().get(app.url(&path)).bearer_auth(bearer);
+        if let Some(t) = tag {
+            r = r.header("If-None-Match", t);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    let one = format!("/api/v1/products/{}", ids[0]);
+    let mut tags = Vec::new();
+    for path in [
+        "/api/v1/products",
+        "/api/v1/products?all=true",
+        one.as_str(),
+    ] {
+        let r = get(path.to_owned(), None, &token).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["cache-control"], "private, no-cache", "{path}");
+        let tag = r.headers()["etag"].to_str().unwrap().to_owned();
+        assert!(tag.starts_with("\"catalog-"), "{tag}");
+        // Sent back: 304, no body, the same tag; weak form and lists match too.
+        for sent in [
+            tag.clone(),
+            format!("W/{tag}"),
+            format!("\"other\", {tag}"),
+            "*".to_owned(),
+        ] {
+            let r = get(path.to_owned(), Some(sent.clone()), &token).await;
+            assert_eq!(r.status(), 304, "{path} with {sent}");
+            assert_eq!(r.headers()["etag"].to_str().unwrap(), tag);
+            assert!(r.bytes().await.unwrap().is_empty());
+        }
+        let r = get(path.to_owned(), Some("\"catalog-0-x\"".into()), &token).await;
+        assert_eq!(r.status(), 200, "{path}: another tag gets the body");
+        // The token is still checked first: no 304 for a stranger.
+        assert_eq!(
+            get(path.to_owned(), Some(tag.clone()), "smt_wrong")
+                .await
+                .status(),
+            401
+        );
+        tags.push(tag);
+    }
+    assert_ne!(tags[0], tags[1], "each filter has its own tag");
+    // A catalog write (from another process: the CLI) changes every tag.
+    fake.with_state(|s| {
+        s.update_product(&ids[0], &json!({"name": "Changed"}), &Ctx::default())
+            .unwrap()
+    });
+    let out = command(&env_for(Some(&fake.url()), &db))
+        .args(["sync", ids[0].as_str()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    for (path, old) in [
+        "/api/v1/products",
+        "/api/v1/products?all=true",
+        one.as_str(),
+    ]
+    .into_iter()
+    .zip(&tags)
+    {
+        let r = get(path.to_owned(), Some(old.clone()), &token).await;
+        assert_eq!(r.status(), 200, "{path} changed");
+        assert_ne!(r.headers()["etag"].to_str().unwrap(), old);
+        assert!(r.text().await.unwrap().contains("Changed"));
+    }
 }

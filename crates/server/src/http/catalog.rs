@@ -1,8 +1,13 @@
 //! `GET /api/v1/products` and `GET /api/v1/products/{id}`: the local catalog, from the
 //! cache (see `crate::catalog`); Stripe is never called here.
+//!
+//! Answers carry an `ETag` made of the catalog version (bumped by every catalog write,
+//! in any process) and the filter, and `Cache-Control: private, no-cache`: a client that
+//! sends it back in `If-None-Match` gets `304 Not Modified` without a body until the
+//! catalog changes. The token is checked first, as for any request.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -41,6 +46,7 @@ fn flag(name: &str, value: Option<&str>) -> Result<Option<bool>, ApiError> {
 
 async fn list(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
@@ -52,13 +58,69 @@ async fn list(
         (_, Some(false)) => ProductFilter::Inactive,
         _ => ProductFilter::Active,
     };
-    let body = state.catalog.list_json(filter).await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let (version, body) = state.catalog.list_json(filter).await?;
+    let tag = match filter {
+        ProductFilter::Active => format!("\"catalog-{version}-active\""),
+        ProductFilter::Inactive => format!("\"catalog-{version}-inactive\""),
+        ProductFilter::All => format!("\"catalog-{version}-all\""),
+    };
+    if not_modified(&headers, &tag) {
+        return Ok(unchanged(&tag));
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::ETAG, tag),
+            (header::CACHE_CONTROL, CACHE.to_owned()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    match state.catalog.get(&id).await? {
-        Some(p) => Ok(Json(p).into_response()),
+/// Clients keep answers (never a shared cache: they depend on the token) and revalidate
+/// each time.
+const CACHE: &str = "private, no-cache";
+
+/// Whether `If-None-Match` names `tag` (or is `*`); weak tags compare by their value, as
+/// RFC 9110 says for this header.
+fn not_modified(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+}
+
+fn unchanged(tag: &str) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
+    response
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (version, product) = state.catalog.get_versioned(&id).await?;
+    let tag = format!("\"catalog-{version}\"");
+    match product {
+        Some(_) if not_modified(&headers, &tag) => Ok(unchanged(&tag)),
+        Some(p) => Ok((
+            [
+                (header::ETAG, tag),
+                (header::CACHE_CONTROL, CACHE.to_owned()),
+            ],
+            Json(p),
+        )
+            .into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "product_not_found",
