@@ -141,9 +141,113 @@ struct Snapshot {
     products: Vec<ApiProduct>,
     by_id: HashMap<String, usize>,
     /// Pre-serialized `{"data":[…]}` bodies per filter (cloning `Bytes` shares them).
-    active: Bytes,
-    inactive: Bytes,
-    all: Bytes,
+    active: Encoded,
+    inactive: Encoded,
+    all: Encoded,
+}
+
+/// A list body and its compressed forms, each made at most once per catalog version
+/// (on the first request that asks for it), so a read costs a clone whatever the
+/// encoding.
+#[derive(Debug)]
+struct Encoded {
+    identity: Bytes,
+    gzip: std::sync::OnceLock<Bytes>,
+    br: std::sync::OnceLock<Bytes>,
+}
+
+impl Encoded {
+    fn new(identity: Bytes) -> Self {
+        Self {
+            identity,
+            gzip: Default::default(),
+            br: Default::default(),
+        }
+    }
+
+    /// The body in `encoding`, compressing it the first time. Level 6 gzip and quality
+    /// 5 brotli: most of the size gain for a fraction of the top levels' time (a catalog
+    /// of 10,000 products is ~9 MB of JSON).
+    fn get(&self, encoding: Encoding) -> Bytes {
+        use std::io::Write;
+        match encoding {
+            Encoding::Identity => self.identity.clone(),
+            Encoding::Gzip => self
+                .gzip
+                .get_or_init(|| {
+                    let mut e = flate2::write::GzEncoder::new(
+                        Vec::with_capacity(self.identity.len() / 4),
+                        flate2::Compression::new(6),
+                    );
+                    e.write_all(&self.identity).expect("writing to memory");
+                    e.finish().expect("writing to memory").into()
+                })
+                .clone(),
+            Encoding::Brotli => self
+                .br
+                .get_or_init(|| {
+                    let mut out = Vec::with_capacity(self.identity.len() / 5);
+                    {
+                        let mut w = brotli::CompressorWriter::new(&mut out, 64 * 1024, 5, 22);
+                        w.write_all(&self.identity).expect("writing to memory");
+                    }
+                    out.into()
+                })
+                .clone(),
+        }
+    }
+}
+
+/// How a list answer is encoded (`Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+    Brotli,
+}
+
+impl Encoding {
+    /// The header value; `None` for identity.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            Encoding::Identity => None,
+            Encoding::Gzip => Some("gzip"),
+            Encoding::Brotli => Some("br"),
+        }
+    }
+
+    /// The best encoding `Accept-Encoding` allows: brotli, then gzip (by the client's
+    /// q-values, brotli on a tie), else identity. `q=0` refuses one; `*` stands for
+    /// those not named.
+    pub fn negotiate(accept: &str) -> Encoding {
+        let q_of = |name: &str| -> Option<f32> {
+            let mut star = None;
+            for item in accept.split(',') {
+                let mut parts = item.split(';');
+                let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+                let q = parts
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .find_map(|v| v.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                if coding == name {
+                    return Some(q);
+                }
+                if coding == "*" {
+                    star = Some(q);
+                }
+            }
+            star
+        };
+        let br = q_of("br").unwrap_or(0.0);
+        let gzip = q_of("gzip").unwrap_or(0.0);
+        if br > 0.0 && br >= gzip {
+            Encoding::Brotli
+        } else if gzip > 0.0 {
+            Encoding::Gzip
+        } else {
+            Encoding::Identity
+        }
+    }
 }
 
 impl Snapshot {
@@ -154,11 +258,13 @@ impl Snapshot {
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
-        let body = |f: &dyn Fn(&ApiProduct) -> bool| -> Bytes {
+        let body = |f: &dyn Fn(&ApiProduct) -> bool| -> Encoded {
             let data: Vec<&ApiProduct> = products.iter().filter(|p| f(p)).collect();
-            serde_json::to_vec(&serde_json::json!({ "data": data }))
-                .expect("serializable")
-                .into()
+            Encoded::new(
+                serde_json::to_vec(&serde_json::json!({ "data": data }))
+                    .expect("serializable")
+                    .into(),
+            )
         };
         let active = body(&|p| p.active && !p.deleted);
         let inactive = body(&|p| !p.active && !p.deleted);
@@ -220,14 +326,27 @@ impl Catalog {
     /// bytes). The version may be older than the data, never newer (it is read first),
     /// so a conditional request can only be answered in full needlessly, never 304'd
     /// wrongly.
-    pub async fn list_json(&self, filter: ProductFilter) -> Result<(i64, Bytes), StoreError> {
+    pub async fn list_json(
+        &self,
+        filter: ProductFilter,
+        encoding: Encoding,
+    ) -> Result<(i64, Bytes), StoreError> {
         let s = self.current().await?;
-        let body = match filter {
-            ProductFilter::Active => s.active.clone(),
-            ProductFilter::Inactive => s.inactive.clone(),
-            ProductFilter::All => s.all.clone(),
+        let version = s.version;
+        let encoded = move |s: &Snapshot| match filter {
+            ProductFilter::Active => s.active.get(encoding),
+            ProductFilter::Inactive => s.inactive.get(encoding),
+            ProductFilter::All => s.all.get(encoding),
         };
-        Ok((s.version, body))
+        if encoding == Encoding::Identity {
+            return Ok((version, encoded(&s)));
+        }
+        // Compressing a large catalog takes milliseconds: off the async threads (once
+        // per version and encoding; later reads clone the result).
+        let body = tokio::task::spawn_blocking(move || encoded(&s))
+            .await
+            .expect("compression does not panic");
+        Ok((version, body))
     }
 
     /// [`Catalog::get`] with the catalog version it was read at (see [`Catalog::list_json`]).
@@ -289,5 +408,23 @@ impl Catalog {
     pub async fn get(&self, id: &str) -> Result<Option<ApiProduct>, StoreError> {
         let s = self.current().await?;
         Ok(s.by_id.get(id).map(|&i| s.products[i].clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Encoding;
+
+    #[test]
+    fn encodings_are_negotiated_by_q_value_brotli_first() {
+        assert_eq!(Encoding::negotiate(""), Encoding::Identity);
+        assert_eq!(Encoding::negotiate("gzip, deflate, br"), Encoding::Brotli);
+        assert_eq!(Encoding::negotiate("gzip"), Encoding::Gzip);
+        assert_eq!(Encoding::negotiate("br;q=0.5, gzip;q=0.9"), Encoding::Gzip);
+        assert_eq!(Encoding::negotiate("br;q=0, gzip;q=0"), Encoding::Identity);
+        assert_eq!(Encoding::negotiate("*"), Encoding::Brotli);
+        assert_eq!(Encoding::negotiate("*;q=0, gzip"), Encoding::Gzip);
+        assert_eq!(Encoding::negotiate("identity"), Encoding::Identity);
+        assert_eq!(Encoding::negotiate("BR"), Encoding::Brotli);
     }
 }

@@ -23,6 +23,7 @@ sm_store::contract_tests!(
     a_sync_never_overwrites_newer_local_data,
     the_catalog_api_serves_local_data_when_stripe_is_down,
     catalog_reads_answer_304_until_the_catalog_changes,
+    the_catalog_list_is_sent_compressed_when_the_client_accepts_it,
     the_cli_sync_reports_invalid_products_with_exit_1,
 );
 
@@ -774,11 +775,16 @@ async fn catalog_reads_answer_304_until_the_catalog_changes(db: TestDb) {
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["cache-control"], "private, no-cache", "{path}");
         let tag = r.headers()["etag"].to_str().unwrap().to_owned();
-        assert!(tag.starts_with("\"catalog-"), "{tag}");
-        // Sent back: 304, no body, the same tag; weak form and lists match too.
+        assert!(
+            tag.trim_start_matches("W/").starts_with("\"catalog-"),
+            "{tag}"
+        );
+        // Sent back: 304, no body, the same tag; weak and strong forms and lists match.
+        let strong = tag.trim_start_matches("W/").to_owned();
         for sent in [
             tag.clone(),
-            format!("W/{tag}"),
+            strong.clone(),
+            format!("W/{strong}"),
             format!("\"other\", {tag}"),
             "*".to_owned(),
         ] {
@@ -823,4 +829,73 @@ async fn catalog_reads_answer_304_until_the_catalog_changes(db: TestDb) {
         assert_ne!(r.headers()["etag"].to_str().unwrap(), old);
         assert!(r.text().await.unwrap().contains("Changed"));
     }
+}
+
+async fn the_catalog_list_is_sent_compressed_when_the_client_accepts_it(db: TestDb) {
+    use std::io::Read;
+    let fake = FakeStripe::start().await;
+    seed_catalog(&fake, 100, 100);
+    let app = quiet_app(&fake, &db).await;
+    assert_eq!(sync_all(&app).await.0, 200);
+    let token = grant_token(&app.state.store, "gzip", "catalog:read").await;
+    let get = |accept: &str| {
+        let r = http()
+            .get(app.url("/api/v1/products"))
+            .bearer_auth(&token)
+            .header("Accept-Encoding", accept);
+        async move {
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let coding = r
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(r.headers()["vary"], "accept-encoding");
+            let tag = r.headers()["etag"].to_str().unwrap().to_owned();
+            (coding, tag, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (coding, plain_tag, plain) = get("identity").await;
+    assert_eq!(coding, None);
+    let (coding, gzip_tag, gz) = get("gzip").await;
+    assert_eq!(coding.as_deref(), Some("gzip"));
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain, "gzip holds the same bytes");
+    let (coding, br_tag, br) = get("gzip, deflate, br").await;
+    assert_eq!(coding.as_deref(), Some("br"));
+    let mut unbrotli = Vec::new();
+    brotli::Decompressor::new(&br[..], 4096)
+        .read_to_end(&mut unbrotli)
+        .unwrap();
+    assert_eq!(unbrotli, plain, "brotli holds the same bytes");
+    assert!(
+        gz.len() * 4 < plain.len() && br.len() < gz.len(),
+        "{} {} {}",
+        plain.len(),
+        gz.len(),
+        br.len()
+    );
+    assert!(
+        plain_tag == gzip_tag && gzip_tag == br_tag && plain_tag.starts_with("W/"),
+        "one weak tag"
+    );
+    eprintln!(
+        "100 products: {} bytes, gzip {} bytes, brotli {} bytes",
+        plain.len(),
+        gz.len(),
+        br.len()
+    );
+    // A 304 to a compressed client too.
+    let r = http()
+        .get(app.url("/api/v1/products"))
+        .bearer_auth(&token)
+        .header("Accept-Encoding", "br")
+        .header("If-None-Match", &br_tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
 }

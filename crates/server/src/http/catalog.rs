@@ -15,6 +15,7 @@ use serde::Deserialize;
 use sm_store::catalog::ProductFilter;
 
 use super::ApiError;
+use crate::catalog::Encoding;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -58,24 +59,37 @@ async fn list(
         (_, Some(false)) => ProductFilter::Inactive,
         _ => ProductFilter::Active,
     };
-    let (version, body) = state.catalog.list_json(filter).await?;
+    let encoding = Encoding::negotiate(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let (version, body) = state.catalog.list_json(filter, encoding).await?;
     let tag = match filter {
-        ProductFilter::Active => format!("\"catalog-{version}-active\""),
-        ProductFilter::Inactive => format!("\"catalog-{version}-inactive\""),
-        ProductFilter::All => format!("\"catalog-{version}-all\""),
+        ProductFilter::Active => format!("W/\"catalog-{version}-active\""),
+        ProductFilter::Inactive => format!("W/\"catalog-{version}-inactive\""),
+        ProductFilter::All => format!("W/\"catalog-{version}-all\""),
     };
     if not_modified(&headers, &tag) {
         return Ok(unchanged(&tag));
     }
-    Ok((
+    let mut response = (
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
             (header::ETAG, tag),
             (header::CACHE_CONTROL, CACHE.to_owned()),
+            (header::VARY, "accept-encoding".to_owned()),
         ],
         body,
     )
-        .into_response())
+        .into_response();
+    if let Some(coding) = encoding.header() {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
+    Ok(response)
 }
 
 /// Clients keep answers (never a shared cache: they depend on the token) and revalidate
@@ -91,7 +105,9 @@ fn not_modified(headers: &HeaderMap, tag: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim())
-        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+        .any(|t| {
+            t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag.strip_prefix("W/").unwrap_or(tag)
+        })
 }
 
 fn unchanged(tag: &str) -> Response {
