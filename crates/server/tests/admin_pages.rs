@@ -76,21 +76,28 @@ async fn walk(
     ids
 }
 
+/// A fake Stripe with `products` credit products synced into a fresh app, and an
+/// operator signed in to it.
+async fn synced_app(db: &TestDb, products: usize) -> (fake_stripe::FakeStripe, TestApp, Operator) {
+    let fake = fake_stripe::FakeStripe::start().await;
+    seed_catalog(&fake, products, products);
+    let app = quiet_app(&fake, db).await;
+    app.state
+        .syncer
+        .sync_all(Origin::Cli, &NoProgress)
+        .await
+        .unwrap();
+    let op = Operator::sign_in(&app, db).await;
+    (fake, app, op)
+}
+
 fn assert_unique(ids: &[String], what: &str) {
     let set: HashSet<&String> = ids.iter().collect();
     assert_eq!(set.len(), ids.len(), "{what}: a row shown twice");
 }
 
 async fn every_list_pages_with_a_cursor_and_keeps_its_filters(db: TestDb) {
-    let fake = fake_stripe::FakeStripe::start().await;
-    seed_catalog(&fake, 120, 120);
-    let app = quiet_app(&fake, &db).await;
-    app.state
-        .syncer
-        .sync_all(Origin::Cli, &NoProgress)
-        .await
-        .unwrap();
-    let op = Operator::sign_in(&app, &db).await;
+    let (_fake, app, op) = synced_app(&db, 120).await;
     let store = &app.state.store;
 
     // Products: 120 in the catalog's order, 50 a page.
@@ -298,15 +305,16 @@ fn raw_timestamps(html: &str) -> Vec<String> {
 }
 
 async fn no_admin_page_prints_a_raw_unix_timestamp(db: TestDb) {
-    let fake = fake_stripe::FakeStripe::start().await;
-    let products = seed_catalog(&fake, 3, 3);
-    let app = quiet_app(&fake, &db).await;
-    app.state
-        .syncer
-        .sync_all(Origin::Cli, &NoProgress)
+    let (_fake, app, op) = synced_app(&db, 3).await;
+    let products: Vec<String> = app
+        .state
+        .catalog
+        .list(sm_store::catalog::ProductFilter::All)
         .await
-        .unwrap();
-    let op = Operator::sign_in(&app, &db).await;
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
     let now = unix_now();
     app.state
         .ledger
@@ -404,15 +412,7 @@ fn legend_total(html: &str, chart: &str, label: &str) -> String {
 }
 
 async fn the_activity_charts_count_what_the_database_holds(db: TestDb) {
-    let fake = fake_stripe::FakeStripe::start().await;
-    seed_catalog(&fake, 2, 2);
-    let app = quiet_app(&fake, &db).await;
-    app.state
-        .syncer
-        .sync_all(Origin::Cli, &NoProgress)
-        .await
-        .unwrap();
-    let op = Operator::sign_in(&app, &db).await;
+    let (fake, app, op) = synced_app(&db, 2).await;
     let now = unix_now();
     // Six events applied by the worker, one in the dead letter, two still waiting.
     for i in 0..6 {

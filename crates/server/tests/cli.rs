@@ -431,14 +431,8 @@ const NEW_PASSWORD: &str = "a second long passphrase";
 
 /// An admin created through the CLI, as an operator does; its user id.
 async fn cli_admin(db: &TestDb, email: &str, password: &str) -> i64 {
-    let env = env_for(None, db);
-    let (code, out, err) = run_cli_with_stdin(
-        &env,
-        &["admin", "create-user", email],
-        &format!("{password}\n"),
-    )
-    .await;
-    assert_eq!(code, 0, "{out}{err}");
+    let (code, out) = common::admin::create_admin(db, email, password).await;
+    assert_eq!(code, 0, "{out}");
     db.store
         .admin_by_email(email)
         .await

@@ -27,6 +27,26 @@ sm_store::contract_tests!(
     the_cli_sync_reports_invalid_products_with_exit_1,
 );
 
+/// Renames a product in Stripe and syncs it with the CLI: a catalog write by another
+/// process than the app's.
+async fn rename_and_sync_with_the_cli(fake: &FakeStripe, db: &TestDb, id: &str, name: &str) {
+    fake.with_state(|s| {
+        s.update_product(id, &json!({ "name": name }), &Ctx::default())
+            .unwrap()
+    });
+    let out = command(&env_for(Some(&fake.url()), db))
+        .args(["sync", id])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 async fn sync_all(app: &TestApp) -> (u16, serde_json::Value) {
     post_json(&app.url("/api/v1/sync"), json!({})).await
 }
@@ -638,25 +658,7 @@ async fn the_catalog_api_serves_local_data_when_stripe_is_down(db: TestDb) {
 
     // A write by another process (the CLI) shows up in the API at once.
     fake.clear_faults();
-    fake.with_state(|s| {
-        s.update_product(
-            &ids[0],
-            &json!({"name": "Renamed in Stripe"}),
-            &Ctx::default(),
-        )
-        .unwrap()
-    });
-    let out = command(&env_for(Some(&fake.url()), &db))
-        .args(["sync", ids[0].as_str()])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    rename_and_sync_with_the_cli(&fake, &db, &ids[0], "Renamed in Stripe").await;
     let (_, p) = get_json(&app.url(&format!("/api/v1/products/{}", ids[0]))).await;
     assert_eq!(p["name"], "Renamed in Stripe");
 }
@@ -806,16 +808,7 @@ async fn catalog_reads_answer_304_until_the_catalog_changes(db: TestDb) {
     }
     assert_ne!(tags[0], tags[1], "each filter has its own tag");
     // A catalog write (from another process: the CLI) changes every tag.
-    fake.with_state(|s| {
-        s.update_product(&ids[0], &json!({"name": "Changed"}), &Ctx::default())
-            .unwrap()
-    });
-    let out = command(&env_for(Some(&fake.url()), &db))
-        .args(["sync", ids[0].as_str()])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    rename_and_sync_with_the_cli(&fake, &db, &ids[0], "Changed").await;
     for (path, old) in [
         "/api/v1/products",
         "/api/v1/products?all=true",
