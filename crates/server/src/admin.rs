@@ -244,20 +244,24 @@ pub async fn sign_in(
 /// from while a lock could still hold (the form locks both; lifting only the email would
 /// leave the operator locked out from their own address) — but only addresses that have
 /// signed in as `email` successfully before, so a guesser's address is never freed by
-/// the victim's unlock. Audited with the addresses lifted. `None` when no admin has the
-/// email.
+/// the victim's unlock — plus `also`, an address the operator names (the CLI's
+/// `--address`). Audited with the addresses lifted. `None` when no admin has the email.
+/// The CLI's `admin unlock` and the users page both unlock through here.
 pub async fn lift_lock(
     store: &Store,
     email: &str,
+    also: Option<&str>,
     actor: &str,
     origin: &str,
     now: i64,
 ) -> Result<Option<Vec<String>>, StoreError> {
-    let addresses = store
+    let mut addresses = store
         .failed_login_addresses(email, now - WINDOW - LOCK_FOR)
         .await?;
-    let detail =
-        (!addresses.is_empty()).then(|| format!("also the addresses {}", addresses.join(", ")));
+    addresses.extend(also.map(str::to_owned));
+    addresses.sort();
+    addresses.dedup();
+    let detail = (!addresses.is_empty()).then(|| format!("addresses {}", addresses.join(", ")));
     let audit = NewAudit {
         actor,
         action: "admin.unlock",

@@ -371,16 +371,22 @@ impl Catalog {
     /// One page of the catalog in its listing order (display order, name, id): the
     /// products `keep` accepts that come after the product `after`, at most `limit`,
     /// with how many match in all. Served from the snapshot: only the page is cloned.
+    /// `None` when `after` names no product (a cursor from elsewhere, or one deleted).
     pub async fn page(
         &self,
         keep: impl Fn(&ApiProduct) -> bool,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<CatalogPage, StoreError> {
+    ) -> Result<Option<CatalogPage>, StoreError> {
         let s = self.current().await?;
-        // Past the product the last page ended on, wherever it is now in the order
-        // (an unknown id starts at the beginning).
-        let start = after.and_then(|id| s.by_id.get(id)).map_or(0, |i| i + 1);
+        // Past the product the last page ended on, wherever it is now in the order.
+        let start = match after {
+            None => 0,
+            Some(id) => match s.by_id.get(id) {
+                Some(i) => i + 1,
+                None => return Ok(None),
+            },
+        };
         let mut matching = 0;
         let mut products = Vec::with_capacity(limit);
         let mut more = false;
@@ -398,16 +404,15 @@ impl Catalog {
                 more = true;
             }
         }
-        Ok(CatalogPage {
+        Ok(Some(CatalogPage {
             products,
             matching,
             more,
-        })
+        }))
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<ApiProduct>, StoreError> {
-        let s = self.current().await?;
-        Ok(s.by_id.get(id).map(|&i| s.products[i].clone()))
+        Ok(self.get_versioned(id).await?.1)
     }
 }
 

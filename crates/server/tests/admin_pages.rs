@@ -710,10 +710,7 @@ async fn admins_are_added_reset_disabled_and_unlocked_from_the_admin(db: TestDb)
         .audit_log(Some("admin.unlock"), 10)
         .await
         .unwrap();
-    assert_eq!(
-        unlocks[0].detail.as_deref(),
-        Some("also the addresses 127.0.0.1")
-    );
+    assert_eq!(unlocks[0].detail.as_deref(), Some("addresses 127.0.0.1"));
 
     // Disabled: no sign-in, no session; enabled again: back. Nobody disables themselves.
     let theirs = sign_in(&app, other, new_password).await;

@@ -650,7 +650,7 @@ async fn admin_unlock_lifts_the_lock_of_eight_failed_sign_ins(db: TestDb) {
     assert_eq!(gate(&t, now), Gate::Open);
     assert_eq!(
         last_audit(&db).await.detail.as_deref(),
-        Some("address 203.0.113.5")
+        Some("addresses 203.0.113.5")
     );
     let (_, out, _) = run_cli(&env, &["admin", "list"]).await;
     assert_eq!(

@@ -193,24 +193,21 @@ async fn reset_password(state: &AppState, email: &str) -> Result<u8, Failure> {
 async fn unlock(state: &AppState, email: &str, address: Option<&str>) -> Result<u8, Failure> {
     let email = normalized(email);
     let address = address.map(str::trim).filter(|a| !a.is_empty());
-    let detail = address.map(|a| format!("address {a}"));
     let actor = super::actor();
-    let entry = NewAudit {
-        detail: detail.as_deref(),
-        ..audit(&actor, "admin.unlock", &email)
-    };
-    if !state
-        .store
-        .unlock_admin(&email, Some(&entry), unix_now())
-        .await?
-    {
+    let Some(lifted) =
+        crate::admin::lift_lock(&state.store, &email, address, &actor, "cli", unix_now()).await?
+    else {
         return Err(no_such_admin(&email));
-    }
-    if let Some(a) = address {
-        state.store.clear_throttle(&format!("ip:{a}")).await?;
-        println!("{email} and the address {a} unlocked; they can sign in again");
+    };
+    if lifted.is_empty() {
+        println!(
+            "{email} unlocked (a lock on a client address they never signed in from stays: see --address)"
+        );
     } else {
-        println!("{email} unlocked (a lock on a client address stays: see --address)");
+        println!(
+            "{email} unlocked, and the addresses {}; they can sign in again",
+            lifted.join(", ")
+        );
     }
     Ok(0)
 }

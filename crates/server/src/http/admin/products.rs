@@ -147,15 +147,9 @@ async fn products(
                 || p.id.to_lowercase().contains(&needle))
     };
     let after = (!query.cursor.is_empty()).then_some(query.cursor.as_str());
-    if let Some(id) = after {
-        match state.catalog.get(id).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return super::view::bad_cursor("/admin/products"),
-            Err(e) => return failed("the catalog could not be read", &e),
-        }
-    }
     let page = match state.catalog.page(keep, after, PAGE + 1).await {
-        Ok(p) => p,
+        Ok(Some(p)) => p,
+        Ok(None) => return super::view::bad_cursor("/admin/products"),
         Err(e) => return failed("the catalog could not be read", &e),
     };
     let mut rows: Vec<ProductRow> = page.products.iter().map(ProductRow::from).collect();

@@ -259,6 +259,7 @@ async fn unlock(
     let outcome = match lift_lock(
         &state.store,
         &email,
+        None,
         &ctx.session.email,
         &ctx.origin,
         unix_now(),
