@@ -76,6 +76,13 @@ impl Application {
             state.config.retention,
             workers_stop.clone(),
         );
+        // One LISTEN connection per instance: it keeps the caches honest and wakes the
+        // worker when any instance stores an event.
+        let listener_task = crate::changes::listen(
+            state.store.clone(),
+            state.changes.clone(),
+            state.intake.stored.clone(),
+        );
         let worker = Worker::new(
             state.store.clone(),
             state.stripe.clone(),
@@ -89,6 +96,7 @@ impl Application {
         // Requests are done; let the worker finish the events in hand.
         let _ = stop_workers.send(true);
         let _ = worker.await;
+        listener_task.abort();
         if let Some(pruner) = pruner {
             let _ = tokio::time::timeout(crate::retention::STOP_WAIT, pruner).await;
         }

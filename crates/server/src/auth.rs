@@ -5,9 +5,15 @@
 //! hold usable tokens; a fast hash is enough because the input is random, not a
 //! password. The token is shown once, when created.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
+use sm_store::tokens::TokenRow;
+use sm_store::{Store, StoreError};
+
+use crate::changes::{Changes, Stamp, Topic};
 
 /// What a token may do. Each `/api/v1` route needs one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -284,4 +290,61 @@ pub async fn issue_token<'a>(
         .await?
         .ok_or_else(|| IssueError::Taken(name.to_owned()))?;
     Ok(Issued { id, token, scopes })
+}
+
+/// Live tokens by hash, each with the stamp it was read under.
+type Kept = HashMap<String, (Stamp, Arc<TokenRow>)>;
+
+/// Tokens kept at most; beyond, the cache starts over (a client presenting many
+/// different valid tokens is not a case worth more memory).
+const CACHED_TOKENS: usize = 10_000;
+
+/// The live tokens this instance has checked, by hash, each with the [`Stamp`] it was
+/// read under: a copy is used only while no token change was announced or made here
+/// since (see [`crate::changes`]). So an API request costs no query on PostgreSQL, and
+/// a revocation anywhere still refuses the token on every instance as soon as the
+/// announcement arrives. Unknown tokens are not kept: each asks the database.
+#[derive(Debug, Clone)]
+pub struct TokenCache {
+    store: Store,
+    changes: Arc<Changes>,
+    kept: Arc<Mutex<Kept>>,
+}
+
+impl TokenCache {
+    pub fn new(store: Store, changes: Arc<Changes>) -> Self {
+        Self {
+            store,
+            changes,
+            kept: Arc::default(),
+        }
+    }
+
+    /// The live token whose hash is `hash`, if any.
+    pub async fn find(&self, hash: &str) -> Result<Option<Arc<TokenRow>>, StoreError> {
+        let stamp = self.changes.current(Topic::Tokens);
+        if let Some(stamp) = stamp
+            && let Some((kept, row)) = self.lock().get(hash)
+            && *kept == stamp
+        {
+            return Ok(Some(row.clone()));
+        }
+        let row = self.store.token_by_hash(hash).await?.map(Arc::new);
+        // Kept only if nothing changed while it was read: a revocation committed after
+        // the query announces itself after its commit, which changes the stamp.
+        if let (Some(stamp), Some(row)) = (stamp, &row)
+            && self.changes.still(Topic::Tokens, Some(stamp))
+        {
+            let mut kept = self.lock();
+            if kept.len() >= CACHED_TOKENS {
+                kept.clear();
+            }
+            kept.insert(hash.to_owned(), (stamp, row.clone()));
+        }
+        Ok(row)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }

@@ -2,9 +2,11 @@
 //!
 //! Reads are served from an in-memory snapshot of the whole catalog, rebuilt only when
 //! the database's catalog version moved (every catalog write bumps it in the same
-//! transaction, in whatever process wrote). So reads cost one tiny query, stay
-//! consistent with writes made by other processes (a CLI `sync`, another instance),
-//! and keep working when Stripe is down: Stripe is never called on the read path.
+//! transaction, in whatever process wrote). On PostgreSQL the version itself is read
+//! only after a change was announced (see [`crate::changes`]), so a read costs no query
+//! at all; on SQLite, or while the announcements are not heard, one tiny query. Either
+//! way reads stay consistent with writes made by other processes (a CLI `sync`, another
+//! instance), and keep working when Stripe is down: Stripe is never called here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use sm_domain::Money;
 use sm_store::catalog::{PriceRecord, ProductFilter, ProductRecord};
 use sm_store::{Store, StoreError};
 use tokio::sync::{Mutex, RwLock};
+
+use crate::changes::{Changes, Stamp, Topic};
 
 /// A price as the API shows it (CONTRACT.md).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -138,6 +142,9 @@ pub struct CatalogPage {
 #[derive(Debug)]
 struct Snapshot {
     version: i64,
+    /// The catalog's stamp (see [`crate::changes`]) taken before `version` was read:
+    /// while it is current, `version` is still the database's.
+    stamp: std::sync::Mutex<Option<Stamp>>,
     products: Vec<ApiProduct>,
     by_id: HashMap<String, usize>,
     /// Pre-serialized `{"data":[…]}` bodies per filter (cloning `Bytes` shares them).
@@ -162,6 +169,15 @@ impl Encoded {
             identity,
             gzip: Default::default(),
             br: Default::default(),
+        }
+    }
+
+    /// Whether the body in `encoding` is made already (getting it costs a clone).
+    fn ready(&self, encoding: Encoding) -> bool {
+        match encoding {
+            Encoding::Identity => true,
+            Encoding::Gzip => self.gzip.get().is_some(),
+            Encoding::Brotli => self.br.get().is_some(),
         }
     }
 
@@ -251,7 +267,11 @@ impl Encoding {
 }
 
 impl Snapshot {
-    fn build(version: i64, records: &[ProductRecord]) -> Self {
+    fn stamp(&self) -> Option<Stamp> {
+        *self.stamp.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn build(version: i64, stamp: Option<Stamp>, records: &[ProductRecord]) -> Self {
         let products: Vec<ApiProduct> = records.iter().map(ApiProduct::from).collect();
         let by_id = products
             .iter()
@@ -271,6 +291,7 @@ impl Snapshot {
         let all = body(&|_| true);
         Snapshot {
             version,
+            stamp: std::sync::Mutex::new(stamp),
             products,
             by_id,
             active,
@@ -284,25 +305,40 @@ impl Snapshot {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     store: Store,
+    changes: Arc<Changes>,
     snapshot: Arc<RwLock<Option<Arc<Snapshot>>>>,
     /// One rebuild at a time; others wait for it instead of rebuilding too.
     rebuild: Arc<Mutex<()>>,
 }
 
 impl Catalog {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, changes: Arc<Changes>) -> Self {
         Self {
             store,
+            changes,
             snapshot: Arc::default(),
             rebuild: Arc::default(),
         }
     }
 
     async fn current(&self) -> Result<Arc<Snapshot>, StoreError> {
+        if let Some(s) = self.snapshot.read().await.as_ref()
+            && self.changes.still(Topic::Catalog, s.stamp())
+        {
+            return Ok(s.clone());
+        }
+        // The stamp before the version: a write committed after this read announces
+        // itself after its commit, so it changes the stamp the snapshot keeps.
+        let stamp = self.changes.current(Topic::Catalog);
         let version = self.store.catalog_version().await?;
         if let Some(s) = self.snapshot.read().await.as_ref()
             && s.version == version
         {
+            // Still the database's version (the listener reconnected, or the change
+            // was elsewhere): keep the data, under the new stamp.
+            if stamp.is_some() {
+                *s.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
+            }
             return Ok(s.clone());
         }
         let _one = self.rebuild.lock().await;
@@ -312,10 +348,11 @@ impl Catalog {
             return Ok(s.clone());
         }
         // Read the version again with the data: a write between the two would be
-        // caught by the next read.
+        // caught by the next read (its announcement changes the stamp).
+        let stamp = self.changes.current(Topic::Catalog);
         let version = self.store.catalog_version().await?;
         let records = self.store.list_products(ProductFilter::All).await?;
-        let snap = Arc::new(Snapshot::build(version, &records));
+        let snap = Arc::new(Snapshot::build(version, stamp, &records));
         *self.snapshot.write().await = Some(snap.clone());
         metrics::counter!("catalog_cache_rebuilds_total").increment(1);
         Ok(snap)
@@ -338,11 +375,17 @@ impl Catalog {
             ProductFilter::Inactive => s.inactive.get(encoding),
             ProductFilter::All => s.all.get(encoding),
         };
-        if encoding == Encoding::Identity {
+        let ready = match filter {
+            ProductFilter::Active => s.active.ready(encoding),
+            ProductFilter::Inactive => s.inactive.ready(encoding),
+            ProductFilter::All => s.all.ready(encoding),
+        };
+        if ready {
             return Ok((version, encoded(&s)));
         }
         // Compressing a large catalog takes milliseconds: off the async threads (once
-        // per version and encoding; later reads clone the result).
+        // per version and encoding; later reads clone the result, above, without the
+        // hop to a blocking thread).
         let body = tokio::task::spawn_blocking(move || encoded(&s))
             .await
             .expect("compression does not panic");

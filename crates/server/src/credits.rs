@@ -15,6 +15,10 @@ use sm_store::credits::{
 };
 use sm_store::{Store, StoreError, Tx};
 
+mod consumer;
+
+use consumer::{Consumer, Job};
+
 /// Why a ledger operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -182,15 +186,39 @@ pub struct Adjusted {
     pub balance: Credits,
 }
 
+/// Checks a consumption request; returns what identifies its body under its key.
+fn check_consumption(account: &str, req: &ConsumeRequest) -> Result<String, LedgerError> {
+    validate_account(account)?;
+    let key = req.idempotency_key.as_str();
+    if key.is_empty() || key.len() > 255 {
+        return Err(LedgerError::Invalid(
+            "idempotency_key must be 1 to 255 characters".into(),
+        ));
+    }
+    let description = req.description.as_deref();
+    if description.is_some_and(|d| d.chars().count() > 500) {
+        return Err(LedgerError::Invalid(
+            "description must be at most 500 characters".into(),
+        ));
+    }
+    Ok(format!("{}|{}", req.amount, description.unwrap_or("")))
+}
+
 /// The ledger over a store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     store: Store,
+    /// Consumptions go through one writer per ledger (see [`consumer`]), started
+    /// on first use on the caller's runtime.
+    consumer: std::sync::Arc<std::sync::OnceLock<Consumer>>,
 }
 
 impl Ledger {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            consumer: Default::default(),
+        }
     }
 
     pub async fn balance(&self, account: &str, now: i64) -> Result<Balance, LedgerError> {
@@ -220,26 +248,47 @@ impl Ledger {
     /// (oldest first); never expired ones. Same key and body → the stored answer;
     /// same key, other body → [`LedgerError::KeyReused`]. A refused consumption
     /// (insufficient credits) stores nothing, so it can be retried after a top-up.
+    ///
+    /// Applied in a group with the other consumptions waiting on this instance (see
+    /// [`consumer`]): the same rules, one transaction for many.
     pub async fn consume(
         &self,
         account: &str,
         req: &ConsumeRequest,
         now: i64,
     ) -> Result<Consumption, LedgerError> {
-        validate_account(account)?;
+        let fingerprint = check_consumption(account, req)?;
+        let consumer = self
+            .consumer
+            // The writer gets a ledger of its own for its fallback: given this one, it
+            // would hold its own sender and never stop (nor close its pool).
+            .get_or_init(|| Consumer::start(self.store.clone(), Ledger::new(self.store.clone())));
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            account: account.to_owned(),
+            req: req.clone(),
+            fingerprint,
+            now,
+            reply,
+        };
+        match consumer.submit(job, answer).await {
+            Ok(answer) => answer,
+            // The writer is gone (its runtime is stopping): apply it here.
+            Err(()) => self.consume_alone(account, req, now).await,
+        }
+    }
+
+    /// [`Ledger::consume`] in a transaction of its own: what a request falls back to
+    /// when its group could not commit.
+    pub(crate) async fn consume_alone(
+        &self,
+        account: &str,
+        req: &ConsumeRequest,
+        now: i64,
+    ) -> Result<Consumption, LedgerError> {
+        let fingerprint = check_consumption(account, req)?;
         let key = req.idempotency_key.as_str();
-        if key.is_empty() || key.len() > 255 {
-            return Err(LedgerError::Invalid(
-                "idempotency_key must be 1 to 255 characters".into(),
-            ));
-        }
         let description = req.description.as_deref();
-        if description.is_some_and(|d| d.chars().count() > 500) {
-            return Err(LedgerError::Invalid(
-                "description must be at most 500 characters".into(),
-            ));
-        }
-        let fingerprint = format!("{}|{}", req.amount, description.unwrap_or(""));
         let mut tx = self.store.begin().await?;
         tx.lock_account(account, now).await?;
         if let Some(done) = tx.find_consumption(account, key).await? {
@@ -317,7 +366,7 @@ impl Ledger {
             .await?;
         if !claimed {
             tx.rollback().await?;
-            return Box::pin(self.consume(account, req, now)).await;
+            return Box::pin(self.consume_alone(account, req, now)).await;
         }
         tx.commit().await?;
         metrics::counter!("credit_consumptions_total").increment(1);

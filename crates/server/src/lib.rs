@@ -27,6 +27,7 @@ pub mod app;
 pub mod auth;
 pub mod billing;
 pub mod catalog;
+pub mod changes;
 pub mod checkout;
 pub mod cli;
 pub mod clock;

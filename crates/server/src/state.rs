@@ -9,7 +9,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sm_store::{ConnectOptions, Store, StoreError};
 use sm_stripe::StripeError;
 
+use crate::auth::TokenCache;
 use crate::catalog::Catalog;
+use crate::changes::Changes;
 use crate::config::Config;
 use crate::manager::StripeManager;
 use crate::sync::Syncer;
@@ -23,6 +25,10 @@ pub struct AppState {
     pub stripe: StripeManager,
     /// Catalog reads (cached).
     pub catalog: Catalog,
+    /// When what is cached must be read again (changes announced by any instance).
+    pub changes: Arc<Changes>,
+    /// API tokens already checked (cached like the catalog).
+    pub tokens: TokenCache,
     /// Catalog syncs from Stripe.
     pub syncer: Syncer,
     /// Stores verified webhook events (group commit).
@@ -39,9 +45,12 @@ impl AppState {
     pub async fn build(config: Config, connect: &ConnectOptions) -> Result<Self, StartError> {
         let store = Store::connect(&config.database_url, connect).await?;
         let stripe = StripeManager::new(&config.stripe)?;
+        let changes = Arc::new(Changes::new(store.clone()));
         Ok(Self {
             config: Arc::new(config),
-            catalog: Catalog::new(store.clone()),
+            catalog: Catalog::new(store.clone(), changes.clone()),
+            tokens: TokenCache::new(store.clone(), changes.clone()),
+            changes,
             syncer: Syncer::new(store.clone(), stripe.clone()),
             intake: Intake::start(store.clone()),
             ledger: crate::credits::Ledger::new(store.clone()),

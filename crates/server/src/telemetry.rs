@@ -245,6 +245,18 @@ pub const METRICS: &[MetricDef] = &[
          source_not_allowed, body_too_large, not_stored).",
     ),
     metric(
+        "credit_consume_group_size",
+        Histogram,
+        None,
+        "Consumptions applied per ledger transaction (requests arriving together share one).",
+    ),
+    metric(
+        "change_listener_losses_total",
+        Counter,
+        None,
+        "Times the LISTEN connection broke or went quiet; until it is back every request asks the database instead of memory (PostgreSQL).",
+    ),
+    metric(
         "webhook_intake_batch_size",
         Histogram,
         None,

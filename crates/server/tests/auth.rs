@@ -11,6 +11,8 @@ use sm_store::testing::TestDb;
 sm_store::contract_tests!(
     every_api_route_needs_a_token_with_its_scope,
     the_cli_creates_lists_and_revokes_tokens,
+    a_revoked_token_is_refused_by_every_instance,
+    a_broken_listener_never_leaves_a_revoked_token_accepted,
 );
 
 /// Each route with the scope it needs and a body that passes the auth check.
@@ -207,4 +209,157 @@ async fn the_cli_creates_lists_and_revokes_tokens(db: TestDb) {
             ("token.create", "ok")
         ]
     );
+}
+
+/// Another instance on the same database, and both instances' listeners working (on
+/// PostgreSQL; SQLite has none and asks the database every time).
+async fn two_instances(db: &TestDb) -> (TestApp, TestApp) {
+    let env = env_for(None, db);
+    let a = TestApp::start(config_from(&env)).await;
+    let b = TestApp::start(config_from(&env)).await;
+    if db.store.backend() == sm_store::Backend::Postgres {
+        for app in [&a, &b] {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while app
+                .state
+                .changes
+                .current(stripe_manager::changes::Topic::Tokens)
+                .is_none()
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the listener never started"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    (a, b)
+}
+
+/// The status of `GET /api/v1/products` on `app` with `token`.
+async fn read_with(app: &TestApp, token: &str) -> u16 {
+    http()
+        .get(app.url("/api/v1/products"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Asks until `app` refuses `token`; panics after 10 s. Returns how long it took.
+async fn refused_within(app: &TestApp, token: &str) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        match read_with(app, token).await {
+            401 => return start.elapsed(),
+            200 => {}
+            other => panic!("unexpected {other}"),
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "a revoked token was still accepted after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Tokens are kept in memory on PostgreSQL (no query per request), so this is the test
+/// that a revocation still reaches every instance: made by another process (the CLI),
+/// by hand in SQL (the trigger announces it), and by the instance itself (refused on
+/// that instance on the very next request, without waiting for the announcement).
+async fn a_revoked_token_is_refused_by_every_instance(db: TestDb) {
+    let (a, b) = two_instances(&db).await;
+    let env = env_for(None, &db);
+    let mut tokens = Vec::new();
+    for name in ["cli", "sql", "local"] {
+        let token = grant_token(&db.store, name, "catalog:read").await;
+        // Seen (and, on PostgreSQL, kept) by both instances.
+        assert_eq!(read_with(&a, &token).await, 200);
+        assert_eq!(read_with(&b, &token).await, 200);
+        tokens.push(token);
+    }
+    let name_of = |token: &str| {
+        let prefix = token[..12].to_owned();
+        let store = db.store.clone();
+        async move {
+            store
+                .list_tokens()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|t| t.prefix == prefix)
+                .unwrap()
+                .name
+        }
+    };
+    // Another process.
+    let name = name_of(&tokens[0]).await;
+    let (code, _, err) = run_cli(&env, &["token", "revoke", &name]).await;
+    assert_eq!(code, 0, "{err}");
+    for app in [&a, &b] {
+        let took = refused_within(app, &tokens[0]).await;
+        eprintln!("revoked by the CLI: refused after {took:?}");
+    }
+    // By hand, in SQL: only the database knows.
+    let name = name_of(&tokens[1]).await;
+    sm_store::on_pool!(db.store, pool => sqlx::query("UPDATE api_tokens SET revoked_at = 1 WHERE name = $1")
+        .bind(&name)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .unwrap());
+    for app in [&a, &b] {
+        let took = refused_within(app, &tokens[1]).await;
+        eprintln!("revoked in SQL: refused after {took:?}");
+    }
+    // By instance b itself: refused by b on the next request, no waiting.
+    let name = name_of(&tokens[2]).await;
+    assert!(b.state.store.revoke_token(&name, 2).await.unwrap());
+    assert_eq!(read_with(&b, &tokens[2]).await, 401);
+    refused_within(&a, &tokens[2]).await;
+}
+
+/// When the listening connection breaks, announcements sent meanwhile are lost: the
+/// instance must stop trusting what it kept, not serve a revoked token for ever.
+async fn a_broken_listener_never_leaves_a_revoked_token_accepted(db: TestDb) {
+    let (a, _b) = two_instances(&db).await;
+    let token = grant_token(&db.store, "kept", "catalog:read").await;
+    assert_eq!(read_with(&a, &token).await, 200);
+    if db.store.backend() == sm_store::Backend::Postgres {
+        let schema: String = sm_store::on_pool!(db.store, pool => sqlx::query_scalar("SELECT current_schema()::text")
+            .fetch_one(pool)
+            .await
+            .unwrap());
+        let ended: Vec<bool> = sm_store::on_pool!(db.store, pool => sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1"
+        )
+        .bind(sm_store::changes::listener_name(&schema))
+        .fetch_all(pool)
+        .await
+        .unwrap());
+        assert_eq!(
+            ended,
+            vec![true, true],
+            "both instances' listeners ({schema})"
+        );
+    }
+    // Revoked while nobody listens: no announcement reaches either instance.
+    sm_store::on_pool!(db.store, pool => sqlx::query("UPDATE api_tokens SET revoked_at = 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .unwrap());
+    refused_within(&a, &token).await;
+    // And once listening again, the instance keeps tokens again and still hears.
+    let token = grant_token(&db.store, "after", "catalog:read").await;
+    assert_eq!(read_with(&a, &token).await, 200);
+    sm_store::on_pool!(db.store, pool => sqlx::query("UPDATE api_tokens SET revoked_at = 2 WHERE revoked_at IS NULL")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .unwrap());
+    refused_within(&a, &token).await;
 }

@@ -22,6 +22,7 @@ sm_store::contract_tests!(
     sales_made_elsewhere_are_not_credited_and_do_not_fail,
     a_pre_2025_invoice_grants_like_a_current_one,
     a_refunded_subscription_invoice_takes_back_its_share,
+    grouped_consumptions_on_two_instances_apply_each_key_once,
 );
 
 fn now() -> i64 {
@@ -779,4 +780,71 @@ async fn a_refunded_subscription_invoice_takes_back_its_share(db: TestDb) {
         "{b}"
     );
     shop.assert_balanced(account).await;
+}
+
+/// Consumptions are applied in groups (one transaction for all those waiting on an
+/// instance). Two instances on one database, three accounts (one created by its first
+/// consumption), keys sent several times concurrently (to both instances) and a key
+/// reused with another body: every key is applied exactly once, a repeat answers the
+/// first result, no account is overdrawn, and the journal matches the lots.
+async fn grouped_consumptions_on_two_instances_apply_each_key_once(db: TestDb) {
+    let shop = shop(&db).await;
+    let other = quiet_app(&shop.fake, &db).await;
+    grant_credits(&shop.app, "acct_g1", 50).await;
+    grant_credits(&shop.app, "acct_g2", 30).await;
+    let accounts = ["acct_g1", "acct_g2", "acct_g3"];
+    let sends = (0..240).map(|i| {
+        let app = if i % 2 == 0 { &shop.app } else { &other };
+        // 80 keys, each for one account and sent three times (to both instances),
+        // two credits each: more than the accounts hold.
+        let account = accounts[(i % 80) % 3];
+        let key = format!("g-{}", i % 80);
+        let url = app.url(&format!("/api/v1/accounts/{account}/credits/consume"));
+        async move {
+            let (status, body) =
+                post_json(&url, json!({"amount": "2", "idempotency_key": key})).await;
+            (account, key, status, body)
+        }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let mut first: std::collections::HashMap<(String, String), (u16, Value)> = Default::default();
+    for (account, key, status, body) in &answers {
+        assert!(
+            *status == 200 || *status == 402,
+            "{account} {key}: {status} {body}"
+        );
+        if *status != 200 {
+            continue;
+        }
+        let seen = first
+            .entry((account.to_string(), key.clone()))
+            .or_insert((*status, body.clone()));
+        // A repeat answers the first result (same balance and time).
+        assert_eq!(seen.1["balance"], body["balance"], "{key}");
+        assert_eq!(seen.1["created_at"], body["created_at"], "{key}");
+    }
+    for (account, granted) in [("acct_g1", 50), ("acct_g2", 30), ("acct_g3", 0)] {
+        let applied = first.keys().filter(|(a, _)| a == account).count() as i64;
+        assert_eq!(applied, granted / 2, "{account}: keys applied");
+        let b = shop.balance(account).await;
+        assert_eq!(
+            b["available"],
+            format!("{}.00", granted - 2 * applied),
+            "{account}"
+        );
+        shop.assert_balanced(account).await;
+    }
+    // The same key with another body, on both instances at once: one applies, the
+    // other is refused as a reused key; never both.
+    grant_credits(&shop.app, "acct_g1", 5).await;
+    let reuse = |app: &TestApp, amount: &str| {
+        let url = app.url("/api/v1/accounts/acct_g1/credits/consume");
+        let body = json!({"amount": amount, "idempotency_key": "reused"});
+        async move { post_json(&url, body).await.0 }
+    };
+    let (x, y) = tokio::join!(reuse(&shop.app, "1"), reuse(&other, "2"));
+    let mut statuses = [x, y];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409]);
+    shop.assert_balanced("acct_g1").await;
 }

@@ -25,6 +25,7 @@ sm_store::contract_tests!(
     catalog_reads_answer_304_until_the_catalog_changes,
     the_catalog_list_is_sent_compressed_when_the_client_accepts_it,
     the_cli_sync_reports_invalid_products_with_exit_1,
+    a_catalog_change_is_served_by_every_instance,
 );
 
 /// Renames a product in Stripe and syncs it with the CLI: a catalog write by another
@@ -891,4 +892,63 @@ async fn the_catalog_list_is_sent_compressed_when_the_client_accepts_it(db: Test
         .await
         .unwrap();
     assert_eq!(r.status(), 304);
+}
+
+/// The catalog of each instance is kept in memory with its version, and on PostgreSQL
+/// even the version is not read again until a change is announced: so this checks that
+/// a catalog write by one instance, by another process, or by the webhook worker of
+/// either, is served by every instance — and by the writing instance on its very next
+/// read, without waiting for its own announcement.
+async fn a_catalog_change_is_served_by_every_instance(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let ids = seed_catalog(&fake, 3, 3);
+    let a = quiet_app(&fake, &db).await;
+    let b = quiet_app(&fake, &db).await;
+    let name_on = |app: &TestApp| {
+        let url = app.url(&format!("/api/v1/products/{}", ids[0]));
+        async move {
+            let (status, body) = get_json(&url).await;
+            assert!(status == 200 || status == 404, "{status} {body}");
+            body["name"].as_str().map(str::to_owned)
+        }
+    };
+    // Served before anything is synced (a 404, kept), then a sync by `a`.
+    assert_eq!(name_on(&b).await, None);
+    assert_eq!(name_on(&a).await, None);
+    assert_eq!(sync_all(&a).await.0, 200);
+    let first = name_on(&a)
+        .await
+        .expect("the writing instance serves its write at once");
+    let served_by = |app: &TestApp, name: &str| {
+        let name = name.to_owned();
+        let app_url = app.url(&format!("/api/v1/products/{}", ids[0]));
+        async move {
+            for _ in 0..1000 {
+                let (_, body) = get_json(&app_url).await;
+                if body["name"] == name {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("{app_url} never served {name:?}");
+        }
+    };
+    served_by(&b, &first).await;
+    // Another process (the CLI) writes: both instances serve it.
+    rename_and_sync_with_the_cli(&fake, &db, &ids[0], "By the CLI").await;
+    served_by(&a, "By the CLI").await;
+    served_by(&b, "By the CLI").await;
+    // `b` writes: `b` serves it on the next read, `a` soon after.
+    fake.with_state(|s| {
+        s.update_product(&ids[0], &json!({ "name": "By b" }), &Ctx::default())
+            .unwrap()
+    });
+    let (status, _) = post_json(
+        &b.url("/api/v1/sync"),
+        json!({ "products": [ids[0].clone()] }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(name_on(&b).await.as_deref(), Some("By b"));
+    served_by(&a, "By b").await;
 }

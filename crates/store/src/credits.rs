@@ -13,7 +13,7 @@ use sm_domain::credits::{LotSource, LotState};
 
 use crate::catalog::{Ties, WriteCounts};
 use crate::objects::{Cell, ObjectWrite, SUBSCRIPTIONS};
-use crate::{Store, StoreError, Tx, on_pool, on_tx, on_write};
+use crate::{Store, StoreError, Tx, TxConn, on_pool, on_tx, on_write};
 
 /// A lot as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -154,6 +154,17 @@ pub struct NewEntry<'a> {
     pub actor: Option<&'a str>,
 }
 
+/// A consumption to record (see [`Tx::insert_consumptions`]).
+#[derive(Debug, Clone)]
+pub struct NewConsumption<'a> {
+    pub account: &'a str,
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub amount: i64,
+    pub description: Option<&'a str>,
+    pub balance_after: i64,
+}
+
 /// A consumption already recorded under an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ConsumptionRow {
@@ -264,9 +275,9 @@ impl Tx {
     /// Creates the account if needed and locks it until this transaction ends.
     pub async fn lock_account(&mut self, account: &str, now: i64) -> Result<(), StoreError> {
         const INSERT: &str = "INSERT INTO credit_accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
-        match self {
+        match &mut self.conn {
             // The transaction holds SQLite's write lock already.
-            Tx::Sqlite(t, _) => {
+            TxConn::Sqlite(t, _) => {
                 sqlx::query(INSERT)
                     .bind(account)
                     .bind(now)
@@ -274,7 +285,7 @@ impl Tx {
                     .await?;
             }
             // Lock first (one round trip for an existing account); create and lock if new.
-            Tx::Postgres(t) => {
+            TxConn::Postgres(t) => {
                 const LOCK: &str = "SELECT id FROM credit_accounts WHERE id = $1 FOR UPDATE";
                 let found: Option<String> = sqlx::query_scalar(LOCK)
                     .bind(account)
@@ -418,6 +429,253 @@ impl Tx {
         .await?
         .rows_affected());
         Ok(n == 1)
+    }
+
+    /// Creates the accounts that do not exist and locks all of them until this
+    /// transaction ends, in the order of their ids, so that two instances locking
+    /// overlapping sets cannot deadlock. One statement: the rows it inserts are its own
+    /// (nobody else can lock them before the commit), the others it locks.
+    pub async fn lock_accounts(&mut self, accounts: &[&str], now: i64) -> Result<(), StoreError> {
+        let mut sorted = accounts.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        match &mut self.conn {
+            // The transaction holds SQLite's write lock already.
+            TxConn::Sqlite(t, _) => {
+                let sql = format!(
+                    "INSERT INTO credit_accounts (id, created_at) VALUES {} ON CONFLICT (id) DO NOTHING",
+                    (0..sorted.len())
+                        .map(|i| format!("(${}, $1)", i + 2))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut q = sqlx::query(&sql).bind(now);
+                for a in &sorted {
+                    q = q.bind(*a);
+                }
+                q.execute(&mut **t).await?;
+            }
+            TxConn::Postgres(t) => {
+                sqlx::query(
+                    "WITH ins AS (INSERT INTO credit_accounts (id, created_at)                      SELECT a, $2 FROM unnest($1::text[]) AS a ON CONFLICT (id) DO NOTHING)                      SELECT id FROM credit_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                )
+                .bind(&sorted)
+                .bind(now)
+                .execute(&mut **t)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The consumptions already recorded under any of `keys` (`(account, key)` pairs), as
+    /// `(account, key, row)`.
+    pub async fn find_consumptions(
+        &mut self,
+        keys: &[(&str, &str)],
+    ) -> Result<Vec<(String, String, ConsumptionRow)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Two IN lists (the primary key's columns) and the pairs picked out here: a
+        // row-value `IN (VALUES …)` may be planned as a scan of the whole table, which
+        // grows with every consumption ever recorded.
+        let mut accounts: Vec<&str> = keys.iter().map(|(a, _)| *a).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let mut names: Vec<&str> = keys.iter().map(|(_, k)| *k).collect();
+        names.sort_unstable();
+        names.dedup();
+        let list = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sql = format!(
+            "SELECT account, idempotency_key, request_hash, amount, description, balance_after, created_at \
+             FROM credit_consumptions WHERE account IN ({}) AND idempotency_key IN ({})",
+            list(1, accounts.len()),
+            list(accounts.len() + 1, names.len())
+        );
+        type Found = (String, String, String, i64, Option<String>, i64, i64);
+        let rows: Vec<Found> = on_tx!(self, t => {
+            let mut q = sqlx::query_as(&sql);
+            for a in &accounts {
+                q = q.bind(*a);
+            }
+            for k in &names {
+                q = q.bind(*k);
+            }
+            q.fetch_all(&mut **t).await?
+        });
+        let wanted: std::collections::HashSet<(&str, &str)> = keys.iter().copied().collect();
+        let rows: Vec<Found> = rows
+            .into_iter()
+            .filter(|r| wanted.contains(&(r.0.as_str(), r.1.as_str())))
+            .collect();
+        Ok(rows
+            .into_iter()
+            .map(
+                |(account, key, request_hash, amount, description, balance_after, created_at)| {
+                    (
+                        account,
+                        key,
+                        ConsumptionRow {
+                            request_hash,
+                            amount,
+                            description,
+                            balance_after,
+                            created_at,
+                        },
+                    )
+                },
+            )
+            .collect())
+    }
+
+    /// The open lots (holding credits) of several accounts, oldest first.
+    pub async fn open_lots_of(&mut self, accounts: &[&str]) -> Result<Vec<LotRow>, StoreError> {
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {LOT_COLUMNS} FROM credit_lots WHERE account IN ({}) AND remaining > 0 ORDER BY id",
+            (1..=accounts.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = on_tx!(self, t => {
+            let mut q = sqlx::query_as(&sql);
+            for a in accounts {
+                q = q.bind(*a);
+            }
+            q.fetch_all(&mut **t).await?
+        });
+        Ok(rows)
+    }
+
+    /// Takes from several lots in one statement: `takes` is `(lot, n)`, each lot once.
+    /// An error if any lot holds less (the allocation was made from a stale read, which
+    /// the account locks rule out).
+    pub async fn take_from_lots(&mut self, takes: &[(i64, i64)]) -> Result<(), StoreError> {
+        if takes.is_empty() {
+            return Ok(());
+        }
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        let mut cases = String::new();
+        let mut ids = Vec::new();
+        for _ in takes {
+            cases.push_str(&format!(" WHEN {} THEN {}", next(), next()));
+        }
+        for _ in takes {
+            ids.push(next());
+        }
+        let sql = format!(
+            "UPDATE credit_lots SET remaining = remaining - (CASE id{cases} END) WHERE id IN ({})",
+            ids.join(", ")
+        );
+        let changed = on_tx!(self, t => {
+            let mut q = sqlx::query(&sql);
+            for (lot, n) in takes {
+                q = q.bind(*lot).bind(*n);
+            }
+            for (lot, _) in takes {
+                q = q.bind(*lot);
+            }
+            q.execute(&mut **t).await?.rows_affected()
+        });
+        if changed != takes.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "{} of {} lots to take from were found",
+                changed,
+                takes.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Journal entries in one statement.
+    pub async fn insert_entries(
+        &mut self,
+        entries: &[NewEntry<'_>],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        for chunk in entries.chunks(500) {
+            let sql = format!(
+                "INSERT INTO credit_entries (account, lot, kind, amount, shortfall, ref, description, actor, created_at) VALUES {}",
+                (0..chunk.len())
+                    .map(|i| {
+                        let b = 8 * i + 1;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $0)",
+                            b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .replace("$0", &format!("${}", 8 * chunk.len() + 1));
+            on_tx!(self, t => {
+                let mut q = sqlx::query(&sql);
+                for e in chunk {
+                    q = q
+                        .bind(e.account)
+                        .bind(e.lot)
+                        .bind(e.kind)
+                        .bind(e.amount)
+                        .bind(e.shortfall)
+                        .bind(e.reference)
+                        .bind(e.description)
+                        .bind(e.actor);
+                }
+                q.bind(now).execute(&mut **t).await?.rows_affected()
+            });
+        }
+        Ok(())
+    }
+
+    /// Records consumptions in one statement; returns how many were new (a key recorded
+    /// meanwhile is left as it was, and the caller must not commit).
+    pub async fn insert_consumptions(
+        &mut self,
+        rows: &[NewConsumption<'_>],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "INSERT INTO credit_consumptions (account, idempotency_key, request_hash, amount, description, balance_after, created_at) \
+             VALUES {} ON CONFLICT (account, idempotency_key) DO NOTHING",
+            (0..rows.len())
+                .map(|i| {
+                    let b = 6 * i + 1;
+                    format!("(${}, ${}, ${}, ${}, ${}, ${}, $0)", b, b + 1, b + 2, b + 3, b + 4, b + 5)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        .replace("$0", &format!("${}", 6 * rows.len() + 1));
+        let n = on_tx!(self, t => {
+            let mut q = sqlx::query(&sql);
+            for r in rows {
+                q = q
+                    .bind(r.account)
+                    .bind(r.key)
+                    .bind(r.request_hash)
+                    .bind(r.amount)
+                    .bind(r.description)
+                    .bind(r.balance_after);
+            }
+            q.bind(now).execute(&mut **t).await?.rows_affected()
+        });
+        Ok(n)
     }
 
     /// Claims a grant's origin (a session or invoice); false when it was claimed before,
@@ -728,7 +986,7 @@ impl Tx {
     /// On PostgreSQL, a lock per customer until the transaction ends (see
     /// [`Tx::adopt_subscriptions`]); nothing on SQLite, whose writers take turns anyway.
     async fn lock_customers(&mut self, customers: &[&str]) -> Result<(), StoreError> {
-        if let Tx::Postgres(t) = self
+        if let TxConn::Postgres(t) = &mut self.conn
             && !customers.is_empty()
         {
             let mut keys: Vec<&str> = customers.to_vec();

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::{Pool, Store, StoreError, Tx, on_pool, on_tx, on_write};
+use crate::{Pool, Store, StoreError, Tx, TxConn, on_pool, on_tx, on_write};
 
 /// An event to store.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ fn insert_query<DB: NotifyDialect>(events: &[NewEvent], now_ms: i64) -> sqlx::Qu
 where
     for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    for<'a> Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     for<'a> bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
@@ -86,12 +86,13 @@ where
          attempts, next_attempt_at, received_at) ",
     );
     qb.push_values(events, |mut b, e| {
-        b.push_bind(e.id.clone())
-            .push_bind(e.kind.clone())
+        // Borrowed, not cloned: the payloads are the bulk of the bytes.
+        b.push_bind(e.id.as_str())
+            .push_bind(e.kind.as_str())
             .push_bind(e.created)
             .push_bind(e.livemode)
-            .push_bind(e.api_version.clone())
-            .push_bind(e.payload.clone())
+            .push_bind(e.api_version.as_deref())
+            .push_bind(e.payload.as_str())
             .push_bind(e.source)
             .push_bind("pending")
             .push_bind(0i64)
@@ -318,8 +319,8 @@ impl Tx {
     ) -> Result<u64, StoreError> {
         let mut n = 0;
         for chunk in ids.chunks(500) {
-            n += match self {
-                Tx::Sqlite(t, _) => {
+            n += match &mut self.conn {
+                TxConn::Sqlite(t, _) => {
                     let mut qb = sqlx::QueryBuilder::new("UPDATE webhook_events SET status = ");
                     qb.push_bind(status)
                         .push(", processed_at = ")
@@ -334,7 +335,7 @@ impl Tx {
                     qb.push(")");
                     qb.build().execute(&mut **t).await?.rows_affected()
                 }
-                Tx::Postgres(t) => sqlx::query(
+                TxConn::Postgres(t) => sqlx::query(
                     "UPDATE webhook_events SET status = $3, processed_at = $4, lease_owner = NULL, lease_until = NULL, \
                      last_error = NULL WHERE id = ANY($1) AND lease_owner = $2 AND status = 'processing'",
                 )
@@ -429,40 +430,6 @@ impl Store {
                 .await?;
         }
         Ok(())
-    }
-
-    /// A connection listening on [`INBOX_CHANNEL`] for this schema; `None` on SQLite.
-    pub async fn inbox_listener(&self) -> Result<Option<InboxListener>, StoreError> {
-        let Pool::Postgres(pool) = self.pool() else {
-            return Ok(None);
-        };
-        let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
-            .fetch_one(pool)
-            .await?;
-        let mut inner = sqlx::postgres::PgListener::connect_with(pool).await?;
-        inner.listen(INBOX_CHANNEL).await?;
-        Ok(Some(InboxListener { inner, schema }))
-    }
-}
-
-/// Announcements of new or replayed events on this schema (see [`Store::inbox_listener`]).
-#[derive(Debug)]
-pub struct InboxListener {
-    inner: sqlx::postgres::PgListener,
-    schema: String,
-}
-
-impl InboxListener {
-    /// Waits for the next announcement for our schema. An error means the connection
-    /// broke: notifications may have been missed, so the caller should look for work
-    /// and listen again.
-    pub async fn next(&mut self) -> Result<(), StoreError> {
-        loop {
-            let n = self.inner.recv().await?;
-            if n.payload() == self.schema {
-                return Ok(());
-            }
-        }
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod catalog;
+pub mod changes;
 pub mod credits;
 pub mod inbox;
 pub mod migrations;
@@ -126,10 +127,29 @@ macro_rules! on_write {
 /// A transaction on either backend. Writes that must commit together (a page of the
 /// catalog; an event's effects and its inbox status) take one.
 #[derive(Debug)]
-pub enum Tx {
+pub struct Tx {
+    conn: TxConn,
+    /// Whether this transaction took a catalog version: its commit then counts in
+    /// [`Store::local_catalog_commits`].
+    catalog_written: bool,
+    local: std::sync::Arc<LocalCommits>,
+}
+
+/// The connection of a [`Tx`].
+#[derive(Debug)]
+#[doc(hidden)]
+pub enum TxConn {
     /// With this process's SQLite write gate, held until the transaction ends.
     Sqlite(SqliteTx, WriteGate),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Commits of this process that readers keeping copies must hear of at once (see
+/// [`Store::local_catalog_commits`]).
+#[derive(Debug, Default)]
+struct LocalCommits {
+    catalog: std::sync::atomic::AtomicU64,
+    tokens: std::sync::atomic::AtomicU64,
 }
 
 /// An SQLite write transaction on a pooled connection, begun with `BEGIN IMMEDIATE`.
@@ -207,26 +227,31 @@ pub type WriteGate = tokio::sync::OwnedMutexGuard<()>;
 #[doc(hidden)]
 macro_rules! on_tx {
     ($tx:expr, $t:ident => $body:expr) => {
-        match $tx {
-            $crate::Tx::Sqlite($t, _) => $body,
-            $crate::Tx::Postgres($t) => $body,
+        match &mut ($tx).conn {
+            $crate::TxConn::Sqlite($t, _) => $body,
+            $crate::TxConn::Postgres($t) => $body,
         }
     };
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(t, _gate) => t.end("COMMIT").await?,
-            Tx::Postgres(t) => t.commit().await?,
+        match self.conn {
+            TxConn::Sqlite(t, _gate) => t.end("COMMIT").await?,
+            TxConn::Postgres(t) => t.commit().await?,
+        }
+        if self.catalog_written {
+            self.local
+                .catalog
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
         Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(t, _gate) => t.end("ROLLBACK").await?,
-            Tx::Postgres(t) => t.rollback().await?,
+        match self.conn {
+            TxConn::Sqlite(t, _gate) => t.end("ROLLBACK").await?,
+            TxConn::Postgres(t) => t.rollback().await?,
         }
         Ok(())
     }
@@ -242,6 +267,7 @@ pub struct Store {
     /// process wait here in FIFO order instead; other processes still meet the busy
     /// timeout.
     write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    local: std::sync::Arc<LocalCommits>,
 }
 
 /// Pool settings that differ between the server and one-shot CLI commands.
@@ -329,6 +355,7 @@ impl Store {
         Ok(Self {
             pool,
             write_gate: Default::default(),
+            local: Default::default(),
         })
     }
 
@@ -345,13 +372,39 @@ impl Store {
     /// lock up front (waiting up to the busy timeout) instead of failing with
     /// `SQLITE_BUSY` when it first reads and then finds another writer has committed.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match &self.pool {
+        let conn = match &self.pool {
             Pool::Sqlite(p) => {
                 let gate = self.write_gate.clone().lock_owned().await;
-                Tx::Sqlite(SqliteTx::begin(p).await?, gate)
+                TxConn::Sqlite(SqliteTx::begin(p).await?, gate)
             }
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Pool::Postgres(p) => TxConn::Postgres(p.begin().await?),
+        };
+        Ok(Tx {
+            conn,
+            catalog_written: false,
+            local: self.local.clone(),
         })
+    }
+
+    /// How many catalog writes this process has committed (through any clone of this
+    /// store). A reader that keeps a copy of the catalog compares it before and after
+    /// reading: other processes' writes are announced by `NOTIFY` (see [`changes`]), but
+    /// this process must see its own at once, before that comes back.
+    pub fn local_catalog_commits(&self) -> u64 {
+        self.local
+            .catalog
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// [`Store::local_catalog_commits`] for API token changes (creation, revocation).
+    pub fn local_token_commits(&self) -> u64 {
+        self.local.tokens.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn count_token_commit(&self) {
+        self.local
+            .tokens
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     #[doc(hidden)]

@@ -77,6 +77,11 @@ const SQLITE: &[Entry] = &[
         "admin lists",
         include_str!("../migrations/sqlite/0013_admin_lists.sql"),
     ),
+    (
+        14,
+        "change announcements",
+        include_str!("../migrations/sqlite/0014_change_announcements.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -143,6 +148,11 @@ const POSTGRES: &[Entry] = &[
         13,
         "admin lists",
         include_str!("../migrations/postgres/0013_admin_lists.sql"),
+    ),
+    (
+        14,
+        "change announcements",
+        include_str!("../migrations/postgres/0014_change_announcements.sql"),
     ),
 ];
 

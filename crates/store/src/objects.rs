@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::catalog::{Ties, WriteCounts};
-use crate::{Pool, Store, StoreError, Tx, on_pool, on_tx};
+use crate::{Pool, Store, StoreError, Tx, TxConn, on_pool, on_tx};
 
 /// The SQL type of an extracted column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -582,8 +582,8 @@ impl Tx {
                 }
             }
             if !apply.is_empty() {
-                let written: Vec<String> = match self {
-                    Tx::Sqlite(t, _) => {
+                let written: Vec<String> = match &mut self.conn {
+                    TxConn::Sqlite(t, _) => {
                         let sql = values_sql(kind, apply.len(), ties);
                         let mut q = sqlx::query_scalar(&sql);
                         for p in &apply {
@@ -591,7 +591,7 @@ impl Tx {
                         }
                         q.fetch_all(&mut **t).await?
                     }
-                    Tx::Postgres(t) => {
+                    TxConn::Postgres(t) => {
                         let sql = unnest_sql(kind, ties);
                         bind_arrays(sqlx::query_scalar(&sql), kind, &apply, now, run)
                             .fetch_all(&mut **t)
@@ -692,6 +692,7 @@ impl Tx {
         const SQL: &str =
             "UPDATE catalog_meta SET version = version + 1 WHERE id = 1 RETURNING version";
         let v = on_tx!(self, t => sqlx::query_scalar(SQL).fetch_one(&mut **t).await?);
+        self.catalog_written = true;
         Ok(v)
     }
 
@@ -704,8 +705,8 @@ impl Tx {
         now: i64,
     ) -> Result<(), StoreError> {
         let (t, s) = (kind.table, kind.synced);
-        match self {
-            Tx::Sqlite(tx, _) => {
+        match &mut self.conn {
+            TxConn::Sqlite(tx, _) => {
                 let sql = format!(
                     "UPDATE {t} SET seen_in_run = ?, {s} = ? WHERE id IN ({})",
                     vec!["?"; ids.len()].join(", ")
@@ -716,7 +717,7 @@ impl Tx {
                 }
                 q.execute(&mut **tx).await?;
             }
-            Tx::Postgres(tx) => {
+            TxConn::Postgres(tx) => {
                 let sql = format!("UPDATE {t} SET seen_in_run = $1, {s} = $2 WHERE id = ANY($3)");
                 sqlx::query(&sql)
                     .bind(run)
@@ -745,8 +746,8 @@ impl Tx {
         kind: &ObjectKind,
         ids: &[&str],
     ) -> Result<HashMap<String, StoredObject>, StoreError> {
-        let rows: Vec<StoredObject> = match self {
-            Tx::Sqlite(t, _) => {
+        let rows: Vec<StoredObject> = match &mut self.conn {
+            TxConn::Sqlite(t, _) => {
                 let sql = format!(
                     "SELECT {} FROM {} WHERE id IN ({})",
                     kind.select_list(),
@@ -759,7 +760,7 @@ impl Tx {
                 }
                 q.fetch_all(&mut **t).await?
             }
-            Tx::Postgres(t) => {
+            TxConn::Postgres(t) => {
                 if kind.catalog {
                     sqlx::query("SELECT version FROM catalog_meta WHERE id = 1 FOR UPDATE")
                         .execute(&mut **t)

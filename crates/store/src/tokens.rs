@@ -55,6 +55,7 @@ impl Store {
             tx.audit(a, now).await?;
         }
         tx.commit().await?;
+        self.count_token_commit();
         Ok(id)
     }
 
@@ -97,6 +98,7 @@ impl Store {
         .execute(pool)
         .await?
         .rows_affected());
+        self.count_token_commit();
         Ok(n == 1)
     }
 }

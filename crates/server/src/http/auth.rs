@@ -37,7 +37,7 @@ pub async fn authorize(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let token = match presented {
-        Some(t) if t.starts_with("smt_") => state.store.token_by_hash(&hash(t)).await,
+        Some(t) if t.starts_with("smt_") => state.tokens.find(&hash(t)).await,
         _ => Ok(None),
     };
     let token = match token {

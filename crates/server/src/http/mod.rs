@@ -21,8 +21,15 @@ pub use error::ApiError;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes behind the same layers: for `examples/bench_server`,
+/// which adds a route without any check to compare the checked ones with.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let request_timeout = state.config.http.request_timeout;
     Router::new()
+        .merge(extra)
         .merge(health::router())
         .merge(catalog::router())
         .merge(credits::router())

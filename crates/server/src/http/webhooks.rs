@@ -79,14 +79,15 @@ async fn receive(
     let verified = sm_stripe::webhook::verify(
         state.config.webhook_secrets.as_ref(),
         header,
-        &body,
+        body,
         now,
         state.config.webhook_tolerance,
     )
     .map_err(rejected)?;
+    let (id, kind) = (verified.id().to_owned(), verified.kind().to_owned());
     let new = state
         .intake
-        .submit(&verified, "webhook")
+        .submit(verified, "webhook")
         .await
         .map_err(|e| {
             metrics::counter!("webhook_events_rejected_total", "reason" => "not_stored")
@@ -99,14 +100,12 @@ async fn receive(
             )
         })?;
     let outcome = if new { "received" } else { "duplicate" };
-    metrics::counter!("webhook_events_received_total", "type" => crate::webhooks::type_label(verified.kind()), "outcome" => outcome).increment(1);
+    metrics::counter!("webhook_events_received_total", "type" => crate::webhooks::type_label(&kind), "outcome" => outcome).increment(1);
     tracing::debug!(
-        id = verified.id(),
-        kind = verified.kind(),
+        id = %id,
+        kind = %kind,
         outcome,
         "webhook stored"
     );
-    Ok(Json(
-        json!({"received": true, "duplicate": !new, "id": verified.id()}),
-    ))
+    Ok(Json(json!({"received": true, "duplicate": !new, "id": id})))
 }

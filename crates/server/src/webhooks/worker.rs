@@ -31,32 +31,6 @@ const MAX_BACKGROUND: usize = 4;
 use super::now_ms;
 use crate::manager::StripeManager;
 
-/// On PostgreSQL, wakes the worker whenever any instance stores or replays an event
-/// (`LISTEN`); reconnects after a second when the connection breaks, and wakes once
-/// after each (re)connect for what may have been announced meanwhile. Returns at once
-/// on SQLite.
-async fn listen(store: Store, wake: Arc<Notify>) {
-    loop {
-        match store.inbox_listener().await {
-            Ok(None) => return,
-            Ok(Some(mut listener)) => {
-                wake.notify_one();
-                loop {
-                    if let Err(e) = listener.next().await {
-                        tracing::warn!(error = %e, "lost the webhook LISTEN connection; reconnecting");
-                        break;
-                    }
-                    wake.notify_one();
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for webhook events; polling until it can")
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 pub use crate::config::WorkerConfig;
 
 /// The wait before attempt `n + 1` after `n` failed attempts: 1 s, 2 s, 4 s, … capped
@@ -100,7 +74,6 @@ impl Worker {
     /// Runs until `shutdown` becomes true, then finishes the events in hand.
     pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
-            let listener = tokio::spawn(listen(self.store.clone(), self.wake.clone()));
             let mut background = JoinSet::new();
             loop {
                 if *shutdown.borrow() {
@@ -133,12 +106,18 @@ impl Worker {
                 while background.len() >= MAX_BACKGROUND {
                     background.join_next().await;
                 }
+                let full = claimed.len() >= self.config.batch as usize;
                 self.process_batch(claimed, &mut background).await;
                 while background.try_join_next().is_some() {}
+                if !full && !self.config.gather.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.gather) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
             }
             // Finish the events in hand, those waiting on Stripe included.
             while background.join_next().await.is_some() {}
-            listener.abort();
             tracing::debug!("webhook worker stopped");
         })
     }
