@@ -249,8 +249,11 @@ fn open_fds(pid: u32) -> Option<u64> {
 }
 
 /// The server's connections: ours (this pool) have no `application_name`, and the
-/// backend running the query is left out in case the environment gave it one.
-const PG_CONNECTIONS: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()";
+/// backend running the query is left out in case the environment gave it one. The
+/// server's LISTEN connection renames itself `sm-listener <schema>` (see
+/// `sm_store::changes::listener_name`), so it is counted by that name.
+const PG_CONNECTIONS: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+    AND (application_name = $1 OR application_name = $2) AND pid <> pg_backend_pid()";
 
 /// Two counts rather than `status IN (…)`: each matches one of the inbox's partial
 /// indexes (`webhook_events_pending`, `webhook_events_leased`), so sampling stays cheap
@@ -399,6 +402,11 @@ async fn main() {
         )
     });
 
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(&db)
+        .await
+        .expect("the schema answers");
+    let listener = sm_store::changes::listener_name(&schema);
     let mut samples: Vec<Sample> = Vec::new();
     let period = Duration::from_secs(args.sample_secs.max(1));
     for k in 1..=args.seconds / period.as_secs() {
@@ -414,6 +422,7 @@ async fn main() {
         };
         let pg_connections: i64 = sqlx::query_scalar(PG_CONNECTIONS)
             .bind(&args.pg_app)
+            .bind(&listener)
             .fetch_one(&db)
             .await
             .expect("pg_stat_activity answers");
