@@ -560,16 +560,7 @@ async fn tokens_are_created_shown_once_and_revoked_from_the_admin(db: TestDb) {
     // The token works, is shown only that once, and the list names it without it.
     let api = |token: String| {
         let url = app.url("/api/v1/products");
-        async move {
-            http()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
+        async move { get_status(&url, &token).await }
     };
     assert_eq!(api(token.clone()).await, 200);
     let list = op.page(&app, "/admin/tokens").await;

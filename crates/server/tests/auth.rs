@@ -217,36 +217,35 @@ async fn two_instances(db: &TestDb) -> (TestApp, TestApp) {
     let env = env_for(None, db);
     let a = TestApp::start(config_from(&env)).await;
     let b = TestApp::start(config_from(&env)).await;
-    if db.store.backend() == sm_store::Backend::Postgres {
-        for app in [&a, &b] {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while app
-                .state
-                .changes
-                .current(stripe_manager::changes::Topic::Tokens)
-                .is_none()
-            {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the listener never started"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
-    }
+    listening(&a, db).await;
+    listening(&b, db).await;
     (a, b)
+}
+
+/// On PostgreSQL, waits until `app`'s change listener works (it has stamps); at most
+/// 10 s. Nothing to wait for on SQLite.
+async fn listening(app: &TestApp, db: &TestDb) {
+    if db.store.backend() != sm_store::Backend::Postgres {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app
+        .state
+        .changes
+        .current(stripe_manager::changes::Topic::Tokens)
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener never (re)started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// The status of `GET /api/v1/products` on `app` with `token`.
 async fn read_with(app: &TestApp, token: &str) -> u16 {
-    http()
-        .get(app.url("/api/v1/products"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    get_status(&app.url("/api/v1/products"), token).await
 }
 
 /// Asks until `app` refuses `token`; panics after 10 s. Returns how long it took.
@@ -353,7 +352,9 @@ async fn a_broken_listener_never_leaves_a_revoked_token_accepted(db: TestDb) {
         .map(|_| ())
         .unwrap());
     refused_within(&a, &token).await;
-    // And once listening again, the instance keeps tokens again and still hears.
+    // Once listening again (its stamps are back), the instance keeps tokens again and
+    // still hears of a revocation.
+    listening(&a, &db).await;
     let token = grant_token(&db.store, "after", "catalog:read").await;
     assert_eq!(read_with(&a, &token).await, 200);
     sm_store::on_pool!(db.store, pool => sqlx::query("UPDATE api_tokens SET revoked_at = 2 WHERE revoked_at IS NULL")

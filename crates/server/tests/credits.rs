@@ -823,6 +823,9 @@ async fn grouped_consumptions_on_two_instances_apply_each_key_once(db: TestDb) {
         assert_eq!(seen.1["balance"], body["balance"], "{key}");
         assert_eq!(seen.1["created_at"], body["created_at"], "{key}");
     }
+    // Refused on an account nobody had used: the account is not created (grouped with
+    // consumptions that were recorded, or alone).
+    assert!(db.store.account("acct_g3").await.unwrap().is_none());
     for (account, granted) in [("acct_g1", 50), ("acct_g2", 30), ("acct_g3", 0)] {
         let applied = first.keys().filter(|(a, _)| a == account).count() as i64;
         assert_eq!(applied, granted / 2, "{account}: keys applied");

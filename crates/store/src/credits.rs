@@ -271,6 +271,20 @@ pub struct AccountRow {
     pub created_at: i64,
 }
 
+/// The `VALUES` rows of a multi-row insert: `rows` tuples of `width` parameters
+/// numbered in order (`$1` …), each followed by one parameter all rows share, numbered
+/// last (`now`, bound after the rows).
+fn rows_sharing_last(rows: usize, width: usize) -> String {
+    let shared = rows * width + 1;
+    (0..rows)
+        .map(|r| {
+            let own: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({}, ${shared})", own.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Tx {
     /// Creates the account if needed and locks it until this transaction ends.
     pub async fn lock_account(&mut self, account: &str, now: i64) -> Result<(), StoreError> {
@@ -431,40 +445,89 @@ impl Tx {
         Ok(n == 1)
     }
 
-    /// Creates the accounts that do not exist and locks all of them until this
-    /// transaction ends, in the order of their ids, so that two instances locking
-    /// overlapping sets cannot deadlock. One statement: the rows it inserts are its own
-    /// (nobody else can lock them before the commit), the others it locks.
-    pub async fn lock_accounts(&mut self, accounts: &[&str], now: i64) -> Result<(), StoreError> {
+    /// Locks the accounts until this transaction ends, in the order of their ids (as
+    /// the single path's `lock_account` does one), creating those that do not exist;
+    /// returns the ones this transaction created. On PostgreSQL, existing rows are
+    /// locked first (one round trip in the common case); missing ones are inserted and
+    /// then locked by a *separate* statement: a row another transaction created while
+    /// our insert waited is only visible, and lockable, to a statement that starts
+    /// after that transaction committed.
+    pub async fn lock_accounts(
+        &mut self,
+        accounts: &[&str],
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let mut sorted = accounts.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        match &mut self.conn {
+        let created: Vec<String> = match &mut self.conn {
             // The transaction holds SQLite's write lock already.
             TxConn::Sqlite(t, _) => {
                 let sql = format!(
-                    "INSERT INTO credit_accounts (id, created_at) VALUES {} ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO credit_accounts (id, created_at) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
                     (0..sorted.len())
                         .map(|i| format!("(${}, $1)", i + 2))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                let mut q = sqlx::query(&sql).bind(now);
+                let mut q = sqlx::query_scalar(&sql).bind(now);
                 for a in &sorted {
                     q = q.bind(*a);
                 }
-                q.execute(&mut **t).await?;
+                q.fetch_all(&mut **t).await?
             }
             TxConn::Postgres(t) => {
-                sqlx::query(
-                    "WITH ins AS (INSERT INTO credit_accounts (id, created_at)                      SELECT a, $2 FROM unnest($1::text[]) AS a ON CONFLICT (id) DO NOTHING)                      SELECT id FROM credit_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                )
-                .bind(&sorted)
-                .bind(now)
-                .execute(&mut **t)
-                .await?;
+                const LOCK: &str =
+                    "SELECT id FROM credit_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+                let found: Vec<String> = sqlx::query_scalar(LOCK)
+                    .bind(&sorted)
+                    .fetch_all(&mut **t)
+                    .await?;
+                let missing: Vec<&str> = sorted
+                    .iter()
+                    .copied()
+                    .filter(|a| !found.iter().any(|f| f == a))
+                    .collect();
+                if missing.is_empty() {
+                    Vec::new()
+                } else {
+                    let created: Vec<String> = sqlx::query_scalar(
+                        "INSERT INTO credit_accounts (id, created_at) SELECT a, $2 FROM unnest($1::text[]) AS a \
+                         ORDER BY a ON CONFLICT (id) DO NOTHING RETURNING id",
+                    )
+                    .bind(&missing)
+                    .bind(now)
+                    .fetch_all(&mut **t)
+                    .await?;
+                    sqlx::query(LOCK).bind(&missing).execute(&mut **t).await?;
+                    created
+                }
             }
+        };
+        Ok(created)
+    }
+
+    /// Removes accounts this transaction created and then wrote nothing for (a
+    /// consumption refused on an account nobody had used): a refusal leaves no trace,
+    /// as on the single path, where the transaction that created it rolls back.
+    pub async fn forget_new_accounts(&mut self, ids: &[&str]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
         }
+        let sql = format!(
+            "DELETE FROM credit_accounts WHERE id IN ({})",
+            (1..=ids.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        on_tx!(self, t => {
+            let mut q = sqlx::query(&sql);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.execute(&mut **t).await.map(|_| ())?
+        });
         Ok(())
     }
 
@@ -477,10 +540,9 @@ impl Tx {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // A row-value IN over the primary key's columns. Measured against two IN lists
-        // (accounts, keys) filtered here: on one hot PostgreSQL account that form reads
-        // every key the account ever used; consumptions fell from 3,564/s to 1,883/s
-        // (scripts/bench-credits).
+        // A row-value IN over the primary key's columns. Two IN lists (accounts, keys)
+        // filtered here measured slower: 1,883/s against 3,564/s on one hot PostgreSQL
+        // account (scripts/bench-credits; why was not investigated).
         let sql = format!(
             "SELECT account, idempotency_key, request_hash, amount, description, balance_after, created_at \
              FROM credit_consumptions WHERE (account, idempotency_key) IN (VALUES {})",
@@ -592,18 +654,8 @@ impl Tx {
         for chunk in entries.chunks(500) {
             let sql = format!(
                 "INSERT INTO credit_entries (account, lot, kind, amount, shortfall, ref, description, actor, created_at) VALUES {}",
-                (0..chunk.len())
-                    .map(|i| {
-                        let b = 8 * i + 1;
-                        format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $0)",
-                            b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-            .replace("$0", &format!("${}", 8 * chunk.len() + 1));
+                rows_sharing_last(chunk.len(), 8)
+            );
             on_tx!(self, t => {
                 let mut q = sqlx::query(&sql);
                 for e in chunk {
@@ -636,15 +688,8 @@ impl Tx {
         let sql = format!(
             "INSERT INTO credit_consumptions (account, idempotency_key, request_hash, amount, description, balance_after, created_at) \
              VALUES {} ON CONFLICT (account, idempotency_key) DO NOTHING",
-            (0..rows.len())
-                .map(|i| {
-                    let b = 6 * i + 1;
-                    format!("(${}, ${}, ${}, ${}, ${}, ${}, $0)", b, b + 1, b + 2, b + 3, b + 4, b + 5)
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-        .replace("$0", &format!("${}", 6 * rows.len() + 1));
+            rows_sharing_last(rows.len(), 6)
+        );
         let n = on_tx!(self, t => {
             let mut q = sqlx::query(&sql);
             for r in rows {

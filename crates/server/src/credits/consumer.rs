@@ -11,7 +11,9 @@
 //! statements serve many consumptions.
 //!
 //! The guarantees are the ones of a single consumption: the group's transaction locks
-//! every account it touches (in id order, so instances cannot deadlock), the allocation
+//! every account it touches (in id order; a deadlock PostgreSQL should still find fails
+//! the group, which is then retried one by one), creating only the accounts a recorded
+//! consumption needs, the allocation
 //! is `sm_domain::credits::allocate` applied to each request in turn on what the
 //! requests before it left, a key seen twice (in the database or earlier in the group)
 //! answers the first result, and the unique `(account, idempotency_key)` is checked by
@@ -117,7 +119,7 @@ async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer
     let mut accounts: Vec<&str> = jobs.iter().map(|j| j.account.as_str()).collect();
     accounts.sort_unstable();
     accounts.dedup();
-    tx.lock_accounts(&accounts, now).await?;
+    let created = tx.lock_accounts(&accounts, now).await?;
     let keys: Vec<(&str, &str)> = jobs
         .iter()
         .map(|j| (j.account.as_str(), j.req.idempotency_key.as_str()))
@@ -229,6 +231,13 @@ async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer
         tx.rollback().await?;
         return Ok(answers);
     }
+    // Accounts created above for requests that were all refused: not kept.
+    let unused: Vec<&str> = created
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !records.iter().any(|r| r.account == *a))
+        .collect();
+    tx.forget_new_accounts(&unused).await?;
     let taken: Vec<(i64, i64)> = taken.into_iter().collect();
     tx.take_from_lots(&taken).await?;
     tx.insert_entries(&entries, now).await?;

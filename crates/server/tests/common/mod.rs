@@ -255,6 +255,18 @@ fn authorized(request: reqwest::RequestBuilder, url: &str) -> reqwest::RequestBu
     }
 }
 
+/// The status of a GET of `url` with the bearer `token`.
+pub async fn get_status(url: &str, token: &str) -> u16 {
+    http()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// POSTs JSON (with the app's API token) and returns the status and the JSON answer.
 pub async fn post_json(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     let r = authorized(http().post(url), url)
