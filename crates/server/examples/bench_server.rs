@@ -37,7 +37,7 @@ async fn main() {
         .await
         .unwrap_or_else(|e| fail(&e.to_string()));
     if std::env::var("BENCH_DISCARD").is_ok_and(|v| v == "1") {
-        state.intake = stripe_manager::webhooks::Intake::discarding();
+        state = state.with_intake(stripe_manager::webhooks::Intake::discarding());
     }
     let _listener = stripe_manager::changes::listen(
         state.store.clone(),

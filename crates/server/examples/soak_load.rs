@@ -21,7 +21,8 @@
 //! p50/p99 in ms of the requests completed in that window; then the server's RSS (KiB, `VmRSS` of /proc/PID/status),
 //! its open file descriptors (/proc/PID/fd), its PostgreSQL connections (those of
 //! `pg_stat_activity` whose `application_name` is `--pg-app`, which the server's
-//! `DATABASE_URL` must set) and the webhook queue depth (events `pending` or
+//! `DATABASE_URL` must set, plus its LISTEN connection, which names itself
+//! `sm-listener <schema>`) and the webhook queue depth (events `pending` or
 //! `processing`).
 //!
 //! At the end, once every request has been answered: every webhook answered 200 is in

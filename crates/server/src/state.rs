@@ -17,9 +17,23 @@ use crate::manager::StripeManager;
 use crate::sync::Syncer;
 use crate::webhooks::Intake;
 
-/// Shared by every request handler and background task; cloning is cheap.
+/// Shared by every request handler and background task. One `Arc`: axum clones the
+/// state for every extractor of every request, and cloning a dozen `Arc`s and handles
+/// each time (and dropping them) was 7 % of the server's CPU under webhook load
+/// (perf, docs/BENCHMARKS.md). Fields are reached through `Deref` (`state.store`).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+#[derive(Debug, Clone)]
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Store,
     pub stripe: StripeManager,
@@ -46,7 +60,7 @@ impl AppState {
         let store = Store::connect(&config.database_url, connect).await?;
         let stripe = StripeManager::new(&config.stripe)?;
         let changes = Arc::new(Changes::new(store.clone()));
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             config: Arc::new(config),
             catalog: Catalog::new(store.clone(), changes.clone()),
             tokens: TokenCache::new(store.clone(), changes.clone()),
@@ -58,7 +72,13 @@ impl AppState {
             stripe,
             metrics: crate::telemetry::metrics_handle(),
             live_sync: Default::default(),
-        })
+        })))
+    }
+
+    /// This state with another intake: for `examples/bench_server` (a discarding one).
+    pub fn with_intake(mut self, intake: Intake) -> Self {
+        Arc::make_mut(&mut self.0).intake = intake;
+        self
     }
 }
 
