@@ -792,8 +792,6 @@ async fn grouped_consumptions_on_two_instances_apply_each_key_once(db: TestDb) {
     let other = quiet_app(&shop.fake, &db).await;
     grant_credits(&shop.app, "acct_g1", 50).await;
     grant_credits(&shop.app, "acct_g2", 30).await;
-    // On PostgreSQL each instance has two writers, each owning a shard of the accounts:
-    // acct_g2 falls to one, acct_g1 and acct_g3 to the other, so both write at once.
     let accounts = ["acct_g1", "acct_g2", "acct_g3"];
     let sends = (0..240).map(|i| {
         let app = if i % 2 == 0 { &shop.app } else { &other };

@@ -7,6 +7,19 @@
 //! transaction already holds the database's write lock (`BEGIN IMMEDIATE`). The rules
 //! for which lots a debit spends live in `sm_domain::credits`; this module reads the
 //! lots and writes what those rules decided.
+//!
+//! **PostgreSQL statements of a consumption group** (`lock_accounts` … `insert_consumptions`)
+//! have a fixed text over arrays (`= ANY($1)`, `UNNEST`), stay prepared, and are planned
+//! for the arrays they are given: the group's transaction starts with
+//! [`Tx::plan_each_statement`]. With the plans PostgreSQL caches, a lookup first
+//! planned while its table was nearly empty keeps scanning the whole table until the
+//! table is next analysed: with autovacuum off here, groups slowed from ~2,800/s to
+//! ~1,400/s over four 8-second runs as `credit_consumptions` grew to 60,000 rows, the
+//! key lookup taking most of the time. Sent unprepared instead, each statement cost a
+//! parse, a plan and an extra round trip (~2,500–2,800/s); prepared with a plan per
+//! execution, ~4,100–4,300/s however large the table (`BENCH_ROUNDS=4
+//! scripts/bench-credits`, docs/BENCHMARKS.md). SQLite keeps lists of `$n`: it plans a
+//! statement once, from its indexes, and has no arrays.
 
 use serde::Serialize;
 use sm_domain::credits::{LotSource, LotState};
@@ -445,6 +458,18 @@ impl Tx {
         Ok(n == 1)
     }
 
+    /// Makes PostgreSQL plan each statement of this transaction with the values it is
+    /// given, prepared or not (`SET LOCAL plan_cache_mode = force_custom_plan`): see the
+    /// module's notes. Nothing on SQLite.
+    pub async fn plan_each_statement(&mut self) -> Result<(), StoreError> {
+        if let TxConn::Postgres(t) = &mut self.conn {
+            sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Locks the accounts until this transaction ends, in the order of their ids (as
     /// the single path's `lock_account` does one), creating those that do not exist;
     /// returns the ones this transaction created. On PostgreSQL, existing rows are
@@ -514,20 +539,28 @@ impl Tx {
         if ids.is_empty() {
             return Ok(());
         }
-        let sql = format!(
-            "DELETE FROM credit_accounts WHERE id IN ({})",
-            (1..=ids.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        on_tx!(self, t => {
-            let mut q = sqlx::query(&sql);
-            for id in ids {
-                q = q.bind(*id);
+        match &mut self.conn {
+            TxConn::Sqlite(t, _) => {
+                let sql = format!(
+                    "DELETE FROM credit_accounts WHERE id IN ({})",
+                    (1..=ids.len())
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut q = sqlx::query(&sql);
+                for id in ids {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut **t).await?;
             }
-            q.execute(&mut **t).await.map(|_| ())?
-        });
+            TxConn::Postgres(t) => {
+                sqlx::query("DELETE FROM credit_accounts WHERE id = ANY($1)")
+                    .bind(ids)
+                    .execute(&mut **t)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
@@ -540,25 +573,38 @@ impl Tx {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // A row-value IN over the primary key's columns. Two IN lists (accounts, keys)
-        // filtered here measured slower: 1,883/s against 3,564/s on one hot PostgreSQL
-        // account (scripts/bench-credits; why was not investigated).
-        let sql = format!(
-            "SELECT account, idempotency_key, request_hash, amount, description, balance_after, created_at \
-             FROM credit_consumptions WHERE (account, idempotency_key) IN (VALUES {})",
-            (0..keys.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         type Found = (String, String, String, i64, Option<String>, i64, i64);
-        let rows: Vec<Found> = on_tx!(self, t => {
-            let mut q = sqlx::query_as(&sql);
-            for (account, key) in keys {
-                q = q.bind(*account).bind(*key);
+        let rows: Vec<Found> = match &mut self.conn {
+            // A row-value IN over the primary key's columns.
+            TxConn::Sqlite(t, _) => {
+                let sql = format!(
+                    "SELECT account, idempotency_key, request_hash, amount, description, balance_after, created_at \
+                     FROM credit_consumptions WHERE (account, idempotency_key) IN (VALUES {})",
+                    (0..keys.len())
+                        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut q = sqlx::query_as(&sql);
+                for (account, key) in keys {
+                    q = q.bind(*account).bind(*key);
+                }
+                q.fetch_all(&mut **t).await?
             }
-            q.fetch_all(&mut **t).await?
-        });
+            // Over arrays: see the module's notes on PostgreSQL statements.
+            TxConn::Postgres(t) => {
+                let (accounts, keys): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+                sqlx::query_as(
+                    "SELECT c.account, c.idempotency_key, c.request_hash, c.amount, c.description, c.balance_after, c.created_at \
+                     FROM credit_consumptions c JOIN UNNEST($1::text[], $2::text[]) AS k (account, key) \
+                     ON c.account = k.account AND c.idempotency_key = k.key",
+                )
+                .bind(&accounts)
+                .bind(&keys)
+                .fetch_all(&mut **t)
+                .await?
+            }
+        };
         Ok(rows
             .into_iter()
             .map(
@@ -579,25 +625,36 @@ impl Tx {
             .collect())
     }
 
-    /// The open lots (holding credits) of several accounts, oldest first.
+    /// The open lots (something remaining) of `accounts`, oldest first.
     pub async fn open_lots_of(&mut self, accounts: &[&str]) -> Result<Vec<LotRow>, StoreError> {
         if accounts.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {LOT_COLUMNS} FROM credit_lots WHERE account IN ({}) AND remaining > 0 ORDER BY id",
-            (1..=accounts.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let rows = on_tx!(self, t => {
-            let mut q = sqlx::query_as(&sql);
-            for a in accounts {
-                q = q.bind(*a);
+        let rows = match &mut self.conn {
+            TxConn::Sqlite(t, _) => {
+                let sql = format!(
+                    "SELECT {LOT_COLUMNS} FROM credit_lots WHERE account IN ({}) AND remaining > 0 ORDER BY id",
+                    (1..=accounts.len())
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut q = sqlx::query_as(&sql);
+                for a in accounts {
+                    q = q.bind(*a);
+                }
+                q.fetch_all(&mut **t).await?
             }
-            q.fetch_all(&mut **t).await?
-        });
+            TxConn::Postgres(t) => {
+                let sql = format!(
+                    "SELECT {LOT_COLUMNS} FROM credit_lots WHERE account = ANY($1) AND remaining > 0 ORDER BY id"
+                );
+                sqlx::query_as(&sql)
+                    .bind(accounts)
+                    .fetch_all(&mut **t)
+                    .await?
+            }
+        };
         Ok(rows)
     }
 
@@ -608,33 +665,47 @@ impl Tx {
         if takes.is_empty() {
             return Ok(());
         }
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            format!("${n}")
+        let changed = match &mut self.conn {
+            TxConn::Sqlite(t, _) => {
+                let mut n = 0;
+                let mut next = || {
+                    n += 1;
+                    format!("${n}")
+                };
+                let mut cases = String::new();
+                let mut ids = Vec::new();
+                for _ in takes {
+                    cases.push_str(&format!(" WHEN {} THEN {}", next(), next()));
+                }
+                for _ in takes {
+                    ids.push(next());
+                }
+                let sql = format!(
+                    "UPDATE credit_lots SET remaining = remaining - (CASE id{cases} END) WHERE id IN ({})",
+                    ids.join(", ")
+                );
+                let mut q = sqlx::query(&sql);
+                for (lot, n) in takes {
+                    q = q.bind(*lot).bind(*n);
+                }
+                for (lot, _) in takes {
+                    q = q.bind(*lot);
+                }
+                q.execute(&mut **t).await?.rows_affected()
+            }
+            TxConn::Postgres(t) => {
+                let (lots, amounts): (Vec<i64>, Vec<i64>) = takes.iter().copied().unzip();
+                sqlx::query(
+                    "UPDATE credit_lots l SET remaining = l.remaining - t.n \
+                     FROM UNNEST($1::bigint[], $2::bigint[]) AS t (id, n) WHERE l.id = t.id",
+                )
+                .bind(&lots)
+                .bind(&amounts)
+                .execute(&mut **t)
+                .await?
+                .rows_affected()
+            }
         };
-        let mut cases = String::new();
-        let mut ids = Vec::new();
-        for _ in takes {
-            cases.push_str(&format!(" WHEN {} THEN {}", next(), next()));
-        }
-        for _ in takes {
-            ids.push(next());
-        }
-        let sql = format!(
-            "UPDATE credit_lots SET remaining = remaining - (CASE id{cases} END) WHERE id IN ({})",
-            ids.join(", ")
-        );
-        let changed = on_tx!(self, t => {
-            let mut q = sqlx::query(&sql);
-            for (lot, n) in takes {
-                q = q.bind(*lot).bind(*n);
-            }
-            for (lot, _) in takes {
-                q = q.bind(*lot);
-            }
-            q.execute(&mut **t).await?.rows_affected()
-        });
         if changed != takes.len() as u64 {
             return Err(StoreError::Corrupt(format!(
                 "{} of {} lots to take from were found",
@@ -651,26 +722,52 @@ impl Tx {
         entries: &[NewEntry<'_>],
         now: i64,
     ) -> Result<(), StoreError> {
-        for chunk in entries.chunks(500) {
-            let sql = format!(
-                "INSERT INTO credit_entries (account, lot, kind, amount, shortfall, ref, description, actor, created_at) VALUES {}",
-                rows_sharing_last(chunk.len(), 8)
-            );
-            on_tx!(self, t => {
-                let mut q = sqlx::query(&sql);
-                for e in chunk {
-                    q = q
-                        .bind(e.account)
-                        .bind(e.lot)
-                        .bind(e.kind)
-                        .bind(e.amount)
-                        .bind(e.shortfall)
-                        .bind(e.reference)
-                        .bind(e.description)
-                        .bind(e.actor);
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // In the group's order: entry ids follow it.
+        match &mut self.conn {
+            TxConn::Sqlite(t, _) => {
+                for chunk in entries.chunks(500) {
+                    let sql = format!(
+                        "INSERT INTO credit_entries (account, lot, kind, amount, shortfall, ref, description, actor, created_at) VALUES {}",
+                        rows_sharing_last(chunk.len(), 8)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for e in chunk {
+                        q = q
+                            .bind(e.account)
+                            .bind(e.lot)
+                            .bind(e.kind)
+                            .bind(e.amount)
+                            .bind(e.shortfall)
+                            .bind(e.reference)
+                            .bind(e.description)
+                            .bind(e.actor);
+                    }
+                    q.bind(now).execute(&mut **t).await?;
                 }
-                q.bind(now).execute(&mut **t).await?.rows_affected()
-            });
+            }
+            TxConn::Postgres(t) => {
+                sqlx::query(
+                    "INSERT INTO credit_entries (account, lot, kind, amount, shortfall, ref, description, actor, created_at) \
+                     SELECT account, lot, kind, amount, shortfall, ref, description, actor, $9 \
+                     FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[]) \
+                     WITH ORDINALITY AS e (account, lot, kind, amount, shortfall, ref, description, actor, n) \
+                     ORDER BY n",
+                )
+                .bind(entries.iter().map(|e| e.account).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.lot).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.kind).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.amount).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.shortfall).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.reference).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.description).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.actor).collect::<Vec<_>>())
+                .bind(now)
+                .execute(&mut **t)
+                .await?;
+            }
         }
         Ok(())
     }
@@ -685,24 +782,43 @@ impl Tx {
         if rows.is_empty() {
             return Ok(0);
         }
-        let sql = format!(
-            "INSERT INTO credit_consumptions (account, idempotency_key, request_hash, amount, description, balance_after, created_at) \
-             VALUES {} ON CONFLICT (account, idempotency_key) DO NOTHING",
-            rows_sharing_last(rows.len(), 6)
-        );
-        let n = on_tx!(self, t => {
-            let mut q = sqlx::query(&sql);
-            for r in rows {
-                q = q
-                    .bind(r.account)
-                    .bind(r.key)
-                    .bind(r.request_hash)
-                    .bind(r.amount)
-                    .bind(r.description)
-                    .bind(r.balance_after);
+        let n = match &mut self.conn {
+            TxConn::Sqlite(t, _) => {
+                let sql = format!(
+                    "INSERT INTO credit_consumptions (account, idempotency_key, request_hash, amount, description, balance_after, created_at) \
+                     VALUES {} ON CONFLICT (account, idempotency_key) DO NOTHING",
+                    rows_sharing_last(rows.len(), 6)
+                );
+                let mut q = sqlx::query(&sql);
+                for r in rows {
+                    q = q
+                        .bind(r.account)
+                        .bind(r.key)
+                        .bind(r.request_hash)
+                        .bind(r.amount)
+                        .bind(r.description)
+                        .bind(r.balance_after);
+                }
+                q.bind(now).execute(&mut **t).await?.rows_affected()
             }
-            q.bind(now).execute(&mut **t).await?.rows_affected()
-        });
+            TxConn::Postgres(t) => sqlx::query(
+                "INSERT INTO credit_consumptions (account, idempotency_key, request_hash, amount, description, balance_after, created_at) \
+                 SELECT account, key, request_hash, amount, description, balance_after, $7 \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[]) \
+                 WITH ORDINALITY AS c (account, key, request_hash, amount, description, balance_after, n) \
+                 ORDER BY n ON CONFLICT (account, idempotency_key) DO NOTHING",
+            )
+            .bind(rows.iter().map(|r| r.account).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.key).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.request_hash).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.amount).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.description).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.balance_after).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut **t)
+            .await?
+            .rows_affected(),
+        };
         Ok(n)
     }
 

@@ -1,7 +1,6 @@
-//! Group commit for credit consumptions: requests hand their consumption to their
-//! account's writer task (two per instance on PostgreSQL, each owning a shard of the
-//! accounts; one on SQLite), which applies everything waiting in one transaction and
-//! then answers every request.
+//! Group commit for credit consumptions: requests hand their consumption to one writer
+//! task per instance, which applies everything waiting in one transaction and then
+//! answers every request.
 //!
 //! Why: a consumption holds its account's lock until its commit is on disk, so one hot
 //! account could take only one consumption per fsync (~750/s on PostgreSQL here), and
@@ -14,8 +13,8 @@
 //! The guarantees are the ones of a single consumption: the group's transaction locks
 //! every account it touches (in id order; a deadlock PostgreSQL should still find fails
 //! the group, which is then retried one by one), creating only the accounts a recorded
-//! consumption needs, the allocation is
-//! `sm_domain::credits::allocate` applied to each request in turn on what the
+//! consumption needs, the allocation
+//! is `sm_domain::credits::allocate` applied to each request in turn on what the
 //! requests before it left, a key seen twice (in the database or earlier in the group)
 //! answers the first result, and the unique `(account, idempotency_key)` is checked by
 //! the insert itself. A refused request (insufficient credits, a reused key) is answered
@@ -26,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sm_domain::credits::{Credits, LotState, allocate, available};
 use sm_store::credits::{ConsumptionRow, LotRow, NewConsumption, NewEntry};
-use sm_store::{Backend, Store, StoreError};
+use sm_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ConsumeRequest, Consumption, Ledger, LedgerError};
@@ -48,100 +47,68 @@ pub(crate) struct Job {
     pub reply: oneshot::Sender<Answer>,
 }
 
-/// The writers' handle; cheap to clone.
+/// The writer's handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Consumer {
-    /// One sender per writer; an account always goes to the same writer.
-    writers: Vec<mpsc::Sender<Job>>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl Consumer {
-    /// Starts the writer tasks on the current runtime. `ledger` is what a request falls
+    /// Starts the writer task on the current runtime. `ledger` is what a request falls
     /// back to when its group cannot commit.
     pub fn start(store: Store, ledger: Ledger) -> Self {
-        let writers = (0..writers_for(store.backend()))
-            .map(|_| {
-                let (tx, rx) = mpsc::channel::<Job>(4096);
-                tokio::spawn(write_groups(store.clone(), ledger.clone(), rx));
-                tx
-            })
-            .collect();
-        Self { writers }
+        let (tx, mut rx) = mpsc::channel::<Job>(4096);
+        tokio::spawn(async move {
+            let mut next: Option<Job> = None;
+            loop {
+                let first = match next.take() {
+                    Some(job) => job,
+                    None => match rx.recv().await {
+                        Some(job) => job,
+                        None => return,
+                    },
+                };
+                // One instant per group: a request with another clock starts the next.
+                let now = first.now;
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(job) if job.now == now => group.push(job),
+                        Ok(job) => {
+                            next = Some(job);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                metrics::histogram!("credit_consume_group_size").record(group.len() as f64);
+                match apply_group(&store, &group, now).await {
+                    Ok(answers) => {
+                        for (job, answer) in group.into_iter().zip(answers) {
+                            let _ = job.reply.send(answer);
+                        }
+                    }
+                    Err(e) => {
+                        if group.len() > 1 {
+                            tracing::warn!(error = %e, consumptions = group.len(), "a group of consumptions failed; applying them one by one");
+                        }
+                        for job in group {
+                            let answer =
+                                ledger.consume_alone(&job.account, &job.req, job.now).await;
+                            let _ = job.reply.send(answer);
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
     }
 
-    /// Hands `job` to its account's writer; `Err(job)` when the writer has stopped (its
-    /// runtime is shutting down), so the caller can apply it alone.
+    /// Hands `job` to the writer; `Err(job)` when the writer has stopped (its runtime
+    /// is shutting down), so the caller can apply it alone.
     pub async fn submit(&self, job: Job, answer: oneshot::Receiver<Answer>) -> Result<Answer, ()> {
-        let writer = &self.writers[shard(&job.account, self.writers.len())];
-        writer.send(job).await.map_err(|_| ())?;
+        self.tx.send(job).await.map_err(|_| ())?;
         answer.await.map_err(|_| ())
-    }
-}
-
-/// Writers per instance, measured (`scripts/bench-credits`, docs/BENCHMARKS.md).
-/// PostgreSQL: two, each with the accounts of its shard, so two groups run on two
-/// connections at once and never wait on each other's account locks (a hot account's
-/// consumptions still all go to one writer and form whole groups): 16 accounts went from
-/// ~2,450/s to ~4,100–4,500/s; four were slower again (3,765/s). Unsharded writers (any
-/// writer, any account) were slower than one: their groups waited on each other's locks.
-/// SQLite: one, since its writes are serialised anyway and smaller groups only cost
-/// more (16 accounts: 5,041/s with one writer, 3,859/s with two).
-fn writers_for(backend: Backend) -> usize {
-    match backend {
-        Backend::Postgres => 2,
-        Backend::Sqlite => 1,
-    }
-}
-
-/// The writer of `account` among `n`: FNV-1a of its id, stable for the process.
-fn shard(account: &str, n: usize) -> usize {
-    let hash = account.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (hash % n as u64) as usize
-}
-
-/// One writer: applies what waits in groups until every sender is gone.
-async fn write_groups(store: Store, ledger: Ledger, mut rx: mpsc::Receiver<Job>) {
-    let mut next: Option<Job> = None;
-    loop {
-        let first = match next.take() {
-            Some(job) => job,
-            None => match rx.recv().await {
-                Some(job) => job,
-                None => return,
-            },
-        };
-        // One instant per group: a request with another clock starts the next.
-        let now = first.now;
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) if job.now == now => group.push(job),
-                Ok(job) => {
-                    next = Some(job);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        metrics::histogram!("credit_consume_group_size").record(group.len() as f64);
-        match apply_group(&store, &group, now).await {
-            Ok(answers) => {
-                for (job, answer) in group.into_iter().zip(answers) {
-                    let _ = job.reply.send(answer);
-                }
-            }
-            Err(e) => {
-                if group.len() > 1 {
-                    tracing::warn!(error = %e, consumptions = group.len(), "a group of consumptions failed; applying them one by one");
-                }
-                for job in group {
-                    let answer = ledger.consume_alone(&job.account, &job.req, job.now).await;
-                    let _ = job.reply.send(answer);
-                }
-            }
-        }
     }
 }
 
@@ -149,6 +116,8 @@ async fn write_groups(store: Store, ledger: Ledger, mut rx: mpsc::Receiver<Job>)
 /// transaction failed as a whole (nothing was written).
 async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer>, StoreError> {
     let mut tx = store.begin().await?;
+    // Plans made for this group's arrays, not cached ones (see sm_store::credits).
+    tx.plan_each_statement().await?;
     let mut accounts: Vec<&str> = jobs.iter().map(|j| j.account.as_str()).collect();
     accounts.sort_unstable();
     accounts.dedup();
@@ -286,24 +255,4 @@ async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer
     tx.commit().await?;
     metrics::counter!("credit_consumptions_total").increment(records.len() as u64);
     Ok(answers)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shard;
-
-    #[test]
-    fn an_account_always_goes_to_the_same_writer_and_accounts_spread() {
-        let accounts: Vec<String> = (0..64).map(|i| format!("acct_{i}")).collect();
-        let first: Vec<usize> = accounts.iter().map(|a| shard(a, 2)).collect();
-        let again: Vec<usize> = accounts.iter().map(|a| shard(a, 2)).collect();
-        assert_eq!(first, again);
-        let ones = first.iter().filter(|&&s| s == 1).count();
-        assert!(
-            (16..=48).contains(&ones),
-            "64 accounts split {ones}/{}",
-            64 - ones
-        );
-        assert!(accounts.iter().all(|a| shard(a, 1) == 0));
-    }
 }
