@@ -284,6 +284,14 @@ pub struct AccountRow {
     pub created_at: i64,
 }
 
+/// `$1, $2, …, $n`: an SQLite `IN` list.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The `VALUES` rows of a multi-row insert: `rows` tuples of `width` parameters
 /// numbered in order (`$1` …), each followed by one parameter all rows share, numbered
 /// last (`now`, bound after the rows).
@@ -543,10 +551,7 @@ impl Tx {
             TxConn::Sqlite(t, _) => {
                 let sql = format!(
                     "DELETE FROM credit_accounts WHERE id IN ({})",
-                    (1..=ids.len())
-                        .map(|i| format!("${i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    placeholders(ids.len())
                 );
                 let mut q = sqlx::query(&sql);
                 for id in ids {
@@ -634,10 +639,7 @@ impl Tx {
             TxConn::Sqlite(t, _) => {
                 let sql = format!(
                     "SELECT {LOT_COLUMNS} FROM credit_lots WHERE account IN ({}) AND remaining > 0 ORDER BY id",
-                    (1..=accounts.len())
-                        .map(|i| format!("${i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    placeholders(accounts.len())
                 );
                 let mut q = sqlx::query_as(&sql);
                 for a in accounts {
