@@ -17,8 +17,9 @@
 //! ~1,400/s over four 8-second runs as `credit_consumptions` grew to 60,000 rows, the
 //! key lookup taking most of the time. Sent unprepared instead, each statement cost a
 //! parse, a plan and an extra round trip (~2,500–2,800/s); prepared with a plan per
-//! execution, ~4,100–4,300/s however large the table (`BENCH_ROUNDS=4
-//! scripts/bench-credits`, docs/BENCHMARKS.md). SQLite keeps lists of `$n`: it plans a
+//! execution, 4,218–4,376/s on 16 accounts over four rounds on growing tables
+//! (`BENCH_ROUNDS=4 scripts/bench-credits`, docs/BENCHMARKS.md). `plan_cache_mode`
+//! needs PostgreSQL 12 or later (README). SQLite keeps lists of `$n`: it plans a
 //! statement once, from its indexes, and has no arrays.
 
 use serde::Serialize;

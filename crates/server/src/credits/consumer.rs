@@ -89,9 +89,9 @@ impl Consumer {
                         }
                     }
                     Err(e) => {
-                        if group.len() > 1 {
-                            tracing::warn!(error = %e, consumptions = group.len(), "a group of consumptions failed; applying them one by one");
-                        }
+                        // Logged for a group of one too: the answers stay right, but a
+                        // statement of the group path failing would otherwise go unseen.
+                        tracing::warn!(error = %e, consumptions = group.len(), "a group of consumptions failed; applying them one by one");
                         for job in group {
                             let answer =
                                 ledger.consume_alone(&job.account, &job.req, job.now).await;
