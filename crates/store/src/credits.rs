@@ -571,7 +571,8 @@ impl Tx {
     }
 
     /// The consumptions already recorded under any of `keys` (`(account, key)` pairs), as
-    /// `(account, key, row)`.
+    /// `(account, key, row)`. A pair given twice may come back twice (PostgreSQL joins
+    /// the arrays); callers key the rows by pair.
     pub async fn find_consumptions(
         &mut self,
         keys: &[(&str, &str)],

@@ -10,7 +10,7 @@ use sm_store::testing::TestDb;
 use sm_store::{Store, StoreError};
 
 sm_store::contract_tests!(
-    a_group_reads_and_writes_what_the_single_path_would,
+    a_groups_statements_read_and_write_each_row_as_given,
     a_lot_named_twice_or_missing_is_refused,
 );
 
@@ -30,7 +30,7 @@ async fn grant(store: &Store, account: &str, amount: i64) -> i64 {
     id
 }
 
-async fn a_group_reads_and_writes_what_the_single_path_would(db: TestDb) {
+async fn a_groups_statements_read_and_write_each_row_as_given(db: TestDb) {
     let s = &db.store;
     let lot_a = grant(s, "acct_a", 100).await;
     let lot_b = grant(s, "acct_b", 50).await;
@@ -44,6 +44,7 @@ async fn a_group_reads_and_writes_what_the_single_path_would(db: TestDb) {
         .unwrap();
     assert_eq!(created, vec!["acct_new".to_owned()]);
     tx.forget_new_accounts(&["acct_new"]).await.unwrap();
+    // A key asked twice that nobody recorded: nothing.
     assert!(
         tx.find_consumptions(&[("acct_a", "k1"), ("acct_a", "k1")])
             .await
@@ -108,7 +109,7 @@ async fn a_group_reads_and_writes_what_the_single_path_would(db: TestDb) {
 
     let mut tx = s.begin().await.unwrap();
     tx.plan_each_statement().await.unwrap();
-    // Asked twice, found once per asking; the caller keys them by (account, key).
+    // Recorded keys come back with their rows; an unknown key is not an error.
     let mut found = tx
         .find_consumptions(&[("acct_a", "k1"), ("acct_b", "k2"), ("acct_b", "nope")])
         .await
