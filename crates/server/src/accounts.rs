@@ -42,6 +42,8 @@ pub struct SubscriptionView {
     pub cancel_at: Option<i64>,
     pub canceled_at: Option<i64>,
     pub trial_end: Option<i64>,
+    /// A plan change left for the end of the period (a subscription schedule).
+    pub scheduled_change: Option<sm_store::schedules::ScheduledChange>,
 }
 
 /// What the account may do.
@@ -112,28 +114,31 @@ impl Accounts {
             Some(id) => Some(self.customer(id).await?),
             None => None,
         };
-        let subscriptions: Vec<SubscriptionView> = self
-            .store
-            .account_subscriptions(account)
-            .await?
-            .into_iter()
-            .map(|row| {
-                let raw: Value = serde_json::from_str(&row.raw).unwrap_or(Value::Null);
-                SubscriptionView {
-                    id: row.id,
-                    status: row.status,
-                    product: row.product,
-                    price: row.price,
-                    quantity: row.quantity,
-                    current_period_start: row.current_period_start,
-                    current_period_end: row.current_period_end,
-                    cancel_at_period_end: row.cancel_at_period_end,
-                    cancel_at: raw["cancel_at"].as_i64(),
-                    canceled_at: row.canceled_at,
-                    trial_end: raw["trial_end"].as_i64(),
-                }
-            })
-            .collect();
+        let mut subscriptions = Vec::new();
+        for row in self.store.account_subscriptions(account).await? {
+            let scheduled_change = if crate::billing::RUNNING.contains(&row.status.as_str()) {
+                // Past once the period it starts has begun (no event says so).
+                let after = now.max(row.current_period_start.unwrap_or(0));
+                self.store.scheduled_change(&row.id, after).await?
+            } else {
+                None
+            };
+            let raw: Value = serde_json::from_str(&row.raw).unwrap_or(Value::Null);
+            subscriptions.push(SubscriptionView {
+                id: row.id,
+                status: row.status,
+                product: row.product,
+                price: row.price,
+                quantity: row.quantity,
+                current_period_start: row.current_period_start,
+                current_period_end: row.current_period_end,
+                cancel_at_period_end: row.cancel_at_period_end,
+                cancel_at: raw["cancel_at"].as_i64(),
+                canceled_at: row.canceled_at,
+                trial_end: raw["trial_end"].as_i64(),
+                scheduled_change,
+            });
+        }
         let entitlement = entitlement(&subscriptions, self.grace, now);
         let credits = self.ledger.balance(account, now).await?;
         Ok(AccountView {
@@ -256,6 +261,7 @@ mod tests {
             cancel_at: None,
             canceled_at: None,
             trial_end: None,
+            scheduled_change: None,
         }
     }
 

@@ -139,6 +139,11 @@ pub const API_ROUTES: &[(&str, &str, Scope)] = &[
         "/api/v1/accounts/{account}/subscription/change",
         Scope::BillingWrite,
     ),
+    (
+        "DELETE",
+        "/api/v1/accounts/{account}/subscription/change",
+        Scope::BillingWrite,
+    ),
 ];
 
 /// Routes under `/api/v1` that need no token: the API's own description.

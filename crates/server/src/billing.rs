@@ -38,13 +38,24 @@ pub struct Actor<'a> {
 }
 
 /// `POST …/subscription/change`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRequest {
     pub price: String,
-    /// `create_prorations` (Stripe's default), `always_invoice` or `none`.
+    /// With `when: "now"`: `always_invoice` (the default: the change is paid, and its
+    /// credits granted, at once), `create_prorations` (billed with the next renewal,
+    /// settled net then) or `none`. With `"period_end"`: absent or `none`.
     #[serde(default)]
     pub proration_behavior: Option<String>,
+    /// `now`, or `period_end` (a subscription schedule: nothing invoiced or taken now,
+    /// the new price from the next period). Default: `now` for an upgrade (the new plan
+    /// costs at least as much per unit of time), `period_end` for a downgrade.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// The new quantity; the subscription's own is kept when absent (Stripe would reset
+    /// it to 1).
+    #[serde(default)]
+    pub quantity: Option<u32>,
 }
 
 /// A staff refund of one payment (`POST` from the admin, `payments refund` in the CLI).
@@ -82,6 +93,9 @@ pub struct SubscriptionChanged {
     pub cancel_at_period_end: bool,
     pub cancel_at: Option<i64>,
     pub current_period_end: Option<i64>,
+    pub quantity: Option<i64>,
+    /// A change left for the end of the period (`when: "period_end"`), if one is set.
+    pub scheduled_change: Option<sm_store::schedules::ScheduledChange>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -279,6 +293,10 @@ impl Billing {
         tx.upsert_subscriptions(std::slice::from_ref(&row), sm_store::catalog::Ties::Refresh)
             .await?;
         tx.commit().await?;
+        // A change whose time has come shows in the subscription itself once its period
+        // started (Stripe sends no schedule event when a phase begins).
+        let after = unix_now().max(row.current_period_start.unwrap_or(0));
+        let scheduled_change = self.store.scheduled_change(&row.id, after).await?;
         Ok(SubscriptionChanged {
             account: account.to_owned(),
             subscription: row.id,
@@ -287,6 +305,8 @@ impl Billing {
             cancel_at_period_end: row.cancel_at_period_end,
             cancel_at: sub.value.cancel_at,
             current_period_end: row.current_period_end,
+            quantity: row.quantity,
+            scheduled_change,
         })
     }
 
@@ -450,7 +470,8 @@ impl Billing {
             actor,
             "billing.change",
             account,
-            json!({ "price": req.price, "proration_behavior": req.proration_behavior }),
+            json!({ "price": req.price, "proration_behavior": req.proration_behavior,
+                    "when": req.when, "quantity": req.quantity }),
             self.change_inner(account, req, key),
         )
         .await
@@ -463,14 +484,24 @@ impl Billing {
         key: Option<&str>,
     ) -> Result<SubscriptionChanged, BillingError> {
         check_key(key)?;
-        let behavior = req
-            .proration_behavior
-            .as_deref()
-            .unwrap_or("create_prorations");
-        if !matches!(behavior, "create_prorations" | "always_invoice" | "none") {
+        if let Some(b) = req.proration_behavior.as_deref()
+            && !matches!(b, "create_prorations" | "always_invoice" | "none")
+        {
             return Err(BillingError::Invalid(format!(
-                "proration_behavior must be create_prorations, always_invoice or none, not {behavior:?}"
+                "proration_behavior must be always_invoice, create_prorations or none, not {b:?}"
             )));
+        }
+        if let Some(w) = req.when.as_deref()
+            && !matches!(w, "now" | "period_end")
+        {
+            return Err(BillingError::Invalid(format!(
+                "when must be now or period_end, not {w:?}"
+            )));
+        }
+        if req.quantity.is_some_and(|q| !(1..=1000).contains(&q)) {
+            return Err(BillingError::Invalid(
+                "quantity must be between 1 and 1000".into(),
+            ));
         }
         let product = self.store.price_product(&req.price).await?.ok_or_else(|| {
             BillingError::Invalid(format!("price {:?} is not in the catalog", req.price))
@@ -483,30 +514,81 @@ impl Billing {
             .iter()
             .find(|p| p.id == req.price)
             .ok_or_else(|| BillingError::Invalid(format!("price {} is unknown", req.price)))?;
-        if !price.recurring || !price.active || price.deleted || !product.sellable() {
+        // Only what checkout would sell: a plan change to a tiered or metered price would
+        // bill lines whose credits are not defined.
+        if let Some(why) = crate::sellable::refusal(&product, price) {
             return Err(BillingError::Invalid(format!(
-                "price {} is not an active plan price of a sellable product",
+                "product {} {why}; a plan cannot change to it",
+                product.id
+            )));
+        }
+        if !price.recurring {
+            return Err(BillingError::Invalid(format!(
+                "price {} is one-time, not a plan price",
                 req.price
             )));
         }
         let sub = self.current(account).await?;
-        if sub.price.as_deref() == Some(req.price.as_str()) {
-            return Err(BillingError::Conflict(format!(
-                "subscription {} is already on price {}",
-                sub.id, req.price
-            )));
-        }
         let raw: serde_json::Value = serde_json::from_str(&sub.raw).unwrap_or_default();
-        let item = raw["items"]["data"][0]["id"].as_str().ok_or_else(|| {
+        let old_item = &raw["items"]["data"][0];
+        let item = old_item["id"].as_str().ok_or_else(|| {
             BillingError::Conflict(format!(
                 "subscription {} has no item in the local copy; run `sync --objects subscriptions`",
                 sub.id
             ))
         })?;
+        let old_quantity = old_item["quantity"].as_i64().unwrap_or(1).max(1);
+        let quantity = req.quantity.map_or(old_quantity, i64::from);
+        if sub.price.as_deref() == Some(req.price.as_str()) && quantity == old_quantity {
+            return Err(BillingError::Conflict(format!(
+                "subscription {} is already on price {} × {quantity}",
+                sub.id, req.price
+            )));
+        }
+        if let Some(schedule) = raw["schedule"].as_str() {
+            return Err(BillingError::Conflict(format!(
+                "subscription {} has a scheduled change ({schedule}); cancel it first \
+                 (DELETE …/subscription/change) ",
+                sub.id
+            )));
+        }
+        let upgrade = is_upgrade(old_item, quantity, price);
+        let when = match req.when.as_deref() {
+            None if upgrade => "now",
+            None => "period_end",
+            Some(w) => w,
+        };
+        let quantity_text = quantity.to_string();
+        if when == "period_end" {
+            if req
+                .proration_behavior
+                .as_deref()
+                .is_some_and(|b| b != "none")
+            {
+                return Err(BillingError::Invalid(
+                    "a change at period_end invoices nothing now: leave proration_behavior out (or none)"
+                        .into(),
+                ));
+            }
+            return self
+                .schedule_change(account, &sub.id, old_item, &req.price, &quantity_text, key)
+                .await;
+        }
+        let behavior = req
+            .proration_behavior
+            .as_deref()
+            .unwrap_or("always_invoice");
         let client = self.stripe.ensure_available()?;
+        // `error_if_incomplete`: when the proration invoice cannot be paid, Stripe refuses
+        // the update and nothing changes (the caller sees Stripe's error), instead of a
+        // plan that changed with its money still owed.
+        // The quantity is always sent: "When changing a subscription item's price,
+        // `quantity` is set to 1 unless a `quantity` parameter is provided."
+        // (docs.stripe.com/api/subscriptions/update, `items.price`).
         let form = Form::new()
             .push("items[0][id]", item)
             .push("items[0][price]", req.price.as_str())
+            .push("items[0][quantity]", quantity_text.as_str())
             .push("proration_behavior", behavior)
             .push("payment_behavior", "error_if_incomplete");
         let fresh: Raw<Subscription> = client
@@ -518,6 +600,163 @@ impl Billing {
             )
             .await?;
         self.keep(account, fresh).await
+    }
+
+    /// A change at the end of the period: a subscription schedule made from the
+    /// subscription, its current phase kept as it is and the new price as the next phase
+    /// (one period, then released: the subscription carries on with the new price).
+    /// Stripe takes no phases with `from_subscription`, so it is two calls
+    /// (docs.stripe.com/api/subscription_schedules/create: "When using this parameter,
+    /// other parameters (such as phase values) cannot be set"), each with its own
+    /// idempotency key derived from the caller's.
+    async fn schedule_change(
+        &self,
+        account: &str,
+        subscription: &str,
+        old_item: &serde_json::Value,
+        price: &str,
+        quantity: &str,
+        key: Option<&str>,
+    ) -> Result<SubscriptionChanged, BillingError> {
+        let client = self.stripe.ensure_available()?;
+        let form = Form::new().push("from_subscription", subscription);
+        let created: serde_json::Value = client
+            .post(
+                "subscription_schedules.create",
+                "/v1/subscription_schedules",
+                &form,
+                stripe_key("schedule", account, key),
+            )
+            .await?;
+        let id = created["id"].as_str().ok_or_else(|| {
+            BillingError::Invalid("Stripe's subscription schedule has no id".into())
+        })?;
+        let phase = &created["phases"][0];
+        let (start, end) = match (phase["start_date"].as_i64(), phase["end_date"].as_i64()) {
+            (Some(s), Some(e)) => (s.to_string(), e.to_string()),
+            _ => {
+                return Err(BillingError::Invalid(format!(
+                    "Stripe's subscription schedule {id} has no current phase"
+                )));
+            }
+        };
+        let old_price = old_item["price"]["id"]
+            .as_str()
+            .or_else(|| phase["items"][0]["price"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let old_quantity = old_item["quantity"].as_i64().unwrap_or(1).to_string();
+        let form = Form::new()
+            .push("end_behavior", "release")
+            .push("proration_behavior", "none")
+            .push("phases[0][items][0][price]", old_price.as_str())
+            .push("phases[0][items][0][quantity]", old_quantity.as_str())
+            .push("phases[0][start_date]", start.as_str())
+            .push("phases[0][end_date]", end.as_str())
+            .push("phases[1][items][0][price]", price)
+            .push("phases[1][items][0][quantity]", quantity)
+            .push("phases[1][iterations]", "1");
+        let updated: serde_json::Value = client
+            .post(
+                "subscription_schedules.update",
+                &format!("/v1/subscription_schedules/{id}"),
+                &form,
+                stripe_key("schedule-phases", account, key),
+            )
+            .await?;
+        let now = unix_now();
+        if let Some(row) = crate::mirror::schedule_row(&updated, now, now) {
+            self.store.upsert_schedule(&row).await?;
+        }
+        let fresh = client.retrieve_subscription_raw(subscription).await?;
+        self.keep(account, fresh).await
+    }
+
+    /// Cancels a change left for the end of the period: releases the subscription's
+    /// schedule (the subscription carries on unchanged, the schedule is kept by Stripe as
+    /// `released`).
+    pub async fn cancel_change(
+        &self,
+        account: &str,
+        key: Option<&str>,
+        actor: Actor<'_>,
+    ) -> Result<SubscriptionChanged, BillingError> {
+        self.audited(actor, "billing.cancel_change", account, json!({}), async {
+            check_key(key)?;
+            let sub = self.current(account).await?;
+            let raw: serde_json::Value = serde_json::from_str(&sub.raw).unwrap_or_default();
+            let schedule = match raw["schedule"].as_str() {
+                Some(s) => s.to_owned(),
+                None => match self.store.scheduled_change(&sub.id, unix_now()).await? {
+                    Some(c) => c.schedule,
+                    None => {
+                        return Err(BillingError::Conflict(format!(
+                            "subscription {} has no scheduled change",
+                            sub.id
+                        )));
+                    }
+                },
+            };
+            let client = self.stripe.ensure_available()?;
+            let released: serde_json::Value = client
+                .post(
+                    "subscription_schedules.release",
+                    &format!("/v1/subscription_schedules/{schedule}/release"),
+                    &Form::new(),
+                    stripe_key("release", account, key),
+                )
+                .await?;
+            let now = unix_now();
+            if let Some(row) = crate::mirror::schedule_row(&released, now, now) {
+                self.store.upsert_schedule(&row).await?;
+            }
+            let fresh = client.retrieve_subscription_raw(&sub.id).await?;
+            self.keep(account, fresh).await
+        })
+        .await
+    }
+}
+
+/// Seconds in one billing interval (a month counted as 30 days, a year as 365: only
+/// used to compare two plans' cost per unit of time).
+fn interval_seconds(interval: Option<&str>, count: i64) -> Option<i64> {
+    let unit = match interval? {
+        "day" => 86_400,
+        "week" => 7 * 86_400,
+        "month" => 30 * 86_400,
+        "year" => 365 * 86_400,
+        _ => return None,
+    };
+    Some(unit * count.max(1))
+}
+
+/// Whether moving from `old_item` to `quantity` × `price` costs at least as much per
+/// unit of time: an upgrade, made now; otherwise a downgrade, left for the period's end.
+/// Unknown amounts count as an upgrade (made now, as before).
+fn is_upgrade(
+    old_item: &serde_json::Value,
+    quantity: i64,
+    price: &sm_store::catalog::PriceRecord,
+) -> bool {
+    let old_price = &old_item["price"];
+    let old = old_price["unit_amount"].as_i64().zip(interval_seconds(
+        old_price["recurring"]["interval"].as_str(),
+        old_price["recurring"]["interval_count"]
+            .as_i64()
+            .unwrap_or(1),
+    ));
+    let new = price.unit_amount.zip(interval_seconds(
+        price.interval.as_deref(),
+        i64::from(price.interval_count.unwrap_or(1)),
+    ));
+    match (old, new) {
+        (Some((old_unit, old_len)), Some((new_unit, new_len))) => {
+            let old_quantity = old_item["quantity"].as_i64().unwrap_or(1);
+            // new per second ≥ old per second, without division.
+            i128::from(new_unit) * i128::from(quantity) * i128::from(old_len)
+                >= i128::from(old_unit) * i128::from(old_quantity) * i128::from(new_len)
+        }
+        _ => true,
     }
 }
 

@@ -59,6 +59,9 @@ pub enum CheckoutError {
     /// would bill it twice.
     #[error("{0}")]
     PlanActive(String),
+    /// A trial for an account that has had a subscription (or trial) before.
+    #[error("{0}")]
+    TrialUsed(String),
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
     #[error("Stripe refused the checkout: {0}")]
@@ -85,37 +88,6 @@ impl From<StripeError> for CheckoutError {
 fn valid_url(u: &str) -> bool {
     reqwest::Url::parse(u)
         .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-}
-
-/// Why a price's credits are not well defined, if they are not: credits are
-/// `credit_amount × quantity` for a fixed price per unit, and proration lines are
-/// credited by their share of `unit_amount`; a customer-chosen amount, tiers or metered
-/// usage give neither a quantity that was paid for nor a unit amount to share.
-fn credits_undefined(price: &sm_store::catalog::PriceRecord) -> Option<&'static str> {
-    use sm_domain::catalog::AmountKind;
-    match price.amount_kind {
-        AmountKind::Custom => {
-            return Some(
-                "with a customer-chosen amount (pay what you want), which has no fixed credits per payment",
-            );
-        }
-        AmountKind::Tiered => {
-            return Some(
-                "with tiered pricing, which has no single unit amount to count credits by",
-            );
-        }
-        AmountKind::Fixed => {}
-    }
-    let raw: serde_json::Value = serde_json::from_str(&price.raw).unwrap_or_default();
-    if raw["recurring"]["usage_type"] == "metered" {
-        return Some(
-            "with metered usage, billed after the period for what was used, not for a quantity of credits",
-        );
-    }
-    if price.unit_amount.is_none() && price.unit_amount_decimal.is_none() {
-        return Some("without a unit amount");
-    }
-    None
 }
 
 /// Creates the session. `idempotency_key` (the caller's `Idempotency-Key` header) makes
@@ -162,24 +134,7 @@ pub async fn create(
         .iter()
         .find(|p| p.id == req.price)
         .ok_or_else(|| CheckoutError::NotSellable(format!("price {} is unknown", req.price)))?;
-    let refusal = if product.deleted {
-        Some("is deleted in Stripe".to_owned())
-    } else if !product.active {
-        Some("is archived".to_owned())
-    } else if !product.valid {
-        Some(format!(
-            "is not a valid credit product: {}",
-            product
-                .validation_error
-                .as_deref()
-                .unwrap_or("invalid metadata")
-        ))
-    } else if price.deleted || !price.active {
-        Some(format!("has price {} inactive", price.id))
-    } else {
-        credits_undefined(price).map(|why| format!("is sold by price {} {why}", price.id))
-    };
-    if let Some(why) = refusal {
+    if let Some(why) = crate::sellable::refusal(&product, price) {
         return Err(CheckoutError::NotSellable(format!(
             "product {product_id} {why}; it cannot be bought"
         )));
@@ -194,17 +149,55 @@ pub async fn create(
             "trial_period_days is for plans (recurring prices); this price is one-time".into(),
         ));
     }
-    if mode == "subscription" {
-        let subs = store.account_subscriptions(&req.account).await?;
-        if let Some(s) = crate::billing::running(&subs) {
-            return Err(CheckoutError::PlanActive(format!(
-                "account {} already has a running plan (subscription {}, {}); change it with \
-                 POST /api/v1/accounts/{}/subscription/change instead of a second subscription",
-                req.account, s.id, s.status, req.account
+    let subs = if mode == "subscription" {
+        store.account_subscriptions(&req.account).await?
+    } else {
+        Vec::new()
+    };
+    if let Some(s) = crate::billing::running(&subs) {
+        return Err(CheckoutError::PlanActive(format!(
+            "account {} already has a running plan (subscription {}, {}); change it with \
+             POST /api/v1/accounts/{}/subscription/change instead of a second subscription",
+            req.account, s.id, s.status, req.account
+        )));
+    }
+    // One trial per account: any earlier subscription (trial or paid, of any plan, even
+    // canceled at once) in the mirror uses it up. Stripe does not enforce this.
+    if req.trial_period_days.is_some()
+        && let Some(s) = subs.first()
+    {
+        return Err(CheckoutError::TrialUsed(format!(
+            "account {} has had a subscription before ({}, {}): the free trial is for new \
+             accounts only; check out without trial_period_days",
+            req.account, s.id, s.status
+        )));
+    }
+    let client = stripe.ensure_available()?;
+    // … and in Stripe, for a customer whose subscriptions the mirror has not seen.
+    if req.trial_period_days.is_some()
+        && let Some(customer) = store
+            .account(&req.account)
+            .await?
+            .and_then(|a| a.stripe_customer)
+    {
+        let query = [
+            ("customer".to_owned(), customer.clone()),
+            ("status".to_owned(), "all".to_owned()),
+            ("limit".to_owned(), "1".to_owned()),
+        ];
+        let page: serde_json::Value = client
+            .get("subscriptions.list", "/v1/subscriptions", &query)
+            .await?;
+        if let Some(s) = page["data"].as_array().and_then(|d| d.first()) {
+            return Err(CheckoutError::TrialUsed(format!(
+                "account {} has had a subscription before ({} in Stripe, {}): the free trial \
+                 is for new accounts only; check out without trial_period_days",
+                req.account,
+                s["id"].as_str().unwrap_or("?"),
+                s["status"].as_str().unwrap_or("?")
             )));
         }
     }
-    let client = stripe.ensure_available()?;
 
     let customer = match store
         .account(&req.account)

@@ -678,7 +678,14 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
         }
     }
     for o in &touched {
-        settle(tx, o, &grant.origin.id, "refund", now).await?;
+        // Its own lots settle refunds that arrived first; the lots its take-backs
+        // credit settle those take-backs.
+        let kind = if *o == grant.origin.id {
+            "refund"
+        } else {
+            "proration"
+        };
+        settle(tx, o, &grant.origin.id, kind, now).await?;
     }
     Ok(true)
 }
@@ -746,8 +753,9 @@ pub async fn reverse_in(tx: &mut Tx, r: &Reversal, now: i64) -> Result<(), Store
 ///   prorations left of the grant (`amount − min(prorations, amount)`), taken from the
 ///   lot first (even expired: its remainder was never spendable), the rest from other
 ///   lots in spending order, what is already spent recorded as debt;
-/// - prorations: taken from the lot only, from what the refunds left there, never
-///   below zero: what was already spent is waived, not a debt.
+/// - prorations: taken from the lot first, from what the refunds left there (each less
+///   the share that refunds of its own invoice gave back, see [`standing_prorations`]);
+///   what the lot no longer holds spills like a refund's: other lots, then debt.
 ///
 /// The split is computed from the lot's *base* (what it would hold without this grant's
 /// reversals), so a refund and a proration of one lot end the same in either order. A
@@ -768,6 +776,8 @@ async fn settle(
     // of this grant, a proration of its lot) has committed by now, and what follows sees it.
     tx.lock_account(&account, now).await?;
     let mut queue = vec![origin.to_owned()];
+    // Origins already re-settled because a refund changed what their take-backs keep.
+    let mut prorated = vec![origin.to_owned()];
     // A settlement may reclaim credits another grant's reversals had taken from its lot;
     // that grant is settled again (its take-back goes elsewhere or becomes debt). Each
     // round moves takes off lots their own grants need, so this ends; the bound is a guard.
@@ -777,6 +787,14 @@ async fn settle(
         };
         let lots = tx.origin_lots(&origin).await?;
         let money = tx.reversed_money(&origin).await?;
+        // A refund of an invoice that carried take-backs gives back their share too
+        // (see [`standing_prorations`]): settle the lots they were taken from.
+        for o in tx.origins_prorated_by(&origin).await? {
+            if !prorated.contains(&o) {
+                prorated.push(o.clone());
+                queue.push(o);
+            }
+        }
         for lot in &lots {
             for reclaimed in settle_lot(tx, &account, lot, money, reference, kind, now).await? {
                 if let Some(o) = tx.lot(reclaimed).await?.and_then(|l| l.origin)
@@ -792,6 +810,26 @@ async fn settle(
     )))
 }
 
+/// Credits the proration take-backs attached to `lot` still take: each one less the
+/// share of it that refunds and disputes of its own invoice gave back. A take-back
+/// rides on the invoice that carried it: refunding that (netted) invoice in full
+/// leaves the account as it was before it, its grants taken back and its take-backs
+/// given back, in proportion to the money returned.
+async fn standing_prorations(tx: &mut Tx, lot: i64) -> Result<i64, StoreError> {
+    let mut total = 0;
+    for (id, credits) in tx.prorations_of(lot).await? {
+        let invoice = id.split('/').next().unwrap_or(&id);
+        let paid = tx.origin_paid(invoice).await?.unwrap_or(0);
+        let money = if paid > 0 {
+            tx.reversed_money(invoice).await?
+        } else {
+            0
+        };
+        total += credits - sm_domain::credits::refund_share(credits, paid, money);
+    }
+    Ok(total)
+}
+
 /// Settles one lot of a grant (see [`settle`]); returns the grant lots whose
 /// take-backs it reclaimed, to be settled again.
 #[allow(clippy::too_many_arguments)]
@@ -805,7 +843,7 @@ async fn settle_lot(
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
     let paid = lot.paid_amount.unwrap_or(0);
-    let prorations = tx.prorations_of(lot.id).await?.clamp(0, lot.amount);
+    let prorations = standing_prorations(tx, lot.id).await?.clamp(0, lot.amount);
     let target = sm_domain::credits::refund_share(lot.amount - prorations, paid, money)
         .min(lot.amount - prorations);
     let takes = tx.takes_of(lot.id).await?;
@@ -824,8 +862,10 @@ async fn settle_lot(
     let foreign = tx.foreign_takes(lot.id).await?;
     let base = lot.remaining + own + lot.prorated + foreign.iter().map(|t| t.1).sum::<i64>();
     let own_to = target.min(base);
-    let spill_to = target - own_to;
     let prorated_to = prorations.min(base - own_to);
+    // What the lot cannot give, refunds and prorations alike, comes from the account's
+    // other lots, then becomes debt: money given back takes its credits back whole.
+    let spill_to = (target - own_to) + (prorations - prorated_to);
     let mut debt = lot.debt;
 
     // Gives first.

@@ -39,6 +39,7 @@ pub mod manager;
 pub mod mirror;
 pub mod net;
 pub mod retention;
+pub mod sellable;
 pub mod state;
 pub mod sync;
 pub mod telemetry;

@@ -504,6 +504,58 @@ pub async fn sync_named(store: &Store, client: &Client, names: &[&str]) -> Vec<O
     reports
 }
 
+/// A subscription schedule as its row: the change it will make next. For a schedule
+/// still to run (`not_started`, `active`), the first phase that starts at or after the
+/// current phase's end (Stripe's `current_phase`; the first phase of one not started):
+/// its first item's price and quantity, and its `start_date`. Finished schedules
+/// (`completed`, `released`, `canceled`) have none.
+pub fn schedule_row(
+    schedule: &Value,
+    event_created: i64,
+    now: i64,
+) -> Option<sm_store::schedules::ScheduleRow> {
+    let id = schedule["id"].as_str()?.to_owned();
+    let status = schedule["status"].as_str().unwrap_or("active").to_owned();
+    let running = matches!(status.as_str(), "not_started" | "active");
+    let phases = schedule["phases"].as_array().cloned().unwrap_or_default();
+    let after = schedule["current_phase"]["end_date"]
+        .as_i64()
+        .or_else(|| (status == "not_started").then_some(i64::MIN));
+    let next = if running {
+        after.and_then(|after| {
+            phases
+                .iter()
+                .find(|p| p["start_date"].as_i64().is_some_and(|s| s >= after))
+        })
+    } else {
+        None
+    };
+    let item = next.map(|p| &p["items"][0]);
+    let price = item.and_then(|i| {
+        i["price"]
+            .as_str()
+            .or_else(|| i["price"]["id"].as_str())
+            .map(str::to_owned)
+    });
+    Some(sm_store::schedules::ScheduleRow {
+        id,
+        subscription: schedule["subscription"]
+            .as_str()
+            .or_else(|| schedule["subscription"]["id"].as_str())
+            .map(str::to_owned),
+        status,
+        next_quantity: item.and_then(|i| i["quantity"].as_i64()),
+        next_at: price
+            .as_ref()
+            .and(next)
+            .and_then(|p| p["start_date"].as_i64()),
+        next_price: price,
+        event_created,
+        raw: compact_json(&schedule.to_string()),
+        updated_at: now,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::shop::*;
 use common::*;
-use fake_stripe::{Ctx, FakeStripe, sign};
+use fake_stripe::{Ctx, sign};
 use serde_json::{Value, json};
 use sm_store::testing::TestDb;
 
@@ -39,300 +40,6 @@ sm_store::contract_tests!(
     a_refund_waits_for_its_grant_through_the_dead_letter_and_a_replay,
     refunds_of_two_payments_of_one_invoice_on_two_instances_take_back_their_sum_once,
 );
-
-const DAY: i64 = 86_400;
-
-fn now() -> i64 {
-    unix_now()
-}
-
-fn id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
-}
-
-/// A product (with `metadata`) and one USD price for it in the fake: `(product, price)`.
-fn product_with_price(
-    s: &mut fake_stripe::State,
-    product: Value,
-    mut price: Value,
-) -> (String, String) {
-    let ctx = Ctx::default();
-    let (_, p) = s.create_product(&product, &ctx).unwrap();
-    price["product"] = p["id"].clone();
-    price["currency"] = json!("usd");
-    let (_, price) = s.create_price(&price, &ctx).unwrap();
-    (
-        p["id"].as_str().unwrap().to_owned(),
-        price["id"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// The product and price of a catalog entry.
-#[derive(Clone)]
-struct Item {
-    product: String,
-    price: String,
-}
-
-struct Shop {
-    fake: FakeStripe,
-    app: TestApp,
-    /// 100 credits for $10.00, one-time.
-    pack: Item,
-    /// 2 credits for $0.03, one-time.
-    tiny: Item,
-    /// 1,000 credits for $10.00 a month.
-    plan_a: Item,
-    /// 3,000 credits for $30.00 a month.
-    plan_b: Item,
-    /// $5.00 a month, no `credit_amount`: not a credit plan.
-    plain: Item,
-}
-
-async fn shop(db: &TestDb) -> Shop {
-    let fake = FakeStripe::start().await;
-    let [pack, tiny, plan_a, plan_b, plain] = fake.with_state(|s| {
-        let monthly =
-            |amount: i64| json!({"unit_amount": amount, "recurring": {"interval": "month"}});
-        [
-            (
-                json!({"name": "Pack", "metadata": {"credit_amount": "100"}}),
-                json!({"unit_amount": 1000}),
-            ),
-            (
-                json!({"name": "Tiny", "metadata": {"credit_amount": "2"}}),
-                json!({"unit_amount": 3}),
-            ),
-            (
-                json!({"name": "Plan A", "metadata": {"credit_amount": "1000"}}),
-                monthly(1000),
-            ),
-            (
-                json!({"name": "Plan B", "metadata": {"credit_amount": "3000"}}),
-                monthly(3000),
-            ),
-            (json!({"name": "Support"}), monthly(500)),
-        ]
-        .map(|(p, price)| {
-            let (product, price) = product_with_price(s, p, price);
-            Item { product, price }
-        })
-    });
-    let app = quiet_app(&fake, db).await;
-    let (status, report) = post_json(&app.url("/api/v1/sync"), json!({})).await;
-    assert_eq!(status, 200, "{report}");
-    Shop {
-        fake,
-        app,
-        pack,
-        tiny,
-        plan_a,
-        plan_b,
-        plain,
-    }
-}
-
-/// A signed-ready event body of `kind` about `object`, created `created`.
-fn event(kind: &str, object: &Value, created: i64) -> String {
-    json!({
-        "id": id("evt"),
-        "object": "event",
-        "api_version": "2025-03-31.basil",
-        "created": created,
-        "data": {"object": object},
-        "livemode": false,
-        "pending_webhooks": 1,
-        "request": {"id": null, "idempotency_key": null},
-        "type": kind,
-    })
-    .to_string()
-}
-
-/// An invoice line in the basil shape: `pricing.price_details`, and the `parent`
-/// that says whether it is a proration.
-fn line(
-    item: &Item,
-    sub: &str,
-    amount: i64,
-    quantity: u64,
-    period: (i64, i64),
-    proration: bool,
-) -> Value {
-    json!({
-        "id": id("il"),
-        "object": "line_item",
-        "amount": amount,
-        "currency": "usd",
-        "description": if proration { "Proration" } else { "1 × plan" },
-        "quantity": quantity,
-        "period": {"start": period.0, "end": period.1},
-        "pricing": {"type": "price_details", "price_details": {"price": item.price, "product": item.product}, "unit_amount_decimal": null},
-        "parent": {
-            "type": "subscription_item_details",
-            "subscription_item_details": {"proration": proration, "subscription": sub, "subscription_item": "si_test", "invoice_item": null, "proration_details": {"credited_items": null}},
-            "invoice_item_details": null,
-        },
-    })
-}
-
-/// A paid basil invoice of subscription `sub` of `customer` (whose subscription names
-/// `account` in its metadata), paid at `paid_at`.
-fn invoice(
-    customer: &str,
-    sub: &str,
-    account: &str,
-    lines: Vec<Value>,
-    amount_paid: i64,
-    paid_at: i64,
-) -> Value {
-    json!({
-        "id": id("in"),
-        "object": "invoice",
-        "customer": customer,
-        "status": "paid",
-        "amount_paid": amount_paid,
-        "currency": "usd",
-        "billing_reason": "subscription_update",
-        "parent": {"type": "subscription_details", "quote_details": null,
-                   "subscription_details": {"subscription": sub, "metadata": {"account": account}}},
-        "status_transitions": {"paid_at": paid_at, "finalized_at": paid_at, "marked_uncollectible_at": null, "voided_at": null},
-        "lines": {"object": "list", "data": lines, "has_more": false, "url": "/v1/invoices/in_x/lines"},
-        "period_start": paid_at,
-        "period_end": paid_at,
-        "created": paid_at,
-        "livemode": false,
-    })
-}
-
-/// A paid invoice of one full-period line of `item`: `(amount, quantity)` of the line,
-/// `(amount paid, paid at)` of the invoice.
-fn full_period(
-    customer: &str,
-    sub: &str,
-    account: &str,
-    item: &Item,
-    (amount, quantity): (i64, u64),
-    period: (i64, i64),
-    (paid, paid_at): (i64, i64),
-) -> Value {
-    let lines = vec![line(item, sub, amount, quantity, period, false)];
-    invoice(customer, sub, account, lines, paid, paid_at)
-}
-
-impl Shop {
-    async fn deliver(&self, body: &str) -> u16 {
-        self.app.deliver_signed(body).await
-    }
-
-    async fn deliver_and_drain(&self, body: &str) {
-        assert_eq!(self.deliver(body).await, 200);
-        self.drain().await;
-    }
-
-    async fn drain(&self) {
-        self.app.drain_inbox().await;
-    }
-
-    async fn balance(&self, account: &str) -> Value {
-        self.app.credits(account).await
-    }
-
-    /// `(available, debt)`.
-    async fn available_and_debt(&self, account: &str) -> (String, String) {
-        let b = self.balance(account).await;
-        (
-            b["available"].as_str().unwrap().to_owned(),
-            b["debt"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    async fn consume(&self, account: &str, amount: &str) {
-        let (status, body) = post_json(
-            &self
-                .app
-                .url(&format!("/api/v1/accounts/{account}/credits/consume")),
-            json!({"amount": amount, "idempotency_key": id("k")}),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-    }
-
-    async fn assert_balanced(&self, account: &str) {
-        self.app.assert_ledger_balanced(account).await;
-    }
-
-    /// Checkout through the API, completed (paid) in the fake: `(session, payment intent)`.
-    async fn buy(&self, account: &str, item: &Item, quantity: u32) -> (String, String) {
-        let session = self.checkout(account, item, quantity).await;
-        let pi = self.fake.with_state(|s| {
-            let (_, done) = s.complete_session(&session, true).unwrap();
-            done["payment_intent"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        });
-        (session, pi)
-    }
-
-    async fn checkout(&self, account: &str, item: &Item, quantity: u32) -> String {
-        let (status, body) = post_json(
-            &self.app.url("/api/v1/checkout"),
-            json!({"account": account, "price": item.price, "quantity": quantity,
-                   "success_url": "https://app.example/ok", "cancel_url": "https://app.example/no"}),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        body["id"].as_str().unwrap().to_owned()
-    }
-
-    /// The fake's events of these types since the last call, oldest first.
-    fn take_events(&self, kinds: &[&str]) -> Vec<String> {
-        take_fake_events(&self.fake, kinds)
-            .iter()
-            .map(Value::to_string)
-            .collect()
-    }
-
-    fn refund(&self, payment_intent: &str, amount: i64) -> String {
-        self.fake.with_state(|s| {
-            let (_, r) = s
-                .create_refund(
-                    &json!({"payment_intent": payment_intent, "amount": amount}),
-                    &Ctx::default(),
-                )
-                .unwrap();
-            r["id"].as_str().unwrap().to_owned()
-        })
-    }
-
-    /// Links `account` to a new customer id, as a checkout through the API does.
-    async fn linked(&self, account: &str) -> String {
-        let customer = id("cus");
-        self.app
-            .state
-            .store
-            .ensure_account(account, Some(&customer), now())
-            .await
-            .unwrap();
-        customer
-    }
-
-    async fn event_status(&self, kind: &str) -> Vec<(String, Option<String>)> {
-        self.app
-            .state
-            .store
-            .list_events(&sm_store::inbox::EventFilter {
-                kind: Some(kind.into()),
-                limit: 50,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.status, e.last_error))
-            .collect()
-    }
-}
 
 /// Rule 1, first example: plan A (1,000 credits, $10/month) → plan B (3,000, $30/month)
 /// at half period, invoiced at once: the −$5.00 line takes back 500, the +$15.00 line
@@ -402,8 +109,10 @@ async fn a_plan_change_invoiced_at_once_takes_back_the_unused_time_and_grants_th
     }
 }
 
-/// Rule 1, second example: with the default `create_prorations`, the renewal invoice
-/// carries last period's prorations and the new period's line → 3,000 available.
+/// Rule 2 (deferred prorations are settled net at payment): with the default
+/// `create_prorations`, the renewal invoice pays last period's prorations (−$5, +$15)
+/// and the new period's line ($30): 3,000 + net 1,000 = 4,000 available, usable for the
+/// new period. (Before, the +$15 line granted credits born expired: $10 for nothing.)
 async fn a_renewal_carrying_last_periods_prorations_leaves_the_new_plan(db: TestDb) {
     let shop = shop(&db).await;
     let account = "acct_renewal";
@@ -438,14 +147,26 @@ async fn a_renewal_carrying_last_periods_prorations_leaves_the_new_plan(db: Test
     shop.deliver_and_drain(&event("invoice.paid", &renewal, end))
         .await;
     let b = shop.balance(account).await;
-    assert_eq!(b["available"], "3000.00", "{b}");
-    // Last period's lots: plan A kept 500 of 1,000, the proration lot 1,500; both expired.
-    assert_eq!(b["expired"], "2000.00", "{b}");
+    assert_eq!(b["available"], "4000.00", "{b}");
+    let net = b["lots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| {
+            l["source_ref"] == json!(format!("{}/prorations", renewal["id"].as_str().unwrap()))
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no net proration lot: {b}"));
+    assert_eq!(net["amount"], "1000.00", "{b}");
+    assert_eq!(net["expires_at"], json!(end + 30 * DAY), "{b}");
+    // Last period's lot of plan A expired whole: the −$5 line was netted, not taken.
+    assert_eq!(b["expired"], "1000.00", "{b}");
     shop.assert_balanced(account).await;
 }
 
 /// A take-back that arrives before the grant of its period waits for it; a take-back
-/// larger than what is left in the lot never makes debt.
+/// larger than what is left in the lot takes the rest from the other lots, then as debt
+/// (rule 1: money given back takes its credits back).
 async fn a_take_back_before_its_grant_waits_for_it(db: TestDb) {
     let shop = shop(&db).await;
     let account = "acct_take_first";
@@ -477,7 +198,8 @@ async fn a_take_back_before_its_grant_waits_for_it(db: TestDb) {
         .await;
     assert_eq!(shop.balance(account).await["available"], "500.00");
 
-    // Spend 900 of a fresh period, then a take-back of 500: 100 remain there, 100 taken.
+    // Spend 900 of a fresh period, then a take-back of 500: the 100 left are taken, 400
+    // become debt.
     let account = "acct_take_spent";
     let customer = shop.linked(account).await;
     let sub = id("sub");
@@ -505,7 +227,7 @@ async fn a_take_back_before_its_grant_waits_for_it(db: TestDb) {
         .await;
     assert_eq!(
         shop.available_and_debt(account).await,
-        ("0.00".into(), "0.00".into())
+        ("0.00".into(), "400.00".into())
     );
     shop.assert_balanced(account).await;
 }
@@ -1025,54 +747,10 @@ async fn one_refund_reported_twice_to_two_instances_at_once_is_taken_back_once(d
     other.stop().await;
 }
 
-/// The fake's clock (it may run ahead of the wall clock after `advance_clock`).
-fn fake_now(shop: &Shop) -> i64 {
-    shop.fake.with_state(|s| s.now())
-}
-
-/// Starts plan A through the API's checkout; returns the subscription and its item.
-async fn subscribe(shop: &Shop, account: &str) -> (String, String) {
-    let session = shop.checkout(account, &shop.plan_a, 1).await;
-    let sub = shop.fake.with_state(|s| {
-        let (_, done) = s.complete_session(&session, true).unwrap();
-        done["subscription"].as_str().unwrap().to_owned()
-    });
-    shop.deliver_all().await;
-    let item = shop.fake.with_state(|s| {
-        s.subscriptions.get(&sub).unwrap()["items"]["data"][0]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    });
-    (sub, item)
-}
-
-impl Shop {
-    /// Delivers every event the fake produced since the last call, in order.
-    async fn deliver_all(&self) {
-        for body in self.take_events(&[]) {
-            assert_eq!(self.deliver(&body).await, 200);
-        }
-        self.drain().await;
-    }
-
-    /// The available balance at the fake's time.
-    async fn available_at_fake_time(&self, account: &str) -> String {
-        let at = fake_now(self);
-        self.app
-            .state
-            .ledger
-            .balance(account, at)
-            .await
-            .unwrap()
-            .available
-            .to_string()
-    }
-}
-
-/// Rule 1 with the prorations the fake computes as Stripe does (to the second, lines of
-/// "Unused time" and "Remaining time"): a change at half period invoiced at once leaves
-/// 2,000; a change left for the renewal invoice leaves 3,000 once the new period starts.
+/// Rules 1 and 2 with the prorations the fake computes as Stripe does (to the second,
+/// lines of "Unused time" and "Remaining time"): a change at half period invoiced at
+/// once leaves 2,000; a change left for the renewal invoice leaves 3,000 + the net
+/// 1,000 of its prorations once the new period starts.
 async fn plan_changes_made_in_stripe_follow_the_money(db: TestDb) {
     let shop = shop(&db).await;
     let (sub, item) = subscribe(&shop, "acct_now").await;
@@ -1102,7 +780,7 @@ async fn plan_changes_made_in_stripe_follow_the_money(db: TestDb) {
         s.renew_subscription(&sub2).unwrap();
     });
     shop.deliver_all().await;
-    assert_eq!(shop.available_at_fake_time("acct_later").await, "3000.00");
+    assert_eq!(shop.available_at_fake_time("acct_later").await, "4000.00");
     for account in ["acct_now", "acct_later"] {
         shop.assert_balanced(account).await;
     }

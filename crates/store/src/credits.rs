@@ -1052,15 +1052,39 @@ impl Tx {
         Ok(())
     }
 
-    /// Credits of the standing proration take-backs attached to `lot`.
-    pub async fn prorations_of(&mut self, lot: i64) -> Result<i64, StoreError> {
-        let sum: Option<i64> = on_tx!(self, t => sqlx::query_scalar(
-            "SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reversals WHERE lot = $1 AND kind = 'proration' AND active"
+    /// The standing proration take-backs attached to `lot`: `(id, credits)`, where the
+    /// id is `in_…/…` (the invoice that carried it, then the line).
+    pub async fn prorations_of(&mut self, lot: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = on_tx!(self, t => sqlx::query_as(
+            "SELECT id, amount FROM credit_reversals WHERE lot = $1 AND kind = 'proration' AND active ORDER BY id"
         )
         .bind(lot)
-        .fetch_one(&mut **t)
+        .fetch_all(&mut **t)
         .await?);
-        Ok(sum.unwrap_or(0))
+        Ok(rows)
+    }
+
+    /// What was paid for an origin (minor units), if it was claimed.
+    pub async fn origin_paid(&mut self, origin: &str) -> Result<Option<i64>, StoreError> {
+        let paid = on_tx!(self, t => sqlx::query_scalar("SELECT paid_amount FROM credit_origins WHERE id = $1")
+            .bind(origin)
+            .fetch_optional(&mut **t)
+            .await?);
+        Ok(paid)
+    }
+
+    /// The origins of the lots that proration take-backs carried by invoice `origin`
+    /// are attached to: a refund of that invoice changes what those take-backs keep.
+    pub async fn origins_prorated_by(&mut self, origin: &str) -> Result<Vec<String>, StoreError> {
+        let own = format!("{origin}/%");
+        let rows: Vec<Option<String>> = on_tx!(self, t => sqlx::query_scalar(
+            "SELECT DISTINCT l.origin FROM credit_reversals r JOIN credit_lots l ON l.id = r.lot \
+             WHERE r.kind = 'proration' AND r.id LIKE $1 ORDER BY l.origin"
+        )
+        .bind(&own)
+        .fetch_all(&mut **t)
+        .await?);
+        Ok(rows.into_iter().flatten().collect())
     }
 
     /// The account's lots for a plan period (subscription, price, period end) granted by

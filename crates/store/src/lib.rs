@@ -22,6 +22,7 @@ pub mod migrations;
 pub mod objects;
 pub mod retention;
 pub mod runs;
+pub mod schedules;
 pub mod stats;
 pub mod testing;
 pub mod tokens;

@@ -82,6 +82,11 @@ const SQLITE: &[Entry] = &[
         "change announcements",
         include_str!("../migrations/sqlite/0014_change_announcements.sql"),
     ),
+    (
+        15,
+        "plan changes",
+        include_str!("../migrations/sqlite/0015_plan_changes.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -153,6 +158,11 @@ const POSTGRES: &[Entry] = &[
         14,
         "change announcements",
         include_str!("../migrations/postgres/0014_change_announcements.sql"),
+    ),
+    (
+        15,
+        "plan changes",
+        include_str!("../migrations/postgres/0015_plan_changes.sql"),
     ),
 ];
 

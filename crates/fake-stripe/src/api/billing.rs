@@ -107,7 +107,7 @@ fn unit_decimal(amount: i64, quantity: i64) -> String {
 }
 
 /// The legacy `plan` view of a recurring price, still part of a subscription item.
-fn plan_of(price: &Value) -> Value {
+pub(super) fn plan_of(price: &Value) -> Value {
     json!({
         "id": price["id"],
         "object": "plan",
@@ -131,7 +131,7 @@ fn plan_of(price: &Value) -> Value {
     })
 }
 
-fn period_of(price: &Value) -> i64 {
+pub(super) fn period_of(price: &Value) -> i64 {
     let interval = price["recurring"]["interval"].as_str().unwrap_or("month");
     interval_seconds(interval) * price["recurring"]["interval_count"].as_i64().unwrap_or(1)
 }
@@ -885,7 +885,7 @@ impl State {
         }
     }
 
-    fn recurring_price(&self, item: &Value, param: &str) -> Result<Value, ApiError> {
+    pub(super) fn recurring_price(&self, item: &Value, param: &str) -> Result<Value, ApiError> {
         let price_id = item
             .text("price")
             .ok_or_else(|| ApiError::required(param))?;
@@ -1069,6 +1069,12 @@ impl State {
                     "All prices on a subscription must have the same `currency`.",
                 ));
             }
+            // "When changing a subscription item's price, `quantity` is set to 1 unless a
+            // `quantity` parameter is provided." (docs.stripe.com/api/subscriptions/update,
+            // `items.price`; the same words in stripe@18.0.0's SubscriptionUpdateParams).
+            let price_changed = old
+                .as_ref()
+                .is_some_and(|(old_price, _)| old_price["id"] != price["id"]);
             let qty = match item.int("quantity")? {
                 Some(q) if q < 1 => {
                     return Err(ApiError::invalid(
@@ -1077,6 +1083,7 @@ impl State {
                     ));
                 }
                 Some(q) => q,
+                None if price_changed => 1,
                 None => old.as_ref().map_or(1, |(_, q)| *q),
             };
             changes.push(Change {
@@ -1244,6 +1251,10 @@ impl State {
         // The end of a trial starts the first paid cycle.
         if sub["status"] == json!("trialing") {
             sub["status"] = json!("active");
+        }
+        // A schedule's next phase starts with the new period (its prices and quantities).
+        if let Some(end) = sub["items"]["data"][0]["current_period_end"].as_i64() {
+            self.apply_schedule(&mut sub, end);
         }
         let mut previous = (self.now(), self.now());
         for item in sub["items"]["data"].as_array_mut().into_iter().flatten() {

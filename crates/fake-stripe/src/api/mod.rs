@@ -8,6 +8,7 @@
 //! - `checkout`: Checkout Sessions and their line items
 //! - `billing`: subscriptions, invoices, invoice items, invoice payments, prorations
 //! - `payments`: charges, refunds, disputes
+//! - `schedules`: subscription schedules (a plan change at the period's end)
 //! - `portal`: customer portal sessions
 //! - `events`: the Events API
 //!
@@ -28,6 +29,7 @@ mod customers;
 mod events;
 mod payments;
 mod portal;
+mod schedules;
 
 /// A Stripe-shaped error answer.
 #[derive(Debug, Clone)]
@@ -199,6 +201,8 @@ pub struct State {
     pub customers: Collection,
     pub sessions: Collection,
     pub subscriptions: Collection,
+    /// Subscription schedules (`sub_sched_…`).
+    pub schedules: Collection,
     pub invoices: Collection,
     /// Invoice items: pending ones (`invoice: null`) wait for the customer's next
     /// subscription invoice, which takes them.
@@ -254,6 +258,7 @@ impl Default for State {
             customers: Collection::default(),
             sessions: Collection::default(),
             subscriptions: Collection::default(),
+            schedules: Collection::default(),
             invoices: Collection::default(),
             invoice_items: Collection::default(),
             invoice_payment_objects: Collection::default(),
@@ -503,10 +508,11 @@ impl State {
 
 /// Routes a Stripe API request to the resource that owns it.
 pub(crate) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) -> Answer {
-    let routers: [Router; 7] = [
+    let routers: [Router; 8] = [
         catalog::route,
         customers::route,
         checkout::route,
+        schedules::route,
         billing::route,
         payments::route,
         portal::route,

@@ -63,9 +63,23 @@ pub enum SubscriptionCommand {
         account: String,
         /// The new recurring price (price_…).
         price: String,
-        /// create_prorations (Stripe's default), always_invoice or none.
-        #[arg(long, default_value = "create_prorations")]
-        proration: String,
+        /// now or period_end; default: now for an upgrade, period_end for a downgrade.
+        #[arg(long, value_parser = ["now", "period_end"])]
+        when: Option<String>,
+        /// With --when now: always_invoice (default), create_prorations or none.
+        #[arg(long)]
+        proration: Option<String>,
+        /// The new quantity (default: the subscription's own).
+        #[arg(long)]
+        quantity: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a plan change left for the end of the period (releases its schedule).
+    CancelChange {
+        /// The account id.
+        account: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -244,6 +258,15 @@ fn print_changed(c: &SubscriptionChanged, json: bool) {
             String::new()
         }
     );
+    if let Some(next) = &c.scheduled_change {
+        println!(
+            "  changes to {} × {} at {} (schedule {})",
+            next.price,
+            next.quantity.unwrap_or(1),
+            when(Some(next.at)),
+            next.schedule
+        );
+    }
 }
 
 pub async fn run_subscription(
@@ -266,14 +289,21 @@ pub async fn run_subscription(
         SubscriptionCommand::Change {
             account,
             price,
+            when,
             proration,
+            quantity,
             json,
         } => {
             let req = ChangeRequest {
                 price,
-                proration_behavior: Some(proration),
+                proration_behavior: proration,
+                when,
+                quantity,
             };
             (billing.change(&account, &req, None, actor).await, json)
+        }
+        SubscriptionCommand::CancelChange { account, json } => {
+            (billing.cancel_change(&account, None, actor).await, json)
         }
     };
     print_changed(&changed.map_err(billing_failure)?, json);

@@ -9,7 +9,8 @@
 //! - `POST …/portal` `{"return_url"}` → `{"url"}` of a Stripe Billing Portal session
 //! - `POST …/subscription/cancel` `{"immediately":false}` (at period end by default)
 //! - `POST …/subscription/resume` `{}`: takes back a scheduled cancellation
-//! - `POST …/subscription/change` `{"price","proration_behavior"}`
+//! - `POST …/subscription/change` `{"price","when","proration_behavior","quantity"}`;
+//!   `DELETE …/subscription/change` cancels a change left for the period's end
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
@@ -42,7 +43,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/api/v1/accounts/{account}/subscription/change",
-            post(change),
+            post(change).delete(cancel_change),
         )
 }
 
@@ -174,10 +175,24 @@ async fn change(
 ) -> Result<Json<SubscriptionChanged>, ApiError> {
     let req: ChangeRequest = body_of(
         &body,
-        r#"{"price":"price_…","proration_behavior":"create_prorations"}"#,
+        r#"{"price":"price_…","when":"now","proration_behavior":"always_invoice","quantity":1}"#,
     )?;
     billing(&state)
         .change(&account, &req, key(&headers), actor(&who))
+        .await
+        .map(Json)
+        .map_err(billing_error)
+}
+
+/// `DELETE …/subscription/change`: cancels a change left for the end of the period.
+async fn cancel_change(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    who: Option<Extension<ApiCaller>>,
+    headers: HeaderMap,
+) -> Result<Json<SubscriptionChanged>, ApiError> {
+    billing(&state)
+        .cancel_change(&account, key(&headers), actor(&who))
         .await
         .map(Json)
         .map_err(billing_error)

@@ -127,6 +127,9 @@ async fn checkout(
             CheckoutError::PlanActive(m) => {
                 ApiError::new(StatusCode::CONFLICT, "plan_already_active", m)
             }
+            CheckoutError::TrialUsed(m) => {
+                ApiError::new(StatusCode::CONFLICT, "trial_already_used", m)
+            }
             CheckoutError::Unavailable(u @ Unavailable::Disabled { .. }) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stripe_disabled",

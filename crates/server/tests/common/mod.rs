@@ -11,6 +11,7 @@ use stripe_manager::config::{Config, Sources};
 use stripe_manager::{AppState, Application};
 
 pub mod admin;
+pub mod shop;
 use tokio::sync::oneshot;
 
 pub const KEY: &str = "sk_test_51IntegrationSecretKeyZz9";
@@ -271,6 +272,16 @@ pub async fn get_status(url: &str, token: &str) -> u16 {
 pub async fn post_json(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     let r = authorized(http().post(url), url)
         .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// DELETEs (with the app's API token) and returns the status and the JSON answer.
+pub async fn delete_json(url: &str) -> (u16, serde_json::Value) {
+    let r = authorized(http().delete(url), url)
         .send()
         .await
         .expect("request");

@@ -57,6 +57,7 @@ pub async fn plan(
         .unwrap_or(event.created);
     let mut lots = Vec::new();
     let mut take_backs = Vec::new();
+    let mut deferred = Deferred::default();
     for line in &lines {
         let Some(price) = line.price_id() else {
             continue;
@@ -93,6 +94,12 @@ pub async fn plan(
         } else {
             whole_credits(per_unit, line.quantity.unwrap_or(1), &reference)?
         };
+        if line.is_proration() && period.is_some_and(|(_, end)| paid_at >= end) {
+            // Paid after the time it prorates has passed (a `create_prorations` change
+            // paid with the renewal): settled net, for the new period (rule 2).
+            deferred.add(credits, period, price, &product, &subscription, line);
+            continue;
+        }
         if credits < 0 {
             let Some(period_end) = period_end else {
                 continue;
@@ -137,6 +144,7 @@ pub async fn plan(
             period_end,
         });
     }
+    deferred.settle(&inv, &account, paid_at, &mut lots, &mut take_backs);
     if lots.is_empty() && take_backs.is_empty() {
         return Ok(None);
     }
@@ -265,4 +273,106 @@ async fn payments_of(
         .iter()
         .filter_map(|p| p.payment_ref().map(str::to_owned))
         .collect())
+}
+
+/// The proration lines of an invoice paid after the time they prorate had passed.
+/// Granting each positive line for its own (past) period would give credits that are
+/// born expired, and taking each negative one from its (expired) lot would take
+/// nothing usable: instead they are added up, and the net is granted for the new period
+/// when positive, or taken back (from the lot of the largest credit line first, then
+/// the other lots, then as debt) when negative. *A → B at half period with
+/// `create_prorations`, paid with the renewal: −500 + 1,500 → 1,000 usable credits.*
+#[derive(Debug, Default)]
+struct Deferred {
+    /// Hundredths, signed.
+    net: i64,
+    /// The longest positive line: the plan the net is granted on, and the time it paid for.
+    grant: Option<(String, String, String, i64)>,
+    /// The largest negative line: where a negative net is taken back from.
+    take: Option<(i64, TakeBack)>,
+}
+
+impl Deferred {
+    fn add(
+        &mut self,
+        credits: i64,
+        period: Option<(i64, i64)>,
+        price: &str,
+        product: &str,
+        subscription: &str,
+        line: &InvoiceLine,
+    ) {
+        self.net += credits;
+        let (start, end) = period.unwrap_or((0, 0));
+        if credits > 0 {
+            let length = end - start;
+            if self.grant.as_ref().is_none_or(|g| length > g.3) {
+                self.grant = Some((
+                    price.to_owned(),
+                    product.to_owned(),
+                    subscription.to_owned(),
+                    length,
+                ));
+            }
+        } else if credits < 0 && self.take.as_ref().is_none_or(|t| -credits > t.0) {
+            self.take = Some((
+                -credits,
+                TakeBack {
+                    id: String::new(),
+                    subscription: subscription.to_owned(),
+                    price: price.to_owned(),
+                    period_end: end,
+                    credits: 0,
+                    credited: credited_line(line),
+                },
+            ));
+        }
+    }
+
+    /// Adds the net as a lot (`in_…/prorations`) or a take-back of that id.
+    fn settle(
+        self,
+        inv: &Invoice,
+        account: &str,
+        paid_at: i64,
+        lots: &mut Vec<NewLot>,
+        take_backs: &mut Vec<TakeBack>,
+    ) {
+        let reference = format!("{}/prorations", inv.id);
+        if self.net > 0
+            && let Some((price, product, subscription, length)) = self.grant
+        {
+            // Usable for the new period the invoice opens (its full-period lines of the
+            // same subscription), and at least for the time it paid for, from payment.
+            let period_end = lots
+                .iter()
+                .filter(|l| l.subscription.as_deref() == Some(subscription.as_str()))
+                .filter_map(|l| l.expires_at)
+                .max();
+            let expires_at = period_end.unwrap_or(0).max(paid_at + length.max(0));
+            lots.push(NewLot {
+                account: account.to_owned(),
+                source: Some(LotSource::Subscription),
+                source_ref: reference,
+                amount: self.net,
+                expires_at: Some(expires_at),
+                product: Some(product),
+                price: Some(price),
+                quantity: None,
+                payment_ref: None,
+                paid_amount: Some(inv.amount_paid),
+                currency: inv.currency.clone(),
+                origin: Some(inv.id.clone()),
+                subscription: Some(subscription),
+                // No plan period: later take-backs of a plan period find its own line's lot.
+                period_end: None,
+            });
+        } else if self.net < 0
+            && let Some((_, mut take)) = self.take
+        {
+            take.id = reference;
+            take.credits = -self.net;
+            take_backs.push(take);
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! | `checkout.session.completed`, `…async_payment_succeeded` | [`checkout`] | session status; links customer and subscription to the account; a paid (or free) `payment` session grants `credit_amount × quantity` |
 //! | `checkout.session.async_payment_failed`, `…expired` | [`checkout`] | session marked `failed` / `expired`; nothing granted |
 //! | `customer.subscription.created/updated/deleted` | [`subscription`] | the subscription row (newest event wins; same-second ties refetch) |
+//! | `subscription_schedule.*` | here | the schedule's next change (price, quantity, when), shown on the account |
 //! | `invoice.paid` | [`invoice`] | per line: full periods grant the plan's credits, proration lines grant or take back their share |
 //! | `charge.refunded`, `refund.created/updated/failed` | [`reversal`] | records each refund (listed from Stripe for `charge.refunded`) and brings the grant to its share |
 //! | `charge.dispute.created/updated/closed/funds_withdrawn/funds_reinstated` | [`reversal`] | a chargeback takes back like a refund; won or reinstated gives back |
@@ -36,6 +37,8 @@ use crate::credits::{Grant, Reversal, grant_in, reverse_in};
 pub enum CreditEffect {
     Session(checkout::SessionEffect),
     Subscription(subscription::SubscriptionWrite),
+    /// A subscription schedule: the plan change it will make next.
+    Schedule(sm_store::schedules::ScheduleRow),
     Grant(Grant),
     Reversals(Vec<Reversal>),
 }
@@ -61,6 +64,12 @@ pub async fn plan(
         checkout::plan(store, client, event).await
     } else if kind.starts_with("customer.subscription.") {
         subscription::plan(store, client, event).await
+    } else if kind.starts_with("subscription_schedule.") {
+        let schedule: serde_json::Value = parse(event.object)?;
+        Ok(
+            crate::mirror::schedule_row(&schedule, event.created, crate::clock::unix_now())
+                .map(CreditEffect::Schedule),
+        )
     } else if kind == "invoice.paid" {
         invoice::plan(store, client, event).await
     } else if matches!(
@@ -174,6 +183,7 @@ pub async fn write(tx: &mut Tx, effect: &CreditEffect, now: i64) -> Result<(), A
     match effect {
         CreditEffect::Session(s) => checkout::write(tx, s, now).await?,
         CreditEffect::Subscription(w) => subscription::write(tx, w).await?,
+        CreditEffect::Schedule(row) => tx.upsert_schedule(row).await?,
         CreditEffect::Grant(grant) => {
             grant_in(tx, grant, now).await?;
         }

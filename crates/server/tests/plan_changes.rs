@@ -1,0 +1,369 @@
+//! Plan changes, trials and every way Stripe gives money back (issue #22): credits follow
+//! the money, both ways. Each example of docs/CREDIT_SYSTEM.md's plan-change rules runs
+//! through the real HTTP API against the fake Stripe (which behaves as Stripe's reference
+//! for 2025-03-31.basil says, each behaviour cited beside its code), on SQLite and
+//! PostgreSQL. Plan A = 1,000 credits for $10/month, plan B = 3,000 for $30/month.
+
+mod common;
+
+use common::shop::*;
+use common::*;
+use fake_stripe::Ctx;
+use serde_json::{Value, json};
+use sm_store::testing::TestDb;
+
+sm_store::contract_tests!(
+    a_downgrade_now_takes_back_the_unused_time_and_makes_debt,
+    an_upgrade_billed_with_the_renewal_is_worth_its_money,
+    a_plan_change_keeps_the_quantity,
+    refunding_a_netted_upgrade_in_full_leaves_the_account_as_before,
+    plan_changes_refuse_prices_checkout_would_not_sell,
+    a_downgrade_waits_for_the_period_end_and_can_be_cancelled,
+    one_trial_per_account,
+);
+
+/// The latest invoice of a subscription in the fake.
+fn latest_invoice(shop: &Shop, sub: &str) -> Value {
+    let id = shop.subscription(sub)["latest_invoice"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shop.fake
+        .with_state(|s| s.invoices.get(&id).cloned().unwrap())
+}
+
+/// Rule 1 and rule 3's example: B paid and spent on day 1, then changed to A now with
+/// `always_invoice`. Stripe puts the unused time (−$29.00 + $9.67 = −$19.33) on the
+/// customer's balance; the −2,900 are taken back (the lot is empty: debt) and A's 967
+/// granted: available − debt = −1,933.00. Before, nothing was taken and 3,966 credits
+/// were had for $10.67.
+async fn a_downgrade_now_takes_back_the_unused_time_and_makes_debt(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_downgrade";
+    let sub = subscribe_to(&shop, account, &shop.plan_b, 1, None).await;
+    shop.consume(account, "3000").await;
+    shop.fake.with_state(|s| s.advance_clock(DAY));
+    let changed = shop.change(account, json!({"price": shop.plan_a.price, "when": "now", "proration_behavior": "always_invoice"})).await;
+    assert_eq!(changed["price"], json!(shop.plan_a.price), "{changed}");
+    assert_eq!(changed["scheduled_change"], Value::Null);
+    shop.deliver_all().await;
+    let invoice = latest_invoice(&shop, &sub);
+    assert_eq!(invoice["total"], -1933, "{invoice}");
+    assert_eq!(invoice["amount_paid"], 0);
+    assert_eq!(invoice["ending_balance"], -1933);
+    let (available, debt) = shop.available_and_debt_at_fake_time(account).await;
+    assert_eq!((available.as_str(), debt.as_str()), ("0.00", "1933.00"));
+    shop.assert_balanced(account).await;
+}
+
+/// Rule 2 through the API: an upgrade with `create_prorations` (the API's default, and a
+/// common portal setting) is paid with the renewal; its +$15/−$5 lines are settled net
+/// for the new period: 3,000 + 1,000 = 4,000, instead of $10 for nothing.
+async fn an_upgrade_billed_with_the_renewal_is_worth_its_money(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_upgrade_later";
+    let sub = subscribe_to(&shop, account, &shop.plan_a, 1, None).await;
+    shop.fake.with_state(|s| s.advance_clock(15 * DAY));
+    shop.change(
+        account,
+        json!({"price": shop.plan_b.price, "proration_behavior": "create_prorations"}),
+    )
+    .await;
+    shop.deliver_all().await;
+    assert_eq!(shop.available_at_fake_time(account).await, "1000.00");
+    shop.fake.with_state(|s| {
+        s.advance_clock(15 * DAY + 1);
+        s.renew_subscription(&sub).unwrap();
+    });
+    shop.deliver_all().await;
+    let invoice = latest_invoice(&shop, &sub);
+    assert_eq!(invoice["amount_paid"], 4000, "{invoice}");
+    assert_eq!(shop.available_at_fake_time(account).await, "4000.00");
+    shop.assert_balanced(account).await;
+}
+
+/// Rule 3: the quantity is kept unless given. Stripe resets a changed item's quantity to
+/// 1 unless it is sent (docs.stripe.com/api/subscriptions/update, `items.price`), and
+/// the fake does too: A × 5 → B bills B × 5, and its credits are 5 × 3,000's share.
+async fn a_plan_change_keeps_the_quantity(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_five_seats";
+    let sub = subscribe_to(&shop, account, &shop.plan_a, 5, None).await;
+    assert_eq!(shop.available_at_fake_time(account).await, "5000.00");
+    shop.fake.with_state(|s| s.advance_clock(15 * DAY));
+    let changed = shop
+        .change(account, json!({"price": shop.plan_b.price}))
+        .await;
+    assert_eq!(changed["quantity"], 5, "{changed}");
+    shop.deliver_all().await;
+    let item = &shop.subscription(&sub)["items"]["data"][0];
+    assert_eq!(item["quantity"], 5, "{item}");
+    assert_eq!(item["price"]["id"], json!(shop.plan_b.price));
+    // −$25 (A × 5, half a month) + $75 (B × 5): −2,500 + 7,500 → 10,000 available.
+    assert_eq!(shop.available_at_fake_time(account).await, "10000.00");
+    // A new quantity is taken as given.
+    let changed = shop
+        .change(
+            account,
+            json!({"price": shop.plan_b.price, "quantity": 2, "when": "now"}),
+        )
+        .await;
+    assert_eq!(changed["quantity"], 2, "{changed}");
+    shop.deliver_all().await;
+    shop.assert_balanced(account).await;
+
+    // The fake, asked directly without a quantity, resets it to 1 as Stripe does.
+    let item_id = shop.subscription(&sub)["items"]["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let after = shop.fake.with_state(|s| {
+        s.update_subscription(
+            &sub,
+            &json!({"items": [{"id": item_id, "price": shop.plan_a.price}], "proration_behavior": "none"}),
+            &Ctx::default(),
+        )
+        .unwrap()
+        .1
+    });
+    assert_eq!(after["items"]["data"][0]["quantity"], 1, "{after}");
+}
+
+/// Rule 4: the upgrade invoice paid $10 net (−500 of A taken back, +1,500 of B granted);
+/// refunding half gives half of both back, refunding all of it leaves the 1,000 the
+/// account had before (before: 500 left, for $0 net).
+async fn refunding_a_netted_upgrade_in_full_leaves_the_account_as_before(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_refund_upgrade";
+    let sub = subscribe_to(&shop, account, &shop.plan_a, 1, None).await;
+    shop.fake.with_state(|s| s.advance_clock(15 * DAY));
+    shop.change(account, json!({"price": shop.plan_b.price, "when": "now"}))
+        .await;
+    shop.deliver_all().await;
+    assert_eq!(shop.available_at_fake_time(account).await, "2000.00");
+    let invoice = latest_invoice(&shop, &sub);
+    assert_eq!(invoice["amount_paid"], 1000, "{invoice}");
+    let pi = shop.fake.with_state(|s| {
+        s.invoice_payments
+            .get(invoice["id"].as_str().unwrap())
+            .cloned()
+            .unwrap()
+    });
+    shop.refund(&pi, 500);
+    shop.deliver_all().await;
+    // Half of the money: 750 of B's 1,500 taken back, 250 of A's 500 given back.
+    assert_eq!(shop.available_at_fake_time(account).await, "1500.00");
+    shop.refund(&pi, 500);
+    shop.deliver_all().await;
+    assert_eq!(shop.available_at_fake_time(account).await, "1000.00");
+    let (_, debt) = shop.available_and_debt_at_fake_time(account).await;
+    assert_eq!(debt, "0.00");
+    shop.assert_balanced(account).await;
+}
+
+/// Rule 3: only prices checkout would sell (recurring, active, a valid credit product,
+/// per unit, licensed): a tiered or metered price gets a 400 before Stripe is asked.
+async fn plan_changes_refuse_prices_checkout_would_not_sell(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_refusals";
+    subscribe_to(&shop, account, &shop.plan_a, 1, None).await;
+    let refused = shop.fake.with_state(|s| {
+        let ctx = Ctx::default();
+        [
+            json!({"billing_scheme": "tiered", "tiers_mode": "volume", "recurring": {"interval": "month"},
+                   "tiers": [{"up_to": "inf", "unit_amount": 100}]}),
+            json!({"unit_amount": 100, "recurring": {"interval": "month", "usage_type": "metered"}}),
+        ]
+        .map(|mut price| {
+            price["product"] = json!(shop.plan_b.product);
+            price["currency"] = json!("usd");
+            let (_, p) = s.create_price(&price, &ctx).unwrap();
+            p["id"].as_str().unwrap().to_owned()
+        })
+    });
+    let (status, _) = post_json(&shop.app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200);
+    take_fake_events(&shop.fake, &[]);
+    for (price, reason) in refused.iter().zip(["tiered", "metered"]) {
+        let (status, body) = shop
+            .act(account, "subscription/change", json!({"price": price}))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.to_string().contains(reason), "{reason}: {body}");
+    }
+    // One-time prices and nonsense are refused too, and Stripe was never asked.
+    for body in [
+        json!({"price": shop.pack.price}),
+        json!({"price": shop.plan_b.price, "when": "tomorrow"}),
+        json!({"price": shop.plan_b.price, "quantity": 0}),
+        json!({"price": shop.plan_b.price, "when": "period_end", "proration_behavior": "always_invoice"}),
+    ] {
+        let (status, answer) = shop.act(account, "subscription/change", body.clone()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    assert!(
+        take_fake_events(&shop.fake, &[]).is_empty(),
+        "nothing reached Stripe"
+    );
+}
+
+/// Rule 3: a downgrade without `when` waits for the period's end (a subscription
+/// schedule): nothing invoiced or taken now, the account view shows the scheduled
+/// change, the renewal bills the new price and grants its credits; a scheduled change
+/// can be cancelled, and the plan then renews unchanged.
+async fn a_downgrade_waits_for_the_period_end_and_can_be_cancelled(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_scheduled";
+    let sub = subscribe_to(&shop, account, &shop.plan_b, 1, None).await;
+    let first = latest_invoice(&shop, &sub);
+    shop.fake.with_state(|s| s.advance_clock(10 * DAY));
+    let changed = shop
+        .change(account, json!({"price": shop.plan_a.price}))
+        .await;
+    // Still on B until the period ends.
+    assert_eq!(changed["price"], json!(shop.plan_b.price), "{changed}");
+    let period_end = changed["current_period_end"].as_i64().unwrap();
+    assert_eq!(
+        changed["scheduled_change"]["price"],
+        json!(shop.plan_a.price),
+        "{changed}"
+    );
+    assert_eq!(changed["scheduled_change"]["at"], json!(period_end));
+    assert_eq!(changed["scheduled_change"]["quantity"], 1);
+    shop.deliver_all().await;
+    assert_eq!(
+        latest_invoice(&shop, &sub)["id"],
+        first["id"],
+        "nothing invoiced"
+    );
+    assert_eq!(shop.available_at_fake_time(account).await, "3000.00");
+    let view = shop.account(account).await;
+    assert_eq!(
+        view["subscriptions"][0]["scheduled_change"]["price"],
+        json!(shop.plan_a.price),
+        "{view}"
+    );
+    // A second change while one is scheduled is refused: cancel it first.
+    let (status, body) = shop
+        .act(
+            account,
+            "subscription/change",
+            json!({"price": shop.plan_a.price, "when": "now"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+
+    // The renewal bills A and grants its 1,000 for the new period.
+    shop.fake.with_state(|s| {
+        s.advance_clock(20 * DAY + 1);
+        s.renew_subscription(&sub).unwrap();
+    });
+    shop.deliver_all().await;
+    let renewal = latest_invoice(&shop, &sub);
+    assert_eq!(renewal["amount_paid"], 1000, "{renewal}");
+    assert_eq!(shop.available_at_fake_time(account).await, "1000.00");
+    let view = shop.account(account).await;
+    assert_eq!(view["subscriptions"][0]["price"], json!(shop.plan_a.price));
+    assert_eq!(view["subscriptions"][0]["scheduled_change"], Value::Null);
+    // One period later the schedule is released and the plan carries on as A.
+    shop.fake.with_state(|s| {
+        s.advance_clock(30 * DAY + 1);
+        s.renew_subscription(&sub).unwrap();
+    });
+    shop.deliver_all().await;
+    let sub_now = shop.subscription(&sub);
+    assert_eq!(sub_now["schedule"], Value::Null, "{sub_now}");
+    assert_eq!(
+        sub_now["items"]["data"][0]["price"]["id"],
+        json!(shop.plan_a.price)
+    );
+    shop.assert_balanced(account).await;
+
+    // Cancelled: the plan renews on B.
+    let account = "acct_scheduled_cancelled";
+    let sub = subscribe_to(&shop, account, &shop.plan_b, 1, None).await;
+    shop.change(
+        account,
+        json!({"price": shop.plan_a.price, "when": "period_end"}),
+    )
+    .await;
+    shop.deliver_all().await;
+    let (status, cancelled) = delete_json(
+        &shop
+            .app
+            .url(&format!("/api/v1/accounts/{account}/subscription/change")),
+    )
+    .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["scheduled_change"], Value::Null, "{cancelled}");
+    shop.deliver_all().await;
+    let (status, again) = delete_json(
+        &shop
+            .app
+            .url(&format!("/api/v1/accounts/{account}/subscription/change")),
+    )
+    .await;
+    assert_eq!(status, 409, "{again}");
+    shop.fake.with_state(|s| {
+        s.advance_clock(30 * DAY + 1);
+        s.renew_subscription(&sub).unwrap();
+    });
+    shop.deliver_all().await;
+    assert_eq!(latest_invoice(&shop, &sub)["amount_paid"], 3000);
+    assert_eq!(
+        shop.account(account).await["subscriptions"][0]["price"],
+        json!(shop.plan_b.price)
+    );
+}
+
+/// Rule 6: one trial per account. A trial cancelled at once does not open a second one
+/// (409 `trial_already_used`, before Stripe is asked for a session); neither does a
+/// subscription the customer has in Stripe that the mirror has not seen. A checkout
+/// without a trial is still sold.
+async fn one_trial_per_account(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_trial_once";
+    subscribe_to(&shop, account, &shop.plan_a, 1, Some(14)).await;
+    let (status, cancelled) = shop
+        .act(account, "subscription/cancel", json!({"immediately": true}))
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    shop.deliver_all().await;
+    let trial = json!({"account": account, "price": shop.plan_a.price, "trial_period_days": 14,
+                       "success_url": "https://app.example/ok", "cancel_url": "https://app.example/no"});
+    let (status, body) = post_json(&shop.app.url("/api/v1/checkout"), trial.clone()).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "trial_already_used", "{body}");
+    // Without a trial it sells.
+    let mut paid = trial.clone();
+    paid.as_object_mut().unwrap().remove("trial_period_days");
+    let (status, body) = post_json(&shop.app.url("/api/v1/checkout"), paid).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A subscription only Stripe knows of (made in the Dashboard, its events not here).
+    let account = "acct_trial_elsewhere";
+    let customer = shop.fake.with_state(|s| {
+        let (_, c) = s
+            .create_customer(&json!({"metadata": {"account": account}}), &Ctx::default())
+            .unwrap();
+        let id = c["id"].as_str().unwrap().to_owned();
+        s.create_subscription(
+            &json!({"customer": id, "items": [{"price": shop.plan_a.price}]}),
+            &Ctx::default(),
+        )
+        .unwrap();
+        id
+    });
+    take_fake_events(&shop.fake, &[]);
+    shop.app
+        .state
+        .store
+        .ensure_account(account, Some(&customer), now())
+        .await
+        .unwrap();
+    let mut trial = trial;
+    trial["account"] = json!(account);
+    let (status, body) = post_json(&shop.app.url("/api/v1/checkout"), trial).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "trial_already_used", "{body}");
+}
