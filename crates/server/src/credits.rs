@@ -502,6 +502,85 @@ impl Ledger {
     }
 }
 
+/// What `credits forgive` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Forgiven {
+    pub account: String,
+    /// The debt forgiven (all of it).
+    pub amount: Credits,
+    pub balance: Credits,
+}
+
+impl Ledger {
+    /// Forgives all of an account's debt (an operator's decision, with a reason, audited):
+    /// each lot's debt is recorded as forgiven, so a later settlement of the same grant
+    /// does not make it again, and a take-back undone later gives nothing for it.
+    pub async fn forgive(
+        &self,
+        account: &str,
+        reason: &str,
+        actor: &str,
+        origin: &str,
+        now: i64,
+    ) -> Result<Forgiven, LedgerError> {
+        validate_account(account)?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(LedgerError::Invalid("a reason is required".into()));
+        }
+        let mut tx = self.store.begin().await?;
+        tx.lock_account(account, now).await?;
+        let lots = tx.account_lots(account).await?;
+        let mut total = 0;
+        let reference = format!("forgive:{}", uuid::Uuid::new_v4());
+        for lot in lots.iter().filter(|l| l.debt > 0) {
+            tx.add_take(lot.id, FORGIVEN, lot.debt).await?;
+            tx.set_lot_state(lot.id, 0, lot.prorated).await?;
+            tx.insert_entry(
+                &NewEntry {
+                    account,
+                    kind: "forgive",
+                    shortfall: -lot.debt,
+                    reference: &reference,
+                    description: Some(reason),
+                    actor: Some(actor),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            total += lot.debt;
+        }
+        if total == 0 {
+            tx.rollback().await?;
+            return Err(LedgerError::Invalid(format!(
+                "account {account} has no debt to forgive"
+            )));
+        }
+        let detail = format!("{} credits of debt: {reason}", Credits(total));
+        tx.audit(
+            &NewAudit {
+                actor,
+                action: "credits.forgive",
+                target: Some(account),
+                detail: Some(&detail),
+                origin: Some(origin),
+                result: "ok",
+            },
+            now,
+        )
+        .await?;
+        let open = tx.open_lots(account).await?;
+        let states: Vec<LotState> = open.iter().map(LotRow::state).collect();
+        tx.commit().await?;
+        Ok(Forgiven {
+            account: account.to_owned(),
+            amount: Credits(total),
+            balance: Credits(available(&states, now)),
+        })
+    }
+}
+
 /// Builds the balance view from every lot of the account.
 pub fn balance_of(
     account: &str,
@@ -626,10 +705,12 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
     }
     let account = grant.origin.account.as_str();
     tx.lock_account(account, now).await?;
+    let mut new_lots = Vec::new();
     for lot in &grant.lots {
         let Some(id) = tx.insert_lot(lot, now).await? else {
             continue;
         };
+        new_lots.push(id);
         tx.insert_entry(
             &NewEntry {
                 account,
@@ -687,6 +768,8 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
         };
         settle(tx, o, &grant.origin.id, kind, now).await?;
     }
+    // Money paid now settles what the account owes first.
+    net_debt(tx, account, &new_lots, &grant.origin.id, now).await?;
     Ok(true)
 }
 
@@ -904,13 +987,18 @@ async fn settle_lot(
                 .map(|l| sm_domain::credits::spending_key(&l.state()))
         };
         let mut from = others.clone();
-        from.sort_by_key(|(id, _)| std::cmp::Reverse(key(*id)));
+        // Forgiven debt was debt: it goes right after the debt, before real lots.
+        from.sort_by_key(|(id, _)| (*id != FORGIVEN, std::cmp::Reverse(key(*id))));
         for (id, taken) in from {
             if back == 0 {
                 break;
             }
             let n = taken.min(back);
-            restore(tx, account, lot.id, id, n, reference, now).await?;
+            if id == FORGIVEN {
+                unforgive(tx, account, lot.id, n, reference, now).await?;
+            } else {
+                restore(tx, account, lot.id, id, n, reference, now).await?;
+            }
             back -= n;
         }
     }
@@ -984,6 +1072,88 @@ async fn settle_lot(
         tx.set_lot_state(lot.id, debt, prorated_to).await?;
     }
     Ok(reclaimed)
+}
+
+/// The `from_lot` of a take that records forgiven debt (no lot has id 0): it counts as
+/// taken, so a later settlement does not make the debt again, and undoing it gives no
+/// credits (the debt it stood for was never paid).
+const FORGIVEN: i64 = 0;
+
+/// A take-back undone that had been forgiven as debt: nothing to give back.
+async fn unforgive(
+    tx: &mut Tx,
+    account: &str,
+    lot: i64,
+    n: i64,
+    reference: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.add_take(lot, FORGIVEN, -n).await?;
+    tx.insert_entry(
+        &NewEntry {
+            account,
+            kind: "forgive",
+            reference,
+            description: Some(
+                "forgiven debt no longer owed: the refund failed or the dispute was won",
+            ),
+            ..Default::default()
+        },
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Settles the account's debt from grant lots just written (`new`, in order): each
+/// lot whose reversals left debt (oldest first) takes what it can from them, as if that
+/// take-back had found these credits. A journal `debt` entry says so. Undoing the
+/// take-back later gives them back to the lot they came from.
+async fn net_debt(
+    tx: &mut Tx,
+    account: &str,
+    new: &[i64],
+    reference: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let lots = tx.account_lots(account).await?;
+    let mut debtors: Vec<&LotRow> = lots.iter().filter(|l| l.debt > 0).collect();
+    if debtors.is_empty() {
+        return Ok(());
+    }
+    debtors.sort_by_key(|l| l.id);
+    for id in new {
+        let Some(mut left) = tx.lot(*id).await?.map(|l| l.remaining) else {
+            continue;
+        };
+        for debtor in debtors.iter_mut() {
+            let owed = tx.lot(debtor.id).await?.map_or(0, |l| l.debt);
+            let n = owed.min(left);
+            if n <= 0 {
+                continue;
+            }
+            tx.take_from_lot(*id, n).await?;
+            tx.add_take(debtor.id, *id, n).await?;
+            tx.set_lot_state(debtor.id, owed - n, debtor.prorated)
+                .await?;
+            tx.insert_entry(
+                &NewEntry {
+                    account,
+                    lot: Some(*id),
+                    kind: "debt",
+                    amount: -n,
+                    shortfall: -n,
+                    reference,
+                    description: Some("debt settled from a new grant"),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            left -= n;
+        }
+    }
+    Ok(())
 }
 
 /// Gives `n` back to lot `to`, taken earlier by grant lot `lot`'s reversals.

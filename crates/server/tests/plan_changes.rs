@@ -20,6 +20,7 @@ sm_store::contract_tests!(
     plan_changes_refuse_prices_checkout_would_not_sell,
     a_downgrade_waits_for_the_period_end_and_can_be_cancelled,
     one_trial_per_account,
+    debt_nets_against_later_grants_and_can_be_forgiven,
 );
 
 /// The latest invoice of a subscription in the fake.
@@ -53,6 +54,23 @@ async fn a_downgrade_now_takes_back_the_unused_time_and_makes_debt(db: TestDb) {
     assert_eq!(invoice["ending_balance"], -1933);
     let (available, debt) = shop.available_and_debt_at_fake_time(account).await;
     assert_eq!((available.as_str(), debt.as_str()), ("0.00", "1933.00"));
+    // Rule 8: A's renewal, paid from the balance Stripe credited, settles debt first.
+    shop.fake.with_state(|s| {
+        s.advance_clock(29 * DAY + 1);
+        s.renew_subscription(&sub).unwrap();
+    });
+    shop.deliver_all().await;
+    let renewal = latest_invoice(&shop, &sub);
+    assert_eq!(
+        (
+            renewal["amount_paid"].as_i64(),
+            renewal["ending_balance"].as_i64()
+        ),
+        (Some(0), Some(-933)),
+        "{renewal}"
+    );
+    let (available, debt) = shop.available_and_debt_at_fake_time(account).await;
+    assert_eq!((available.as_str(), debt.as_str()), ("0.00", "933.00"));
     shop.assert_balanced(account).await;
 }
 
@@ -366,4 +384,104 @@ async fn one_trial_per_account(db: TestDb) {
     let (status, body) = post_json(&shop.app.url("/api/v1/checkout"), trial).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "trial_already_used", "{body}");
+}
+
+/// Rule 8: a later grant to an account with debt settles the debt first (a journal entry
+/// says so); undoing the take-back that made the debt gives back where the settlement
+/// took. An operator can forgive debt (`credits forgive ACCOUNT --reason`, audited); a
+/// forgiven debt is not made again by a repeated event, and a take-back undone later
+/// gives nothing for it.
+async fn debt_nets_against_later_grants_and_can_be_forgiven(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_nets";
+    let (_, pi) = shop.buy(account, &shop.pack, 1).await;
+    shop.deliver_all().await;
+    shop.consume(account, "80").await;
+    let refund = shop.refund(&pi, 1000);
+    shop.deliver_all().await;
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("0.00".into(), "80.00".into())
+    );
+    shop.buy(account, &shop.pack, 1).await;
+    shop.deliver_all().await;
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("20.00".into(), "0.00".into())
+    );
+    let history = shop.app.state.ledger.history(account, 50).await.unwrap();
+    assert!(
+        history.iter().any(|e| e.kind == "debt"
+            && e.description.as_deref() == Some("debt settled from a new grant")),
+        "{history:?}"
+    );
+    // The refund fails: its debt was paid by the second pack, which gets it back.
+    shop.fake.with_state(|s| s.fail_refund(&refund).unwrap());
+    shop.deliver_all().await;
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("120.00".into(), "0.00".into())
+    );
+    shop.assert_balanced(account).await;
+
+    // Forgiven through the CLI.
+    let account = "acct_forgiven";
+    let (_, pi) = shop.buy(account, &shop.pack, 1).await;
+    shop.deliver_all().await;
+    shop.consume(account, "80").await;
+    let refund = shop.refund(&pi, 1000);
+    let refund_events = shop.take_events(&[]);
+    for body in &refund_events {
+        shop.deliver(body).await;
+    }
+    shop.drain().await;
+    let env = env_for(None, &db);
+    let (code, out, err) = run_cli(
+        &env,
+        &[
+            "credits", "forgive", account, "--reason", "goodwill", "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let done: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(done["amount"], "80.00", "{done}");
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("0.00".into(), "0.00".into())
+    );
+    let (code, _, err) = run_cli(&env, &["credits", "forgive", account, "--reason", "again"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no debt"), "{err}");
+    // The same refund reported again changes nothing.
+    for body in &refund_events {
+        let again = body.replace("\"id\":\"evt_", "\"id\":\"evt_again_");
+        shop.deliver(&again).await;
+    }
+    shop.drain().await;
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("0.00".into(), "0.00".into())
+    );
+    // The refund fails: the 20 it took come back, nothing for the forgiven 80.
+    shop.fake.with_state(|s| s.fail_refund(&refund).unwrap());
+    shop.deliver_all().await;
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        ("20.00".into(), "0.00".into())
+    );
+    shop.assert_balanced(account).await;
+    let audit = shop
+        .app
+        .state
+        .store
+        .audit_log(Some("credits.forgive"), 10)
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "credits.forgive" && a.target.as_deref() == Some(account)),
+        "{audit:?}"
+    );
 }

@@ -36,6 +36,18 @@ pub enum CreditsCommand {
     Grant(AdjustArgs),
     /// Deduct credits (spent like a consumption; refused when the balance is short).
     Deduct(AdjustArgs),
+    /// Forgive all of the account's debt (credits refunds took back that were already
+    /// spent); audited.
+    Forgive {
+        /// The account id.
+        account: String,
+        /// Why (kept in the journal and the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,6 +154,25 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
         }
         CreditsCommand::Grant(args) => return adjust(&state, Adjustment::Grant, &args).await,
         CreditsCommand::Deduct(args) => return adjust(&state, Adjustment::Deduct, &args).await,
+        CreditsCommand::Forgive {
+            account,
+            reason,
+            json,
+        } => {
+            let actor = super::actor();
+            let done = ledger
+                .forgive(&account, &reason, &actor, "cli", now)
+                .await
+                .map_err(failure)?;
+            if json {
+                print_json(&done);
+            } else {
+                println!(
+                    "{}: {} credits of debt forgiven; available {}",
+                    done.account, done.amount, done.balance
+                );
+            }
+        }
     }
     Ok(0)
 }
