@@ -691,6 +691,8 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
         .iter()
         .map(|p| (p.clone(), Some(origin)))
         .collect();
+    // The origin itself: what a credit note (which names its invoice) meets.
+    links.push((origin.to_owned(), Some(origin)));
     for lot in &grant.lots {
         if let Some(link) = plan_link_of(lot) {
             links.push((link, None));
@@ -816,7 +818,14 @@ pub type Reversal = NewReversal;
 /// link is locked before the reversal row, as every ledger transaction does (links
 /// before reversal rows before the account), so no two wait on each other in a cycle.
 pub async fn reverse_in(tx: &mut Tx, r: &Reversal, now: i64) -> Result<(), StoreError> {
-    let origin = tx.link(&r.link, None, now).await?;
+    // An invoice is its own meeting point (credit notes name it): a grant recorded before
+    // grants linked their own id is found by its origin row.
+    let own = if r.link.starts_with("in_") && tx.origin_known(&r.link).await? {
+        Some(r.link.as_str())
+    } else {
+        None
+    };
+    let origin = tx.link(&r.link, own, now).await?;
     tx.record_reversal(r, now).await?;
     let Some(origin) = origin else {
         tracing::info!(reversal = %r.id, payment = %r.link, "reversal of a payment with no grant yet; applied if a grant arrives");
@@ -824,6 +833,7 @@ pub async fn reverse_in(tx: &mut Tx, r: &Reversal, now: i64) -> Result<(), Store
     };
     let kind = match r.kind {
         ReversalKind::Dispute => "dispute",
+        ReversalKind::CreditNote => "credit_note",
         _ => "refund",
     };
     settle(tx, &origin, &r.id, kind, now).await

@@ -8,7 +8,7 @@ mod common;
 
 use common::shop::*;
 use common::*;
-use fake_stripe::Ctx;
+use fake_stripe::{Ctx, sign};
 use serde_json::{Value, json};
 use sm_store::testing::TestDb;
 
@@ -21,6 +21,8 @@ sm_store::contract_tests!(
     a_downgrade_waits_for_the_period_end_and_can_be_cancelled,
     one_trial_per_account,
     debt_nets_against_later_grants_and_can_be_forgiven,
+    credit_notes_take_back_their_share_once_and_voided_ones_give_back,
+    a_credit_note_and_its_refund_on_two_instances_are_taken_once,
 );
 
 /// The latest invoice of a subscription in the fake.
@@ -484,4 +486,142 @@ async fn debt_nets_against_later_grants_and_can_be_forgiven(db: TestDb) {
             .any(|a| a.action == "credits.forgive" && a.target.as_deref() == Some(account)),
         "{audit:?}"
     );
+}
+
+/// A credit note on the latest invoice of `sub`, made in the fake.
+fn credit_note(shop: &Shop, sub: &str, params: Value) -> Value {
+    let invoice = latest_invoice(shop, sub);
+    let mut params = params;
+    params["invoice"] = invoice["id"].clone();
+    shop.fake
+        .with_state(|s| s.create_credit_note(&params, &Ctx::default()).unwrap().1)
+}
+
+/// Rule 5: a post-payment credit note takes back its share of the invoice's credits;
+/// the part it refunds is taken once, whichever of the note and the refund's own events
+/// arrive first; a voided note gives back. A pre-payment note is a discount.
+async fn credit_notes_take_back_their_share_once_and_voided_ones_give_back(db: TestDb) {
+    let shop = shop(&db).await;
+    // A $15 credit note to the balance on B's $30 invoice → 1,500 left; voided → 3,000.
+    let account = "acct_credit_note";
+    let sub = subscribe_to(&shop, account, &shop.plan_b, 1, None).await;
+    let note = credit_note(
+        &shop,
+        &sub,
+        json!({"amount": 1500, "credit_amount": 1500, "reason": "product_unsatisfactory"}),
+    );
+    assert_eq!(note["type"], "post_payment", "{note}");
+    shop.deliver_all().await;
+    assert_eq!(shop.available_at_fake_time(account).await, "1500.00");
+    let customer = shop.subscription(&sub)["customer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let balance = |shop: &Shop| {
+        shop.fake
+            .with_state(|s| s.customers.get(&customer).unwrap()["balance"].as_i64())
+    };
+    assert_eq!(balance(&shop), Some(-1500));
+    shop.fake.with_state(|s| {
+        s.void_credit_note(note["id"].as_str().unwrap(), &Ctx::default())
+            .unwrap()
+    });
+    shop.deliver_all().await;
+    assert_eq!(shop.available_at_fake_time(account).await, "3000.00");
+    assert_eq!(balance(&shop), Some(0));
+    shop.assert_balanced(account).await;
+
+    // A note refunding $10, its refund's events delivered too, in both orders → 2,000.
+    for (account, note_first) in [("acct_cn_refund", true), ("acct_cn_refund_late", false)] {
+        let sub = subscribe_to(&shop, account, &shop.plan_b, 1, None).await;
+        credit_note(&shop, &sub, json!({"amount": 1000, "refund_amount": 1000}));
+        let mut events = shop.take_events(&[]);
+        assert!(events.iter().any(|e| e.contains("\"refund.created\"")));
+        assert!(events.iter().any(|e| e.contains("\"credit_note.created\"")));
+        if note_first {
+            events.reverse();
+        }
+        for body in &events {
+            assert_eq!(shop.deliver(body).await, 200);
+        }
+        shop.drain().await;
+        assert_eq!(
+            shop.available_at_fake_time(account).await,
+            "2000.00",
+            "{account}"
+        );
+        // Refunded money is refunded: the note cannot be voided.
+        shop.assert_balanced(account).await;
+    }
+
+    // A pre-payment note lowers what an open invoice asks: the period's credits stay.
+    let account = "acct_cn_open";
+    let sub = subscribe_to(&shop, account, &shop.plan_b, 1, None).await;
+    let open = shop.fake.with_state(|s| {
+        s.advance_clock(30 * DAY + 1);
+        s.renew_subscription_unpaid(&sub).unwrap().1
+    });
+    let note = credit_note(&shop, &sub, json!({"amount": 1000}));
+    assert_eq!(note["type"], "pre_payment", "{note}");
+    shop.fake
+        .with_state(|s| s.pay_invoice(open["id"].as_str().unwrap()).unwrap());
+    shop.deliver_all().await;
+    assert_eq!(latest_invoice(&shop, &sub)["amount_paid"], 2000);
+    assert_eq!(shop.available_at_fake_time(account).await, "3000.00");
+}
+
+/// Rule 5 on two instances: a credit note that refunds, its `credit_note.created` sent to
+/// one instance and its refund's `refund.created` and `charge.refunded` to the other, at
+/// the same moment, for 10 accounts: each takes back its share once.
+async fn a_credit_note_and_its_refund_on_two_instances_are_taken_once(db: TestDb) {
+    let shop = shop(&db).await;
+    let other = quiet_app(&shop.fake, &db).await;
+    let accounts: Vec<String> = (0..10).map(|i| format!("acct_cn_race_{i}")).collect();
+    let mut subs = Vec::new();
+    for account in &accounts {
+        subs.push(subscribe_to(&shop, account, &shop.plan_b, 1, None).await);
+    }
+    for sub in &subs {
+        credit_note(
+            &shop,
+            sub,
+            json!({"amount": 1500, "refund_amount": 1000, "credit_amount": 500}),
+        );
+    }
+    let events = shop.take_events(&["credit_note.created", "refund.created", "charge.refunded"]);
+    assert_eq!(events.len(), 30);
+    let deliveries = events.iter().map(|body| {
+        let url = if body.contains("\"credit_note.created\"") {
+            shop.app.url("/webhooks/stripe")
+        } else {
+            other.url("/webhooks/stripe")
+        };
+        async move {
+            let status = http()
+                .post(url)
+                .header(
+                    "Stripe-Signature",
+                    sign(WEBHOOK_SECRET, now(), body.as_bytes()),
+                )
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+        }
+    });
+    futures_util::future::join_all(deliveries).await;
+    shop.drain().await;
+    other.drain_inbox().await;
+    for account in &accounts {
+        // $15 of $30 given back: 1,500 of 3,000 taken, once.
+        assert_eq!(
+            shop.available_at_fake_time(account).await,
+            "1500.00",
+            "{account}"
+        );
+        shop.assert_balanced(account).await;
+    }
+    other.stop().await;
 }

@@ -110,9 +110,13 @@ pub enum ReversalKind {
     Refund,
     /// A chargeback: like a refund, given back if the dispute is won.
     Dispute,
-    /// A negative proration line: takes credits back from its plan's lot, never below
-    /// what remains there.
+    /// A negative proration line: takes credits back from its plan's lot first, then
+    /// the other lots, then as debt.
     Proration,
+    /// The part of a post-payment credit note that is not refunded (credited to the
+    /// customer's balance, or out of band): takes back like a refund, given back if the
+    /// note is voided. Its refunded part is a refund of its own.
+    CreditNote,
 }
 
 impl ReversalKind {
@@ -121,6 +125,7 @@ impl ReversalKind {
             ReversalKind::Refund => "refund",
             ReversalKind::Dispute => "dispute",
             ReversalKind::Proration => "proration",
+            ReversalKind::CreditNote => "credit_note",
         }
     }
 }
@@ -897,11 +902,12 @@ impl Tx {
         Ok(rows)
     }
 
-    /// Money of the active refunds and disputes of every payment linked to `origin`.
+    /// Money of the active refunds, disputes and credit notes of every payment linked to
+    /// `origin` (and of the origin itself: credit notes name their invoice).
     pub async fn reversed_money(&mut self, origin: &str) -> Result<i64, StoreError> {
         let sum: Option<i64> = on_tx!(self, t => sqlx::query_scalar(
             "SELECT CAST(SUM(r.amount) AS BIGINT) FROM credit_reversals r JOIN credit_links l ON l.ref = r.link \
-             WHERE l.origin = $1 AND r.active AND r.kind IN ('refund', 'dispute')"
+             WHERE l.origin = $1 AND r.active AND r.kind IN ('refund', 'dispute', 'credit_note')"
         )
         .bind(origin)
         .fetch_one(&mut **t)

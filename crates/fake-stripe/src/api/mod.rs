@@ -8,6 +8,7 @@
 //! - `checkout`: Checkout Sessions and their line items
 //! - `billing`: subscriptions, invoices, invoice items, invoice payments, prorations
 //! - `payments`: charges, refunds, disputes
+//! - `credit_notes`: credit notes (money given back on an invoice)
 //! - `schedules`: subscription schedules (a plan change at the period's end)
 //! - `portal`: customer portal sessions
 //! - `events`: the Events API
@@ -25,6 +26,7 @@ use crate::store::Collection;
 mod billing;
 mod catalog;
 mod checkout;
+mod credit_notes;
 mod customers;
 mod events;
 mod payments;
@@ -215,6 +217,8 @@ pub struct State {
     pub charges: Collection,
     pub refunds: Collection,
     pub disputes: Collection,
+    /// Credit notes (`cn_…`).
+    pub credit_notes: Collection,
     /// Customer portal sessions (`bps_…`), which Stripe's API cannot retrieve or list.
     pub portal_sessions: Collection,
     /// The account's default customer portal configuration (`bpc_…`), used by sessions
@@ -266,6 +270,7 @@ impl Default for State {
             charges: Collection::default(),
             refunds: Collection::default(),
             disputes: Collection::default(),
+            credit_notes: Collection::default(),
             portal_sessions: Collection::default(),
             portal_configuration: new_id("bpc"),
             events: Collection::default(),
@@ -508,11 +513,12 @@ impl State {
 
 /// Routes a Stripe API request to the resource that owns it.
 pub(crate) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) -> Answer {
-    let routers: [Router; 8] = [
+    let routers: [Router; 9] = [
         catalog::route,
         customers::route,
         checkout::route,
         schedules::route,
+        credit_notes::route,
         billing::route,
         payments::route,
         portal::route,

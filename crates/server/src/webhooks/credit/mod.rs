@@ -14,6 +14,7 @@
 //! | `invoice.paid` | [`invoice`] | per line: full periods grant the plan's credits, proration lines grant or take back their share |
 //! | `charge.refunded`, `refund.created/updated/failed` | [`reversal`] | records each refund (listed from Stripe for `charge.refunded`) and brings the grant to its share |
 //! | `charge.dispute.created/updated/closed/funds_withdrawn/funds_reinstated` | [`reversal`] | a chargeback takes back like a refund; won or reinstated gives back |
+//! | `credit_note.created/updated/voided` | [`reversal`] | a post-payment note takes back its share (its refunds once, with their own events); voided gives back |
 //!
 //! Sessions, subscriptions and invoices are matched to an account by, in order: the
 //! subscription row, the session's `client_reference_id`/`metadata.account`, the
@@ -79,6 +80,8 @@ pub async fn plan(
         reversal::refund(client, event).await
     } else if kind.starts_with("charge.dispute.") {
         reversal::dispute(client, event).await
+    } else if kind.starts_with("credit_note.") {
+        reversal::credit_note(event).await
     } else {
         Ok(None)
     }

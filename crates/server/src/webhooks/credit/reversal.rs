@@ -15,6 +15,12 @@
 //! - Disputes: `warning_*` statuses are inquiries, not chargebacks, and change nothing.
 //!   A chargeback takes back like a refund of the disputed amount; `won`, `prevented` or
 //!   `charge.dispute.funds_reinstated` give it back; `lost` keeps it taken.
+//! - Credit notes (`credit_note.created`, `.updated`, `.voided`): a post-payment note
+//!   gives money back on its invoice. Its refunded part is recorded under each refund's
+//!   own id (the same row `refund.created` and `charge.refunded` write, so it counts
+//!   once whichever arrives first); the rest (to the balance, out of band) under the
+//!   note's id, given back when the note is voided. A pre-payment note lowers what the
+//!   invoice asks, like a discount: nothing was paid, nothing is taken.
 
 use sm_store::credits::ReversalKind;
 use sm_stripe::Client;
@@ -102,4 +108,41 @@ pub async fn dispute(
         amount: d.amount.max(0),
         active,
     }])))
+}
+
+pub async fn credit_note(event: EventInfo<'_>) -> Result<Option<CreditEffect>, ApplyError> {
+    let note: serde_json::Value = parse(event.object)?;
+    if note["type"] != "post_payment" {
+        return Ok(None);
+    }
+    let (Some(id), Some(invoice)) = (note["id"].as_str(), note["invoice"].as_str()) else {
+        return Err(ApplyError::Payload(
+            "a credit note without id or invoice".into(),
+        ));
+    };
+    let mut reversals = Vec::new();
+    let mut refunded = 0;
+    for r in note["refunds"].as_array().into_iter().flatten() {
+        let refund = r["refund"].as_str().or_else(|| r["refund"]["id"].as_str());
+        let amount = r["amount_refunded"].as_i64().unwrap_or(0).max(0);
+        refunded += amount;
+        if let Some(refund) = refund {
+            reversals.push(Reversal {
+                id: refund.to_owned(),
+                kind: ReversalKind::Refund,
+                link: invoice.to_owned(),
+                amount,
+                active: true,
+            });
+        }
+    }
+    let amount = note["amount"].as_i64().unwrap_or(0);
+    reversals.push(Reversal {
+        id: id.to_owned(),
+        kind: ReversalKind::CreditNote,
+        link: invoice.to_owned(),
+        amount: (amount - refunded).max(0),
+        active: note["status"] != "void",
+    });
+    Ok(Some(CreditEffect::Reversals(reversals)))
 }
