@@ -281,6 +281,12 @@ pub const METRICS: &[MetricDef] = &[
         "Failed attempts to apply an event that will be retried, by type.",
     ),
     metric(
+        "webhook_events_parked_total",
+        Counter,
+        None,
+        "Events parked until what they need arrives (an invoice waiting for the checkout that names its account), by type.",
+    ),
+    metric(
         "webhook_events_failed_total",
         Counter,
         None,

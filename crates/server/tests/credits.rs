@@ -657,8 +657,9 @@ async fn the_cli_grants_deducts_and_reports(db: TestDb) {
 }
 
 /// A payment link (client_reference_id, no metadata) selling something that is not a
-/// credit product, and a plan subscribed outside our checkout: stored, processed,
-/// nothing granted, nothing in the dead letter.
+/// credit product: stored, processed, nothing granted, nothing in the dead letter. A
+/// credit plan subscribed outside our checkout with no account named anywhere: its
+/// invoice waits, pending with its reason, for what will name the account.
 async fn sales_made_elsewhere_are_not_credited_and_do_not_fail(db: TestDb) {
     let shop = shop(&db).await;
     let tshirt = shop.fake.with_state(|s| {
@@ -690,9 +691,45 @@ async fn sales_made_elsewhere_are_not_credited_and_do_not_fail(db: TestDb) {
         "invoice.paid",
     ]);
     assert_eq!(events.len(), 4);
-    for (_, body) in &events {
-        shop.deliver_and_drain(body).await;
+    let mut events = events;
+    // The plan's invoice last: it waits, and draining waits for nothing pending.
+    events.sort_by_key(|(kind, _)| kind == "invoice.paid");
+    for (kind, body) in &events {
+        if kind == "invoice.paid" {
+            assert_eq!(shop.app.deliver_signed(body).await, 200);
+        } else {
+            shop.deliver_and_drain(body).await;
+        }
     }
+    // The plan's invoice paid for credits and names no account: it waits (pending, its
+    // reason kept) for a session or customer that names one, and is never dropped.
+    let mut waiting = None;
+    for _ in 0..500 {
+        let pending = shop
+            .app
+            .state
+            .store
+            .list_events(&sm_store::inbox::EventFilter {
+                status: Some("pending".into()),
+                kind: Some("invoice.paid".into()),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        if let Some(e) = pending.into_iter().find(|e| e.last_error.is_some()) {
+            waiting = Some(e);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let waiting = waiting.expect("the plan's invoice waits for its account");
+    assert!(
+        waiting
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no account is known")),
+        "{waiting:?}"
+    );
     assert_eq!(shop.balance("visitor_1").await["available"], "0.00");
     let granted: i64 = shop.app.state.store.list_accounts(100).await.unwrap().len() as i64;
     assert_eq!(

@@ -23,6 +23,7 @@ sm_store::contract_tests!(
     debt_nets_against_later_grants_and_can_be_forgiven,
     credit_notes_take_back_their_share_once_and_voided_ones_give_back,
     a_credit_note_and_its_refund_on_two_instances_are_taken_once,
+    an_invoice_waits_for_the_session_that_names_its_account,
 );
 
 /// The latest invoice of a subscription in the fake.
@@ -624,4 +625,71 @@ async fn a_credit_note_and_its_refund_on_two_instances_are_taken_once(db: TestDb
         shop.assert_balanced(account).await;
     }
     other.stop().await;
+}
+
+/// Rule 7: a payment-link subscription whose `invoice.paid` arrives before the
+/// `checkout.session.completed` that names the account stays `pending` (never
+/// `processed`, never dead-lettered, never pruned), says why in `events list --status
+/// pending`, and is applied when the session arrives.
+async fn an_invoice_waits_for_the_session_that_names_its_account(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_payment_link";
+    let (customer, sub) = shop.fake.with_state(|s| {
+        let (_, c) = s.create_customer(&json!({}), &Ctx::default()).unwrap();
+        let customer = c["id"].as_str().unwrap().to_owned();
+        let (_, sub) = s
+            .create_subscription(
+                &json!({"customer": customer, "items": [{"price": shop.plan_a.price}]}),
+                &Ctx::default(),
+            )
+            .unwrap();
+        (customer, sub["id"].as_str().unwrap().to_owned())
+    });
+    let invoices = shop.take_events(&["invoice.paid"]);
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(shop.deliver(&invoices[0]).await, 200);
+    let store = &shop.app.state.store;
+    let mut parked = None;
+    for _ in 0..500 {
+        let pending = store
+            .list_events(&sm_store::inbox::EventFilter {
+                status: Some("pending".into()),
+                kind: Some("invoice.paid".into()),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        if let Some(e) = pending.into_iter().find(|e| e.last_error.is_some()) {
+            parked = Some(e);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let parked = parked.expect("the invoice is parked, not processed");
+    assert_eq!(parked.attempts, 0, "waiting is not failing");
+    assert!(
+        parked.last_error.as_deref().unwrap().contains(&customer),
+        "{parked:?}"
+    );
+    let (code, out, err) = run_cli(
+        &env_for(None, &db),
+        &["events", "list", "--status", "pending"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no account is known"), "{out}");
+    assert_eq!(shop.available_and_debt(account).await.0, "0.00");
+
+    // The session that names the account arrives: the invoice is applied.
+    let session = json!({
+        "id": id("cs"), "object": "checkout.session", "mode": "subscription",
+        "client_reference_id": account, "customer": customer, "subscription": sub,
+        "status": "complete", "payment_status": "paid", "metadata": {},
+        "amount_total": 1000, "currency": "usd", "livemode": false, "created": now(),
+    });
+    shop.deliver_and_drain(&event("checkout.session.completed", &session, now()))
+        .await;
+    assert_eq!(shop.available_at_fake_time(account).await, "1000.00");
+    let done = store.get_event(&parked.id).await.unwrap().unwrap();
+    assert_eq!(done.status, "processed");
 }

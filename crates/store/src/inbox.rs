@@ -52,7 +52,11 @@ const COLUMNS: &str = "id, type, created, livemode, api_version, payload, source
 /// How many events are in each state, and how long the oldest due one has waited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct InboxCounts {
+    /// Due or retrying; not counting the waiting ones.
     pub pending: u64,
+    /// Pending events parked until what they need arrives (`waiting_for`): an invoice
+    /// waiting for the session that names its account. Not a backlog.
+    pub waiting: u64,
     pub processing: u64,
     pub processed: u64,
     pub ignored: u64,
@@ -222,6 +226,34 @@ impl Store {
         Ok(())
     }
 
+    /// Parks an event that cannot be applied until something else arrives: `pending`
+    /// again, its attempts reset (waiting is not failing: it is never dead-lettered for
+    /// it), `waiting_for` recorded so [`Tx::wake_events`] can make it due at once, and
+    /// due anyway at `next_attempt_ms` as a safety net. Only while `owner` holds it.
+    pub async fn park_event(
+        &self,
+        id: &str,
+        owner: &str,
+        reason: &str,
+        waiting_for: &str,
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_write!(self, pool => sqlx::query(
+            "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $3, last_error = $4, \
+             waiting_for = $5, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'processing'"
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(next_attempt_ms)
+        .bind(reason)
+        .bind(waiting_for)
+        .execute(pool)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
     pub async fn get_event(&self, id: &str) -> Result<Option<InboxEvent>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM webhook_events WHERE id = $1");
         let row = on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
@@ -244,15 +276,17 @@ impl Store {
     }
 
     pub async fn inbox_counts(&self, now_ms: i64) -> Result<InboxCounts, StoreError> {
-        let rows: Vec<(String, i64, Option<i64>)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT status, COUNT(*), MIN(received_at) FROM webhook_events GROUP BY status"
+        let rows: Vec<(String, i64, i64, Option<i64>)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT status, CAST(CASE WHEN waiting_for IS NULL THEN 0 ELSE 1 END AS BIGINT) AS parked, COUNT(*), MIN(received_at) \
+             FROM webhook_events GROUP BY status, parked"
         )
         .fetch_all(pool)
         .await?);
         let mut c = InboxCounts::default();
-        for (status, n, oldest) in rows {
+        for (status, parked, n, oldest) in rows {
             let n = n.max(0) as u64;
             match status.as_str() {
+                "pending" if parked == 1 => c.waiting = n,
                 "pending" => {
                     c.pending = n;
                     c.oldest_pending_ms = oldest.map(|o| now_ms - o);
@@ -478,5 +512,22 @@ impl Store {
             q.bind(i64::from(filter.limit.max(1))).fetch_all(pool).await?
         });
         Ok(rows)
+    }
+}
+
+impl crate::Tx {
+    /// Makes the events waiting for `what` (see [`Store::park_event`]) due now; returns
+    /// how many. Called in the transaction that brings what they waited for.
+    pub async fn wake_events(&mut self, what: &str, now_ms: i64) -> Result<u64, StoreError> {
+        let n = crate::on_tx!(self, t => sqlx::query(
+            "UPDATE webhook_events SET next_attempt_at = $2, waiting_for = NULL \
+             WHERE waiting_for = $1 AND status = 'pending'"
+        )
+        .bind(what)
+        .bind(now_ms)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+        Ok(n)
     }
 }

@@ -69,6 +69,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.inbox_counts(crate::webhooks::now_ms()).await {
         Ok(c) => {
             metrics::gauge!("webhook_queue_depth", "status" => "pending").set(c.pending as f64);
+            metrics::gauge!("webhook_queue_depth", "status" => "waiting").set(c.waiting as f64);
             metrics::gauge!("webhook_queue_depth", "status" => "processing")
                 .set(c.processing as f64);
             metrics::gauge!("webhook_queue_depth", "status" => "failed").set(c.failed as f64);

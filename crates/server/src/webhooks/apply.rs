@@ -61,6 +61,11 @@ pub enum ApplyError {
     Tie(String),
     #[error("{0}")]
     Credit(String),
+    /// Not applicable yet: it waits for something to arrive (`what`, e.g.
+    /// `customer:cus_…`), stays pending without counting as a failure, and is woken
+    /// when that arrives.
+    #[error("waiting: {reason}")]
+    Waiting { what: String, reason: String },
 }
 
 impl From<crate::mirror::MirrorError> for ApplyError {

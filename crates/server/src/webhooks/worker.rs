@@ -28,6 +28,18 @@ const STRAGGLERS_AFTER: Duration = Duration::from_secs(1);
 
 /// Batches finishing in the background at most; beyond, the worker waits for one.
 const MAX_BACKGROUND: usize = 4;
+
+/// When a parked event (see `ApplyError::Waiting`) is tried again even if nothing wakes
+/// it: what it waits for may arrive by a path that does not wake it (a customer's
+/// `metadata.account` set in the Dashboard), or just before it was parked. Soon at
+/// first, then hourly.
+fn parked_retry_ms(received_ms: i64, now_ms: i64) -> i64 {
+    match now_ms - received_ms {
+        w if w < 60_000 => 5_000,
+        w if w < 3_600_000 => 60_000,
+        _ => 3_600_000,
+    }
+}
 use super::now_ms;
 use crate::manager::StripeManager;
 
@@ -241,6 +253,26 @@ impl Worker {
     }
 
     async fn failed(&self, event: &InboxEvent, e: &super::apply::ApplyError) {
+        if let super::apply::ApplyError::Waiting { what, .. } = e {
+            let message = crate::error_chain(e);
+            tracing::info!(id = %event.id, waiting_for = %what, "event parked until what it needs arrives");
+            metrics::counter!("webhook_events_parked_total", "type" => super::type_label(&event.kind))
+                .increment(1);
+            if let Err(e) = self
+                .store
+                .park_event(
+                    &event.id,
+                    &self.owner,
+                    &message,
+                    what,
+                    now_ms() + parked_retry_ms(event.received_at, now_ms()),
+                )
+                .await
+            {
+                tracing::error!(error = %e, "could not park the event; the lease will expire and it be retried");
+            }
+            return;
+        }
         let dead = event.attempts >= i64::from(self.config.max_attempts);
         // A dead event's "next attempt" is the time it died (the store keeps it as the
         // time it left the queue).

@@ -172,6 +172,10 @@ pub async fn write(tx: &mut Tx, s: &SessionEffect, now: i64) -> Result<(), Apply
         if let Some(sub) = &s.subscription {
             tx.link_subscription(sub, &s.account, c, now).await?;
         }
+        // Invoices that waited for this customer's account (a payment link's first
+        // invoice.paid came first) are due now.
+        tx.wake_events(&format!("customer:{c}"), now.saturating_mul(1000))
+            .await?;
     }
     tx.update_checkout(
         &s.id,

@@ -36,19 +36,45 @@ pub async fn plan(
         return Ok(None);
     };
     let object: Value = serde_json::from_str(event.object).unwrap_or(Value::Null);
-    let Some(account) = account_of(store, client, &inv, &sub_id, &object).await? else {
-        // Checkouts made here link the customer before the session exists and put the
-        // account in the subscription's metadata, and a customer made elsewhere names
-        // it in its own: an invoice with no account found any way belongs to a
-        // subscription that is not a credit plan.
-        tracing::info!(invoice = %inv.id, subscription = %sub_id, "invoice of a subscription with no known account; not a credit plan, nothing granted");
-        return Ok(None);
-    };
     let lines = if inv.lines.has_more {
         let client = need(client, &format!("the other lines of {}", inv.id))?;
         Client::collect_all(client.invoice_line_pages(&inv.id)).await?
     } else {
         inv.lines.data.clone()
+    };
+    let Some(account) = account_of(store, client, &inv, &sub_id, &object).await? else {
+        let mut credit_lines = false;
+        for line in &lines {
+            if let Some(price) = line.price_id()
+                && let PriceCredits::Credits { .. } =
+                    price_credits(store, price, inv.currency.as_deref()).await?
+            {
+                credit_lines = true;
+                break;
+            }
+        }
+        if !credit_lines {
+            // Not a credit plan: nothing to grant, whoever it belongs to.
+            tracing::info!(invoice = %inv.id, subscription = %sub_id, "invoice of a subscription with no known account and no credit lines; nothing granted");
+            return Ok(None);
+        }
+        // Credits were paid for: the account is named by something still on its way (a
+        // payment link's `checkout.session.completed`, a customer's `metadata.account`).
+        // Wait for it; never drop a paid grant.
+        let customer = inv
+            .customer
+            .as_ref()
+            .map(|c| c.id().to_owned())
+            .unwrap_or_default();
+        return Err(ApplyError::Waiting {
+            what: format!("customer:{customer}"),
+            reason: format!(
+                "invoice {} of subscription {sub_id} pays for credits, but no account is known for customer {customer} yet \
+                 (a payment link's checkout.session.completed, or the customer's metadata.account); \
+                 applied when that arrives",
+                inv.id
+            ),
+        });
     };
     let paid_at = inv
         .status_transitions

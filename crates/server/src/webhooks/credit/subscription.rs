@@ -60,5 +60,13 @@ pub async fn write(tx: &mut Tx, w: &SubscriptionWrite) -> Result<(), ApplyError>
         // attempt; the next one sees the tie and refetches.
         return Err(ApplyError::Tie(format!("subscription {}", w.row.id)));
     }
+    if w.row.account.is_some() {
+        // The subscription names its account: its customer's waiting invoices can go.
+        tx.wake_events(
+            &format!("customer:{}", w.row.customer),
+            crate::clock::unix_now().saturating_mul(1000),
+        )
+        .await?;
+    }
     Ok(())
 }
