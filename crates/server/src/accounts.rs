@@ -7,7 +7,10 @@
 //! than the grace period (`PAST_DUE_GRACE_DAYS`, default 7) since the start of the period
 //! whose renewal failed: Stripe keeps retrying the payment meanwhile (Smart Retries),
 //! and a customer should not lose access on the first declined card. `incomplete`,
-//! `incomplete_expired`, `unpaid`, `canceled` and `paused` are not active.
+//! `incomplete_expired`, `unpaid`, `canceled` and `paused` are not active; nor is a
+//! subscription whose payment collection is paused (`pause_collection`, any behavior:
+//! Stripe keeps it `active` but collects nothing): the entitlement's status then says
+//! `paused_collection`.
 
 use std::time::Duration;
 
@@ -44,6 +47,9 @@ pub struct SubscriptionView {
     pub trial_end: Option<i64>,
     /// A plan change left for the end of the period (a subscription schedule).
     pub scheduled_change: Option<sm_store::schedules::ScheduledChange>,
+    /// Stripe's `pause_collection` while set (`{"behavior","resumes_at"}`): the
+    /// subscription stays `active` in Stripe but collects nothing, so it does not entitle.
+    pub pause_collection: Option<Value>,
 }
 
 /// What the account may do.
@@ -137,6 +143,7 @@ impl Accounts {
                 canceled_at: row.canceled_at,
                 trial_end: raw["trial_end"].as_i64(),
                 scheduled_change,
+                pause_collection: Some(raw["pause_collection"].clone()).filter(Value::is_object),
             });
         }
         let entitlement = entitlement(&subscriptions, self.grace, now);
@@ -218,13 +225,22 @@ pub fn entitlement(subs: &[SubscriptionView], grace: Duration, now: i64) -> Enti
         product: s.product.clone(),
         grace_until,
     };
+    // Paused collection: "the subscription remains `active` and invoices continue to
+    // generate, but Stripe doesn't collect payment" (docs.stripe.com/billing/subscriptions/
+    // pause-payment), whatever the behavior: nothing is paid, nothing is entitled.
+    let collecting = |s: &&SubscriptionView| s.pause_collection.is_none();
     if let Some(s) = subs
         .iter()
+        .filter(collecting)
         .find(|s| matches!(s.status.as_str(), "active" | "trialing"))
     {
         return decided(s, true, None);
     }
-    for s in subs.iter().filter(|s| s.status == "past_due") {
+    for s in subs
+        .iter()
+        .filter(collecting)
+        .filter(|s| s.status == "past_due")
+    {
         let until = s
             .current_period_start
             .map(|start| start.saturating_add(grace.as_secs() as i64));
@@ -233,6 +249,10 @@ pub fn entitlement(subs: &[SubscriptionView], grace: Duration, now: i64) -> Enti
         }
     }
     match subs.first() {
+        Some(s) if s.pause_collection.is_some() => Entitlement {
+            status: "paused_collection".into(),
+            ..decided(s, false, None)
+        },
         Some(s) => decided(s, false, None),
         None => Entitlement {
             active: false,
@@ -262,6 +282,7 @@ mod tests {
             canceled_at: None,
             trial_end: None,
             scheduled_change: None,
+            pause_collection: None,
         }
     }
 

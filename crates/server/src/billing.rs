@@ -444,7 +444,13 @@ impl Billing {
                 )));
             }
             let client = self.stripe.ensure_available()?;
-            let form = Form::new().push("cancel_at_period_end", "false");
+            let mut form = Form::new().push("cancel_at_period_end", "false");
+            if !raw["cancel_at"].is_null() {
+                // A `cancel_at` of its own (set in the Dashboard) is not cleared by
+                // `cancel_at_period_end=false`: unset it too (`Emptyable<number>` in
+                // stripe@18.0.0's SubscriptionUpdateParams; docs.stripe.com/api/subscriptions/update).
+                form = form.push("cancel_at", "");
+            }
             let fresh: Raw<Subscription> = client
                 .post(
                     "subscriptions.update",

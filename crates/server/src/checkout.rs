@@ -207,9 +207,13 @@ pub async fn create(
         Some(c) => c,
         None => {
             let form = Form::new().push_map("metadata", [("account", req.account.as_str())]);
-            let created = client
-                .create_customer(&form, Some(format!("sm-customer:{}", req.account)))
-                .await?;
+            // After Stripe deleted the account's customer, a key of its own: the first
+            // one would replay the deleted customer for 24 hours.
+            let key = match store.unlinked_customer(&req.account).await? {
+                Some(old) => format!("sm-customer:{}:after:{old}", req.account),
+                None => format!("sm-customer:{}", req.account),
+            };
+            let created = client.create_customer(&form, Some(key)).await?;
             store
                 .ensure_account(&req.account, Some(&created.id), now)
                 .await?;

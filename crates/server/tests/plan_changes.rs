@@ -24,6 +24,10 @@ sm_store::contract_tests!(
     credit_notes_take_back_their_share_once_and_voided_ones_give_back,
     a_credit_note_and_its_refund_on_two_instances_are_taken_once,
     an_invoice_waits_for_the_session_that_names_its_account,
+    paused_collection_ends_the_entitlement_while_set,
+    resume_unsets_a_cancel_at_of_its_own,
+    a_customer_deleted_in_stripe_is_unlinked_from_its_account,
+    staff_refunds_take_only_a_paid_payment_the_largest_first,
 );
 
 /// The latest invoice of a subscription in the fake.
@@ -692,4 +696,170 @@ async fn an_invoice_waits_for_the_session_that_names_its_account(db: TestDb) {
     assert_eq!(shop.available_at_fake_time(account).await, "1000.00");
     let done = store.get_event(&parked.id).await.unwrap().unwrap();
     assert_eq!(done.status, "processed");
+}
+
+/// Rule 9: `pause_collection` (any behavior) ends the entitlement while set; the paused
+/// renewal is not collected (voided) and grants nothing; resumed, the plan entitles again.
+async fn paused_collection_ends_the_entitlement_while_set(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_paused";
+    let sub = subscribe_to(&shop, account, &shop.plan_a, 1, None).await;
+    assert_eq!(shop.account(account).await["entitlement"]["active"], true);
+    let pause = |params: Value| {
+        shop.fake.with_state(|s| {
+            s.update_subscription(&sub, &params, &Ctx::default())
+                .unwrap()
+        })
+    };
+    pause(json!({"pause_collection": {"behavior": "void"}}));
+    shop.deliver_all().await;
+    let view = shop.account(account).await;
+    assert_eq!(view["entitlement"]["active"], false, "{view}");
+    assert_eq!(view["entitlement"]["status"], "paused_collection");
+    assert_eq!(
+        view["subscriptions"][0]["status"], "active",
+        "Stripe keeps it active"
+    );
+    shop.fake.with_state(|s| {
+        s.advance_clock(30 * DAY + 1);
+        s.renew_subscription(&sub).unwrap();
+    });
+    shop.deliver_all().await;
+    assert_eq!(latest_invoice(&shop, &sub)["status"], "void");
+    assert_eq!(shop.available_at_fake_time(account).await, "0.00");
+    pause(json!({"pause_collection": ""}));
+    shop.deliver_all().await;
+    assert_eq!(shop.account(account).await["entitlement"]["active"], true);
+}
+
+/// Rule 9: resume also unsets a `cancel_at` of its own (set in the Dashboard), which
+/// `cancel_at_period_end=false` leaves in place.
+async fn resume_unsets_a_cancel_at_of_its_own(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_cancel_at";
+    let sub = subscribe_to(&shop, account, &shop.plan_a, 1, None).await;
+    let end = shop.subscription(&sub)["items"]["data"][0]["current_period_end"]
+        .as_i64()
+        .unwrap();
+    shop.fake.with_state(|s| {
+        s.update_subscription(&sub, &json!({"cancel_at": end - 5 * DAY}), &Ctx::default())
+            .unwrap()
+    });
+    shop.deliver_all().await;
+    // cancel_at_period_end=false alone would keep it, as Stripe does.
+    let kept = shop.fake.with_state(|s| {
+        s.update_subscription(
+            &sub,
+            &json!({"cancel_at_period_end": "false"}),
+            &Ctx::default(),
+        )
+        .unwrap()
+        .1
+    });
+    assert_eq!(kept["cancel_at"], json!(end - 5 * DAY), "{kept}");
+    shop.deliver_all().await;
+    let (status, resumed) = shop.act(account, "subscription/resume", json!({})).await;
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["cancel_at"], Value::Null, "{resumed}");
+    assert_eq!(shop.subscription(&sub)["cancel_at"], Value::Null);
+}
+
+/// Rule 9: a customer deleted in Stripe is unlinked from its account and gone from the
+/// account view; the next checkout creates a new customer (before: "No such customer"
+/// on every checkout).
+async fn a_customer_deleted_in_stripe_is_unlinked_from_its_account(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_deleted_customer";
+    let sub = subscribe_to(&shop, account, &shop.plan_a, 1, None).await;
+    let customer = shop.subscription(&sub)["customer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        shop.account(account).await["customer"]["id"],
+        json!(customer)
+    );
+    shop.fake
+        .with_state(|s| s.delete_customer(&customer, &Ctx::default()).unwrap());
+    shop.deliver_all().await;
+    let view = shop.account(account).await;
+    assert_eq!(view["customer"], Value::Null, "{view}");
+    assert_eq!(view["subscriptions"][0]["status"], "canceled", "{view}");
+    assert_eq!(view["entitlement"]["active"], false);
+    // Credits already granted stay: they were paid for.
+    assert_eq!(shop.available_at_fake_time(account).await, "1000.00");
+    let session = shop.checkout(account, &shop.pack, 1).await;
+    let new_customer = shop.fake.with_state(|s| {
+        s.sessions.get(&session).unwrap()["customer"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    assert_ne!(new_customer, customer);
+    assert_eq!(
+        shop.account(account).await["customer"]["id"],
+        json!(new_customer)
+    );
+}
+
+/// Rule 9: a staff refund takes only a `paid` invoice payment (an open or canceled one
+/// moved no money), the largest first when the invoice was paid in parts.
+async fn staff_refunds_take_only_a_paid_payment_the_largest_first(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_staff_refund";
+    let sub = subscribe_to(&shop, account, &shop.plan_a, 1, None).await;
+    let open = shop.fake.with_state(|s| {
+        s.advance_clock(30 * DAY + 1);
+        s.renew_subscription_unpaid(&sub).unwrap().1
+    });
+    let invoice = open["id"].as_str().unwrap().to_owned();
+    shop.fake
+        .with_state(|s| s.pay_invoice_in_parts(&invoice, &[400, 600]).unwrap());
+    shop.deliver_all().await;
+    let payments = shop.fake.with_state(|s| {
+        s.invoice_payment_objects
+            .values()
+            .filter(|p| p["invoice"] == json!(invoice))
+            .map(|p| {
+                (
+                    p["status"].as_str().unwrap().to_owned(),
+                    p["amount_paid"].as_i64(),
+                    p["payment"]["payment_intent"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    assert!(payments.iter().any(|p| p.0 == "canceled"), "{payments:?}");
+    let largest = payments
+        .iter()
+        .find(|p| p.1 == Some(600))
+        .map(|p| p.2.clone())
+        .unwrap();
+    let billing = stripe_manager::billing::Billing::new(
+        shop.app.state.store.clone(),
+        shop.app.state.stripe.clone(),
+    );
+    let refund = billing
+        .refund(
+            account,
+            &stripe_manager::billing::RefundRequest {
+                payment: invoice.clone(),
+                amount: Some(300),
+                reason: "goodwill".into(),
+            },
+            None,
+            stripe_manager::billing::Actor {
+                name: "staff",
+                origin: "cli",
+            },
+        )
+        .await
+        .unwrap();
+    let refunded_pi = shop.fake.with_state(|s| {
+        s.refunds.get(&refund.refund).unwrap()["payment_intent"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    assert_eq!(refunded_pi, largest);
 }

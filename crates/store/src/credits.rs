@@ -1252,6 +1252,19 @@ impl Tx {
         Ok(())
     }
 
+    /// Unlinks a customer Stripe deleted from the account it was linked to (kept as
+    /// `unlinked_customer`); returns the account, if one was linked.
+    pub async fn unlink_customer(&mut self, customer: &str) -> Result<Option<String>, StoreError> {
+        let account: Option<String> = on_tx!(self, t => sqlx::query_scalar(
+            "UPDATE credit_accounts SET stripe_customer = NULL, unlinked_customer = $1 \
+             WHERE stripe_customer = $1 RETURNING id"
+        )
+        .bind(customer)
+        .fetch_optional(&mut **t)
+        .await?);
+        Ok(account)
+    }
+
     /// Updates a session's status as Stripe reports it. A paid session never becomes
     /// unpaid again, and a finished one never open again, whatever order events arrive in.
     pub async fn update_checkout(
@@ -1416,6 +1429,17 @@ impl Store {
     }
 
     /// Creates the account if needed and links its customer (once).
+    /// The customer the account was linked to before Stripe deleted it, if any.
+    pub async fn unlinked_customer(&self, account: &str) -> Result<Option<String>, StoreError> {
+        let c: Option<Option<String>> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT unlinked_customer FROM credit_accounts WHERE id = $1"
+        )
+        .bind(account)
+        .fetch_optional(pool)
+        .await?);
+        Ok(c.flatten())
+    }
+
     pub async fn ensure_account(
         &self,
         account: &str,

@@ -639,7 +639,9 @@ impl Client {
     }
 
     /// The payment intent that paid an invoice (`expand[]=payments`; since
-    /// 2025-03-31.basil invoices no longer name it themselves), if any.
+    /// 2025-03-31.basil invoices no longer name it themselves), if any: only a `paid`
+    /// invoice payment (an open or canceled one moved no money), the largest first when
+    /// several paid parts of it.
     pub async fn invoice_payment_intent(&self, id: &str) -> Result<Option<String>, StripeError> {
         let invoice: serde_json::Value = self
             .get(
@@ -652,8 +654,15 @@ impl Client {
             .as_array()
             .into_iter()
             .flatten()
-            .find_map(|p| p["payment"]["payment_intent"].as_str())
-            .map(str::to_owned))
+            .filter(|p| p["status"] == "paid")
+            .filter_map(|p| {
+                Some((
+                    p["amount_paid"].as_i64().unwrap_or(0),
+                    p["payment"]["payment_intent"].as_str()?,
+                ))
+            })
+            .max_by_key(|(amount, _)| *amount)
+            .map(|(_, pi)| pi.to_owned()))
     }
 
     pub async fn retrieve_charge(&self, id: &str) -> Result<Charge, StripeError> {

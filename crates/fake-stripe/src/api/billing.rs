@@ -981,7 +981,8 @@ impl State {
     /// with a new `price` and/or `quantity` (or without `id`: a new item; with
     /// `deleted=true`: removed), `proration_behavior` (`create_prorations` by default,
     /// `always_invoice`, `none`), `proration_date` (within the current period),
-    /// `cancel_at_period_end`, `metadata`. Emits `customer.subscription.updated`.
+    /// `cancel_at_period_end`, `cancel_at` (empty: unset), `pause_collection` (empty:
+    /// resume), `metadata`. Emits `customer.subscription.updated`.
     pub fn update_subscription(&mut self, id: &str, p: &Value, ctx: &Ctx) -> Answer {
         let mut sub = self
             .subscriptions
@@ -1108,6 +1109,30 @@ impl State {
             ));
         }
         let cancel_at_period_end = p.flag("cancel_at_period_end")?;
+        // `cancel_at` and `pause_collection` are `Emptyable` (stripe@18.0.0's
+        // SubscriptionUpdateParams): an empty value unsets them.
+        let cancel_at = match p.get("cancel_at") {
+            None => None,
+            Some(Value::String(t)) if t.is_empty() => Some(Value::Null),
+            Some(_) => Some(json!(p.int("cancel_at")?)),
+        };
+        let pause_collection = match p.get("pause_collection") {
+            None => None,
+            Some(Value::String(t)) if t.is_empty() => Some(Value::Null),
+            Some(v) => {
+                let behavior = v.text("behavior").unwrap_or_default();
+                if !matches!(
+                    behavior.as_str(),
+                    "keep_as_draft" | "mark_uncollectible" | "void"
+                ) {
+                    return Err(ApiError::invalid(
+                        "pause_collection[behavior]",
+                        format!("Invalid pause_collection[behavior]: {behavior}"),
+                    ));
+                }
+                Some(json!({"behavior": behavior, "resumes_at": v.int("resumes_at")?}))
+            }
+        };
 
         // Apply.
         let before = sub.clone();
@@ -1192,7 +1217,22 @@ impl State {
         sub["items"]["data"] = json!(items);
         if let Some(flag) = cancel_at_period_end {
             sub["cancel_at_period_end"] = json!(flag);
-            sub["cancel_at"] = if flag { json!(period.1) } else { Value::Null };
+            if flag {
+                sub["cancel_at"] = json!(period.1);
+            } else if sub["cancel_at"] == json!(period.1) {
+                // Only the cancellation it made: a `cancel_at` of its own (set in the
+                // Dashboard, or by `cancel_at`) stays until it is unset.
+                sub["cancel_at"] = Value::Null;
+            }
+        }
+        if let Some(at) = cancel_at {
+            sub["cancel_at"] = at;
+        }
+        if let Some(pause) = pause_collection {
+            // "When you pause payment collection, the subscription remains `active` and
+            // invoices continue to generate, but Stripe doesn't collect payment."
+            // (docs.stripe.com/billing/subscriptions/pause-payment)
+            sub["pause_collection"] = pause;
         }
         merge_metadata(&mut sub, p);
         self.subscriptions.insert(id, sub.clone());
@@ -1312,6 +1352,35 @@ impl State {
             return Ok((200, ended));
         }
         let invoice = self.next_period_invoice(id)?;
+        let pause = self
+            .subscriptions
+            .get(id)
+            .map(|s| s["pause_collection"]["behavior"].clone())
+            .unwrap_or(Value::Null);
+        if let Some(behavior) = pause.as_str()
+            && invoice["status"] == json!("open")
+        {
+            // Paused collection: the invoice is voided, marked uncollectible, or left
+            // (a draft, here: open and never attempted); never paid.
+            let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
+            let (status, kind) = match behavior {
+                "void" => ("void", Some("invoice.voided")),
+                "mark_uncollectible" => ("uncollectible", Some("invoice.marked_uncollectible")),
+                _ => ("open", None),
+            };
+            let inv = self
+                .invoices
+                .get_mut(&invoice_id)
+                .expect("the invoice was just issued");
+            inv["status"] = json!(status);
+            inv["auto_advance"] = json!(false);
+            inv["next_payment_attempt"] = Value::Null;
+            let inv = inv.clone();
+            if let Some(kind) = kind {
+                self.emit(kind, &inv, None, &Ctx::default());
+            }
+            return Ok((200, inv));
+        }
         if invoice["status"] == json!("open") {
             let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
             return self.collect(&invoice_id);

@@ -12,6 +12,7 @@ pub(super) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) 
         }),
         ("POST", ["v1", "customers"]) => s.create_customer(p, ctx),
         ("GET", ["v1", "customers", id]) => s.retrieve_customer(id),
+        ("DELETE", ["v1", "customers", id]) => s.delete_customer(id, ctx),
         _ => return None,
     })
 }
@@ -52,6 +53,34 @@ impl State {
         self.customers.insert(&id, customer.clone());
         self.emit("customer.created", &customer, None, ctx);
         Ok((200, customer))
+    }
+
+    /// `DELETE /v1/customers/{id}`: "Permanently deletes a customer. It cannot be
+    /// undone. Also immediately cancels any active subscriptions on the customer."
+    /// (docs.stripe.com/api/customers/delete). Emits `customer.subscription.deleted` for
+    /// each, then `customer.deleted` with the customer as it was; answers the deleted
+    /// stub. The customer is gone from then on: requests naming it get "No such customer".
+    pub fn delete_customer(&mut self, id: &str, ctx: &Ctx) -> Answer {
+        let customer = self
+            .customers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::missing("customer", id))?;
+        let running: Vec<String> = self
+            .subscriptions
+            .values()
+            .filter(|s| s["customer"] == json!(id) && s["status"] != json!("canceled"))
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect();
+        for sub in running {
+            self.cancel_subscription(&sub, false)?;
+        }
+        self.customers.remove(id);
+        self.emit("customer.deleted", &customer, None, ctx);
+        Ok((
+            200,
+            json!({"id": id, "object": "customer", "deleted": true}),
+        ))
     }
 
     pub fn retrieve_customer(&self, id: &str) -> Answer {

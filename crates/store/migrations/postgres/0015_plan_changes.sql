@@ -24,3 +24,8 @@ CREATE INDEX subscription_schedules_subscription ON subscription_schedules (subs
 -- or pruned for waiting, and is woken when that arrives.
 ALTER TABLE webhook_events ADD COLUMN waiting_for TEXT;
 CREATE INDEX webhook_events_waiting ON webhook_events (waiting_for);
+
+-- The customer an account was linked to before Stripe deleted it (customer.deleted): the
+-- next checkout creates a new customer, under an idempotency key that names this one,
+-- so Stripe does not answer with the deleted customer again.
+ALTER TABLE credit_accounts ADD COLUMN unlinked_customer TEXT;

@@ -10,6 +10,7 @@
 //! | `checkout.session.completed`, `…async_payment_succeeded` | [`checkout`] | session status; links customer and subscription to the account; a paid (or free) `payment` session grants `credit_amount × quantity` |
 //! | `checkout.session.async_payment_failed`, `…expired` | [`checkout`] | session marked `failed` / `expired`; nothing granted |
 //! | `customer.subscription.created/updated/deleted` | [`subscription`] | the subscription row (newest event wins; same-second ties refetch) |
+//! | `customer.deleted` | here | the customer is unlinked from its account (the next checkout makes a new one) |
 //! | `subscription_schedule.*` | here | the schedule's next change (price, quantity, when), shown on the account |
 //! | `invoice.paid` | [`invoice`] | per line: full periods grant the plan's credits, proration lines grant or take back their share |
 //! | `charge.refunded`, `refund.created/updated/failed` | [`reversal`] | records each refund (listed from Stripe for `charge.refunded`) and brings the grant to its share |
@@ -40,6 +41,8 @@ pub enum CreditEffect {
     Subscription(subscription::SubscriptionWrite),
     /// A subscription schedule: the plan change it will make next.
     Schedule(sm_store::schedules::ScheduleRow),
+    /// A customer Stripe deleted: unlinked from its account.
+    CustomerDeleted(String),
     Grant(Grant),
     Reversals(Vec<Reversal>),
 }
@@ -65,6 +68,11 @@ pub async fn plan(
         checkout::plan(store, client, event).await
     } else if kind.starts_with("customer.subscription.") {
         subscription::plan(store, client, event).await
+    } else if kind == "customer.deleted" {
+        let customer: serde_json::Value = parse(event.object)?;
+        Ok(customer["id"]
+            .as_str()
+            .map(|id| CreditEffect::CustomerDeleted(id.to_owned())))
     } else if kind.starts_with("subscription_schedule.") {
         let schedule: serde_json::Value = parse(event.object)?;
         Ok(
@@ -187,6 +195,11 @@ pub async fn write(tx: &mut Tx, effect: &CreditEffect, now: i64) -> Result<(), A
         CreditEffect::Session(s) => checkout::write(tx, s, now).await?,
         CreditEffect::Subscription(w) => subscription::write(tx, w).await?,
         CreditEffect::Schedule(row) => tx.upsert_schedule(row).await?,
+        CreditEffect::CustomerDeleted(customer) => {
+            if let Some(account) = tx.unlink_customer(customer).await? {
+                tracing::info!(%customer, %account, "customer deleted in Stripe; unlinked from its account");
+            }
+        }
         CreditEffect::Grant(grant) => {
             grant_in(tx, grant, now).await?;
         }
