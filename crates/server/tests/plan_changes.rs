@@ -341,7 +341,8 @@ async fn a_downgrade_waits_for_the_period_end_and_can_be_cancelled(db: TestDb) {
     );
 }
 
-/// Rule 6: one trial per account. A trial cancelled at once does not open a second one
+/// Rule 6: one trial per account, and a trial canceled before any payment keeps only
+/// what was spent. A trial cancelled at once does not open a second one
 /// (409 `trial_already_used`, before Stripe is asked for a session); neither does a
 /// subscription the customer has in Stripe that the mirror has not seen. A checkout
 /// without a trial is still sold.
@@ -349,16 +350,49 @@ async fn one_trial_per_account(db: TestDb) {
     let shop = shop(&db).await;
     let account = "acct_trial_once";
     subscribe_to(&shop, account, &shop.plan_a, 1, Some(14)).await;
+    assert_eq!(shop.available_at_fake_time(account).await, "1000.00");
+    shop.consume(account, "300").await;
     let (status, cancelled) = shop
         .act(account, "subscription/cancel", json!({"immediately": true}))
         .await;
     assert_eq!(status, 200, "{cancelled}");
     shop.deliver_all().await;
+    // A trial canceled before any payment keeps only what was spent: the 700 unspent
+    // expire when it ended (a journal entry says so).
+    assert_eq!(shop.available_at_fake_time(account).await, "0.00");
+    let history = shop.app.state.ledger.history(account, 20).await.unwrap();
+    assert!(history.iter().any(|e| e.kind == "trial_end"), "{history:?}");
+    shop.assert_balanced(account).await;
     let trial = json!({"account": account, "price": shop.plan_a.price, "trial_period_days": 14,
                        "success_url": "https://app.example/ok", "cancel_url": "https://app.example/no"});
     let (status, body) = post_json(&shop.app.url("/api/v1/checkout"), trial.clone()).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "trial_already_used", "{body}");
+    // The same, with the trial's $0 invoice arriving after the cancellation.
+    let late = "acct_trial_late_invoice";
+    let (status, created) = post_json(
+        &shop.app.url("/api/v1/checkout"),
+        json!({"account": late, "price": shop.plan_a.price, "trial_period_days": 14,
+               "success_url": "https://app.example/ok", "cancel_url": "https://app.example/no"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    shop.fake.with_state(|s| {
+        let (_, done) = s
+            .complete_session(created["id"].as_str().unwrap(), true)
+            .unwrap();
+        let sub = done["subscription"].as_str().unwrap().to_owned();
+        s.advance_clock(60);
+        s.cancel_subscription(&sub, false).unwrap();
+    });
+    let mut events = shop.take_events(&[]);
+    events.sort_by_key(|e| e.contains("\"invoice.paid\""));
+    for body in &events {
+        assert_eq!(shop.deliver(body).await, 200);
+    }
+    shop.drain().await;
+    assert_eq!(shop.available_at_fake_time(late).await, "0.00");
+
     // Without a trial it sells.
     let mut paid = trial.clone();
     paid.as_object_mut().unwrap().remove("trial_period_days");

@@ -1252,6 +1252,46 @@ impl Tx {
         Ok(())
     }
 
+    /// A trial that ended before any paid invoice of its subscription (canceled during
+    /// the trial): its unspent credits expire at `ended_at` (never later than they
+    /// would anyway), each lot changed noted in the journal (amount 0). Lots that money
+    /// paid for are not touched; nor is anything once a paid invoice exists. Returns the
+    /// lots changed.
+    pub async fn end_trial_lots(
+        &mut self,
+        subscription: &str,
+        ended_at: i64,
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(i64, String)> = on_tx!(self, t => sqlx::query_as(
+            "UPDATE credit_lots SET expires_at = $2 WHERE subscription = $1 AND source = 'subscription' \
+             AND COALESCE(paid_amount, 0) = 0 AND (expires_at IS NULL OR expires_at > $2) \
+             AND NOT EXISTS (SELECT 1 FROM credit_lots p WHERE p.subscription = $1 AND p.paid_amount > 0) \
+             RETURNING id, account"
+        )
+        .bind(subscription)
+        .bind(ended_at)
+        .fetch_all(&mut **t)
+        .await?);
+        for (lot, account) in &rows {
+            self.insert_entry(
+                &NewEntry {
+                    account,
+                    lot: Some(*lot),
+                    kind: "trial_end",
+                    reference: subscription,
+                    description: Some(
+                        "trial canceled before any payment: its unspent credits expire",
+                    ),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+        }
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
     /// Unlinks a customer Stripe deleted from the account it was linked to (kept as
     /// `unlinked_customer`); returns the account, if one was linked.
     pub async fn unlink_customer(&mut self, customer: &str) -> Result<Option<String>, StoreError> {
@@ -1429,6 +1469,17 @@ impl Store {
     }
 
     /// Creates the account if needed and links its customer (once).
+    /// Whether money paid for any lot of the subscription.
+    pub async fn subscription_paid(&self, subscription: &str) -> Result<bool, StoreError> {
+        let n: i64 = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM credit_lots WHERE subscription = $1 AND paid_amount > 0"
+        )
+        .bind(subscription)
+        .fetch_one(pool)
+        .await?);
+        Ok(n > 0)
+    }
+
     /// The customer the account was linked to before Stripe deleted it, if any.
     pub async fn unlinked_customer(&self, account: &str) -> Result<Option<String>, StoreError> {
         let c: Option<Option<String>> = on_pool!(self, pool => sqlx::query_scalar(

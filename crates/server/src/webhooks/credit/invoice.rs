@@ -171,6 +171,15 @@ pub async fn plan(
         });
     }
     deferred.settle(&inv, &account, paid_at, &mut lots, &mut take_backs);
+    if inv.amount_paid == 0
+        && let Some(ended) = trial_ended_early(store, &sub_id).await?
+    {
+        // The trial was canceled before this $0 invoice arrived: what it grants expires
+        // when the trial ended (see `Tx::end_trial_lots`, which does it in the other order).
+        for lot in &mut lots {
+            lot.expires_at = Some(lot.expires_at.map_or(ended, |e| e.min(ended)));
+        }
+    }
     if lots.is_empty() && take_backs.is_empty() {
         return Ok(None);
     }
@@ -401,4 +410,20 @@ impl Deferred {
             take_backs.push(take);
         }
     }
+}
+
+/// When the subscription, a trial, ended before any paid invoice: `ended_at` of a
+/// canceled subscription that had a trial and no paid lot.
+async fn trial_ended_early(store: &Store, subscription: &str) -> Result<Option<i64>, ApplyError> {
+    let Some(row) = store.subscription(subscription).await? else {
+        return Ok(None);
+    };
+    if row.status != "canceled" {
+        return Ok(None);
+    }
+    let raw: Value = serde_json::from_str(&row.raw).unwrap_or_default();
+    if raw["trial_start"].is_null() || store.subscription_paid(subscription).await? {
+        return Ok(None);
+    }
+    Ok(raw["ended_at"].as_i64())
 }

@@ -60,6 +60,17 @@ pub async fn write(tx: &mut Tx, w: &SubscriptionWrite) -> Result<(), ApplyError>
         // attempt; the next one sees the tie and refetches.
         return Err(ApplyError::Tie(format!("subscription {}", w.row.id)));
     }
+    // A trial canceled before any paid invoice keeps only what was spent (one trial per
+    // account, docs/CREDIT_SYSTEM.md): its unspent credits expire when it ended.
+    if w.row.status == "canceled" {
+        let raw: serde_json::Value = serde_json::from_str(&w.row.raw).unwrap_or_default();
+        if !raw["trial_start"].is_null()
+            && let Some(ended) = raw["ended_at"].as_i64()
+        {
+            tx.end_trial_lots(&w.row.id, ended, crate::clock::unix_now())
+                .await?;
+        }
+    }
     if w.row.account.is_some() {
         // The subscription names its account: its customer's waiting invoices can go.
         tx.wake_events(
