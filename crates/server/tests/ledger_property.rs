@@ -235,6 +235,25 @@ enum Fact {
         pick: usize,
         percent: i64,
     },
+    /// A plan change invoiced at once: `percent` of plan `pick`'s credits taken back and
+    /// `credits` of the new plan granted by the same invoice, which paid `paid` (0: a
+    /// downgrade credited to the balance; more: an upgrade, refundable, whose refund
+    /// gives its take-back's share back).
+    Change {
+        pick: usize,
+        percent: i64,
+        credits: i64,
+        paid: i64,
+    },
+    /// A post-payment credit note on grant `pick`: `percent` of its money given back, of
+    /// which `refunded` percent refunded (reported by the note and again by the refund's
+    /// own event), the rest to the balance; maybe voided later (only without a refund).
+    CreditNote {
+        pick: usize,
+        percent: i64,
+        refunded: i64,
+        voided: bool,
+    },
 }
 
 fn fact() -> impl Strategy<Value = Fact> {
@@ -252,6 +271,30 @@ fn fact() -> impl Strategy<Value = Fact> {
             won
         }),
         (0usize..6, 1i64..=100).prop_map(|(pick, percent)| Fact::Proration { pick, percent }),
+        (
+            0usize..6,
+            1i64..=100,
+            1i64..100_000,
+            prop_oneof![Just(0i64), 1i64..10_000]
+        )
+            .prop_map(|(pick, percent, credits, paid)| Fact::Change {
+                pick,
+                percent,
+                credits,
+                paid
+            }),
+        (
+            0usize..6,
+            1i64..=100,
+            prop_oneof![Just(0i64), Just(100i64), 1i64..100],
+            any::<bool>()
+        )
+            .prop_map(|(pick, percent, refunded, voided)| Fact::CreditNote {
+                pick,
+                percent,
+                refunded,
+                voided
+            }),
     ]
 }
 
@@ -268,8 +311,8 @@ const PERIOD_END: i64 = 9_000_000;
 fn deliveries(account: &str, facts: &[Fact]) -> Vec<Delivery> {
     use stripe_manager::credits::TakeBack;
     let mut out = Vec::new();
-    // (payment, paid, plan price if a plan, credits)
-    let mut grants: Vec<(String, i64, Option<String>, i64)> = Vec::new();
+    // (payment, paid, plan price if a plan, credits, origin)
+    let mut grants: Vec<(String, i64, Option<String>, i64, String)> = Vec::new();
     for (n, f) in facts.iter().enumerate() {
         match f {
             Fact::Purchase { credits, paid } | Fact::Plan { credits, paid } => {
@@ -299,7 +342,7 @@ fn deliveries(account: &str, facts: &[Fact]) -> Vec<Delivery> {
                         expires_at: plan.then_some(PERIOD_END),
                         payment_ref: Some(payment.clone()),
                         paid_amount: Some(*paid),
-                        origin: Some(origin),
+                        origin: Some(origin.clone()),
                         subscription: plan.then(|| format!("{account}_sub")),
                         price: price.clone(),
                         period_end: plan.then_some(PERIOD_END),
@@ -307,7 +350,7 @@ fn deliveries(account: &str, facts: &[Fact]) -> Vec<Delivery> {
                     }],
                     take_backs: Vec::new(),
                 })));
-                grants.push((payment, *paid, price, *credits));
+                grants.push((payment, *paid, price, *credits, origin));
             }
             Fact::Refund {
                 pick,
@@ -319,7 +362,8 @@ fn deliveries(account: &str, facts: &[Fact]) -> Vec<Delivery> {
                 percent,
                 won: fails,
             } => {
-                let Some((payment, paid, _, _)) = grants.get(pick % grants.len().max(1)).cloned()
+                let Some((payment, paid, _, _, _)) =
+                    grants.get(pick % grants.len().max(1)).cloned()
                 else {
                     continue;
                 };
@@ -342,7 +386,7 @@ fn deliveries(account: &str, facts: &[Fact]) -> Vec<Delivery> {
             }
             Fact::Proration { pick, percent } => {
                 let plans: Vec<_> = grants.iter().filter(|g| g.2.is_some()).collect();
-                let Some((_, _, Some(price), credits)) =
+                let Some((_, _, Some(price), credits, _)) =
                     plans.get(pick % plans.len().max(1)).map(|g| (*g).clone())
                 else {
                     continue;
@@ -367,6 +411,101 @@ fn deliveries(account: &str, facts: &[Fact]) -> Vec<Delivery> {
                         credited: None,
                     }],
                 })));
+            }
+            Fact::Change {
+                pick,
+                percent,
+                credits: new_credits,
+                paid: change_paid,
+            } => {
+                let plans: Vec<_> = grants.iter().filter(|g| g.2.is_some()).collect();
+                let Some((_, _, Some(price), credits, _)) =
+                    plans.get(pick % plans.len().max(1)).map(|g| (*g).clone())
+                else {
+                    continue;
+                };
+                let origin = format!("{account}_change{n}");
+                let payment = format!("{account}_pi{n}");
+                let payments = if *change_paid > 0 {
+                    vec![payment.clone()]
+                } else {
+                    Vec::new()
+                };
+                out.push(Delivery::Grant(Box::new(Grant {
+                    origin: NewOrigin {
+                        id: origin.clone(),
+                        account: account.into(),
+                        source: Some(LotSource::Subscription),
+                        paid_amount: *change_paid,
+                        currency: None,
+                    },
+                    payments,
+                    lots: vec![NewLot {
+                        account: account.into(),
+                        source: Some(LotSource::Subscription),
+                        source_ref: format!("{origin}/new"),
+                        amount: *new_credits,
+                        expires_at: Some(PERIOD_END),
+                        payment_ref: (*change_paid > 0).then(|| payment.clone()),
+                        paid_amount: Some(*change_paid),
+                        origin: Some(origin.clone()),
+                        subscription: Some(format!("{account}_sub")),
+                        price: Some(format!("price_new{n}")),
+                        period_end: Some(PERIOD_END),
+                        ..Default::default()
+                    }],
+                    take_backs: vec![TakeBack {
+                        id: format!("{origin}/old"),
+                        subscription: format!("{account}_sub"),
+                        price,
+                        period_end: PERIOD_END,
+                        credits: credits * percent / 100,
+                        credited: None,
+                    }],
+                })));
+                if *change_paid > 0 {
+                    grants.push((payment, *change_paid, None, *new_credits, origin));
+                }
+            }
+            Fact::CreditNote {
+                pick,
+                percent,
+                refunded,
+                voided,
+            } => {
+                let Some((payment, paid, _, _, origin)) =
+                    grants.get(pick % grants.len().max(1)).cloned()
+                else {
+                    continue;
+                };
+                let money = paid * percent / 100;
+                let refund = money * refunded / 100;
+                let note = Reversal {
+                    id: format!("{account}_cn{n}"),
+                    kind: ReversalKind::CreditNote,
+                    link: origin.clone(),
+                    amount: money - refund,
+                    active: true,
+                };
+                if refund > 0 {
+                    let r = Reversal {
+                        id: format!("{account}_cnre{n}"),
+                        kind: ReversalKind::Refund,
+                        link: origin,
+                        amount: refund,
+                        active: true,
+                    };
+                    // The note reports it, and so does the refund's own event.
+                    out.push(Delivery::Reversal(r.clone()));
+                    out.push(Delivery::Reversal(Reversal { link: payment, ..r }));
+                }
+                out.push(Delivery::Reversal(note.clone()));
+                if *voided && refund == 0 {
+                    out.push(Delivery::Reversal(Reversal {
+                        active: false,
+                        ..note
+                    }));
+                }
             }
         }
     }
@@ -420,7 +559,7 @@ async fn same_in_any_order(
     for (account, shuffle) in [("acct_a", false), ("acct_b", true)] {
         let (grants, mut rest): (Vec<Delivery>, Vec<Delivery>) = deliveries(account, &facts)
             .into_iter()
-            .partition(|d| matches!(d, Delivery::Grant(g) if !g.lots.is_empty()));
+            .partition(|d| matches!(d, Delivery::Grant(g) if !g.lots.is_empty() && g.take_backs.is_empty()));
         for d in &grants {
             deliver(&db, d, now).await;
         }
@@ -489,8 +628,10 @@ fn check_order(backend: Backend) {
 }
 
 /// Grants, then (sometimes) a consumption, then refunds (some failing later), disputes
-/// (some won) and proration take-backs, delivered in their own order to one account and
-/// in a random order (each twice) to another: both ledgers end the same.
+/// (some won), proration take-backs, plan changes invoiced at once (downgrades and
+/// refundable upgrades, each a grant and a take-back) and credit notes (some refunding,
+/// reported twice; some voided), delivered in their own order to one account and in a
+/// random order (each twice) to another: both ledgers end the same.
 #[test]
 fn sqlite_the_ledger_does_not_depend_on_the_arrival_order() {
     check_order(Backend::Sqlite);
