@@ -17,7 +17,11 @@ fn ts_type(v: &Value) -> Option<&'static str> {
         "product" if v["deleted"] == json!(true) => "Stripe.DeletedProduct",
         "product" => "Stripe.Product",
         "price" => "Stripe.Price",
+        "customer" if v["deleted"] == json!(true) => "Stripe.DeletedCustomer",
         "customer" => "Stripe.Customer",
+        "subscription_schedule" => "Stripe.SubscriptionSchedule",
+        "credit_note" => "Stripe.CreditNote",
+        "credit_note_line_item" => "Stripe.CreditNoteLineItem",
         "checkout.session" => "Stripe.Checkout.Session",
         "item" => "Stripe.LineItem",
         "subscription" => "Stripe.Subscription",
@@ -82,6 +86,17 @@ async fn post(fake: &FakeStripe, path: &str, form: &[(&str, &str)]) -> Value {
         .await
         .expect("the fake answers");
     assert!(r.status().is_success(), "POST {path}: {}", r.status());
+    r.json().await.expect("JSON")
+}
+
+async fn delete(fake: &FakeStripe, path: &str) -> Value {
+    let r = reqwest::Client::new()
+        .delete(format!("{}{path}", fake.url()))
+        .bearer_auth("sk_test_shapes")
+        .send()
+        .await
+        .expect("the fake answers");
+    assert!(r.status().is_success(), "DELETE {path}: {}", r.status());
     r.json().await.expect("JSON")
 }
 
@@ -399,6 +414,149 @@ async fn main() {
     .await;
     shapes.add("POST /v1/billing_portal/sessions", &portal);
 
+    // A downgrade left for the period's end (a subscription schedule made from the
+    // subscription, its phases set, released); credit notes (refunding, to the balance,
+    // voided, and one on an open invoice); paused collection and a cancel_at of its own;
+    // a customer deleted (its subscription canceled).
+    let planned = post(
+        &fake,
+        "/v1/subscriptions",
+        &[("customer", &id(&customer)), ("items[0][price]", &pro)],
+    )
+    .await;
+    let schedule = post(
+        &fake,
+        "/v1/subscription_schedules",
+        &[("from_subscription", &id(&planned))],
+    )
+    .await;
+    shapes.add("POST /v1/subscription_schedules", &schedule);
+    let phase = &schedule["phases"][0];
+    let (start, end) = (
+        phase["start_date"].as_i64().expect("start").to_string(),
+        phase["end_date"].as_i64().expect("end").to_string(),
+    );
+    let phased = post(
+        &fake,
+        &format!("/v1/subscription_schedules/{}", id(&schedule)),
+        &[
+            ("end_behavior", "release"),
+            ("proration_behavior", "none"),
+            ("phases[0][items][0][price]", &pro),
+            ("phases[0][items][0][quantity]", "1"),
+            ("phases[0][start_date]", &start),
+            ("phases[0][end_date]", &end),
+            ("phases[1][items][0][price]", &basic),
+            ("phases[1][items][0][quantity]", "1"),
+            ("phases[1][iterations]", "1"),
+        ],
+    )
+    .await;
+    shapes.add("POST /v1/subscription_schedules/{id}", &phased);
+    fake.with_state(|s| {
+        s.advance_clock(31 * DAY);
+        s.renew_subscription(&id(&planned))
+            .expect("renews on the next phase");
+    });
+    let released = post(
+        &fake,
+        &format!("/v1/subscription_schedules/{}/release", id(&schedule)),
+        &[],
+    )
+    .await;
+    shapes.add("POST /v1/subscription_schedules/{id}/release", &released);
+    let paid_invoice = fake.with_state(|s| {
+        s.subscriptions.get(&id(&planned)).expect("sub")["latest_invoice"]
+            .as_str()
+            .expect("invoice")
+            .to_owned()
+    });
+    let refunding = post(
+        &fake,
+        "/v1/credit_notes",
+        &[
+            ("invoice", &paid_invoice),
+            ("amount", "300"),
+            ("refund_amount", "200"),
+            ("credit_amount", "100"),
+            ("reason", "product_unsatisfactory"),
+        ],
+    )
+    .await;
+    shapes.add("POST /v1/credit_notes", &refunding);
+    let to_balance = post(
+        &fake,
+        "/v1/credit_notes",
+        &[("invoice", &paid_invoice), ("credit_amount", "100")],
+    )
+    .await;
+    let voided = post(
+        &fake,
+        &format!("/v1/credit_notes/{}/void", id(&to_balance)),
+        &[],
+    )
+    .await;
+    shapes.add("POST /v1/credit_notes/{id}/void", &voided);
+    post(
+        &fake,
+        &format!("/v1/subscriptions/{}", id(&planned)),
+        &[
+            ("pause_collection[behavior]", "void"),
+            (
+                "cancel_at",
+                &(end.parse::<i64>().expect("end") + 400 * DAY).to_string(),
+            ),
+        ],
+    )
+    .await;
+    fake.with_state(|s| {
+        s.advance_clock(31 * DAY);
+        s.renew_subscription(&id(&planned)).expect("voided renewal");
+    });
+    post(
+        &fake,
+        &format!("/v1/subscriptions/{}", id(&planned)),
+        &[("pause_collection[behavior]", "mark_uncollectible")],
+    )
+    .await;
+    fake.with_state(|s| {
+        s.advance_clock(31 * DAY);
+        s.renew_subscription(&id(&planned))
+            .expect("uncollectible renewal");
+    });
+    post(
+        &fake,
+        &format!("/v1/subscriptions/{}", id(&planned)),
+        &[("pause_collection", ""), ("cancel_at", "")],
+    )
+    .await;
+    let open_invoice = fake.with_state(|s| {
+        s.advance_clock(31 * DAY);
+        id(&s
+            .renew_subscription_unpaid(&id(&planned))
+            .expect("unpaid")
+            .1)
+    });
+    let pre = post(
+        &fake,
+        "/v1/credit_notes",
+        &[("invoice", &open_invoice), ("amount", "100")],
+    )
+    .await;
+    shapes.add("POST /v1/credit_notes (pre-payment)", &pre);
+    let leaving_customer = post(&fake, "/v1/customers", &[("email", "gone@example.com")]).await;
+    post(
+        &fake,
+        "/v1/subscriptions",
+        &[
+            ("customer", &id(&leaving_customer)),
+            ("items[0][price]", &basic),
+        ],
+    )
+    .await;
+    let gone = delete(&fake, &format!("/v1/customers/{}", id(&leaving_customer))).await;
+    shapes.add("DELETE /v1/customers/{id}", &gone);
+
     // Everything as served over HTTP.
     for path in [
         "/v1/products?limit=100".to_owned(),
@@ -428,6 +586,11 @@ async fn main() {
         "/v1/disputes?limit=100".to_owned(),
         format!("/v1/disputes/{disputes}"),
         "/v1/events?limit=100".to_owned(),
+        format!("/v1/subscription_schedules/{}", id(&schedule)),
+        "/v1/subscription_schedules?limit=100".to_owned(),
+        format!("/v1/credit_notes/{}", id(&refunding)),
+        format!("/v1/credit_notes?invoice={paid_invoice}&limit=100"),
+        format!("/v1/subscriptions/{}", id(&planned)),
     ] {
         let v = get(&fake, &path).await;
         shapes.add(&format!("GET {path}"), &v);

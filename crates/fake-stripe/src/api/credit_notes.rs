@@ -148,7 +148,6 @@ impl State {
             "description": p.text("memo").unwrap_or_else(|| "Credit".into()),
             "discount_amount": 0,
             "discount_amounts": [],
-            "invoice_line_item": null,
             "livemode": self.livemode,
             "pretax_credit_amounts": [],
             "quantity": 1,
