@@ -709,6 +709,27 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
     tx.lock_account(account, now).await?;
     let mut new_lots = Vec::new();
     for lot in &grant.lots {
+        // A free lot of a trial that was canceled before this invoice arrived expires
+        // when the trial ended (decided under the account's lock: see
+        // `Tx::end_trial_lots`, which does it in the other order).
+        let ended = match (&lot.subscription, lot.paid_amount.unwrap_or(0)) {
+            (Some(sub), 0) => tx.trial_ended_early(sub).await?,
+            _ => None,
+        };
+        let lot = match ended {
+            Some((ended, trial_end))
+                if lot
+                    .period_end
+                    .or(lot.expires_at)
+                    .is_some_and(|e| e <= trial_end) =>
+            {
+                &NewLot {
+                    expires_at: Some(lot.expires_at.map_or(ended, |e| e.min(ended))),
+                    ..lot.clone()
+                }
+            }
+            _ => lot,
+        };
         let Some(id) = tx.insert_lot(lot, now).await? else {
             continue;
         };
@@ -818,25 +839,53 @@ pub type Reversal = NewReversal;
 /// link is locked before the reversal row, as every ledger transaction does (links
 /// before reversal rows before the account), so no two wait on each other in a cycle.
 pub async fn reverse_in(tx: &mut Tx, r: &Reversal, now: i64) -> Result<(), StoreError> {
-    // An invoice is its own meeting point (credit notes name it): a grant recorded before
-    // grants linked their own id is found by its origin row.
-    let own = if r.link.starts_with("in_") && tx.origin_known(&r.link).await? {
-        Some(r.link.as_str())
-    } else {
-        None
-    };
-    let origin = tx.link(&r.link, own, now).await?;
-    tx.record_reversal(r, now).await?;
-    let Some(origin) = origin else {
-        tracing::info!(reversal = %r.id, payment = %r.link, "reversal of a payment with no grant yet; applied if a grant arrives");
-        return Ok(());
-    };
-    let kind = match r.kind {
-        ReversalKind::Dispute => "dispute",
-        ReversalKind::CreditNote => "credit_note",
-        _ => "refund",
-    };
-    settle(tx, &origin, &r.id, kind, now).await
+    reverse_all_in(tx, std::slice::from_ref(r), now).await
+}
+
+/// [`reverse_in`] for every reversal one event reports (a charge's refunds, a credit
+/// note and its refunds): all their links first (sorted), then all their rows (sorted
+/// by id), then each grant they concern is settled once (which locks its account).
+/// Recording one and settling it before locking the next would wait for a row while
+/// holding an account, against a transaction holding that row and waiting for the
+/// account.
+pub async fn reverse_all_in(tx: &mut Tx, rs: &[Reversal], now: i64) -> Result<(), StoreError> {
+    let mut links: Vec<&str> = rs.iter().map(|r| r.link.as_str()).collect();
+    links.sort_unstable();
+    links.dedup();
+    let mut origins = std::collections::HashMap::new();
+    for link in links {
+        // An invoice is its own meeting point (credit notes name it): a grant recorded
+        // before grants linked their own id is found by its origin row.
+        let own = if link.starts_with("in_") && tx.origin_known(link).await? {
+            Some(link)
+        } else {
+            None
+        };
+        origins.insert(link, tx.link(link, own, now).await?);
+    }
+    let mut sorted: Vec<&Reversal> = rs.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    for r in &sorted {
+        tx.record_reversal(r, now).await?;
+    }
+    let mut settled: Vec<&str> = Vec::new();
+    for r in sorted {
+        let Some(Some(origin)) = origins.get(r.link.as_str()) else {
+            tracing::info!(reversal = %r.id, payment = %r.link, "reversal of a payment with no grant yet; applied if a grant arrives");
+            continue;
+        };
+        if settled.contains(&origin.as_str()) {
+            continue;
+        }
+        settled.push(origin);
+        let kind = match r.kind {
+            ReversalKind::Dispute => "dispute",
+            ReversalKind::CreditNote => "credit_note",
+            _ => "refund",
+        };
+        settle(tx, origin, &r.id, kind, now).await?;
+    }
+    Ok(())
 }
 
 /// Brings every lot of `origin` to what its standing reversals call for, computed from
@@ -908,9 +957,10 @@ async fn settle(
 /// rides on the invoice that carried it: refunding that (netted) invoice in full
 /// leaves the account as it was before it, its grants taken back and its take-backs
 /// given back, in proportion to the money returned.
-async fn standing_prorations(tx: &mut Tx, lot: i64) -> Result<i64, StoreError> {
-    let mut total = 0;
-    for (id, credits) in tx.prorations_of(lot).await? {
+async fn standing_prorations(tx: &mut Tx, lot: i64) -> Result<(i64, i64), StoreError> {
+    // (spilling, waived): take-backs recorded before migration 15 keep their old rule.
+    let (mut total, mut waived) = (0, 0);
+    for (id, credits, old) in tx.prorations_of(lot).await? {
         let invoice = id.split('/').next().unwrap_or(&id);
         let paid = tx.origin_paid(invoice).await?.unwrap_or(0);
         let money = if paid > 0 {
@@ -918,9 +968,14 @@ async fn standing_prorations(tx: &mut Tx, lot: i64) -> Result<i64, StoreError> {
         } else {
             0
         };
-        total += credits - sm_domain::credits::refund_share(credits, paid, money);
+        let standing = credits - sm_domain::credits::refund_share(credits, paid, money);
+        if old {
+            waived += standing.max(0);
+        } else {
+            total += standing.max(0);
+        }
     }
-    Ok(total)
+    Ok((total, waived))
 }
 
 /// Settles one lot of a grant (see [`settle`]); returns the grant lots whose
@@ -936,7 +991,8 @@ async fn settle_lot(
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
     let paid = lot.paid_amount.unwrap_or(0);
-    let prorations = standing_prorations(tx, lot.id).await?.clamp(0, lot.amount);
+    let (spilling, waived) = standing_prorations(tx, lot.id).await?;
+    let prorations = (spilling + waived).clamp(0, lot.amount);
     let target = sm_domain::credits::refund_share(lot.amount - prorations, paid, money)
         .min(lot.amount - prorations);
     let takes = tx.takes_of(lot.id).await?;
@@ -955,10 +1011,14 @@ async fn settle_lot(
     let foreign = tx.foreign_takes(lot.id).await?;
     let base = lot.remaining + own + lot.prorated + foreign.iter().map(|t| t.1).sum::<i64>();
     let own_to = target.min(base);
-    let prorated_to = prorations.min(base - own_to);
-    // What the lot cannot give, refunds and prorations alike, comes from the account's
-    // other lots, then becomes debt: money given back takes its credits back whole.
-    let spill_to = (target - own_to) + (prorations - prorated_to);
+    // The lot gives its take-backs what it holds, new ones first; what it cannot give of
+    // a new one (more than it holds, even more than it granted), like a refund's, comes
+    // from the account's other lots, then becomes debt: money given back takes its
+    // credits back whole. Take-backs recorded before migration 15 are only waived.
+    let room = base - own_to;
+    let spilling_here = spilling.min(room);
+    let prorated_to = spilling_here + waived.min(room - spilling_here);
+    let spill_to = (target - own_to) + (spilling - spilling_here);
     let mut debt = lot.debt;
 
     // Gives first.
@@ -972,6 +1032,16 @@ async fn settle_lot(
     }
     if spill_to < spilled {
         let mut back = spilled - spill_to;
+        // A waiver shrinks before what is still owed: forgiven debt is undone first.
+        let forgiven = others
+            .iter()
+            .find(|(id, _)| *id == FORGIVEN)
+            .map_or(0, |t| t.1)
+            .min(back);
+        if forgiven > 0 {
+            unforgive(tx, account, lot.id, forgiven, reference, now).await?;
+            back -= forgiven;
+        }
         let cancel = back.min(debt);
         if cancel > 0 {
             tx.insert_entry(
@@ -996,19 +1066,18 @@ async fn settle_lot(
                 .find(|l| l.id == id)
                 .map(|l| sm_domain::credits::spending_key(&l.state()))
         };
-        let mut from = others.clone();
-        // Forgiven debt was debt: it goes right after the debt, before real lots.
-        from.sort_by_key(|(id, _)| (*id != FORGIVEN, std::cmp::Reverse(key(*id))));
+        let mut from: Vec<(i64, i64)> = others
+            .iter()
+            .copied()
+            .filter(|(id, _)| *id != FORGIVEN)
+            .collect();
+        from.sort_by_key(|(id, _)| std::cmp::Reverse(key(*id)));
         for (id, taken) in from {
             if back == 0 {
                 break;
             }
             let n = taken.min(back);
-            if id == FORGIVEN {
-                unforgive(tx, account, lot.id, n, reference, now).await?;
-            } else {
-                restore(tx, account, lot.id, id, n, reference, now).await?;
-            }
+            restore(tx, account, lot.id, id, n, reference, now).await?;
             back -= n;
         }
     }
@@ -1115,7 +1184,8 @@ async fn unforgive(
     Ok(())
 }
 
-/// Settles the account's debt from grant lots just written (`new`, in order): each
+/// Settles the account's debt from grant lots just written (`new`, in order; those money
+/// paid for and not expired): each
 /// lot whose reversals left debt (oldest first) takes what it can from them, as if that
 /// take-back had found these credits. A journal `debt` entry says so. Undoing the
 /// take-back later gives them back to the lot they came from.
@@ -1133,7 +1203,14 @@ async fn net_debt(
     }
     debtors.sort_by_key(|l| l.id);
     for id in new {
-        let Some(mut left) = tx.lot(*id).await?.map(|l| l.remaining) else {
+        // Only credits money paid for, still usable: free credits (a trial, a 100 %
+        // coupon) and credits born expired settle nothing.
+        let Some(mut left) = tx
+            .lot(*id)
+            .await?
+            .filter(|l| l.paid_amount.unwrap_or(0) > 0 && !l.state().expired(now))
+            .map(|l| l.remaining)
+        else {
             continue;
         };
         for debtor in debtors.iter_mut() {

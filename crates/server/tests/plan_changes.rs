@@ -78,6 +78,11 @@ async fn a_downgrade_now_takes_back_the_unused_time_and_makes_debt(db: TestDb) {
     );
     let (available, debt) = shop.available_and_debt_at_fake_time(account).await;
     assert_eq!((available.as_str(), debt.as_str()), ("0.00", "933.00"));
+    // That renewal was paid (from the balance): a $5 credit note on it takes back 500.
+    credit_note(&shop, &sub, json!({"amount": 500, "credit_amount": 500}));
+    shop.deliver_all().await;
+    let (available, debt) = shop.available_and_debt_at_fake_time(account).await;
+    assert_eq!((available.as_str(), debt.as_str()), ("0.00", "1433.00"));
     shop.assert_balanced(account).await;
 }
 

@@ -875,12 +875,17 @@ impl Tx {
 
     /// Records a reversal, or updates the one recorded: `active` only ever goes from
     /// true to false (a failed refund never succeeds again; a won dispute stays won), so
-    /// the result does not depend on the order of the events.
+    /// the result does not depend on the order of the events. A refund first seen on a
+    /// credit note (linked to its invoice) takes its payment's link when its own event
+    /// names it: a payment always leads to the grant it paid, an invoice only when the
+    /// invoice itself granted.
     pub async fn record_reversal(&mut self, r: &NewReversal, now: i64) -> Result<(), StoreError> {
         on_tx!(self, t => sqlx::query(
             "INSERT INTO credit_reversals (id, kind, link, amount, active, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) \
              ON CONFLICT (id) DO UPDATE SET active = (credit_reversals.active AND excluded.active), \
+             link = CASE WHEN substr(credit_reversals.link, 1, 3) = 'in_' AND substr(excluded.link, 1, 3) <> 'in_' \
+                    THEN excluded.link ELSE credit_reversals.link END, \
              updated_at = excluded.updated_at"
         )
         .bind(&r.id)
@@ -1058,11 +1063,15 @@ impl Tx {
         Ok(())
     }
 
-    /// The standing proration take-backs attached to `lot`: `(id, credits)`, where the
-    /// id is `in_…/…` (the invoice that carried it, then the line).
-    pub async fn prorations_of(&mut self, lot: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    /// The standing proration take-backs attached to `lot`: `(id, credits, waived)`, where
+    /// the id is `in_…/…` (the invoice that carried it, then the line) and `waived` marks
+    /// one recorded before migration 15 (what its lot cannot give is waived, not debt).
+    pub async fn prorations_of(
+        &mut self,
+        lot: i64,
+    ) -> Result<Vec<(String, i64, bool)>, StoreError> {
         let rows = on_tx!(self, t => sqlx::query_as(
-            "SELECT id, amount FROM credit_reversals WHERE lot = $1 AND kind = 'proration' AND active ORDER BY id"
+            "SELECT id, amount, waived FROM credit_reversals WHERE lot = $1 AND kind = 'proration' AND active ORDER BY id"
         )
         .bind(lot)
         .fetch_all(&mut **t)
@@ -1242,6 +1251,7 @@ impl Tx {
     pub async fn link_customer(&mut self, account: &str, customer: &str) -> Result<(), StoreError> {
         on_tx!(self, t => sqlx::query(
             "UPDATE credit_accounts SET stripe_customer = $2 WHERE id = $1 AND stripe_customer IS NULL \
+             AND (unlinked_customer IS NULL OR unlinked_customer <> $2) \
              AND NOT EXISTS (SELECT 1 FROM credit_accounts WHERE stripe_customer = $2)"
         )
         .bind(account)
@@ -1253,24 +1263,28 @@ impl Tx {
     }
 
     /// A trial that ended before any paid invoice of its subscription (canceled during
-    /// the trial): its unspent credits expire at `ended_at` (never later than they
-    /// would anyway), each lot changed noted in the journal (amount 0). Lots that money
-    /// paid for are not touched; nor is anything once a paid invoice exists. Returns the
-    /// lots changed.
+    /// the trial): the unspent credits of its trial (lots for periods ending by
+    /// `trial_end`) expire at `ended_at` (never later than they would anyway), each lot
+    /// changed noted in the journal (amount 0). Lots that money paid for are not touched;
+    /// nor is anything once a paid invoice exists. Run under the account's lock, as
+    /// [`Tx::trial_ended_early`] is, so a trial invoice and its cancellation on two
+    /// instances see each other. Returns the lots changed.
     pub async fn end_trial_lots(
         &mut self,
         subscription: &str,
-        ended_at: i64,
+        (ended_at, trial_end): (i64, i64),
         now: i64,
     ) -> Result<Vec<i64>, StoreError> {
         let rows: Vec<(i64, String)> = on_tx!(self, t => sqlx::query_as(
             "UPDATE credit_lots SET expires_at = $2 WHERE subscription = $1 AND source = 'subscription' \
              AND COALESCE(paid_amount, 0) = 0 AND (expires_at IS NULL OR expires_at > $2) \
+             AND COALESCE(period_end, expires_at) <= $3 \
              AND NOT EXISTS (SELECT 1 FROM credit_lots p WHERE p.subscription = $1 AND p.paid_amount > 0) \
              RETURNING id, account"
         )
         .bind(subscription)
         .bind(ended_at)
+        .bind(trial_end)
         .fetch_all(&mut **t)
         .await?);
         for (lot, account) in &rows {
@@ -1290,6 +1304,33 @@ impl Tx {
             .await?;
         }
         Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// When the trial of subscription `subscription` ended early, if it did: `(ended_at,
+    /// trial_end)` of a canceled subscription that had a trial and no lot money paid for.
+    /// Read in the transaction, after the account's lock (see [`Tx::end_trial_lots`]).
+    pub async fn trial_ended_early(
+        &mut self,
+        subscription: &str,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let row: Option<(String, String)> = on_tx!(self, t => sqlx::query_as(
+            "SELECT status, raw FROM subscriptions WHERE id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM credit_lots p WHERE p.subscription = $1 AND p.paid_amount > 0)"
+        )
+        .bind(subscription)
+        .fetch_optional(&mut **t)
+        .await?);
+        let Some((status, raw)) = row else {
+            return Ok(None);
+        };
+        if status != "canceled" {
+            return Ok(None);
+        }
+        let raw: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+        if raw["trial_start"].is_null() {
+            return Ok(None);
+        }
+        Ok(raw["ended_at"].as_i64().zip(raw["trial_end"].as_i64()))
     }
 
     /// Unlinks a customer Stripe deleted from the account it was linked to (kept as

@@ -368,6 +368,12 @@ pub struct Invoice {
     pub billing_reason: Option<String>,
     #[serde(default)]
     pub amount_paid: i64,
+    /// The invoice's total (negative lines included); with `amount_remaining`, what was
+    /// settled, from the customer's balance as well as by payment.
+    #[serde(default)]
+    pub total: Option<i64>,
+    #[serde(default)]
+    pub amount_remaining: Option<i64>,
     #[serde(default)]
     pub currency: Option<String>,
     #[serde(default)]
@@ -381,6 +387,22 @@ pub struct Invoice {
     pub created: i64,
     #[serde(default)]
     pub livemode: bool,
+}
+
+impl Invoice {
+    /// The money this invoice was settled with: what was paid, and what the customer's
+    /// balance covered ("Stripe applies any customer credit on the account before
+    /// determining the amount due", docs.stripe.com/api/invoices), so
+    /// `total − amount_remaining` when that is more than `amount_paid`. A refund's or a
+    /// credit note's share is of this: a renewal paid from the credit a downgrade left is
+    /// paid for too.
+    pub fn money(&self) -> i64 {
+        let settled = self
+            .total
+            .map(|t| t - self.amount_remaining.unwrap_or(0))
+            .unwrap_or(0);
+        self.amount_paid.max(settled).max(0)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]

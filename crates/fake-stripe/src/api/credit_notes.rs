@@ -91,12 +91,13 @@ impl State {
         let customer = invoice["customer"].as_str().unwrap_or_default().to_owned();
         let currency = invoice["currency"].clone();
         let (limit, what) = if paid {
+            // Up to the invoice's total, what the customer's balance paid included.
             (
-                invoice["amount_paid"].as_i64().unwrap_or(0)
+                invoice["total"].as_i64().unwrap_or(0)
                     - invoice["post_payment_credit_notes_amount"]
                         .as_i64()
                         .unwrap_or(0),
-                "paid",
+                "left of the invoice's total",
             )
         } else {
             (

@@ -29,3 +29,9 @@ CREATE INDEX webhook_events_waiting ON webhook_events (waiting_for);
 -- next checkout creates a new customer, under an idempotency key that names this one,
 -- so Stripe does not answer with the deleted customer again.
 ALTER TABLE credit_accounts ADD COLUMN unlinked_customer TEXT;
+
+-- Proration take-backs recorded before this version were waived where their lot could
+-- not give them (they made no debt); they keep that rule. New ones take what the lot
+-- cannot give from the account's other lots, then as debt.
+ALTER TABLE credit_reversals ADD COLUMN waived BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE credit_reversals SET waived = TRUE WHERE kind = 'proration';

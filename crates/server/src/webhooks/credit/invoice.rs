@@ -163,7 +163,7 @@ pub async fn plan(
             price: Some(price.to_owned()),
             quantity: line.quantity.map(|q| i64::try_from(q).unwrap_or(i64::MAX)),
             payment_ref: None,
-            paid_amount: Some(inv.amount_paid),
+            paid_amount: Some(inv.money()),
             currency: inv.currency.clone(),
             origin: Some(inv.id.clone()),
             subscription: Some(subscription),
@@ -171,15 +171,7 @@ pub async fn plan(
         });
     }
     deferred.settle(&inv, &account, paid_at, &mut lots, &mut take_backs);
-    if inv.amount_paid == 0
-        && let Some(ended) = trial_ended_early(store, &sub_id).await?
-    {
-        // The trial was canceled before this $0 invoice arrived: what it grants expires
-        // when the trial ended (see `Tx::end_trial_lots`, which does it in the other order).
-        for lot in &mut lots {
-            lot.expires_at = Some(lot.expires_at.map_or(ended, |e| e.min(ended)));
-        }
-    }
+
     if lots.is_empty() && take_backs.is_empty() {
         return Ok(None);
     }
@@ -192,7 +184,7 @@ pub async fn plan(
             id: inv.id.clone(),
             account,
             source: Some(LotSource::Subscription),
-            paid_amount: inv.amount_paid,
+            paid_amount: inv.money(),
             currency: inv.currency.clone(),
         },
         payments,
@@ -395,7 +387,7 @@ impl Deferred {
                 price: Some(price),
                 quantity: None,
                 payment_ref: None,
-                paid_amount: Some(inv.amount_paid),
+                paid_amount: Some(inv.money()),
                 currency: inv.currency.clone(),
                 origin: Some(inv.id.clone()),
                 subscription: Some(subscription),
@@ -410,20 +402,4 @@ impl Deferred {
             take_backs.push(take);
         }
     }
-}
-
-/// When the subscription, a trial, ended before any paid invoice: `ended_at` of a
-/// canceled subscription that had a trial and no paid lot.
-async fn trial_ended_early(store: &Store, subscription: &str) -> Result<Option<i64>, ApplyError> {
-    let Some(row) = store.subscription(subscription).await? else {
-        return Ok(None);
-    };
-    if row.status != "canceled" {
-        return Ok(None);
-    }
-    let raw: Value = serde_json::from_str(&row.raw).unwrap_or_default();
-    if raw["trial_start"].is_null() || store.subscription_paid(subscription).await? {
-        return Ok(None);
-    }
-    Ok(raw["ended_at"].as_i64())
 }

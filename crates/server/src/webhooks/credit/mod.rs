@@ -32,7 +32,7 @@ use sm_store::{Store, Tx};
 use sm_stripe::Client;
 
 use super::apply::ApplyError;
-use crate::credits::{Grant, Reversal, grant_in, reverse_in};
+use crate::credits::{Grant, Reversal, grant_in, reverse_all_in};
 
 /// A credit event's effect, decided and ready to write.
 #[derive(Debug, Clone)]
@@ -193,7 +193,7 @@ pub(crate) fn whole_credits(per_unit: i64, quantity: u64, what: &str) -> Result<
 pub async fn write(tx: &mut Tx, effect: &CreditEffect, now: i64) -> Result<(), ApplyError> {
     match effect {
         CreditEffect::Session(s) => checkout::write(tx, s, now).await?,
-        CreditEffect::Subscription(w) => subscription::write(tx, w).await?,
+        CreditEffect::Subscription(w) => subscription::write(tx, w, now).await?,
         CreditEffect::Schedule(row) => tx.upsert_schedule(row).await?,
         CreditEffect::CustomerDeleted(customer) => {
             if let Some(account) = tx.unlink_customer(customer).await? {
@@ -204,9 +204,7 @@ pub async fn write(tx: &mut Tx, effect: &CreditEffect, now: i64) -> Result<(), A
             grant_in(tx, grant, now).await?;
         }
         CreditEffect::Reversals(reversals) => {
-            for r in reversals {
-                reverse_in(tx, r, now).await?;
-            }
+            reverse_all_in(tx, reversals, now).await?;
         }
     }
     Ok(())

@@ -46,7 +46,16 @@ pub async fn plan(
     })))
 }
 
-pub async fn write(tx: &mut Tx, w: &SubscriptionWrite) -> Result<(), ApplyError> {
+pub async fn write(tx: &mut Tx, w: &SubscriptionWrite, now: i64) -> Result<(), ApplyError> {
+    // A canceled trial may end its credits (below): lock the account first, as every
+    // writer of the account's subscriptions does (account, then subscription rows), so a
+    // trial invoice granting on another instance waits or is waited for.
+    let trial = trial_end_of(&w.row);
+    if trial.is_some()
+        && let Some(account) = &w.row.account
+    {
+        tx.lock_account(account, now).await?;
+    }
     let ties = if w.refreshed {
         Ties::Refresh
     } else {
@@ -62,14 +71,8 @@ pub async fn write(tx: &mut Tx, w: &SubscriptionWrite) -> Result<(), ApplyError>
     }
     // A trial canceled before any paid invoice keeps only what was spent (one trial per
     // account, docs/CREDIT_SYSTEM.md): its unspent credits expire when it ended.
-    if w.row.status == "canceled" {
-        let raw: serde_json::Value = serde_json::from_str(&w.row.raw).unwrap_or_default();
-        if !raw["trial_start"].is_null()
-            && let Some(ended) = raw["ended_at"].as_i64()
-        {
-            tx.end_trial_lots(&w.row.id, ended, crate::clock::unix_now())
-                .await?;
-        }
+    if let Some(ended) = trial {
+        tx.end_trial_lots(&w.row.id, ended, now).await?;
     }
     if w.row.account.is_some() {
         // The subscription names its account: its customer's waiting invoices can go.
@@ -80,4 +83,16 @@ pub async fn write(tx: &mut Tx, w: &SubscriptionWrite) -> Result<(), ApplyError>
         .await?;
     }
     Ok(())
+}
+
+/// `(ended_at, trial_end)` of a canceled subscription that had a trial.
+fn trial_end_of(row: &SubscriptionRow) -> Option<(i64, i64)> {
+    if row.status != "canceled" {
+        return None;
+    }
+    let raw: serde_json::Value = serde_json::from_str(&row.raw).ok()?;
+    if raw["trial_start"].is_null() {
+        return None;
+    }
+    raw["ended_at"].as_i64().zip(raw["trial_end"].as_i64())
 }
