@@ -14,10 +14,12 @@ use sm_store::testing::TestDb;
 
 sm_store::contract_tests!(
     a_downgrade_now_takes_back_the_unused_time_and_makes_debt,
+    a_downgrade_billed_with_the_renewal_takes_back_its_net,
     an_upgrade_billed_with_the_renewal_is_worth_its_money,
     a_plan_change_keeps_the_quantity,
     refunding_a_netted_upgrade_in_full_leaves_the_account_as_before,
     plan_changes_refuse_prices_checkout_would_not_sell,
+    a_change_to_a_tiered_price_made_in_stripe_fails_nothing,
     a_downgrade_waits_for_the_period_end_and_can_be_cancelled,
     one_trial_per_account,
     debt_nets_against_later_grants_and_can_be_forgiven,
@@ -901,4 +903,69 @@ async fn staff_refunds_take_only_a_paid_payment_the_largest_first(db: TestDb) {
             .to_owned()
     });
     assert_eq!(refunded_pi, largest);
+}
+
+/// Rule 2, negative: B spent on day 1, changed to A with `create_prorations`; the
+/// renewal invoice settles −$29.00 + $9.67 with A's $10 (total −$9.33, to the balance):
+/// the net −1,933 credits are taken back — from B's lot (empty), then A's new 1,000, then
+/// 933 as debt. Before, nothing was ever taken back.
+async fn a_downgrade_billed_with_the_renewal_takes_back_its_net(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_downgrade_later";
+    let sub = subscribe_to(&shop, account, &shop.plan_b, 1, None).await;
+    shop.consume(account, "3000").await;
+    shop.fake.with_state(|s| s.advance_clock(DAY));
+    shop.change(
+        account,
+        json!({"price": shop.plan_a.price, "when": "now", "proration_behavior": "create_prorations"}),
+    )
+    .await;
+    shop.deliver_all().await;
+    shop.fake.with_state(|s| {
+        s.advance_clock(29 * DAY + 1);
+        s.renew_subscription(&sub).unwrap();
+    });
+    shop.deliver_all().await;
+    let renewal = latest_invoice(&shop, &sub);
+    assert_eq!(renewal["total"], -933, "{renewal}");
+    let (available, debt) = shop.available_and_debt_at_fake_time(account).await;
+    assert_eq!((available.as_str(), debt.as_str()), ("0.00", "933.00"));
+    shop.assert_balanced(account).await;
+}
+
+/// A plan changed in the Dashboard or the portal to a price whose credits are not
+/// defined (tiered): its lines grant nothing, and the invoice's other lines (A's unused
+/// time taken back) are applied; nothing ends in the dead letter.
+async fn a_change_to_a_tiered_price_made_in_stripe_fails_nothing(db: TestDb) {
+    let shop = shop(&db).await;
+    let account = "acct_tiered_elsewhere";
+    let sub = subscribe_to(&shop, account, &shop.plan_a, 1, None).await;
+    let tiered = shop.fake.with_state(|s| {
+        let price = json!({"billing_scheme": "tiered", "tiers_mode": "volume",
+            "recurring": {"interval": "month"}, "tiers": [{"up_to": "inf", "unit_amount": 100}],
+            "product": shop.plan_b.product, "currency": "usd"});
+        s.create_price(&price, &Ctx::default()).unwrap().1["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    let (status, _) = post_json(&shop.app.url("/api/v1/sync"), json!({})).await;
+    assert_eq!(status, 200);
+    take_fake_events(&shop.fake, &[]);
+    let item = shop.subscription(&sub)["items"]["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shop.fake.with_state(|s| {
+        s.advance_clock(15 * DAY);
+        s.update_subscription(
+            &sub,
+            &json!({"items": [{"id": item, "price": tiered}], "proration_behavior": "always_invoice"}),
+            &Ctx::default(),
+        )
+        .unwrap();
+    });
+    shop.deliver_all().await;
+    assert_eq!(shop.available_at_fake_time(account).await, "500.00");
+    shop.assert_balanced(account).await;
 }

@@ -142,6 +142,16 @@ pub(crate) async fn price_credits(
     {
         return Ok(PriceCredits::NotCredits);
     }
+    // A price whose credits are not defined (tiered, metered, pay-what-you-want): checkout
+    // and our plan changes refuse it, but a change made in the Dashboard or the portal
+    // can bill it. Its lines grant nothing (and its proration lines, which have no unit
+    // amount to share by, do not fail the invoice's other lines).
+    if let Some(p) = record.prices.iter().find(|p| p.id == price)
+        && let Some(why) = crate::sellable::credits_undefined(p)
+    {
+        tracing::warn!(%price, %product, "a line of price {price} {why}: no credits granted for it");
+        return Ok(PriceCredits::NotCredits);
+    }
     match (record.valid, record.credit_amount) {
         (true, Some(n)) => Ok(PriceCredits::Credits {
             unit_amount: record
