@@ -205,6 +205,18 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                         ""
                     }
                 );
+                if let Some(next) = &s.scheduled_change {
+                    println!(
+                        "             changes to {} × {} at {} (schedule {})",
+                        next.price,
+                        next.quantity.unwrap_or(1),
+                        when(Some(next.at)),
+                        next.schedule
+                    );
+                }
+                if s.pause_collection.is_some() {
+                    println!("             payment collection paused");
+                }
             }
         }
         AccountsCommand::List { limit, json } => {

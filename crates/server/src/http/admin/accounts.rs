@@ -163,6 +163,8 @@ struct SubscriptionLine {
     price: String,
     period_end: String,
     cancels: String,
+    /// A plan change left for the period's end, or paused collection; `—` otherwise.
+    changes: String,
 }
 
 /// A payment on the account page, with its refund form.
@@ -297,6 +299,16 @@ async fn account(
                 (_, Some(at)) => format!("yes, {}", when(at)),
                 (true, None) => "at the period end".to_owned(),
                 (false, None) => "no".to_owned(),
+            },
+            changes: match (&s.scheduled_change, &s.pause_collection) {
+                (Some(c), _) => format!(
+                    "to {} × {} at {}",
+                    c.price,
+                    c.quantity.unwrap_or(1),
+                    when(c.at)
+                ),
+                (None, Some(_)) => "payment collection paused".to_owned(),
+                (None, None) => "—".to_owned(),
             },
             id: s.id,
         })
