@@ -68,6 +68,16 @@ pub const HANDLED_TYPES: &[&str] = &[
     "charge.dispute.closed",
     "charge.dispute.funds_withdrawn",
     "charge.dispute.funds_reinstated",
+    "credit_note.created",
+    "credit_note.updated",
+    "credit_note.voided",
+    "subscription_schedule.created",
+    "subscription_schedule.updated",
+    "subscription_schedule.released",
+    "subscription_schedule.canceled",
+    "subscription_schedule.completed",
+    "subscription_schedule.aborted",
+    "subscription_schedule.expiring",
 ];
 
 /// An event type as a metric label: itself if handled, else `other`.
