@@ -530,10 +530,10 @@ impl Ledger {
         }
         let mut tx = self.store.begin().await?;
         tx.lock_account(account, now).await?;
-        let lots = tx.account_lots(account).await?;
+        let lots = tx.lots_with_debt(account).await?;
         let mut total = 0;
         let reference = format!("forgive:{}", uuid::Uuid::new_v4());
-        for lot in lots.iter().filter(|l| l.debt > 0) {
+        for lot in &lots {
             tx.add_take(lot.id, FORGIVEN, lot.debt).await?;
             tx.set_lot_state(lot.id, 0, lot.prorated).await?;
             tx.insert_entry(
@@ -1196,12 +1196,10 @@ async fn net_debt(
     reference: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let lots = tx.account_lots(account).await?;
-    let mut debtors: Vec<&LotRow> = lots.iter().filter(|l| l.debt > 0).collect();
+    let mut debtors = tx.lots_with_debt(account).await?;
     if debtors.is_empty() {
         return Ok(());
     }
-    debtors.sort_by_key(|l| l.id);
     for id in new {
         // Only credits money paid for, still usable: free credits (a trial, a 100 %
         // coupon) and credits born expired settle nothing.

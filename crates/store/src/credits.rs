@@ -361,6 +361,16 @@ impl Tx {
         Ok(rows)
     }
 
+    /// The account's lots whose take-backs left debt, oldest first: what a new grant
+    /// settles (read on every grant, so only those rows).
+    pub async fn lots_with_debt(&mut self, account: &str) -> Result<Vec<LotRow>, StoreError> {
+        let sql = format!(
+            "SELECT {LOT_COLUMNS} FROM credit_lots WHERE account = $1 AND debt > 0 ORDER BY id"
+        );
+        let rows = on_tx!(self, t => sqlx::query_as(&sql).bind(account).fetch_all(&mut **t).await?);
+        Ok(rows)
+    }
+
     /// Records a grant; `None` when a lot with this `source_ref` exists (granted before).
     pub async fn insert_lot(&mut self, lot: &NewLot, now: i64) -> Result<Option<i64>, StoreError> {
         let source = lot.source.unwrap_or(LotSource::Purchase).as_str();
