@@ -249,7 +249,11 @@ impl State {
     }
 
     /// Finalizes an invoice for `sub` with `lines`: applies the customer's balance
-    /// (a credit pays first; a negative total becomes a credit), numbers it, opens it
+    /// (a credit pays first: "The invoice balance automatically applies toward the next
+    /// invoice finalized to a customer"; a negative total becomes a credit: "Prorations
+    /// from downgrading a subscription can indirectly create credits to reduce the amount
+    /// due on the next invoice", docs.stripe.com/billing/customer/balance; `amount_due`
+    /// is what is left, `starting_balance`/`ending_balance` record it), numbers it, opens it
     /// with a default invoice payment for what is due, or marks it paid when nothing is.
     /// Emits `invoice.created` and `invoice.finalized` (and `invoice.paid` when nothing
     /// is due).
