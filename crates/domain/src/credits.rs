@@ -94,6 +94,10 @@ pub enum LotSource {
     Subscription,
     /// An operator's grant.
     Admin,
+    /// A promotional grant from the app (sign-up credits, a campaign): no money paid for
+    /// it, so no refund takes it back; spent before paid credits of the same or a later
+    /// expiry.
+    Promotional,
 }
 
 impl LotSource {
@@ -102,6 +106,7 @@ impl LotSource {
             LotSource::Purchase => "purchase",
             LotSource::Subscription => "subscription",
             LotSource::Admin => "admin",
+            LotSource::Promotional => "promotional",
         }
     }
 
@@ -110,6 +115,7 @@ impl LotSource {
             "purchase" => Some(LotSource::Purchase),
             "subscription" => Some(LotSource::Subscription),
             "admin" => Some(LotSource::Admin),
+            "promotional" => Some(LotSource::Promotional),
             _ => None,
         }
     }
@@ -139,8 +145,7 @@ pub fn available(lots: &[LotState], now: i64) -> i64 {
         .sum()
 }
 
-/// Non-expired lots with credits left, in spending order: subscription lots by expiry,
-/// then the others by age (their id is their age).
+/// Non-expired lots with credits left, in spending order (see [`spending_key`]).
 pub fn spending_order(lots: &[LotState], now: i64) -> Vec<LotState> {
     let mut order: Vec<LotState> = lots
         .iter()
@@ -151,13 +156,19 @@ pub fn spending_order(lots: &[LotState], now: i64) -> Vec<LotState> {
     order
 }
 
-/// Where a lot stands in the spending order: subscription lots by expiry, then the
-/// others by age.
-pub fn spending_key(l: &LotState) -> (u8, i64, i64) {
-    match l.source {
-        LotSource::Subscription => (0, l.expires_at.unwrap_or(i64::MAX), l.id),
-        _ => (1, 0, l.id),
-    }
+/// Where a lot stands in the spending order: earliest expiry first (credits that expire
+/// are lost, so they go first; lots that never expire last); at the same expiry,
+/// promotional credits before subscription credits before the others; then by age (the
+/// id is the age). So subscription lots go by expiry before pay-as-you-go and admin lots,
+/// which never expire and go oldest first, and a promotional grant is spent before paid
+/// credits of the same or a later expiry, after paid credits that expire sooner.
+pub fn spending_key(l: &LotState) -> (i64, u8, i64) {
+    let class = match l.source {
+        LotSource::Promotional => 0,
+        LotSource::Subscription => 1,
+        LotSource::Purchase | LotSource::Admin => 2,
+    };
+    (l.expires_at.unwrap_or(i64::MAX), class, l.id)
 }
 
 /// Takes `amount` hundredths from the lots in spending order. `Err(shortfall)` when the
@@ -173,7 +184,8 @@ pub fn allocate(lots: &[LotState], amount: i64, now: i64) -> Result<Vec<(i64, i6
 ///
 /// The preferred lot is taken from even when it has expired: its unused remainder was
 /// never spendable, so taking it back costs the customer nothing they could still use,
-/// and leaves their live credits alone.
+/// and leaves their live credits alone. Promotional lots are never taken: no money paid
+/// for them, so no money given back takes them.
 pub fn take_back(
     lots: &[LotState],
     amount: i64,
@@ -181,6 +193,7 @@ pub fn take_back(
     now: i64,
 ) -> (Vec<(i64, i64)>, i64) {
     let mut order = spending_order(lots, now);
+    order.retain(|l| l.source != LotSource::Promotional);
     if let Some(p) = preferred {
         order.retain(|l| l.id != p);
         if let Some(lot) = lots.iter().find(|l| l.id == p && l.remaining > 0) {
@@ -381,6 +394,34 @@ mod tests {
         assert_eq!(parse_decimal("1000.00"), Some((1000, 0)));
         assert_eq!(parse_decimal("-1"), None);
         assert_eq!(parse_decimal("1e3"), None);
+    }
+
+    #[test]
+    fn promotional_credits_go_before_paid_ones_of_the_same_or_a_later_expiry() {
+        let lot = |id, source, expires_at| LotState {
+            id,
+            source,
+            remaining: 100,
+            expires_at,
+        };
+        let lots = [
+            lot(1, LotSource::Purchase, None),
+            lot(2, LotSource::Subscription, Some(500)),
+            lot(3, LotSource::Promotional, Some(500)),
+            lot(4, LotSource::Promotional, None),
+            lot(5, LotSource::Subscription, Some(300)),
+            lot(6, LotSource::Promotional, Some(900)),
+            lot(7, LotSource::Admin, None),
+        ];
+        let order: Vec<i64> = spending_order(&lots, 0).iter().map(|l| l.id).collect();
+        assert_eq!(order, [5, 3, 2, 6, 4, 1, 7]);
+        // Refunds never take promotional credits.
+        let (takes, short) = take_back(&lots, 1_000, None, 0);
+        assert!(
+            takes.iter().all(|(id, _)| ![3, 4, 6].contains(id)),
+            "{takes:?}"
+        );
+        assert_eq!(short, 600);
     }
 
     #[test]

@@ -25,10 +25,13 @@ pub enum Scope {
     CheckoutWrite,
     AccountsRead,
     BillingWrite,
+    /// Promotional grants from the app: separate from `credits:write`, so a token that
+    /// spends credits cannot mint them.
+    CreditsGrant,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::CatalogRead,
         Scope::SyncWrite,
         Scope::CreditsRead,
@@ -36,6 +39,7 @@ impl Scope {
         Scope::CheckoutWrite,
         Scope::AccountsRead,
         Scope::BillingWrite,
+        Scope::CreditsGrant,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Scope {
             Scope::CheckoutWrite => "checkout:write",
             Scope::AccountsRead => "accounts:read",
             Scope::BillingWrite => "billing:write",
+            Scope::CreditsGrant => "credits:grant",
         }
     }
 
@@ -111,6 +116,11 @@ pub const API_ROUTES: &[(&str, &str, Scope)] = &[
         "POST",
         "/api/v1/accounts/{account}/credits/consume",
         Scope::CreditsWrite,
+    ),
+    (
+        "POST",
+        "/api/v1/accounts/{account}/credits/grants",
+        Scope::CreditsGrant,
     ),
     ("POST", "/api/v1/checkout", Scope::CheckoutWrite),
     ("GET", "/api/v1/accounts/{account}", Scope::AccountsRead),

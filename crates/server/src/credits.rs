@@ -88,6 +88,8 @@ pub struct Balance {
     pub available: Credits,
     pub subscription: Credits,
     pub pay_as_you_go: Credits,
+    /// Promotional credits from the app (spent before paid ones of the same expiry).
+    pub promotional: Credits,
     /// Left in lots that have expired (never spent, never counted).
     pub expired: Credits,
     /// Credits that refunds could not take back because they were already spent.
@@ -502,6 +504,141 @@ impl Ledger {
     }
 }
 
+/// `POST /api/v1/accounts/{account}/credits/grants`: promotional credits from the app.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionalRequest {
+    pub amount: Credits,
+    /// Makes a retried grant one grant: the same key with the same amount and expiry
+    /// answers the first grant; with others, `409 idempotency_key_reused`.
+    pub idempotency_key: String,
+    /// Why (sign-up, a campaign): kept in the journal.
+    pub reason: String,
+    /// Unix seconds; never when absent.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// A promotional grant, as the API answers it (the same for a repeat, `replayed`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PromotionalGrant {
+    pub account: String,
+    pub idempotency_key: String,
+    pub amount: Credits,
+    pub expires_at: Option<i64>,
+    pub lot: i64,
+    /// The available balance right after the grant (now, for a repeat).
+    pub balance: Credits,
+    pub created_at: i64,
+    pub replayed: bool,
+}
+
+/// Promotional grants live at most ten years: a date past that is a mistake.
+const MAX_PROMOTION_SECS: i64 = 10 * 366 * 86_400;
+
+impl Ledger {
+    /// Grants promotional credits (a lot of source `promotional`): spent before paid
+    /// credits of the same or a later expiry, never taken by a refund, settling no debt
+    /// (nothing was paid). Exactly once per `(account, idempotency_key)`: the lot's
+    /// reference is made of both (length-prefixed, so no two pairs make the same one),
+    /// and inserting it is the claim.
+    pub async fn grant_promotional(
+        &self,
+        account: &str,
+        req: &PromotionalRequest,
+        actor: &str,
+        now: i64,
+    ) -> Result<PromotionalGrant, LedgerError> {
+        validate_account(account)?;
+        let key = req.idempotency_key.as_str();
+        if key.is_empty() || key.len() > 255 {
+            return Err(LedgerError::Invalid(
+                "idempotency_key must be 1 to 255 characters".into(),
+            ));
+        }
+        let reason = req.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(LedgerError::Invalid(
+                "reason must be 1 to 500 characters".into(),
+            ));
+        }
+        let amount = req.amount.hundredths();
+        if amount <= 0 || amount > 100_000_000_000_000 {
+            return Err(LedgerError::Invalid(
+                "amount must be greater than zero and at most 1000000000000".into(),
+            ));
+        }
+        if let Some(at) = req.expires_at
+            && (at <= now || at > now + MAX_PROMOTION_SECS)
+        {
+            return Err(LedgerError::Invalid(
+                "expires_at must be a Unix time in the future, at most ten years ahead".into(),
+            ));
+        }
+        let reference = format!("promo:{}:{account}:{key}", account.len());
+        let mut tx = self.store.begin().await?;
+        tx.lock_account(account, now).await?;
+        let (lot, created_at, replayed) = match tx
+            .insert_lot(
+                &NewLot {
+                    account: account.to_owned(),
+                    source: Some(LotSource::Promotional),
+                    source_ref: reference.clone(),
+                    amount,
+                    expires_at: req.expires_at,
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?
+        {
+            Some(id) => {
+                tx.insert_entry(
+                    &NewEntry {
+                        account,
+                        lot: Some(id),
+                        kind: "grant",
+                        amount,
+                        reference: &reference,
+                        description: Some(reason),
+                        actor: Some(actor),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+                metrics::counter!("credit_grants_total", "source" => "promotional").increment(1);
+                (id, now, false)
+            }
+            None => {
+                let lot = tx.lot_by_ref(&reference).await?.ok_or_else(|| {
+                    LedgerError::Store(StoreError::Corrupt(format!(
+                        "promotional lot {reference} exists and cannot be read"
+                    )))
+                })?;
+                if (lot.amount, lot.expires_at) != (amount, req.expires_at) {
+                    tx.rollback().await?;
+                    return Err(LedgerError::KeyReused(key.to_owned()));
+                }
+                (lot.id, lot.created_at, true)
+            }
+        };
+        let open = tx.open_lots(account).await?;
+        let states: Vec<LotState> = open.iter().map(LotRow::state).collect();
+        tx.commit().await?;
+        Ok(PromotionalGrant {
+            account: account.to_owned(),
+            idempotency_key: key.to_owned(),
+            amount: req.amount,
+            expires_at: req.expires_at,
+            lot,
+            balance: Credits(available(&states, now)),
+            created_at,
+            replayed,
+        })
+    }
+}
+
 /// What `credits forgive` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Forgiven {
@@ -589,22 +726,25 @@ pub fn balance_of(
     stripe_customer: Option<String>,
     now: i64,
 ) -> Balance {
-    let (mut subscription, mut payg, mut expired) = (0, 0, 0);
+    let (mut subscription, mut payg, mut promotional, mut expired) = (0, 0, 0, 0);
     for lot in lots {
         let s = lot.state();
         if s.expired(now) {
             expired += lot.remaining;
         } else if s.source == LotSource::Subscription {
             subscription += lot.remaining;
+        } else if s.source == LotSource::Promotional {
+            promotional += lot.remaining;
         } else {
             payg += lot.remaining;
         }
     }
     Balance {
         account: account.to_owned(),
-        available: Credits(subscription + payg),
+        available: Credits(subscription + payg + promotional),
         subscription: Credits(subscription),
         pay_as_you_go: Credits(payg),
+        promotional: Credits(promotional),
         expired: Credits(expired),
         debt: Credits(debt),
         stripe_customer,

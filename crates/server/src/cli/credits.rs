@@ -32,8 +32,9 @@ pub enum CreditsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Grant credits (a lot of their own that never expires).
-    Grant(AdjustArgs),
+    /// Grant credits (a lot of their own that never expires; with --promotional, a
+    /// promotional lot, spent first, never taken by a refund, that may expire).
+    Grant(GrantArgs),
     /// Deduct credits (spent like a consumption; refused when the balance is short).
     Deduct(AdjustArgs),
     /// Forgive all of the account's debt (credits refunds took back that were already
@@ -62,6 +63,72 @@ pub struct AdjustArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GrantArgs {
+    #[command(flatten)]
+    adjust: AdjustArgs,
+    /// A promotional grant (as the app's POST …/credits/grants makes): spent before
+    /// paid credits of the same or a later expiry, never taken by a refund.
+    #[arg(long)]
+    promotional: bool,
+    /// When the promotional credits expire: an RFC 3339 time or a date (midnight UTC).
+    #[arg(long, requires = "promotional", value_name = "WHEN")]
+    expires: Option<String>,
+}
+
+/// `2027-01-31` (midnight UTC) or `2027-01-31T12:00:00Z` as Unix seconds.
+fn parse_when(text: &str) -> Result<i64, Failure> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t.as_second());
+    }
+    text.parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp().as_second())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "--expires {text:?} is neither a date (2027-01-31) nor an RFC 3339 time (2027-01-31T12:00:00Z)"
+            ))
+        })
+}
+
+async fn promotional(state: &AppState, args: &GrantArgs) -> Result<u8, Failure> {
+    let AdjustArgs {
+        account,
+        amount,
+        reason,
+        json,
+    } = &args.adjust;
+    let amount = Credits::parse(amount).map_err(|e| Failure::usage(e.to_string()))?;
+    let expires_at = args.expires.as_deref().map(parse_when).transpose()?;
+    let actor = super::actor();
+    let req = crate::credits::PromotionalRequest {
+        amount,
+        idempotency_key: format!("cli:{}", uuid::Uuid::new_v4()),
+        reason: reason.clone(),
+        expires_at,
+    };
+    let done = state
+        .ledger
+        .grant_promotional(account, &req, &actor, unix_now())
+        .await
+        .map_err(failure)?;
+    if *json {
+        print_json(&done);
+    } else {
+        println!(
+            "{} promotional credits granted to {}{}; balance {}",
+            done.amount,
+            done.account,
+            done.expires_at
+                .map(|e| format!(", expiring {}", utc(e)))
+                .unwrap_or_default(),
+            done.balance
+        );
+    }
+    Ok(0)
 }
 
 fn failure(e: LedgerError) -> Failure {
@@ -152,7 +219,12 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
             }
             table::print(&t);
         }
-        CreditsCommand::Grant(args) => return adjust(&state, Adjustment::Grant, &args).await,
+        CreditsCommand::Grant(args) if args.promotional => {
+            return promotional(&state, &args).await;
+        }
+        CreditsCommand::Grant(args) => {
+            return adjust(&state, Adjustment::Grant, &args.adjust).await;
+        }
         CreditsCommand::Deduct(args) => return adjust(&state, Adjustment::Deduct, &args).await,
         CreditsCommand::Forgive {
             account,

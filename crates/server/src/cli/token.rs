@@ -17,7 +17,7 @@ pub enum TokenCommand {
         /// A unique name saying who uses it, e.g. web-app.
         name: String,
         /// catalog:read, sync:write, credits:read, credits:write, checkout:write,
-        /// accounts:read, billing:write, or all;
+        /// accounts:read, billing:write, credits:grant, or all;
         /// repeat or separate with commas.
         #[arg(long = "scope", required = true, value_name = "SCOPE")]
         scopes: Vec<String>,

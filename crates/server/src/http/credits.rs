@@ -5,11 +5,14 @@
 //! - `POST /api/v1/accounts/{account}/credits/consume`: `{"amount","idempotency_key",
 //!   "description"}` → 200, `402 insufficient_credits` (with `shortfall`), `409
 //!   idempotency_key_reused`
+//! - `POST /api/v1/accounts/{account}/credits/grants` (scope `credits:grant`):
+//!   `{"amount","idempotency_key","reason","expires_at"}` → 201 (200 `replayed` for a
+//!   repeat), `409 idempotency_key_reused`: promotional credits
 //! - `GET  /api/v1/accounts/{account}/credits/history?limit=N`: the journal, newest first
 //! - `POST /api/v1/checkout`: a Checkout Session for a sellable credit product
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,9 +20,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::auth::ApiCaller;
 use crate::checkout::{CheckoutCreated, CheckoutError, CheckoutRequest};
 use crate::clock::unix_now;
-use crate::credits::{Balance, ConsumeRequest, Consumption, EntryView, LedgerError};
+use crate::credits::{
+    Balance, ConsumeRequest, Consumption, EntryView, LedgerError, PromotionalGrant,
+    PromotionalRequest,
+};
 use crate::manager::Unavailable;
 use crate::state::AppState;
 
@@ -27,6 +34,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/accounts/{account}/credits", get(balance))
         .route("/api/v1/accounts/{account}/credits/consume", post(consume))
+        .route("/api/v1/accounts/{account}/credits/grants", post(grant))
         .route("/api/v1/accounts/{account}/credits/history", get(history))
         .route("/api/v1/checkout", post(checkout))
 }
@@ -84,6 +92,35 @@ async fn consume(
         .await
         .map(Json)
         .map_err(ledger_error)
+}
+
+/// A promotional grant; the token's name is the journal's actor.
+async fn grant(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    who: Option<Extension<ApiCaller>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<PromotionalGrant>), ApiError> {
+    let req: PromotionalRequest = parse_body(
+        &body,
+        r#"{"amount":"50","idempotency_key":"signup-user_42","reason":"sign-up bonus","expires_at":1767225600}"#,
+    )?;
+    let actor = who
+        .as_ref()
+        .map_or("api".to_owned(), |Extension(ApiCaller(name))| {
+            format!("api:{name}")
+        });
+    let done = state
+        .ledger
+        .grant_promotional(&account, &req, &actor, unix_now())
+        .await
+        .map_err(ledger_error)?;
+    let status = if done.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(done)))
 }
 
 #[derive(Debug, Deserialize)]
