@@ -139,10 +139,10 @@ impl LotState {
 
 /// The available balance: what non-expired lots hold.
 pub fn available(lots: &[LotState], now: i64) -> i64 {
+    // Saturating: a flood of grants (each bounded) must not wrap a balance around.
     lots.iter()
         .filter(|l| !l.expired(now))
-        .map(|l| l.remaining)
-        .sum()
+        .fold(0i64, |sum, l| sum.saturating_add(l.remaining))
 }
 
 /// Non-expired lots with credits left, in spending order (see [`spending_key`]).
@@ -394,6 +394,17 @@ mod tests {
         assert_eq!(parse_decimal("1000.00"), Some((1000, 0)));
         assert_eq!(parse_decimal("-1"), None);
         assert_eq!(parse_decimal("1e3"), None);
+    }
+
+    #[test]
+    fn a_balance_saturates_instead_of_wrapping() {
+        let lot = |id, remaining| LotState {
+            id,
+            source: LotSource::Promotional,
+            remaining,
+            expires_at: None,
+        };
+        assert_eq!(available(&[lot(1, i64::MAX), lot(2, 1)], 0), i64::MAX);
     }
 
     #[test]

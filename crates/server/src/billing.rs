@@ -646,15 +646,24 @@ impl Billing {
                 )));
             }
         };
-        let old_price = old_item["price"]["id"]
+        // The current phase as Stripe made it from the subscription (not our copy, which
+        // may be behind).
+        let old_price = phase["items"][0]["price"]
             .as_str()
-            .or_else(|| phase["items"][0]["price"].as_str())
+            .or_else(|| phase["items"][0]["price"]["id"].as_str())
+            .or_else(|| old_item["price"]["id"].as_str())
             .unwrap_or_default()
             .to_owned();
-        let old_quantity = old_item["quantity"].as_i64().unwrap_or(1).to_string();
+        let old_quantity = phase["items"][0]["quantity"]
+            .as_i64()
+            .or_else(|| old_item["quantity"].as_i64())
+            .unwrap_or(1)
+            .to_string();
         let form = Form::new()
             .push("end_behavior", "release")
             .push("proration_behavior", "none")
+            // What DELETE …/subscription/change may release: only ours.
+            .push(format!("metadata[{SCHEDULE_MARK}]"), "plan_change")
             .push("phases[0][items][0][price]", old_price.as_str())
             .push("phases[0][items][0][quantity]", old_quantity.as_str())
             .push("phases[0][start_date]", start.as_str())
@@ -704,6 +713,22 @@ impl Billing {
                 },
             };
             let client = self.stripe.ensure_available()?;
+            let current: serde_json::Value = client
+                .get(
+                    "subscription_schedules.retrieve",
+                    &format!("/v1/subscription_schedules/{schedule}"),
+                    &[],
+                )
+                .await?;
+            if current["metadata"][SCHEDULE_MARK].as_str() != Some("plan_change") {
+                // A schedule made in the Dashboard (an introductory price, say) is staff's
+                // to change: the app may not release it.
+                return Err(BillingError::Conflict(format!(
+                    "subscription {} follows schedule {schedule}, which stripe-manager did not \
+                     make; change it in the Stripe Dashboard",
+                    sub.id
+                )));
+            }
             let released: serde_json::Value = client
                 .post(
                     "subscription_schedules.release",
@@ -722,6 +747,10 @@ impl Billing {
         .await
     }
 }
+
+/// The metadata key that marks a subscription schedule stripe-manager made for a plan
+/// change (the only kind `DELETE …/subscription/change` releases).
+const SCHEDULE_MARK: &str = "stripe_manager";
 
 /// Seconds in one billing interval (a month counted as 30 days, a year as 365: only
 /// used to compare two plans' cost per unit of time).

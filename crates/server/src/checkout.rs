@@ -172,6 +172,19 @@ pub async fn create(
             req.account, s.id, s.status
         )));
     }
+    // … nor while another plan checkout of the account is open: sessions made one after
+    // the other, completed later, would each start a trial.
+    if req.trial_period_days.is_some()
+        && let Some(open) = store
+            .open_subscription_checkout(&req.account, now - 86_400)
+            .await?
+    {
+        return Err(CheckoutError::TrialUsed(format!(
+            "account {} has an open plan checkout ({open}); a trial is once per account: \
+             complete or let that one expire first",
+            req.account
+        )));
+    }
     let client = stripe.ensure_available()?;
     // … and in Stripe, for a customer whose subscriptions the mirror has not seen.
     if req.trial_period_days.is_some()

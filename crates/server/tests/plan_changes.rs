@@ -346,6 +346,24 @@ async fn a_downgrade_waits_for_the_period_end_and_can_be_cancelled(db: TestDb) {
         shop.account(account).await["subscriptions"][0]["price"],
         json!(shop.plan_b.price)
     );
+
+    // A schedule made in the Dashboard (not by stripe-manager) is not the app's to
+    // release.
+    let account = "acct_staff_schedule";
+    let sub = subscribe_to(&shop, account, &shop.plan_b, 1, None).await;
+    shop.fake.with_state(|s| {
+        s.create_schedule(&json!({"from_subscription": sub}), &Ctx::default())
+            .unwrap()
+    });
+    shop.deliver_all().await;
+    let (status, refused) = delete_json(
+        &shop
+            .app
+            .url(&format!("/api/v1/accounts/{account}/subscription/change")),
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(shop.subscription(&sub)["schedule"].is_string());
 }
 
 /// Rule 6: one trial per account, and a trial canceled before any payment keeps only
@@ -399,6 +417,17 @@ async fn one_trial_per_account(db: TestDb) {
     }
     shop.drain().await;
     assert_eq!(shop.available_at_fake_time(late).await, "0.00");
+
+    // Two trial checkouts made one after the other, before either completes: the
+    // second is refused (completed, each would start a trial).
+    let pending = "acct_trial_pending";
+    let mut first = trial.clone();
+    first["account"] = json!(pending);
+    let (status, body) = post_json(&shop.app.url("/api/v1/checkout"), first.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post_json(&shop.app.url("/api/v1/checkout"), first).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "trial_already_used", "{body}");
 
     // Without a trial it sells.
     let mut paid = trial.clone();

@@ -1531,6 +1531,23 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// An open subscription-mode checkout of the account made after `since`, if any.
+    pub async fn open_subscription_checkout(
+        &self,
+        account: &str,
+        since: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let id = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT id FROM checkout_sessions WHERE account = $1 AND mode = 'subscription' \
+             AND status = 'open' AND created_at > $2 ORDER BY created_at DESC LIMIT 1"
+        )
+        .bind(account)
+        .bind(since)
+        .fetch_optional(pool)
+        .await?);
+        Ok(id)
+    }
+
     /// The customer the account was linked to before Stripe deleted it, if any.
     pub async fn unlinked_customer(&self, account: &str) -> Result<Option<String>, StoreError> {
         let c: Option<Option<String>> = on_pool!(self, pool => sqlx::query_scalar(

@@ -182,6 +182,7 @@ impl State {
             }
             schedule["end_behavior"] = json!(behavior);
         }
+        super::merge_metadata(&mut schedule, p);
         let proration = p
             .text("proration_behavior")
             .unwrap_or_else(|| "create_prorations".into());
