@@ -671,14 +671,34 @@ impl Billing {
             .push("phases[1][items][0][price]", price)
             .push("phases[1][items][0][quantity]", quantity)
             .push("phases[1][iterations]", "1");
-        let updated: serde_json::Value = client
+        let updated: serde_json::Value = match client
             .post(
                 "subscription_schedules.update",
                 &format!("/v1/subscription_schedules/{id}"),
                 &form,
                 stripe_key("schedule-phases", account, key),
             )
-            .await?;
+            .await
+        {
+            Ok(u) => u,
+            Err(e) => {
+                // Nothing half done: the bare schedule (one phase, unmarked, so DELETE
+                // would refuse it) would block every later change. Release it; if that
+                // fails too, say so beside Stripe's error.
+                let released: Result<serde_json::Value, _> = client
+                    .post(
+                        "subscription_schedules.release",
+                        &format!("/v1/subscription_schedules/{id}/release"),
+                        &Form::new(),
+                        stripe_key("schedule-undo", account, key),
+                    )
+                    .await;
+                if let Err(r) = released {
+                    tracing::error!(schedule = %id, error = %crate::error_chain(&r), "a plan change failed half way and its schedule could not be released; release it in the Stripe Dashboard");
+                }
+                return Err(e.into());
+            }
+        };
         let now = unix_now();
         if let Some(row) = crate::mirror::schedule_row(&updated, now, now) {
             self.store.upsert_schedule(&row).await?;

@@ -703,26 +703,7 @@ async fn sales_made_elsewhere_are_not_credited_and_do_not_fail(db: TestDb) {
     }
     // The plan's invoice paid for credits and names no account: it waits (pending, its
     // reason kept) for a session or customer that names one, and is never dropped.
-    let mut waiting = None;
-    for _ in 0..500 {
-        let pending = shop
-            .app
-            .state
-            .store
-            .list_events(&sm_store::inbox::EventFilter {
-                status: Some("pending".into()),
-                kind: Some("invoice.paid".into()),
-                limit: 10,
-            })
-            .await
-            .unwrap();
-        if let Some(e) = pending.into_iter().find(|e| e.last_error.is_some()) {
-            waiting = Some(e);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let waiting = waiting.expect("the plan's invoice waits for its account");
+    let waiting = shop.app.parked_event("invoice.paid").await;
     assert!(
         waiting
             .last_error

@@ -8,7 +8,7 @@ mod common;
 
 use common::shop::*;
 use common::*;
-use fake_stripe::{Ctx, sign};
+use fake_stripe::Ctx;
 use serde_json::{Value, json};
 use sm_store::testing::TestDb;
 
@@ -364,6 +364,35 @@ async fn a_downgrade_waits_for_the_period_end_and_can_be_cancelled(db: TestDb) {
     .await;
     assert_eq!(status, 409, "{refused}");
     assert!(shop.subscription(&sub)["schedule"].is_string());
+
+    // Stripe refuses the second call (the phases): the change fails with Stripe's
+    // error and the bare schedule is released, so nothing blocks the next change.
+    let account = "acct_schedule_refused";
+    let sub = subscribe_to(&shop, account, &shop.plan_b, 1, None).await;
+    shop.fake.inject(
+        fake_stripe::Fault::on_path(
+            "/v1/subscription_schedules/",
+            fake_stripe::Fault::status(400),
+        )
+        .times(1),
+    );
+    let (status, failed) = shop
+        .act(
+            account,
+            "subscription/change",
+            json!({"price": shop.plan_a.price}),
+        )
+        .await;
+    assert_eq!(status, 502, "{failed}");
+    assert_eq!(shop.subscription(&sub)["schedule"], Value::Null);
+    shop.deliver_all().await;
+    let changed = shop
+        .change(account, json!({"price": shop.plan_a.price}))
+        .await;
+    assert_eq!(
+        changed["scheduled_change"]["price"],
+        json!(shop.plan_a.price)
+    );
 }
 
 /// Rule 6: one trial per account, and a trial canceled before any payment keeps only
@@ -666,25 +695,12 @@ async fn a_credit_note_and_its_refund_on_two_instances_are_taken_once(db: TestDb
     let events = shop.take_events(&["credit_note.created", "refund.created", "charge.refunded"]);
     assert_eq!(events.len(), 30);
     let deliveries = events.iter().map(|body| {
-        let url = if body.contains("\"credit_note.created\"") {
-            shop.app.url("/webhooks/stripe")
+        let app = if body.contains("\"credit_note.created\"") {
+            &shop.app
         } else {
-            other.url("/webhooks/stripe")
+            &other
         };
-        async move {
-            let status = http()
-                .post(url)
-                .header(
-                    "Stripe-Signature",
-                    sign(WEBHOOK_SECRET, now(), body.as_bytes()),
-                )
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap()
-                .status();
-            assert_eq!(status, 200);
-        }
+        async move { assert_eq!(app.deliver_signed(body).await, 200) }
     });
     futures_util::future::join_all(deliveries).await;
     shop.drain().await;
@@ -723,23 +739,7 @@ async fn an_invoice_waits_for_the_session_that_names_its_account(db: TestDb) {
     assert_eq!(invoices.len(), 1);
     assert_eq!(shop.deliver(&invoices[0]).await, 200);
     let store = &shop.app.state.store;
-    let mut parked = None;
-    for _ in 0..500 {
-        let pending = store
-            .list_events(&sm_store::inbox::EventFilter {
-                status: Some("pending".into()),
-                kind: Some("invoice.paid".into()),
-                limit: 10,
-            })
-            .await
-            .unwrap();
-        if let Some(e) = pending.into_iter().find(|e| e.last_error.is_some()) {
-            parked = Some(e);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let parked = parked.expect("the invoice is parked, not processed");
+    let parked = shop.app.parked_event("invoice.paid").await;
     assert_eq!(parked.attempts, 0, "waiting is not failing");
     assert!(
         parked.last_error.as_deref().unwrap().contains(&customer),

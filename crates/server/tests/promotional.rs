@@ -15,6 +15,7 @@ sm_store::contract_tests!(
     promotional_credits_are_spent_first_and_never_refunded,
     a_promotional_grant_happens_once_per_key_and_needs_its_scope,
     the_cli_grants_promotional_credits_that_expire,
+    two_instances_grant_each_key_once,
 );
 
 async fn grant(shop: &Shop, account: &str, body: Value) -> (u16, Value) {
@@ -204,4 +205,39 @@ async fn the_cli_grants_promotional_credits_that_expire(db: TestDb) {
     .await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("someday"), "{err}");
+}
+
+/// Exactly once on any number of instances: 20 keys, each sent three times to each of
+/// two servers on one database at once: 20 lots, 20 × 5 credits, every answer naming
+/// its key's one lot.
+async fn two_instances_grant_each_key_once(db: TestDb) {
+    let shop = shop(&db).await;
+    let other = quiet_app(&shop.fake, &db).await;
+    let account = "acct_promo_race";
+    let requests = (0..20).flat_map(|k| {
+        [&shop.app, &other, &shop.app, &other, &shop.app, &other].map(|app| (app, k))
+    });
+    let answers = futures_util::future::join_all(requests.map(|(app, k)| async move {
+        let (status, body) = post_json(
+            &app.url(&format!("/api/v1/accounts/{account}/credits/grants")),
+            json!({"amount": "5", "idempotency_key": format!("k{k}"), "reason": "race"}),
+        )
+        .await;
+        assert!(status == 201 || status == 200, "{status}: {body}");
+        (k, body["lot"].as_i64().unwrap())
+    }))
+    .await;
+    for k in 0..20 {
+        let lots: std::collections::HashSet<i64> = answers
+            .iter()
+            .filter(|(key, _)| *key == k)
+            .map(|(_, lot)| *lot)
+            .collect();
+        assert_eq!(lots.len(), 1, "key k{k}: {lots:?}");
+    }
+    let b = shop.balance(account).await;
+    assert_eq!(b["promotional"], "100.00", "{b}");
+    assert_eq!(b["lots"].as_array().unwrap().len(), 20);
+    shop.assert_balanced(account).await;
+    other.stop().await;
 }

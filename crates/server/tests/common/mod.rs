@@ -363,6 +363,28 @@ impl TestApp {
             .as_u16()
     }
 
+    /// Waits until an event of `kind` is parked (pending, with the reason it waits in
+    /// `last_error`) and returns it; fails the test after 10 s.
+    pub async fn parked_event(&self, kind: &str) -> sm_store::inbox::InboxEvent {
+        for _ in 0..500 {
+            let pending = self
+                .state
+                .store
+                .list_events(&sm_store::inbox::EventFilter {
+                    status: Some("pending".into()),
+                    kind: Some(kind.into()),
+                    limit: 10,
+                })
+                .await
+                .expect("events");
+            if let Some(e) = pending.into_iter().find(|e| e.last_error.is_some()) {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("no {kind} event was parked");
+    }
+
     /// Waits until the inbox (shared by every instance on the database) has nothing
     /// pending or processing; fails the test on a dead letter or after 30 s.
     pub async fn drain_inbox(&self) {
