@@ -41,27 +41,36 @@ fn warm_up_events(db: &TestDb) -> usize {
 }
 
 /// Events per measured phase (`MEMORY_TEST_EVENTS`, `MEMORY_TEST_PHASES` for a longer run
-/// by hand; the last two phases are compared with the budget).
+/// by hand).
 fn phase_events() -> usize {
     env_or("MEMORY_TEST_EVENTS", 10_000)
 }
 
-fn phases() -> usize {
-    env_or("MEMORY_TEST_PHASES", 2).max(2)
+/// Measured phases after the warm-up. A leak grows RSS in every phase by the same amount;
+/// noise comes in steps (a page cache or a malloc arena growing once), so the check takes
+/// the smallest growth of any phase. SQLite gets a third phase because its steps are
+/// larger and more frequent: a CI run with other tests sharing the two cores saw one
+/// step of more than 4 MiB within two phases, with no leak (the run alone: +0.3 MiB).
+fn phases(db: &TestDb) -> usize {
+    let default = match db.store.backend() {
+        sm_store::Backend::Sqlite => 3,
+        sm_store::Backend::Postgres => 2,
+    };
+    env_or("MEMORY_TEST_PHASES", default).max(2)
 }
 
-/// Growth allowed over the last two phases. The retained histogram samples were
-/// 42 B/event: with the upkeep disabled the PostgreSQL run grew 0.8–1.0 MiB over
-/// 2 × 10,000 events (0.1–0.3 MiB with it), so PostgreSQL's budget catches that leak.
-/// On SQLite the pool's page caches (up to 2 MiB per connection, 8 connections) are
-/// still filling at this point: 0.1–2.4 MiB per 20,000 events measured here between
-/// 30,000 and 120,000, more when other tests share the cores. Its budget only catches a
-/// leak of some 200 B/event; the leak found was not backend-specific, and the
-/// PostgreSQL run is the one that pins it.
+/// Growth allowed in the quietest phase. The retained histogram samples were 42 B/event:
+/// with the upkeep disabled the PostgreSQL run grew 0.4–0.5 MiB per 10,000 events
+/// (0.05–0.15 MiB with it), so PostgreSQL's budget catches that leak. On SQLite the
+/// pool's page caches (up to 2 MiB per connection, 8 connections) are still filling at
+/// this point: 0.1–2.4 MiB per 20,000 events measured here between 30,000 and 120,000,
+/// more when other tests share the cores. Its budget only catches a leak of some
+/// 200 B/event; the leak found was not backend-specific, and the PostgreSQL run is the
+/// one that pins it.
 fn budget_bytes(db: &TestDb) -> u64 {
     match db.store.backend() {
-        sm_store::Backend::Postgres => 640 * 1024,
-        sm_store::Backend::Sqlite => 4 * 1024 * 1024,
+        sm_store::Backend::Postgres => 320 * 1024,
+        sm_store::Backend::Sqlite => 2 * 1024 * 1024,
     }
 }
 
@@ -143,7 +152,7 @@ async fn rss_levels_off_under_a_steady_webhook_load(db: TestDb) {
 
     let warm_up = warm_up_events(&db);
     let mut samples = Vec::new();
-    let phases = phases();
+    let phases = phases(&db);
     for phase in 0..=phases {
         let started = Instant::now();
         let (from, to) = match phase {
@@ -166,14 +175,17 @@ async fn rss_levels_off_under_a_steady_webhook_load(db: TestDb) {
     let total = warm_up + phases * per_phase;
     let counts = db.store.catalog_counts().await.unwrap();
     assert_eq!(counts.active, 100, "100 products, updated over and over");
-    let last_two = samples[phases].saturating_sub(samples[phases - 2]);
+    let quietest = samples
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .min()
+        .expect("at least two measured phases");
     assert!(
-        last_two <= budget_bytes(&db),
-        "RSS grew {:.2} MiB over the last {} of {total} events ({:.1} B/event; samples {:?} MiB): \
-         something is kept per event",
-        last_two as f64 / 1048576.0,
-        2 * per_phase,
-        last_two as f64 / (2 * per_phase) as f64,
+        quietest <= budget_bytes(&db),
+        "RSS grew at least {:.2} MiB in each phase of {per_phase} events, {total} in all \
+         ({:.1} B/event; samples {:?} MiB): something is kept per event",
+        quietest as f64 / 1048576.0,
+        quietest as f64 / per_phase as f64,
         samples
             .iter()
             .map(|s| format!("{:.1}", *s as f64 / 1048576.0))
