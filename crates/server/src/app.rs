@@ -76,6 +76,8 @@ impl Application {
             state.config.retention,
             workers_stop.clone(),
         );
+        let releaser =
+            crate::credits::holds::spawn_releaser(state.store.clone(), workers_stop.clone());
         // One LISTEN connection per instance: it keeps the caches honest and wakes the
         // worker when any instance stores an event.
         let listener_task = crate::changes::listen(
@@ -97,6 +99,7 @@ impl Application {
         let _ = stop_workers.send(true);
         let _ = worker.await;
         listener_task.abort();
+        let _ = releaser.await;
         if let Some(pruner) = pruner {
             let _ = tokio::time::timeout(crate::retention::STOP_WAIT, pruner).await;
         }

@@ -122,6 +122,31 @@ pub const API_ROUTES: &[(&str, &str, Scope)] = &[
         "/api/v1/accounts/{account}/credits/grants",
         Scope::CreditsGrant,
     ),
+    (
+        "POST",
+        "/api/v1/accounts/{account}/credits/holds",
+        Scope::CreditsWrite,
+    ),
+    (
+        "GET",
+        "/api/v1/accounts/{account}/credits/holds",
+        Scope::CreditsRead,
+    ),
+    (
+        "GET",
+        "/api/v1/accounts/{account}/credits/holds/{hold}",
+        Scope::CreditsRead,
+    ),
+    (
+        "POST",
+        "/api/v1/accounts/{account}/credits/holds/{hold}/capture",
+        Scope::CreditsWrite,
+    ),
+    (
+        "POST",
+        "/api/v1/accounts/{account}/credits/holds/{hold}/release",
+        Scope::CreditsWrite,
+    ),
     ("POST", "/api/v1/checkout", Scope::CheckoutWrite),
     ("GET", "/api/v1/accounts/{account}", Scope::AccountsRead),
     (

@@ -16,6 +16,7 @@ use sm_store::credits::{
 use sm_store::{Store, StoreError, Tx};
 
 mod consumer;
+pub mod holds;
 
 use consumer::{Consumer, Job};
 
@@ -37,6 +38,10 @@ pub enum LedgerError {
         "idempotency key {0:?} was already used for a different request (another amount or description)"
     )]
     KeyReused(String),
+    #[error("no hold {0:?} on this account")]
+    HoldNotFound(String),
+    #[error("hold {id} is {status} already")]
+    HoldSettled { id: String, status: &'static str },
     #[error("the database failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -94,6 +99,8 @@ pub struct Balance {
     pub expired: Credits,
     /// Credits that refunds could not take back because they were already spent.
     pub debt: Credits,
+    /// Reserved by open holds: consumptions and new holds may spend `available − held`.
+    pub held: Credits,
     pub stripe_customer: Option<String>,
     pub lots: Vec<LotView>,
 }
@@ -188,21 +195,27 @@ pub struct Adjusted {
     pub balance: Credits,
 }
 
-/// Checks a consumption request; returns what identifies its body under its key.
-fn check_consumption(account: &str, req: &ConsumeRequest) -> Result<String, LedgerError> {
+/// Checks what every debit from the app carries: the account, an idempotency key of 1
+/// to 255 bytes and a description of at most 500 characters.
+fn check_debit(account: &str, key: &str, description: Option<&str>) -> Result<(), LedgerError> {
     validate_account(account)?;
-    let key = req.idempotency_key.as_str();
     if key.is_empty() || key.len() > 255 {
         return Err(LedgerError::Invalid(
             "idempotency_key must be 1 to 255 characters".into(),
         ));
     }
-    let description = req.description.as_deref();
     if description.is_some_and(|d| d.chars().count() > 500) {
         return Err(LedgerError::Invalid(
             "description must be at most 500 characters".into(),
         ));
     }
+    Ok(())
+}
+
+/// Checks a consumption request; returns what identifies its body under its key.
+fn check_consumption(account: &str, req: &ConsumeRequest) -> Result<String, LedgerError> {
+    let description = req.description.as_deref();
+    check_debit(account, &req.idempotency_key, description)?;
     Ok(format!("{}|{}", req.amount, description.unwrap_or("")))
 }
 
@@ -227,12 +240,15 @@ impl Ledger {
         validate_account(account)?;
         let lots = self.store.credit_lots(account).await?;
         let (_, _, debt) = self.store.credit_totals(account).await?;
+        let held = self.store.held(account, now).await?;
         let customer = self
             .store
             .account(account)
             .await?
             .and_then(|a| a.stripe_customer);
-        Ok(balance_of(account, &lots, debt, customer, now))
+        let mut balance = balance_of(account, &lots, debt, customer, now);
+        balance.held = Credits(held);
+        Ok(balance)
     }
 
     pub async fn history(&self, account: &str, limit: u32) -> Result<Vec<EntryView>, LedgerError> {
@@ -311,46 +327,21 @@ impl Ledger {
         let lots = tx.open_lots(account).await?;
         let states: Vec<LotState> = lots.iter().map(LotRow::state).collect();
         let amount = req.amount.hundredths();
+        // Open holds keep their credits: only `available − held` may be spent.
+        let held = tx.held(account, None, now).await?;
+        let avail = available(&states, now);
+        if amount > avail - held {
+            tx.rollback().await?;
+            return Err(holds::short(avail, held, amount));
+        }
         let takes = match allocate(&states, amount, now) {
             Ok(t) => t,
-            Err(short) => {
+            Err(_) => {
                 tx.rollback().await?;
-                return Err(LedgerError::Insufficient {
-                    available: Credits(available(&states, now)),
-                    shortfall: Credits(short),
-                });
+                return Err(holds::short(avail, held, amount));
             }
         };
-        if takes.is_empty() {
-            // A free consumption is recorded all the same: usage at zero cost.
-            tx.insert_entry(
-                &NewEntry {
-                    account,
-                    kind: "consume",
-                    reference: key,
-                    description,
-                    ..Default::default()
-                },
-                now,
-            )
-            .await?;
-        }
-        for (lot, n) in &takes {
-            tx.take_from_lot(*lot, *n).await?;
-            tx.insert_entry(
-                &NewEntry {
-                    account,
-                    lot: Some(*lot),
-                    kind: "consume",
-                    amount: -n,
-                    reference: key,
-                    description,
-                    ..Default::default()
-                },
-                now,
-            )
-            .await?;
-        }
+        spend_in(&mut tx, account, &takes, key, description, now).await?;
         let balance = available(&states, now) - amount;
         // The key is claimed by this insert itself: if another transaction recorded it
         // first (the account lock makes that impossible today, the unique key makes it
@@ -446,14 +437,14 @@ impl Ledger {
                 "credits.grant"
             }
             Adjustment::Deduct => {
-                let takes = match allocate(&states, amount.hundredths(), now) {
-                    Ok(t) => t,
-                    Err(short) => {
+                // Like a consumption, a deduction leaves what open holds reserve.
+                let held = tx.held(account, None, now).await?;
+                let wanted = amount.hundredths();
+                let takes = match allocate(&states, wanted, now) {
+                    Ok(t) if wanted <= before - held => t,
+                    _ => {
                         tx.rollback().await?;
-                        return Err(LedgerError::Insufficient {
-                            available: Credits(before),
-                            shortfall: Credits(short),
-                        });
+                        return Err(holds::short(before, held, wanted));
                     }
                 };
                 for (lot, n) in takes {
@@ -718,6 +709,49 @@ impl Ledger {
     }
 }
 
+/// Writes a consumption's spending: each `(lot, n)` taken from its lot with its journal
+/// entry (`consume`, under `reference`); nothing taken is recorded all the same, as an
+/// entry of zero (usage at zero cost).
+pub(crate) async fn spend_in(
+    tx: &mut Tx,
+    account: &str,
+    takes: &[(i64, i64)],
+    reference: &str,
+    description: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    if takes.is_empty() {
+        tx.insert_entry(
+            &NewEntry {
+                account,
+                kind: "consume",
+                reference,
+                description,
+                ..Default::default()
+            },
+            now,
+        )
+        .await?;
+    }
+    for &(lot, n) in takes {
+        tx.take_from_lot(lot, n).await?;
+        tx.insert_entry(
+            &NewEntry {
+                account,
+                lot: Some(lot),
+                kind: "consume",
+                amount: -n,
+                reference,
+                description,
+                ..Default::default()
+            },
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Builds the balance view from every lot of the account.
 pub fn balance_of(
     account: &str,
@@ -747,6 +781,7 @@ pub fn balance_of(
         promotional: Credits(promotional),
         expired: Credits(expired),
         debt: Credits(debt),
+        held: Credits::ZERO,
         stripe_customer,
         lots: lots
             .iter()

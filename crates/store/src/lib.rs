@@ -17,6 +17,7 @@ pub mod admin;
 pub mod catalog;
 pub mod changes;
 pub mod credits;
+pub mod holds;
 pub mod inbox;
 pub mod migrations;
 pub mod objects;

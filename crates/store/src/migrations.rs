@@ -87,6 +87,11 @@ const SQLITE: &[Entry] = &[
         "plan changes",
         include_str!("../migrations/sqlite/0015_plan_changes.sql"),
     ),
+    (
+        16,
+        "holds",
+        include_str!("../migrations/sqlite/0016_holds.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -163,6 +168,11 @@ const POSTGRES: &[Entry] = &[
         15,
         "plan changes",
         include_str!("../migrations/postgres/0015_plan_changes.sql"),
+    ),
+    (
+        16,
+        "holds",
+        include_str!("../migrations/postgres/0016_holds.sql"),
     ),
 ];
 

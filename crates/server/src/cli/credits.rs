@@ -1,4 +1,5 @@
-//! `stripe-manager credits balance|history|grant|deduct`: the ledger for operators.
+//! `stripe-manager credits balance|history|holds|grant|deduct|forgive`: the ledger for
+//! operators.
 //! Grants and deductions need a reason and are written to the journal and the audit
 //! log (actor `cli:$USER`) in one transaction. Exit 1 when a deduction is refused for
 //! insufficient credits, 2 for bad arguments.
@@ -27,6 +28,21 @@ pub enum CreditsCommand {
         account: String,
         /// How many entries, newest first.
         #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON (times as Unix seconds).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The account's holds (credits reserved by the app), newest first: open ones, or
+    /// every one with --all.
+    Holds {
+        /// The account id.
+        account: String,
+        /// Captured, released and expired holds too.
+        #[arg(long)]
+        all: bool,
+        /// How many, newest first (1 to 100).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
         limit: u32,
         /// Print JSON (times as Unix seconds).
         #[arg(long)]
@@ -133,7 +149,11 @@ async fn promotional(state: &AppState, args: &GrantArgs) -> Result<u8, Failure> 
 
 fn failure(e: LedgerError) -> Failure {
     let code = match e {
-        LedgerError::InvalidAccount(_) | LedgerError::Invalid(_) | LedgerError::KeyReused(_) => 2,
+        LedgerError::InvalidAccount(_)
+        | LedgerError::Invalid(_)
+        | LedgerError::KeyReused(_)
+        | LedgerError::HoldNotFound(_)
+        | LedgerError::HoldSettled { .. } => 2,
         LedgerError::Insufficient { .. } | LedgerError::Store(_) => 1,
     };
     Failure {
@@ -160,8 +180,15 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
                 return Ok(0);
             }
             println!(
-                "{}: {} available ({} subscription, {} pay-as-you-go); {} expired; {} debt",
-                b.account, b.available, b.subscription, b.pay_as_you_go, b.expired, b.debt
+                "{}: {} available ({} subscription, {} pay-as-you-go, {} promotional); {} held; {} expired; {} debt",
+                b.account,
+                b.available,
+                b.subscription,
+                b.pay_as_you_go,
+                b.promotional,
+                b.held,
+                b.expired,
+                b.debt
             );
             if b.lots.is_empty() {
                 return Ok(0);
@@ -215,6 +242,52 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
                     amount,
                     e.reference,
                     e.description.unwrap_or_default(),
+                ]);
+            }
+            table::print(&t);
+        }
+        CreditsCommand::Holds {
+            account,
+            all,
+            limit,
+            json,
+        } => {
+            let holds = ledger
+                .holds(&account, !all, now, limit)
+                .await
+                .map_err(failure)?;
+            if json {
+                print_json(&holds);
+                return Ok(0);
+            }
+            if holds.is_empty() {
+                let which = if all { "" } else { "open " };
+                println!("no {which}holds for {account}");
+                return Ok(0);
+            }
+            let mut t = table::new(&[
+                "HOLD",
+                "STATUS",
+                "AMOUNT",
+                "CAPTURED",
+                "CREATED",
+                "EXPIRES",
+                "DESCRIPTION",
+            ]);
+            table::right(&mut t, &[2, 3]);
+            for h in holds {
+                t.add_row(vec![
+                    h.id,
+                    h.status.to_owned(),
+                    h.amount.to_string(),
+                    h.captured.map(|c| c.to_string()).unwrap_or_default(),
+                    utc(h.created_at),
+                    if h.status == "held" {
+                        when(h.expires_at, now)
+                    } else {
+                        utc(h.expires_at)
+                    },
+                    h.description.unwrap_or_default(),
                 ]);
             }
             table::print(&t);

@@ -17,7 +17,8 @@
 //! is `sm_domain::credits::allocate` applied to each request in turn on what the
 //! requests before it left, a key seen twice (in the database or earlier in the group)
 //! answers the first result, and the unique `(account, idempotency_key)` is checked by
-//! the insert itself. A refused request (insufficient credits, a reused key) is answered
+//! the insert itself. What the accounts' open holds reserve is read once too, and a
+//! request may spend only `available − held`. A refused request (insufficient credits, a reused key) is answered
 //! on its own and writes nothing. If the group's transaction fails as a whole, each
 //! request is retried alone, so one bad request cannot fail the others.
 
@@ -132,6 +133,8 @@ async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer
         .into_iter()
         .map(|(account, key, row)| ((account, key), row))
         .collect();
+    // Open holds keep their credits: a consumption may spend `available − held`.
+    let held: HashMap<String, i64> = tx.held_of(&accounts, now).await?.into_iter().collect();
     let mut lots: HashMap<String, Vec<LotState>> = HashMap::new();
     for row in tx.open_lots_of(&accounts).await? {
         lots.entry(row.account.clone())
@@ -164,17 +167,16 @@ async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer
         }
         let states = lots.entry(job.account.clone()).or_default();
         let amount = job.req.amount.hundredths();
+        let avail = available(states, now);
+        let held = held.get(&job.account).copied().unwrap_or(0);
         let takes = match allocate(states, amount, now) {
-            Ok(takes) => takes,
-            Err(short) => {
-                answers.push(Err(LedgerError::Insufficient {
-                    available: Credits(available(states, now)),
-                    shortfall: Credits(short),
-                }));
+            Ok(takes) if amount <= avail - held => takes,
+            _ => {
+                answers.push(Err(super::holds::short(avail, held, amount)));
                 continue;
             }
         };
-        let balance = available(states, now) - amount;
+        let balance = avail - amount;
         if takes.is_empty() {
             // A free consumption is recorded all the same: usage at zero cost.
             entries.push(NewEntry {

@@ -8,6 +8,11 @@
 //! - `POST /api/v1/accounts/{account}/credits/grants` (scope `credits:grant`):
 //!   `{"amount","idempotency_key","reason","expires_at"}` → 201 (200 `replayed` for a
 //!   repeat), `409 idempotency_key_reused`: promotional credits
+//! - `POST /api/v1/accounts/{account}/credits/holds`: `{"amount","idempotency_key",
+//!   "ttl_seconds","description"}` → 201 (200 `replayed`), `402 insufficient_credits`;
+//!   `GET …/holds?status=held|all&limit=N`, `GET …/holds/{hold}`;
+//!   `POST …/holds/{hold}/capture` `{"amount"}` and `POST …/holds/{hold}/release` → 200,
+//!   `404 hold_not_found`, `409 hold_released|hold_expired|hold_captured`, `402` (capture)
 //! - `GET  /api/v1/accounts/{account}/credits/history?limit=N`: the journal, newest first
 //! - `POST /api/v1/checkout`: a Checkout Session for a sellable credit product
 
@@ -23,6 +28,7 @@ use super::ApiError;
 use super::auth::ApiCaller;
 use crate::checkout::{CheckoutCreated, CheckoutError, CheckoutRequest};
 use crate::clock::unix_now;
+use crate::credits::holds::{CaptureRequest, Hold, HoldRequest};
 use crate::credits::{
     Balance, ConsumeRequest, Consumption, EntryView, LedgerError, PromotionalGrant,
     PromotionalRequest,
@@ -35,6 +41,22 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/accounts/{account}/credits", get(balance))
         .route("/api/v1/accounts/{account}/credits/consume", post(consume))
         .route("/api/v1/accounts/{account}/credits/grants", post(grant))
+        .route(
+            "/api/v1/accounts/{account}/credits/holds",
+            post(hold).get(list_holds),
+        )
+        .route(
+            "/api/v1/accounts/{account}/credits/holds/{hold}",
+            get(get_hold),
+        )
+        .route(
+            "/api/v1/accounts/{account}/credits/holds/{hold}/capture",
+            post(capture),
+        )
+        .route(
+            "/api/v1/accounts/{account}/credits/holds/{hold}/release",
+            post(release),
+        )
         .route("/api/v1/accounts/{account}/credits/history", get(history))
         .route("/api/v1/checkout", post(checkout))
 }
@@ -53,6 +75,18 @@ pub fn ledger_error(e: LedgerError) -> ApiError {
         LedgerError::KeyReused(_) => ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_key_reused",
+            e.to_string(),
+        ),
+        LedgerError::HoldNotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "hold_not_found", e.to_string())
+        }
+        LedgerError::HoldSettled { status, .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            match status {
+                "captured" => "hold_captured",
+                "released" => "hold_released",
+                _ => "hold_expired",
+            },
             e.to_string(),
         ),
         LedgerError::Store(s) => ApiError::internal("the ledger failed", &s),
@@ -121,6 +155,113 @@ async fn grant(
         StatusCode::CREATED
     };
     Ok((status, Json(done)))
+}
+
+async fn hold(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Hold>), ApiError> {
+    let req: HoldRequest = parse_body(
+        &body,
+        r#"{"amount":"40","idempotency_key":"job-7","ttl_seconds":900,"description":"…"}"#,
+    )?;
+    let hold = state
+        .ledger
+        .hold(&account, &req, unix_now())
+        .await
+        .map_err(ledger_error)?;
+    let status = if hold.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(hold)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldsQuery {
+    /// `held` (the default: open holds) or `all`.
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_holds(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    query: Result<Query<HoldsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let open_only = match q.status.as_deref() {
+        None | Some("held") => true,
+        Some("all") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("status must be held or all, not {other:?}"),
+            ));
+        }
+    };
+    let limit = match q.limit {
+        None => 100,
+        Some(n @ 1..=100) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("limit must be 1 to 100, not {n}"),
+            ));
+        }
+    };
+    let holds = state
+        .ledger
+        .holds(&account, open_only, unix_now(), limit)
+        .await
+        .map_err(ledger_error)?;
+    Ok(Json(json!({"account": account, "data": holds})))
+}
+
+async fn get_hold(
+    State(state): State<AppState>,
+    Path((account, id)): Path<(String, String)>,
+) -> Result<Json<Hold>, ApiError> {
+    state
+        .ledger
+        .get_hold(&account, &id, unix_now())
+        .await
+        .map(Json)
+        .map_err(ledger_error)
+}
+
+async fn capture(
+    State(state): State<AppState>,
+    Path((account, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Hold>, ApiError> {
+    // An empty body captures all of it.
+    let req: CaptureRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CaptureRequest::default()
+    } else {
+        parse_body(&body, r#"{"amount":"12.50"} (or no body: all of it)"#)?
+    };
+    state
+        .ledger
+        .capture(&account, &id, &req, unix_now())
+        .await
+        .map(Json)
+        .map_err(ledger_error)
+}
+
+async fn release(
+    State(state): State<AppState>,
+    Path((account, id)): Path<(String, String)>,
+) -> Result<Json<Hold>, ApiError> {
+    state
+        .ledger
+        .release(&account, &id, unix_now())
+        .await
+        .map(Json)
+        .map_err(ledger_error)
 }
 
 #[derive(Debug, Deserialize)]
