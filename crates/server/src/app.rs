@@ -78,6 +78,15 @@ impl Application {
         );
         let releaser =
             crate::credits::holds::spawn_releaser(state.store.clone(), workers_stop.clone());
+        let expiries = crate::outbox::expiry::spawn(state.store.clone(), workers_stop.clone());
+        let dispatcher = match &state.config.app_webhooks {
+            Some(config) => Some(
+                crate::outbox::deliver::Dispatcher::new(state.store.clone(), config)
+                    .map_err(std::io::Error::other)?
+                    .spawn(workers_stop.clone()),
+            ),
+            None => None,
+        };
         // One LISTEN connection per instance: it keeps the caches honest and wakes the
         // worker when any instance stores an event.
         let listener_task = crate::changes::listen(
@@ -99,7 +108,12 @@ impl Application {
         let _ = stop_workers.send(true);
         let _ = worker.await;
         listener_task.abort();
-        let _ = releaser.await;
+        for task in [Some(releaser), Some(expiries), dispatcher]
+            .into_iter()
+            .flatten()
+        {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), task).await;
+        }
         if let Some(pruner) = pruner {
             let _ = tokio::time::timeout(crate::retention::STOP_WAIT, pruner).await;
         }

@@ -123,6 +123,16 @@ pub const API_ROUTES: &[(&str, &str, Scope)] = &[
         Scope::CreditsGrant,
     ),
     (
+        "GET",
+        "/api/v1/accounts/{account}/credits/low-threshold",
+        Scope::CreditsRead,
+    ),
+    (
+        "PUT",
+        "/api/v1/accounts/{account}/credits/low-threshold",
+        Scope::CreditsWrite,
+    ),
+    (
         "POST",
         "/api/v1/accounts/{account}/credits/holds",
         Scope::CreditsWrite,

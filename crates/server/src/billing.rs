@@ -290,8 +290,16 @@ impl Billing {
         let row =
             crate::mirror::subscription_row(&self.store, &sub.value, unix_now(), &raw).await?;
         let mut tx = self.store.begin().await?;
-        tx.upsert_subscriptions(std::slice::from_ref(&row), sm_store::catalog::Ties::Refresh)
+        // The account first, as every writer of its subscriptions does.
+        if tx.outbox_enabled() {
+            tx.lock_account(account, unix_now()).await?;
+        }
+        let counts = tx
+            .upsert_subscriptions(std::slice::from_ref(&row), sm_store::catalog::Ties::Refresh)
             .await?;
+        if counts.created + counts.updated > 0 {
+            crate::outbox::subscription_updated(&mut tx, &row.id, unix_now()).await?;
+        }
         tx.commit().await?;
         // A change whose time has come shows in the subscription itself once its period
         // started (Stripe sends no schedule event when a phase begins).

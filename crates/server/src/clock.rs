@@ -4,6 +4,14 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Unix seconds now (Stripe's unit for every timestamp).
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -132,6 +132,115 @@ pub struct Config {
     /// What is pruned, and when (`WEBHOOK_RETENTION_DAYS`, `SYNC_RUN_RETENTION_DAYS`,
     /// `AUDIT_RETENTION_DAYS`, `PRUNE_INTERVAL_SECS`, `PRUNE_BATCH`).
     pub retention: RetentionConfig,
+    /// Events to the app (`APP_WEBHOOK_URL`, `APP_WEBHOOK_SECRET`,
+    /// `APP_WEBHOOK_ALLOW_PRIVATE`); `None`: no event is recorded or sent.
+    pub app_webhooks: Option<AppWebhooks>,
+    /// Below this, an account is low (`CREDITS_LOW_THRESHOLD`, credits); unset: only
+    /// `credits.depleted` is sent, unless an account sets its own.
+    pub low_threshold: Option<sm_domain::credits::Credits>,
+}
+
+/// Where events to the app go and how they are signed.
+#[derive(Clone)]
+pub struct AppWebhooks {
+    /// At most ten, each http(s).
+    pub endpoints: Vec<reqwest::Url>,
+    /// `whsec_` + base64 of 24 to 64 random bytes (the Standard Webhooks form).
+    secret: secrecy::SecretString,
+    /// Whether loopback and private addresses may be delivered to.
+    pub allow_private: bool,
+    /// How long one delivery may take (`APP_WEBHOOK_TIMEOUT_SECS`, default 10); a
+    /// claimed event is another instance's to send after twice that and 5 s more.
+    pub timeout: Duration,
+}
+
+impl AppWebhooks {
+    /// The secret, for the signer only.
+    pub fn secret_text(&self) -> &str {
+        use secrecy::ExposeSecret;
+        self.secret.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for AppWebhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppWebhooks")
+            .field(
+                "endpoints",
+                &self
+                    .endpoints
+                    .iter()
+                    .map(|u| crate::net::redact_url(u.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("secret", &"whsec_[redacted]")
+            .field("allow_private", &self.allow_private)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Parses `APP_WEBHOOK_URL` (comma-separated) against the SSRF rules: http(s), a host,
+/// no duplicates, at most ten; an address literal that is not public needs
+/// `allow_private` (names are checked when they are resolved, on every connection).
+fn parse_app_endpoints(raw: &str, allow_private: bool) -> Result<Vec<reqwest::Url>, String> {
+    let mut out: Vec<reqwest::Url> = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let url = reqwest::Url::parse(part)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                format!(
+                    "{:?} is not an http(s) URL like https://app.example/hooks/stripe-manager",
+                    crate::net::redact_url(part)
+                )
+            })?;
+        let literal: Option<std::net::IpAddr> = url
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse().ok());
+        if !allow_private
+            && (literal.is_some_and(|ip| !crate::net::is_public(ip))
+                || url.host_str() == Some("localhost"))
+        {
+            return Err(format!(
+                "{} is not a public address: set APP_WEBHOOK_ALLOW_PRIVATE=true to deliver to it",
+                crate::net::redact_url(url.as_str())
+            ));
+        }
+        if out.contains(&url) {
+            return Err(format!(
+                "{} is listed twice",
+                crate::net::redact_url(url.as_str())
+            ));
+        }
+        out.push(url);
+    }
+    if out.is_empty() {
+        return Err("lists no URL".into());
+    }
+    if out.len() > 10 {
+        return Err(format!("lists {} URLs; at most 10", out.len()));
+    }
+    Ok(out)
+}
+
+/// Checks a Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 bytes (32 to
+/// 88 characters).
+fn check_app_secret(raw: &str) -> Result<(), String> {
+    let body = raw
+        .strip_prefix("whsec_")
+        .ok_or("must start with whsec_ (the Standard Webhooks form: whsec_ + base64)")?;
+    if standardwebhooks::Webhook::new(raw).is_err() {
+        return Err("is not whsec_ followed by base64".into());
+    }
+    if !(32..=88).contains(&body.len()) {
+        return Err(
+            "must hold 24 to 64 bytes after whsec_; make one with: echo whsec_$(openssl rand -base64 32)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Retention settings, which the `retention` module applies.
@@ -493,6 +602,50 @@ impl Config {
             )),
             batch: l.number("PRUNE_BATCH", u64::from(keep.batch), 1, 100_000) as u32,
         };
+        let allow_private = l.boolean("APP_WEBHOOK_ALLOW_PRIVATE", false);
+        let app_timeout = Duration::from_secs(l.number("APP_WEBHOOK_TIMEOUT_SECS", 10, 1, 60));
+        let app_secret = l.get("APP_WEBHOOK_SECRET");
+        let app_webhooks = match l.get("APP_WEBHOOK_URL") {
+            None => None,
+            Some(raw) => match parse_app_endpoints(&raw, allow_private) {
+                Err(e) => {
+                    l.fail("APP_WEBHOOK_URL", e);
+                    None
+                }
+                Ok(endpoints) => match app_secret
+                    .as_deref()
+                    .map(|s| (s, check_app_secret(s.trim())))
+                {
+                    None => {
+                        l.fail(
+                            "APP_WEBHOOK_SECRET",
+                            "is required with APP_WEBHOOK_URL: events to the app are signed (echo whsec_$(openssl rand -base64 32))",
+                        );
+                        None
+                    }
+                    Some((_, Err(e))) => {
+                        l.fail("APP_WEBHOOK_SECRET", e);
+                        None
+                    }
+                    Some((secret, Ok(()))) => Some(AppWebhooks {
+                        endpoints,
+                        secret: secret.trim().to_owned().into(),
+                        allow_private,
+                        timeout: app_timeout,
+                    }),
+                },
+            },
+        };
+        let low_threshold = match l.get("CREDITS_LOW_THRESHOLD") {
+            None => None,
+            Some(v) => match sm_domain::credits::Credits::parse(v.trim()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    l.fail("CREDITS_LOW_THRESHOLD", e.to_string());
+                    None
+                }
+            },
+        };
         let mut networks = |name: &'static str, allow_stripe: bool| {
             let raw = l.get(name)?;
             crate::net::parse_networks(&raw, allow_stripe)
@@ -592,6 +745,8 @@ impl Config {
             http,
             past_due_grace,
             retention,
+            app_webhooks,
+            low_threshold,
         })
     }
 

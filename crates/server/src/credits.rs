@@ -38,6 +38,8 @@ pub enum LedgerError {
         "idempotency key {0:?} was already used for a different request (another amount or description)"
     )]
     KeyReused(String),
+    #[error("the account has {0} open holds, the most it may have: capture or release some first")]
+    TooManyHolds(i64),
     #[error("no hold {0:?} on this account")]
     HoldNotFound(String),
     #[error("hold {id} is {status} already")]
@@ -330,7 +332,7 @@ impl Ledger {
         // Open holds keep their credits: only `available − held` may be spent.
         let held = tx.held(account, None, now).await?;
         let avail = available(&states, now);
-        if amount > avail - held {
+        if amount > 0 && amount > avail - held {
             tx.rollback().await?;
             return Err(holds::short(avail, held, amount));
         }
@@ -361,6 +363,14 @@ impl Ledger {
             tx.rollback().await?;
             return Box::pin(self.consume_alone(account, req, now)).await;
         }
+        let known = std::collections::HashMap::from([(
+            account.to_owned(),
+            crate::outbox::Spendable {
+                available: balance,
+                held,
+            },
+        )]);
+        crate::outbox::announce(&mut tx, now, &known).await?;
         tx.commit().await?;
         metrics::counter!("credit_consumptions_total").increment(1);
         Ok(Consumption {
@@ -484,6 +494,7 @@ impl Ledger {
             now,
         )
         .await?;
+        crate::outbox::announce(&mut tx, now, &Default::default()).await?;
         tx.commit().await?;
         Ok(Adjusted {
             account: account.to_owned(),
@@ -616,6 +627,7 @@ impl Ledger {
         };
         let open = tx.open_lots(account).await?;
         let states: Vec<LotState> = open.iter().map(LotRow::state).collect();
+        crate::outbox::announce(&mut tx, now, &Default::default()).await?;
         tx.commit().await?;
         Ok(PromotionalGrant {
             account: account.to_owned(),
@@ -700,6 +712,7 @@ impl Ledger {
         .await?;
         let open = tx.open_lots(account).await?;
         let states: Vec<LotState> = open.iter().map(LotRow::state).collect();
+        crate::outbox::announce(&mut tx, now, &Default::default()).await?;
         tx.commit().await?;
         Ok(Forgiven {
             account: account.to_owned(),

@@ -38,6 +38,7 @@ pub mod listener;
 pub mod manager;
 pub mod mirror;
 pub mod net;
+pub mod outbox;
 pub mod retention;
 pub mod sellable;
 pub mod state;

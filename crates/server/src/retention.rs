@@ -121,6 +121,7 @@ pub fn spawn_pruner(
                 Ok(pass) if pass.ran && pass.counts.total() > 0 => tracing::info!(
                     deleted = pass.counts.total(),
                     webhook_events = pass.counts.webhook_events,
+                    app_events = pass.counts.app_events,
                     sync_runs = pass.counts.sync_runs,
                     audit_log = pass.counts.audit_log,
                     seconds = started.elapsed().as_secs_f64(),

@@ -57,7 +57,19 @@ pub struct Shared {
 impl AppState {
     /// Connects the store and builds the Stripe manager. No Stripe call happens here.
     pub async fn build(config: Config, connect: &ConnectOptions) -> Result<Self, StartError> {
-        let store = Store::connect(&config.database_url, connect).await?;
+        // Every path that changes the ledger (the service, the CLI) records its events
+        // to the app.
+        let outbox = sm_store::outbox::OutboxSettings {
+            endpoints: config
+                .app_webhooks
+                .as_ref()
+                .map(|w| w.endpoints.iter().map(|u| u.to_string()).collect())
+                .unwrap_or_default(),
+            low_threshold: config.low_threshold.map(|c| c.hundredths()),
+        };
+        let store = Store::connect(&config.database_url, connect)
+            .await?
+            .with_outbox(outbox);
         let stripe = StripeManager::new(&config.stripe)?;
         let changes = Arc::new(Changes::new(store.clone()));
         Ok(Self(Arc::new(Shared {
@@ -88,6 +100,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot build the Stripe client: {0}")]
     Stripe(#[from] StripeError),
+    #[error(transparent)]
+    AppEvents(#[from] crate::outbox::deliver::DispatchError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

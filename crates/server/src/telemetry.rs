@@ -323,7 +323,60 @@ pub const METRICS: &[MetricDef] = &[
         "credit_consumptions_total",
         Counter,
         None,
-        "Credit consumptions recorded.",
+        "Credit consumptions recorded (hold captures are counted apart).",
+    ),
+    // Holds (credits/holds.rs)
+    metric(
+        "credit_holds_total",
+        Counter,
+        None,
+        "Holds asked for, by outcome (held; refused: available − held was short).",
+    ),
+    metric(
+        "credit_hold_captures_total",
+        Counter,
+        None,
+        "Hold captures, by outcome (captured; refused: the lots could not give the amount).",
+    ),
+    metric(
+        "credit_hold_releases_total",
+        Counter,
+        None,
+        "Holds released, by how (released by the app; expired, recorded by the releaser).",
+    ),
+    // Events to the app (outbox/)
+    metric(
+        "app_events_emitted_total",
+        Counter,
+        None,
+        "Events to the app stored (once per event, whatever the number of endpoints), by type.",
+    ),
+    metric(
+        "app_event_deliveries_total",
+        Counter,
+        None,
+        "Delivery attempts of events to the app, by outcome (delivered; retry: will be \
+         tried again; failed: given up after three days).",
+    ),
+    metric(
+        "app_event_delivery_seconds",
+        Histogram,
+        Some(Unit::Seconds),
+        "Time from an event's commit to its delivery (a 2xx from the app's endpoint).",
+    ),
+    metric(
+        "app_events_queue_depth",
+        Gauge,
+        None,
+        "Events to the app not delivered, by status (queued behind an earlier event of their \
+         account, pending, processing, failed). Read from the database at scrape time.",
+    ),
+    metric(
+        "app_events_oldest_undelivered_seconds",
+        Gauge,
+        Some(Unit::Seconds),
+        "Age of the oldest event to the app not yet delivered (queued, pending or \
+         processing); 0 when none. Read from the database at scrape time.",
     ),
 ];
 

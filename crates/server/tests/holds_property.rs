@@ -180,7 +180,10 @@ async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                     ("held", true, Ok(c)) => {
                         let spendable = free - held(&holds, now, Some(&h.id));
-                        prop_assert!(amount <= spendable, "captured {amount} of {spendable}");
+                        prop_assert!(
+                            amount == 0 || amount <= spendable,
+                            "captured {amount} of {spendable}"
+                        );
                         prop_assert_eq!(c.captured, Some(Credits(amount)));
                         prop_assert_eq!(c.balance, Some(Credits(free - amount)));
                         let model = holds.iter_mut().find(|m| m.id == h.id).unwrap();
@@ -189,7 +192,7 @@ async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                     ("held", true, Err(LedgerError::Insufficient { .. })) => {
                         let spendable = free - held(&holds, now, Some(&h.id));
-                        prop_assert!(amount > spendable);
+                        prop_assert!(amount > 0 && amount > spendable);
                     }
                     ("held", false, Err(LedgerError::HoldSettled { status, .. })) => {
                         prop_assert_eq!(status, "expired");
@@ -243,12 +246,15 @@ async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         let spendable = free - held(&holds, now, None);
                         match answer {
                             Ok(c) => {
-                                prop_assert!(amount <= spendable, "spent {amount} of {spendable}");
+                                prop_assert!(
+                                    amount == 0 || amount <= spendable,
+                                    "spent {amount} of {spendable}"
+                                );
                                 prop_assert_eq!(c.balance, Credits(free - amount));
                                 consumed.insert(key, amount);
                             }
                             Err(LedgerError::Insufficient { .. }) => {
-                                prop_assert!(amount > spendable)
+                                prop_assert!(amount > 0 && amount > spendable)
                             }
                             Err(e) => prop_assert!(false, "consume: {e}"),
                         }

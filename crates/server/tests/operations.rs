@@ -118,6 +118,22 @@ async fn seed(store: &Store) {
         )
         .await;
     }
+    // Events to the app: an old delivered one goes; an old failed one, an old one still
+    // on its way and a recent delivered one stay.
+    for (id, status, age) in [
+        ("msg_old_delivered", "delivered", 40),
+        ("msg_old_failed", "failed", 40),
+        ("msg_old_pending", "pending", 40),
+        ("msg_recent", "delivered", 1),
+    ] {
+        exec(
+            store,
+            "INSERT INTO app_events (id, endpoint, account, type, payload, created_at, status, next_attempt_at) \
+             VALUES ($1, 'https://app.example/h', 'acct', 'credits.granted', '{}', $2, $3, $2)",
+            &[T(id), I((now - age * DAY) * 1000), T(status)],
+        )
+        .await;
+    }
     for (key, window, locked) in [
         ("old", now - 3600, None),
         ("locked", now - 3600, Some(now + 600)),
@@ -155,8 +171,8 @@ async fn prune_deletes_only_what_retention_lets_go(db: TestDb) {
     let (code, out, err) = run_cli(&env, &["prune", "--dry-run", "--json"]).await;
     assert_eq!(code, 0, "{out}{err}");
     let dry: Value = serde_json::from_str(&out).unwrap();
-    let expected = serde_json::json!({"webhook_events": 2, "sync_runs": 1, "audit_log": 0,
-        "admin_sessions": 2, "login_throttle": 1});
+    let expected = serde_json::json!({"webhook_events": 2, "app_events": 1, "sync_runs": 1,
+        "audit_log": 0, "admin_sessions": 2, "login_throttle": 1});
     assert_eq!(dry["would_delete"], expected, "{out}");
     assert_eq!(
         remaining_events(&db.store).await.len(),
@@ -178,6 +194,16 @@ async fn prune_deletes_only_what_retention_lets_go(db: TestDb) {
             .into(),
         "failed events wait for a replay, pending ones for the worker, recent ones for their time"
     );
+    assert_eq!(
+        count(
+            &db.store,
+            "SELECT COUNT(*) FROM app_events WHERE id <> 'msg_old_delivered'"
+        )
+        .await,
+        count(&db.store, "SELECT COUNT(*) FROM app_events").await,
+        "only the old delivered event to the app goes"
+    );
+    assert_eq!(count(&db.store, "SELECT COUNT(*) FROM app_events").await, 3);
     assert_eq!(
         count(&db.store, "SELECT COUNT(*) FROM sync_runs").await,
         3,

@@ -194,6 +194,11 @@ pub struct ConsumptionRow {
     pub created_at: i64,
 }
 
+/// One subscription row by id (`$1`).
+pub(crate) const SUBSCRIPTION_BY_ID: &str = "SELECT id, account, customer, status, price, product, quantity, \
+     current_period_start, current_period_end, cancel_at_period_end, canceled_at, event_created, raw, updated_at \
+     FROM subscriptions WHERE id = $1";
+
 /// A subscription as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct SubscriptionRow {
@@ -288,6 +293,18 @@ pub struct AccountRow {
     pub id: String,
     pub stripe_customer: Option<String>,
     pub created_at: i64,
+}
+
+/// A journal entry as the transaction's events to the app need it.
+fn note_of(e: &NewEntry<'_>) -> crate::outbox::JournalNote {
+    crate::outbox::JournalNote {
+        account: e.account.to_owned(),
+        kind: e.kind.to_owned(),
+        amount: e.amount,
+        shortfall: e.shortfall,
+        reference: e.reference.to_owned(),
+        lot: e.lot,
+    }
 }
 
 /// `$1, $2, …, $n`: an SQLite `IN` list.
@@ -420,6 +437,7 @@ impl Tx {
     }
 
     pub async fn insert_entry(&mut self, e: &NewEntry<'_>, now: i64) -> Result<i64, StoreError> {
+        self.note_entry(|| note_of(e));
         let id = on_tx!(self, t => sqlx::query_scalar(
             "INSERT INTO credit_entries (account, lot, kind, amount, shortfall, ref, description, actor, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"
@@ -743,6 +761,9 @@ impl Tx {
     ) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
+        }
+        for e in entries {
+            self.note_entry(|| note_of(e));
         }
         // In the group's order: entry ids follow it.
         match &mut self.conn {
@@ -1574,13 +1595,10 @@ impl Store {
     }
 
     pub async fn subscription(&self, id: &str) -> Result<Option<SubscriptionRow>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id, account, customer, status, price, product, quantity, current_period_start, current_period_end, \
-             cancel_at_period_end, canceled_at, event_created, raw, updated_at FROM subscriptions WHERE id = $1"
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await?);
+        let row = on_pool!(self, pool => sqlx::query_as(SUBSCRIPTION_BY_ID)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
         Ok(row)
     }
 

@@ -127,6 +127,18 @@ impl Tx {
         Ok(held.unwrap_or(0))
     }
 
+    /// How many holds of `account` are open at `now`.
+    pub async fn open_holds(&mut self, account: &str, now: i64) -> Result<i64, StoreError> {
+        let n = on_tx!(self, t => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM credit_holds WHERE account = $1 AND status = 'held' AND expires_at > $2"
+        )
+        .bind(account)
+        .bind(now)
+        .fetch_one(&mut **t)
+        .await?);
+        Ok(n)
+    }
+
     /// [`Tx::held`] for several accounts at once (a consumption group): `(account,
     /// held)` for those that hold something.
     pub async fn held_of(
@@ -263,6 +275,17 @@ impl Store {
             .fetch_all(pool)
             .await?);
         Ok(rows)
+    }
+
+    /// Whether any hold is past due and not yet marked (a read, for the releaser).
+    pub async fn has_due_holds(&self, now: i64) -> Result<bool, StoreError> {
+        let found: bool = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM credit_holds WHERE status = 'held' AND expires_at <= $1)"
+        )
+        .bind(now)
+        .fetch_one(pool)
+        .await?);
+        Ok(found)
     }
 
     /// What `account`'s open holds reserve at `now` (for the balance).

@@ -21,6 +21,7 @@ pub mod holds;
 pub mod inbox;
 pub mod migrations;
 pub mod objects;
+pub mod outbox;
 pub mod retention;
 pub mod runs;
 pub mod schedules;
@@ -135,6 +136,11 @@ pub struct Tx {
     /// [`Store::local_catalog_commits`].
     catalog_written: bool,
     local: std::sync::Arc<LocalCommits>,
+    /// Where events to the app go (see [`outbox`]); none: no event is recorded.
+    outbox: std::sync::Arc<outbox::OutboxSettings>,
+    /// The journal entries written so far, kept while the outbox is on: what the
+    /// transaction's events to the app are made of (see [`Tx::take_journal`]).
+    journal: Vec<outbox::JournalNote>,
 }
 
 /// The connection of a [`Tx`].
@@ -270,6 +276,7 @@ pub struct Store {
     /// timeout.
     write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
     local: std::sync::Arc<LocalCommits>,
+    outbox: std::sync::Arc<outbox::OutboxSettings>,
 }
 
 /// Pool settings that differ between the server and one-shot CLI commands.
@@ -358,6 +365,7 @@ impl Store {
             pool,
             write_gate: Default::default(),
             local: Default::default(),
+            outbox: Default::default(),
         })
     }
 
@@ -385,7 +393,20 @@ impl Store {
             conn,
             catalog_written: false,
             local: self.local.clone(),
+            outbox: self.outbox.clone(),
+            journal: Vec::new(),
         })
+    }
+
+    /// This store, recording events to the app for `settings` (the service sets it once
+    /// at start; a store without it records none).
+    pub fn with_outbox(mut self, settings: outbox::OutboxSettings) -> Self {
+        self.outbox = std::sync::Arc::new(settings);
+        self
+    }
+
+    pub fn outbox(&self) -> &outbox::OutboxSettings {
+        &self.outbox
     }
 
     /// How many catalog writes this process has committed (through any clone of this

@@ -92,6 +92,11 @@ const SQLITE: &[Entry] = &[
         "holds",
         include_str!("../migrations/sqlite/0016_holds.sql"),
     ),
+    (
+        17,
+        "app events",
+        include_str!("../migrations/sqlite/0017_app_events.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -173,6 +178,11 @@ const POSTGRES: &[Entry] = &[
         16,
         "holds",
         include_str!("../migrations/postgres/0016_holds.sql"),
+    ),
+    (
+        17,
+        "app events",
+        include_str!("../migrations/postgres/0017_app_events.sql"),
     ),
 ];
 

@@ -40,6 +40,7 @@ pub struct Cutoffs {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PruneCounts {
     pub webhook_events: u64,
+    pub app_events: u64,
     pub sync_runs: u64,
     pub audit_log: u64,
     pub admin_sessions: u64,
@@ -49,6 +50,7 @@ pub struct PruneCounts {
 impl PruneCounts {
     pub fn total(&self) -> u64 {
         self.webhook_events
+            + self.app_events
             + self.sync_runs
             + self.audit_log
             + self.admin_sessions
@@ -58,6 +60,7 @@ impl PruneCounts {
     pub fn add(&mut self, target: Target, n: u64) {
         match target {
             Target::WebhookEvents => self.webhook_events += n,
+            Target::AppEvents => self.app_events += n,
             Target::SyncRuns => self.sync_runs += n,
             Target::AuditLog => self.audit_log += n,
             Target::AdminSessions => self.admin_sessions += n,
@@ -70,6 +73,9 @@ impl PruneCounts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     WebhookEvents,
+    /// Events to the app delivered before the inbox's cutoff (failed ones stay, like the
+    /// inbox's dead letter).
+    AppEvents,
     SyncRuns,
     AuditLog,
     AdminSessions,
@@ -77,8 +83,9 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::WebhookEvents,
+        Target::AppEvents,
         Target::SyncRuns,
         Target::AuditLog,
         Target::AdminSessions,
@@ -88,6 +95,7 @@ impl Target {
     pub fn table(self) -> &'static str {
         match self {
             Target::WebhookEvents => "webhook_events",
+            Target::AppEvents => "app_events",
             Target::SyncRuns => "sync_runs",
             Target::AuditLog => "audit_log",
             Target::AdminSessions => "admin_sessions",
@@ -98,6 +106,7 @@ impl Target {
     fn key(self) -> &'static str {
         match self {
             Target::LoginThrottle => "key",
+            Target::AppEvents => "seq",
             _ => "id",
         }
     }
@@ -113,6 +122,11 @@ impl Target {
             ),
             // The newest finished run and the newest success of each scope stay: the
             // sync health gauges and the admin read them.
+            // The partial index `app_events_done` (migration 17) serves this.
+            Target::AppEvents => (
+                "status = 'delivered' AND created_at < $1",
+                vec![c.events_received_before_ms],
+            ),
             Target::SyncRuns => (
                 "status <> 'running' AND started_at < $1 \
                  AND id NOT IN (SELECT MAX(id) FROM sync_runs WHERE status <> 'running' GROUP BY scope) \

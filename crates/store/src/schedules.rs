@@ -31,6 +31,25 @@ pub struct ScheduledChange {
     pub at: i64,
 }
 
+/// The change scheduled for a subscription (`$1`) after a time (`$2`).
+pub(crate) const SCHEDULED_CHANGE: &str = "SELECT id, next_price, next_quantity, next_at FROM subscription_schedules \
+     WHERE subscription = $1 AND status IN ('not_started', 'active') AND next_price IS NOT NULL \
+     AND next_at > $2 ORDER BY event_created DESC, id LIMIT 1";
+
+/// A row of [`SCHEDULED_CHANGE`].
+pub(crate) type ChangeRow = (String, String, Option<i64>, i64);
+
+impl From<ChangeRow> for ScheduledChange {
+    fn from((schedule, price, quantity, at): ChangeRow) -> Self {
+        ScheduledChange {
+            schedule,
+            price,
+            quantity,
+            at,
+        }
+    }
+}
+
 impl Tx {
     /// Writes a schedule unless the stored one comes from a later event. A finished
     /// schedule (`completed`, `released`, `canceled`) never runs again, so its row is
@@ -77,20 +96,11 @@ impl Store {
         subscription: &str,
         now: i64,
     ) -> Result<Option<ScheduledChange>, StoreError> {
-        let row: Option<(String, String, Option<i64>, i64)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT id, next_price, next_quantity, next_at FROM subscription_schedules \
-             WHERE subscription = $1 AND status IN ('not_started', 'active') AND next_price IS NOT NULL \
-             AND next_at > $2 ORDER BY event_created DESC, id LIMIT 1"
-        )
-        .bind(subscription)
-        .bind(now)
-        .fetch_optional(pool)
-        .await?);
-        Ok(row.map(|(schedule, price, quantity, at)| ScheduledChange {
-            schedule,
-            price,
-            quantity,
-            at,
-        }))
+        let row: Option<ChangeRow> = on_pool!(self, pool => sqlx::query_as(SCHEDULED_CHANGE)
+            .bind(subscription)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?);
+        Ok(row.map(ScheduledChange::from))
     }
 }

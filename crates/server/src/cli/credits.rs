@@ -153,6 +153,7 @@ fn failure(e: LedgerError) -> Failure {
         | LedgerError::Invalid(_)
         | LedgerError::KeyReused(_)
         | LedgerError::HoldNotFound(_)
+        | LedgerError::TooManyHolds(_)
         | LedgerError::HoldSettled { .. } => 2,
         LedgerError::Insufficient { .. } | LedgerError::Store(_) => 1,
     };

@@ -57,6 +57,11 @@ pub async fn prune(state: AppState, dry_run: bool, json: bool) -> Result<u8, Fai
             ),
         ),
         (
+            "events to the app",
+            c.app_events,
+            format!("delivered, older than {} days", config.webhook_days),
+        ),
+        (
             "sync runs",
             c.sync_runs,
             format!("older than {} days", config.sync_run_days),

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod app_events;
 mod check;
 mod credits;
 mod events;
@@ -102,6 +103,11 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: events::EventsCommand,
+    },
+    /// Events sent to the app (APP_WEBHOOK_URL): list them, send them again.
+    AppEvents {
+        #[command(subcommand)]
+        command: app_events::AppEventsCommand,
     },
     /// The credit ledger: balances, history, grants and deductions.
     Credits {
@@ -316,6 +322,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Products { all, json } => products::run(open(config).await?, all, json).await,
         Command::Events { command } => events::run(open(config).await?, command).await,
         Command::Credits { command } => credits::run(open(config).await?, command).await,
+        Command::AppEvents { command } => app_events::run(open(config).await?, command).await,
         Command::Token { command } => token::run(open(config).await?, command).await,
         Command::Admin { command } => admin::run(open(config).await?, command).await,
         Command::Accounts { command } => accounts::run_accounts(open(config).await?, command).await,

@@ -170,7 +170,7 @@ async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer
         let avail = available(states, now);
         let held = held.get(&job.account).copied().unwrap_or(0);
         let takes = match allocate(states, amount, now) {
-            Ok(takes) if amount <= avail - held => takes,
+            Ok(takes) if amount == 0 || amount <= avail - held => takes,
             _ => {
                 answers.push(Err(super::holds::short(avail, held, amount)));
                 continue;
@@ -253,6 +253,23 @@ async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer
         return Err(StoreError::Corrupt(
             "an idempotency key was recorded by another transaction meanwhile".into(),
         ));
+    }
+    if tx.outbox_enabled() {
+        // What each account may spend now, from the group's own reckoning.
+        let known: HashMap<String, crate::outbox::Spendable> = records
+            .iter()
+            .map(|r| {
+                let states = lots.get(r.account).map(Vec::as_slice).unwrap_or_default();
+                (
+                    r.account.to_owned(),
+                    crate::outbox::Spendable {
+                        available: available(states, now),
+                        held: held.get(r.account).copied().unwrap_or(0),
+                    },
+                )
+            })
+            .collect();
+        crate::outbox::announce(&mut tx, now, &known).await?;
     }
     tx.commit().await?;
     metrics::counter!("credit_consumptions_total").increment(records.len() as u64);

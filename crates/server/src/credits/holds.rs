@@ -25,6 +25,7 @@ use sm_store::holds::{HoldRow, NewHold, Settlement};
 use sm_store::{Store, StoreError};
 
 use super::{Ledger, LedgerError, validate_account};
+use crate::outbox::{Spendable, announce, check_levels, emit};
 
 /// A hold lives 15 minutes unless asked otherwise.
 pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
@@ -32,6 +33,8 @@ pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
 pub const MAX_TTL_SECS: i64 = 24 * 3600;
 /// Holds past due released per pass of the releaser (each pass is one transaction).
 const RELEASE_BATCH: u32 = 200;
+/// Open holds per account at most: every debit sums them.
+pub const MAX_OPEN_HOLDS: i64 = 1000;
 
 /// `POST /api/v1/accounts/{account}/credits/holds`.
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +185,11 @@ impl Ledger {
             metrics::counter!("credit_holds_total", "outcome" => "refused").increment(1);
             return Err(short(avail, held, amount));
         }
+        // Every debit sums the account's open holds: their number is bounded.
+        if tx.open_holds(account, now).await? >= MAX_OPEN_HOLDS {
+            tx.rollback().await?;
+            return Err(LedgerError::TooManyHolds(MAX_OPEN_HOLDS));
+        }
         let id = format!("hold_{}", uuid::Uuid::new_v4().simple());
         let claimed = tx
             .insert_hold(
@@ -206,6 +214,11 @@ impl Ledger {
         let row = tx.hold(account, &id).await?.ok_or_else(|| {
             StoreError::Corrupt(format!("hold {id} was stored and cannot be read"))
         })?;
+        let now_spendable = Spendable {
+            available: avail,
+            held: held + amount,
+        };
+        check_levels(&mut tx, &[(account.to_owned(), now_spendable)], now * 1000).await?;
         tx.commit().await?;
         metrics::counter!("credit_holds_total", "outcome" => "held").increment(1);
         Ok(Hold::of(row, now, false))
@@ -290,7 +303,7 @@ impl Ledger {
             )));
         }
         let (states, avail, others) = spendable(&mut tx, account, Some(id), now).await?;
-        if amount > avail - others {
+        if amount > 0 && amount > avail - others {
             tx.rollback().await?;
             metrics::counter!("credit_hold_captures_total", "outcome" => "refused").increment(1);
             return Err(short(avail, others, amount));
@@ -322,6 +335,14 @@ impl Ledger {
             tx.rollback().await?;
             return Box::pin(self.capture(account, id, req, now)).await;
         }
+        let known = std::collections::HashMap::from([(
+            account.to_owned(),
+            Spendable {
+                available: balance,
+                held: others,
+            },
+        )]);
+        announce(&mut tx, now, &known).await?;
         let row = settled(tx, account, id).await?;
         metrics::counter!("credit_hold_captures_total", "outcome" => "captured").increment(1);
         Ok(Hold::of(row, now, false))
@@ -349,6 +370,14 @@ impl Ledger {
             tx.rollback().await?;
             return Box::pin(self.release(account, id, now)).await;
         }
+        if tx.outbox_enabled() {
+            let (_, avail, held) = spendable(&mut tx, account, None, now).await?;
+            let balance = Spendable {
+                available: avail,
+                held,
+            };
+            check_levels(&mut tx, &[(account.to_owned(), balance)], now * 1000).await?;
+        }
         let row = settled(tx, account, id).await?;
         metrics::counter!("credit_hold_releases_total", "how" => "released").increment(1);
         Ok(Hold::of(row, now, false))
@@ -370,6 +399,11 @@ async fn settled(mut tx: sm_store::Tx, account: &str, id: &str) -> Result<HoldRo
 /// PostgreSQL; returns how many it expired (0 when another instance had the turn).
 pub async fn release_due(store: &Store, now: i64) -> Result<u64, StoreError> {
     let mut expired = 0;
+    // A read first: on SQLite a write transaction would take the one write lock every
+    // second for nothing.
+    if !store.has_due_holds(now).await? {
+        return Ok(0);
+    }
     loop {
         let mut tx = store.begin().await?;
         if !tx.releaser_turn().await? {
@@ -384,10 +418,42 @@ pub async fn release_due(store: &Store, now: i64) -> Result<u64, StoreError> {
         let accounts: Vec<&str> = due.iter().map(|h| h.account.as_str()).collect();
         tx.lock_accounts(&accounts, now).await?;
         let mut batch = 0;
+        let mut touched: Vec<String> = Vec::new();
         for hold in &due {
-            if tx.settle_hold(&hold.id, Settlement::Expired, now).await? {
-                batch += 1;
+            if !tx.settle_hold(&hold.id, Settlement::Expired, now).await? {
+                continue;
             }
+            batch += 1;
+            let data = serde_json::json!({
+                "account": hold.account,
+                "hold": {
+                    "id": hold.id,
+                    "amount": Credits(hold.amount),
+                    "idempotency_key": hold.idempotency_key,
+                    "description": hold.description,
+                    "created_at": hold.created_at,
+                    "expires_at": hold.expires_at,
+                },
+            });
+            emit(
+                &mut tx,
+                &hold.account,
+                "credits.hold_expired",
+                data,
+                now * 1000,
+            )
+            .await?;
+            if !touched.contains(&hold.account) {
+                touched.push(hold.account.clone());
+            }
+        }
+        if tx.outbox_enabled() {
+            let mut levels = Vec::new();
+            for account in touched {
+                let balance = crate::outbox::spendable_in(&mut tx, &account, now).await?;
+                levels.push((account, balance));
+            }
+            check_levels(&mut tx, &levels, now * 1000).await?;
         }
         tx.commit().await?;
         metrics::counter!("credit_hold_releases_total", "how" => "expired").increment(batch);
@@ -400,7 +466,7 @@ pub async fn release_due(store: &Store, now: i64) -> Result<u64, StoreError> {
 
 /// How often each instance looks for holds past due: a hold's credits are free from
 /// its `expires_at` on whatever the releaser does; the releaser records it and tells
-/// the app.
+/// the app (`credits.hold_expired`).
 pub const RELEASE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs [`release_due`] every [`RELEASE_EVERY`] until `stop`.

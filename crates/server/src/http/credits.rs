@@ -13,6 +13,8 @@
 //!   `GET …/holds?status=held|all&limit=N`, `GET …/holds/{hold}`;
 //!   `POST …/holds/{hold}/capture` `{"amount"}` and `POST …/holds/{hold}/release` → 200,
 //!   `404 hold_not_found`, `409 hold_released|hold_expired|hold_captured`, `402` (capture)
+//! - `GET|PUT /api/v1/accounts/{account}/credits/low-threshold` `{"below"}`: the level
+//!   under which the app gets `credits.low` (null: the service's default)
 //! - `GET  /api/v1/accounts/{account}/credits/history?limit=N`: the journal, newest first
 //! - `POST /api/v1/checkout`: a Checkout Session for a sellable credit product
 
@@ -57,6 +59,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/accounts/{account}/credits/holds/{hold}/release",
             post(release),
         )
+        .route(
+            "/api/v1/accounts/{account}/credits/low-threshold",
+            get(low_threshold).put(set_low_threshold),
+        )
         .route("/api/v1/accounts/{account}/credits/history", get(history))
         .route("/api/v1/checkout", post(checkout))
 }
@@ -77,6 +83,9 @@ pub fn ledger_error(e: LedgerError) -> ApiError {
             "idempotency_key_reused",
             e.to_string(),
         ),
+        LedgerError::TooManyHolds(_) => {
+            ApiError::new(StatusCode::CONFLICT, "too_many_holds", e.to_string())
+        }
         LedgerError::HoldNotFound(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "hold_not_found", e.to_string())
         }
@@ -262,6 +271,53 @@ async fn release(
         .await
         .map(Json)
         .map_err(ledger_error)
+}
+
+/// `{"below": "25.00"}`: an account's own low threshold; `null` goes back to the
+/// service's (`CREDITS_LOW_THRESHOLD`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LowThreshold {
+    below: Option<sm_domain::credits::Credits>,
+}
+
+async fn threshold_answer(state: &AppState, account: &str) -> Result<Json<Value>, ApiError> {
+    let own = state
+        .store
+        .low_threshold(account)
+        .await
+        .map_err(|e| ApiError::internal("the threshold could not be read", &e))?
+        .map(sm_domain::credits::Credits);
+    let default = state.config.low_threshold;
+    Ok(Json(json!({
+        "account": account,
+        "below": own.or(default),
+        "own": own,
+        "default": default,
+    })))
+}
+
+async fn low_threshold(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    crate::credits::validate_account(&account).map_err(ledger_error)?;
+    threshold_answer(&state, &account).await
+}
+
+async fn set_low_threshold(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    crate::credits::validate_account(&account).map_err(ledger_error)?;
+    let req: LowThreshold = parse_body(&body, r#"{"below":"25.00"} (or null: the default)"#)?;
+    state
+        .store
+        .set_low_threshold(&account, req.below.map(|c| c.hundredths()), unix_now())
+        .await
+        .map_err(|e| ApiError::internal("the threshold could not be stored", &e))?;
+    threshold_answer(&state, &account).await
 }
 
 #[derive(Debug, Deserialize)]

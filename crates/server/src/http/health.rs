@@ -78,6 +78,23 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: could not read the webhook inbox"),
     }
+    match state.store.outbox_counts().await {
+        Ok(c) => {
+            for (status, n) in [
+                ("queued", c.queued),
+                ("pending", c.pending),
+                ("processing", c.processing),
+                ("failed", c.failed),
+            ] {
+                metrics::gauge!("app_events_queue_depth", "status" => status).set(n as f64);
+            }
+            let age = c.oldest_undelivered.map_or(0.0, |at| {
+                (crate::webhooks::now_ms() - at).max(0) as f64 / 1000.0
+            });
+            metrics::gauge!("app_events_oldest_undelivered_seconds").set(age);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: could not read the events to the app"),
+    }
     // From the database, not from this process's memory: with several instances, or a
     // full sync run by the CLI (a timer), whichever process ran it, every instance
     // reports the same last run.

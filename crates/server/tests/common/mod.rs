@@ -11,6 +11,7 @@ use stripe_manager::config::{Config, Sources};
 use stripe_manager::{AppState, Application};
 
 pub mod admin;
+pub mod receiver;
 pub mod shop;
 use tokio::sync::oneshot;
 
@@ -65,6 +66,9 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start(config: Config) -> Self {
+        if std::env::var("SM_TEST_LOG").is_ok() {
+            let _ = tracing_subscriber::fmt().with_env_filter("warn").try_init();
+        }
         let app = Application::build(config)
             .await
             .expect("application builds");
@@ -114,9 +118,19 @@ impl Drop for TestApp {
 /// The real application against `fake` on `db`, with no start-up probe and no
 /// client-side rate limit (so request counts are exactly what the test causes).
 pub async fn quiet_app(fake: &fake_stripe::FakeStripe, db: &TestDb) -> TestApp {
+    quiet_app_with(fake, db, &[]).await
+}
+
+/// [`quiet_app`] with more settings.
+pub async fn quiet_app_with(
+    fake: &fake_stripe::FakeStripe,
+    db: &TestDb,
+    extra: &[(String, String)],
+) -> TestApp {
     let mut env = env_for(Some(&fake.url()), db);
     env.push(("STRIPE_CONNECTIVITY_TEST".to_owned(), "false".to_owned()));
     env.push(("STRIPE_MAX_RPS".to_owned(), "0".to_owned()));
+    env.extend(extra.iter().cloned());
     TestApp::start(config_from(&env)).await
 }
 
@@ -205,7 +219,13 @@ pub fn dead_port() -> u16 {
 
 pub fn http() -> reqwest::Client {
     sm_stripe::client::install_tls_provider();
-    reqwest::Client::builder().build().expect("client")
+    // Idle connections are dropped before the server's header timeout (10 s) closes
+    // them: reusing one the server is closing fails the request (IncompleteMessage), as
+    // a loaded run showed for tests that take longer than that.
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(4))
+        .build()
+        .expect("client")
 }
 
 /// Seeds valid credit products and one-time prices (see `State::seed_catalog`).

@@ -58,6 +58,11 @@ pub struct Shop {
 }
 
 pub async fn shop(db: &TestDb) -> Shop {
+    shop_with(db, &[]).await
+}
+
+/// [`shop`] with more settings (events to the app, thresholds).
+pub async fn shop_with(db: &TestDb, extra: &[(String, String)]) -> Shop {
     let fake = FakeStripe::start().await;
     let [pack, tiny, plan_a, plan_b, plain] = fake.with_state(|s| {
         let monthly =
@@ -86,7 +91,7 @@ pub async fn shop(db: &TestDb) -> Shop {
             Item { product, price }
         })
     });
-    let app = quiet_app(&fake, db).await;
+    let app = quiet_app_with(&fake, db, extra).await;
     let (status, report) = post_json(&app.url("/api/v1/sync"), json!({})).await;
     assert_eq!(status, 200, "{report}");
     Shop {

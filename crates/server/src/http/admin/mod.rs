@@ -9,6 +9,7 @@
 
 mod accounts;
 mod activity;
+mod app_events;
 mod audit;
 mod charts;
 mod dashboard;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(products::router())
         .merge(sync_runs::router())
         .merge(events::router())
+        .merge(app_events::router())
         .merge(accounts::router())
         .merge(audit::router())
         .merge(tokens::router())

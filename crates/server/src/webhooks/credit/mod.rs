@@ -204,7 +204,13 @@ pub async fn write(tx: &mut Tx, effect: &CreditEffect, now: i64) -> Result<(), A
     match effect {
         CreditEffect::Session(s) => checkout::write(tx, s, now).await?,
         CreditEffect::Subscription(w) => subscription::write(tx, w, now).await?,
-        CreditEffect::Schedule(row) => tx.upsert_schedule(row).await?,
+        CreditEffect::Schedule(row) => {
+            tx.upsert_schedule(row).await?;
+            // A change scheduled or dropped is news about the subscription.
+            if let Some(sub) = &row.subscription {
+                crate::outbox::subscription_updated(tx, sub, now).await?;
+            }
+        }
         CreditEffect::CustomerDeleted(customer) => {
             if let Some(account) = tx.unlink_customer(customer).await? {
                 tracing::info!(%customer, %account, "customer deleted in Stripe; unlinked from its account");
@@ -217,5 +223,7 @@ pub async fn write(tx: &mut Tx, effect: &CreditEffect, now: i64) -> Result<(), A
             reverse_all_in(tx, reversals, now).await?;
         }
     }
+    // What the effect wrote to the journal, as events to the app.
+    crate::outbox::announce(tx, now, &Default::default()).await?;
     Ok(())
 }

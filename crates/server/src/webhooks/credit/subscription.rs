@@ -51,7 +51,7 @@ pub async fn write(tx: &mut Tx, w: &SubscriptionWrite, now: i64) -> Result<(), A
     // writer of the account's subscriptions does (account, then subscription rows), so a
     // trial invoice granting on another instance waits or is waited for.
     let trial = trial_end_of(&w.row);
-    if trial.is_some()
+    if (trial.is_some() || tx.outbox_enabled())
         && let Some(account) = &w.row.account
     {
         tx.lock_account(account, now).await?;
@@ -68,6 +68,9 @@ pub async fn write(tx: &mut Tx, w: &SubscriptionWrite, now: i64) -> Result<(), A
         // A same-second event with other content landed after we planned: fail this
         // attempt; the next one sees the tie and refetches.
         return Err(ApplyError::Tie(format!("subscription {}", w.row.id)));
+    }
+    if counts.created + counts.updated > 0 {
+        crate::outbox::subscription_updated(tx, &w.row.id, now).await?;
     }
     // A trial canceled before any paid invoice keeps only what was spent (one trial per
     // account, docs/CREDIT_SYSTEM.md): its unspent credits expire when it ended.
