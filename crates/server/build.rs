@@ -1,5 +1,5 @@
 //! Stamps the binary with the commit it was built from (`stripe-manager --version`,
-//! `/healthz`, the `build_info` metric): `SM_BUILD_COMMIT` when set (a build from a
+//! `/healthz`, the `stripe_manager_build_info` metric): `SM_BUILD_COMMIT` when set (a build from a
 //! source tarball), else `git rev-parse`, else "unknown".
 
 use std::process::Command;

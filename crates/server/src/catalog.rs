@@ -354,7 +354,7 @@ impl Catalog {
         let records = self.store.list_products(ProductFilter::All).await?;
         let snap = Arc::new(Snapshot::build(version, stamp, &records));
         *self.snapshot.write().await = Some(snap.clone());
-        metrics::counter!("catalog_cache_rebuilds_total").increment(1);
+        metrics::counter!("stripe_manager_catalog_cache_rebuilds_total").increment(1);
         Ok(snap)
     }
 

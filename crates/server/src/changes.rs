@@ -122,7 +122,7 @@ impl Changes {
         for heard in &self.heard {
             heard.store(0, Ordering::Release);
         }
-        metrics::counter!("change_listener_losses_total").increment(1);
+        metrics::counter!("stripe_manager_change_listener_losses_total").increment(1);
     }
 }
 

@@ -372,7 +372,7 @@ impl Ledger {
         )]);
         crate::outbox::announce(&mut tx, now, &known).await?;
         tx.commit().await?;
-        metrics::counter!("credit_consumptions_total").increment(1);
+        metrics::counter!("stripe_manager_credit_consumptions_total").increment(1);
         Ok(Consumption {
             account: account.to_owned(),
             idempotency_key: key.to_owned(),
@@ -609,7 +609,8 @@ impl Ledger {
                     now,
                 )
                 .await?;
-                metrics::counter!("credit_grants_total", "source" => "promotional").increment(1);
+                metrics::counter!("stripe_manager_credit_grants_total", "source" => "promotional")
+                    .increment(1);
                 (id, now, false)
             }
             None => {
@@ -934,7 +935,7 @@ pub async fn grant_in(tx: &mut Tx, grant: &Grant, now: i64) -> Result<bool, Stor
             now,
         )
         .await?;
-        metrics::counter!("credit_grants_total", "source" => lot.source.unwrap_or(LotSource::Purchase).as_str()).increment(1);
+        metrics::counter!("stripe_manager_credit_grants_total", "source" => lot.source.unwrap_or(LotSource::Purchase).as_str()).increment(1);
         if let Some(link) = plan_link_of(lot) {
             tx.attach_prorations(&lot_link(&lot.source_ref), id, origin)
                 .await?;

@@ -5,7 +5,7 @@
 //! no connection cap, and hides accept errors; this loop is the same few lines with
 //! those added:
 //! - at most `HTTP_MAX_CONNECTIONS` connections; one more is closed at once and counted
-//!   (`http_connections_refused_total`), so real deliveries keep file descriptors;
+//!   (`stripe_manager_http_connections_refused_total`), so real deliveries keep file descriptors;
 //! - a connection must send a request's headers within `HTTP_HEADER_TIMEOUT`, both
 //!   when new and when idle between requests (hyper restarts that timer each time it
 //!   waits for a request head), so stalled and idle sockets are closed;
@@ -51,7 +51,7 @@ pub async fn serve(
                     // Out of file descriptors, or a connection reset before accept: log,
                     // pause so a full table can drain, and go on.
                     tracing::warn!(error = %e, "accept failed");
-                    metrics::counter!("http_accept_errors_total").increment(1);
+                    metrics::counter!("stripe_manager_http_accept_errors_total").increment(1);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -59,7 +59,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("http_connections_refused_total").increment(1);
+            metrics::counter!("stripe_manager_http_connections_refused_total").increment(1);
             tracing::debug!(%peer, "connection limit reached; connection closed");
             drop(stream);
             continue;

@@ -73,7 +73,7 @@ pub async fn prune(
                 let n = store.prune_batch(target, &cutoffs, config.batch).await?;
                 counts.add(target, n);
                 if n > 0 {
-                    metrics::counter!("retention_pruned_rows_total", "table" => target.table())
+                    metrics::counter!("stripe_manager_retention_pruned_rows_total", "table" => target.table())
                         .increment(n);
                 }
                 if n < u64::from(config.batch) {

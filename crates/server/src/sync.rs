@@ -217,11 +217,11 @@ impl Run {
         store
             .finish_sync_run(self.id, status, finished_at, requests, &counts, &report)
             .await?;
-        metrics::counter!("sync_runs_total", "scope" => self.scope, "status" => status)
+        metrics::counter!("stripe_manager_sync_runs_total", "scope" => self.scope, "status" => status)
             .increment(1);
-        metrics::counter!("sync_products_total", "outcome" => "invalid")
+        metrics::counter!("stripe_manager_sync_products_total", "outcome" => "invalid")
             .increment(self.products.invalid);
-        metrics::counter!("sync_products_total", "outcome" => "tombstoned")
+        metrics::counter!("stripe_manager_sync_products_total", "outcome" => "tombstoned")
             .increment(self.products.tombstoned);
         let report = SyncReport {
             run_id: self.id,

@@ -110,203 +110,203 @@ const fn metric(
 pub const METRICS: &[MetricDef] = &[
     // HTTP (http/middleware.rs, listener.rs)
     metric(
-        "http_requests_total",
+        "stripe_manager_http_requests_total",
         Counter,
         None,
         "HTTP requests answered, by route (matched pattern or unmatched), method and status.",
     ),
     metric(
-        "http_request_duration_seconds",
+        "stripe_manager_http_request_duration_seconds",
         Histogram,
         Some(Unit::Seconds),
         "Time from a request's arrival to its answer, by route.",
     ),
     metric(
-        "http_connections_refused_total",
+        "stripe_manager_http_connections_refused_total",
         Counter,
         None,
         "Connections closed at once because HTTP_MAX_CONNECTIONS were already open.",
     ),
     metric(
-        "http_accept_errors_total",
+        "stripe_manager_http_accept_errors_total",
         Counter,
         None,
         "Failed accepts of new connections (e.g. out of file descriptors).",
     ),
     metric(
-        "api_auth_failures_total",
+        "stripe_manager_api_auth_failures_total",
         Counter,
         None,
         "API requests refused for their token, by reason (unauthorized, forbidden).",
     ),
     // Stripe client (crates/stripe/src/client.rs) and its state at scrape time
     metric(
-        "stripe_api_requests_total",
+        "stripe_manager_stripe_api_requests_total",
         Counter,
         None,
         "Requests to Stripe, retries included, by endpoint and outcome (ok, client_error, \
          server_error, timeout, network_error, circuit_open).",
     ),
     metric(
-        "stripe_api_request_duration_seconds",
+        "stripe_manager_stripe_api_request_duration_seconds",
         Histogram,
         Some(Unit::Seconds),
         "Duration of one request to Stripe (one attempt), by endpoint.",
     ),
     metric(
-        "stripe_api_retries_total",
+        "stripe_manager_stripe_api_retries_total",
         Counter,
         None,
         "Retries of failed requests to Stripe, by endpoint.",
     ),
     metric(
-        "stripe_rate_limiter_waits_total",
+        "stripe_manager_stripe_rate_limiter_waits_total",
         Counter,
         None,
         "Requests to Stripe that waited for the client-side rate limit (STRIPE_MAX_RPS).",
     ),
     metric(
-        "stripe_rate_limiter_wait_seconds",
+        "stripe_manager_stripe_rate_limiter_wait_seconds",
         Histogram,
         Some(Unit::Seconds),
         "Time a request to Stripe waited for the client-side rate limit.",
     ),
     metric(
-        "build_info",
+        "stripe_manager_build_info",
         Gauge,
         None,
         "Always 1; its labels say which release and commit this instance runs.",
     ),
     metric(
-        "retention_pruned_rows_total",
+        "stripe_manager_retention_pruned_rows_total",
         Counter,
         None,
         "Rows the pruner deleted, by table (webhook_events, sync_runs, audit_log, admin_sessions, \
          login_throttle).",
     ),
     metric(
-        "stripe_circuit_open",
+        "stripe_manager_stripe_circuit_open",
         Gauge,
         None,
         "The Stripe circuit breaker: 0 closed, 0.5 half-open (one probe allowed), 1 open. \
          Set at scrape time.",
     ),
     metric(
-        "stripe_enabled",
+        "stripe_manager_stripe_enabled",
         Gauge,
         None,
         "1 when Stripe is configured and enabled, 0 when the service serves local data only.",
     ),
     // Catalog sync (sync.rs, catalog.rs) and the last full sync at scrape time
     metric(
-        "sync_runs_total",
+        "stripe_manager_sync_runs_total",
         Counter,
         None,
         "Finished sync runs, by scope (full, selected) and status (succeeded, failed).",
     ),
     metric(
-        "sync_products_total",
+        "stripe_manager_sync_products_total",
         Counter,
         None,
         "Products found by syncs, by outcome (invalid, tombstoned).",
     ),
     metric(
-        "sync_last_success_timestamp_seconds",
+        "stripe_manager_sync_last_success_timestamp_seconds",
         Gauge,
         Some(Unit::Seconds),
         "Unix time at which the most recent successful full catalog sync finished; 0 when \
          none has. Read from the database at scrape time.",
     ),
     metric(
-        "sync_last_run_failed",
+        "stripe_manager_sync_last_run_failed",
         Gauge,
         None,
         "1 when the most recent finished full catalog sync failed, else 0. Read from the \
          database at scrape time.",
     ),
     metric(
-        "catalog_cache_rebuilds_total",
+        "stripe_manager_catalog_cache_rebuilds_total",
         Counter,
         None,
         "Rebuilds of the in-memory catalog served by the API.",
     ),
     // Webhooks (http/webhooks.rs, webhooks/*) and the inbox at scrape time
     metric(
-        "webhook_events_received_total",
+        "stripe_manager_webhook_events_received_total",
         Counter,
         None,
         "Verified webhook deliveries stored, by event type and outcome (received, duplicate).",
     ),
     metric(
-        "webhook_events_rejected_total",
+        "stripe_manager_webhook_events_rejected_total",
         Counter,
         None,
         "Webhook deliveries refused, by reason (the 400 codes such as signature_mismatch, \
          source_not_allowed, body_too_large, not_stored).",
     ),
     metric(
-        "credit_consume_group_size",
+        "stripe_manager_credit_consume_group_size",
         Histogram,
         None,
         "Consumptions applied per ledger transaction (requests arriving together share one).",
     ),
     metric(
-        "change_listener_losses_total",
+        "stripe_manager_change_listener_losses_total",
         Counter,
         None,
         "Times the LISTEN connection broke or went quiet; until it is back every request asks the database instead of memory (PostgreSQL).",
     ),
     metric(
-        "webhook_intake_batch_size",
+        "stripe_manager_webhook_intake_batch_size",
         Histogram,
         None,
         "Events stored per intake commit (deliveries arriving together share one).",
     ),
     metric(
-        "webhook_events_processed_total",
+        "stripe_manager_webhook_events_processed_total",
         Counter,
         None,
         "Events the worker finished, by type and outcome (processed, ignored, lease_lost).",
     ),
     metric(
-        "webhook_processing_latency_seconds",
+        "stripe_manager_webhook_processing_latency_seconds",
         Histogram,
         Some(Unit::Seconds),
         "Time from an event's receipt to its being applied.",
     ),
     metric(
-        "webhook_events_retried_total",
+        "stripe_manager_webhook_events_retried_total",
         Counter,
         None,
         "Failed attempts to apply an event that will be retried, by type.",
     ),
     metric(
-        "webhook_events_parked_total",
+        "stripe_manager_webhook_events_parked_total",
         Counter,
         None,
         "Events parked until what they need arrives (an invoice waiting for the checkout that names its account), by type.",
     ),
     metric(
-        "webhook_events_failed_total",
+        "stripe_manager_webhook_events_failed_total",
         Counter,
         None,
         "Events moved to the dead letter (status failed) after WEBHOOK_MAX_ATTEMPTS, by type.",
     ),
     metric(
-        "webhook_events_reconciled_total",
+        "stripe_manager_webhook_events_reconciled_total",
         Counter,
         None,
         "Events the inbox lacked, stored by reconciliation with Stripe's Events API.",
     ),
     metric(
-        "webhook_queue_depth",
+        "stripe_manager_webhook_queue_depth",
         Gauge,
         None,
         "Events in the inbox, by status (pending, processing, failed: the dead letter). Read \
          from the database at scrape time.",
     ),
     metric(
-        "webhook_oldest_pending_seconds",
+        "stripe_manager_webhook_oldest_pending_seconds",
         Gauge,
         Some(Unit::Seconds),
         "Age of the oldest pending event (waiting or waiting for a retry); 0 when none. Read \
@@ -314,65 +314,65 @@ pub const METRICS: &[MetricDef] = &[
     ),
     // Credits (credits.rs)
     metric(
-        "credit_grants_total",
+        "stripe_manager_credit_grants_total",
         Counter,
         None,
         "Credit lots granted, by source (purchase, subscription).",
     ),
     metric(
-        "credit_consumptions_total",
+        "stripe_manager_credit_consumptions_total",
         Counter,
         None,
         "Credit consumptions recorded (hold captures are counted apart).",
     ),
     // Holds (credits/holds.rs)
     metric(
-        "credit_holds_total",
+        "stripe_manager_credit_holds_total",
         Counter,
         None,
         "Holds asked for, by outcome (held; refused: available − held was short).",
     ),
     metric(
-        "credit_hold_captures_total",
+        "stripe_manager_credit_hold_captures_total",
         Counter,
         None,
         "Hold captures, by outcome (captured; refused: the lots could not give the amount).",
     ),
     metric(
-        "credit_hold_releases_total",
+        "stripe_manager_credit_hold_releases_total",
         Counter,
         None,
         "Holds released, by how (released by the app; expired, recorded by the releaser).",
     ),
     // Events to the app (outbox/)
     metric(
-        "app_events_emitted_total",
+        "stripe_manager_app_events_emitted_total",
         Counter,
         None,
         "Events to the app stored (once per event, whatever the number of endpoints), by type.",
     ),
     metric(
-        "app_event_deliveries_total",
+        "stripe_manager_app_event_deliveries_total",
         Counter,
         None,
         "Delivery attempts of events to the app, by outcome (delivered; retry: will be \
          tried again; failed: given up after three days).",
     ),
     metric(
-        "app_event_delivery_seconds",
+        "stripe_manager_app_event_delivery_seconds",
         Histogram,
         Some(Unit::Seconds),
         "Time from an event's commit to its delivery (a 2xx from the app's endpoint).",
     ),
     metric(
-        "app_events_queue_depth",
+        "stripe_manager_app_events_queue_depth",
         Gauge,
         None,
         "Events to the app not delivered, by status (queued behind an earlier event of their \
          account, pending, processing, failed). Read from the database at scrape time.",
     ),
     metric(
-        "app_events_oldest_undelivered_seconds",
+        "stripe_manager_app_events_oldest_undelivered_seconds",
         Gauge,
         Some(Unit::Seconds),
         "Age of the oldest event to the app not yet delivered (queued, pending or \

@@ -294,11 +294,15 @@ async fn serve_answers_and_stops_cleanly_on_sigterm(db: TestDb) {
         .await
         .unwrap();
     assert!(
-        metrics.contains("http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"}"),
+        metrics.contains(
+            "stripe_manager_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"}"
+        ),
         "{metrics}"
     );
     assert!(
-        metrics.contains("stripe_api_requests_total{endpoint=\"probe\",outcome=\"ok\"}"),
+        metrics.contains(
+            "stripe_manager_stripe_api_requests_total{endpoint=\"probe\",outcome=\"ok\"}"
+        ),
         "{metrics}"
     );
 

@@ -17,6 +17,7 @@ sm_store::contract_tests!(
     a_lot_that_expires_while_held_is_replaced_by_other_lots_or_refused,
     holds_check_their_input_keys_and_scopes,
     two_instances_capture_and_release_each_hold_once,
+    grouped_consumptions_and_deductions_leave_what_is_held,
 );
 
 fn holds_url(app: &TestApp, account: &str) -> String {
@@ -66,7 +67,11 @@ async fn a_hold_reserves_credits_until_captured_in_part(db: TestDb) {
     );
     let id = h["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("hold_"), "{id}");
-    assert!(h["expires_at"].as_i64().unwrap() >= unix_now() + 899, "{h}");
+    assert_eq!(
+        h["expires_at"].as_i64().unwrap() - h["created_at"].as_i64().unwrap(),
+        900,
+        "{h}"
+    );
     let b = app.credits(account).await;
     assert_eq!(
         (b["available"].as_str(), b["held"].as_str()),
@@ -470,6 +475,68 @@ async fn two_instances_capture_and_release_each_hold_once(db: TestDb) {
         let expected = if row.status == "captured" { -300 } else { 0 };
         assert_eq!(spent, expected, "{id} is {}", row.status);
     }
+    app.assert_ledger_balanced(account).await;
+    other.stop().await;
+}
+
+/// 100 credits, 50 held: 30 consumptions of 5 sent at once to two servers (so they meet
+/// in groups) spend exactly the 50 that are free — 10 go through, 20 are `402` — and an
+/// operator's deduction is refused too; once the hold is released it goes through.
+async fn grouped_consumptions_and_deductions_leave_what_is_held(db: TestDb) {
+    let (fake, app) = start(&db).await;
+    let other = quiet_app(&fake, &db).await;
+    let account = "acct_hold_groups";
+    grant_credits(&app, account, 100).await;
+    let (status, h) = hold(
+        &app,
+        account,
+        json!({"amount": "50", "idempotency_key": "big"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{h}");
+    let answers = futures_util::future::join_all((0..30).map(|i| {
+        let server = if i % 2 == 0 { &app } else { &other };
+        async move { consume(server, account, "5", &format!("c{i}")).await }
+    }))
+    .await;
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let refused = answers.iter().filter(|(s, _)| *s == 402).count();
+    assert_eq!((ok, refused), (10, 20), "{answers:?}");
+    let b = app.credits(account).await;
+    assert_eq!(
+        (b["available"].as_str(), b["held"].as_str()),
+        (Some("50.00"), Some("50.00")),
+        "{b}"
+    );
+    let deduct = |amount: i64| {
+        let ledger = app.state.ledger.clone();
+        async move {
+            ledger
+                .adjust(
+                    account,
+                    &stripe_manager::credits::AdjustRequest {
+                        kind: stripe_manager::credits::Adjustment::Deduct,
+                        amount: sm_domain::credits::Credits::whole(amount),
+                        reason: "test",
+                        actor: "test",
+                        origin: "test",
+                    },
+                    unix_now(),
+                )
+                .await
+        }
+    };
+    assert!(matches!(
+        deduct(1).await,
+        Err(stripe_manager::credits::LedgerError::Insufficient { .. })
+    ));
+    let id = h["id"].as_str().unwrap();
+    let (status, _) = act(&app, account, id, "release", json!({})).await;
+    assert_eq!(status, 200);
+    deduct(1)
+        .await
+        .expect("the released credits can be deducted");
+    assert_eq!(app.credits(account).await["available"], "49.00");
     app.assert_ledger_balanced(account).await;
     other.stop().await;
 }

@@ -147,6 +147,6 @@ async fn idle_connections_are_closed_and_the_connection_cap_holds(db: TestDb) {
     assert!(
         metrics_text(&app)
             .await
-            .contains("http_connections_refused_total")
+            .contains("stripe_manager_http_connections_refused_total")
     );
 }

@@ -292,7 +292,7 @@ async fn the_background_pruner_prunes_and_one_instance_prunes_at_a_time(db: Test
         .await
         .unwrap();
     assert!(
-        metrics.contains(r#"retention_pruned_rows_total{table="webhook_events"}"#),
+        metrics.contains(r#"stripe_manager_retention_pruned_rows_total{table="webhook_events"}"#),
         "{metrics}"
     );
     app.stop().await;

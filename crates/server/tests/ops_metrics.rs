@@ -362,16 +362,16 @@ fn resolve(name: &str) -> Result<&'static MetricDef, String> {
 
 #[test]
 fn the_name_extractor_reports_every_metric_and_nothing_else() {
-    let expr = r#"histogram_quantile(0.95, sum by (le, route) (rate(http_request_duration_seconds_bucket{job=~"$job",route="/webhooks/stripe"}[$__rate_interval])))
+    let expr = r#"histogram_quantile(0.95, sum by (le, route) (rate(stripe_manager_http_request_duration_seconds_bucket{job=~"$job",route="/webhooks/stripe"}[$__rate_interval])))
         / on (job) group_left max without (instance) (bogus_metric offset 5m) > 2 * 3600
-        and time() - max by (job) (sync_last_success_timestamp_seconds) > 1e3 unless absent(other_one)"#;
+        and time() - max by (job) (stripe_manager_sync_last_success_timestamp_seconds) > 1e3 unless absent(other_one)"#;
     assert_eq!(
         promql_metric_names(expr),
         BTreeSet::from(
             [
-                "http_request_duration_seconds_bucket",
+                "stripe_manager_http_request_duration_seconds_bucket",
                 "bogus_metric",
-                "sync_last_success_timestamp_seconds",
+                "stripe_manager_sync_last_success_timestamp_seconds",
                 "other_one"
             ]
             .map(String::from)
@@ -379,10 +379,10 @@ fn the_name_extractor_reports_every_metric_and_nothing_else() {
     );
     // An unknown name, and a histogram or counter misused, are refused.
     assert!(resolve("bogus_metric").is_err());
-    assert!(resolve("http_request_duration_seconds").is_err());
-    assert!(resolve("http_requests_total_bucket").is_err());
-    assert!(resolve("webhook_processing_latency_seconds_count").is_ok());
-    assert!(resolve("webhook_queue_depth").is_ok());
+    assert!(resolve("stripe_manager_http_request_duration_seconds").is_err());
+    assert!(resolve("stripe_manager_http_requests_total_bucket").is_err());
+    assert!(resolve("stripe_manager_webhook_processing_latency_seconds_count").is_ok());
+    assert!(resolve("stripe_manager_webhook_queue_depth").is_ok());
 }
 
 /// The check the deploy files depend on: a rule or panel naming a metric the service
@@ -397,19 +397,19 @@ fn the_alerts_and_the_dashboard_name_only_exported_metrics() {
     assert!(bad.is_empty(), "{bad:#?}");
     // The alerts' and the dashboard's core signals are really there.
     for core in [
-        "webhook_queue_depth",
-        "webhook_oldest_pending_seconds",
-        "stripe_circuit_open",
-        "sync_last_run_failed",
-        "sync_last_success_timestamp_seconds",
-        "webhook_events_rejected_total",
-        "http_requests_total",
-        "http_request_duration_seconds_bucket",
-        "webhook_events_received_total",
-        "webhook_events_processed_total",
-        "stripe_api_requests_total",
-        "credit_grants_total",
-        "credit_consumptions_total",
+        "stripe_manager_webhook_queue_depth",
+        "stripe_manager_webhook_oldest_pending_seconds",
+        "stripe_manager_stripe_circuit_open",
+        "stripe_manager_sync_last_run_failed",
+        "stripe_manager_sync_last_success_timestamp_seconds",
+        "stripe_manager_webhook_events_rejected_total",
+        "stripe_manager_http_requests_total",
+        "stripe_manager_http_request_duration_seconds_bucket",
+        "stripe_manager_webhook_events_received_total",
+        "stripe_manager_webhook_events_processed_total",
+        "stripe_manager_stripe_api_requests_total",
+        "stripe_manager_credit_grants_total",
+        "stripe_manager_credit_consumptions_total",
     ] {
         assert!(names.contains_key(core), "{core} is not used: {names:?}");
     }
@@ -680,24 +680,24 @@ async fn after_real_traffic_every_scraped_metric_is_described_and_the_deploy_fil
     assert!(problems.is_empty(), "{problems:#?}");
     // The traffic above reached these, so the check covered them.
     for expected in [
-        "http_requests_total",
-        "http_request_duration_seconds",
-        "api_auth_failures_total",
-        "stripe_api_requests_total",
-        "stripe_api_request_duration_seconds",
-        "stripe_circuit_open",
-        "stripe_enabled",
-        "sync_runs_total",
-        "sync_last_success_timestamp_seconds",
-        "sync_last_run_failed",
-        "webhook_events_received_total",
-        "webhook_events_rejected_total",
-        "webhook_intake_batch_size",
-        "webhook_events_processed_total",
-        "webhook_processing_latency_seconds",
-        "webhook_queue_depth",
-        "webhook_oldest_pending_seconds",
-        "credit_consumptions_total",
+        "stripe_manager_http_requests_total",
+        "stripe_manager_http_request_duration_seconds",
+        "stripe_manager_api_auth_failures_total",
+        "stripe_manager_stripe_api_requests_total",
+        "stripe_manager_stripe_api_request_duration_seconds",
+        "stripe_manager_stripe_circuit_open",
+        "stripe_manager_stripe_enabled",
+        "stripe_manager_sync_runs_total",
+        "stripe_manager_sync_last_success_timestamp_seconds",
+        "stripe_manager_sync_last_run_failed",
+        "stripe_manager_webhook_events_received_total",
+        "stripe_manager_webhook_events_rejected_total",
+        "stripe_manager_webhook_intake_batch_size",
+        "stripe_manager_webhook_events_processed_total",
+        "stripe_manager_webhook_processing_latency_seconds",
+        "stripe_manager_webhook_queue_depth",
+        "stripe_manager_webhook_oldest_pending_seconds",
+        "stripe_manager_credit_consumptions_total",
     ] {
         assert!(
             scrape.types.contains_key(expected),
@@ -749,17 +749,16 @@ async fn after_real_traffic_every_scraped_metric_is_described_and_the_deploy_fil
         .and_then(|r| r.split('"').next())
         .expect("a reason matcher");
     for reason in reasons.split('|') {
-        let series = format!("webhook_events_rejected_total{{reason=\"{reason}\"}}");
+        let series = format!("stripe_manager_webhook_events_rejected_total{{reason=\"{reason}\"}}");
         assert!(
             scrape.has_series_starting(&series),
             "the alert matches reason {reason}, which the deliveries above did not produce"
         );
     }
     // The webhook route is labelled as the dashboard's latency panel selects it.
-    assert!(
-        scrape
-            .has_series_starting("http_request_duration_seconds_bucket{route=\"/webhooks/stripe\"")
-    );
+    assert!(scrape.has_series_starting(
+        "stripe_manager_http_request_duration_seconds_bucket{route=\"/webhooks/stripe\""
+    ));
     app.stop().await;
 }
 
@@ -770,9 +769,10 @@ async fn the_last_full_sync_gauges_follow_the_recorded_runs(db: TestDb) {
     let app = quiet_app(&fake, &db).await;
     let gauges = |s: &Scrape| {
         (
-            s.value("sync_last_success_timestamp_seconds")
+            s.value("stripe_manager_sync_last_success_timestamp_seconds")
                 .expect("the last success gauge"),
-            s.value("sync_last_run_failed").expect("the last run gauge"),
+            s.value("stripe_manager_sync_last_run_failed")
+                .expect("the last run gauge"),
         )
     };
 

@@ -136,12 +136,12 @@ async fn a_signed_product_event_is_stored_answered_and_applied(db: TestDb) {
         .await
         .unwrap();
     assert!(
-        metrics.contains("webhook_queue_depth{status=\"pending\"} 0"),
+        metrics.contains("stripe_manager_webhook_queue_depth{status=\"pending\"} 0"),
         "{metrics}"
     );
     assert!(
         metrics.contains(
-            "webhook_events_received_total{type=\"product.created\",outcome=\"received\"}"
+            "stripe_manager_webhook_events_received_total{type=\"product.created\",outcome=\"received\"}"
         ),
         "{metrics}"
     );
@@ -960,7 +960,9 @@ async fn source_allow_list_and_trusted_proxies(db: TestDb) {
     let refused: u64 = metrics
         .lines()
         .find_map(|l| {
-            l.strip_prefix(r#"webhook_events_rejected_total{reason="source_not_allowed"} "#)
+            l.strip_prefix(
+                r#"stripe_manager_webhook_events_rejected_total{reason="source_not_allowed"} "#,
+            )
         })
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);

@@ -289,7 +289,7 @@ impl Client {
         let mut retries = 0u32;
         loop {
             let permit = inner.breaker.try_acquire().map_err(|r| {
-                metrics::counter!("stripe_api_requests_total", "endpoint" => op, "outcome" => "circuit_open").increment(1);
+                metrics::counter!("stripe_manager_stripe_api_requests_total", "endpoint" => op, "outcome" => "circuit_open").increment(1);
                 StripeError::CircuitOpen {
                     failures: r.failures,
                     retry_in: r.retry_in,
@@ -298,8 +298,9 @@ impl Client {
             if let Some(limiter) = &inner.limiter {
                 let waited = limiter.acquire().await;
                 if !waited.is_zero() {
-                    metrics::counter!("stripe_rate_limiter_waits_total").increment(1);
-                    metrics::histogram!("stripe_rate_limiter_wait_seconds")
+                    metrics::counter!("stripe_manager_stripe_rate_limiter_waits_total")
+                        .increment(1);
+                    metrics::histogram!("stripe_manager_stripe_rate_limiter_wait_seconds")
                         .record(waited.as_secs_f64());
                 }
             }
@@ -346,8 +347,8 @@ impl Client {
                     } else {
                         "client_error"
                     };
-                    metrics::counter!("stripe_api_requests_total", "endpoint" => op, "outcome" => outcome).increment(1);
-                    metrics::histogram!("stripe_api_request_duration_seconds", "endpoint" => op)
+                    metrics::counter!("stripe_manager_stripe_api_requests_total", "endpoint" => op, "outcome" => outcome).increment(1);
+                    metrics::histogram!("stripe_manager_stripe_api_request_duration_seconds", "endpoint" => op)
                         .record(elapsed);
                     if status >= 500 {
                         permit.failure();
@@ -370,7 +371,7 @@ impl Client {
                 Err(source) => {
                     permit.failure();
                     let timeout = source.is_timeout();
-                    metrics::counter!("stripe_api_requests_total", "endpoint" => op,
+                    metrics::counter!("stripe_manager_stripe_api_requests_total", "endpoint" => op,
                         "outcome" => if timeout { "timeout" } else { "network_error" })
                     .increment(1);
                     if timeout {
@@ -395,7 +396,8 @@ impl Client {
             match policy.decide(retries, &attempt, fastrand::f64()) {
                 Verdict::RetryAfter(wait) => {
                     retries += 1;
-                    metrics::counter!("stripe_api_retries_total", "endpoint" => op).increment(1);
+                    metrics::counter!("stripe_manager_stripe_api_retries_total", "endpoint" => op)
+                        .increment(1);
                     tracing::debug!(endpoint = op, retry = retries, ?wait, error = %error, "retrying Stripe request");
                     tokio::time::sleep(wait).await;
                 }

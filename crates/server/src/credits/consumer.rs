@@ -82,7 +82,8 @@ impl Consumer {
                         Err(_) => break,
                     }
                 }
-                metrics::histogram!("credit_consume_group_size").record(group.len() as f64);
+                metrics::histogram!("stripe_manager_credit_consume_group_size")
+                    .record(group.len() as f64);
                 match apply_group(&store, &group, now).await {
                     Ok(answers) => {
                         for (job, answer) in group.into_iter().zip(answers) {
@@ -272,6 +273,6 @@ async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer
         crate::outbox::announce(&mut tx, now, &known).await?;
     }
     tx.commit().await?;
-    metrics::counter!("credit_consumptions_total").increment(records.len() as u64);
+    metrics::counter!("stripe_manager_credit_consumptions_total").increment(records.len() as u64);
     Ok(answers)
 }

@@ -182,7 +182,8 @@ impl Ledger {
         let (_, avail, held) = spendable(&mut tx, account, None, now).await?;
         if amount > avail - held {
             tx.rollback().await?;
-            metrics::counter!("credit_holds_total", "outcome" => "refused").increment(1);
+            metrics::counter!("stripe_manager_credit_holds_total", "outcome" => "refused")
+                .increment(1);
             return Err(short(avail, held, amount));
         }
         // Every debit sums the account's open holds: their number is bounded.
@@ -220,7 +221,7 @@ impl Ledger {
         };
         check_levels(&mut tx, &[(account.to_owned(), now_spendable)], now * 1000).await?;
         tx.commit().await?;
-        metrics::counter!("credit_holds_total", "outcome" => "held").increment(1);
+        metrics::counter!("stripe_manager_credit_holds_total", "outcome" => "held").increment(1);
         Ok(Hold::of(row, now, false))
     }
 
@@ -305,7 +306,8 @@ impl Ledger {
         let (states, avail, others) = spendable(&mut tx, account, Some(id), now).await?;
         if amount > 0 && amount > avail - others {
             tx.rollback().await?;
-            metrics::counter!("credit_hold_captures_total", "outcome" => "refused").increment(1);
+            metrics::counter!("stripe_manager_credit_hold_captures_total", "outcome" => "refused")
+                .increment(1);
             return Err(short(avail, others, amount));
         }
         let takes = match allocate(&states, amount, now) {
@@ -344,7 +346,8 @@ impl Ledger {
         )]);
         announce(&mut tx, now, &known).await?;
         let row = settled(tx, account, id).await?;
-        metrics::counter!("credit_hold_captures_total", "outcome" => "captured").increment(1);
+        metrics::counter!("stripe_manager_credit_hold_captures_total", "outcome" => "captured")
+            .increment(1);
         Ok(Hold::of(row, now, false))
     }
 
@@ -379,7 +382,8 @@ impl Ledger {
             check_levels(&mut tx, &[(account.to_owned(), balance)], now * 1000).await?;
         }
         let row = settled(tx, account, id).await?;
-        metrics::counter!("credit_hold_releases_total", "how" => "released").increment(1);
+        metrics::counter!("stripe_manager_credit_hold_releases_total", "how" => "released")
+            .increment(1);
         Ok(Hold::of(row, now, false))
     }
 }
@@ -456,7 +460,8 @@ pub async fn release_due(store: &Store, now: i64) -> Result<u64, StoreError> {
             check_levels(&mut tx, &levels, now * 1000).await?;
         }
         tx.commit().await?;
-        metrics::counter!("credit_hold_releases_total", "how" => "expired").increment(batch);
+        metrics::counter!("stripe_manager_credit_hold_releases_total", "how" => "expired")
+            .increment(batch);
         expired += batch;
         if due.len() < RELEASE_BATCH as usize {
             return Ok(expired);

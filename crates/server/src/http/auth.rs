@@ -43,7 +43,8 @@ pub async fn authorize(
     let token = match token {
         Ok(Some(t)) => t,
         Ok(None) => {
-            metrics::counter!("api_auth_failures_total", "reason" => "unauthorized").increment(1);
+            metrics::counter!("stripe_manager_api_auth_failures_total", "reason" => "unauthorized")
+                .increment(1);
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -59,7 +60,8 @@ pub async fn authorize(
     };
     let allowed = required.is_ok_and(|scope| token.scopes().any(|s| s == scope.as_str()));
     if !allowed {
-        metrics::counter!("api_auth_failures_total", "reason" => "forbidden").increment(1);
+        metrics::counter!("stripe_manager_api_auth_failures_total", "reason" => "forbidden")
+            .increment(1);
         let message = match required {
             Ok(scope) => format!("token {:?} lacks the scope {scope}", token.name),
             Err(()) => "no token may use this route".to_owned(),

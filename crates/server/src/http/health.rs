@@ -51,7 +51,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Gauges that describe state rather than events are set at scrape time.
-    metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => crate::COMMIT)
+    metrics::gauge!("stripe_manager_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => crate::COMMIT)
         .set(1.0);
     if let Ok(client) = state.stripe.client() {
         let open = match client.circuit_state() {
@@ -59,21 +59,24 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             sm_stripe::CircuitState::HalfOpen => 0.5,
             sm_stripe::CircuitState::Open => 1.0,
         };
-        metrics::gauge!("stripe_circuit_open").set(open);
+        metrics::gauge!("stripe_manager_stripe_circuit_open").set(open);
     }
-    metrics::gauge!("stripe_enabled").set(if state.stripe.config().enabled() {
+    metrics::gauge!("stripe_manager_stripe_enabled").set(if state.stripe.config().enabled() {
         1.0
     } else {
         0.0
     });
     match state.store.inbox_counts(crate::webhooks::now_ms()).await {
         Ok(c) => {
-            metrics::gauge!("webhook_queue_depth", "status" => "pending").set(c.pending as f64);
-            metrics::gauge!("webhook_queue_depth", "status" => "waiting").set(c.waiting as f64);
-            metrics::gauge!("webhook_queue_depth", "status" => "processing")
+            metrics::gauge!("stripe_manager_webhook_queue_depth", "status" => "pending")
+                .set(c.pending as f64);
+            metrics::gauge!("stripe_manager_webhook_queue_depth", "status" => "waiting")
+                .set(c.waiting as f64);
+            metrics::gauge!("stripe_manager_webhook_queue_depth", "status" => "processing")
                 .set(c.processing as f64);
-            metrics::gauge!("webhook_queue_depth", "status" => "failed").set(c.failed as f64);
-            metrics::gauge!("webhook_oldest_pending_seconds")
+            metrics::gauge!("stripe_manager_webhook_queue_depth", "status" => "failed")
+                .set(c.failed as f64);
+            metrics::gauge!("stripe_manager_webhook_oldest_pending_seconds")
                 .set(c.oldest_pending_ms.unwrap_or(0) as f64 / 1000.0);
         }
         Err(e) => tracing::warn!(error = %e, "metrics: could not read the webhook inbox"),
@@ -86,12 +89,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 ("processing", c.processing),
                 ("failed", c.failed),
             ] {
-                metrics::gauge!("app_events_queue_depth", "status" => status).set(n as f64);
+                metrics::gauge!("stripe_manager_app_events_queue_depth", "status" => status)
+                    .set(n as f64);
             }
             let age = c.oldest_undelivered.map_or(0.0, |at| {
                 (crate::webhooks::now_ms() - at).max(0) as f64 / 1000.0
             });
-            metrics::gauge!("app_events_oldest_undelivered_seconds").set(age);
+            metrics::gauge!("stripe_manager_app_events_oldest_undelivered_seconds").set(age);
         }
         Err(e) => tracing::warn!(error = %e, "metrics: could not read the events to the app"),
     }
@@ -100,9 +104,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // reports the same last run.
     match state.store.full_sync_health().await {
         Ok(h) => {
-            metrics::gauge!("sync_last_success_timestamp_seconds")
+            metrics::gauge!("stripe_manager_sync_last_success_timestamp_seconds")
                 .set(h.last_success_at.unwrap_or(0) as f64);
-            metrics::gauge!("sync_last_run_failed").set(if h.last_failed { 1.0 } else { 0.0 });
+            metrics::gauge!("stripe_manager_sync_last_run_failed").set(if h.last_failed {
+                1.0
+            } else {
+                0.0
+            });
         }
         Err(e) => tracing::warn!(error = %e, "metrics: could not read the last full sync"),
     }

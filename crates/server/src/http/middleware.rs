@@ -39,8 +39,9 @@ pub async fn observe(request: Request, next: Next) -> Response {
     span.in_scope(
         || tracing::debug!(status = %status, elapsed_ms = elapsed * 1000.0, "request finished"),
     );
-    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route).record(elapsed);
+    metrics::counter!("stripe_manager_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    metrics::histogram!("stripe_manager_http_request_duration_seconds", "route" => route)
+        .record(elapsed);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }

@@ -25,7 +25,8 @@ pub fn router() -> Router<AppState> {
 }
 
 fn rejected(r: sm_stripe::Rejection) -> ApiError {
-    metrics::counter!("webhook_events_rejected_total", "reason" => r.code()).increment(1);
+    metrics::counter!("stripe_manager_webhook_events_rejected_total", "reason" => r.code())
+        .increment(1);
     tracing::warn!(reason = r.code(), "webhook rejected: {r}");
     ApiError::bad_request(r.code(), r.to_string())
 }
@@ -41,7 +42,7 @@ async fn receive(
     if sources.allowed.is_some() {
         let client = sources.client_from_headers(peer.ip(), headers);
         if !client.is_some_and(|ip| sources.allows(ip)) {
-            metrics::counter!("webhook_events_rejected_total", "reason" => "source_not_allowed")
+            metrics::counter!("stripe_manager_webhook_events_rejected_total", "reason" => "source_not_allowed")
                 .increment(1);
             let shown = client.map_or_else(
                 || "an unreadable X-Forwarded-For".to_owned(),
@@ -68,7 +69,7 @@ async fn receive(
     )
     .map_err(rejected)?;
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
-        metrics::counter!("webhook_events_rejected_total", "reason" => "body_too_large")
+        metrics::counter!("stripe_manager_webhook_events_rejected_total", "reason" => "body_too_large")
             .increment(1);
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,7 +91,7 @@ async fn receive(
         .submit(verified, "webhook")
         .await
         .map_err(|e| {
-            metrics::counter!("webhook_events_rejected_total", "reason" => "not_stored")
+            metrics::counter!("stripe_manager_webhook_events_rejected_total", "reason" => "not_stored")
                 .increment(1);
             tracing::error!(error = %e, "a verified webhook could not be stored; answered 503 so Stripe retries");
             ApiError::new(
@@ -100,7 +101,7 @@ async fn receive(
             )
         })?;
     let outcome = if new { "received" } else { "duplicate" };
-    metrics::counter!("webhook_events_received_total", "type" => crate::webhooks::type_label(&kind), "outcome" => outcome).increment(1);
+    metrics::counter!("stripe_manager_webhook_events_received_total", "type" => crate::webhooks::type_label(&kind), "outcome" => outcome).increment(1);
     tracing::debug!(
         id = %id,
         kind = %kind,

@@ -214,7 +214,7 @@ impl Dispatcher {
             }
             let outcome = match attempt {
                 Attempt::Delivered { .. } => {
-                    metrics::histogram!("app_event_delivery_seconds")
+                    metrics::histogram!("stripe_manager_app_event_delivery_seconds")
                         .record((now_ms - row.created_at).max(0) as f64 / 1000.0);
                     "delivered"
                 }
@@ -231,7 +231,8 @@ impl Dispatcher {
         }
         tx.commit().await?;
         for (outcome, n) in counts {
-            metrics::counter!("app_event_deliveries_total", "outcome" => outcome).increment(n);
+            metrics::counter!("stripe_manager_app_event_deliveries_total", "outcome" => outcome)
+                .increment(n);
         }
         Ok(())
     }

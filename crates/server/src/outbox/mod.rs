@@ -63,7 +63,8 @@ pub async fn emit(
     let payload = json!({"type": kind, "timestamp": timestamp, "data": data}).to_string();
     tx.emit_app_event(&id, account, kind, &payload, now_ms)
         .await?;
-    metrics::counter!("app_events_emitted_total", "type" => kind.to_owned()).increment(1);
+    metrics::counter!("stripe_manager_app_events_emitted_total", "type" => kind.to_owned())
+        .increment(1);
     Ok(())
 }
 

@@ -44,7 +44,8 @@ impl Intake {
                     }
                 }
                 let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.into_iter().unzip();
-                metrics::histogram!("webhook_intake_batch_size").record(events.len() as f64);
+                metrics::histogram!("stripe_manager_webhook_intake_batch_size")
+                    .record(events.len() as f64);
                 match store.insert_events(&events, super::now_ms()).await {
                     Ok(inserted) => {
                         let any_new = inserted.iter().any(|n| *n);

@@ -90,7 +90,7 @@ pub async fn reconcile(
         let inserted = store.insert_events(&batch, super::now_ms()).await?;
         report.stored += inserted.iter().filter(|n| **n).count() as u64;
     }
-    metrics::counter!("webhook_events_reconciled_total").increment(report.stored);
+    metrics::counter!("stripe_manager_webhook_events_reconciled_total").increment(report.stored);
     Ok(report)
 }
 

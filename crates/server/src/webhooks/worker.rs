@@ -248,15 +248,15 @@ impl Worker {
 
     fn succeeded(&self, event: &InboxEvent, applied: super::apply::Applied) {
         let latency = (now_ms() - event.received_at).max(0) as f64 / 1000.0;
-        metrics::counter!("webhook_events_processed_total", "type" => super::type_label(&event.kind), "outcome" => applied.status()).increment(1);
-        metrics::histogram!("webhook_processing_latency_seconds").record(latency);
+        metrics::counter!("stripe_manager_webhook_events_processed_total", "type" => super::type_label(&event.kind), "outcome" => applied.status()).increment(1);
+        metrics::histogram!("stripe_manager_webhook_processing_latency_seconds").record(latency);
     }
 
     async fn failed(&self, event: &InboxEvent, e: &super::apply::ApplyError) {
         if let super::apply::ApplyError::Waiting { what, .. } = e {
             let message = crate::error_chain(e);
             tracing::info!(id = %event.id, waiting_for = %what, "event parked until what it needs arrives");
-            metrics::counter!("webhook_events_parked_total", "type" => super::type_label(&event.kind))
+            metrics::counter!("stripe_manager_webhook_events_parked_total", "type" => super::type_label(&event.kind))
                 .increment(1);
             if let Err(e) = self
                 .store
@@ -284,11 +284,11 @@ impl Worker {
         let message = crate::error_chain(e);
         if dead {
             tracing::error!(id = %event.id, error = %message, attempts = event.attempts, "event failed for the last time; moved to the dead letter");
-            metrics::counter!("webhook_events_failed_total", "type" => super::type_label(&event.kind))
+            metrics::counter!("stripe_manager_webhook_events_failed_total", "type" => super::type_label(&event.kind))
                 .increment(1);
         } else {
             tracing::warn!(id = %event.id, error = %message, attempts = event.attempts, "event failed; will retry");
-            metrics::counter!("webhook_events_retried_total", "type" => super::type_label(&event.kind))
+            metrics::counter!("stripe_manager_webhook_events_retried_total", "type" => super::type_label(&event.kind))
                 .increment(1);
         }
         if let Err(e) = self
