@@ -755,6 +755,19 @@ impl Config {
     /// production is a warning.
     pub fn findings(&self) -> Vec<(bool, String)> {
         let mut out = Vec::new();
+        if let Some(w) = &self.app_webhooks {
+            for url in w.endpoints.iter().filter(|u| u.scheme() == "http") {
+                if !w.allow_private {
+                    out.push((
+                        false,
+                        format!(
+                            "APP_WEBHOOK_URL {} is plain http: events (balances, subscriptions) cross the network unencrypted; use https",
+                            crate::net::redact_url(url.as_str())
+                        ),
+                    ));
+                }
+            }
+        }
         if let (Some(secret), Some(public)) = (&self.stripe.secret_key, &self.stripe.public_key)
             && secret.mode() != public.mode()
         {

@@ -643,6 +643,31 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Sets the account's own threshold for `credits.low` (`None`: the service's
+    /// `CREDITS_LOW_THRESHOLD`) and re-checks its level against it in the same
+    /// transaction: raising the threshold above what the account holds is a crossing.
+    pub async fn set_low_threshold(
+        &self,
+        account: &str,
+        below: Option<Credits>,
+        now: i64,
+    ) -> Result<(), LedgerError> {
+        validate_account(account)?;
+        let mut tx = self.store.begin().await?;
+        tx.lock_account(account, now).await?;
+        tx.set_low_threshold(account, below.map(Credits::hundredths))
+            .await?;
+        if tx.outbox_enabled() {
+            let balance = crate::outbox::spendable_in(&mut tx, account, now).await?;
+            crate::outbox::check_levels(&mut tx, &[(account.to_owned(), balance)], now * 1000)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// What `credits forgive` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Forgiven {

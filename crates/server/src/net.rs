@@ -87,13 +87,32 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let seg = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                is_public(IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(hi) << 16) | u32::from(lo),
+                )))
+            };
+            // Forms that carry an IPv4 address reach it: judge that one. NAT64
+            // (64:ff9b::/96), 6to4 (2002::/16), IPv4-compatible (::a.b.c.d).
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return embedded(seg[6], seg[7]);
+            }
+            if seg[0] == 0x2002 {
+                return embedded(seg[1], seg[2]);
+            }
+            if seg[..6] == [0; 6] && !(v6.is_loopback() || v6.is_unspecified()) {
+                return embedded(seg[6], seg[7]);
+            }
+            let first = seg[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (first & 0xffc0) == 0xfec0
+                || (first == 0x2001 && seg[1] == 0x0db8)
+                || (first == 0x2001 && seg[1] == 0))
         }
     }
 }
@@ -131,11 +150,23 @@ mod url_tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+            "2002:a00:1::",
+            "::10.0.0.1",
+            "fec0::1",
+            "2001:0:4136:e378::1",
             "224.0.0.1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

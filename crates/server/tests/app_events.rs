@@ -22,6 +22,7 @@ sm_store::contract_tests!(
     two_instances_deliver_each_event_once_and_in_order,
     an_instance_killed_while_delivering_loses_nothing,
     the_guard_refuses_private_endpoints_redirects_and_bad_secrets,
+    an_endpoint_removed_from_the_configuration_gives_up_its_events,
 );
 
 fn with_threshold(receiver: &Receiver, threshold: &str) -> Vec<(String, String)> {
@@ -561,4 +562,43 @@ async fn the_guard_refuses_private_endpoints_redirects_and_bad_secrets(db: TestD
         ("pending", Some(307)),
         "{rows:?}"
     );
+}
+
+/// An event waiting for an endpoint that is then removed from `APP_WEBHOOK_URL` is given
+/// up (`failed`, saying why) when a service with the new list starts, instead of
+/// waiting for ever; the new endpoint gets what comes next.
+async fn an_endpoint_removed_from_the_configuration_gives_up_its_events(db: TestDb) {
+    let old = Receiver::start().await;
+    old.answer(503);
+    let fake = fake_stripe::FakeStripe::start().await;
+    let first = quiet_app_with(&fake, &db, &old.env()).await;
+    grant(&first, "acct_moved", "1", "before").await;
+    old.wait_for(10, "an attempt", |g| !g.is_empty()).await;
+    first.stop().await;
+    let new = Receiver::start().await;
+    let second = quiet_app_with(&fake, &db, &new.env()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = db
+            .store
+            .list_app_events(None, Some("acct_moved"), None, 10)
+            .await
+            .unwrap();
+        if rows.iter().all(|r| r.status == "failed") {
+            assert!(
+                rows[0]
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("no longer in APP_WEBHOOK_URL"),
+                "{rows:?}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    grant(&second, "acct_moved", "2", "after").await;
+    let got = new.wait_for(10, "the next event", |g| !g.is_empty()).await;
+    assert_eq!(got[0].json()["data"]["amount"], "2.00");
 }

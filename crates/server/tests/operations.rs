@@ -128,8 +128,8 @@ async fn seed(store: &Store) {
     ] {
         exec(
             store,
-            "INSERT INTO app_events (id, endpoint, account, type, payload, created_at, status, next_attempt_at) \
-             VALUES ($1, 'https://app.example/h', 'acct', 'credits.granted', '{}', $2, $3, $2)",
+            "INSERT INTO app_events (id, endpoint, account, type, payload, created_at, retry_from, status, \
+             next_attempt_at) VALUES ($1, 'https://app.example/h', 'acct', 'credits.granted', '{}', $2, $2, $3, $2)",
             &[T(id), I((now - age * DAY) * 1000), T(status)],
         )
         .await;

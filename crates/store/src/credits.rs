@@ -527,6 +527,9 @@ impl Tx {
         let mut sorted = accounts.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
+        if sorted.is_empty() {
+            return Ok(Vec::new());
+        }
         let created: Vec<String> = match &mut self.conn {
             // The transaction holds SQLite's write lock already.
             TxConn::Sqlite(t, _) => {

@@ -52,6 +52,8 @@ pub struct AppEventRow {
     pub kind: String,
     pub payload: String,
     pub created_at: i64,
+    /// When its retries started: `created_at`, or its latest replay.
+    pub retry_from: i64,
     pub status: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -60,8 +62,8 @@ pub struct AppEventRow {
     pub delivered_at: Option<i64>,
 }
 
-const COLUMNS: &str = "seq, id, endpoint, account, type, payload, created_at, status, attempts, \
-     next_attempt_at, last_error, last_status, delivered_at";
+const COLUMNS: &str = "seq, id, endpoint, account, type, payload, created_at, retry_from, status, \
+     attempts, next_attempt_at, last_error, last_status, delivered_at";
 
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,8 +131,8 @@ impl Tx {
         let endpoints = self.outbox.endpoints.clone();
         for endpoint in &endpoints {
             on_tx!(self, t => sqlx::query(
-                "INSERT INTO app_events (id, endpoint, account, type, payload, created_at, status, next_attempt_at) \
-                 SELECT $1, $2, $3, $4, $5, $6, \
+                "INSERT INTO app_events (id, endpoint, account, type, payload, created_at, retry_from, status, next_attempt_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $6, \
                    CASE WHEN EXISTS (SELECT 1 FROM app_events WHERE endpoint = $2 AND account = $3 \
                                      AND status IN ('queued', 'pending', 'processing')) \
                    THEN 'queued' ELSE 'pending' END, $6"
@@ -255,6 +257,22 @@ impl Tx {
         Ok(rows)
     }
 
+    /// Sets an account's own low threshold (hundredths; `None`: the service's default).
+    /// The caller holds the account's lock.
+    pub async fn set_low_threshold(
+        &mut self,
+        account: &str,
+        threshold: Option<i64>,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query("UPDATE credit_accounts SET low_threshold = $2 WHERE id = $1")
+            .bind(account)
+            .bind(threshold)
+            .execute(&mut **t)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
     pub async fn set_balance_level(
         &mut self,
         account: &str,
@@ -288,16 +306,18 @@ impl Tx {
         Ok(rows)
     }
 
-    /// Marks a lot's expiry announced; `false` when it was already (another sweeper).
-    pub async fn announce_expiry(&mut self, lot: i64) -> Result<bool, StoreError> {
-        let n = on_tx!(self, t => sqlx::query(
-            "UPDATE credit_lots SET expiry_announced = TRUE WHERE id = $1 AND expiry_announced = FALSE"
+    /// Marks a lot's expiry announced and returns what it held then (read under the
+    /// account's lock, so no take-back moves it meanwhile); `None` when it was announced
+    /// already (another sweeper).
+    pub async fn announce_expiry(&mut self, lot: i64) -> Result<Option<i64>, StoreError> {
+        let remaining = on_tx!(self, t => sqlx::query_scalar(
+            "UPDATE credit_lots SET expiry_announced = TRUE WHERE id = $1 AND expiry_announced = FALSE \
+             RETURNING remaining"
         )
         .bind(lot)
-        .execute(&mut **t)
-        .await?
-        .rows_affected());
-        Ok(n == 1)
+        .fetch_optional(&mut **t)
+        .await?);
+        Ok(remaining)
     }
 
     /// A subscription as this transaction sees it (for `subscription.updated`).
@@ -420,19 +440,110 @@ impl Store {
         Ok(rows)
     }
 
-    /// Sends event `id` again to every endpoint where it was delivered or failed: due
-    /// now, ahead of its account's queue. Returns how many rows were made due (0: unknown
-    /// or still on its way).
+    /// Sends event `id` again to every endpoint where it was delivered or failed, with
+    /// three more days of retries: behind its account's open events there (`queued`),
+    /// or due now. Under the account's lock, like every change to its queue. Returns how
+    /// many rows were made to go again (0: unknown, or still on its way).
     pub async fn replay_app_event(&self, id: &str, now_ms: i64) -> Result<u64, StoreError> {
-        let n = on_write!(self, pool => sqlx::query(
-            "UPDATE app_events SET status = 'pending', next_attempt_at = $2, attempts = 0, last_error = NULL \
+        let Some(account) = self.app_event(id).await?.first().map(|r| r.account.clone()) else {
+            return Ok(0);
+        };
+        let mut tx = self.begin().await?;
+        tx.lock_account(&account, now_ms / 1000).await?;
+        let n = on_tx!(tx, t => sqlx::query(
+            "UPDATE app_events SET \
+               status = CASE WHEN EXISTS (SELECT 1 FROM app_events o WHERE o.endpoint = app_events.endpoint \
+                 AND o.account = app_events.account AND o.status IN ('queued', 'pending', 'processing')) \
+               THEN 'queued' ELSE 'pending' END, \
+               next_attempt_at = $2, retry_from = $2, attempts = 0, last_error = NULL, last_status = NULL \
              WHERE id = $1 AND status IN ('delivered', 'failed')"
         )
         .bind(id)
         .bind(now_ms)
-        .execute(pool)
+        .execute(&mut **t)
         .await?
         .rows_affected());
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Whether anything is due for `endpoints` (a read: an idle dispatcher must not take
+    /// SQLite's write lock ten times a second).
+    pub async fn has_due_app_events(
+        &self,
+        endpoints: &[String],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        if endpoints.is_empty() {
+            return Ok(false);
+        }
+        let list = (0..endpoints.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM app_events WHERE status = 'pending' AND next_attempt_at <= $1 \
+             AND endpoint IN ({list})) \
+             OR EXISTS (SELECT 1 FROM app_events WHERE status = 'processing' AND lease_until < $1 \
+             AND endpoint IN ({list}))"
+        );
+        let found: bool = on_pool!(self, pool => {
+            let mut q = sqlx::query_scalar(&sql).bind(now_ms);
+            for e in endpoints {
+                q = q.bind(e);
+            }
+            q.fetch_one(pool).await?
+        });
+        Ok(found)
+    }
+
+    /// Gives up the open events of endpoints no longer configured (`failed`, saying so;
+    /// `app-events replay` sends them to their endpoint if it comes back): otherwise they
+    /// would wait for ever and hold up nothing but the metrics. Returns how many.
+    pub async fn fail_unconfigured_app_events(
+        &self,
+        endpoints: &[String],
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let list = (0..endpoints.len())
+            .map(|i| format!("${}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let not_configured = if endpoints.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            format!("endpoint NOT IN ({list})")
+        };
+        let sql = format!(
+            "SELECT DISTINCT account FROM app_events WHERE status IN ('queued', 'pending', 'processing') \
+             AND {not_configured}"
+        );
+        let accounts: Vec<String> = on_pool!(self, pool => {
+            let mut q = sqlx::query_scalar(&sql);
+            for e in endpoints {
+                q = q.bind(e);
+            }
+            q.fetch_all(pool).await?
+        });
+        if accounts.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let refs: Vec<&str> = accounts.iter().map(String::as_str).collect();
+        tx.lock_accounts(&refs, now_ms / 1000).await?;
+        let sql = format!(
+            "UPDATE app_events SET status = 'failed', lease_owner = NULL, lease_until = NULL, \
+             last_error = 'its endpoint is no longer in APP_WEBHOOK_URL' \
+             WHERE status IN ('queued', 'pending', 'processing') AND {not_configured}"
+        );
+        let n = on_tx!(tx, t => {
+            let mut q = sqlx::query(&sql);
+            for e in endpoints {
+                q = q.bind(e);
+            }
+            q.execute(&mut **t).await?.rows_affected()
+        });
+        tx.commit().await?;
         Ok(n)
     }
 
@@ -478,24 +589,6 @@ impl Store {
         .fetch_one(pool)
         .await?);
         Ok(found)
-    }
-
-    /// An account's own low threshold (hundredths; `None`: the service's default).
-    pub async fn set_low_threshold(
-        &self,
-        account: &str,
-        threshold: Option<i64>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        tx.lock_account(account, now).await?;
-        on_tx!(tx, t => sqlx::query("UPDATE credit_accounts SET low_threshold = $2 WHERE id = $1")
-            .bind(account)
-            .bind(threshold)
-            .execute(&mut **t)
-            .await?
-            .rows_affected());
-        tx.commit().await
     }
 
     pub async fn low_threshold(&self, account: &str) -> Result<Option<i64>, StoreError> {

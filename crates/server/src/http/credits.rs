@@ -313,10 +313,10 @@ async fn set_low_threshold(
     crate::credits::validate_account(&account).map_err(ledger_error)?;
     let req: LowThreshold = parse_body(&body, r#"{"below":"25.00"} (or null: the default)"#)?;
     state
-        .store
-        .set_low_threshold(&account, req.below.map(|c| c.hundredths()), unix_now())
+        .ledger
+        .set_low_threshold(&account, req.below, unix_now())
         .await
-        .map_err(|e| ApiError::internal("the threshold could not be stored", &e))?;
+        .map_err(ledger_error)?;
     threshold_answer(&state, &account).await
 }
 

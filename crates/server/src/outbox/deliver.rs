@@ -7,8 +7,10 @@
 //!
 //! At least once: an event is marked delivered only after a 2xx; a crash between the
 //! answer and the mark sends it again, with the same `webhook-id` for the app to
-//! deduplicate. Retries back off (5 s × 3ⁿ, at most 2 h, ±20 % jitter) for three days,
-//! then the event is `failed` (`app-events replay` sends it again).
+//! deduplicate. Retries back off (5 s × 3ⁿ, at most 2 h, ±20 % jitter) for three days
+//! (from the event's creation or its latest replay), then the event is `failed`
+//! (`app-events replay` sends it again). Events of an endpoint removed from
+//! `APP_WEBHOOK_URL` are given up when the dispatcher starts.
 //!
 //! A request may take `APP_WEBHOOK_TIMEOUT_SECS` (10 s); an event claimed by an instance
 //! that died is sent again once its lease (twice that, and 5 s) runs out.
@@ -31,10 +33,11 @@ use sm_store::{Store, StoreError};
 use crate::config::AppWebhooks;
 use crate::net::{is_public, redact_url as redact};
 
-/// Events per claim.
-const BATCH: u32 = 100;
-/// Requests in flight per instance.
+/// Requests in flight per instance, and events per claim: a claim is sent all at once,
+/// so it takes at most one request's timeout and its lease (twice that) cannot run out
+/// while this instance still holds the answers.
 const CONCURRENCY: usize = 32;
+const BATCH: u32 = CONCURRENCY as u32;
 /// How long an event is retried before it is `failed`.
 pub const GIVE_UP_MS: i64 = 3 * 86_400_000;
 /// How often an idle instance looks for due events.
@@ -129,6 +132,15 @@ impl Dispatcher {
     /// Claims what is due, sends it, records the outcomes; returns how many it claimed.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         let now_ms = crate::clock::now_ms();
+        // A read first: claiming is a write, and an idle instance must not take
+        // SQLite's one write lock ten times a second.
+        if !self
+            .store
+            .has_due_app_events(&self.endpoints, now_ms)
+            .await?
+        {
+            return Ok(0);
+        }
         let claimed = self
             .store
             .claim_app_events(&self.owner, &self.endpoints, BATCH, now_ms, self.lease_ms)
@@ -176,16 +188,28 @@ impl Dispatcher {
                     status: r.status().as_u16(),
                 };
             }
-            Ok(r) => {
+            Ok(mut r) => {
                 let status = r.status().as_u16();
-                let body = r.text().await.unwrap_or_default();
-                let body: String = body.chars().take(ERROR_BYTES).collect();
-                (Some(status), format!("HTTP {status}: {body}"))
+                // At most ERROR_BYTES of the answer, read no further; one line, printable.
+                let mut body = Vec::new();
+                while body.len() < ERROR_BYTES {
+                    match r.chunk().await {
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        _ => break,
+                    }
+                }
+                body.truncate(ERROR_BYTES);
+                let text: String = String::from_utf8_lossy(&body)
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                (Some(status), format!("HTTP {status}: {}", text.trim()))
             }
-            Err(e) => (None, crate::error_chain(&e)),
+            // Without the URL: its query or credentials may hold a secret.
+            Err(e) => (None, crate::error_chain(&e.without_url())),
         };
         let now_ms = crate::clock::now_ms();
-        if now_ms - row.created_at >= GIVE_UP_MS {
+        if now_ms - row.retry_from >= GIVE_UP_MS {
             Attempt::Failed { status, error }
         } else {
             Attempt::Retry {
@@ -202,7 +226,13 @@ impl Dispatcher {
     async fn record(&self, outcomes: &[(AppEventRow, Attempt)]) -> Result<(), StoreError> {
         let now_ms = crate::clock::now_ms();
         let mut tx = self.store.begin().await?;
-        let accounts: Vec<&str> = outcomes.iter().map(|(r, _)| r.account.as_str()).collect();
+        // Only an event that finishes lets its account's next one go: those accounts are
+        // locked; a retry changes nothing another transaction looks at.
+        let accounts: Vec<&str> = outcomes
+            .iter()
+            .filter(|(_, a)| !matches!(a, Attempt::Retry { .. }))
+            .map(|(r, _)| r.account.as_str())
+            .collect();
         tx.lock_accounts(&accounts, now_ms / 1000).await?;
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         for (row, attempt) in outcomes {
@@ -243,6 +273,20 @@ impl Dispatcher {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            match self
+                .store
+                .fail_unconfigured_app_events(&self.endpoints, crate::clock::now_ms())
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    events = n,
+                    "outbox: events for endpoints no longer in APP_WEBHOOK_URL were given up; `app-events list --status failed` shows them"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox: could not give up the events of removed endpoints")
+                }
+            }
             loop {
                 let busy = match self.run_once().await {
                     Ok(n) => n > 0,

@@ -38,12 +38,12 @@ pub async fn sweep(store: &Store, now: i64) -> Result<u64, StoreError> {
         let accounts: Vec<&str> = due.iter().map(|(_, a, _, _)| a.as_str()).collect();
         tx.lock_accounts(&accounts, now).await?;
         let mut touched: BTreeMap<String, ()> = BTreeMap::new();
-        for (lot, account, remaining, expires_at) in &due {
-            if !tx.announce_expiry(*lot).await? {
+        for (lot, account, _, expires_at) in &due {
+            let Some(remaining) = tx.announce_expiry(*lot).await? else {
                 continue;
-            }
+            };
             marked += 1;
-            if *remaining > 0 {
+            if remaining > 0 {
                 emit(
                     &mut tx,
                     account,
@@ -51,7 +51,7 @@ pub async fn sweep(store: &Store, now: i64) -> Result<u64, StoreError> {
                     json!({
                         "account": account,
                         "lot": lot,
-                        "amount": Credits(*remaining),
+                        "amount": Credits(remaining),
                         "expired_at": expires_at,
                     }),
                     now.saturating_mul(1000),

@@ -118,7 +118,13 @@ pub async fn announce(
         };
         let granted: Vec<&&JournalNote> = notes
             .iter()
-            .filter(|n| n.amount > 0 && matches!(n.kind.as_str(), "grant" | "adjust" | "restore"))
+            .filter(|n| {
+                n.amount > 0
+                    && matches!(
+                        n.kind.as_str(),
+                        "grant" | "adjust" | "restore" | "proration"
+                    )
+            })
             .collect();
         // Debt settled from a new grant: part of what was just granted went to it.
         let settled: i64 = notes

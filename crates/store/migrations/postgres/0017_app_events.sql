@@ -12,6 +12,9 @@ CREATE TABLE app_events (
     payload         TEXT NOT NULL,
     -- Unix milliseconds.
     created_at      BIGINT NOT NULL,
+    -- When its retries started (created_at, or its latest replay): retried for three
+    -- days from then.
+    retry_from      BIGINT NOT NULL,
     -- queued (behind an earlier event of its account for this endpoint), pending (due at
     -- next_attempt_at), processing (leased to lease_owner until lease_until), delivered,
     -- failed (retried for three days, or its endpoint is no longer configured).
