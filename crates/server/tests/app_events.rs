@@ -23,6 +23,7 @@ sm_store::contract_tests!(
     an_instance_killed_while_delivering_loses_nothing,
     the_guard_refuses_private_endpoints_redirects_and_bad_secrets,
     an_endpoint_removed_from_the_configuration_gives_up_its_events,
+    the_admin_shows_the_outbox_and_sends_an_event_again,
 );
 
 fn with_threshold(receiver: &Receiver, threshold: &str) -> Vec<(String, String)> {
@@ -601,4 +602,62 @@ async fn an_endpoint_removed_from_the_configuration_gives_up_its_events(db: Test
     grant(&second, "acct_moved", "2", "after").await;
     let got = new.wait_for(10, "the next event", |g| !g.is_empty()).await;
     assert_eq!(got[0].json()["data"]["amount"], "2.00");
+}
+
+/// The admin's "Events to the app": the counts, a row per event (filtered by account and
+/// status), and "Send again" for a delivered one, which the endpoint then gets again
+/// with the same id; an unknown id is refused with a message.
+async fn the_admin_shows_the_outbox_and_sends_an_event_again(db: TestDb) {
+    let receiver = Receiver::start().await;
+    let fake = fake_stripe::FakeStripe::start().await;
+    let app = quiet_app_with(&fake, &db, &receiver.env()).await;
+    grant(&app, "acct_admin_events", "3", "g").await;
+    let got = receiver.wait_for(10, "the event", |g| !g.is_empty()).await;
+    let id = got[0].id().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while db.store.app_event(&id).await.unwrap()[0].status != "delivered" {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let op = common::admin::Operator::sign_in(&app, &db).await;
+    let page = op
+        .page(
+            &app,
+            "/admin/app-events?account=acct_admin_events&status=delivered",
+        )
+        .await;
+    assert!(
+        page.contains(&id) && page.contains("credits.granted") && page.contains("Send again"),
+        "{page}"
+    );
+    let none = op.page(&app, "/admin/app-events?status=failed").await;
+    assert!(
+        !none.contains(&id) && none.contains("No events match"),
+        "{none}"
+    );
+    let after = op
+        .post(&app, &format!("/admin/app-events/{id}/replay"), &[])
+        .await;
+    assert_eq!(after, "/admin/app-events");
+    receiver
+        .wait_for(10, "the event again", |g| {
+            g.iter().filter(|d| d.id() == id).count() == 2
+        })
+        .await;
+    let page = op.page(&app, "/admin/app-events").await;
+    assert!(
+        common::admin::flash(&page)
+            .unwrap_or_default()
+            .contains("sent again"),
+        "{page}"
+    );
+    op.post(&app, "/admin/app-events/msg_nope/replay", &[])
+        .await;
+    let page = op.page(&app, "/admin/app-events").await;
+    assert!(
+        common::admin::flash(&page)
+            .unwrap_or_default()
+            .contains("unknown"),
+        "{page}"
+    );
 }
