@@ -6,8 +6,11 @@
 //! just before its commit) to its arrival: p50, p99, p99.9, max.
 //!
 //! ```text
-//! app_events_load BASE_URL PORT RATE SECONDS ACCOUNTS
+//! app_events_load BASE_URL PORT RATE SECONDS ACCOUNTS [WAIT_SECS=60]
 //! ```
+//!
+//! WAIT_SECS is how long it waits for the events after sending (0: not at all, for a
+//! load beside another measurement).
 //!
 //! `SM_TOKEN` holds an API token with `credits:grant`; the service runs with
 //! `APP_WEBHOOK_URL=http://127.0.0.1:PORT/hooks` (scripts/bench-app-events).
@@ -21,7 +24,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
 fn usage() -> ! {
-    eprintln!("usage: app_events_load BASE_URL PORT RATE SECONDS ACCOUNTS");
+    eprintln!("usage: app_events_load BASE_URL PORT RATE SECONDS ACCOUNTS [WAIT_SECS]");
     std::process::exit(2);
 }
 
@@ -65,7 +68,13 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [base, port, rate, seconds, accounts] = args.as_slice() else {
+    let (args, wait) = match args.as_slice() {
+        [rest @ .., wait] if rest.len() == 5 => {
+            (rest, wait.parse::<u64>().unwrap_or_else(|_| usage()))
+        }
+        rest => (rest, 60),
+    };
+    let [base, port, rate, seconds, accounts] = args else {
         usage()
     };
     let (Ok(port), Ok(rate), Ok(seconds), Ok(accounts)) = (
@@ -132,8 +141,8 @@ async fn main() {
             granted += 1;
         }
     }
-    // Wait for every event (at most 60 s).
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Wait for every event (at most WAIT_SECS).
+    let deadline = Instant::now() + Duration::from_secs(wait);
     loop {
         let got = seen.lock().unwrap().0.len() as u64;
         if got >= granted || Instant::now() > deadline {

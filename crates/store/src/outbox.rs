@@ -84,6 +84,37 @@ pub enum Attempt {
     },
 }
 
+impl Attempt {
+    /// `(status, next_attempt_at, last_error, last_status, delivered_at)` as stored.
+    #[allow(clippy::type_complexity)]
+    fn columns(
+        &self,
+        now_ms: i64,
+    ) -> (
+        &'static str,
+        Option<i64>,
+        Option<&str>,
+        Option<u16>,
+        Option<i64>,
+    ) {
+        match self {
+            Attempt::Delivered { status } => ("delivered", None, None, Some(*status), Some(now_ms)),
+            Attempt::Retry {
+                status,
+                error,
+                next_attempt_at,
+            } => (
+                "pending",
+                Some(*next_attempt_at),
+                Some(error),
+                *status,
+                None,
+            ),
+            Attempt::Failed { status, error } => ("failed", None, Some(error), *status, None),
+        }
+    }
+}
+
 /// Events by status, and the creation time of the oldest one not delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OutboxCounts {
@@ -160,21 +191,7 @@ impl Tx {
         attempt: &Attempt,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let (status, next, error, code, delivered) = match attempt {
-            Attempt::Delivered { status } => ("delivered", None, None, Some(*status), Some(now_ms)),
-            Attempt::Retry {
-                status,
-                error,
-                next_attempt_at,
-            } => (
-                "pending",
-                Some(*next_attempt_at),
-                Some(error),
-                *status,
-                None,
-            ),
-            Attempt::Failed { status, error } => ("failed", None, Some(error), *status, None),
-        };
+        let (status, next, error, code, delivered) = attempt.columns(now_ms);
         let row: Option<(String, String)> = on_tx!(self, t => sqlx::query_as(
             "UPDATE app_events SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
              last_error = $5, last_status = $6, delivered_at = COALESCE($7, delivered_at), \
@@ -198,6 +215,84 @@ impl Tx {
             self.promote_next(&endpoint, &account, now_ms).await?;
         }
         Ok(true)
+    }
+
+    /// [`Tx::finish_app_event`] for a batch: on PostgreSQL two statements whatever its
+    /// size (the outcomes, then the next event of each account whose event finished);
+    /// on SQLite one event at a time. Returns, in order, whether each was still ours.
+    pub async fn finish_app_events(
+        &mut self,
+        outcomes: &[(i64, &Attempt)],
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        if matches!(self.conn, TxConn::Sqlite(..)) {
+            let mut out = Vec::with_capacity(outcomes.len());
+            for (seq, attempt) in outcomes {
+                out.push(self.finish_app_event(*seq, owner, attempt, now_ms).await?);
+            }
+            return Ok(out);
+        }
+        let TxConn::Postgres(t) = &mut self.conn else {
+            unreachable!("SQLite returned above")
+        };
+        let mut seqs = Vec::new();
+        let (mut statuses, mut nexts, mut errors, mut codes, mut delivered) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (seq, attempt) in outcomes {
+            let (status, next, error, code, at) = attempt.columns(now_ms);
+            seqs.push(*seq);
+            statuses.push(status);
+            nexts.push(next);
+            errors.push(error.map(str::to_owned));
+            codes.push(code.map(i64::from));
+            delivered.push(at);
+        }
+        let done: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "UPDATE app_events e SET status = u.status, next_attempt_at = COALESCE(u.next, e.next_attempt_at), \
+             last_error = u.error, last_status = u.code, delivered_at = COALESCE(u.delivered, e.delivered_at), \
+             lease_owner = NULL, lease_until = NULL \
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) \
+               AS u (seq, status, next, error, code, delivered) \
+             WHERE e.seq = u.seq AND e.status = 'processing' AND e.lease_owner = $7 \
+             RETURNING e.seq, e.endpoint, e.account, e.status",
+        )
+        .bind(&seqs)
+        .bind(&statuses)
+        .bind(&nexts)
+        .bind(&errors)
+        .bind(&codes)
+        .bind(&delivered)
+        .bind(owner)
+        .fetch_all(&mut **t)
+        .await?;
+        let mut streams: Vec<(String, String)> = done
+            .iter()
+            .filter(|(_, _, _, status)| status != "pending")
+            .map(|(_, e, a, _)| (e.clone(), a.clone()))
+            .collect();
+        streams.sort_unstable();
+        streams.dedup();
+        if !streams.is_empty() {
+            let (endpoints, accounts): (Vec<String>, Vec<String>) = streams.into_iter().unzip();
+            sqlx::query(
+                "UPDATE app_events SET status = 'pending', next_attempt_at = $3 WHERE seq IN ( \
+                   SELECT MIN(q.seq) FROM app_events q \
+                   JOIN UNNEST($1::text[], $2::text[]) AS s (endpoint, account) \
+                     ON q.endpoint = s.endpoint AND q.account = s.account \
+                   WHERE q.status = 'queued' AND NOT EXISTS (SELECT 1 FROM app_events o \
+                     WHERE o.endpoint = s.endpoint AND o.account = s.account \
+                     AND o.status IN ('pending', 'processing')) \
+                   GROUP BY q.endpoint, q.account)",
+            )
+            .bind(&endpoints)
+            .bind(&accounts)
+            .bind(now_ms)
+            .execute(&mut **t)
+            .await?;
+        }
+        let ours: std::collections::HashSet<i64> = done.iter().map(|d| d.0).collect();
+        Ok(seqs.iter().map(|s| ours.contains(s)).collect())
     }
 
     /// Makes the oldest queued event of `account` for `endpoint` due now, unless one is

@@ -33,11 +33,13 @@ use sm_store::{Store, StoreError};
 use crate::config::AppWebhooks;
 use crate::net::{is_public, redact_url as redact};
 
-/// Requests in flight per instance, and events per claim: a claim is sent all at once,
+/// Requests in flight per claim, and events per claim: a claim is sent all at once,
 /// so it takes at most one request's timeout and its lease (twice that) cannot run out
 /// while this instance still holds the answers.
-const CONCURRENCY: usize = 32;
+const CONCURRENCY: usize = 64;
 const BATCH: u32 = CONCURRENCY as u32;
+/// Claims in flight per instance (each at most [`BATCH`] events).
+const LOOPS: usize = 1;
 /// How long an event is retried before it is `failed`.
 pub const GIVE_UP_MS: i64 = 3 * 86_400_000;
 /// How often an idle instance looks for due events.
@@ -130,14 +132,16 @@ impl Dispatcher {
     }
 
     /// Claims what is due, sends it, records the outcomes; returns how many it claimed.
-    pub async fn run_once(&self) -> Result<usize, StoreError> {
+    /// `busy`: the previous claim found work, so claim at once.
+    pub async fn run_once(&self, busy: bool) -> Result<usize, StoreError> {
         let now_ms = crate::clock::now_ms();
-        // A read first: claiming is a write, and an idle instance must not take
-        // SQLite's one write lock ten times a second.
-        if !self
-            .store
-            .has_due_app_events(&self.endpoints, now_ms)
-            .await?
+        // A read first when idle: claiming is a write, and an idle instance must not
+        // take SQLite's one write lock ten times a second.
+        if !busy
+            && !self
+                .store
+                .has_due_app_events(&self.endpoints, now_ms)
+                .await?
         {
             return Ok(0);
         }
@@ -235,11 +239,10 @@ impl Dispatcher {
             .collect();
         tx.lock_accounts(&accounts, now_ms / 1000).await?;
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for (row, attempt) in outcomes {
-            if !tx
-                .finish_app_event(row.seq, &self.owner, attempt, now_ms)
-                .await?
-            {
+        let batch: Vec<(i64, &Attempt)> = outcomes.iter().map(|(r, a)| (r.seq, a)).collect();
+        let ours = tx.finish_app_events(&batch, &self.owner, now_ms).await?;
+        for ((row, attempt), ours) in outcomes.iter().zip(ours) {
+            if !ours {
                 continue;
             }
             let outcome = match attempt {
@@ -287,23 +290,39 @@ impl Dispatcher {
                     tracing::warn!(error = %e, "outbox: could not give up the events of removed endpoints")
                 }
             }
-            loop {
-                let busy = match self.run_once().await {
-                    Ok(n) => n > 0,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "outbox: claiming or recording events failed; trying again");
-                        false
-                    }
-                };
-                if *stop.borrow() {
-                    return;
-                }
-                if !busy {
-                    tokio::select! {
-                        _ = tokio::time::sleep(POLL) => {}
-                        _ = stop.changed() => return,
-                    }
-                }
+            // Several claims in flight: while one batch waits for its answers or its
+            // commit, another is being sent. Each claims only heads (SKIP LOCKED), so
+            // they never share an event nor an account's turn.
+            let this = Arc::new(self);
+            let loops: Vec<_> = (0..LOOPS)
+                .map(|_| {
+                    let (this, mut stop) = (this.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        let mut busy = false;
+                        loop {
+                            busy = match this.run_once(busy).await {
+                                Ok(n) => n > 0,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "outbox: claiming or recording events failed; trying again");
+                                    false
+                                }
+                            };
+                            if *stop.borrow() {
+                                return;
+                            }
+                            if !busy {
+                                tokio::select! {
+                                    _ = tokio::time::sleep(POLL) => {}
+                                    _ = stop.changed() => return,
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let _ = stop.changed().await;
+            for l in loops {
+                let _ = l.await;
             }
         })
     }
