@@ -274,6 +274,18 @@ async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
         );
         let (journal, lots, _) = db.store.credit_totals(ACCOUNT).await.unwrap();
         prop_assert_eq!(journal, lots);
+        // The account's count of holds in `held` (what lets consumption groups skip
+        // reading holds) agrees with the holds.
+        let counted: Option<i64> = sm_store::on_pool!(db.store, pool => sqlx::query_scalar(
+            "SELECT open_holds FROM credit_accounts WHERE id = $1"
+        )
+        .bind(ACCOUNT)
+        .fetch_optional(pool)
+        .await
+        .unwrap());
+        let held_rows = db.store.holds_of(ACCOUNT, false, now, 100).await.unwrap();
+        let open_rows = held_rows.iter().filter(|r| r.status == "held").count() as i64;
+        prop_assert_eq!(counted.unwrap_or(0), open_rows);
         prop_assert!(states(&db).await.iter().all(|l| l.remaining >= 0));
     }
     // Every capture is in the journal once, under its hold's id.

@@ -547,12 +547,21 @@ impl Tx {
                 q.fetch_all(&mut **t).await?
             }
             TxConn::Postgres(t) => {
-                const LOCK: &str =
-                    "SELECT id FROM credit_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE";
-                let found: Vec<String> = sqlx::query_scalar(LOCK)
+                const LOCK: &str = "SELECT id, open_holds FROM credit_accounts WHERE id = ANY($1) \
+                     ORDER BY id FOR UPDATE";
+                let rows: Vec<(String, i64)> = sqlx::query_as(LOCK)
                     .bind(&sorted)
                     .fetch_all(&mut **t)
                     .await?;
+                let with_holds: Vec<String> = rows
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let found: Vec<String> = rows.into_iter().map(|(id, _)| id).collect();
+                // Accounts created below have no holds.
+                self.holds_hint =
+                    Some((sorted.iter().map(|a| (*a).to_owned()).collect(), with_holds));
                 let missing: Vec<&str> = sorted
                     .iter()
                     .copied()

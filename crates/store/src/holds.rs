@@ -85,7 +85,23 @@ impl Tx {
         .execute(&mut **t)
         .await?
         .rows_affected());
+        if n == 1 {
+            self.count_open_holds(h.account, 1).await?;
+        }
         Ok(n == 1)
+    }
+
+    /// Keeps `credit_accounts.open_holds` (see migration 16) with the holds.
+    async fn count_open_holds(&mut self, account: &str, by: i64) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query(
+            "UPDATE credit_accounts SET open_holds = open_holds + $2 WHERE id = $1"
+        )
+        .bind(account)
+        .bind(by)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+        Ok(())
     }
 
     pub async fn hold_by_key(
@@ -149,6 +165,14 @@ impl Tx {
         if accounts.is_empty() {
             return Ok(Vec::new());
         }
+        // Locked by this transaction and known to have no hold: nothing to read.
+        if let Some((locked, with_holds)) = &self.holds_hint
+            && accounts
+                .iter()
+                .all(|a| locked.iter().any(|l| l == a) && !with_holds.iter().any(|w| w == a))
+        {
+            return Ok(Vec::new());
+        }
         let rows = match &mut self.conn {
             TxConn::Sqlite(t, _) => {
                 let list = (2..accounts.len() + 2)
@@ -194,19 +218,24 @@ impl Tx {
             } => (Some(captured), Some(balance_after)),
             _ => (None, None),
         };
-        let n = on_tx!(self, t => sqlx::query(
+        let account: Option<String> = on_tx!(self, t => sqlx::query_scalar(
             "UPDATE credit_holds SET status = $2, captured = $3, balance_after = $4, settled_at = $5 \
-             WHERE id = $1 AND status = 'held'"
+             WHERE id = $1 AND status = 'held' RETURNING account"
         )
         .bind(id)
         .bind(how.status())
         .bind(captured)
         .bind(balance_after)
         .bind(now)
-        .execute(&mut **t)
-        .await?
-        .rows_affected());
-        Ok(n == 1)
+        .fetch_optional(&mut **t)
+        .await?);
+        match account {
+            Some(account) => {
+                self.count_open_holds(&account, -1).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Up to `limit` holds still `held` past their `expires_at`, earliest first. Not

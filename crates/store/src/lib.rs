@@ -141,6 +141,10 @@ pub struct Tx {
     /// The journal entries written so far, kept while the outbox is on: what the
     /// transaction's events to the app are made of (see [`Tx::take_journal`]).
     journal: Vec<outbox::JournalNote>,
+    /// Accounts this transaction locked with `lock_accounts` on PostgreSQL, and those of
+    /// them with holds: [`Tx::held_of`] skips its query when none of the accounts it is
+    /// asked about has any.
+    holds_hint: Option<(Vec<String>, Vec<String>)>,
 }
 
 /// The connection of a [`Tx`].
@@ -395,6 +399,7 @@ impl Store {
             local: self.local.clone(),
             outbox: self.outbox.clone(),
             journal: Vec::new(),
+            holds_hint: None,
         })
     }
 
