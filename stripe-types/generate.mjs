@@ -20,6 +20,8 @@ const kinds = [
   'Stripe.SubscriptionItem', 'Stripe.Invoice', 'Stripe.InvoiceLineItem',
   'Stripe.InvoicePayment', 'Stripe.InvoiceItem', 'Stripe.Charge', 'Stripe.Refund',
   'Stripe.Dispute', 'Stripe.BillingPortal.Session', 'Stripe.Event',
+  'Stripe.Entitlements.Feature', 'Stripe.ProductFeature', 'Stripe.DeletedProductFeature',
+  'Stripe.Entitlements.ActiveEntitlement', 'Stripe.PaymentMethod', 'Stripe.PaymentIntent',
 ];
 const seen = new Set(shapes.map((s) => s.type));
 const missingKinds = kinds.filter((k) => !seen.has(k));

@@ -35,6 +35,13 @@ fn ts_type(v: &Value) -> Option<&'static str> {
         "dispute" => "Stripe.Dispute",
         "billing_portal.session" => "Stripe.BillingPortal.Session",
         "event" => "Stripe.Event",
+        "entitlements.feature" => "Stripe.Entitlements.Feature",
+        "entitlements.active_entitlement" => "Stripe.Entitlements.ActiveEntitlement",
+        "entitlements.active_entitlement_summary" => "Stripe.Entitlements.ActiveEntitlementSummary",
+        "product_feature" if v["deleted"] == json!(true) => "Stripe.DeletedProductFeature",
+        "product_feature" => "Stripe.ProductFeature",
+        "payment_method" => "Stripe.PaymentMethod",
+        "payment_intent" => "Stripe.PaymentIntent",
         _ => return None,
     })
 }
@@ -87,6 +94,18 @@ async fn post(fake: &FakeStripe, path: &str, form: &[(&str, &str)]) -> Value {
         .expect("the fake answers");
     assert!(r.status().is_success(), "POST {path}: {}", r.status());
     r.json().await.expect("JSON")
+}
+
+/// A POST that may fail (a card error): the status and the body.
+async fn post_any(fake: &FakeStripe, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", fake.url()))
+        .bearer_auth("sk_test_shapes")
+        .form(form)
+        .send()
+        .await
+        .expect("the fake answers");
+    (r.status().as_u16(), r.json().await.expect("JSON"))
 }
 
 async fn delete(fake: &FakeStripe, path: &str) -> Value {
@@ -557,6 +576,264 @@ async fn main() {
     let gone = delete(&fake, &format!("/v1/customers/{}", id(&leaving_customer))).await;
     shapes.add("DELETE /v1/customers/{id}", &gone);
 
+    // Entitlements: features (one renamed, one archived), attached to a plan's product
+    // (one detached again), a subscription to it (the customer's active entitlements
+    // appear), then canceled (they go).
+    let (featured_price, featured_product) = fake.with_state(|s| {
+        let price = monthly(s, "Featured", 1500);
+        let product = s.prices.get(&price).expect("price")["product"]
+            .as_str()
+            .expect("product")
+            .to_owned();
+        (price, product)
+    });
+    let reports = post(
+        &fake,
+        "/v1/entitlements/features",
+        &[
+            ("name", "Advanced reports"),
+            ("lookup_key", "advanced-reports"),
+            ("metadata[tier]", "pro"),
+        ],
+    )
+    .await;
+    let api = post(
+        &fake,
+        "/v1/entitlements/features",
+        &[("name", "API"), ("lookup_key", "api-access")],
+    )
+    .await;
+    let old = post(
+        &fake,
+        "/v1/entitlements/features",
+        &[("name", "Old"), ("lookup_key", "old-feature")],
+    )
+    .await;
+    let renamed = post(
+        &fake,
+        &format!("/v1/entitlements/features/{}", id(&api)),
+        &[("name", "API access")],
+    )
+    .await;
+    shapes.add("POST /v1/entitlements/features/{id}", &renamed);
+    let archived = post(
+        &fake,
+        &format!("/v1/entitlements/features/{}", id(&old)),
+        &[("active", "false")],
+    )
+    .await;
+    shapes.add("POST /v1/entitlements/features/{id} (archive)", &archived);
+    for feature in [&reports, &api] {
+        let attached = post(
+            &fake,
+            &format!("/v1/products/{featured_product}/features"),
+            &[("entitlement_feature", &id(feature))],
+        )
+        .await;
+        shapes.add("POST /v1/products/{id}/features", &attached);
+    }
+    let spare = post(
+        &fake,
+        "/v1/entitlements/features",
+        &[("name", "Spare"), ("lookup_key", "spare")],
+    )
+    .await;
+    let spare_pf = post(
+        &fake,
+        &format!("/v1/products/{featured_product}/features"),
+        &[("entitlement_feature", &id(&spare))],
+    )
+    .await;
+    let detached = delete(
+        &fake,
+        &format!("/v1/products/{featured_product}/features/{}", id(&spare_pf)),
+    )
+    .await;
+    shapes.add("DELETE /v1/products/{id}/features/{id}", &detached);
+    let entitled = post(&fake, "/v1/customers", &[("email", "entitled@example.com")]).await;
+    let entitled_sub = post(
+        &fake,
+        "/v1/subscriptions",
+        &[
+            ("customer", &id(&entitled)),
+            ("items[0][price]", &featured_price),
+        ],
+    )
+    .await;
+    let active = get(
+        &fake,
+        &format!(
+            "/v1/entitlements/active_entitlements?customer={}",
+            id(&entitled)
+        ),
+    )
+    .await;
+    shapes.add("GET /v1/entitlements/active_entitlements", &active);
+    shapes.add(
+        "GET /v1/entitlements/active_entitlements/{id}",
+        &get(
+            &fake,
+            &format!(
+                "/v1/entitlements/active_entitlements/{}",
+                id(&active["data"][0])
+            ),
+        )
+        .await,
+    );
+    delete(&fake, &format!("/v1/subscriptions/{}", id(&entitled_sub))).await;
+
+    // Saved cards: a Checkout payment that saves the card for off-session use, the
+    // card made the customer's default; one-off invoices (a top-up) paid off session
+    // with it; declined, needing authentication off and on session, then voided; pending
+    // items taken in with `include`.
+    let topup = post(&fake, "/v1/customers", &[("email", "topup@example.com")]).await;
+    let topup_id = id(&topup);
+    let saving = post(
+        &fake,
+        "/v1/checkout/sessions",
+        &[
+            ("mode", "payment"),
+            ("customer", &topup_id),
+            ("line_items[0][price]", &pack),
+            ("payment_intent_data[setup_future_usage]", "off_session"),
+            (
+                "saved_payment_method_options[payment_method_save]",
+                "enabled",
+            ),
+            ("success_url", "https://example.com/ok"),
+        ],
+    )
+    .await;
+    shapes.add("POST /v1/checkout/sessions (saving the card)", &saving);
+    let saved_pi = fake.with_state(|s| {
+        let (_, done) = s.complete_session(&id(&saving), true).expect("complete");
+        done["payment_intent"].as_str().expect("pi").to_owned()
+    });
+    let saved_intent = get(&fake, &format!("/v1/payment_intents/{saved_pi}")).await;
+    let card = saved_intent["payment_method"]
+        .as_str()
+        .expect("the saved card")
+        .to_owned();
+    post(
+        &fake,
+        &format!("/v1/customers/{topup_id}"),
+        &[
+            ("invoice_settings[default_payment_method]", &card),
+            ("name", "Top Up"),
+        ],
+    )
+    .await;
+    let one_off = |description: &'static str| {
+        let topup_id = topup_id.clone();
+        let pack = pack.clone();
+        let fake = &fake;
+        async move {
+            let invoice = post(
+                fake,
+                "/v1/invoices",
+                &[
+                    ("customer", &topup_id),
+                    ("collection_method", "charge_automatically"),
+                    ("auto_advance", "false"),
+                    ("pending_invoice_items_behavior", "exclude"),
+                    ("description", description),
+                    ("metadata[purpose]", "top-up"),
+                    ("currency", "usd"),
+                ],
+            )
+            .await;
+            let item = post(
+                fake,
+                "/v1/invoiceitems",
+                &[
+                    ("customer", &topup_id),
+                    ("invoice", &id(&invoice)),
+                    ("pricing[price]", &pack),
+                    ("quantity", "2"),
+                    ("description", "2 × Pack"),
+                    ("metadata[credits]", "200"),
+                ],
+            )
+            .await;
+            let finalized = post(
+                fake,
+                &format!("/v1/invoices/{}/finalize", id(&invoice)),
+                &[("auto_advance", "false")],
+            )
+            .await;
+            (invoice, item, finalized)
+        }
+    };
+    let (draft, item, finalized) = one_off("Credits top-up").await;
+    shapes.add("POST /v1/invoices", &draft);
+    shapes.add("POST /v1/invoiceitems", &item);
+    shapes.add("POST /v1/invoices/{id}/finalize", &finalized);
+    let paid = post(
+        &fake,
+        &format!("/v1/invoices/{}/pay", id(&finalized)),
+        &[("off_session", "true")],
+    )
+    .await;
+    shapes.add("POST /v1/invoices/{id}/pay (off session)", &paid);
+    let (declining, demanding) = fake.with_state(|s| {
+        (
+            s.attach_card(&topup_id, "declines").expect("card"),
+            s.attach_card(&topup_id, "requires_authentication")
+                .expect("card"),
+        )
+    });
+    let (_, _, unpaid) = one_off("Declined top-up").await;
+    for (card, off_session) in [
+        (&declining, "true"),
+        (&demanding, "true"),
+        (&demanding, "false"),
+    ] {
+        let (status, error) = post_any(
+            &fake,
+            &format!("/v1/invoices/{}/pay", id(&unpaid)),
+            &[("off_session", off_session), ("payment_method", card)],
+        )
+        .await;
+        assert_eq!(status, 402, "{error}");
+        shapes.add(
+            "402 error.payment_intent",
+            &error["error"]["payment_intent"],
+        );
+        shapes.add(
+            "402 error.payment_method",
+            &error["error"]["payment_method"],
+        );
+    }
+    let voided = post(&fake, &format!("/v1/invoices/{}/void", id(&unpaid)), &[]).await;
+    shapes.add("POST /v1/invoices/{id}/void", &voided);
+    let pending = post(
+        &fake,
+        "/v1/invoiceitems",
+        &[
+            ("customer", &topup_id),
+            ("amount", "750"),
+            ("currency", "usd"),
+            ("description", "Bonus credits"),
+        ],
+    )
+    .await;
+    shapes.add("POST /v1/invoiceitems (pending)", &pending);
+    let including = post(
+        &fake,
+        "/v1/invoices",
+        &[
+            ("customer", &topup_id),
+            ("pending_invoice_items_behavior", "include"),
+        ],
+    )
+    .await;
+    post(
+        &fake,
+        &format!("/v1/invoices/{}/finalize", id(&including)),
+        &[],
+    )
+    .await;
+
     // Everything as served over HTTP.
     for path in [
         "/v1/products?limit=100".to_owned(),
@@ -591,6 +868,23 @@ async fn main() {
         format!("/v1/credit_notes/{}", id(&refunding)),
         format!("/v1/credit_notes?invoice={paid_invoice}&limit=100"),
         format!("/v1/subscriptions/{}", id(&planned)),
+        "/v1/entitlements/features?limit=100".to_owned(),
+        "/v1/entitlements/features?archived=true".to_owned(),
+        "/v1/entitlements/features?lookup_key=api-access".to_owned(),
+        format!("/v1/entitlements/features/{}", id(&reports)),
+        format!("/v1/products/{featured_product}/features"),
+        format!(
+            "/v1/products/{featured_product}/features/{}",
+            id(&get(&fake, &format!("/v1/products/{featured_product}/features")).await["data"][0])
+        ),
+        format!("/v1/customers/{topup_id}/payment_methods?type=card"),
+        format!("/v1/payment_methods?customer={topup_id}"),
+        format!("/v1/payment_methods/{card}"),
+        format!("/v1/payment_intents?customer={topup_id}"),
+        format!("/v1/payment_intents/{saved_pi}"),
+        format!("/v1/invoices/{}", id(&paid)),
+        format!("/v1/invoices/{}", id(&including)),
+        format!("/v1/customers/{topup_id}"),
     ] {
         let v = get(&fake, &path).await;
         shapes.add(&format!("GET {path}"), &v);

@@ -192,6 +192,7 @@ fn authorize(shared: &Shared, auth: Option<&str>) -> Result<(), ApiError> {
         code: None,
         message,
         param: None,
+        detail: None,
     };
     let basic = auth
         .and_then(|a| a.strip_prefix("Basic "))
@@ -276,8 +277,23 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Respons
             st.advance_clock(b["advance"].as_i64().unwrap_or(0));
             Ok((200, json!({"now": st.now()})))
         }
-        ("POST", ["checkout", "sessions", id, "complete"]) => with_events(shared, |s| {
-            s.complete_session(id, b["paid"].as_bool().unwrap_or(true))
+        // `{"paid": false}` completes unpaid; `{"card": "declines"}` pays with a card
+        // that is saved and behaves so later (`State::complete_session_with_card`).
+        ("POST", ["checkout", "sessions", id, "complete"]) => {
+            with_events(shared, |s| match b["card"].as_str() {
+                Some(card) => s.complete_session_with_card(id, card),
+                None => s.complete_session(id, b["paid"].as_bool().unwrap_or(true)),
+            })
+        }
+        // `{"behavior": "succeeds" | "declines" | "requires_authentication", "default": true}`:
+        // a saved card (`State::attach_card`), optionally the customer's default for invoices.
+        ("POST", ["customers", id, "payment_methods"]) => with_events(shared, |s| {
+            let pm = s.attach_card(id, b["behavior"].as_str().unwrap_or("succeeds"))?;
+            if b["default"].as_bool().unwrap_or(false) {
+                let update = json!({"invoice_settings": {"default_payment_method": pm}});
+                s.update_customer(id, &update, &Ctx::default())?;
+            }
+            s.retrieve("payment_method", &pm)
         }),
         ("POST", ["checkout", "sessions", id, "settle"]) => with_events(shared, |s| {
             s.settle_async_payment(id, b["succeeded"].as_bool().unwrap_or(true))

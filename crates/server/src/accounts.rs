@@ -73,6 +73,9 @@ pub struct AccountView {
     pub customer: Option<CustomerView>,
     pub subscriptions: Vec<SubscriptionView>,
     pub entitlement: Entitlement,
+    /// The features Stripe says the account's customer is entitled to now (its active
+    /// entitlements, see [`crate::entitlements`]), by lookup key.
+    pub features: Vec<sm_store::entitlements::EntitlementRow>,
     pub credits: Balance,
 }
 
@@ -148,11 +151,17 @@ impl Accounts {
         }
         let entitlement = entitlement(&subscriptions, self.grace, now);
         let credits = self.ledger.balance(account, now).await?;
+        let features = self
+            .store
+            .account_entitlements(account)
+            .await?
+            .unwrap_or_default();
         Ok(AccountView {
             account: account.to_owned(),
             customer,
             subscriptions,
             entitlement,
+            features,
             credits,
         })
     }

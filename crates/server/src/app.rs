@@ -79,6 +79,11 @@ impl Application {
         let releaser =
             crate::credits::holds::spawn_releaser(state.store.clone(), workers_stop.clone());
         let expiries = crate::outbox::expiry::spawn(state.store.clone(), workers_stop.clone());
+        let charger = crate::topup::charge::spawn(
+            state.store.clone(),
+            state.stripe.clone(),
+            workers_stop.clone(),
+        );
         let dispatcher = match &state.config.app_webhooks {
             Some(config) => Some(
                 crate::outbox::deliver::Dispatcher::new(state.store.clone(), config)
@@ -108,7 +113,7 @@ impl Application {
         let _ = stop_workers.send(true);
         let _ = worker.await;
         listener_task.abort();
-        for task in [Some(releaser), Some(expiries), dispatcher]
+        for task in [Some(releaser), Some(expiries), Some(charger), dispatcher]
             .into_iter()
             .flatten()
         {

@@ -28,10 +28,12 @@ pub enum Scope {
     /// Promotional grants from the app: separate from `credits:write`, so a token that
     /// spends credits cannot mint them.
     CreditsGrant,
+    /// The feature gate: an app's per-request check, read-only.
+    EntitlementsRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 9] = [
         Scope::CatalogRead,
         Scope::SyncWrite,
         Scope::CreditsRead,
@@ -40,6 +42,7 @@ impl Scope {
         Scope::AccountsRead,
         Scope::BillingWrite,
         Scope::CreditsGrant,
+        Scope::EntitlementsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Scope {
             Scope::AccountsRead => "accounts:read",
             Scope::BillingWrite => "billing:write",
             Scope::CreditsGrant => "credits:grant",
+            Scope::EntitlementsRead => "entitlements:read",
         }
     }
 
@@ -187,6 +191,31 @@ pub const API_ROUTES: &[(&str, &str, Scope)] = &[
     (
         "DELETE",
         "/api/v1/accounts/{account}/subscription/change",
+        Scope::BillingWrite,
+    ),
+    (
+        "GET",
+        "/api/v1/accounts/{account}/entitlements",
+        Scope::EntitlementsRead,
+    ),
+    (
+        "GET",
+        "/api/v1/accounts/{account}/entitlements/{lookup_key}",
+        Scope::EntitlementsRead,
+    ),
+    (
+        "GET",
+        "/api/v1/accounts/{account}/top-up",
+        Scope::AccountsRead,
+    ),
+    (
+        "PUT",
+        "/api/v1/accounts/{account}/top-up",
+        Scope::BillingWrite,
+    ),
+    (
+        "DELETE",
+        "/api/v1/accounts/{account}/top-up",
         Scope::BillingWrite,
     ),
 ];

@@ -36,6 +36,7 @@ pub const DEAF_AFTER: Duration = Duration::from_secs(2);
 pub enum Topic {
     Catalog,
     Tokens,
+    Entitlements,
 }
 
 /// A topic's state when a copy was read; the copy is good while [`Changes::current`]
@@ -56,7 +57,7 @@ pub struct Stamp {
 pub struct Changes {
     store: Store,
     /// Per topic; 0 while deaf.
-    heard: [AtomicU64; 2],
+    heard: [AtomicU64; 3],
     next: AtomicU64,
     /// When the last ping came back, in ms since `epoch`.
     heard_ms: AtomicI64,
@@ -84,6 +85,7 @@ impl Changes {
         let local = match topic {
             Topic::Catalog => self.store.local_catalog_commits(),
             Topic::Tokens => self.store.local_token_commits(),
+            Topic::Entitlements => self.store.local_entitlement_commits(),
         };
         Some(Stamp { heard, local })
     }
@@ -154,6 +156,9 @@ pub fn listen(store: Store, changes: Arc<Changes>, inbox: Arc<Notify>) -> JoinHa
                             Ok(Ok(Some(Change::Inbox))) => inbox.notify_one(),
                             Ok(Ok(Some(Change::Catalog))) => changes.announced(Topic::Catalog),
                             Ok(Ok(Some(Change::Tokens))) => changes.announced(Topic::Tokens),
+                            Ok(Ok(Some(Change::Entitlements))) => {
+                                changes.announced(Topic::Entitlements)
+                            }
                             Ok(Ok(Some(Change::Ping(w)))) => {
                                 if w == word {
                                     changes.hear();

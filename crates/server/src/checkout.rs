@@ -35,6 +35,13 @@ pub struct CheckoutRequest {
     /// while `trialing`; credits come with the first paid invoice.
     #[serde(default)]
     pub trial_period_days: Option<u32>,
+    /// For a pack: save the card for payments the customer is not present for (an
+    /// automatic top-up). Stripe's `payment_intent_data[setup_future_usage]=off_session`:
+    /// "Checkout will attach the payment method to the Customer"
+    /// (stripe@18.0.0 `Checkout/SessionsResource.d.ts`). A plan's card is kept by its
+    /// subscription anyway.
+    #[serde(default)]
+    pub save_payment_method: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -264,10 +271,15 @@ pub async fn create(
             ],
         )
     } else {
-        form.push_map(
+        let form = form.push_map(
             "payment_intent_data[metadata]",
             [("account", req.account.as_str())],
-        )
+        );
+        if req.save_payment_method {
+            form.push("payment_intent_data[setup_future_usage]", "off_session")
+        } else {
+            form
+        }
     };
     let trial = req.trial_period_days.map(|d| d.to_string());
     if let Some(days) = &trial {

@@ -33,6 +33,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credits;
+pub mod entitlements;
 pub mod http;
 pub mod listener;
 pub mod manager;
@@ -44,6 +45,7 @@ pub mod sellable;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
+pub mod topup;
 pub mod webhooks;
 
 pub use app::{AppState, Application};

@@ -43,6 +43,8 @@ pub struct Shared {
     pub changes: Arc<Changes>,
     /// API tokens already checked (cached like the catalog).
     pub tokens: TokenCache,
+    /// Accounts' active entitlements (cached like tokens).
+    pub entitlements: crate::entitlements::EntitlementCache,
     /// Catalog syncs from Stripe.
     pub syncer: Syncer,
     /// Stores verified webhook events (group commit).
@@ -76,6 +78,10 @@ impl AppState {
             config: Arc::new(config),
             catalog: Catalog::new(store.clone(), changes.clone()),
             tokens: TokenCache::new(store.clone(), changes.clone()),
+            entitlements: crate::entitlements::EntitlementCache::new(
+                store.clone(),
+                changes.clone(),
+            ),
             changes,
             syncer: Syncer::new(store.clone(), stripe.clone()),
             intake: Intake::start(store.clone()),

@@ -115,6 +115,8 @@ pub struct SyncReport {
     pub pages: u64,
     pub products: ProductCounts,
     pub prices: PriceCounts,
+    /// Entitlement features and the products whose features were read.
+    pub features: crate::entitlements::FeatureCounts,
     /// Products stored but not sellable, with the reason.
     pub invalid: Vec<InvalidProduct>,
     pub errors: Vec<String>,
@@ -151,12 +153,34 @@ struct Run {
     pages: u64,
     products: ProductCounts,
     prices: PriceCounts,
+    features: crate::entitlements::FeatureCounts,
     invalid: Vec<InvalidProduct>,
     errors: Vec<String>,
     unavailable: Option<&'static str>,
 }
 
 impl Run {
+    /// Reads features (all of them when `all`, tombstoning those Stripe no longer
+    /// lists) and the features of `products`, recording a failure like the rest.
+    async fn features(
+        &mut self,
+        store: &Store,
+        client: &Client,
+        products: &[String],
+        all: bool,
+    ) -> Result<(), StoreError> {
+        match crate::entitlements::sync_features(store, client, products, all, &mut self.features)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(crate::entitlements::SyncFeaturesError::Store(e)) => Err(e),
+            Err(crate::entitlements::SyncFeaturesError::Stripe(e)) => {
+                self.stripe_failed("reading entitlement features", &e);
+                Ok(())
+            }
+        }
+    }
+
     fn add_products(&mut self, c: WriteCounts) {
         self.products.created += c.created;
         self.products.updated += c.updated;
@@ -213,7 +237,8 @@ impl Run {
             prices_stale: self.prices.stale,
             prices_tombstoned: self.prices.tombstoned,
         };
-        let report = json!({"errors": self.errors, "invalid": self.invalid, "pages": self.pages});
+        let report = json!({"errors": self.errors, "invalid": self.invalid, "pages": self.pages,
+                            "features": self.features});
         store
             .finish_sync_run(self.id, status, finished_at, requests, &counts, &report)
             .await?;
@@ -234,6 +259,7 @@ impl Run {
             pages: self.pages,
             products: self.products,
             prices: self.prices,
+            features: self.features,
             invalid: self.invalid,
             errors: self.errors,
             unavailable: self.unavailable,
@@ -362,6 +388,7 @@ impl Syncer {
                 pages: 0,
                 products: ProductCounts::default(),
                 prices: PriceCounts::default(),
+                features: Default::default(),
                 invalid: Vec::new(),
                 errors: Vec::new(),
                 unavailable: None,
@@ -471,6 +498,10 @@ impl Syncer {
                 .await?;
             run.products.tombstoned = products;
             run.prices.tombstoned = prices;
+            // Features last: one request per product (Stripe has no list of every
+            // product's features), after the catalog they belong to is in place.
+            let products = self.store.live_product_ids().await?;
+            run.features(&self.store, &client, &products, true).await?;
         }
         Ok(run.finish(&self.store).await?)
     }
@@ -640,6 +671,7 @@ impl Syncer {
                 }
             }
         }
+        run.features(&self.store, client, &present, false).await?;
         Ok(())
     }
 

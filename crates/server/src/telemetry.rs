@@ -344,6 +344,26 @@ pub const METRICS: &[MetricDef] = &[
         None,
         "Holds released, by how (released by the app; expired, recorded by the releaser).",
     ),
+    // Entitlements and top-ups (entitlements.rs, topup/)
+    metric(
+        "stripe_manager_entitlement_checks_total",
+        Counter,
+        None,
+        "Feature gate checks (GET …/entitlements/{lookup_key}), by answer (entitled true or false).",
+    ),
+    metric(
+        "stripe_manager_entitlement_changes_total",
+        Counter,
+        None,
+        "Customers whose active entitlements changed when read from Stripe.",
+    ),
+    metric(
+        "stripe_manager_top_ups_total",
+        Counter,
+        None,
+        "Automatic top-ups by outcome: queued and skipped (a crossing; skipped over the day's \
+         maximum), paid (Stripe took the money), succeeded (credits granted), failed.",
+    ),
     // Events to the app (outbox/)
     metric(
         "stripe_manager_app_events_emitted_total",

@@ -83,9 +83,11 @@ async fn a_large_catalog_syncs_completely_with_the_optimal_number_of_requests(db
     assert_eq!(r["products"]["created"], 1234);
     assert_eq!(r["prices"]["created"], 3000);
     assert_eq!(r["products"]["invalid"], 0);
-    // ⌈1234/100⌉ + ⌈2850 active/100⌉ + ⌈150 archived/100⌉ = 13 + 29 + 2.
-    assert_eq!(r["requests"], 44);
-    assert_eq!(fake.request_count(), 44);
+    // ⌈1234/100⌉ + ⌈2850 active/100⌉ + ⌈150 archived/100⌉ = 13 + 29 + 2, and the two
+    // (empty) lists of entitlement features, active and archived: with no feature in
+    // the account, no product's features are asked for.
+    assert_eq!(r["requests"], 46);
+    assert_eq!(fake.request_count(), 46);
     assert!(
         fake.requests()
             .iter()
@@ -117,7 +119,7 @@ async fn a_large_catalog_syncs_completely_with_the_optimal_number_of_requests(db
     assert_eq!(runs.len(), 2);
     assert_eq!(
         (runs[1].requests, runs[1].counts.products_created),
-        (44, 1234)
+        (46, 1234)
     );
     assert!(catalog_writes(&fake).is_empty());
 }
@@ -365,8 +367,9 @@ async fn a_500_on_page_7_is_retried_and_the_sync_completes(db: TestDb) {
     let (status, r) = sync_all(&app).await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["products"]["created"], 900);
-    // Products, active prices, the (empty) list of archived prices, one retry.
-    assert_eq!(r["requests"], 9 + 9 + 1 + 1, "one retry");
+    // Products, active prices, the (empty) list of archived prices, one retry, the two
+    // (empty) lists of features.
+    assert_eq!(r["requests"], 9 + 9 + 1 + 1 + 2, "one retry");
 }
 
 async fn a_permanent_failure_keeps_committed_pages_and_records_a_failed_run(db: TestDb) {

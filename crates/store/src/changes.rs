@@ -20,6 +20,9 @@ pub const CATALOG_CHANNEL: &str = "stripe_manager_catalog";
 /// Announced after every commit that created, revoked, renamed, rescoped or deleted an
 /// API token (not after a last-use update).
 pub const TOKENS_CHANNEL: &str = "stripe_manager_tokens";
+/// Announced after every commit that changed a customer's active entitlements or which
+/// customer an account is linked to (migration 18).
+pub const ENTITLEMENTS_CHANNEL: &str = "stripe_manager_entitlements";
 /// Sent by a listener's own process through the pool and expected back on the listening
 /// connection: proof that the connection still receives (see [`Store::ping_listener`]).
 pub const PING_CHANNEL: &str = "stripe_manager_ping";
@@ -41,6 +44,7 @@ pub enum Change {
     Inbox,
     Catalog,
     Tokens,
+    Entitlements,
     /// A ping came back, with the word it was sent with.
     Ping(String),
 }
@@ -68,7 +72,13 @@ impl Store {
             .execute(&mut inner)
             .await?;
         inner
-            .listen_all([INBOX_CHANNEL, CATALOG_CHANNEL, TOKENS_CHANNEL, PING_CHANNEL])
+            .listen_all([
+                INBOX_CHANNEL,
+                CATALOG_CHANNEL,
+                TOKENS_CHANNEL,
+                ENTITLEMENTS_CHANNEL,
+                PING_CHANNEL,
+            ])
             .await?;
         Ok(Some(ChangeListener { inner, schema }))
     }
@@ -103,6 +113,7 @@ impl ChangeListener {
                 INBOX_CHANNEL if payload == self.schema => Change::Inbox,
                 CATALOG_CHANNEL if payload == self.schema => Change::Catalog,
                 TOKENS_CHANNEL if payload == self.schema => Change::Tokens,
+                ENTITLEMENTS_CHANNEL if payload == self.schema => Change::Entitlements,
                 PING_CHANNEL => match payload.split_once(' ') {
                     Some((schema, word)) if schema == self.schema => Change::Ping(word.to_owned()),
                     _ => continue,

@@ -547,18 +547,28 @@ impl Tx {
                 q.fetch_all(&mut **t).await?
             }
             TxConn::Postgres(t) => {
-                const LOCK: &str = "SELECT id, open_holds FROM credit_accounts WHERE id = ANY($1) \
+                const LOCK: &str = "SELECT id, open_holds, top_up_below FROM credit_accounts WHERE id = ANY($1) \
                      ORDER BY id FOR UPDATE";
-                let rows: Vec<(String, i64)> = sqlx::query_as(LOCK)
+                let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(LOCK)
                     .bind(&sorted)
                     .fetch_all(&mut **t)
                     .await?;
                 let with_holds: Vec<String> = rows
                     .iter()
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(id, _)| id.clone())
+                    .filter(|(_, n, _)| *n > 0)
+                    .map(|(id, _, _)| id.clone())
                     .collect();
-                let found: Vec<String> = rows.into_iter().map(|(id, _)| id).collect();
+                // Accounts created below have no top-up either.
+                self.top_up_hint = Some(
+                    sorted
+                        .iter()
+                        .map(|a| {
+                            let below = rows.iter().find(|r| r.0 == *a).and_then(|r| r.2);
+                            ((*a).to_owned(), below)
+                        })
+                        .collect(),
+                );
+                let found: Vec<String> = rows.into_iter().map(|(id, _, _)| id).collect();
                 // Accounts created below have no holds.
                 self.holds_hint =
                     Some((sorted.iter().map(|a| (*a).to_owned()).collect(), with_holds));
@@ -1292,7 +1302,7 @@ impl Tx {
 
     /// Links an account to its Stripe customer unless it has one.
     pub async fn link_customer(&mut self, account: &str, customer: &str) -> Result<(), StoreError> {
-        on_tx!(self, t => sqlx::query(
+        let linked = on_tx!(self, t => sqlx::query(
             "UPDATE credit_accounts SET stripe_customer = $2 WHERE id = $1 AND stripe_customer IS NULL \
              AND (unlinked_customer IS NULL OR unlinked_customer <> $2) \
              AND NOT EXISTS (SELECT 1 FROM credit_accounts WHERE stripe_customer = $2)"
@@ -1300,8 +1310,10 @@ impl Tx {
         .bind(account)
         .bind(customer)
         .execute(&mut **t)
-        .await
-        .map(|_| ())?);
+        .await?
+        .rows_affected());
+        // The account's entitlements are now its customer's.
+        self.entitlements_written |= linked > 0;
         Ok(())
     }
 
@@ -1386,6 +1398,7 @@ impl Tx {
         .bind(customer)
         .fetch_optional(&mut **t)
         .await?);
+        self.entitlements_written |= account.is_some();
         Ok(account)
     }
 

@@ -137,6 +137,11 @@ impl Store {
         events: &[NewEvent],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
+        // An empty page (a reconcile window with no events) has nothing to insert, and
+        // a multi-row INSERT with no rows is not SQL.
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut new_ids: std::collections::HashSet<String> = std::collections::HashSet::new();
         if events.len() <= INSERT_CHUNK {
             let ids = on_write!(self, pool => insert_query(events, now_ms).build().fetch_all(pool).await?

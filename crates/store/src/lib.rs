@@ -17,6 +17,7 @@ pub mod admin;
 pub mod catalog;
 pub mod changes;
 pub mod credits;
+pub mod entitlements;
 pub mod holds;
 pub mod inbox;
 pub mod migrations;
@@ -28,6 +29,7 @@ pub mod schedules;
 pub mod stats;
 pub mod testing;
 pub mod tokens;
+pub mod top_ups;
 pub mod url;
 
 use std::str::FromStr;
@@ -145,6 +147,13 @@ pub struct Tx {
     /// them with holds: [`Tx::held_of`] skips its query when none of the accounts it is
     /// asked about has any.
     holds_hint: Option<(Vec<String>, Vec<String>)>,
+    /// Whether this transaction changed what an account's entitlements are (a set, or
+    /// an account's customer): its commit counts in
+    /// [`Store::local_entitlement_commits`].
+    entitlements_written: bool,
+    /// Accounts locked with `lock_accounts`/`lock_account` on PostgreSQL, with their
+    /// top-up threshold (`None`: no top-up); see [`Tx::top_up_thresholds`].
+    top_up_hint: Option<std::collections::HashMap<String, Option<i64>>>,
 }
 
 /// The connection of a [`Tx`].
@@ -162,6 +171,7 @@ pub enum TxConn {
 struct LocalCommits {
     catalog: std::sync::atomic::AtomicU64,
     tokens: std::sync::atomic::AtomicU64,
+    entitlements: std::sync::atomic::AtomicU64,
 }
 
 /// An SQLite write transaction on a pooled connection, begun with `BEGIN IMMEDIATE`.
@@ -255,6 +265,11 @@ impl Tx {
         if self.catalog_written {
             self.local
                 .catalog
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        if self.entitlements_written {
+            self.local
+                .entitlements
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
         Ok(())
@@ -400,6 +415,8 @@ impl Store {
             outbox: self.outbox.clone(),
             journal: Vec::new(),
             holds_hint: None,
+            entitlements_written: false,
+            top_up_hint: None,
         })
     }
 
@@ -427,6 +444,14 @@ impl Store {
     /// [`Store::local_catalog_commits`] for API token changes (creation, revocation).
     pub fn local_token_commits(&self) -> u64 {
         self.local.tokens.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// [`Store::local_catalog_commits`] for entitlement changes (a customer's set, an
+    /// account linked or unlinked).
+    pub fn local_entitlement_commits(&self) -> u64 {
+        self.local
+            .entitlements
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub(crate) fn count_token_commit(&self) {

@@ -97,6 +97,11 @@ const SQLITE: &[Entry] = &[
         "app events",
         include_str!("../migrations/sqlite/0017_app_events.sql"),
     ),
+    (
+        18,
+        "entitlements and top-ups",
+        include_str!("../migrations/sqlite/0018_entitlements_top_ups.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -183,6 +188,11 @@ const POSTGRES: &[Entry] = &[
         17,
         "app events",
         include_str!("../migrations/postgres/0017_app_events.sql"),
+    ),
+    (
+        18,
+        "entitlements and top-ups",
+        include_str!("../migrations/postgres/0018_entitlements_top_ups.sql"),
     ),
 ];
 

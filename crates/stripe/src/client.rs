@@ -135,6 +135,8 @@ struct ErrorDetail {
     #[serde(rename = "type")]
     kind: Option<String>,
     code: Option<String>,
+    /// A card error's reason from the issuer (`authentication_required`, …).
+    decline_code: Option<String>,
     message: Option<String>,
 }
 
@@ -706,13 +708,16 @@ pub(crate) fn path_segment(id: &str) -> String {
 
 fn api_error(status: u16, headers: &HeaderMap, body: &[u8]) -> StripeError {
     let request_id = header_str(headers, "request-id").map(str::to_owned);
-    let (error_type, code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+    let (error_type, code, decline_code, message) = match serde_json::from_slice::<ErrorBody>(body)
+    {
         Ok(ErrorBody { error }) => (
-            error.kind,
+            error.kind.map(String::into_boxed_str),
             error.code,
+            error.decline_code.map(String::into_boxed_str),
             error.message.map(|m| scrub(&m)).unwrap_or_default(),
         ),
         Err(_) => (
+            None,
             None,
             None,
             scrub(&String::from_utf8_lossy(&body[..body.len().min(200)])),
@@ -722,6 +727,7 @@ fn api_error(status: u16, headers: &HeaderMap, body: &[u8]) -> StripeError {
         status,
         error_type,
         code,
+        decline_code,
         message,
         request_id,
     }

@@ -34,10 +34,14 @@ pub enum StripeError {
         request_id.as_deref().map(|r| format!(" [request {r}]")).unwrap_or_default())]
     Api {
         status: u16,
-        /// Stripe's `error.type`, e.g. `invalid_request_error`.
-        error_type: Option<String>,
+        /// Stripe's `error.type`, e.g. `invalid_request_error` (boxed, with
+        /// `decline_code`, to keep the error small).
+        error_type: Option<Box<str>>,
         /// Stripe's `error.code`, e.g. `resource_missing`.
         code: Option<String>,
+        /// Stripe's `error.decline_code` on a card error (`authentication_required`,
+        /// `insufficient_funds`, …).
+        decline_code: Option<Box<str>>,
         /// Stripe's `error.message`, scrubbed of anything key-shaped.
         message: String,
         /// The `Request-Id` header, to quote to Stripe support.
@@ -106,6 +110,31 @@ impl StripeError {
         }
     }
 
+    /// A card payment refused by the card's issuer or network (`card_error`, HTTP 402):
+    /// the customer must act, retrying the same card will not help.
+    pub fn is_card_error(&self) -> bool {
+        matches!(self, StripeError::Api { status: 402, .. })
+            || matches!(self, StripeError::Api { error_type: Some(t), .. } if &**t == "card_error")
+    }
+
+    /// A payment that needs the customer to authenticate (3-D Secure), which an
+    /// off-session payment cannot do: `authentication_required` as the code or the
+    /// decline code (docs.stripe.com/declines/codes), or, paying an invoice,
+    /// `invoice_payment_intent_requires_action` (docs.stripe.com/error-codes).
+    pub fn needs_authentication(&self) -> bool {
+        match self {
+            StripeError::Api {
+                code, decline_code, ..
+            } => [code.as_deref(), decline_code.as_deref()].iter().any(|c| {
+                matches!(
+                    c,
+                    Some("authentication_required" | "invoice_payment_intent_requires_action")
+                )
+            }),
+            _ => false,
+        }
+    }
+
     pub fn request_id(&self) -> Option<&str> {
         match self {
             StripeError::Api { request_id, .. } => request_id.as_deref(),
@@ -160,6 +189,7 @@ mod tests {
             status,
             error_type: None,
             code: code.map(str::to_owned),
+            decline_code: None,
             message: String::new(),
             request_id: Some("req_1".into()),
         };

@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 use crate::client::Client;
 use crate::error::StripeError;
 use crate::types::{
-    Event, InvoiceLine, InvoicePayment, List, Price, Product, Raw, Refund, StripeObject,
+    ActiveEntitlement, Event, Feature, InvoiceLine, InvoicePayment, List, PaymentMethod, Price,
+    Product, ProductFeature, Raw, Refund, StripeObject,
 };
 
 /// Stripe's maximum page size.
@@ -117,6 +118,70 @@ impl Client {
         };
         self.pages("prices.list", "/v1/prices", with("true"))
             .chain(self.pages("prices.list", "/v1/prices", with("false")))
+    }
+
+    /// Every entitlement feature, active then archived: the list leaves archived
+    /// features out unless asked ("Inactive features … will not be returned from the
+    /// features list endpoint", stripe@18.0.0 `Entitlements/Features.d.ts`), and they
+    /// still give entitlements on the products they are attached to.
+    pub fn feature_pages(
+        &self,
+    ) -> impl Stream<Item = Result<List<Raw<Feature>>, StripeError>> + Send + 'static {
+        let path = "/v1/entitlements/features";
+        self.pages(
+            "entitlements.features.list",
+            path,
+            vec![("archived".into(), "false".into())],
+        )
+        .chain(self.pages(
+            "entitlements.features.list",
+            path,
+            vec![("archived".into(), "true".into())],
+        ))
+    }
+
+    /// Every feature attached to a product (`GET /v1/products/{id}/features`).
+    pub fn product_feature_pages(
+        &self,
+        product: &str,
+    ) -> impl Stream<Item = Result<List<ProductFeature>, StripeError>> + Send + 'static {
+        self.pages(
+            "products.features.list",
+            format!(
+                "/v1/products/{}/features",
+                crate::client::path_segment(product)
+            ),
+            Vec::new(),
+        )
+    }
+
+    /// A customer's active entitlements, as Stripe answers them
+    /// (`GET /v1/entitlements/active_entitlements?customer=`).
+    pub fn active_entitlement_pages(
+        &self,
+        customer: &str,
+    ) -> impl Stream<Item = Result<List<ActiveEntitlement>, StripeError>> + Send + 'static {
+        self.pages(
+            "entitlements.active_entitlements.list",
+            "/v1/entitlements/active_entitlements",
+            vec![("customer".into(), customer.to_owned())],
+        )
+    }
+
+    /// A customer's saved cards, newest first (`GET /v1/customers/{id}/payment_methods`).
+    pub async fn customer_cards(&self, customer: &str) -> Result<List<PaymentMethod>, StripeError> {
+        self.get(
+            "customers.payment_methods.list",
+            &format!(
+                "/v1/customers/{}/payment_methods",
+                crate::client::path_segment(customer)
+            ),
+            &[
+                ("type".into(), "card".into()),
+                ("limit".into(), "10".into()),
+            ],
+        )
+        .await
     }
 
     /// Every refund of a charge, newest first. Since API version 2022-11-15 a charge no

@@ -179,6 +179,17 @@ pub struct Customer {
     pub created: i64,
     #[serde(default)]
     pub deleted: bool,
+    /// `default_payment_method` here is what invoices charge unless told otherwise.
+    #[serde(default)]
+    pub invoice_settings: Option<Value>,
+}
+
+impl Customer {
+    /// The payment method invoices use by default, if the customer has one.
+    pub fn default_payment_method(&self) -> Option<&str> {
+        let pm = &self.invoice_settings.as_ref()?["default_payment_method"];
+        pm.as_str().or_else(|| pm["id"].as_str())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -618,6 +629,54 @@ impl Price {
         }
     }
 }
+
+/// An entitlement feature (`entitlements.feature`, stripe@18.0.0
+/// `Entitlements/Features.d.ts`): what a product gives, named by `lookup_key`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Feature {
+    pub id: String,
+    pub lookup_key: String,
+    pub name: String,
+    /// Archived features are `false`: they still give entitlements on the products they
+    /// are attached to (docs.stripe.com/billing/entitlements).
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub livemode: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A feature attached to a product (`product_feature`, `ProductFeatures.d.ts`); the
+/// feature is always the whole object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProductFeature {
+    pub id: String,
+    pub entitlement_feature: Raw<Feature>,
+}
+
+/// One of a customer's active entitlements (`entitlements.active_entitlement`,
+/// `Entitlements/ActiveEntitlements.d.ts`); `feature` is an id unless expanded.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct ActiveEntitlement {
+    pub id: String,
+    pub lookup_key: String,
+    pub feature: Expandable<Feature>,
+}
+
+/// A saved payment method (`PaymentMethods.d.ts`), as far as a top-up needs it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct PaymentMethod {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub created: i64,
+}
+
+has_id!(Feature, ProductFeature, ActiveEntitlement, PaymentMethod);
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,10 @@
 //! the period end) ends at its period end instead of renewing: `canceled`, with
 //! `ended_at` set and no invoice, sending `customer.subscription.deleted`.
 //!
+//! Entitlements: a subscription takes its products' features when it starts, when its
+//! items change and when a period begins; every change of status ends with
+//! [`State::sync_entitlements`] (module `entitlements`).
+//!
 //! Test hooks: [`State::advance_clock`] moves time; a subscription with many
 //! `items[n][price]` makes an invoice with many lines (one per item).
 
@@ -61,7 +65,6 @@ pub(super) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) 
         }),
         ("GET", ["v1", "invoices", id]) => s.retrieve_invoice(id, p),
         ("GET", ["v1", "invoices", id, "lines"]) => s.invoice_lines_page(id, p),
-        ("POST", ["v1", "invoices", id, "pay"]) => s.pay_invoice(id),
 
         ("GET", ["v1", "invoiceitems"]) => list(&s.invoice_items, p, "/v1/invoiceitems", |v| {
             field_is(v, "customer", p.text("customer"))
@@ -136,8 +139,20 @@ pub(super) fn period_of(price: &Value) -> i64 {
     interval_seconds(interval) * price["recurring"]["interval_count"].as_i64().unwrap_or(1)
 }
 
+/// Paying an invoice that is not open.
+pub(super) fn already_paid() -> ApiError {
+    ApiError {
+        status: 400,
+        kind: "invalid_request_error",
+        code: Some("invoice_not_editable"),
+        message: "Invoice is already paid".into(),
+        param: None,
+        detail: None,
+    }
+}
+
 /// A subscription's id from an invoice (`parent.subscription_details.subscription`).
-fn invoice_subscription(invoice: &Value) -> Option<String> {
+pub(super) fn invoice_subscription(invoice: &Value) -> Option<String> {
     invoice["parent"]["subscription_details"]["subscription"]
         .as_str()
         .map(str::to_owned)
@@ -216,7 +231,7 @@ impl State {
     }
 
     /// The line an invoice item becomes on the invoice that takes it.
-    fn item_line(&self, ii: &Value, credited: Value) -> Value {
+    pub(super) fn item_line(&self, ii: &Value, credited: Value) -> Value {
         json!({
             "id": new_id("il"),
             "object": "line_item",
@@ -248,80 +263,83 @@ impl State {
         })
     }
 
-    /// Finalizes an invoice for `sub` with `lines`: applies the customer's balance
-    /// (a credit pays first: "The invoice balance automatically applies toward the next
-    /// invoice finalized to a customer"; a negative total becomes a credit: "Prorations
-    /// from downgrading a subscription can indirectly create credits to reduce the amount
-    /// due on the next invoice", docs.stripe.com/billing/customer/balance; `amount_due`
-    /// is what is left, `starting_balance`/`ending_balance` record it), numbers it, opens it
-    /// with a default invoice payment for what is due, or marks it paid when nothing is.
-    /// Emits `invoice.created` and `invoice.finalized` (and `invoice.paid` when nothing
-    /// is due).
+    /// Finalizes an invoice for `sub` with `lines` at once ([`State::open_invoice`]:
+    /// the customer's balance applies, it is numbered and opened with a default invoice
+    /// payment for what is due, or marked paid when nothing is). Emits `invoice.created`
+    /// and `invoice.finalized` (and `invoice.paid` when nothing is due).
     fn issue_invoice(
         &mut self,
         sub: &Value,
-        mut lines: Vec<Value>,
+        lines: Vec<Value>,
         reason: &str,
+        period: (i64, i64),
+    ) -> Value {
+        let customer = sub["customer"].as_str().unwrap_or_default().to_owned();
+        let currency = sub["currency"].as_str().unwrap_or("usd").to_owned();
+        let parent = json!({
+            "quote_details": null,
+            "subscription_details": {"metadata": sub["metadata"], "subscription": sub["id"]},
+            "type": "subscription_details",
+        });
+        let invoice = self.invoice_skeleton(&customer, &currency, reason, parent, period);
+        let id = invoice["id"].as_str().unwrap_or_default().to_owned();
+        self.invoices.insert(&id, invoice);
+        self.set_invoice_lines(&id, lines);
+        let due = self.finalize_fields(&id);
+        if let Some(inv) = self.invoices.get_mut(&id) {
+            inv["auto_advance"] = json!(due > 0);
+        }
+        if let Some(s) = sub["id"]
+            .as_str()
+            .and_then(|sid| self.subscriptions.get_mut(sid))
+        {
+            s["latest_invoice"] = json!(id);
+        }
+        let invoice = self.invoices.get(&id).cloned().unwrap_or_default();
+        let ctx = Ctx::default();
+        self.emit("invoice.created", &invoice, None, &ctx);
+        self.emit("invoice.finalized", &invoice, None, &ctx);
+        if due == 0 {
+            self.mark_paid(&id);
+        }
+        self.invoices.get(&id).cloned().unwrap_or(invoice)
+    }
+
+    /// A new draft invoice (`in_…`, not stored yet) for `customer`: no lines, nothing
+    /// due, no number; what only finalization sets is null ("If the invoice has not been
+    /// finalized yet, this will be null", docs.stripe.com/api/invoices/object for
+    /// `hosted_invoice_url`, `invoice_pdf`, `ending_balance`). `parent` is null for a
+    /// one-off invoice.
+    pub(super) fn invoice_skeleton(
+        &self,
+        customer: &str,
+        currency: &str,
+        reason: &str,
+        parent: Value,
         period: (i64, i64),
     ) -> Value {
         let id = new_id("in");
         let now = self.now();
-        let customer = sub["customer"].as_str().unwrap_or_default().to_owned();
-        let currency = sub["currency"].as_str().unwrap_or("usd").to_owned();
-        let total: i64 = lines
-            .iter()
-            .map(|l| l["amount"].as_i64().unwrap_or(0))
-            .sum();
-        let starting = self
-            .customers
-            .get(&customer)
-            .and_then(|c| c["balance"].as_i64())
-            .unwrap_or(0);
-        let (due, ending) = if total > 0 {
-            let applied = if starting < 0 {
-                total.min(-starting)
-            } else {
-                0
-            };
-            (total - applied, starting + applied)
-        } else {
-            (0, starting + total)
-        };
-        self.adjust_balance(&customer, ending - starting);
-        for line in &mut lines {
-            line["invoice"] = json!(id);
-        }
-        // Invoice items the lines came from now belong to this invoice.
-        for line in &lines {
-            if let Some(ii) = line["parent"]["invoice_item_details"]["invoice_item"].as_str()
-                && let Some(item) = self.invoice_items.get_mut(ii)
-            {
-                item["invoice"] = json!(id);
-            }
-        }
         let (email, name) = self
             .customers
-            .get(&customer)
+            .get(customer)
             .map(|c| (c["email"].clone(), c["name"].clone()))
             .unwrap_or((Value::Null, Value::Null));
-        let number = self.next_invoice_number(&customer);
-        let embedded: Vec<Value> = lines.iter().take(INVOICE_LINES_EMBEDDED).cloned().collect();
-        let tail = super::random_tail(24);
-        let invoice = json!({
+        json!({
             "id": id,
             "object": "invoice",
             "account_country": "US",
             "account_name": "Fake Stripe",
             "account_tax_ids": null,
-            "amount_due": due,
+            "amount_due": 0,
             "amount_overpaid": 0,
             "amount_paid": 0,
-            "amount_remaining": due,
+            "amount_remaining": 0,
             "amount_shipping": 0,
             "application": null,
             "attempt_count": 0,
             "attempted": false,
-            "auto_advance": due > 0,
+            "auto_advance": false,
             "automatic_tax": {"disabled_reason": null, "enabled": false, "liability": null, "status": null},
             "automatically_finalizes_at": null,
             "billing_reason": reason,
@@ -343,31 +361,27 @@ impl State {
             "description": null,
             "discounts": [],
             "due_date": null,
-            "effective_at": now,
-            "ending_balance": ending,
+            "effective_at": null,
+            "ending_balance": null,
             "footer": null,
             "from_invoice": null,
-            "hosted_invoice_url": format!("https://invoice.stripe.com/i/acct_fake/test_{tail}"),
-            "invoice_pdf": format!("https://pay.stripe.com/invoice/acct_fake/test_{tail}/pdf"),
+            "hosted_invoice_url": null,
+            "invoice_pdf": null,
             "issuer": {"type": "self"},
             "last_finalization_error": null,
             "latest_revision": null,
             "lines": {
                 "object": "list",
-                "data": embedded,
-                "has_more": lines.len() > INVOICE_LINES_EMBEDDED,
+                "data": [],
+                "has_more": false,
                 "url": format!("/v1/invoices/{id}/lines"),
             },
             "livemode": self.livemode,
             "metadata": {},
-            "next_payment_attempt": if due > 0 { json!(now + 3600) } else { Value::Null },
-            "number": number,
+            "next_payment_attempt": null,
+            "number": null,
             "on_behalf_of": null,
-            "parent": {
-                "quote_details": null,
-                "subscription_details": {"metadata": sub["metadata"], "subscription": sub["id"]},
-                "type": "subscription_details",
-            },
+            "parent": parent,
             "payment_settings": {"default_mandate": null, "payment_method_options": null, "payment_method_types": null},
             "period_end": period.1,
             "period_start": period.0,
@@ -377,39 +391,130 @@ impl State {
             "rendering": null,
             "shipping_cost": null,
             "shipping_details": null,
-            "starting_balance": starting,
+            "starting_balance": 0,
             "statement_descriptor": null,
-            "status": "open",
-            "status_transitions": {"finalized_at": now, "marked_uncollectible_at": null, "paid_at": null, "voided_at": null},
-            "subtotal": total,
-            "subtotal_excluding_tax": total,
+            "status": "draft",
+            "status_transitions": {"finalized_at": null, "marked_uncollectible_at": null, "paid_at": null, "voided_at": null},
+            "subtotal": 0,
+            "subtotal_excluding_tax": 0,
             "test_clock": null,
-            "total": total,
+            "total": 0,
             "total_discount_amounts": [],
-            "total_excluding_tax": total,
+            "total_excluding_tax": 0,
             "total_pretax_credit_amounts": [],
             "total_taxes": [],
-            "webhooks_delivered_at": now,
-        });
-        self.invoice_lines.insert(id.clone(), lines);
-        self.invoices.insert(&id, invoice.clone());
+            "webhooks_delivered_at": null,
+        })
+    }
+
+    /// Adds `lines` to the stored draft invoice `id`: each line names the invoice, the
+    /// invoice items they came from now belong to it, the totals add up every line and
+    /// the invoice embeds the first [`INVOICE_LINES_EMBEDDED`].
+    pub(super) fn set_invoice_lines(&mut self, id: &str, mut lines: Vec<Value>) {
+        for line in &mut lines {
+            line["invoice"] = json!(id);
+        }
+        for line in &lines {
+            if let Some(ii) = line["parent"]["invoice_item_details"]["invoice_item"].as_str()
+                && let Some(item) = self.invoice_items.get_mut(ii)
+            {
+                item["invoice"] = json!(id);
+            }
+        }
+        let all = self.invoice_lines.entry(id.to_owned()).or_default();
+        all.extend(lines);
+        let total: i64 = all.iter().map(|l| l["amount"].as_i64().unwrap_or(0)).sum();
+        let embedded: Vec<Value> = all.iter().take(INVOICE_LINES_EMBEDDED).cloned().collect();
+        let has_more = all.len() > INVOICE_LINES_EMBEDDED;
+        if let Some(inv) = self.invoices.get_mut(id) {
+            inv["lines"]["data"] = json!(embedded);
+            inv["lines"]["has_more"] = json!(has_more);
+            for key in [
+                "subtotal",
+                "subtotal_excluding_tax",
+                "total",
+                "total_excluding_tax",
+            ] {
+                inv[key] = json!(total);
+            }
+            inv["amount_due"] = json!(total.max(0));
+            inv["amount_remaining"] = json!(total.max(0));
+        }
+    }
+
+    /// Turns the stored draft `id` into an open invoice, without events: applies the
+    /// customer's balance (a credit pays first: "The invoice balance automatically
+    /// applies toward the next invoice finalized to a customer"; a negative total becomes
+    /// a credit: "Prorations from downgrading a subscription can indirectly create
+    /// credits to reduce the amount due on the next invoice",
+    /// docs.stripe.com/billing/customer/balance; `amount_due` is what is left,
+    /// `starting_balance`/`ending_balance` record it), numbers it, and adds a default
+    /// invoice payment for what is due. Returns what is due.
+    fn finalize_fields(&mut self, id: &str) -> i64 {
+        let Some(invoice) = self.invoices.get(id).cloned() else {
+            return 0;
+        };
+        let now = self.now();
+        let customer = invoice["customer"].as_str().unwrap_or_default().to_owned();
+        let currency = invoice["currency"].as_str().unwrap_or("usd").to_owned();
+        let total = invoice["total"].as_i64().unwrap_or(0);
+        let starting = self
+            .customers
+            .get(&customer)
+            .and_then(|c| c["balance"].as_i64())
+            .unwrap_or(0);
+        let (due, ending) = if total > 0 {
+            let applied = if starting < 0 {
+                total.min(-starting)
+            } else {
+                0
+            };
+            (total - applied, starting + applied)
+        } else {
+            (0, starting + total)
+        };
+        self.adjust_balance(&customer, ending - starting);
+        let number = self.next_invoice_number(&customer);
+        let tail = super::random_tail(24);
+        if let Some(inv) = self.invoices.get_mut(id) {
+            inv["amount_due"] = json!(due);
+            inv["amount_remaining"] = json!(due);
+            inv["effective_at"] = json!(now);
+            inv["ending_balance"] = json!(ending);
+            inv["hosted_invoice_url"] = json!(format!(
+                "https://invoice.stripe.com/i/acct_fake/test_{tail}"
+            ));
+            inv["invoice_pdf"] = json!(format!(
+                "https://pay.stripe.com/invoice/acct_fake/test_{tail}/pdf"
+            ));
+            inv["next_payment_attempt"] = if due > 0 {
+                json!(now + 3600)
+            } else {
+                Value::Null
+            };
+            inv["number"] = json!(number);
+            inv["starting_balance"] = json!(starting);
+            inv["status"] = json!("open");
+            inv["status_transitions"]["finalized_at"] = json!(now);
+            inv["webhooks_delivered_at"] = json!(now);
+        }
         if due > 0 {
             let pi = new_id("pi");
-            self.add_invoice_payment(&id, &pi, due, &currency, true);
+            self.add_invoice_payment(id, &pi, due, &currency, true);
         }
-        if let Some(s) = sub["id"]
-            .as_str()
-            .and_then(|sid| self.subscriptions.get_mut(sid))
-        {
-            s["latest_invoice"] = json!(id);
-        }
-        let ctx = Ctx::default();
-        self.emit("invoice.created", &invoice, None, &ctx);
-        self.emit("invoice.finalized", &invoice, None, &ctx);
+        due
+    }
+
+    /// Finalizes the stored draft `id` ([`State::finalize_fields`]), sending
+    /// `invoice.finalized`, then `invoice.paid` when nothing is due. Answers the invoice.
+    pub(super) fn open_invoice(&mut self, id: &str) -> Value {
+        let due = self.finalize_fields(id);
+        let invoice = self.invoices.get(id).cloned().unwrap_or_default();
+        self.emit("invoice.finalized", &invoice, None, &Ctx::default());
         if due == 0 {
-            self.mark_paid(&id);
+            self.mark_paid(id);
         }
-        self.invoices.get(&id).cloned().unwrap_or(invoice)
+        self.invoices.get(id).cloned().unwrap_or(invoice)
     }
 
     /// An `invoice_payment` of `invoice`, open until paid.
@@ -445,7 +550,7 @@ impl State {
     }
 
     /// The `invoice_payment` objects of `invoice`, oldest first.
-    fn payments_of(&self, invoice: &str) -> Vec<Value> {
+    pub(super) fn payments_of(&self, invoice: &str) -> Vec<Value> {
         self.payments_of_invoice
             .get(invoice)
             .into_iter()
@@ -466,17 +571,57 @@ impl State {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        self.create_charge(customer, amount, &currency, &pi);
+        let charge = self.create_charge(customer, amount, &currency, &pi);
+        // A PaymentIntent the fake keeps as an object (one that a saved card failed to
+        // pay) now succeeded too, without an event of its own here.
+        self.payment_intent_succeeded(&pi, &charge, false);
+        self.settle_invoice_payment(inpay);
+    }
+
+    /// Marks the invoice payment `inpay` paid (its charge was made).
+    pub(super) fn settle_invoice_payment(&mut self, inpay: &str) {
         let now = self.now();
-        if let Some(p) = self.invoice_payment_objects.get_mut(inpay) {
-            p["amount_paid"] = json!(amount);
-            p["status"] = json!("paid");
-            p["status_transitions"]["paid_at"] = json!(now);
-        }
-        if let Some(invoice) = p["invoice"].as_str() {
+        let Some(p) = self.invoice_payment_objects.get_mut(inpay) else {
+            return;
+        };
+        p["amount_paid"] = p["amount_requested"].clone();
+        p["status"] = json!("paid");
+        p["status_transitions"]["paid_at"] = json!(now);
+        let p = p.clone();
+        if let (Some(invoice), Some(pi)) = (
+            p["invoice"].as_str(),
+            p["payment"]["payment_intent"].as_str(),
+        ) {
             self.invoice_payments
                 .entry(invoice.to_owned())
-                .or_insert(pi);
+                .or_insert_with(|| pi.to_owned());
+        }
+    }
+
+    /// The default invoice payment of the open invoice `id`, asking for `remaining`
+    /// (made when the invoice has none).
+    pub(super) fn default_invoice_payment(&mut self, id: &str, remaining: i64) -> String {
+        let default = self
+            .payments_of(id)
+            .iter()
+            .find(|p| p["is_default"] == json!(true))
+            .and_then(|p| p["id"].as_str().map(str::to_owned));
+        match default {
+            Some(d) => {
+                if let Some(p) = self.invoice_payment_objects.get_mut(&d) {
+                    p["amount_requested"] = json!(remaining);
+                }
+                d
+            }
+            None => {
+                let currency = self
+                    .invoices
+                    .get(id)
+                    .and_then(|i| i["currency"].as_str())
+                    .unwrap_or("usd")
+                    .to_owned();
+                self.add_invoice_payment(id, &new_id("pi"), remaining, &currency, true)
+            }
         }
     }
 
@@ -484,7 +629,7 @@ impl State {
     /// still-open default payment is canceled, `invoice.paid` and
     /// `invoice.payment_succeeded` are sent, and a subscription waiting on this invoice
     /// (`incomplete`, `past_due`) becomes `active` (`customer.subscription.updated`).
-    fn mark_paid(&mut self, id: &str) {
+    pub(super) fn mark_paid(&mut self, id: &str) {
         let now = self.now();
         let Some(invoice) = self.invoices.get_mut(id) else {
             return;
@@ -527,7 +672,7 @@ impl State {
         }
     }
 
-    fn set_subscription_status(&mut self, id: &str, status: &str) {
+    pub(super) fn set_subscription_status(&mut self, id: &str, status: &str) {
         let Some(sub) = self.subscriptions.get_mut(id) else {
             return;
         };
@@ -540,6 +685,7 @@ impl State {
             Some(diff(&before, &after)),
             &Ctx::default(),
         );
+        self.sync_entitlements(after["customer"].as_str().unwrap_or_default());
     }
 
     /// Pays what is left of an open invoice with its default payment (a charge on its
@@ -551,41 +697,24 @@ impl State {
             .cloned()
             .ok_or_else(|| ApiError::missing("invoice", id))?;
         if invoice["status"] != json!("open") {
-            return Err(ApiError {
-                status: 400,
-                kind: "invalid_request_error",
-                code: Some("invoice_not_editable"),
-                message: "Invoice is already paid".into(),
-                param: None,
-            });
+            return Err(already_paid());
         }
         let customer = invoice["customer"].as_str().unwrap_or_default().to_owned();
         let remaining = invoice["amount_remaining"].as_i64().unwrap_or(0);
         if remaining > 0 {
-            let default = self
-                .payments_of(id)
-                .iter()
-                .find(|p| p["is_default"] == json!(true))
-                .and_then(|p| p["id"].as_str().map(str::to_owned));
-            let inpay = match default {
-                Some(d) => {
-                    if let Some(p) = self.invoice_payment_objects.get_mut(&d) {
-                        p["amount_requested"] = json!(remaining);
-                    }
-                    d
-                }
-                None => {
-                    let currency = invoice["currency"].as_str().unwrap_or("usd").to_owned();
-                    self.add_invoice_payment(id, &new_id("pi"), remaining, &currency, true)
-                }
-            };
+            let inpay = self.default_invoice_payment(id, remaining);
             self.charge_invoice_payment(&inpay, &customer);
         }
+        self.count_attempt(id);
+        self.mark_paid(id);
+        self.retrieve("invoice", id)
+    }
+
+    /// One more payment attempt on invoice `id` (`attempt_count`).
+    pub(super) fn count_attempt(&mut self, id: &str) {
         if let Some(inv) = self.invoices.get_mut(id) {
             inv["attempt_count"] = json!(inv["attempt_count"].as_i64().unwrap_or(0) + 1);
         }
-        self.mark_paid(id);
-        self.retrieve("invoice", id)
     }
 
     /// Pays an open invoice now (`POST /v1/invoices/{id}/pay`): `invoice.paid` with
@@ -760,6 +889,7 @@ impl State {
             "trial_start": trial_end.map(|_| now),
         });
         self.subscriptions.insert(&id, sub.clone());
+        self.snapshot_features(&id);
         self.emit("customer.subscription.created", &sub, None, ctx);
         let lines: Vec<Value> = data
             .iter()
@@ -779,6 +909,7 @@ impl State {
         } else {
             invoice
         };
+        self.sync_entitlements(customer);
         let sub = self.subscriptions.get(&id).cloned().unwrap_or(sub);
         Ok((sub, invoice))
     }
@@ -1240,6 +1371,9 @@ impl State {
         }
         merge_metadata(&mut sub, p);
         self.subscriptions.insert(id, sub.clone());
+        if !changes.is_empty() {
+            self.snapshot_features(id);
+        }
         self.emit(
             "customer.subscription.updated",
             &sub,
@@ -1272,6 +1406,7 @@ impl State {
                 self.collect(&invoice_id)?;
             }
         }
+        self.sync_entitlements(sub["customer"].as_str().unwrap_or_default());
         self.retrieve("subscription", id)
     }
 
@@ -1309,12 +1444,15 @@ impl State {
             item["current_period_end"] = json!(end + period_of(&item["price"]));
         }
         self.subscriptions.insert(id, sub.clone());
+        // A new period takes the features its products have now.
+        self.snapshot_features(id);
         self.emit(
             "customer.subscription.updated",
             &sub,
             Some(diff(&before, &sub)),
             &Ctx::default(),
         );
+        self.sync_entitlements(sub["customer"].as_str().unwrap_or_default());
         let mut lines: Vec<Value> = sub["items"]["data"]
             .as_array()
             .into_iter()
@@ -1458,6 +1596,7 @@ impl State {
             Some(diff(&before, &sub)),
             &Ctx::default(),
         );
+        self.sync_entitlements(sub["customer"].as_str().unwrap_or_default());
         Some(sub)
     }
 
@@ -1516,6 +1655,7 @@ impl State {
             "customer.subscription.deleted"
         };
         self.emit(kind, &sub, Some(diff(&before, &sub)), &Ctx::default());
+        self.sync_entitlements(sub["customer"].as_str().unwrap_or_default());
         Ok((200, sub))
     }
 }

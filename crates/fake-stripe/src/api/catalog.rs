@@ -58,6 +58,7 @@ impl State {
                     code: Some("resource_already_exists"),
                     message: format!("Product already exists: {id}"),
                     param: Some("id".into()),
+                    detail: None,
                 });
             }
             Some(id) => id,
@@ -161,6 +162,7 @@ impl State {
                     "This product cannot be deleted because it has one or more user-created prices."
                         .into(),
                 param: None,
+                detail: None,
             });
         }
         let product = self

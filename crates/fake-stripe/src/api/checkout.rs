@@ -3,6 +3,20 @@
 //! and no payment intent (docs.stripe.com/payments/checkout/no-cost-orders); a
 //! subscription session starts its subscription `incomplete` and activates it when the
 //! first invoice is paid, as Stripe does.
+//!
+//! A payment-mode session can save the card for later:
+//! `payment_intent_data[setup_future_usage]` (`on_session` | `off_session`): "If a Customer
+//! has been provided or Checkout creates a new Customer, Checkout will attach the payment
+//! method to the Customer." (docs.stripe.com/api/checkout/sessions/create, and
+//! docs.stripe.com/payments/save-during-payment). Stripe keeps it off the session object;
+//! the session's PaymentIntent records it (`setup_future_usage`, and the
+//! `payment_intent_data[metadata]`) and names the saved card (`payment_method`), and
+//! `payment_method.attached` is sent. With
+//! `saved_payment_method_options[payment_method_save]=enabled` ("Enable customers to
+//! choose if they wish to save their payment method for future use") the fake's
+//! customer chooses to save it. Payment-mode sessions keep their PaymentIntent as an
+//! object (`GET /v1/payment_intents/{id}`) but send no `payment_intent.*` events (the
+//! fake never did, and services listen to the session's events).
 
 use serde_json::{Value, json};
 
@@ -62,6 +76,38 @@ impl State {
                     ));
                 }
             },
+        };
+        let setup_future_usage = match p["payment_intent_data"].text("setup_future_usage") {
+            None => None,
+            Some(_) if mode != "payment" => {
+                return Err(ApiError::invalid(
+                    "payment_intent_data",
+                    "You can only pass `payment_intent_data` in `payment` mode.",
+                ));
+            }
+            Some(u) if matches!(u.as_str(), "on_session" | "off_session") => Some(u),
+            Some(u) => {
+                return Err(ApiError::invalid(
+                    "payment_intent_data[setup_future_usage]",
+                    format!(
+                        "Invalid payment_intent_data[setup_future_usage]: must be one of on_session or off_session; got {u}"
+                    ),
+                ));
+            }
+        };
+        let payment_method_save = match p["saved_payment_method_options"]
+            .text("payment_method_save")
+        {
+            None => None,
+            Some(v) if matches!(v.as_str(), "enabled" | "disabled") => Some(v),
+            Some(v) => {
+                return Err(ApiError::invalid(
+                    "saved_payment_method_options[payment_method_save]",
+                    format!(
+                        "Invalid saved_payment_method_options[payment_method_save]: must be one of enabled or disabled; got {v}"
+                    ),
+                ));
+            }
         };
         if let Some(customer) = p.text("customer")
             && self.customers.get(&customer).is_none()
@@ -172,7 +218,13 @@ impl State {
             "permissions": null,
             "phone_number_collection": {"enabled": false},
             "recovered_from": null,
-            "saved_payment_method_options": null,
+            // By default "only saved payment methods with 'allow_redisplay: ‘always' are
+            // shown in Checkout" (SavedPaymentMethodOptions, stripe@18.0.0).
+            "saved_payment_method_options": payment_method_save.as_ref().map(|save| json!({
+                "allow_redisplay_filters": ["always"],
+                "payment_method_remove": null,
+                "payment_method_save": save,
+            })),
             "setup_intent": null,
             "shipping_address_collection": null,
             "shipping_cost": null,
@@ -189,6 +241,13 @@ impl State {
         if let Some(days) = trial_days {
             self.session_subscription_data
                 .insert(id.clone(), json!({"trial_period_days": days}));
+        }
+        if mode == "payment" {
+            // `payment_intent_data[metadata]`: "Set of key-value pairs that you can attach
+            // to an object" (the PaymentIntent; SessionCreateParams.PaymentIntentData).
+            let mut data = json!({"setup_future_usage": setup_future_usage, "metadata": {}});
+            merge_metadata(&mut data, &p["payment_intent_data"]);
+            self.session_payment_intent_data.insert(id.clone(), data);
         }
         self.line_items.insert(id.clone(), lines);
         self.sessions.insert(&id, session.clone());
@@ -245,8 +304,36 @@ impl State {
     /// What a customer finishing the payment page does. `paid: false` models a delayed
     /// payment method (the session completes unpaid; settle it with
     /// [`State::settle_async_payment`]). Subscription sessions start the subscription
-    /// `incomplete` and bill its first invoice, which activates it when paid.
+    /// `incomplete` and bill its first invoice, which activates it when paid. A
+    /// payment-mode session asked to save the card (module doc) attaches a `succeeds`
+    /// card to the customer.
     pub fn complete_session(&mut self, id: &str, paid: bool) -> Answer {
+        self.finish_session(id, paid, None)
+    }
+
+    /// [`State::complete_session`] (paid) of a payment-mode session, the customer paying
+    /// with a card that is saved to them whatever the session asked, and that behaves
+    /// as `behavior` says when charged later (`succeeds`, `declines`,
+    /// `requires_authentication`, see [`State::attach_card`]). The checkout payment
+    /// itself succeeds (a card that needs authentication was authenticated by the
+    /// customer on the page; a `declines` card stands for one that stops working later).
+    pub fn complete_session_with_card(&mut self, id: &str, behavior: &str) -> Answer {
+        let mode = self
+            .sessions
+            .get(id)
+            .map(|s| s["mode"].clone())
+            .ok_or_else(|| ApiError::missing("checkout.session", id))?;
+        if mode != json!("payment") {
+            return Err(ApiError::invalid(
+                "id",
+                format!("Session {id} is not a payment-mode session; only those save a card here"),
+            ));
+        }
+        super::payment_methods::check_behavior(behavior)?;
+        self.finish_session(id, true, Some(behavior))
+    }
+
+    fn finish_session(&mut self, id: &str, paid: bool, card: Option<&str>) -> Answer {
         let ctx = Ctx::default();
         let session = self
             .sessions
@@ -310,8 +397,38 @@ impl State {
         } else if s["mode"] == json!("payment") && total > 0 {
             let pi = new_id("pi");
             s["payment_intent"] = json!(pi);
+            let usage = self
+                .session_payment_intent_data
+                .get(id)
+                .and_then(|d| d["setup_future_usage"].as_str())
+                .map(str::to_owned);
+            let save = usage.is_some()
+                || card.is_some()
+                || s["saved_payment_method_options"]["payment_method_save"] == json!("enabled");
+            let pm = if save {
+                Some(self.attach_card(&customer, card.unwrap_or("succeeds"))?)
+            } else {
+                None
+            };
+            let mut intent = self.payment_intent_json(&pi, total, &currency, Some(&customer));
+            intent["setup_future_usage"] = json!(usage);
+            if let Some(meta) = self
+                .session_payment_intent_data
+                .get(id)
+                .map(|d| d["metadata"].clone())
+            {
+                intent["metadata"] = meta;
+            }
+            intent["payment_method"] = json!(pm);
+            intent["status"] = json!(if paid { "succeeded" } else { "processing" });
+            self.payment_intents.insert(&pi, intent);
             if paid {
-                self.create_charge(&customer, total, &currency, &pi);
+                let method = pm
+                    .as_ref()
+                    .and_then(|m| self.payment_methods.get(m).cloned());
+                let charge =
+                    self.create_charge_with(&customer, total, &currency, &pi, method.as_ref());
+                self.payment_intent_succeeded(&pi, &charge, false);
             }
         }
         self.sessions.insert(id, s.clone());
@@ -341,8 +458,20 @@ impl State {
                 let pi = s["payment_intent"].as_str().unwrap_or_default().to_owned();
                 let total = s["amount_total"].as_i64().unwrap_or(0);
                 let currency = s["currency"].as_str().unwrap_or("usd").to_owned();
-                self.create_charge(&customer, total, &currency, &pi);
+                let method = self
+                    .payment_intents
+                    .get(&pi)
+                    .and_then(|i| i["payment_method"].as_str())
+                    .and_then(|m| self.payment_methods.get(m).cloned());
+                let charge =
+                    self.create_charge_with(&customer, total, &currency, &pi, method.as_ref());
+                self.payment_intent_succeeded(&pi, &charge, false);
             }
+        } else if let Some(pi) = s["payment_intent"]
+            .as_str()
+            .and_then(|pi| self.payment_intents.get_mut(pi))
+        {
+            pi["status"] = json!("requires_payment_method");
         }
         self.sessions.insert(id, s.clone());
         let kind = if succeeded {

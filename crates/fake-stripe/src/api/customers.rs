@@ -1,5 +1,7 @@
 //! Customers, and the credit balance that negative invoices (a downgrade invoiced at
-//! once) leave on them.
+//! once) leave on them. `POST /v1/customers/{id}` sets `invoice_settings
+//! [default_payment_method]`, the saved card invoices are paid with when they name none
+//! (docs.stripe.com/billing/subscriptions/payment-methods-setting#payment-method-priority).
 
 use serde_json::{Value, json};
 
@@ -12,6 +14,7 @@ pub(super) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) 
         }),
         ("POST", ["v1", "customers"]) => s.create_customer(p, ctx),
         ("GET", ["v1", "customers", id]) => s.retrieve_customer(id),
+        ("POST", ["v1", "customers", id]) => s.update_customer(id, p, ctx),
         ("DELETE", ["v1", "customers", id]) => s.delete_customer(id, ctx),
         _ => return None,
     })
@@ -75,12 +78,58 @@ impl State {
         for sub in running {
             self.cancel_subscription(&sub, false)?;
         }
+        self.entitled.remove(id);
         self.customers.remove(id);
         self.emit("customer.deleted", &customer, None, ctx);
         Ok((
             200,
             json!({"id": id, "object": "customer", "deleted": true}),
         ))
+    }
+
+    /// `POST /v1/customers/{id}`: `email`, `name`, `description` (empty: unset),
+    /// `metadata`, `invoice_settings[default_payment_method]` (a card attached to this
+    /// customer; empty: unset). Emits `customer.updated`.
+    pub fn update_customer(&mut self, id: &str, p: &Value, ctx: &Ctx) -> Answer {
+        let mut customer = self
+            .customers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::missing("customer", id))?;
+        let before = customer.clone();
+        if let Some(pm) = p["invoice_settings"].text("default_payment_method") {
+            if pm.is_empty() {
+                customer["invoice_settings"]["default_payment_method"] = Value::Null;
+            } else {
+                let attached = self
+                    .payment_methods
+                    .get(&pm)
+                    .is_some_and(|m| m["customer"] == json!(id));
+                if !attached {
+                    return Err(ApiError::invalid(
+                        "invoice_settings[default_payment_method]",
+                        format!(
+                            "The customer does not have a payment method with the ID {pm}. The payment method must be attached to the customer."
+                        ),
+                    ));
+                }
+                customer["invoice_settings"]["default_payment_method"] = json!(pm);
+            }
+        }
+        for key in ["email", "name", "description"] {
+            if let Some(v) = p.text(key) {
+                customer[key] = if v.is_empty() { Value::Null } else { json!(v) };
+            }
+        }
+        merge_metadata(&mut customer, p);
+        self.customers.insert(id, customer.clone());
+        self.emit(
+            "customer.updated",
+            &customer,
+            Some(diff(&before, &customer)),
+            ctx,
+        );
+        Ok((200, customer))
     }
 
     pub fn retrieve_customer(&self, id: &str) -> Answer {

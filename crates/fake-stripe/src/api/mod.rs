@@ -7,7 +7,13 @@
 //! - `customers`: customers (and their credit balance)
 //! - `checkout`: Checkout Sessions and their line items
 //! - `billing`: subscriptions, invoices, invoice items, invoice payments, prorations
+//! - `invoicing`: one-off invoices (draft, invoice items, finalize, pay with a saved card
+//!   on or off session, void)
 //! - `payments`: charges, refunds, disputes
+//! - `payment_methods`: saved cards (PaymentMethods) with test-card behaviour, and the
+//!   PaymentIntents that charge them
+//! - `entitlements`: features, product features, customers' active entitlements and the
+//!   summary event when they change
 //! - `credit_notes`: credit notes (money given back on an invoice)
 //! - `schedules`: subscription schedules (a plan change at the period's end)
 //! - `portal`: customer portal sessions
@@ -28,7 +34,10 @@ mod catalog;
 mod checkout;
 mod credit_notes;
 mod customers;
+mod entitlements;
 mod events;
+mod invoicing;
+mod payment_methods;
 mod payments;
 mod portal;
 mod schedules;
@@ -41,6 +50,9 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     pub message: String,
     pub param: Option<String>,
+    /// More fields of Stripe's error object, merged in as they are: a card error's
+    /// `decline_code`, `charge`, `payment_intent`, `payment_method`, `doc_url`.
+    pub detail: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -51,6 +63,7 @@ impl ApiError {
             code: Some("resource_missing"),
             message: format!("No such {kind}: '{id}'"),
             param: Some("id".into()),
+            detail: None,
         }
     }
 
@@ -63,6 +76,7 @@ impl ApiError {
             code: Some("resource_missing"),
             message: format!("No such {kind}: '{id}'"),
             param: Some(param.into()),
+            detail: None,
         }
     }
 
@@ -73,6 +87,7 @@ impl ApiError {
             code: Some("parameter_invalid"),
             message: message.into(),
             param: Some(param.into()),
+            detail: None,
         }
     }
 
@@ -83,6 +98,7 @@ impl ApiError {
             code: Some("parameter_missing"),
             message: format!("Missing required param: {param}."),
             param: Some(param.into()),
+            detail: None,
         }
     }
 
@@ -93,6 +109,11 @@ impl ApiError {
         }
         if let Some(param) = &self.param {
             error["param"] = json!(param);
+        }
+        if let Some(Value::Object(detail)) = self.detail.as_deref() {
+            for (k, v) in detail {
+                error[k.as_str()] = v.clone();
+            }
         }
         json!({ "error": error })
     }
@@ -219,6 +240,31 @@ pub struct State {
     pub disputes: Collection,
     /// Credit notes (`cn_…`).
     pub credit_notes: Collection,
+    /// Saved payment methods (`pm_…`, cards) attached to customers.
+    pub payment_methods: Collection,
+    /// How each saved card behaves when charged: `succeeds`, `declines` or
+    /// `requires_authentication` (see [`State::attach_card`]).
+    pub card_behavior: HashMap<String, String>,
+    /// PaymentIntents (`pi_…`) the fake keeps as objects: those of payment-mode
+    /// Checkout Sessions and of invoices paid with a saved card.
+    pub payment_intents: Collection,
+    /// A payment-mode session's `payment_intent_data` (kept off the session object, as
+    /// Stripe does): `setup_future_usage` and `metadata`, for the PaymentIntent it creates.
+    pub session_payment_intent_data: HashMap<String, Value>,
+    /// Entitlement features (`feat_…`).
+    pub features: Collection,
+    /// Features attached to products (`prodft_…`), stored as `{id, product, feature}`.
+    pub product_features: Collection,
+    /// Active entitlements (`ent_…`) of every customer, as served.
+    pub active_entitlements: Collection,
+    /// The customer of each active entitlement.
+    pub entitlement_customer: HashMap<String, String>,
+    /// Each customer's active entitlements as last announced
+    /// (`entitlements.active_entitlement_summary.updated`): `(feature, entitlement)`.
+    pub entitled: HashMap<String, Vec<(String, String)>>,
+    /// The features each subscription entitles to, taken from its items' products when
+    /// it starts, changes items or enters a new period (see the `entitlements` module).
+    pub subscription_features: HashMap<String, Vec<String>>,
     /// Customer portal sessions (`bps_…`), which Stripe's API cannot retrieve or list.
     pub portal_sessions: Collection,
     /// The account's default customer portal configuration (`bpc_…`), used by sessions
@@ -271,6 +317,16 @@ impl Default for State {
             refunds: Collection::default(),
             disputes: Collection::default(),
             credit_notes: Collection::default(),
+            payment_methods: Collection::default(),
+            card_behavior: HashMap::new(),
+            payment_intents: Collection::default(),
+            session_payment_intent_data: HashMap::new(),
+            features: Collection::default(),
+            product_features: Collection::default(),
+            active_entitlements: Collection::default(),
+            entitlement_customer: HashMap::new(),
+            entitled: HashMap::new(),
+            subscription_features: HashMap::new(),
             portal_sessions: Collection::default(),
             portal_configuration: new_id("bpc"),
             events: Collection::default(),
@@ -481,7 +537,8 @@ impl State {
     }
 
     /// One object by kind (`subscription`, `invoice`, `charge`, `refund`, `dispute`,
-    /// `event`, `invoiceitem`, `invoice_payment`, anything else: `customer`).
+    /// `event`, `invoiceitem`, `invoice_payment`, `payment_method`, `payment_intent`,
+    /// anything else: `customer`).
     pub fn retrieve(&self, kind: &str, id: &str) -> Answer {
         let coll = match kind {
             "subscription" => &self.subscriptions,
@@ -492,6 +549,8 @@ impl State {
             "event" => &self.events,
             "invoiceitem" => &self.invoice_items,
             "invoice_payment" => &self.invoice_payment_objects,
+            "payment_method" => &self.payment_methods,
+            "payment_intent" => &self.payment_intents,
             _ => &self.customers,
         };
         coll.get(id)
@@ -513,12 +572,15 @@ impl State {
 
 /// Routes a Stripe API request to the resource that owns it.
 pub(crate) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) -> Answer {
-    let routers: [Router; 9] = [
+    let routers: [Router; 12] = [
         catalog::route,
+        entitlements::route,
         customers::route,
+        payment_methods::route,
         checkout::route,
         schedules::route,
         credit_notes::route,
+        invoicing::route,
         billing::route,
         payments::route,
         portal::route,
@@ -538,6 +600,7 @@ pub(crate) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) 
             seg.join("/")
         ),
         param: None,
+        detail: None,
     })
 }
 

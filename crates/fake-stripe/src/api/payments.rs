@@ -82,8 +82,82 @@ impl State {
         currency: &str,
         payment_intent: &str,
     ) -> Value {
+        self.create_charge_with(customer, amount, currency, payment_intent, None)
+    }
+
+    /// A card charge that the issuer declined (`charge.failed`): "Your card was
+    /// declined." (`card_declined`, `generic_decline`), nothing captured.
+    pub(crate) fn create_failed_charge(
+        &mut self,
+        customer: &str,
+        amount: i64,
+        currency: &str,
+        payment_intent: &str,
+        card: &Value,
+    ) -> Value {
+        let mut charge = self.charge_json(customer, amount, currency, payment_intent, Some(card));
+        let id = charge["id"].as_str().unwrap_or_default().to_owned();
+        charge["amount_captured"] = json!(0);
+        charge["balance_transaction"] = Value::Null;
+        charge["captured"] = json!(false);
+        charge["failure_code"] = json!("card_declined");
+        charge["failure_message"] = json!("Your card was declined.");
+        charge["outcome"] = json!({
+            "advice_code": null,
+            "network_advice_code": null,
+            "network_decline_code": null,
+            "network_status": "declined_by_network",
+            "reason": "generic_decline",
+            "risk_level": "normal",
+            "risk_score": 32,
+            "seller_message": "The bank did not return any further details with this decline.",
+            "type": "issuer_declined",
+        });
+        charge["paid"] = json!(false);
+        charge["status"] = json!("failed");
+        self.charges.insert(&id, charge.clone());
+        self.emit("charge.failed", &charge, None, &Ctx::default());
+        charge
+    }
+
+    /// A successful card charge for `payment_intent` (`charge.succeeded`), with the
+    /// saved `card` (a PaymentMethod) when one paid, else an unsaved Visa 4242.
+    pub(crate) fn create_charge_with(
+        &mut self,
+        customer: &str,
+        amount: i64,
+        currency: &str,
+        payment_intent: &str,
+        card: Option<&Value>,
+    ) -> Value {
+        let charge = self.charge_json(customer, amount, currency, payment_intent, card);
+        let id = charge["id"].as_str().unwrap_or_default().to_owned();
+        self.charges.insert(&id, charge.clone());
+        self.emit("charge.succeeded", &charge, None, &Ctx::default());
+        charge
+    }
+
+    /// A successful charge object (not stored).
+    fn charge_json(
+        &self,
+        customer: &str,
+        amount: i64,
+        currency: &str,
+        payment_intent: &str,
+        card: Option<&Value>,
+    ) -> Value {
+        let mut details = card_details();
+        let payment_method = match card {
+            Some(pm) => {
+                for key in ["last4", "fingerprint", "country", "brand", "funding"] {
+                    details["card"][key] = pm["card"][key].clone();
+                }
+                pm["id"].clone()
+            }
+            None => json!(new_id("pm")),
+        };
         let id = new_id("ch");
-        let charge = json!({
+        json!({
             "id": id,
             "object": "charge",
             "amount": amount,
@@ -126,8 +200,8 @@ impl State {
             },
             "paid": true,
             "payment_intent": payment_intent,
-            "payment_method": new_id("pm"),
-            "payment_method_details": card_details(),
+            "payment_method": payment_method,
+            "payment_method_details": details,
             "radar_options": {},
             "receipt_email": null,
             "receipt_number": null,
@@ -142,10 +216,7 @@ impl State {
             "status": "succeeded",
             "transfer_data": null,
             "transfer_group": null,
-        });
-        self.charges.insert(&id, charge.clone());
-        self.emit("charge.succeeded", &charge, None, &Ctx::default());
-        charge
+        })
     }
 
     /// Moves a charge's `amount_refunded` by `delta`, keeping `refunded` true only when
@@ -196,6 +267,7 @@ impl State {
                 code: Some("charge_already_refunded"),
                 message: format!("Charge {charge_id} has already been refunded."),
                 param: None,
+                detail: None,
             });
         }
         if amount <= 0 || refunded + amount > amount_total {

@@ -65,6 +65,7 @@ impl State {
                 code: Some("url_invalid"),
                 message: "Not a valid URL".into(),
                 param: Some("return_url".into()),
+                detail: None,
             });
         }
         let id = new_id("bps");

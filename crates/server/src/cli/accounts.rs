@@ -191,6 +191,18 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                     .map(|g| format!(", grace until {}", utc(g)))
                     .unwrap_or_default()
             );
+            println!(
+                "features     {}",
+                if a.features.is_empty() {
+                    "-".to_owned()
+                } else {
+                    a.features
+                        .iter()
+                        .map(|f| format!("{} ({})", f.lookup_key, f.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
             println!("credits      {} available", a.credits.available);
             for s in &a.subscriptions {
                 println!(

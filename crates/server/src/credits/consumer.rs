@@ -255,6 +255,20 @@ async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer
             "an idempotency key was recorded by another transaction meanwhile".into(),
         ));
     }
+    // A crossing of an account's top-up threshold queues one purchase with the group.
+    let mut spent: BTreeMap<&str, i64> = BTreeMap::new();
+    for r in &records {
+        *spent.entry(r.account).or_default() += r.amount;
+    }
+    let changes: Vec<(&str, i64, i64)> = spent
+        .iter()
+        .map(|(account, amount)| {
+            let states = lots.get(*account).map(Vec::as_slice).unwrap_or_default();
+            let after = available(states, now) - held.get(*account).copied().unwrap_or(0);
+            (*account, after + amount, after)
+        })
+        .collect();
+    crate::topup::after_debit(&mut tx, &changes, now).await?;
     if tx.outbox_enabled() {
         // What each account may spend now, from the group's own reckoning.
         let known: HashMap<String, crate::outbox::Spendable> = records

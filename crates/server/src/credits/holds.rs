@@ -219,6 +219,13 @@ impl Ledger {
             available: avail,
             held: held + amount,
         };
+        // A hold lowers what may be spent: it can cross the top-up threshold.
+        crate::topup::after_debit(
+            &mut tx,
+            &[(account, avail - held, avail - held - amount)],
+            now,
+        )
+        .await?;
         check_levels(&mut tx, &[(account.to_owned(), now_spendable)], now * 1000).await?;
         tx.commit().await?;
         metrics::counter!("stripe_manager_credit_holds_total", "outcome" => "held").increment(1);
@@ -337,6 +344,14 @@ impl Ledger {
             tx.rollback().await?;
             return Box::pin(self.capture(account, id, req, now)).await;
         }
+        // A capture spends what its hold reserved: what may be spent does not fall, but
+        // a setting saved while the account was below its threshold buys now.
+        crate::topup::after_debit(
+            &mut tx,
+            &[(account, balance - others, balance - others)],
+            now,
+        )
+        .await?;
         let known = std::collections::HashMap::from([(
             account.to_owned(),
             Spendable {

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod catalog;
 mod credits;
+mod entitlements;
 mod error;
 mod health;
 mod middleware;
@@ -33,6 +34,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(health::router())
         .merge(catalog::router())
         .merge(credits::router())
+        .merge(entitlements::router())
         .merge(accounts::router())
         .merge(openapi::router())
         .merge(admin::router(state.clone()))

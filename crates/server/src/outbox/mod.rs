@@ -40,6 +40,9 @@ pub const TYPES: &[&str] = &[
     "credits.depleted",
     "credits.hold_expired",
     "subscription.updated",
+    "entitlements.updated",
+    "top_up.succeeded",
+    "top_up.failed",
 ];
 
 /// Stores one event of `kind` about `account` for every endpoint (nothing when the

@@ -118,6 +118,8 @@ enum Effect {
     },
     /// A ledger, subscription or checkout change (see [`super::credit`]).
     Credit(Box<super::credit::CreditEffect>),
+    /// A customer's active entitlements, read from Stripe.
+    Entitlements(crate::entitlements::EntitlementsRead),
     None,
     /// Stored, never applied, for the reason given (kept in the event's `last_error`).
     Refused(String),
@@ -202,6 +204,7 @@ pub async fn plan(
         tracing::warn!(id = %event.id, "a {event_mode}-mode event reached a service with a {key_mode}-mode key; stored, not applied");
         return Ok(Planned {
             mirror: None,
+            entitlements: None,
             effect: Effect::Refused(format!(
                 "livemode mismatch: a {event_mode}-mode event, and the configured key is {key_mode}-mode; not applied"
             )),
@@ -212,6 +215,7 @@ pub async fn plan(
         // credits for them) would mix that account's customers and catalog into ours.
         return Ok(Planned {
             mirror: None,
+            entitlements: None,
             effect: Effect::Refused(format!(
                 "an event of the connected account {account} (a Connect endpoint): this service keeps the \
                  platform account's data only; not applied"
@@ -245,6 +249,17 @@ pub async fn plan(
                 at: envelope.created,
             }
         }
+        "entitlements.active_entitlement_summary.updated" => {
+            // The payload lists at most 10 entitlements (docs.stripe.com/billing/entitlements):
+            // a trigger to read the whole set, not the set.
+            let summary: serde_json::Value =
+                serde_json::from_str(&object).map_err(|e| ApplyError::Payload(e.to_string()))?;
+            let customer = summary["customer"].as_str().ok_or_else(|| {
+                ApplyError::Payload("an entitlement summary without a customer".into())
+            })?;
+            let client = need_client(client, &format!("the entitlements of {customer}"))?;
+            Effect::Entitlements(crate::entitlements::read(client, customer).await?)
+        }
         kind => {
             let info = super::credit::EventInfo {
                 kind,
@@ -276,7 +291,29 @@ pub async fn plan(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Planned { effect, mirror })
+    // A subscription change may change what the customer is entitled to: read Stripe's
+    // answer again. Not needed for the event's other effects, so a failure only logs
+    // (the summary event Stripe sends for a changed set, or a reconcile, reads it).
+    let mut entitlements = None;
+    if envelope.kind.starts_with("customer.subscription.")
+        && !matches!(effect, Effect::Refused(_))
+        && let Some(client) = client
+        && let Some(customer) = serde_json::from_str::<serde_json::Value>(&object)
+            .ok()
+            .and_then(|o| o["customer"].as_str().map(str::to_owned))
+    {
+        match crate::entitlements::read(client, &customer).await {
+            Ok(read) => entitlements = Some(read),
+            Err(e) => {
+                tracing::warn!(id = %event.id, %customer, error = %crate::error_chain(&e), "could not read the customer's entitlements; the event is applied without them")
+            }
+        }
+    }
+    Ok(Planned {
+        effect,
+        mirror,
+        entitlements,
+    })
 }
 
 /// An event's effect, decided and ready to write.
@@ -285,19 +322,27 @@ pub struct Planned {
     effect: Effect,
     /// The mirrored object it carries (a customer, an invoice), written first.
     mirror: Option<crate::mirror::MirrorWrite>,
+    /// The customer's entitlements read again for a subscription event.
+    entitlements: Option<crate::entitlements::EntitlementsRead>,
 }
 
 impl Planned {
-    /// Whether it writes the credit ledger. Ledger effects take row locks (links,
-    /// reversals, accounts) in an order that holds within one event; several of them in
-    /// one transaction could wait on each other, so they are committed one by one.
+    /// Whether it writes the credit ledger (or an account's entitlements). Ledger
+    /// effects take row locks (links, reversals, accounts) in an order that holds within
+    /// one event; several of them in one transaction could wait on each other, so they
+    /// are committed one by one.
     pub fn writes_ledger(&self) -> bool {
-        matches!(self.effect, Effect::Credit(_))
+        // Entitlement writes lock the customer's read row, then its account (to send
+        // `entitlements.updated` in order): committed one by one like ledger effects.
+        matches!(self.effect, Effect::Credit(_) | Effect::Entitlements(_))
+            || self.entitlements.is_some()
     }
 
     fn status(&self) -> Applied {
         if matches!(self.effect, Effect::Refused(_))
-            || (matches!(self.effect, Effect::None) && self.mirror.is_none())
+            || (matches!(self.effect, Effect::None)
+                && self.mirror.is_none()
+                && self.entitlements.is_none())
         {
             Applied::Ignored
         } else {
@@ -357,6 +402,9 @@ async fn write_mirror(tx: &mut Tx, planned: &Planned, now: i64) -> Result<(), Ap
         }
         crate::mirror::after_write(tx, m.kind, std::slice::from_ref(&m.write)).await?;
     }
+    if let Some(read) = &planned.entitlements {
+        crate::entitlements::write_in(tx, read, now).await?;
+    }
     Ok(())
 }
 
@@ -378,6 +426,9 @@ async fn write_effect(tx: &mut Tx, effect: &Effect, now: i64) -> Result<(), Appl
                 .await?;
         }
         Effect::Credit(effect) => super::credit::write(tx, effect, now).await?,
+        Effect::Entitlements(read) => {
+            crate::entitlements::write_in(tx, read, now).await?;
+        }
         Effect::None | Effect::Refused(_) => {}
     }
     Ok(())

@@ -78,6 +78,7 @@ pub const HANDLED_TYPES: &[&str] = &[
     "subscription_schedule.completed",
     "subscription_schedule.aborted",
     "subscription_schedule.expiring",
+    "entitlements.active_entitlement_summary.updated",
 ];
 
 /// An event type as a metric label: itself if handled, else `other`.

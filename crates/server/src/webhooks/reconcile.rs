@@ -1,6 +1,8 @@
 //! Recovery after downtime: page through Stripe's Events API (it keeps 30 days) and store
 //! the events the inbox does not have, exactly as if they had been delivered. The worker
 //! then applies them through the usual path; events already stored are left alone.
+//! Then every linked customer's active entitlements are read again: Stripe's answer is
+//! the truth, and a summary event older than 30 days cannot be recovered.
 
 use std::time::Duration;
 
@@ -21,6 +23,10 @@ pub struct ReconcileReport {
     pub stored: u64,
     /// Events API pages read.
     pub pages: u64,
+    /// Linked customers whose entitlements were read again, and of those, whose set
+    /// had changed.
+    pub entitlements_read: u64,
+    pub entitlements_changed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +97,16 @@ pub async fn reconcile(
         report.stored += inserted.iter().filter(|n| **n).count() as u64;
     }
     metrics::counter!("stripe_manager_webhook_events_reconciled_total").increment(report.stored);
+    for customer in store.linked_customers().await? {
+        match crate::entitlements::refresh(store, client, &customer).await {
+            Ok(changed) => {
+                report.entitlements_read += 1;
+                report.entitlements_changed += u64::from(changed);
+            }
+            Err(crate::entitlements::RefreshError::Store(e)) => return Err(e.into()),
+            Err(crate::entitlements::RefreshError::Stripe(e)) => return Err(e.into()),
+        }
+    }
     Ok(report)
 }
 

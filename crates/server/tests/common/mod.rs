@@ -299,6 +299,17 @@ pub async fn post_json(url: &str, body: serde_json::Value) -> (u16, serde_json::
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// PUTs JSON (with the app's API token) and returns the status and the JSON answer.
+pub async fn put_json(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = authorized(http().put(url), url)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// DELETEs (with the app's API token) and returns the status and the JSON answer.
 pub async fn delete_json(url: &str) -> (u16, serde_json::Value) {
     let r = authorized(http().delete(url), url)

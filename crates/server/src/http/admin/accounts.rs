@@ -132,6 +132,7 @@ struct AccountPage {
     subscriptions: Vec<SubscriptionLine>,
     entitlement: Badge,
     entitlement_status: String,
+    features: Vec<sm_store::entitlements::EntitlementRow>,
     payments: Vec<PaymentLine>,
     payments_pager: Pager,
 }
@@ -322,6 +323,7 @@ async fn account(
             Badge::new("muted", "inactive")
         },
         entitlement_status: view.entitlement.status.replace('_', " "),
+        features: view.features.clone(),
         b,
         lots,
         history,

@@ -207,6 +207,8 @@ struct ProductPage {
     credit_type: String,
     stripe_updated: String,
     prices: Vec<PriceRow>,
+    /// The entitlement features the product gives.
+    features: Vec<sm_store::entitlements::FeatureRow>,
     raw: String,
     stripe_url: String,
 }
@@ -225,6 +227,10 @@ async fn product(
     };
     let (Some(p), Some(record)) = (found, record) else {
         return super::not_found().await;
+    };
+    let features = match state.store.features_of_product(&id).await {
+        Ok(f) => f,
+        Err(e) => return failed("the product's features could not be read", &e),
     };
     let raw = serde_json::from_str::<serde_json::Value>(&record.raw)
         .and_then(|v| serde_json::to_string_pretty(&v))
@@ -254,6 +260,7 @@ async fn product(
         nav: ctx.nav(&state, "products").await,
         stripe_url: format!("https://dashboard.stripe.com/{test}products/{}", p.id),
         row: ProductRow::from(&p),
+        features,
         description: p.description.clone().unwrap_or_default(),
         credit_type: match p.credit_type {
             "payg" => "pay-as-you-go".to_owned(),

@@ -32,16 +32,14 @@ pub async fn plan(
     event: EventInfo<'_>,
 ) -> Result<Option<CreditEffect>, ApplyError> {
     let inv: Invoice = parse(event.object)?;
+    let object: Value = serde_json::from_str(event.object).unwrap_or(Value::Null);
+    if let Some(top_up) = object["metadata"]["stripe_manager_top_up"].as_str() {
+        return top_up_plan(store, client, event, &inv, &object, top_up).await;
+    }
     let Some(sub_id) = inv.subscription_id().map(str::to_owned) else {
         return Ok(None);
     };
-    let object: Value = serde_json::from_str(event.object).unwrap_or(Value::Null);
-    let lines = if inv.lines.has_more {
-        let client = need(client, &format!("the other lines of {}", inv.id))?;
-        Client::collect_all(client.invoice_line_pages(&inv.id)).await?
-    } else {
-        inv.lines.data.clone()
-    };
+    let lines = lines_of(client, &inv).await?;
     let Some(account) = account_of(store, client, &inv, &sub_id, &object).await? else {
         let mut credit_lines = false;
         for line in &lines {
@@ -191,6 +189,15 @@ pub async fn plan(
         lots,
         take_backs,
     })))
+}
+
+/// Every line of the invoice: its payload embeds the first page only.
+async fn lines_of(client: Option<&Client>, inv: &Invoice) -> Result<Vec<InvoiceLine>, ApplyError> {
+    if !inv.lines.has_more {
+        return Ok(inv.lines.data.clone());
+    }
+    let client = need(client, &format!("the other lines of {}", inv.id))?;
+    Ok(Client::collect_all(client.invoice_line_pages(&inv.id)).await?)
 }
 
 /// The lot of the line a credit proration reverses, as basil names it:
@@ -402,4 +409,90 @@ impl Deferred {
             take_backs.push(take);
         }
     }
+}
+
+/// An automatic top-up's invoice (`metadata.stripe_manager_top_up`, made by the charger):
+/// its pack lines grant like a pack bought at checkout — `credit_amount × quantity`,
+/// never expiring — to the account that made the purchase, and the purchase is marked
+/// `succeeded` in the same transaction. An invoice naming a purchase this service did
+/// not make, or made for another customer, grants nothing.
+async fn top_up_plan(
+    store: &Store,
+    client: Option<&Client>,
+    event: EventInfo<'_>,
+    inv: &Invoice,
+    object: &Value,
+    top_up: &str,
+) -> Result<Option<CreditEffect>, ApplyError> {
+    let Some(row) = store.top_up(top_up).await? else {
+        tracing::warn!(invoice = %inv.id, %top_up, "an invoice names a top-up this service did not make; nothing granted");
+        return Ok(None);
+    };
+    let customer = inv.customer.as_ref().map(|c| c.id().to_owned());
+    let linked = store
+        .account(&row.account)
+        .await?
+        .and_then(|a| a.stripe_customer);
+    if customer.is_none() || customer != linked {
+        tracing::warn!(invoice = %inv.id, %top_up, "a top-up's invoice is for another customer than its account's; nothing granted");
+        return Ok(None);
+    }
+    let lines = lines_of(client, inv).await?;
+    let mut lots = Vec::new();
+    for line in &lines {
+        let Some(price) = line.price_id() else {
+            continue;
+        };
+        let PriceCredits::Credits {
+            product, per_unit, ..
+        } = price_credits(store, price, inv.currency.as_deref()).await?
+        else {
+            continue;
+        };
+        if line.amount < 0 {
+            continue;
+        }
+        let reference = format!("{}/{}", inv.id, line.id);
+        let credits = whole_credits(per_unit, line.quantity.unwrap_or(1), &reference)?;
+        if credits == 0 {
+            continue;
+        }
+        lots.push(NewLot {
+            account: row.account.clone(),
+            source: Some(LotSource::Purchase),
+            source_ref: reference,
+            amount: credits,
+            expires_at: None,
+            product: Some(product),
+            price: Some(price.to_owned()),
+            quantity: line.quantity.map(|q| i64::try_from(q).unwrap_or(i64::MAX)),
+            payment_ref: None,
+            paid_amount: Some(inv.money()),
+            currency: inv.currency.clone(),
+            origin: Some(inv.id.clone()),
+            subscription: None,
+            period_end: None,
+        });
+    }
+    let payments = payments_of(client, inv, object).await?;
+    for lot in &mut lots {
+        lot.payment_ref = payments.first().cloned();
+    }
+    let _ = event;
+    Ok(Some(CreditEffect::TopUp {
+        top_up: row.id,
+        invoice: inv.id.clone(),
+        grant: Grant {
+            origin: NewOrigin {
+                id: inv.id.clone(),
+                account: row.account,
+                source: Some(LotSource::Purchase),
+                paid_amount: inv.money(),
+                currency: inv.currency.clone(),
+            },
+            payments,
+            lots,
+            take_backs: Vec::new(),
+        },
+    }))
 }

@@ -12,7 +12,7 @@
 //! | `customer.subscription.created/updated/deleted` | [`subscription`] | the subscription row (newest event wins; same-second ties refetch) |
 //! | `customer.deleted` | here | the customer is unlinked from its account (the next checkout makes a new one) |
 //! | `subscription_schedule.*` | here | the schedule's next change (price, quantity, when), shown on the account |
-//! | `invoice.paid` | [`invoice`] | per line: full periods grant the plan's credits, proration lines grant or take back their share |
+//! | `invoice.paid` | [`invoice`] | per line: full periods grant the plan's credits, proration lines grant or take back their share; an automatic top-up's invoice grants its pack and marks the purchase succeeded |
 //! | `charge.refunded`, `refund.created/updated/failed` | [`reversal`] | records each refund (listed from Stripe for `charge.refunded`) and brings the grant to its share |
 //! | `charge.dispute.created/updated/closed/funds_withdrawn/funds_reinstated` | [`reversal`] | a chargeback takes back like a refund; won or reinstated gives back |
 //! | `credit_note.created/updated/voided` | [`reversal`] | a post-payment note takes back its share (its refunds once, with their own events); voided gives back |
@@ -44,6 +44,12 @@ pub enum CreditEffect {
     /// A customer Stripe deleted: unlinked from its account.
     CustomerDeleted(String),
     Grant(Grant),
+    /// An automatic top-up's invoice paid: its grant, and the purchase marked succeeded.
+    TopUp {
+        top_up: String,
+        invoice: String,
+        grant: Grant,
+    },
     Reversals(Vec<Reversal>),
 }
 
@@ -218,6 +224,15 @@ pub async fn write(tx: &mut Tx, effect: &CreditEffect, now: i64) -> Result<(), A
         }
         CreditEffect::Grant(grant) => {
             grant_in(tx, grant, now).await?;
+        }
+        CreditEffect::TopUp {
+            top_up,
+            invoice,
+            grant,
+        } => {
+            grant_in(tx, grant, now).await?;
+            let credits = grant.lots.iter().map(|l| l.amount).sum();
+            crate::topup::succeeded_in(tx, top_up, invoice, credits, now).await?;
         }
         CreditEffect::Reversals(reversals) => {
             reverse_all_in(tx, reversals, now).await?;
