@@ -363,7 +363,11 @@ impl Ledger {
             tx.rollback().await?;
             return Box::pin(self.consume_alone(account, req, now)).await;
         }
-        crate::topup::after_debit(&mut tx, &[(account, avail - held, balance - held)], now).await?;
+        if amount > 0 {
+            // A free consumption never buys: it would let a caller buy at will.
+            crate::topup::after_debit(&mut tx, &[(account, avail - held, balance - held)], now)
+                .await?;
+        }
         let known = std::collections::HashMap::from([(
             account.to_owned(),
             crate::outbox::Spendable {

@@ -424,7 +424,8 @@ async fn top_ups_refuse_bad_settings_and_count_per_day(db: TestDb) {
             .unwrap()
             .to_owned()
     });
-    shop.fake
+    let card = shop
+        .fake
         .with_state(|s| s.attach_card(&customer, "succeeds"))
         .unwrap();
     for (body, why) in [
@@ -468,6 +469,40 @@ async fn top_ups_refuse_bad_settings_and_count_per_day(db: TestDb) {
     consume_on(app, account, "100", "second").await;
     top_ups_become(app, account, &["skipped", "succeeded"]).await;
     assert_eq!(top_up_invoices(&shop, account).len(), 1);
+
+    // An invoice made elsewhere (the Dashboard) naming the purchase, paid: it is not the
+    // invoice the charger made, so it grants nothing.
+    let before = shop.available_and_debt(account).await;
+    let purchase = top_ups_become(app, account, &["skipped", "succeeded"]).await["recent"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shop.fake.with_state(|s| {
+        let ctx = Ctx::default();
+        let (_, inv) = s
+            .create_invoice(
+                &json!({"customer": customer, "metadata": {"stripe_manager_top_up": purchase, "account": account}}),
+                &ctx,
+            )
+            .unwrap();
+        let id = inv["id"].as_str().unwrap().to_owned();
+        s.create_invoice_item(
+            &json!({"customer": customer, "invoice": id, "pricing": {"price": shop.pack.price}, "quantity": "1"}),
+            &ctx,
+        )
+        .unwrap();
+        s.finalize_invoice(&id, &json!({}), &ctx).unwrap();
+        let (_, paid) = s
+            .pay_invoice_with(&id, &json!({"payment_method": card}), &ctx)
+            .unwrap();
+        assert_eq!(paid["status"], "paid", "{paid}");
+    });
+    shop.deliver_all().await;
+    assert_eq!(
+        shop.available_and_debt(account).await,
+        before,
+        "no credits for it"
+    );
 
     // Turned off: no more purchases; DELETE again is 404.
     let (status, off) = delete_json(&url).await;

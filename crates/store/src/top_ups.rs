@@ -52,15 +52,16 @@ pub fn utc_day(unix: i64) -> String {
 
 impl Store {
     /// Saves an account's setting (creating the account), enabled and armed: the next
-    /// change that leaves the account below `below` buys, even if it is below already.
+    /// change that leaves the account below `below` buys, even if it is below already —
+    /// unless a purchase is still being paid (saving again must not buy twice).
     pub async fn put_top_up(&self, s: &TopUpSetting, now: i64) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         tx.lock_account(&s.account, now).await?;
         on_tx!(tx, t => sqlx::query(
             "INSERT INTO top_up_settings (account, below, price, quantity, max_per_day, enabled, armed, disabled_reason, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, TRUE, TRUE, NULL, $6) \
+             VALUES ($1, $2, $3, $4, $5, TRUE, NOT EXISTS (SELECT 1 FROM top_ups WHERE account = $1 AND status IN ('queued', 'paid')), NULL, $6) \
              ON CONFLICT (account) DO UPDATE SET below = excluded.below, price = excluded.price, \
-             quantity = excluded.quantity, max_per_day = excluded.max_per_day, enabled = TRUE, armed = TRUE, \
+             quantity = excluded.quantity, max_per_day = excluded.max_per_day, enabled = TRUE, armed = excluded.armed, \
              disabled_reason = NULL, updated_at = excluded.updated_at"
         )
         .bind(&s.account)
@@ -82,6 +83,8 @@ impl Store {
     /// Turns an account's top-ups off; false when it had no setting.
     pub async fn delete_top_up(&self, account: &str, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
+        // The account's lock first, as every debit takes it before the setting's row.
+        tx.lock_account(account, now).await?;
         let found = tx.disable_top_up(account, None, now).await?;
         tx.commit().await?;
         Ok(found)
@@ -321,6 +324,17 @@ impl Tx {
             .execute(&mut **t)
             .await.map(|_| ())?);
         Ok(n > 0)
+    }
+
+    /// Arms the account's setting again (a purchase succeeded: if the account is still,
+    /// or again, below its threshold, the next debit buys).
+    pub async fn arm_top_up(&mut self, account: &str) -> Result<(), StoreError> {
+        on_tx!(self, t => sqlx::query("UPDATE top_up_settings SET armed = TRUE WHERE account = $1 AND enabled")
+            .bind(account)
+            .execute(&mut **t)
+            .await
+            .map(|_| ())?);
+        Ok(())
     }
 
     /// Moves a purchase from one of `from` to `to` (with its error, if any); returns

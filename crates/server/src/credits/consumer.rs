@@ -260,8 +260,10 @@ async fn apply_group(store: &Store, jobs: &[Job], now: i64) -> Result<Vec<Answer
     for r in &records {
         *spent.entry(r.account).or_default() += r.amount;
     }
+    // A free consumption (amount 0) never buys: it would let a caller buy at will.
     let changes: Vec<(&str, i64, i64)> = spent
         .iter()
+        .filter(|(_, amount)| **amount > 0)
         .map(|(account, amount)| {
             let states = lots.get(*account).map(Vec::as_slice).unwrap_or_default();
             let after = available(states, now) - held.get(*account).copied().unwrap_or(0);

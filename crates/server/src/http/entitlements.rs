@@ -10,13 +10,14 @@
 //!   spends the customer's money), `GET` `accounts:read`.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::auth::ApiCaller;
 use super::credits::ledger_error;
 use crate::clock::unix_now;
 use crate::state::AppState;
@@ -111,9 +112,33 @@ async fn top_up(
         .ok_or_else(|| not_set(&account))
 }
 
+/// The audit log's actor for a request: the token's name.
+fn actor(who: &Option<Extension<ApiCaller>>) -> String {
+    who.as_ref()
+        .map_or("api".to_owned(), |Extension(ApiCaller(name))| {
+            format!("api:{name}")
+        })
+}
+
+/// Records a top-up change in the audit log (it spends the customer's money).
+async fn audit(state: &AppState, who: &str, action: &str, account: &str, detail: &str) {
+    let entry = sm_store::credits::NewAudit {
+        actor: who,
+        action,
+        target: Some(account),
+        detail: Some(detail),
+        origin: Some("api"),
+        result: "ok",
+    };
+    if let Err(e) = state.store.audit(&entry, unix_now()).await {
+        tracing::warn!(error = %e, %account, "could not audit {action}");
+    }
+}
+
 async fn set_top_up(
     State(state): State<AppState>,
     Path(account): Path<String>,
+    who: Option<Extension<ApiCaller>>,
     body: Bytes,
 ) -> Result<Json<TopUpView>, ApiError> {
     crate::credits::validate_account(&account).map_err(ledger_error)?;
@@ -149,6 +174,11 @@ async fn set_top_up(
         .await
         .map_err(|e| ApiError::internal("the top-up could not be saved", &e))?;
     tracing::info!(%account, below = %req.below, price = %setting.price, "automatic top-up set");
+    let detail = format!(
+        "below {} credits: {} × {}, at most {} a day",
+        req.below, setting.quantity, setting.price, setting.max_per_day
+    );
+    audit(&state, &actor(&who), "top_up.set", &account, &detail).await;
     view(&state, &account)
         .await?
         .map(Json)
@@ -158,6 +188,7 @@ async fn set_top_up(
 async fn delete_top_up(
     State(state): State<AppState>,
     Path(account): Path<String>,
+    who: Option<Extension<ApiCaller>>,
 ) -> Result<Json<TopUpView>, ApiError> {
     crate::credits::validate_account(&account).map_err(ledger_error)?;
     let found = state
@@ -168,6 +199,14 @@ async fn delete_top_up(
     if !found {
         return Err(not_set(&account));
     }
+    audit(
+        &state,
+        &actor(&who),
+        "top_up.deleted",
+        &account,
+        "turned off",
+    )
+    .await;
     view(&state, &account)
         .await?
         .map(Json)

@@ -40,11 +40,15 @@ use crate::manager::StripeManager;
 
 /// How often an idle charger looks for purchases queued by other instances.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
-/// How long a charger holds a purchase (Stripe's calls take seconds at worst).
-const LEASE_SECS: i64 = 120;
+/// How long a charger holds a purchase: above the worst case of its six Stripe requests
+/// with their retries (each at most about two minutes), so another instance never takes
+/// over a purchase still being paid.
+const LEASE_SECS: i64 = 900;
 /// Attempts while Stripe cannot be reached before the purchase fails: with the backoff
-/// below, about a day — inside the 24 hours Stripe keeps idempotency keys at least
-/// (docs.stripe.com/idempotency).
+/// below (1 min doubling to at most 3 h), about a day and a half. Stripe keeps
+/// idempotency keys for at least 24 hours (docs.stripe.com/idempotency); past that a
+/// retry is still the same purchase, because each attempt first reads the invoice
+/// recorded for it and only adds an item to an empty draft.
 const MAX_ATTEMPTS: i64 = 20;
 
 /// Runs the charger until `stop`.
@@ -77,11 +81,18 @@ pub async fn turn(store: &Store, stripe: &StripeManager, owner: &str) -> Result<
     let Ok(client) = stripe.client() else {
         return Ok(0);
     };
-    let claimed = store.claim_top_ups(owner, now, LEASE_SECS, 8).await?;
-    for row in &claimed {
+    // One at a time: each purchase's lease starts when its payment does.
+    let mut paid = 0;
+    loop {
+        let claimed = store
+            .claim_top_ups(owner, unix_now(), LEASE_SECS, 1)
+            .await?;
+        let Some(row) = claimed.first() else {
+            return Ok(paid);
+        };
         pay(store, client, row, owner).await?;
+        paid += 1;
     }
-    Ok(claimed.len())
 }
 
 /// What became of one attempt.
@@ -163,7 +174,15 @@ impl From<StoreError> for Step {
 }
 
 fn classify(e: &StripeError) -> Outcome {
-    if e.is_unavailable() {
+    // Not a verdict on the payment: Stripe unreachable, our key refused (an operator
+    // fixes it), an answer we could not read, or another request with the same
+    // idempotency key still running (409). Tried again, never voided.
+    let in_doubt = matches!(
+        e.kind(),
+        sm_stripe::ErrorKind::Auth | sm_stripe::ErrorKind::Decode
+    ) || e.status() == Some(409)
+        || matches!(e, StripeError::Api { code: Some(c), .. } if c.starts_with("idempotency"));
+    if e.is_unavailable() || in_doubt {
         return Outcome::Retry(crate::error_chain(e));
     }
     let code = match e {
@@ -202,13 +221,45 @@ fn key(row: &TopUpRow, step: &str) -> Option<String> {
 
 /// One attempt: each step only if the invoice is not past it already.
 async fn attempt(store: &Store, client: &Client, row: &TopUpRow) -> Result<Outcome, Step> {
-    let setting = store.top_up_setting(&row.account).await?;
-    if !setting.as_ref().is_some_and(|s| s.enabled) && row.invoice.is_none() {
-        return Ok(Outcome::Failed {
-            reason: "top-ups were turned off before the purchase was made".into(),
-            code: None,
-            disable: None,
-        });
+    // The invoice already made, if any, first: a payment that went through while our
+    // request timed out must be found paid, whatever happened to the card since.
+    let existing: Option<Raw<Value>> = match &row.invoice {
+        Some(id) => Some(
+            client
+                .get(
+                    "invoices.retrieve",
+                    &format!("/v1/invoices/{}", path(id)),
+                    &[],
+                )
+                .await?,
+        ),
+        None => None,
+    };
+    if let Some(inv) = &existing
+        && inv.value["status"] == "paid"
+    {
+        return Ok(Outcome::Paid(
+            inv.value["id"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    if existing.is_none() {
+        let setting = store.top_up_setting(&row.account).await?;
+        if !setting.as_ref().is_some_and(|s| s.enabled) {
+            return Ok(Outcome::Failed {
+                reason: "top-ups were turned off before the purchase was made".into(),
+                code: None,
+                disable: None,
+            });
+        }
+        // The pack may have changed since the setting was saved: never charge for
+        // credits the invoice's payment could not grant.
+        if let Some(why) = super::pack_refusal(store, &row.price).await? {
+            return Ok(Outcome::Failed {
+                reason: why,
+                code: Some("price_not_sellable".into()),
+                disable: Some("price_not_sellable"),
+            });
+        }
     }
     let Some(customer) = store
         .account(&row.account)
@@ -231,16 +282,8 @@ async fn attempt(store: &Store, client: &Client, row: &TopUpRow) -> Result<Outco
             });
         }
     };
-    let invoice: Raw<Value> = match &row.invoice {
-        Some(id) => {
-            client
-                .get(
-                    "invoices.retrieve",
-                    &format!("/v1/invoices/{}", path(id)),
-                    &[],
-                )
-                .await?
-        }
+    let invoice: Raw<Value> = match existing {
+        Some(inv) => inv,
         None => {
             let form = Form::new()
                 .push("customer", customer.as_str())
@@ -370,6 +413,23 @@ async fn fail(
 ) -> Result<(), StoreError> {
     let invoice = store.top_up(&row.id).await?.and_then(|r| r.invoice);
     if let Some(id) = &invoice {
+        // Paid after all (a request we counted as failed went through): not a failure;
+        // the credits come with its invoice.paid.
+        let now_paid = client
+            .get::<Value>(
+                "invoices.retrieve",
+                &format!("/v1/invoices/{}", path(id)),
+                &[],
+            )
+            .await
+            .is_ok_and(|v| v["status"] == "paid");
+        if now_paid {
+            let mut tx = store.begin().await?;
+            tx.move_top_up(&row.id, &["queued"], "paid", None, unix_now())
+                .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         let voided: Result<Raw<Value>, StripeError> = client
             .post(
                 "invoices.void",

@@ -138,30 +138,8 @@ pub async fn validate(store: &Store, account: &str, req: &TopUpRequest) -> Resul
             "max_per_day must be between 1 and {MAX_PER_DAY}"
         )));
     }
-    let product = store
-        .price_product(&req.price)
-        .await?
-        .ok_or_else(|| TopUpError::Invalid(format!("price {} is not in the catalog", req.price)))?;
-    let record = store
-        .get_product(&product)
-        .await?
-        .ok_or_else(|| TopUpError::Invalid(format!("product {product} is not in the catalog")))?;
-    let price = record
-        .prices
-        .iter()
-        .find(|p| p.id == req.price)
-        .ok_or_else(|| TopUpError::Invalid(format!("price {} is not in the catalog", req.price)))?;
-    if let Some(why) = crate::sellable::refusal(&record, price) {
-        return Err(TopUpError::Invalid(format!(
-            "price {} cannot top up: its product {product} {why}",
-            req.price
-        )));
-    }
-    if price.recurring {
-        return Err(TopUpError::Invalid(format!(
-            "price {} is a plan's (recurring): a top-up buys a pack, a one-time price",
-            req.price
-        )));
+    if let Some(why) = pack_refusal(store, &req.price).await? {
+        return Err(TopUpError::Invalid(why));
     }
     let linked = store
         .account(account)
@@ -200,6 +178,9 @@ pub async fn succeeded_in(
         return Ok(());
     };
     tx.lock_account(&row.account, now).await?;
+    // Paid: the next debit that finds the account below its threshold buys again (a
+    // lot that expired, or a take-back, may have taken it below meanwhile).
+    tx.arm_top_up(&row.account).await?;
     let data = serde_json::json!({
         "account": row.account,
         "top_up": row.id,
@@ -211,4 +192,30 @@ pub async fn succeeded_in(
     crate::outbox::emit(tx, &row.account, "top_up.succeeded", data, now * 1000).await?;
     metrics::counter!("stripe_manager_top_ups_total", "outcome" => "succeeded").increment(1);
     Ok(())
+}
+
+/// Why `price` cannot be bought as a top-up, if it cannot: it must be a pack checkout
+/// would sell (a valid, active credit product; an active one-time price whose credits
+/// are defined). Checked when the setting is saved and again before each purchase.
+pub async fn pack_refusal(store: &Store, price: &str) -> Result<Option<String>, StoreError> {
+    let Some(product) = store.price_product(price).await? else {
+        return Ok(Some(format!("price {price} is not in the catalog")));
+    };
+    let Some(record) = store.get_product(&product).await? else {
+        return Ok(Some(format!("product {product} is not in the catalog")));
+    };
+    let Some(p) = record.prices.iter().find(|p| p.id == price) else {
+        return Ok(Some(format!("price {price} is not in the catalog")));
+    };
+    if let Some(why) = crate::sellable::refusal(&record, p) {
+        return Ok(Some(format!(
+            "price {price} cannot top up: its product {product} {why}"
+        )));
+    }
+    if p.recurring {
+        return Ok(Some(format!(
+            "price {price} is a plan's (recurring): a top-up buys a pack, a one-time price"
+        )));
+    }
+    Ok(None)
 }

@@ -27,6 +27,8 @@ pub struct ReconcileReport {
     /// had changed.
     pub entitlements_read: u64,
     pub entitlements_changed: u64,
+    /// Customers whose entitlements Stripe refused to answer (deleted there, …).
+    pub entitlements_failed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +106,15 @@ pub async fn reconcile(
                 report.entitlements_changed += u64::from(changed);
             }
             Err(crate::entitlements::RefreshError::Store(e)) => return Err(e.into()),
-            Err(crate::entitlements::RefreshError::Stripe(e)) => return Err(e.into()),
+            // Stripe down: stop (every other read would fail too). One customer Stripe
+            // refuses (deleted there): counted, and the others are still read.
+            Err(crate::entitlements::RefreshError::Stripe(e)) if e.is_unavailable() => {
+                return Err(e.into());
+            }
+            Err(crate::entitlements::RefreshError::Stripe(e)) => {
+                tracing::warn!(%customer, error = %crate::error_chain(&e), "reconcile: could not read the customer's entitlements");
+                report.entitlements_failed += 1;
+            }
         }
     }
     Ok(report)

@@ -98,6 +98,9 @@ CREATE INDEX top_ups_invoice ON top_ups (invoice);
 CREATE TRIGGER customer_entitlements_announce
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON customer_entitlements
     FOR EACH STATEMENT EXECUTE FUNCTION sm_announce_change('stripe_manager_entitlements');
+-- Per row and only when the link really changes: a link attempt that changes nothing
+-- (the account already has its customer) must not empty every instance's cache.
 CREATE TRIGGER credit_accounts_customer_announce
     AFTER UPDATE OF stripe_customer ON credit_accounts
-    FOR EACH STATEMENT EXECUTE FUNCTION sm_announce_change('stripe_manager_entitlements');
+    FOR EACH ROW WHEN (OLD.stripe_customer IS DISTINCT FROM NEW.stripe_customer)
+    EXECUTE FUNCTION sm_announce_change('stripe_manager_entitlements');

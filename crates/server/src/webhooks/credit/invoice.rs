@@ -415,7 +415,8 @@ impl Deferred {
 /// its pack lines grant like a pack bought at checkout — `credit_amount × quantity`,
 /// never expiring — to the account that made the purchase, and the purchase is marked
 /// `succeeded` in the same transaction. An invoice naming a purchase this service did
-/// not make, or made for another customer, grants nothing.
+/// not make, or another invoice than the one the charger made for it, grants nothing;
+/// one whose pack lines cannot be counted fails (and is replayed after a fix).
 async fn top_up_plan(
     store: &Store,
     client: Option<&Client>,
@@ -428,13 +429,11 @@ async fn top_up_plan(
         tracing::warn!(invoice = %inv.id, %top_up, "an invoice names a top-up this service did not make; nothing granted");
         return Ok(None);
     };
-    let customer = inv.customer.as_ref().map(|c| c.id().to_owned());
-    let linked = store
-        .account(&row.account)
-        .await?
-        .and_then(|a| a.stripe_customer);
-    if customer.is_none() || customer != linked {
-        tracing::warn!(invoice = %inv.id, %top_up, "a top-up's invoice is for another customer than its account's; nothing granted");
+    // Only the invoice the charger made for this purchase (recorded before it could be
+    // paid): a copy made in the Dashboard, or another integration's invoice naming the
+    // purchase, grants nothing.
+    if row.invoice.as_deref() != Some(inv.id.as_str()) {
+        tracing::warn!(invoice = %inv.id, %top_up, "an invoice names a top-up that was paid by another invoice; nothing granted");
         return Ok(None);
     }
     let lines = lines_of(client, inv).await?;
@@ -473,6 +472,14 @@ async fn top_up_plan(
             subscription: None,
             period_end: None,
         });
+    }
+    if lots.is_empty() {
+        // Paid for credits that cannot be counted now (the pack lost its credit_amount,
+        // or left the local catalog): fail loudly, never claim the invoice for nothing.
+        return Err(ApplyError::Credit(format!(
+            "top-up invoice {} has no line of a credit pack in the local catalog; fix the product in Stripe, sync, then replay the event",
+            inv.id
+        )));
     }
     let payments = payments_of(client, inv, object).await?;
     for lot in &mut lots {
