@@ -546,6 +546,19 @@ async fn main() {
     post(
         &fake,
         &format!("/v1/subscriptions/{}", id(&planned)),
+        &[("pause_collection[behavior]", "keep_as_draft")],
+    )
+    .await;
+    let kept_draft = fake.with_state(|s| {
+        s.advance_clock(31 * DAY);
+        id(&s
+            .renew_subscription(&id(&planned))
+            .expect("draft renewal")
+            .1)
+    });
+    post(
+        &fake,
+        &format!("/v1/subscriptions/{}", id(&planned)),
         &[("pause_collection", ""), ("cancel_at", "")],
     )
     .await;
@@ -575,6 +588,82 @@ async fn main() {
     .await;
     let gone = delete(&fake, &format!("/v1/customers/{}", id(&leaving_customer))).await;
     shapes.add("DELETE /v1/customers/{id}", &gone);
+    shapes.add(
+        "GET /v1/customers/{id} (deleted)",
+        &get(&fake, &format!("/v1/customers/{}", id(&leaving_customer))).await,
+    );
+
+    // A schedule that cancels its subscription when its last phase ends; a change to a
+    // yearly price (the billing date reset, billed at once); a `cancel_at` before the
+    // period's end (a credit proration).
+    let ending = post(
+        &fake,
+        "/v1/subscriptions",
+        &[("customer", &id(&customer)), ("items[0][price]", &basic)],
+    )
+    .await;
+    let ending_schedule = post(
+        &fake,
+        "/v1/subscription_schedules",
+        &[("from_subscription", &id(&ending))],
+    )
+    .await;
+    let ending_phase = &ending_schedule["phases"][0];
+    post(
+        &fake,
+        &format!("/v1/subscription_schedules/{}", id(&ending_schedule)),
+        &[
+            ("end_behavior", "cancel"),
+            ("phases[0][items][0][price]", &basic),
+            (
+                "phases[0][start_date]",
+                &ending_phase["start_date"].to_string(),
+            ),
+            ("phases[0][end_date]", &ending_phase["end_date"].to_string()),
+            ("phases[0][proration_behavior]", "none"),
+        ],
+    )
+    .await;
+    fake.with_state(|s| {
+        s.renew_subscription(&id(&ending))
+            .expect("ends with its schedule");
+    });
+    let yearly = fake.with_state(|s| {
+        let (_, p) = s
+            .create_product(&json!({"name": "Yearly", "default_price_data": {"currency": "usd", "unit_amount": 10000, "recurring": {"interval": "year"}}}), &Ctx::default())
+            .expect("product");
+        id(&json!({"id": p["default_price"]}))
+    });
+    let switching = post(
+        &fake,
+        "/v1/subscriptions",
+        &[("customer", &id(&customer)), ("items[0][price]", &basic)],
+    )
+    .await;
+    fake.with_state(|s| s.advance_clock(10 * DAY));
+    let switched = post(
+        &fake,
+        &format!("/v1/subscriptions/{}", id(&switching)),
+        &[
+            ("items[0][id]", &id(&switching["items"]["data"][0])),
+            ("items[0][price]", &yearly),
+        ],
+    )
+    .await;
+    shapes.add("POST /v1/subscriptions/{id} (to a yearly price)", &switched);
+    let cancel_early = switched["items"]["data"][0]["current_period_start"]
+        .as_i64()
+        .expect("start")
+        + 100 * DAY;
+    post(
+        &fake,
+        &format!("/v1/subscriptions/{}", id(&switching)),
+        &[
+            ("cancel_at", &cancel_early.to_string()),
+            ("proration_behavior", "always_invoice"),
+        ],
+    )
+    .await;
 
     // Entitlements: features (one renamed, one archived), attached to a plan's product
     // (one detached again), a subscription to it (the customer's active entitlements
@@ -868,6 +957,10 @@ async fn main() {
         format!("/v1/credit_notes/{}", id(&refunding)),
         format!("/v1/credit_notes?invoice={paid_invoice}&limit=100"),
         format!("/v1/subscriptions/{}", id(&planned)),
+        format!("/v1/invoices/{kept_draft}"),
+        format!("/v1/subscription_schedules/{}", id(&ending_schedule)),
+        format!("/v1/subscriptions/{}", id(&ending)),
+        format!("/v1/subscriptions/{}", id(&switching)),
         "/v1/entitlements/features?limit=100".to_owned(),
         "/v1/entitlements/features?archived=true".to_owned(),
         "/v1/entitlements/features?lookup_key=api-access".to_owned(),

@@ -13,7 +13,16 @@
 //! `unit_amount × quantity × (period end − proration time) / (period length)` rounded
 //! to the nearest minor unit. `create_prorations` (the default) leaves them as pending
 //! invoice items for the next invoice; `always_invoice` invoices them at once (a total
-//! at or below zero is credited to the customer's balance); `none` makes none.
+//! at or below zero is credited to the customer's balance); `none` makes none. A change
+//! of billing interval, or from free to paid, resets the billing date instead: a credit
+//! for the unused time (unless `none`) and the whole new period, invoiced and collected
+//! at once. A `cancel_at` before the period's end credits the time after it.
+//!
+//! The customer's balance applies at finalization both ways (a credit lowers what is
+//! due, a debit adds to it); an amount due below Stripe's minimum charge is left on the
+//! balance and the invoice marked paid. Paused collection (`pause_collection`) keeps new
+//! invoices as drafts, voids them without using the balance, or marks them
+//! uncollectible ([`State::issue_invoice`]).
 //!
 //! Trials (docs.stripe.com/billing/subscriptions/trials): `trial_period_days` or
 //! `trial_end` on create starts the subscription `trialing`, its period being the
@@ -100,6 +109,23 @@ fn prorate(amount: i64, remaining: i64, period: i64) -> i64 {
     (if n < 0 { -q } else { q }) as i64
 }
 
+/// What a price bills for `quantity` for one period.
+fn billed(price: &Value, quantity: i64) -> i64 {
+    price["unit_amount"].as_i64().unwrap_or(0) * quantity
+}
+
+/// A proration to become a pending invoice item (`proration: true`).
+struct Proration {
+    item: String,
+    price: Value,
+    quantity: i64,
+    amount: i64,
+    description: String,
+    /// `proration_details.credited_items` of its line (a credit's).
+    credited: Value,
+    period: (i64, i64),
+}
+
 /// The per-unit amount of a prorated line, as Stripe's decimal string.
 fn unit_decimal(amount: i64, quantity: i64) -> String {
     if quantity <= 1 || amount % quantity == 0 {
@@ -137,6 +163,19 @@ pub(super) fn plan_of(price: &Value) -> Value {
 pub(super) fn period_of(price: &Value) -> i64 {
     let interval = price["recurring"]["interval"].as_str().unwrap_or("month");
     interval_seconds(interval) * price["recurring"]["interval_count"].as_i64().unwrap_or(1)
+}
+
+/// Stripe's smallest charge in `currency`, in minor units: 50 for USD ("$0.50 USD",
+/// docs.stripe.com/currencies#minimum-and-maximum-charge-amounts). An invoice due less
+/// than this is marked paid without a charge and what it owes moves to the customer's
+/// balance ([`State::finalize_fields`]). Only USD is known to the fake; other currencies
+/// have no minimum here.
+pub(super) fn minimum_charge(currency: &str) -> i64 {
+    if currency.eq_ignore_ascii_case("usd") {
+        50
+    } else {
+        0
+    }
 }
 
 /// Paying an invoice that is not open.
@@ -263,10 +302,24 @@ impl State {
         })
     }
 
-    /// Finalizes an invoice for `sub` with `lines` at once ([`State::open_invoice`]:
-    /// the customer's balance applies, it is numbered and opened with a default invoice
+    /// Makes the invoice for `sub` with `lines` and, unless the subscription's payment
+    /// collection is paused, finalizes it at once ([`State::finalize_fields`]: the
+    /// customer's balance applies, it is numbered and opened with a default invoice
     /// payment for what is due, or marked paid when nothing is). Emits `invoice.created`
-    /// and `invoice.finalized` (and `invoice.paid` when nothing is due).
+    /// and `invoice.finalized` (and `invoice.paid` when nothing is due). The caller
+    /// collects it when it is left `open`.
+    ///
+    /// While `pause_collection` is set, "invoices continue to generate, but Stripe doesn't
+    /// collect payment" (docs.stripe.com/billing/subscriptions/pause-payment), per
+    /// `pause_collection[behavior]`:
+    /// - `keep_as_draft`: "Invoices are created with a `draft` status with `auto_advance`
+    ///   set to false" (same page): only `invoice.created`; no number, no finalization,
+    ///   no payment, the balance untouched (it applies if the draft is finalized later).
+    /// - `void`: voided at once, and "won't use the customer credit balance" (same page):
+    ///   finalized without the balance, then `void` (`invoice.voided`), its default
+    ///   payment canceled ([`State::void_invoice`]).
+    /// - `mark_uncollectible`: finalized as usual, then `uncollectible`
+    ///   (`invoice.marked_uncollectible`) when something is due.
     fn issue_invoice(
         &mut self,
         sub: &Value,
@@ -285,22 +338,46 @@ impl State {
         let id = invoice["id"].as_str().unwrap_or_default().to_owned();
         self.invoices.insert(&id, invoice);
         self.set_invoice_lines(&id, lines);
-        let due = self.finalize_fields(&id);
-        if let Some(inv) = self.invoices.get_mut(&id) {
-            inv["auto_advance"] = json!(due > 0);
-        }
         if let Some(s) = sub["id"]
             .as_str()
             .and_then(|sid| self.subscriptions.get_mut(sid))
         {
             s["latest_invoice"] = json!(id);
         }
-        let invoice = self.invoices.get(&id).cloned().unwrap_or_default();
         let ctx = Ctx::default();
+        let paused = sub["pause_collection"]["behavior"]
+            .as_str()
+            .map(str::to_owned);
+        if paused.as_deref() == Some("keep_as_draft") {
+            let invoice = self.invoices.get(&id).cloned().unwrap_or_default();
+            self.emit("invoice.created", &invoice, None, &ctx);
+            return invoice;
+        }
+        let voiding = paused.as_deref() == Some("void");
+        let due = self.finalize_fields(&id, !voiding);
+        if let Some(inv) = self.invoices.get_mut(&id) {
+            inv["auto_advance"] = json!(due > 0 && paused.is_none());
+        }
+        let invoice = self.invoices.get(&id).cloned().unwrap_or_default();
         self.emit("invoice.created", &invoice, None, &ctx);
         self.emit("invoice.finalized", &invoice, None, &ctx);
+        if voiding {
+            return match self.void_invoice(&id, &ctx) {
+                Ok((_, voided)) => voided,
+                Err(_) => invoice,
+            };
+        }
         if due == 0 {
             self.mark_paid(&id);
+        } else if paused.as_deref() == Some("mark_uncollectible") {
+            let now = self.now();
+            if let Some(inv) = self.invoices.get_mut(&id) {
+                inv["status"] = json!("uncollectible");
+                inv["status_transitions"]["marked_uncollectible_at"] = json!(now);
+                inv["next_payment_attempt"] = Value::Null;
+                let inv = inv.clone();
+                self.emit("invoice.marked_uncollectible", &inv, None, &ctx);
+            }
         }
         self.invoices.get(&id).cloned().unwrap_or(invoice)
     }
@@ -442,15 +519,31 @@ impl State {
         }
     }
 
-    /// Turns the stored draft `id` into an open invoice, without events: applies the
-    /// customer's balance (a credit pays first: "The invoice balance automatically
-    /// applies toward the next invoice finalized to a customer"; a negative total becomes
-    /// a credit: "Prorations from downgrading a subscription can indirectly create
-    /// credits to reduce the amount due on the next invoice",
-    /// docs.stripe.com/billing/customer/balance; `amount_due` is what is left,
-    /// `starting_balance`/`ending_balance` record it), numbers it, and adds a default
-    /// invoice payment for what is due. Returns what is due.
-    fn finalize_fields(&mut self, id: &str) -> i64 {
+    /// Turns the stored draft `id` into an open invoice, without events: numbers it and
+    /// adds a default invoice payment for what is due. Returns what is due.
+    ///
+    /// With `use_balance` (always, but for an invoice voided by paused collection) the
+    /// customer's balance applies, both ways:
+    /// - a credit (negative) pays first: "The invoice balance automatically applies
+    ///   toward the next invoice finalized to a customer"; a negative total becomes a
+    ///   credit: "Prorations from downgrading a subscription can indirectly create credits
+    ///   to reduce the amount due on the next invoice" (docs.stripe.com/billing/customer/balance);
+    /// - a debit (positive) is added to what is due: "If there is a positive
+    ///   `starting_balance` for the invoice (the customer owes money), the `amount_due`
+    ///   will also take that into account" (stripe@18.0.0 `Invoices.d.ts`, `amount_due`);
+    ///   "credits reduce the amount due, while debits increase it"
+    ///   (docs.stripe.com/billing/scripts/customer-balance);
+    /// - so `due = max(0, total + starting)` and `ending = starting + total − due`
+    ///   (`starting_balance`/`ending_balance` record it);
+    /// - Stripe's minimum charge: "When the amount due on an invoice is less than the
+    ///   minimum chargeable amount the invoice is marked as paid and the amount owed
+    ///   moved to the invoice balance as a debit" (docs.stripe.com/billing/customer/balance;
+    ///   "the `amount_due` may be 0", `Invoices.d.ts`): `due` 0 and all of it left on the
+    ///   balance ([`minimum_charge`]).
+    ///
+    /// Without it, what is due is the total and the balance is left as it was
+    /// (`starting_balance` = `ending_balance` = the customer's balance).
+    fn finalize_fields(&mut self, id: &str, use_balance: bool) -> i64 {
         let Some(invoice) = self.invoices.get(id).cloned() else {
             return 0;
         };
@@ -463,15 +556,15 @@ impl State {
             .get(&customer)
             .and_then(|c| c["balance"].as_i64())
             .unwrap_or(0);
-        let (due, ending) = if total > 0 {
-            let applied = if starting < 0 {
-                total.min(-starting)
+        let (due, ending) = if use_balance {
+            let owed = (total + starting).max(0);
+            if owed > 0 && owed < minimum_charge(&currency) {
+                (0, starting + total)
             } else {
-                0
-            };
-            (total - applied, starting + applied)
+                (owed, starting + total - owed)
+            }
         } else {
-            (0, starting + total)
+            (total.max(0), starting)
         };
         self.adjust_balance(&customer, ending - starting);
         let number = self.next_invoice_number(&customer);
@@ -508,7 +601,7 @@ impl State {
     /// Finalizes the stored draft `id` ([`State::finalize_fields`]), sending
     /// `invoice.finalized`, then `invoice.paid` when nothing is due. Answers the invoice.
     pub(super) fn open_invoice(&mut self, id: &str) -> Value {
-        let due = self.finalize_fields(id);
+        let due = self.finalize_fields(id, true);
         let invoice = self.invoices.get(id).cloned().unwrap_or_default();
         self.emit("invoice.finalized", &invoice, None, &Ctx::default());
         if due == 0 {
@@ -922,11 +1015,10 @@ impl State {
         let customer = p
             .text("customer")
             .ok_or_else(|| ApiError::required("customer"))?;
+        // A customer that never existed or was deleted: Stripe's `resource_missing`
+        // (400, the parameter named), as for every request naming a deleted customer.
         if self.customers.get(&customer).is_none() {
-            return Err(ApiError::invalid(
-                "customer",
-                format!("No such customer: '{customer}'"),
-            ));
+            return Err(ApiError::no_such("customer", "customer", &customer));
         }
         let items = p
             .get("items")
@@ -1116,8 +1208,11 @@ impl State {
     /// with a new `price` and/or `quantity` (or without `id`: a new item; with
     /// `deleted=true`: removed), `proration_behavior` (`create_prorations` by default,
     /// `always_invoice`, `none`), `proration_date` (within the current period),
-    /// `cancel_at_period_end`, `cancel_at` (empty: unset), `pause_collection` (empty:
-    /// resume), `metadata`. Emits `customer.subscription.updated`.
+    /// `cancel_at_period_end` (`canceled_at` is the request; `false` takes the
+    /// cancellation back), `cancel_at` (empty: unset; before the period's end, a credit
+    /// proration), `pause_collection` (empty: resume), `metadata`. A new billing interval,
+    /// or free to paid, resets the billing date and bills at once. Emits
+    /// `customer.subscription.updated`.
     pub fn update_subscription(&mut self, id: &str, p: &Value, ctx: &Ctx) -> Answer {
         let mut sub = self
             .subscriptions
@@ -1272,10 +1367,56 @@ impl State {
         // Apply.
         let before = sub.clone();
         let mut items = existing.clone();
-        let mut prorations = Vec::new();
+        let mut prorations: Vec<Proration> = Vec::new();
         let date = short_date(at);
         let remaining = period.1 - at;
         let length = period.1 - period.0;
+
+        // "Switching prices does not normally change the billing date or generate an
+        // immediate charge unless: The billing interval is changed (for example, from
+        // monthly to yearly). The subscription moves from free to paid. [...] In these
+        // cases, we apply a credit for the unused time on the previous price, immediately
+        // charge the customer using the new price, and reset the billing date."; with
+        // `none` "we don't generate any credits for the old subscription's unused time.
+        // We still reset the billing date and bill immediately for the new subscription."
+        // (stripe@18.0.0 SubscriptionsResource.d.ts, `update`; the same words at
+        // docs.stripe.com/api/subscriptions/update and
+        // docs.stripe.com/billing/subscriptions/billing-cycle). A trial's own rules apply
+        // to a trialing subscription.
+        let cycle = |price: &Value| {
+            (
+                price["recurring"]["interval"].clone(),
+                price["recurring"]["interval_count"].as_i64().unwrap_or(1),
+            )
+        };
+        let mut after: Vec<Option<(Value, i64)>> = existing
+            .iter()
+            .map(|e| Some((e["price"].clone(), e["quantity"].as_i64().unwrap_or(1))))
+            .collect();
+        let mut interval_changed = false;
+        for change in &changes {
+            match (change.index, &change.new) {
+                (Some(ix), new) => after[ix] = new.clone(),
+                (None, Some(new)) => after.push(Some(new.clone())),
+                (None, None) => {}
+            }
+            if let Some((price, _)) = &change.new {
+                let was = change
+                    .old
+                    .as_ref()
+                    .map(|(p, _)| p)
+                    .or_else(|| existing.first().map(|e| &e["price"]));
+                interval_changed |= was.is_some_and(|w| cycle(w) != cycle(price));
+            }
+        }
+        let total_before: i64 = existing
+            .iter()
+            .map(|e| billed(&e["price"], e["quantity"].as_i64().unwrap_or(1)))
+            .sum();
+        let total_after: i64 = after.iter().flatten().map(|(p, q)| billed(p, *q)).sum();
+        let reset = sub["status"] != json!("trialing")
+            && (interval_changed || (total_before == 0 && total_after > 0));
+
         let mut removed = Vec::new();
         for change in &changes {
             let unchanged = match (&change.old, &change.new) {
@@ -1305,63 +1446,138 @@ impl State {
                 }
                 (None, None) => {}
             }
-            if behavior == "none" {
+            // A reset credits every item below and bills whole new periods.
+            if behavior == "none" || reset {
                 continue;
             }
             if let Some((price, qty)) = &change.old {
-                let unit = price["unit_amount"].as_i64().unwrap_or(0);
-                let amount = -prorate(unit * qty, remaining, length);
-                let name = self.product_name(&price["product"]);
-                let label = if *qty > 1 {
-                    format!("{qty} × {name}")
-                } else {
-                    name
-                };
-                prorations.push((
-                    item_id.clone(),
-                    price.clone(),
-                    *qty,
-                    amount,
-                    format!("Unused time on {label} after {date}"),
-                    self.credited_line(&sub, &item_id),
-                ));
+                prorations.push(Proration {
+                    item: item_id.clone(),
+                    price: price.clone(),
+                    quantity: *qty,
+                    amount: -prorate(billed(price, *qty), remaining, length),
+                    description: format!(
+                        "Unused time on {} after {date}",
+                        self.item_label(price, *qty)
+                    ),
+                    credited: self.credited_line(&sub, &item_id),
+                    period: (at, period.1),
+                });
             }
             if let Some((price, qty)) = &change.new {
-                let unit = price["unit_amount"].as_i64().unwrap_or(0);
-                let amount = prorate(unit * qty, remaining, length);
-                let name = self.product_name(&price["product"]);
-                let label = if *qty > 1 {
-                    format!("{qty} × {name}")
-                } else {
-                    name
-                };
-                prorations.push((
-                    new_item_id,
-                    price.clone(),
-                    *qty,
-                    amount,
-                    format!("Remaining time on {label} after {date}"),
-                    Value::Null,
-                ));
+                prorations.push(Proration {
+                    item: new_item_id,
+                    price: price.clone(),
+                    quantity: *qty,
+                    amount: prorate(billed(price, *qty), remaining, length),
+                    description: format!(
+                        "Remaining time on {} after {date}",
+                        self.item_label(price, *qty)
+                    ),
+                    credited: Value::Null,
+                    period: (at, period.1),
+                });
             }
         }
         removed.sort_unstable();
         for ix in removed.into_iter().rev() {
             items.remove(ix);
         }
+        if reset {
+            if behavior != "none" {
+                for e in &existing {
+                    let price = &e["price"];
+                    let qty = e["quantity"].as_i64().unwrap_or(1);
+                    let amount = -prorate(billed(price, qty), remaining, length);
+                    if amount == 0 {
+                        // Nothing unused on a free price.
+                        continue;
+                    }
+                    let item_id = e["id"].as_str().unwrap_or_default().to_owned();
+                    prorations.push(Proration {
+                        credited: self.credited_line(&sub, &item_id),
+                        item: item_id,
+                        price: price.clone(),
+                        quantity: qty,
+                        amount,
+                        description: format!(
+                            "Unused time on {} after {date}",
+                            self.item_label(price, qty)
+                        ),
+                        period: (at, period.1),
+                    });
+                }
+            }
+            for item in &mut items {
+                item["current_period_start"] = json!(now);
+                item["current_period_end"] = json!(now + period_of(&item["price"]));
+            }
+            sub["billing_cycle_anchor"] = json!(now);
+        }
         sub["items"]["data"] = json!(items);
         if let Some(flag) = cancel_at_period_end {
             sub["cancel_at_period_end"] = json!(flag);
             if flag {
                 sub["cancel_at"] = json!(period.1);
+                // "If the subscription was canceled with `cancel_at_period_end`,
+                // `canceled_at` will reflect the time of the most recent update request,
+                // not the end of the subscription period" (stripe@18.0.0
+                // Subscriptions.d.ts, `canceled_at`).
+                sub["canceled_at"] = json!(now);
             } else if sub["cancel_at"] == json!(period.1) {
                 // Only the cancellation it made: a `cancel_at` of its own (set in the
                 // Dashboard, or by `cancel_at`) stays until it is unset.
                 sub["cancel_at"] = Value::Null;
             }
         }
-        if let Some(at) = cancel_at {
-            sub["cancel_at"] = at;
+        if let Some(at) = &cancel_at {
+            sub["cancel_at"] = at.clone();
+        }
+        // A cancellation taken back leaves nothing canceled: `canceled_at` is "If the
+        // subscription has been canceled, the date of that cancellation"
+        // (Subscriptions.d.ts), and "To clear the cancellation status, specify
+        // cancel_at_period_end=false" (docs.stripe.com/changelog/2018-02-28/
+        // updating-canceled-subscription-no-longer-resets-status).
+        if (cancel_at_period_end == Some(false) || cancel_at == Some(Value::Null))
+            && sub["cancel_at_period_end"] != json!(true)
+            && sub["cancel_at"].is_null()
+        {
+            sub["canceled_at"] = Value::Null;
+        }
+        // `cancel_at` "If set to a date before the current period ends, this will cause a
+        // proration if prorations have been enabled using `proration_behavior`"
+        // (SubscriptionsResource.d.ts, `cancel_at`): a credit for each item's time from
+        // then to the period's end, pending (`create_prorations`) or invoiced now
+        // (`always_invoice`).
+        if let Some(cancel) = cancel_at.as_ref().and_then(Value::as_i64)
+            && before["cancel_at"] != json!(cancel)
+            && (period.0..period.1).contains(&cancel)
+            && behavior != "none"
+            && !reset
+        {
+            let unused = period.1 - cancel;
+            let when = short_date(cancel);
+            for item in &items {
+                let price = &item["price"];
+                let qty = item["quantity"].as_i64().unwrap_or(1);
+                let amount = -prorate(billed(price, qty), unused, length);
+                if amount == 0 {
+                    continue;
+                }
+                let item_id = item["id"].as_str().unwrap_or_default().to_owned();
+                prorations.push(Proration {
+                    credited: self.credited_line(&sub, &item_id),
+                    item: item_id,
+                    price: price.clone(),
+                    quantity: qty,
+                    amount,
+                    description: format!(
+                        "Unused time on {} after {when}",
+                        self.item_label(price, qty)
+                    ),
+                    period: (cancel, period.1),
+                });
+            }
         }
         if let Some(pause) = pause_collection {
             // "When you pause payment collection, the subscription remains `active` and
@@ -1382,32 +1598,82 @@ impl State {
         );
 
         let mut lines = Vec::new();
-        for (item, price, qty, amount, description, credited) in prorations {
+        for pr in prorations {
             let ii = self.proration_item(
                 &sub,
-                &item,
-                &price,
-                qty,
-                amount,
-                description,
-                (at, period.1),
+                &pr.item,
+                &pr.price,
+                pr.quantity,
+                pr.amount,
+                pr.description,
+                pr.period,
             );
-            lines.push(self.item_line(&ii, credited));
+            lines.push(self.item_line(&ii, pr.credited));
         }
-        if behavior == "always_invoice" && !lines.is_empty() {
-            let invoice = self.issue_invoice(&sub, lines, "subscription_update", (at, at));
-            if let Some(s) = self.subscriptions.get_mut(id)
-                && let Some(o) = s.as_object_mut()
-            {
-                o.insert("latest_invoice".into(), invoice["id"].clone());
-            }
-            if invoice["status"] == json!("open") {
-                let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
-                self.collect(&invoice_id)?;
-            }
+        let invoice = if reset {
+            // The new period billed in full now, with the credits and whatever else is
+            // pending for the subscription, as a renewal would take it.
+            let mut lines: Vec<Value> = sub["items"]["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|item| self.period_line(id, item))
+                .collect();
+            lines.extend(self.pending_lines(id, &before));
+            Some(self.issue_invoice(&sub, lines, "subscription_update", (now, now)))
+        } else if behavior == "always_invoice" && !lines.is_empty() {
+            Some(self.issue_invoice(&sub, lines, "subscription_update", (at, at)))
+        } else {
+            None
+        };
+        if let Some(invoice) = invoice
+            && invoice["status"] == json!("open")
+        {
+            let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
+            self.collect(&invoice_id)?;
         }
         self.sync_entitlements(sub["customer"].as_str().unwrap_or_default());
         self.retrieve("subscription", id)
+    }
+
+    /// `quantity × product name` (the name alone for one), as proration lines say it.
+    fn item_label(&self, price: &Value, quantity: i64) -> String {
+        let name = self.product_name(&price["product"]);
+        if quantity > 1 {
+            format!("{quantity} × {name}")
+        } else {
+            name
+        }
+    }
+
+    /// The lines the subscription's pending invoice items (prorations) become on its next
+    /// invoice; a credit names the line of `before`'s latest invoice it credits.
+    fn pending_lines(&self, id: &str, before: &Value) -> Vec<Value> {
+        let pending: Vec<Value> = self
+            .invoice_items
+            .values()
+            .filter(|ii| {
+                ii["invoice"].is_null()
+                    && ii["parent"]["subscription_details"]["subscription"] == json!(id)
+            })
+            .cloned()
+            .collect();
+        pending
+            .iter()
+            .map(|ii| {
+                let credited = if ii["amount"].as_i64().unwrap_or(0) < 0 {
+                    self.credited_line(
+                        before,
+                        ii["parent"]["subscription_details"]["subscription_item"]
+                            .as_str()
+                            .unwrap_or_default(),
+                    )
+                } else {
+                    Value::Null
+                };
+                self.item_line(ii, credited)
+            })
+            .collect()
     }
 
     /// Moves every item into its next period (`customer.subscription.updated`) and
@@ -1459,33 +1725,13 @@ impl State {
             .flatten()
             .map(|item| self.period_line(id, item))
             .collect();
-        let pending: Vec<Value> = self
-            .invoice_items
-            .values()
-            .filter(|ii| {
-                ii["invoice"].is_null()
-                    && ii["parent"]["subscription_details"]["subscription"] == json!(id)
-            })
-            .cloned()
-            .collect();
-        for ii in &pending {
-            let credited = if ii["amount"].as_i64().unwrap_or(0) < 0 {
-                self.credited_line(
-                    &before,
-                    ii["parent"]["subscription_details"]["subscription_item"]
-                        .as_str()
-                        .unwrap_or_default(),
-                )
-            } else {
-                Value::Null
-            };
-            lines.push(self.item_line(ii, credited));
-        }
+        lines.extend(self.pending_lines(id, &before));
         Ok(self.issue_invoice(&sub, lines, "subscription_cycle", previous))
     }
 
     /// Moves the subscription into its next period and bills it, paid at once
-    /// (`invoice.paid`). The invoice carries pending prorations with the period's lines.
+    /// (`invoice.paid`) unless its collection is paused. The invoice carries pending
+    /// prorations with the period's lines.
     /// A trialing subscription becomes `active`. A subscription due to cancel ends
     /// instead (`canceled`, no invoice, `customer.subscription.deleted`) and the answer
     /// is the subscription.
@@ -1493,36 +1739,9 @@ impl State {
         if let Some(ended) = self.end_at_period_end(id) {
             return Ok((200, ended));
         }
+        // Paused collection leaves the invoice a draft, void or uncollectible
+        // ([`State::issue_invoice`]): only an `open` one is collected.
         let invoice = self.next_period_invoice(id)?;
-        let pause = self
-            .subscriptions
-            .get(id)
-            .map(|s| s["pause_collection"]["behavior"].clone())
-            .unwrap_or(Value::Null);
-        if let Some(behavior) = pause.as_str()
-            && invoice["status"] == json!("open")
-        {
-            // Paused collection: the invoice is voided, marked uncollectible, or left
-            // (a draft, here: open and never attempted); never paid.
-            let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
-            let (status, kind) = match behavior {
-                "void" => ("void", Some("invoice.voided")),
-                "mark_uncollectible" => ("uncollectible", Some("invoice.marked_uncollectible")),
-                _ => ("open", None),
-            };
-            let inv = self
-                .invoices
-                .get_mut(&invoice_id)
-                .expect("the invoice was just issued");
-            inv["status"] = json!(status);
-            inv["auto_advance"] = json!(false);
-            inv["next_payment_attempt"] = Value::Null;
-            let inv = inv.clone();
-            if let Some(kind) = kind {
-                self.emit(kind, &inv, None, &Ctx::default());
-            }
-            return Ok((200, inv));
-        }
         if invoice["status"] == json!("open") {
             let invoice_id = invoice["id"].as_str().unwrap_or_default().to_owned();
             return self.collect(&invoice_id);
@@ -1596,6 +1815,11 @@ impl State {
             Some(diff(&before, &sub)),
             &Ctx::default(),
         );
+        // A schedule with `end_behavior: cancel` set this end: it is complete.
+        if let Some(schedule) = sub["schedule"].as_str() {
+            let schedule = schedule.to_owned();
+            self.complete_schedule(&schedule, end);
+        }
         self.sync_entitlements(sub["customer"].as_str().unwrap_or_default());
         Some(sub)
     }

@@ -112,10 +112,8 @@ impl State {
         if let Some(customer) = p.text("customer")
             && self.customers.get(&customer).is_none()
         {
-            return Err(ApiError::invalid(
-                "customer",
-                format!("No such customer: '{customer}'"),
-            ));
+            // Never existed, or deleted: Stripe's `resource_missing` naming `customer`.
+            return Err(ApiError::no_such("customer", "customer", &customer));
         }
         let id = format!(
             "cs_{}_{}",

@@ -62,7 +62,8 @@ impl State {
     /// undone. Also immediately cancels any active subscriptions on the customer."
     /// (docs.stripe.com/api/customers/delete). Emits `customer.subscription.deleted` for
     /// each, then `customer.deleted` with the customer as it was; answers the deleted
-    /// stub. The customer is gone from then on: requests naming it get "No such customer".
+    /// stub. The customer is gone from then on: requests naming it get "No such customer",
+    /// except `GET /v1/customers/{id}`, which answers the stub ([`State::retrieve_customer`]).
     pub fn delete_customer(&mut self, id: &str, ctx: &Ctx) -> Answer {
         let customer = self
             .customers
@@ -80,6 +81,7 @@ impl State {
         }
         self.entitled.remove(id);
         self.customers.remove(id);
+        self.deleted_customers.insert(id.to_owned());
         self.emit("customer.deleted", &customer, None, ctx);
         Ok((
             200,
@@ -132,12 +134,25 @@ impl State {
         Ok((200, customer))
     }
 
+    /// `GET /v1/customers/{id}`. A deleted customer answers `200` with the deleted stub:
+    /// "Returns the Customer object for a valid identifier. If it's for a deleted
+    /// Customer, a subset of the customer's information is returned, including a
+    /// `deleted` property that's set to true." (docs.stripe.com/api/customers/retrieve;
+    /// stripe@18.0.0 types the answer `Stripe.Customer | Stripe.DeletedCustomer`, the
+    /// latter `{id, object: 'customer', deleted: true}`). Every other request naming it
+    /// (a subscription, a Checkout Session, an invoice, a portal session, its cards)
+    /// still fails with Stripe's "No such customer: 'cus_…'".
     pub fn retrieve_customer(&self, id: &str) -> Answer {
-        self.customers
-            .get(id)
-            .cloned()
-            .map(|v| (200, v))
-            .ok_or_else(|| ApiError::missing("customer", id))
+        if let Some(c) = self.customers.get(id) {
+            return Ok((200, c.clone()));
+        }
+        if self.deleted_customers.contains(id) {
+            return Ok((
+                200,
+                json!({"id": id, "object": "customer", "deleted": true}),
+            ));
+        }
+        Err(ApiError::missing("customer", id))
     }
 
     /// Adds `delta` to the customer's balance (negative = credit the customer can

@@ -222,6 +222,10 @@ pub struct State {
     pub products: Collection,
     pub prices: Collection,
     pub customers: Collection,
+    /// Customers deleted with `DELETE /v1/customers/{id}`: gone from `customers` (every
+    /// other request naming them fails with "No such customer"), but retrieving one
+    /// answers the deleted stub (`customers` module).
+    pub deleted_customers: std::collections::HashSet<String>,
     pub sessions: Collection,
     pub subscriptions: Collection,
     /// Subscription schedules (`sub_sched_…`).
@@ -306,6 +310,7 @@ impl Default for State {
             products: Collection::default(),
             prices: Collection::default(),
             customers: Collection::default(),
+            deleted_customers: Default::default(),
             sessions: Collection::default(),
             subscriptions: Collection::default(),
             schedules: Collection::default(),

@@ -15,9 +15,17 @@
 //!   (docs.stripe.com/api/subscription_schedules/release); the subscription carries on.
 //! - When a subscription renews ([`State::apply_schedule`]), the phase that starts then
 //!   gives its items their price and quantity; when the last phase ends, a schedule with
-//!   `end_behavior: release` is released.
+//!   `end_behavior: release` is released. With `end_behavior: cancel` ("`cancel` will end
+//!   the subscription schedule and cancel the underlying subscription",
+//!   stripe@18.0.0 SubscriptionSchedules.d.ts) the schedule sets the subscription's
+//!   `cancel_at` (and `canceled_at`) to the last phase's end, which release takes back
+//!   unless `preserve_cancel_date` ("Keep any cancellation on the subscription that the
+//!   schedule has set", SubscriptionSchedulesResource.d.ts); the subscription then ends
+//!   there instead of renewing and the schedule is `completed` ("A subscription schedule
+//!   is completed after the last phase is finished",
+//!   stripe.com/docs/billing/subscriptions/subscription-schedules).
 //!
-//! Events: `subscription_schedule.created`, `.updated`, `.released`
+//! Events: `subscription_schedule.created`, `.updated`, `.released`, `.completed`
 //! (stripe@18.0.0 `EventTypes.d.ts`).
 
 use serde_json::{Value, json};
@@ -39,7 +47,7 @@ pub(super) fn route(s: &mut State, m: &str, seg: &[&str], p: &Value, ctx: &Ctx) 
             .map(|v| (200, v.clone()))
             .ok_or_else(|| ApiError::missing("subscription_schedule", id)),
         ("POST", ["v1", "subscription_schedules", id]) => s.update_schedule(id, p, ctx),
-        ("POST", ["v1", "subscription_schedules", id, "release"]) => s.release_schedule(id, ctx),
+        ("POST", ["v1", "subscription_schedules", id, "release"]) => s.release_schedule(id, p, ctx),
         _ => return None,
     })
 }
@@ -54,6 +62,36 @@ fn phase_item(price: &Value, quantity: i64) -> Value {
         "quantity": quantity,
         "tax_rates": [],
     })
+}
+
+/// A `proration_behavior` of a schedule's request or phase (`create_prorations` when
+/// absent): `always_invoice`, `create_prorations` or `none` (stripe@18.0.0
+/// `Phase.ProrationBehavior`).
+fn proration_param(value: Option<String>, param: &str) -> Result<&'static str, ApiError> {
+    match value.as_deref() {
+        None | Some("create_prorations") => Ok("create_prorations"),
+        Some("always_invoice") => Ok("always_invoice"),
+        Some("none") => Ok("none"),
+        Some(other) => Err(ApiError::invalid(
+            param,
+            format!(
+                "Invalid {param}: must be one of always_invoice, create_prorations, or none; got {other}"
+            ),
+        )),
+    }
+}
+
+/// When a schedule's last phase ends.
+fn last_end(schedule: &Value) -> Option<i64> {
+    schedule["phases"].as_array()?.last()?["end_date"].as_i64()
+}
+
+/// A subscription no longer due to cancel.
+fn unset_cancellation(sub: &mut Value) {
+    sub["cancel_at"] = Value::Null;
+    if sub["cancel_at_period_end"] != json!(true) {
+        sub["canceled_at"] = Value::Null;
+    }
 }
 
 fn phase(items: Vec<Value>, start: i64, end: i64, currency: &Value, proration: &str) -> Value {
@@ -168,8 +206,17 @@ impl State {
     }
 
     /// `POST /v1/subscription_schedules/{id}`: new phases (each ends at its `end_date`,
-    /// or after `iterations` periods of its first price; the next starts where it ends),
-    /// `end_behavior`.
+    /// or after `iterations` periods of its first price; the next starts where it ends;
+    /// its own `proration_behavior`), `end_behavior`, `proration_behavior`.
+    ///
+    /// Each phase keeps `phases[n][proration_behavior]`, "The default value is
+    /// `create_prorations`. This setting controls prorations when a phase is started
+    /// asynchronously and it is persisted as a field on the phase. It's different from
+    /// the request-level proration_behavior parameter which controls what happens if the
+    /// update request affects the billing configuration of the current phase."
+    /// (stripe@18.0.0 SubscriptionSchedulesResource.d.ts, `phases[].proration_behavior`).
+    /// The request-level one is checked only: the fake makes no prorations for a change
+    /// to the current phase.
     pub fn update_schedule(&mut self, id: &str, p: &Value, ctx: &Ctx) -> Answer {
         let mut schedule = self.running_schedule(id, "update")?;
         let before = schedule.clone();
@@ -183,9 +230,7 @@ impl State {
             schedule["end_behavior"] = json!(behavior);
         }
         super::merge_metadata(&mut schedule, p);
-        let proration = p
-            .text("proration_behavior")
-            .unwrap_or_else(|| "create_prorations".into());
+        proration_param(p.text("proration_behavior"), "proration_behavior")?;
         if let Some(phases) = p.get("phases").and_then(Value::as_array) {
             let mut out = Vec::new();
             let mut next_start: Option<i64> = None;
@@ -238,12 +283,16 @@ impl State {
                         "The phase must end after it starts.",
                     ));
                 }
+                let proration = proration_param(
+                    ph.text("proration_behavior"),
+                    &format!("phases[{n}][proration_behavior]"),
+                )?;
                 out.push(phase(
                     items,
                     start,
                     end,
                     &first_price["currency"],
-                    &proration,
+                    proration,
                 ));
                 next_start = Some(end);
             }
@@ -256,13 +305,86 @@ impl State {
             Some(diff(&before, &schedule)),
             ctx,
         );
+        self.set_schedule_cancellation(&before, &schedule, ctx);
         Ok((200, schedule))
     }
 
-    /// `POST /v1/subscription_schedules/{id}/release`.
-    pub fn release_schedule(&mut self, id: &str, ctx: &Ctx) -> Answer {
-        self.running_schedule(id, "release")?;
+    /// The cancellation a schedule sets on its subscription: with `end_behavior: cancel`,
+    /// `cancel_at` at its last phase's end (`canceled_at` the request), so the
+    /// subscription ends there instead of renewing ([`State::renew_subscription`]); taken
+    /// back when the schedule no longer cancels (only a `cancel_at` the schedule set).
+    fn set_schedule_cancellation(&mut self, before: &Value, schedule: &Value, ctx: &Ctx) {
+        let Some(sub_id) = schedule["subscription"].as_str().map(str::to_owned) else {
+            return;
+        };
+        let Some(mut sub) = self.subscriptions.get(&sub_id).cloned() else {
+            return;
+        };
+        let previous = sub.clone();
+        let set_before = (before["end_behavior"] == json!("cancel"))
+            .then(|| last_end(before))
+            .flatten();
+        if schedule["end_behavior"] == json!("cancel") {
+            let Some(end) = last_end(schedule) else {
+                return;
+            };
+            if sub["cancel_at"] == json!(end) {
+                return;
+            }
+            sub["cancel_at"] = json!(end);
+            sub["canceled_at"] = json!(self.now());
+        } else if set_before.is_some_and(|end| sub["cancel_at"] == json!(end)) {
+            unset_cancellation(&mut sub);
+        } else {
+            return;
+        }
+        self.subscriptions.insert(&sub_id, sub.clone());
+        self.emit(
+            "customer.subscription.updated",
+            &sub,
+            Some(diff(&previous, &sub)),
+            ctx,
+        );
+    }
+
+    /// `POST /v1/subscription_schedules/{id}/release` (`preserve_cancel_date`).
+    pub fn release_schedule(&mut self, id: &str, p: &Value, ctx: &Ctx) -> Answer {
+        let schedule = self.running_schedule(id, "release")?;
+        let preserve = p.flag("preserve_cancel_date")?.unwrap_or(false);
+        if !preserve {
+            // The cancellation the schedule set goes with it: "Keep any cancellation on
+            // the subscription that the schedule has set" is what `preserve_cancel_date`
+            // asks (SubscriptionSchedulesResource.d.ts).
+            let mut keeping = schedule.clone();
+            keeping["end_behavior"] = json!("release");
+            self.set_schedule_cancellation(&schedule, &keeping, ctx);
+        }
         Ok((200, self.release(id, ctx)))
+    }
+
+    /// A schedule whose subscription just ended at `end` (the cancellation it set, see
+    /// [`State::set_schedule_cancellation`]) is `completed` there
+    /// (`subscription_schedule.completed`).
+    pub(super) fn complete_schedule(&mut self, id: &str, end: i64) {
+        let Some(mut schedule) = self.schedules.get(id).cloned() else {
+            return;
+        };
+        if !matches!(schedule["status"].as_str(), Some("active" | "not_started"))
+            || schedule["end_behavior"] != json!("cancel")
+        {
+            return;
+        }
+        let before = schedule.clone();
+        schedule["status"] = json!("completed");
+        schedule["completed_at"] = json!(end);
+        schedule["current_phase"] = Value::Null;
+        self.schedules.insert(id, schedule.clone());
+        self.emit(
+            "subscription_schedule.completed",
+            &schedule,
+            Some(diff(&before, &schedule)),
+            &Ctx::default(),
+        );
     }
 
     /// A schedule that has not finished, for `action` (`update`, `release`).
