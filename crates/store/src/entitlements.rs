@@ -191,26 +191,29 @@ impl Store {
         &self,
         account: &str,
     ) -> Result<Option<Vec<EntitlementRow>>, StoreError> {
-        let customer: Option<Option<String>> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT stripe_customer FROM credit_accounts WHERE id = $1"
+        // One query (this is the gate's, on every request where nothing is cached): the
+        // account's row, joined to its customer's entitlements; no row: no account.
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT ce.lookup_key, COALESCE(f.name, ce.lookup_key), ce.feature FROM credit_accounts a \
+             LEFT JOIN customer_entitlements ce ON ce.customer = a.stripe_customer \
+             LEFT JOIN features f ON f.id = ce.feature WHERE a.id = $1 ORDER BY ce.lookup_key"
         )
         .bind(account)
-        .fetch_optional(pool)
-        .await?);
-        let Some(customer) = customer else {
-            return Ok(None);
-        };
-        let Some(customer) = customer else {
-            return Ok(Some(Vec::new()));
-        };
-        let rows = on_pool!(self, pool => sqlx::query_as(
-            "SELECT ce.lookup_key, COALESCE(f.name, ce.lookup_key) AS name, ce.feature \
-             FROM customer_entitlements ce LEFT JOIN features f ON f.id = ce.feature \
-             WHERE ce.customer = $1 ORDER BY ce.lookup_key"
-        )
-        .bind(customer)
         .fetch_all(pool)
         .await?);
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let rows = rows
+            .into_iter()
+            .filter_map(|(lookup_key, name, feature)| {
+                Some(EntitlementRow {
+                    lookup_key: lookup_key?,
+                    name: name?,
+                    feature: feature?,
+                })
+            })
+            .collect();
         Ok(Some(rows))
     }
 
