@@ -357,6 +357,29 @@ async fn sync_mirrors_features_and_the_gate_survives_stripe_down(db: TestDb) {
     subscribe_to(&shop, account, &shop.plan_a, 1, None).await;
     assert!(entitled(app, account, "pro").await);
 
+    // The CLI's `accounts show` and the admin's account and product pages list them.
+    let env = {
+        let mut env = env_for(Some(&shop.fake.url()), &db);
+        env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
+        env
+    };
+    let (code, out, err) = run_cli(&env, &["accounts", "show", account]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("features     pro (Pro)"), "{out}");
+    let op = common::admin::Operator::sign_in(app, &db).await;
+    for path in [
+        format!("/admin/products/{}", shop.plan_a.product),
+        format!("/admin/credits/account?account={account}"),
+    ] {
+        let page = common::admin::get_with(app, &path, &op.cookie).await;
+        assert_eq!(page.status(), 200, "{path}");
+        let html = page.text().await.unwrap();
+        assert!(
+            html.contains("id=\"features\"") && html.contains("pro"),
+            "{path}: {html}"
+        );
+    }
+
     // Stripe down: the gate answers from the database.
     let (status, _) = post_json(
         &format!("{}/_fake/faults", shop.fake.url()),
@@ -386,11 +409,6 @@ async fn sync_mirrors_features_and_the_gate_survives_stripe_down(db: TestDb) {
         s.cancel_subscription(&sub, false).unwrap();
     });
     let _ = take_fake_events(&shop.fake, &[]);
-    let env = {
-        let mut env = env_for(Some(&shop.fake.url()), &db);
-        env.push(("STRIPE_CONNECTIVITY_TEST".into(), "false".into()));
-        env
-    };
     let (code, out, err) = run_cli(&env, &["events", "reconcile", "--since", "1h"]).await;
     assert_eq!(code, 0, "{out}{err}");
     gate_becomes(app, account, "pro", false).await;
