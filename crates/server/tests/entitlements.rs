@@ -409,8 +409,14 @@ async fn sync_mirrors_features_and_the_gate_survives_stripe_down(db: TestDb) {
         s.cancel_subscription(&sub, false).unwrap();
     });
     let _ = take_fake_events(&shop.fake, &[]);
-    let (code, out, err) = run_cli(&env, &["events", "reconcile", "--since", "1h"]).await;
+    let (code, out, err) = run_cli(&env, &["events", "reconcile", "--since", "1h", "--json"]).await;
     assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        report["entitlements_read"], 1,
+        "the linked customer is read: {report}"
+    );
+    assert_eq!(report["entitlements_failed"], 0, "{report}");
     gate_becomes(app, account, "pro", false).await;
 }
 
