@@ -77,6 +77,29 @@ impl Serialize for Credits {
     }
 }
 
+/// Credits in the OpenAPI document: a decimal string, never a JSON number (a float
+/// would round). Answers always carry two places and may be negative (a debit in the
+/// history); requests take `"12"`, `"12.5"` or `"12.50"`, never a sign.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Credits {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(r"^-?[0-9]{1,13}(\.[0-9]{1,2})?$"))
+            .description(Some(
+                "A quantity of credits as a decimal string: answers carry two places \
+                 (\"12.50\", negative for debits); requests take at most two places and \
+                 no sign (\"12\", \"1.5\").",
+            ))
+            .examples(["12.50"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Credits {}
+
 impl<'de> Deserialize<'de> for Credits {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

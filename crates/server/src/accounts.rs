@@ -23,6 +23,8 @@ use sm_store::{Store, StoreError};
 use crate::credits::{Balance, Ledger, LedgerError, validate_account};
 
 /// The customer an account is linked to.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Customer)]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CustomerView {
     pub id: String,
@@ -31,6 +33,8 @@ pub struct CustomerView {
 }
 
 /// One subscription as the account endpoint shows it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Subscription)]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SubscriptionView {
     pub id: String,
@@ -53,7 +57,7 @@ pub struct SubscriptionView {
 }
 
 /// What the account may do.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, PartialEq)]
 pub struct Entitlement {
     pub active: bool,
     /// The status that decided it (`active`, `trialing`, `past_due`, …), `none` without
@@ -67,6 +71,8 @@ pub struct Entitlement {
 }
 
 /// `GET /api/v1/accounts/{account}`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Account)]
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountView {
     pub account: String,
@@ -80,7 +86,7 @@ pub struct AccountView {
 }
 
 /// One page of `GET /api/v1/accounts/{account}/payments`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct PaymentsPage {
     pub account: String,
     pub data: Vec<PaymentRow>,

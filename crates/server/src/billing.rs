@@ -38,7 +38,7 @@ pub struct Actor<'a> {
 }
 
 /// `POST …/subscription/change`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRequest {
     pub price: String,
@@ -84,7 +84,7 @@ pub struct RefundCreated {
 }
 
 /// What a subscription action answers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct SubscriptionChanged {
     pub account: String,
     pub subscription: String,

@@ -21,6 +21,8 @@ use tokio::sync::{Mutex, RwLock};
 use crate::changes::{Changes, Stamp, Topic};
 
 /// A price as the API shows it (CONTRACT.md).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Price)]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ApiPrice {
     pub id: String,
@@ -41,6 +43,8 @@ pub struct ApiPrice {
 }
 
 /// A product as the API shows it (CONTRACT.md).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Product)]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ApiProduct {
     pub id: String,
@@ -66,6 +70,8 @@ pub struct ApiProduct {
     pub synced_at: i64,
 }
 
+#[derive(utoipa::ToSchema)]
+#[schema(as = PricePerCredit)]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PerCredit {
     pub amount: String,

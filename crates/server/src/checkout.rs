@@ -21,7 +21,7 @@ fn one() -> u32 {
 }
 
 /// `POST /api/v1/checkout`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub account: String,
@@ -44,7 +44,7 @@ pub struct CheckoutRequest {
     pub save_payment_method: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct CheckoutCreated {
     pub id: String,
     pub url: Option<String>,

@@ -73,6 +73,8 @@ pub fn validate_account(account: &str) -> Result<(), LedgerError> {
 }
 
 /// A lot as the API shows it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Lot)]
 #[derive(Debug, Clone, Serialize)]
 pub struct LotView {
     pub id: i64,
@@ -88,7 +90,7 @@ pub struct LotView {
 }
 
 /// `GET /api/v1/accounts/{account}/credits`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Balance {
     pub account: String,
     /// What can be spent now: non-expired lots.
@@ -108,6 +110,8 @@ pub struct Balance {
 }
 
 /// A journal entry as the API shows it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Entry)]
 #[derive(Debug, Clone, Serialize)]
 pub struct EntryView {
     pub id: i64,
@@ -144,17 +148,19 @@ impl From<EntryRow> for EntryView {
 }
 
 /// A consumption request (`POST …/credits/consume`).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumeRequest {
     pub amount: Credits,
+    /// Or the `Idempotency-Key` header (the same value if both are sent).
+    #[serde(default)]
     pub idempotency_key: String,
     #[serde(default)]
     pub description: Option<String>,
 }
 
 /// The answer to a consumption; a repeat with the same key gets the same one.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Consumption {
     pub account: String,
     pub idempotency_key: String,
@@ -512,12 +518,14 @@ impl Ledger {
 }
 
 /// `POST /api/v1/accounts/{account}/credits/grants`: promotional credits from the app.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromotionalRequest {
     pub amount: Credits,
     /// Makes a retried grant one grant: the same key with the same amount and expiry
     /// answers the first grant; with others, `409 idempotency_key_reused`.
+    /// Or the `Idempotency-Key` header (the same value if both are sent).
+    #[serde(default)]
     pub idempotency_key: String,
     /// Why (sign-up, a campaign): kept in the journal.
     pub reason: String,
@@ -527,7 +535,7 @@ pub struct PromotionalRequest {
 }
 
 /// A promotional grant, as the API answers it (the same for a repeat, `replayed`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PromotionalGrant {
     pub account: String,
     pub idempotency_key: String,

@@ -158,7 +158,7 @@ pub enum RefreshError {
 }
 
 /// What a sync did to features.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FeatureCounts {
     /// Features written (new or changed).
     pub written: u64,

@@ -72,7 +72,7 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ProductCounts {
     pub created: u64,
     pub updated: u64,
@@ -83,7 +83,7 @@ pub struct ProductCounts {
     pub tombstoned: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PriceCounts {
     pub created: u64,
     pub updated: u64,
@@ -92,7 +92,7 @@ pub struct PriceCounts {
     pub tombstoned: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InvalidProduct {
     pub id: String,
     pub name: String,
@@ -100,7 +100,7 @@ pub struct InvalidProduct {
 }
 
 /// What a sync did. Also what `POST /api/v1/sync` and `sync --json` return.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct SyncReport {
     pub run_id: i64,
     /// `full` or `selected`.

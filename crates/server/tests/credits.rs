@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use sm_store::testing::TestDb;
 
 sm_store::contract_tests!(
+    the_idempotency_key_header_works_like_the_body_field_and_must_agree_with_it,
     a_paid_checkout_delivered_five_times_concurrently_grants_once,
     an_unpaid_session_grants_only_when_the_async_payment_succeeds,
     subscription_start_grants_once_in_every_arrival_order_and_each_renewal_once,
@@ -868,4 +869,78 @@ async fn grouped_consumptions_on_two_instances_apply_each_key_once(db: TestDb) {
     statuses.sort();
     assert_eq!(statuses, [200, 409]);
     shop.assert_balanced("acct_g1").await;
+}
+
+/// `Idempotency-Key` (Stripe's convention, and what checkout and billing take) keys a
+/// consumption, a hold and a grant as the body's field does; both sent must agree.
+async fn the_idempotency_key_header_works_like_the_body_field_and_must_agree_with_it(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = quiet_app(&fake, &db).await;
+    grant_credits(&app, "acct_hdr", 10).await;
+    let send = |path: &'static str, key: Option<&'static str>, body: Value| {
+        let url = app.url(&format!("/api/v1/accounts/acct_hdr/credits/{path}"));
+        let token = app.token.clone();
+        async move {
+            let mut r = http().post(&url).bearer_auth(token).json(&body);
+            if let Some(k) = key {
+                r = r.header("Idempotency-Key", k);
+            }
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            common::conformance::check("POST", &url, status, &body);
+            (status, body)
+        }
+    };
+    let (status, first) = send("consume", Some("hk-1"), json!({"amount": "1"})).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["idempotency_key"], "hk-1");
+    // The same key in the body is the same consumption.
+    let (status, again) = send(
+        "consume",
+        None,
+        json!({"amount": "1", "idempotency_key": "hk-1"}),
+    )
+    .await;
+    assert_eq!((status, &again["replayed"]), (200, &json!(true)), "{again}");
+    let (status, both) = send(
+        "consume",
+        Some("hk-1"),
+        json!({"amount": "1", "idempotency_key": "hk-1"}),
+    )
+    .await;
+    assert_eq!((status, &both["replayed"]), (200, &json!(true)), "{both}");
+    let (status, refused) = send(
+        "consume",
+        Some("hk-2"),
+        json!({"amount": "1", "idempotency_key": "hk-3"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "idempotency_key_mismatch");
+    let (status, missing) = send("consume", None, json!({"amount": "1"})).await;
+    assert_eq!(status, 400, "{missing}");
+    let (status, hold) = send("holds", Some("hk-h"), json!({"amount": "2"})).await;
+    assert_eq!(
+        (status, &hold["idempotency_key"]),
+        (201, &json!("hk-h")),
+        "{hold}"
+    );
+    let (status, grant) = send(
+        "grants",
+        Some("hk-g"),
+        json!({"amount": "2", "reason": "test"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &grant["idempotency_key"]),
+        (201, &json!("hk-g")),
+        "{grant}"
+    );
+    // Nothing refused was written: 10 − 1 consumed − 2 held + 2 granted.
+    let b = app.credits("acct_hdr").await;
+    assert_eq!(
+        (b["available"].as_str(), b["held"].as_str()),
+        (Some("11.00"), Some("2.00"))
+    );
 }

@@ -8,6 +8,7 @@ use crate::credits::SubscriptionRow;
 use crate::{Store, StoreError, on_pool};
 
 /// One payment in an account's history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Payment))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct PaymentRow {
     /// `invoice` or `checkout`.

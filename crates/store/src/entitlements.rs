@@ -33,6 +33,7 @@ pub struct FeatureRow {
 
 /// One active entitlement of an account: the feature's lookup key, its name (the
 /// lookup key when the feature is not mirrored yet) and its id.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = EntitledFeature))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct EntitlementRow {
     pub lookup_key: String,

@@ -22,6 +22,7 @@ pub struct ScheduleRow {
 }
 
 /// A change a schedule will make to a running subscription.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScheduledChange {
     pub schedule: String,

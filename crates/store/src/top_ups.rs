@@ -22,6 +22,7 @@ pub struct TopUpSetting {
 }
 
 /// One purchase.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TopUpPurchase))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct TopUpRow {
     pub id: String,

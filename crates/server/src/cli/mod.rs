@@ -80,6 +80,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the HTTP API's OpenAPI 3.1 document (the one `GET /api/v1/openapi.json`
+    /// serves; clients are generated from it). Needs no configuration.
+    Openapi,
     /// Validate the configuration, probe Stripe, report mode and API version.
     Check {
         /// Print JSON.
@@ -300,6 +303,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
+    if let Command::Openapi = cli.command {
+        print!("{}", *crate::http::openapi::DOCUMENT);
+        return Ok(0);
+    }
     let sources = cli.sources()?;
     // `check` reports configuration problems itself, in its own format.
     if let Command::Check { json } = cli.command {
@@ -330,7 +337,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             accounts::run_subscription(open(config).await?, command).await
         }
         Command::Payments { command } => accounts::run_payments(open(config).await?, command).await,
-        Command::Check { .. } => unreachable!("handled above"),
+        Command::Check { .. } | Command::Openapi => unreachable!("handled above"),
     }
 }
 

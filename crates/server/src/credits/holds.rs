@@ -37,11 +37,13 @@ const RELEASE_BATCH: u32 = 200;
 pub const MAX_OPEN_HOLDS: i64 = 1000;
 
 /// `POST /api/v1/accounts/{account}/credits/holds`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     pub amount: Credits,
     /// The same key with the same body answers the first hold; with another, `409`.
+    /// Or the `Idempotency-Key` header (the same value if both are sent).
+    #[serde(default)]
     pub idempotency_key: String,
     /// 1 to 86,400; 900 when absent.
     #[serde(default)]
@@ -51,7 +53,7 @@ pub struct HoldRequest {
 }
 
 /// `POST …/credits/holds/{id}/capture`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureRequest {
     /// At most the held amount; all of it when absent. The rest is released.
@@ -60,7 +62,7 @@ pub struct CaptureRequest {
 }
 
 /// A hold as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Hold {
     pub id: String,
     pub account: String,

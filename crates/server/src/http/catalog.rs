@@ -6,28 +6,54 @@
 //! sends it back in `If-None-Match` gets `304 Not Modified` without a body until the
 //! catalog changes. The token is checked first, as for any request.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use sm_store::catalog::ProductFilter;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
-use crate::catalog::Encoding;
+use super::openapi::ErrorBody;
+use crate::catalog::{ApiProduct, Encoding};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/products", get(list))
-        .route("/api/v1/products/{id}", get(show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `false`: only inactive products. Default: active ones.
+    #[param(value_type = Option<bool>)]
     active: Option<String>,
+    /// `true`: every product, active, inactive and deleted (tombstones).
+    #[param(value_type = Option<bool>)]
     all: Option<String>,
+}
+
+/// `If-None-Match`, to revalidate a kept answer.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // read from the headers; this describes it
+struct Revalidate {
+    /// An `ETag` from an earlier answer: `304` without a body while the catalog has not
+    /// changed.
+    #[param(rename = "If-None-Match")]
+    if_none_match: Option<String>,
+}
+
+/// The answer of `GET /api/v1/products` (made by the catalog cache, described here).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+struct ProductList {
+    data: Vec<ApiProduct>,
 }
 
 fn flag(name: &str, value: Option<&str>) -> Result<Option<bool>, ApiError> {
@@ -45,6 +71,22 @@ fn flag(name: &str, value: Option<&str>) -> Result<Option<bool>, ApiError> {
     }
 }
 
+/// The local catalog: Stripe is never called. Sellable products are valid, active and
+/// not deleted; the others are listed with the reason.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    operation_id = "listProducts",
+    tag = "catalog",
+    params(ListQuery, Revalidate),
+    security(("token" = ["catalog:read"])),
+    responses(
+        (status = 200, description = "the products, by display order", body = ProductList,
+            headers(("ETag" = String, description = "the catalog version and filter"))),
+        (status = 304, description = "not modified since the `ETag` sent in `If-None-Match`"),
+        (status = 400, description = "`invalid_query`: `active` or `all` is not `true` or `false`", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -120,6 +162,21 @@ fn unchanged(tag: &str) -> Response {
     response
 }
 
+/// One product of the local catalog, whatever its state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{id}",
+    operation_id = "getProduct",
+    tag = "catalog",
+    params(("id" = String, Path, description = "Stripe's product id (`prod_…`)"), Revalidate),
+    security(("token" = ["catalog:read"])),
+    responses(
+        (status = 200, description = "the product", body = ApiProduct,
+            headers(("ETag" = String, description = "the catalog version"))),
+        (status = 304, description = "not modified since the `ETag` sent in `If-None-Match`"),
+        (status = 404, description = "`product_not_found`: no such product in the local catalog", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -18,16 +18,20 @@
 //! - `GET  /api/v1/accounts/{account}/credits/history?limit=N`: the journal, newest first
 //! - `POST /api/v1/checkout`: a Checkout Session for a sellable credit product
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sm_domain::credits::Credits;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
 use super::auth::ApiCaller;
+use super::openapi::{AccountParam, ErrorBody, IdempotencyHeader};
 use crate::checkout::{CheckoutCreated, CheckoutError, CheckoutRequest};
 use crate::clock::unix_now;
 use crate::credits::holds::{CaptureRequest, Hold, HoldRequest};
@@ -38,33 +42,54 @@ use crate::credits::{
 use crate::manager::Unavailable;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/accounts/{account}/credits", get(balance))
-        .route("/api/v1/accounts/{account}/credits/consume", post(consume))
-        .route("/api/v1/accounts/{account}/credits/grants", post(grant))
-        .route(
-            "/api/v1/accounts/{account}/credits/holds",
-            post(hold).get(list_holds),
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(balance))
+        .routes(routes!(consume))
+        .routes(routes!(grant))
+        .routes(routes!(hold, list_holds))
+        .routes(routes!(get_hold))
+        .routes(routes!(capture))
+        .routes(routes!(release))
+        .routes(routes!(low_threshold, set_low_threshold))
+        .routes(routes!(history))
+        .routes(routes!(checkout))
+}
+
+/// The hold in `…/credits/holds/{hold}` paths.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // read by axum's `Path`; this describes it
+struct HoldParam {
+    /// Your app's account id.
+    account: String,
+    /// The hold's id (`hold_…`), as its creation answered.
+    hold: String,
+}
+
+/// The key of a debit or grant: the body's `idempotency_key` or the `Idempotency-Key`
+/// header (Stripe's convention), either; both must then agree.
+fn idempotency_key(headers: &HeaderMap, in_body: &mut String) -> Result<(), ApiError> {
+    let Some(header) = headers.get("idempotency-key") else {
+        return Ok(());
+    };
+    let header = header.to_str().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "the Idempotency-Key header must be visible ASCII",
         )
-        .route(
-            "/api/v1/accounts/{account}/credits/holds/{hold}",
-            get(get_hold),
-        )
-        .route(
-            "/api/v1/accounts/{account}/credits/holds/{hold}/capture",
-            post(capture),
-        )
-        .route(
-            "/api/v1/accounts/{account}/credits/holds/{hold}/release",
-            post(release),
-        )
-        .route(
-            "/api/v1/accounts/{account}/credits/low-threshold",
-            get(low_threshold).put(set_low_threshold),
-        )
-        .route("/api/v1/accounts/{account}/credits/history", get(history))
-        .route("/api/v1/checkout", post(checkout))
+    })?;
+    if in_body.is_empty() {
+        header.clone_into(in_body);
+        Ok(())
+    } else if in_body == header {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "idempotency_key_mismatch",
+            "the Idempotency-Key header and the body's idempotency_key differ; send one, or the same in both",
+        ))
+    }
 }
 
 /// Maps a ledger refusal to its HTTP answer.
@@ -108,6 +133,19 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, shape: &str) -> Resu
     })
 }
 
+/// The account's balance and lots. An account never seen has none.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/credits",
+    operation_id = "getBalance",
+    tag = "credits",
+    params(AccountParam),
+    security(("token" = ["credits:read"])),
+    responses(
+        (status = 200, description = "the balance and its lots", body = Balance),
+        (status = 400, description = "`invalid_account`", body = ErrorBody),
+    )
+)]
 async fn balance(
     State(state): State<AppState>,
     Path(account): Path<String>,
@@ -120,15 +158,33 @@ async fn balance(
         .map_err(ledger_error)
 }
 
+/// Spends credits now, from the lots in spending order, exactly once per key.
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts/{account}/credits/consume",
+    operation_id = "consume",
+    tag = "credits",
+    params(AccountParam, IdempotencyHeader),
+    request_body = ConsumeRequest,
+    security(("token" = ["credits:write"])),
+    responses(
+        (status = 200, description = "consumed (or the stored answer of an identical earlier request: `replayed: true`)", body = Consumption),
+        (status = 400, description = "`invalid_account`, `invalid_body`, `idempotency_key_mismatch`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 402, description = "`insufficient_credits`: what the account may spend (available − held) is short; `shortfall` says by how much; nothing is stored", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_reused`: the key was used with another amount or description", body = ErrorBody),
+    )
+)]
 async fn consume(
     State(state): State<AppState>,
     Path(account): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Consumption>, ApiError> {
-    let req: ConsumeRequest = parse_body(
+    let mut req: ConsumeRequest = parse_body(
         &body,
         r#"{"amount":"1.50","idempotency_key":"…","description":"…"}"#,
     )?;
+    idempotency_key(&headers, &mut req.idempotency_key)?;
     state
         .ledger
         .consume(&account, &req, unix_now())
@@ -137,17 +193,36 @@ async fn consume(
         .map_err(ledger_error)
 }
 
-/// A promotional grant; the token's name is the journal's actor.
+/// Promotional credits from the app (sign-up, a campaign): spent before paid credits of
+/// the same or a later expiry, never taken back by a refund. The token's name is the
+/// journal's actor.
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts/{account}/credits/grants",
+    operation_id = "grantPromotional",
+    tag = "credits",
+    params(AccountParam, IdempotencyHeader),
+    request_body = PromotionalRequest,
+    security(("token" = ["credits:grant"])),
+    responses(
+        (status = 201, description = "granted", body = PromotionalGrant),
+        (status = 200, description = "the answer of an identical earlier request (`replayed: true`)", body = PromotionalGrant),
+        (status = 400, description = "`invalid_account`, `invalid_body`, `idempotency_key_mismatch`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_reused`: the key was used with another amount or expiry", body = ErrorBody),
+    )
+)]
 async fn grant(
     State(state): State<AppState>,
     Path(account): Path<String>,
     who: Option<Extension<ApiCaller>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<PromotionalGrant>), ApiError> {
-    let req: PromotionalRequest = parse_body(
+    let mut req: PromotionalRequest = parse_body(
         &body,
         r#"{"amount":"50","idempotency_key":"signup-user_42","reason":"sign-up bonus","expires_at":1767225600}"#,
     )?;
+    idempotency_key(&headers, &mut req.idempotency_key)?;
     let actor = who
         .as_ref()
         .map_or("api".to_owned(), |Extension(ApiCaller(name))| {
@@ -166,15 +241,35 @@ async fn grant(
     Ok((status, Json(done)))
 }
 
+/// Reserves credits before long work: consumptions and other holds may no longer spend
+/// them until the hold is captured, released or expires.
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts/{account}/credits/holds",
+    operation_id = "createHold",
+    tag = "holds",
+    params(AccountParam, IdempotencyHeader),
+    request_body = HoldRequest,
+    security(("token" = ["credits:write"])),
+    responses(
+        (status = 201, description = "held", body = Hold),
+        (status = 200, description = "the answer of an identical earlier request (`replayed: true`), as the hold stands now", body = Hold),
+        (status = 400, description = "`invalid_account`, `invalid_body`, `idempotency_key_mismatch`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 402, description = "`insufficient_credits`: available − held is short, with `shortfall`; nothing is stored", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_reused` (another amount, ttl or description), `too_many_holds` (1,000 open)", body = ErrorBody),
+    )
+)]
 async fn hold(
     State(state): State<AppState>,
     Path(account): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Hold>), ApiError> {
-    let req: HoldRequest = parse_body(
+    let mut req: HoldRequest = parse_body(
         &body,
         r#"{"amount":"40","idempotency_key":"job-7","ttl_seconds":900,"description":"…"}"#,
     )?;
+    idempotency_key(&headers, &mut req.idempotency_key)?;
     let hold = state
         .ledger
         .hold(&account, &req, unix_now())
@@ -188,19 +283,43 @@ async fn hold(
     Ok((status, Json(hold)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HoldsQuery {
     /// `held` (the default: open holds) or `all`.
+    #[param(pattern = "^(held|all)$")]
     status: Option<String>,
+    /// 1 to 100 (default 100).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
+/// An account's holds, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct HoldsPage {
+    account: String,
+    data: Vec<Hold>,
+}
+
+/// The account's open holds (or all of them), newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/credits/holds",
+    operation_id = "listHolds",
+    tag = "holds",
+    params(AccountParam, HoldsQuery),
+    security(("token" = ["credits:read"])),
+    responses(
+        (status = 200, description = "the holds", body = HoldsPage),
+        (status = 400, description = "`invalid_account`, `invalid_query`", body = ErrorBody),
+    )
+)]
 async fn list_holds(
     State(state): State<AppState>,
     Path(account): Path<String>,
     query: Result<Query<HoldsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HoldsPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let open_only = match q.status.as_deref() {
         None | Some("held") => true,
@@ -227,9 +346,26 @@ async fn list_holds(
         .holds(&account, open_only, unix_now(), limit)
         .await
         .map_err(ledger_error)?;
-    Ok(Json(json!({"account": account, "data": holds})))
+    Ok(Json(HoldsPage {
+        account,
+        data: holds,
+    }))
 }
 
+/// One hold, as it stands now.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/credits/holds/{hold}",
+    operation_id = "getHold",
+    tag = "holds",
+    params(HoldParam),
+    security(("token" = ["credits:read"])),
+    responses(
+        (status = 200, description = "the hold", body = Hold),
+        (status = 400, description = "`invalid_account`", body = ErrorBody),
+        (status = 404, description = "`hold_not_found`", body = ErrorBody),
+    )
+)]
 async fn get_hold(
     State(state): State<AppState>,
     Path((account, id)): Path<(String, String)>,
@@ -242,6 +378,24 @@ async fn get_hold(
         .map_err(ledger_error)
 }
 
+/// Spends up to the held amount (default all) as one consumption, from the lots in
+/// spending order at this moment, and releases the rest.
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts/{account}/credits/holds/{hold}/capture",
+    operation_id = "captureHold",
+    tag = "holds",
+    params(HoldParam),
+    request_body(content = Option<CaptureRequest>, description = "optional: no body captures all of it"),
+    security(("token" = ["credits:write"])),
+    responses(
+        (status = 200, description = "captured (`replayed: true` for a second capture, which answers the first's result)", body = Hold),
+        (status = 400, description = "`invalid_account`, `invalid_body` (more than held, or not above zero)", body = ErrorBody),
+        (status = 402, description = "`insufficient_credits`: a lot expired while held and the others cannot give the rest; the hold stays open", body = ErrorBody),
+        (status = 404, description = "`hold_not_found`", body = ErrorBody),
+        (status = 409, description = "`hold_released`, `hold_expired`", body = ErrorBody),
+    )
+)]
 async fn capture(
     State(state): State<AppState>,
     Path((account, id)): Path<(String, String)>,
@@ -261,6 +415,21 @@ async fn capture(
         .map_err(ledger_error)
 }
 
+/// Releases all of a hold.
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts/{account}/credits/holds/{hold}/release",
+    operation_id = "releaseHold",
+    tag = "holds",
+    params(HoldParam),
+    security(("token" = ["credits:write"])),
+    responses(
+        (status = 200, description = "released (or released or expired already: `replayed: true`)", body = Hold),
+        (status = 400, description = "`invalid_account`", body = ErrorBody),
+        (status = 404, description = "`hold_not_found`", body = ErrorBody),
+        (status = 409, description = "`hold_captured`", body = ErrorBody),
+    )
+)]
 async fn release(
     State(state): State<AppState>,
     Path((account, id)): Path<(String, String)>,
@@ -275,43 +444,85 @@ async fn release(
 
 /// `{"below": "25.00"}`: an account's own low threshold; `null` goes back to the
 /// service's (`CREDITS_LOW_THRESHOLD`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LowThreshold {
-    below: Option<sm_domain::credits::Credits>,
+struct LowThresholdRequest {
+    /// The account's own level; `null` goes back to the service's default.
+    below: Option<Credits>,
 }
 
-async fn threshold_answer(state: &AppState, account: &str) -> Result<Json<Value>, ApiError> {
+/// The level under which the app gets `credits.low`.
+#[derive(Debug, Serialize, ToSchema)]
+struct LowThreshold {
+    account: String,
+    /// What applies: the account's own, else the default; `null`: no `credits.low`.
+    below: Option<Credits>,
+    /// The account's own, if set.
+    own: Option<Credits>,
+    /// The service's (`CREDITS_LOW_THRESHOLD`).
+    default: Option<Credits>,
+}
+
+async fn threshold_answer(state: &AppState, account: &str) -> Result<Json<LowThreshold>, ApiError> {
     let own = state
         .store
         .low_threshold(account)
         .await
         .map_err(|e| ApiError::internal("the threshold could not be read", &e))?
-        .map(sm_domain::credits::Credits);
+        .map(Credits);
     let default = state.config.low_threshold;
-    Ok(Json(json!({
-        "account": account,
-        "below": own.or(default),
-        "own": own,
-        "default": default,
-    })))
+    Ok(Json(LowThreshold {
+        account: account.to_owned(),
+        below: own.or(default),
+        own,
+        default,
+    }))
 }
 
+/// The account's low-credits threshold.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/credits/low-threshold",
+    operation_id = "getLowThreshold",
+    tag = "credits",
+    params(AccountParam),
+    security(("token" = ["credits:read"])),
+    responses(
+        (status = 200, description = "the threshold", body = LowThreshold),
+        (status = 400, description = "`invalid_account`", body = ErrorBody),
+    )
+)]
 async fn low_threshold(
     State(state): State<AppState>,
     Path(account): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LowThreshold>, ApiError> {
     crate::credits::validate_account(&account).map_err(ledger_error)?;
     threshold_answer(&state, &account).await
 }
 
+/// Sets the account's own level for `credits.low` (what it may spend, available − held,
+/// crossing below it), or goes back to the default.
+#[utoipa::path(
+    put,
+    path = "/api/v1/accounts/{account}/credits/low-threshold",
+    operation_id = "setLowThreshold",
+    tag = "credits",
+    params(AccountParam),
+    request_body = LowThresholdRequest,
+    security(("token" = ["credits:write"])),
+    responses(
+        (status = 200, description = "stored", body = LowThreshold),
+        (status = 400, description = "`invalid_account`, `invalid_body`", body = ErrorBody),
+    )
+)]
 async fn set_low_threshold(
     State(state): State<AppState>,
     Path(account): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LowThreshold>, ApiError> {
     crate::credits::validate_account(&account).map_err(ledger_error)?;
-    let req: LowThreshold = parse_body(&body, r#"{"below":"25.00"} (or null: the default)"#)?;
+    let req: LowThresholdRequest =
+        parse_body(&body, r#"{"below":"25.00"} (or null: the default)"#)?;
     state
         .ledger
         .set_low_threshold(&account, req.below, unix_now())
@@ -320,26 +531,72 @@ async fn set_low_threshold(
     threshold_answer(&state, &account).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
+    /// Entries at most (default 100, at most 1,000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
+/// An account's journal, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct History {
+    account: String,
+    data: Vec<EntryView>,
+}
+
+/// The account's journal: every grant, debit, take-back and expiry, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/credits/history",
+    operation_id = "getHistory",
+    tag = "credits",
+    params(AccountParam, HistoryQuery),
+    security(("token" = ["credits:read"])),
+    responses(
+        (status = 200, description = "the journal", body = History),
+        (status = 400, description = "`invalid_account`, `invalid_query`", body = ErrorBody),
+    )
+)]
 async fn history(
     State(state): State<AppState>,
     Path(account): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<History>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let entries: Vec<EntryView> = state
         .ledger
         .history(&account, q.limit.unwrap_or(100).min(1000))
         .await
         .map_err(ledger_error)?;
-    Ok(Json(json!({"account": account, "data": entries})))
+    Ok(Json(History {
+        account,
+        data: entries,
+    }))
 }
 
+/// A Stripe Checkout Session for a sellable credit pack (one-time price) or plan
+/// (recurring price): the customer pays on Stripe's page; the credits come with the
+/// webhook that says it was paid.
+#[utoipa::path(
+    post,
+    path = "/api/v1/checkout",
+    operation_id = "createCheckout",
+    tag = "checkout",
+    params(IdempotencyHeader),
+    request_body = CheckoutRequest,
+    security(("token" = ["checkout:write"])),
+    responses(
+        (status = 200, description = "the Checkout Session: send the customer to its `url`", body = CheckoutCreated),
+        (status = 400, description = "`invalid_body`", body = ErrorBody),
+        (status = 409, description = "`plan_already_active` (change the plan with `…/subscription/change`), `trial_already_used`", body = ErrorBody),
+        (status = 422, description = "`product_not_sellable`, with the reason", body = ErrorBody),
+        (status = 502, description = "`stripe_error`: Stripe refused the session", body = ErrorBody),
+        (status = 503, description = "`stripe_disabled`, `stripe_unavailable`", body = ErrorBody),
+    )
+)]
 async fn checkout(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -9,51 +9,94 @@
 //!   (`{"below","price","quantity","max_per_day"}`); `PUT` needs `billing:write` (it
 //!   spends the customer's money), `GET` `accounts:read`.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use sm_store::entitlements::EntitlementRow;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
 use super::auth::ApiCaller;
 use super::credits::ledger_error;
+use super::openapi::{AccountParam, ErrorBody};
 use crate::clock::unix_now;
 use crate::state::AppState;
 use crate::topup::{TopUpError, TopUpRequest, TopUpView};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/accounts/{account}/entitlements", get(list))
-        .route(
-            "/api/v1/accounts/{account}/entitlements/{lookup_key}",
-            get(check),
-        )
-        .route(
-            "/api/v1/accounts/{account}/top-up",
-            get(top_up).put(set_top_up).delete(delete_top_up),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(check))
+        .routes(routes!(top_up, set_top_up, delete_top_up))
 }
 
+/// The features an account may use now.
+#[derive(Debug, Serialize, ToSchema)]
+struct Entitlements {
+    account: String,
+    data: Vec<EntitlementRow>,
+}
+
+/// The answer of the gate.
+#[derive(Debug, Serialize, ToSchema)]
+struct EntitlementCheck {
+    account: String,
+    lookup_key: String,
+    entitled: bool,
+}
+
+/// The account's active entitlements, as Stripe last answered them (answered while
+/// Stripe is down). An account never seen has none.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/entitlements",
+    operation_id = "listEntitlements",
+    tag = "entitlements",
+    params(AccountParam),
+    security(("token" = ["entitlements:read"])),
+    responses(
+        (status = 200, description = "the features the account may use", body = Entitlements),
+        (status = 400, description = "`invalid_account`", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     Path(account): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Entitlements>, ApiError> {
     crate::credits::validate_account(&account).map_err(ledger_error)?;
     let rows = state
         .entitlements
         .of(&account)
         .await
         .map_err(|e| ApiError::internal("the entitlements could not be read", &e))?;
-    let data: &[sm_store::entitlements::EntitlementRow] = rows.as_deref().map_or(&[], |r| r);
-    Ok(Json(json!({"account": account, "data": data})))
+    let data = rows.as_deref().map_or_else(Vec::new, |r| r.to_vec());
+    Ok(Json(Entitlements { account, data }))
 }
 
+/// May the account use this feature? Answered from memory on every instance.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/entitlements/{lookup_key}",
+    operation_id = "checkEntitlement",
+    tag = "entitlements",
+    params(
+        AccountParam,
+        ("lookup_key" = String, Path, description = "the feature's lookup key in Stripe (1 to 200 characters)")
+    ),
+    security(("token" = ["entitlements:read"])),
+    responses(
+        (status = 200, description = "whether it is entitled", body = EntitlementCheck),
+        (status = 400, description = "`invalid_account`, `invalid_lookup_key`", body = ErrorBody),
+    )
+)]
 async fn check(
     State(state): State<AppState>,
     Path((account, lookup_key)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EntitlementCheck>, ApiError> {
     crate::credits::validate_account(&account).map_err(ledger_error)?;
     if lookup_key.is_empty() || lookup_key.len() > 200 {
         return Err(ApiError::bad_request(
@@ -71,9 +114,11 @@ async fn check(
         .is_some_and(|r| r.iter().any(|e| e.lookup_key == lookup_key));
     metrics::counter!("stripe_manager_entitlement_checks_total", "entitled" => if entitled { "true" } else { "false" })
         .increment(1);
-    Ok(Json(
-        json!({"account": account, "lookup_key": lookup_key, "entitled": entitled}),
-    ))
+    Ok(Json(EntitlementCheck {
+        account,
+        lookup_key,
+        entitled,
+    }))
 }
 
 async fn view(state: &AppState, account: &str) -> Result<Option<TopUpView>, ApiError> {
@@ -101,6 +146,20 @@ fn not_set(account: &str) -> ApiError {
     )
 }
 
+/// The account's automatic top-up and its latest purchases.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/top-up",
+    operation_id = "getTopUp",
+    tag = "entitlements",
+    params(AccountParam),
+    security(("token" = ["accounts:read"])),
+    responses(
+        (status = 200, description = "the setting", body = TopUpView),
+        (status = 400, description = "`invalid_account`", body = ErrorBody),
+        (status = 404, description = "`top_up_not_set`", body = ErrorBody),
+    )
+)]
 async fn top_up(
     State(state): State<AppState>,
     Path(account): Path<String>,
@@ -135,6 +194,21 @@ async fn audit(state: &AppState, who: &str, action: &str, account: &str, detail:
     }
 }
 
+/// Buys the pack off-session with the customer's saved card each time what the account
+/// may spend (available − held) crosses below `below`; at most `max_per_day` a UTC day.
+#[utoipa::path(
+    put,
+    path = "/api/v1/accounts/{account}/top-up",
+    operation_id = "setTopUp",
+    tag = "entitlements",
+    params(AccountParam),
+    request_body = TopUpRequest,
+    security(("token" = ["billing:write"])),
+    responses(
+        (status = 200, description = "stored, enabled and armed", body = TopUpView),
+        (status = 400, description = "`invalid_account`, `invalid_body`, `invalid_top_up` (not a sellable one-time pack, a quantity or `max_per_day` outside 1–100, no customer)", body = ErrorBody),
+    )
+)]
 async fn set_top_up(
     State(state): State<AppState>,
     Path(account): Path<String>,
@@ -185,6 +259,20 @@ async fn set_top_up(
         .ok_or_else(|| not_set(&account))
 }
 
+/// Turns the account's automatic top-up off.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/accounts/{account}/top-up",
+    operation_id = "deleteTopUp",
+    tag = "entitlements",
+    params(AccountParam),
+    security(("token" = ["billing:write"])),
+    responses(
+        (status = 200, description = "turned off", body = TopUpView),
+        (status = 400, description = "`invalid_account`", body = ErrorBody),
+        (status = 404, description = "`top_up_not_set`", body = ErrorBody),
+    )
+)]
 async fn delete_top_up(
     State(state): State<AppState>,
     Path(account): Path<String>,

@@ -29,16 +29,12 @@ pub fn router(state: AppState) -> Router {
 /// which adds a route without any check to compare the checked ones with.
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let request_timeout = state.config.http.request_timeout;
+    let (api, _) = openapi::api().split_for_parts();
     Router::new()
         .merge(extra)
         .merge(health::router())
-        .merge(catalog::router())
-        .merge(credits::router())
-        .merge(entitlements::router())
-        .merge(accounts::router())
-        .merge(openapi::router())
+        .merge(api)
         .merge(admin::router(state.clone()))
-        .merge(sync::router())
         .merge(webhooks::router())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::reject_nul))

@@ -1,27 +1,33 @@
 //! `POST /api/v1/sync`: body `{}` (whole catalog) or `{"products":["prod_…"]}`; answers
 //! with the sync report.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Deserialize;
 use sm_domain::ProductId;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
+use super::openapi::ErrorBody;
 use crate::manager::Unavailable;
 use crate::state::AppState;
 use crate::sync::{NoProgress, Origin, SyncError, SyncReport};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/sync", post(sync))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sync))
 }
 
-#[derive(Debug, Deserialize)]
+/// `{}` (or no body) syncs the whole catalog; `products` only those.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SyncBody {
+    /// 1 to 100 product ids (`prod_…`).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 100)]
     products: Option<Vec<String>>,
 }
 
@@ -29,6 +35,23 @@ struct SyncBody {
 /// and two price lists), so a long list is a full sync's job, which pages 100 at a time.
 pub const MAX_SELECTED: usize = 100;
 
+/// Reads the catalog from Stripe into the local one (never writes to Stripe): every
+/// page, with tombstones for what Stripe no longer lists, or only the products named.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sync",
+    operation_id = "sync",
+    tag = "sync",
+    request_body(content = Option<SyncBody>, description = "optional: `{}` for the whole catalog"),
+    security(("token" = ["sync:write"])),
+    responses(
+        (status = 200, description = "the run's report", body = SyncReport),
+        (status = 400, description = "`invalid_body`, `invalid_product_id`, or `too_many_products` (more than 100)", body = ErrorBody),
+        (status = 409, description = "`sync_already_running`: a full sync holds the lock (in any process)", body = ErrorBody),
+        (status = 502, description = "`sync_failed`: Stripe answered with errors; the run's `report` is beside the error", body = ErrorBody),
+        (status = 503, description = "`stripe_disabled` (no key configured) or `stripe_unavailable` (with the run's `report` when a run started)", body = ErrorBody),
+    )
+)]
 async fn sync(State(state): State<AppState>, body: Bytes) -> Result<Json<SyncReport>, ApiError> {
     let body: SyncBody = if body.iter().all(u8::is_ascii_whitespace) {
         SyncBody { products: None }

@@ -64,7 +64,7 @@ pub async fn after_debit(
 }
 
 /// `PUT /api/v1/accounts/{account}/top-up`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopUpRequest {
     /// Buy when what the account may spend falls below this.
@@ -82,6 +82,8 @@ fn one() -> i64 {
 }
 
 /// What `GET …/top-up` shows.
+#[derive(utoipa::ToSchema)]
+#[schema(as = TopUp)]
 #[derive(Debug, Clone, Serialize)]
 pub struct TopUpView {
     pub account: String,

@@ -11,6 +11,7 @@ use stripe_manager::config::{Config, Sources};
 use stripe_manager::{AppState, Application};
 
 pub mod admin;
+pub mod conformance;
 pub mod receiver;
 pub mod shop;
 use tokio::sync::oneshot;
@@ -295,8 +296,16 @@ pub async fn post_json(url: &str, body: serde_json::Value) -> (u16, serde_json::
         .send()
         .await
         .expect("request");
+    answered("POST", url, r).await
+}
+
+/// The status and JSON of an answer, checked against the OpenAPI document
+/// ([`conformance`]).
+async fn answered(method: &str, url: &str, r: reqwest::Response) -> (u16, serde_json::Value) {
     let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    let body = r.json().await.unwrap_or(serde_json::Value::Null);
+    conformance::check(method, url, status, &body);
+    (status, body)
 }
 
 /// PUTs JSON (with the app's API token) and returns the status and the JSON answer.
@@ -306,8 +315,7 @@ pub async fn put_json(url: &str, body: serde_json::Value) -> (u16, serde_json::V
         .send()
         .await
         .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    answered("PUT", url, r).await
 }
 
 /// DELETEs (with the app's API token) and returns the status and the JSON answer.
@@ -316,8 +324,7 @@ pub async fn delete_json(url: &str) -> (u16, serde_json::Value) {
         .send()
         .await
         .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    answered("DELETE", url, r).await
 }
 
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
@@ -325,8 +332,7 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
         .send()
         .await
         .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    answered("GET", url, r).await
 }
 
 /// Requests the fake received that would write the catalog: the invariant is none.
