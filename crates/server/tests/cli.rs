@@ -209,7 +209,69 @@ sm_store::contract_tests!(
     admin_disable_ends_the_sessions_and_enable_lets_the_admin_back,
     admin_commands_name_an_unknown_email_exit_1_and_change_nothing,
     lists_are_aligned_tables_with_readable_times_and_json_keeps_unix_seconds,
+    a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code,
 );
+
+/// Runs the binary with a stdout whose reading end is closed before it starts (what
+/// `| head -1` does once it has its line): `(exit code, stderr)`.
+async fn run_with_closed_stdout(env: &[(String, String)], args: &[&str]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    // Spawned, not `output()`: that would replace stdout with a pipe of its own.
+    let child = command(env)
+        .args(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let out = child.wait_with_output().await.expect("binary ends");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `stripe-manager credits balance X | head -1` panicked (exit 101, "failed printing to
+/// stdout: Broken pipe"). Every command's output goes through one writer that stops
+/// quietly at a broken pipe: the command still does its work and exits with its code.
+async fn a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code(db: TestDb) {
+    let env = env_for(None, &db);
+    let cases: &[(&[&str], i32)] = &[
+        (
+            &["credits", "grant", "acct_pipe", "5", "--reason", "pipe"],
+            0,
+        ),
+        (&["credits", "balance", "acct_pipe"], 0),
+        (&["credits", "balance", "acct_pipe", "--json"], 0),
+        (&["credits", "history", "acct_pipe"], 0),
+        (&["products", "--all"], 0),
+        (&["token", "list"], 0),
+        (&["events", "list"], 0),
+        (&["migrate", "--status"], 0),
+        (&["--help"], 0),
+        (&["credits", "--help"], 0),
+        (&["--version"], 0),
+        // Failures keep their codes: short of credits (1), Stripe disabled (2).
+        (
+            &["credits", "deduct", "acct_pipe", "50", "--reason", "pipe"],
+            1,
+        ),
+        (&["sync"], 2),
+    ];
+    for (args, expected) in cases {
+        let (code, err) = run_with_closed_stdout(&env, args).await;
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(code, *expected, "{args:?}: {err}");
+    }
+    // The grant above was made although nobody read its answer.
+    let (code, out, err) = run_cli(&env, &["credits", "balance", "acct_pipe", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let balance: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(balance["available"], "5.00", "{balance}");
+}
 
 async fn migrate_is_idempotent(db: TestDb) {
     let fresh = TestDb::create(db.store.backend(), false).await.unwrap();

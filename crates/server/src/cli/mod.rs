@@ -1,6 +1,12 @@
 //! The command line: `stripe-manager <command>`. Exit codes are part of the contract:
 //! 0 success, 1 finished with some items failed or invalid, 2 configuration or usage
-//! error, 3 Stripe unavailable.
+//! error, 3 Stripe unavailable, whether or not whoever reads the output reads it all.
+
+// Output goes through `out` (see there why).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod out;
 
 mod accounts;
 mod admin;
@@ -286,14 +292,14 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => ExitCode::from(out::finish(code)),
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            errln!("error: {}", failure.message);
             ExitCode::from(failure.code)
         }
     }
