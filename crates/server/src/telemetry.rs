@@ -17,10 +17,22 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 use MetricKind::{Counter, Gauge, Histogram};
 
-/// Installs the log subscriber (idempotent). `RUST_LOG` overrides the default level.
+/// Installs the log subscriber for the service (idempotent): `info` and up. `RUST_LOG`
+/// overrides the default level.
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,reqwest=warn"));
+    init_logging_at(format, "info,sqlx=warn,hyper=warn,reqwest=warn");
+}
+
+/// Installs the log subscriber for a one-shot command (idempotent): warnings and errors
+/// only, unless `RUST_LOG` says otherwise. What such a command did is its own output;
+/// its `info` lines (`sync finished …`) repeated it on stderr, between the progress bar
+/// and the table on a terminal.
+pub fn init_command_logging(format: LogFormat) {
+    init_logging_at(format, "warn");
+}
+
+fn init_logging_at(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -273,6 +273,33 @@ async fn a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code(db: T
     assert_eq!(balance["available"], "5.00", "{balance}");
 }
 
+/// `--env-file`, `--database-url` and `--bind` are accepted by every command, and shown
+/// apart from each command's own options rather than among them.
+#[test]
+fn the_global_flags_have_their_own_heading_in_every_help() {
+    use clap::CommandFactory;
+    let mut cli = stripe_manager::cli::Cli::command();
+    cli.build(); // propagates the global flags to the subcommands
+    for path in [&["credits", "balance"][..], &["sync"], &["token", "create"]] {
+        let mut cmd = &mut cli;
+        for name in path {
+            cmd = cmd.find_subcommand_mut(name).expect("a subcommand");
+        }
+        let help = cmd.render_help().to_string();
+        let heading = help
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{path:?}: no global heading:\n{help}"));
+        let options = help.find("Options:").expect("the command's options");
+        assert!(options < heading, "{path:?}: own options first:\n{help}");
+        for flag in ["--env-file", "--database-url", "--bind"] {
+            assert!(
+                help.find(flag).is_some_and(|at| at > heading),
+                "{path:?}: {flag} under the global heading:\n{help}"
+            );
+        }
+    }
+}
+
 async fn migrate_is_idempotent(db: TestDb) {
     let fresh = TestDb::create(db.store.backend(), false).await.unwrap();
     let env = env_for(None, &fresh);

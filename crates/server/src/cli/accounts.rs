@@ -175,7 +175,10 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
             }
             outln!("account      {}", a.account);
             match &a.customer {
-                Some(c) => outln!("customer     {} {}", c.id, c.email.as_deref().unwrap_or("")),
+                Some(c) => match &c.email {
+                    Some(email) => outln!("customer     {} {email}", c.id),
+                    None => outln!("customer     {}", c.id),
+                },
                 None => outln!("customer     -"),
             }
             outln!(

@@ -31,6 +31,9 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, ConfigError, Sources};
 use crate::manager::Unavailable;
 
+/// The heading of the flags every command takes.
+const GLOBAL_OPTIONS: &str = "Global options";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stripe-manager",
@@ -38,14 +41,16 @@ use crate::manager::Unavailable;
     about = "Stripe as the single source of truth for a SaaS catalog and its credits"
 )]
 pub struct Cli {
+    // The global flags are shown under their own heading in every subcommand's help, so
+    // the command's own options come first and read alone.
     /// Read configuration from this file as well as the environment (default: .env if present).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL_OPTIONS)]
     env_file: Option<PathBuf>,
     /// Overrides DATABASE_URL.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL_OPTIONS)]
     database_url: Option<String>,
     /// Overrides BIND.
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR", help_heading = GLOBAL_OPTIONS)]
     bind: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -98,7 +103,7 @@ enum Command {
         #[arg(value_name = "PRODUCT_ID")]
         products: Vec<String>,
         /// What to sync: `catalog` (the default), `customers`, `subscriptions`,
-        /// `invoices`, comma-separated, or `all`.
+        /// `invoices`, `charges`, comma-separated, or `all`.
         #[arg(long, value_name = "LIST")]
         objects: Option<String>,
         /// Print the report as JSON.
@@ -312,7 +317,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         return check::run(&sources, json).await;
     }
     let config = Config::load(&sources)?;
-    crate::telemetry::init_logging(config.log_format);
+    if matches!(cli.command, Command::Serve) {
+        crate::telemetry::init_logging(config.log_format);
+    } else {
+        crate::telemetry::init_command_logging(config.log_format);
+    }
     match cli.command {
         Command::Serve => serve::run(config).await,
         Command::Migrate { json, status } => migrate::run(config, json, status).await,
