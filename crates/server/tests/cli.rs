@@ -273,6 +273,42 @@ async fn a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code(db: T
     assert_eq!(balance["available"], "5.00", "{balance}");
 }
 
+/// The README's command table names every command (and `sync --objects`), so a
+/// newcomer reading it finds `accounts`, `subscription` and `payments`.
+#[test]
+fn the_readme_command_table_names_every_command() {
+    use clap::CommandFactory;
+    fn leaves(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let subs: Vec<_> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subs.is_empty() {
+            out.push(path.trim().to_owned());
+        }
+        for sub in subs {
+            leaves(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme.find("## Commands").expect("a Commands section");
+    let section = &readme[start..start + readme[start + 1..].find("\n## ").unwrap()];
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| `")).collect();
+    let mut commands = Vec::new();
+    leaves(&stripe_manager::cli::Cli::command(), "", &mut commands);
+    assert!(commands.len() > 30, "{commands:?}");
+    let missing: Vec<&String> = commands
+        .iter()
+        .filter(|c| !rows.iter().any(|r| r.contains(&format!("`{c}"))))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in the README's command table: {missing:?}"
+    );
+    assert!(rows.iter().any(|r| r.starts_with("| `sync --objects")));
+}
+
 /// `--env-file`, `--database-url` and `--bind` are accepted by every command, and shown
 /// apart from each command's own options rather than among them.
 #[test]
@@ -349,6 +385,23 @@ async fn serve_answers_and_stops_cleanly_on_sigterm(db: TestDb) {
         .unwrap();
     assert_eq!(health.status(), 200);
     assert!(health.headers().contains_key("x-request-id"));
+    // The README gives the body with the same fields.
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `GET /healthz`"))
+        .expect("a /healthz row");
+    let documented: serde_json::Value = serde_json::from_str(
+        row.split('`')
+            .find(|part| part.starts_with('{'))
+            .expect("a body in the row"),
+    )
+    .unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&documented), keys(&body), "README: {row}");
     let ready: serde_json::Value = http
         .get(format!("http://{addr}/readyz"))
         .send()
