@@ -480,10 +480,10 @@ pub fn parse_objects(list: &str) -> Result<(bool, Vec<&'static str>), String> {
         }
     }
     if !catalog && names.is_empty() {
-        return Err(
-            "--objects names nothing: use catalog, customers, subscriptions, invoices, or all"
-                .into(),
-        );
+        return Err(format!(
+            "--objects names nothing: use catalog, {}, or all",
+            OBJECT_NAMES.join(", ")
+        ));
     }
     Ok((catalog, names))
 }

@@ -10,17 +10,29 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Recorder, Unit};
+use metrics::{Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 use MetricKind::{Counter, Gauge, Histogram};
 
-/// Installs the log subscriber (idempotent). `RUST_LOG` overrides the default level.
+/// Installs the log subscriber for the service (idempotent): `info` and up. `RUST_LOG`
+/// overrides the default level.
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,reqwest=warn"));
+    init_logging_at(format, "info,sqlx=warn,hyper=warn,reqwest=warn");
+}
+
+/// Installs the log subscriber for a one-shot command (idempotent): warnings and errors
+/// only, unless `RUST_LOG` says otherwise. What such a command did is its own output;
+/// its `info` lines (`sync finished …`) repeated it on stderr, between the progress bar
+/// and the table on a terminal.
+pub fn init_command_logging(format: LogFormat) {
+    init_logging_at(format, "warn");
+}
+
+fn init_logging_at(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -51,6 +63,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Described on our recorder itself, not through the facade: the descriptions
             // then reach this handle even when the global install below fails.
             describe_metrics(&recorder);
+            register_counters(&recorder);
             let handle = recorder.handle();
             // Another recorder may already be installed (e.g. by an embedding app);
             // then ours still renders, just without the facade's events.
@@ -317,7 +330,7 @@ pub const METRICS: &[MetricDef] = &[
         "stripe_manager_credit_grants_total",
         Counter,
         None,
-        "Credit lots granted, by source (purchase, subscription).",
+        "Credit lots granted, by source (purchase, subscription, promotional).",
     ),
     metric(
         "stripe_manager_credit_consumptions_total",
@@ -408,6 +421,202 @@ pub fn describe_metrics(recorder: &impl Recorder) {
             Counter => recorder.describe_counter(name, unit, help),
             Gauge => recorder.describe_gauge(name, unit, help),
             Histogram => recorder.describe_histogram(name, unit, help),
+        }
+    }
+}
+
+/// A counter's labels, in the order its call sites write them.
+pub type Labels = &'static [(&'static str, &'static str)];
+
+/// The series of every counter in [`METRICS`] that exist, at 0, from start-up: a series
+/// that appears only with its first event makes `rate()` and `increase()` miss that
+/// event and leaves absence alerts nothing to watch (Prometheus's instrumentation
+/// guidance). An unlabelled counter has the one empty label set.
+///
+/// Labels from a small closed set (reasons, outcomes, sources, tables) are listed
+/// whole. Labels from an open or large set (route × method × status, Stripe endpoint
+/// × outcome, event type × outcome) get one series each, named below, so the counter
+/// exists and `sum(rate(…))` reads 0; their other series appear with their first event.
+/// `tests/ops_metrics.rs` checks this table against the `counter!` calls in the sources:
+/// every counter has an entry, every label set a call site writes in literals is here,
+/// and every series here has its call sites' label names.
+pub const COUNTER_SERIES: &[(&str, &[Labels])] = &[
+    (
+        "stripe_manager_http_requests_total",
+        // Open: the first scrape's own series.
+        &[&[("route", "/metrics"), ("method", "GET"), ("status", "200")]],
+    ),
+    ("stripe_manager_http_connections_refused_total", &[&[]]),
+    ("stripe_manager_http_accept_errors_total", &[&[]]),
+    (
+        "stripe_manager_api_auth_failures_total",
+        &[&[("reason", "unauthorized")], &[("reason", "forbidden")]],
+    ),
+    (
+        "stripe_manager_stripe_api_requests_total",
+        // Open: the first request of a sync.
+        &[&[("endpoint", "products.list"), ("outcome", "ok")]],
+    ),
+    (
+        "stripe_manager_stripe_api_retries_total",
+        &[&[("endpoint", "products.list")]],
+    ),
+    ("stripe_manager_stripe_rate_limiter_waits_total", &[&[]]),
+    (
+        "stripe_manager_retention_pruned_rows_total",
+        // sm_store::retention::Target::ALL
+        &[
+            &[("table", "webhook_events")],
+            &[("table", "app_events")],
+            &[("table", "sync_runs")],
+            &[("table", "audit_log")],
+            &[("table", "admin_sessions")],
+            &[("table", "login_throttle")],
+        ],
+    ),
+    (
+        "stripe_manager_sync_runs_total",
+        &[
+            &[("scope", "full"), ("status", "succeeded")],
+            &[("scope", "full"), ("status", "failed")],
+            &[("scope", "selected"), ("status", "succeeded")],
+            &[("scope", "selected"), ("status", "failed")],
+        ],
+    ),
+    (
+        "stripe_manager_sync_products_total",
+        &[&[("outcome", "invalid")], &[("outcome", "tombstoned")]],
+    ),
+    ("stripe_manager_catalog_cache_rebuilds_total", &[&[]]),
+    (
+        "stripe_manager_webhook_events_received_total",
+        // Open (webhooks::type_label): the event that grants a purchase's credits.
+        &[
+            &[
+                ("type", "checkout.session.completed"),
+                ("outcome", "received"),
+            ],
+            &[
+                ("type", "checkout.session.completed"),
+                ("outcome", "duplicate"),
+            ],
+        ],
+    ),
+    (
+        "stripe_manager_webhook_events_rejected_total",
+        // sm_stripe::webhook::Rejection::code, then the intake's own refusals.
+        &[
+            &[("reason", "missing_signature")],
+            &[("reason", "malformed_signature")],
+            &[("reason", "no_v1_signature")],
+            &[("reason", "timestamp_outside_tolerance")],
+            &[("reason", "signature_mismatch")],
+            &[("reason", "body_not_json")],
+            &[("reason", "body_not_event")],
+            &[("reason", "webhooks_not_configured")],
+            &[("reason", "source_not_allowed")],
+            &[("reason", "body_too_large")],
+            &[("reason", "not_stored")],
+        ],
+    ),
+    ("stripe_manager_change_listener_losses_total", &[&[]]),
+    (
+        "stripe_manager_webhook_events_processed_total",
+        &[&[
+            ("type", "checkout.session.completed"),
+            ("outcome", "processed"),
+        ]],
+    ),
+    (
+        "stripe_manager_webhook_events_retried_total",
+        &[&[("type", "checkout.session.completed")]],
+    ),
+    (
+        "stripe_manager_webhook_events_parked_total",
+        // The invoice that waits for its checkout.
+        &[&[("type", "invoice.paid")]],
+    ),
+    (
+        "stripe_manager_webhook_events_failed_total",
+        &[&[("type", "checkout.session.completed")]],
+    ),
+    ("stripe_manager_webhook_events_reconciled_total", &[&[]]),
+    (
+        "stripe_manager_credit_grants_total",
+        // The sources of lots granted through this counter's two call sites (an
+        // operator's grant, source `admin`, is an adjustment and is not counted here).
+        &[
+            &[("source", "purchase")],
+            &[("source", "subscription")],
+            &[("source", "promotional")],
+        ],
+    ),
+    ("stripe_manager_credit_consumptions_total", &[&[]]),
+    (
+        "stripe_manager_credit_holds_total",
+        &[&[("outcome", "held")], &[("outcome", "refused")]],
+    ),
+    (
+        "stripe_manager_credit_hold_captures_total",
+        &[&[("outcome", "captured")], &[("outcome", "refused")]],
+    ),
+    (
+        "stripe_manager_credit_hold_releases_total",
+        &[&[("how", "released")], &[("how", "expired")]],
+    ),
+    (
+        "stripe_manager_entitlement_checks_total",
+        &[&[("entitled", "true")], &[("entitled", "false")]],
+    ),
+    ("stripe_manager_entitlement_changes_total", &[&[]]),
+    (
+        "stripe_manager_top_ups_total",
+        &[
+            &[("outcome", "queued")],
+            &[("outcome", "skipped")],
+            &[("outcome", "paid")],
+            &[("outcome", "succeeded")],
+            &[("outcome", "failed")],
+        ],
+    ),
+    (
+        "stripe_manager_app_events_emitted_total",
+        // outbox::TYPES
+        &[
+            &[("type", "credits.granted")],
+            &[("type", "credits.taken_back")],
+            &[("type", "credits.expired")],
+            &[("type", "credits.low")],
+            &[("type", "credits.depleted")],
+            &[("type", "credits.hold_expired")],
+            &[("type", "subscription.updated")],
+            &[("type", "entitlements.updated")],
+            &[("type", "top_up.succeeded")],
+            &[("type", "top_up.failed")],
+        ],
+    ),
+    (
+        "stripe_manager_app_event_deliveries_total",
+        &[
+            &[("outcome", "delivered")],
+            &[("outcome", "retry")],
+            &[("outcome", "failed")],
+        ],
+    ),
+];
+
+/// Registers every series of [`COUNTER_SERIES`] on `recorder`, at 0. On the recorder
+/// itself, not through the facade, like [`describe_metrics`]: the series must render on
+/// our handle even when another recorder is the global one.
+pub fn register_counters(recorder: &impl Recorder) {
+    static METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    for (name, series) in COUNTER_SERIES {
+        for labels in *series {
+            let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
+            recorder
+                .register_counter(&Key::from_parts(*name, labels), &METADATA)
+                .absolute(0);
         }
     }
 }

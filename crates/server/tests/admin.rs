@@ -459,6 +459,9 @@ async fn an_operator_syncs_replays_adjusts_and_finds_it_all_in_the_audit_log(db:
         flash(&html).as_deref(),
         Some("Granted 10.00 credits to acct_ui; balance 10.00.")
     );
+    // No subscription, no payments: a sentence each, not a table of headers alone.
+    assert!(html.contains("No subscription.") && !html.contains("id=\"subscriptions\""));
+    assert!(html.contains("No payments.") && !html.contains("id=\"payments\""));
     let deduct = [
         ("account", "acct_ui"),
         ("amount", "50"),

@@ -350,6 +350,18 @@ async fn no_admin_page_prints_a_raw_unix_timestamp(db: TestDb) {
             "{path} prints raw timestamps"
         );
         assert!(html.contains(" UTC"), "{path} shows no readable time");
+        // A time in a table keeps to one line (`2026-12-02 10:48 UTC · 3 min ago` wrapped
+        // into four in a narrow column).
+        let unwrapped: Vec<&str> = html
+            .match_indices("<td><small>")
+            .map(|(at, _)| &html[at..at + html[at..].find("</td>").unwrap()])
+            .filter(|cell| cell.contains(" UTC"))
+            .collect();
+        assert_eq!(
+            unwrapped,
+            Vec::<&str>::new(),
+            "{path}: time cells are <td class=\"when\">"
+        );
         assert!(
             html.contains("<title>") && html.contains("· stripe-manager</title>"),
             "{path}"
@@ -357,6 +369,14 @@ async fn no_admin_page_prints_a_raw_unix_timestamp(db: TestDb) {
         assert!(html.contains("<h1>"), "{path} has no heading");
         assert!(html.contains("rel=\"icon\""), "{path} has no favicon");
     }
+    let account = op
+        .page(&app, "/admin/credits/account?account=acct_times")
+        .await;
+    assert!(
+        account.contains("<td class=\"when\"><small>")
+            && account.contains("td.when{white-space:nowrap}"),
+        "{account}"
+    );
     // The check itself finds what it looks for.
     assert_eq!(
         raw_timestamps(&format!("<td>{now}</td><pre>{now}</pre>")),

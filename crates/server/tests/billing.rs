@@ -362,6 +362,11 @@ async fn the_cli_shows_accounts_and_runs_billing_actions_and_refunds(db: TestDb)
     let (code, out, _) = cli(&["accounts", "show", "acct_cli"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("entitlement  active (active)"), "{out}");
+    // The checkout's customer has no email: its line ends with the id, no space after.
+    assert!(out.contains("customer     cus_"), "{out}");
+    for line in out.lines() {
+        assert_eq!(line, line.trim_end(), "a trailing space: {out:?}");
+    }
     let (code, out, _) = cli(&["accounts", "list"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("acct_cli"), "{out}");

@@ -209,7 +209,132 @@ sm_store::contract_tests!(
     admin_disable_ends_the_sessions_and_enable_lets_the_admin_back,
     admin_commands_name_an_unknown_email_exit_1_and_change_nothing,
     lists_are_aligned_tables_with_readable_times_and_json_keeps_unix_seconds,
+    a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code,
 );
+
+/// Runs the binary with a stdout whose reading end is closed before it starts (what
+/// `| head -1` does once it has its line): `(exit code, stderr)`.
+async fn run_with_closed_stdout(env: &[(String, String)], args: &[&str]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    // Spawned, not `output()`: that would replace stdout with a pipe of its own.
+    let child = command(env)
+        .args(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let out = child.wait_with_output().await.expect("binary ends");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `stripe-manager credits balance X | head -1` panicked (exit 101, "failed printing to
+/// stdout: Broken pipe"). Every command's output goes through one writer that stops
+/// quietly at a broken pipe: the command still does its work and exits with its code.
+async fn a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code(db: TestDb) {
+    let env = env_for(None, &db);
+    let cases: &[(&[&str], i32)] = &[
+        (
+            &["credits", "grant", "acct_pipe", "5", "--reason", "pipe"],
+            0,
+        ),
+        (&["credits", "balance", "acct_pipe"], 0),
+        (&["credits", "balance", "acct_pipe", "--json"], 0),
+        (&["credits", "history", "acct_pipe"], 0),
+        (&["products", "--all"], 0),
+        (&["token", "list"], 0),
+        (&["events", "list"], 0),
+        (&["migrate", "--status"], 0),
+        (&["--help"], 0),
+        (&["credits", "--help"], 0),
+        (&["--version"], 0),
+        // Failures keep their codes: short of credits (1), Stripe disabled (2).
+        (
+            &["credits", "deduct", "acct_pipe", "50", "--reason", "pipe"],
+            1,
+        ),
+        (&["sync"], 2),
+    ];
+    for (args, expected) in cases {
+        let (code, err) = run_with_closed_stdout(&env, args).await;
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(code, *expected, "{args:?}: {err}");
+    }
+    // The grant above was made although nobody read its answer.
+    let (code, out, err) = run_cli(&env, &["credits", "balance", "acct_pipe", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let balance: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(balance["available"], "5.00", "{balance}");
+}
+
+/// The README's command table names every command (and `sync --objects`), so a
+/// newcomer reading it finds `accounts`, `subscription` and `payments`.
+#[test]
+fn the_readme_command_table_names_every_command() {
+    use clap::CommandFactory;
+    fn leaves(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let subs: Vec<_> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subs.is_empty() {
+            out.push(path.trim().to_owned());
+        }
+        for sub in subs {
+            leaves(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme.find("## Commands").expect("a Commands section");
+    let section = &readme[start..start + readme[start + 1..].find("\n## ").unwrap()];
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| `")).collect();
+    let mut commands = Vec::new();
+    leaves(&stripe_manager::cli::Cli::command(), "", &mut commands);
+    assert!(commands.len() > 30, "{commands:?}");
+    let missing: Vec<&String> = commands
+        .iter()
+        .filter(|c| !rows.iter().any(|r| r.contains(&format!("`{c}"))))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in the README's command table: {missing:?}"
+    );
+    assert!(rows.iter().any(|r| r.starts_with("| `sync --objects")));
+}
+
+/// `--env-file`, `--database-url` and `--bind` are accepted by every command, and shown
+/// apart from each command's own options rather than among them.
+#[test]
+fn the_global_flags_have_their_own_heading_in_every_help() {
+    use clap::CommandFactory;
+    let mut cli = stripe_manager::cli::Cli::command();
+    cli.build(); // propagates the global flags to the subcommands
+    for path in [&["credits", "balance"][..], &["sync"], &["token", "create"]] {
+        let mut cmd = &mut cli;
+        for name in path {
+            cmd = cmd.find_subcommand_mut(name).expect("a subcommand");
+        }
+        let help = cmd.render_help().to_string();
+        let heading = help
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{path:?}: no global heading:\n{help}"));
+        let options = help.find("Options:").expect("the command's options");
+        assert!(options < heading, "{path:?}: own options first:\n{help}");
+        for flag in ["--env-file", "--database-url", "--bind"] {
+            assert!(
+                help.find(flag).is_some_and(|at| at > heading),
+                "{path:?}: {flag} under the global heading:\n{help}"
+            );
+        }
+    }
+}
 
 async fn migrate_is_idempotent(db: TestDb) {
     let fresh = TestDb::create(db.store.backend(), false).await.unwrap();
@@ -260,6 +385,23 @@ async fn serve_answers_and_stops_cleanly_on_sigterm(db: TestDb) {
         .unwrap();
     assert_eq!(health.status(), 200);
     assert!(health.headers().contains_key("x-request-id"));
+    // The README gives the body with the same fields.
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `GET /healthz`"))
+        .expect("a /healthz row");
+    let documented: serde_json::Value = serde_json::from_str(
+        row.split('`')
+            .find(|part| part.starts_with('{'))
+            .expect("a body in the row"),
+    )
+    .unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&documented), keys(&body), "README: {row}");
     let ready: serde_json::Value = http
         .get(format!("http://{addr}/readyz"))
         .send()

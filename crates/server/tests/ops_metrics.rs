@@ -1,8 +1,9 @@
 //! Operations: every metric the service exports has `# HELP` text, and the alert rules
 //! (`deploy/prometheus/alerts.yml`) and the Grafana dashboard
 //! (`deploy/grafana/stripe-manager.json`) name only metrics it exports, used as their
-//! type allows. The real Application against the fake Stripe, on SQLite and PostgreSQL,
-//! plus checks of the sources and the deploy files that need no server.
+//! type allows; every counter is exported, at 0, from start-up, with the series its
+//! call sites name. The real Application against the fake Stripe, on SQLite and
+//! PostgreSQL, plus checks of the sources and the deploy files that need no server.
 
 mod common;
 
@@ -13,9 +14,10 @@ use common::*;
 use fake_stripe::{FakeStripe, Fault};
 use serde_json::{Value, json};
 use sm_store::testing::TestDb;
-use stripe_manager::telemetry::{METRICS, MetricDef, MetricKind};
+use stripe_manager::telemetry::{COUNTER_SERIES, METRICS, MetricDef, MetricKind};
 
 sm_store::contract_tests!(
+    a_fresh_service_exports_every_counter_and_its_known_series,
     after_real_traffic_every_scraped_metric_is_described_and_the_deploy_files_match_it,
     the_last_full_sync_gauges_follow_the_recorded_runs,
 );
@@ -74,6 +76,21 @@ impl Scrape {
             .iter()
             .find(|(s, _)| s == series)
             .map(|(_, v)| *v)
+    }
+
+    /// Whether a series of `name` has exactly these labels, in any order.
+    fn has_series(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        let wanted: BTreeSet<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        self.samples.iter().any(|(series, _)| {
+            let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
+            let got: BTreeSet<String> = rest
+                .trim_end_matches('}')
+                .split(",")
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            n == name && got == wanted
+        })
     }
 
     fn has_series_starting(&self, prefix: &str) -> bool {
@@ -516,6 +533,174 @@ fn emitted_in_sources() -> Vec<(String, MetricKind, String)> {
     found
 }
 
+/// One `counter!` call: its name, its labels in order (a value is `Some` when it is a
+/// string literal), and where it is.
+#[derive(Debug)]
+struct CounterCall {
+    name: String,
+    labels: Vec<(String, Option<String>)>,
+    place: String,
+}
+
+/// The top-level, comma-separated arguments of the macro call whose text starts just
+/// after its opening parenthesis, read up to the matching one.
+fn macro_arguments(text: &str) -> Vec<String> {
+    let mut args = vec![String::new()];
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for c in text.chars() {
+        if in_string {
+            in_string = c != '"' || escaped;
+            escaped = c == '\\' && !escaped;
+        } else {
+            match c {
+                '"' => in_string = true,
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' if depth == 0 => break,
+                ')' | ']' | '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    args.push(String::new());
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        args.last_mut().expect("one").push(c);
+    }
+    args.into_iter()
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// Every `counter!` call in the sources, with its labels.
+fn counter_calls() -> Vec<CounterCall> {
+    let mut calls = Vec::new();
+    for (name, kind, place) in emitted_in_sources() {
+        if kind != MetricKind::Counter {
+            continue;
+        }
+        let (file, line) = place.rsplit_once(':').expect("file:line");
+        let text = read(file);
+        let line: usize = line.parse().expect("a line number");
+        // The call starts on `line` (1-based); find its `counter!(` there.
+        let offset: usize = text.lines().take(line - 1).map(|l| l.len() + 1).sum();
+        let at = offset + text[offset..].find("counter!(").expect("the call");
+        let args = macro_arguments(&text[at + "counter!(".len()..]);
+        let labels = args[1..]
+            .iter()
+            .map(|a| {
+                let (k, v) = a
+                    .split_once("=>")
+                    .unwrap_or_else(|| panic!("{place}: a label is `\"key\" => value`: {a}"));
+                let key = k.trim().trim_matches('"').to_owned();
+                let v = v.trim();
+                let literal = (v.len() >= 2
+                    && v.starts_with('"')
+                    && v.ends_with('"')
+                    && !v[1..v.len() - 1].contains('"'))
+                .then(|| v[1..v.len() - 1].to_owned());
+                (key, literal)
+            })
+            .collect();
+        calls.push(CounterCall {
+            name,
+            labels,
+            place,
+        });
+    }
+    calls
+}
+
+#[test]
+fn every_counter_is_registered_at_start_up_with_the_series_its_call_sites_use() {
+    let calls = counter_calls();
+    assert!(calls.len() >= 30, "too few counter calls found: {calls:?}");
+    let mut problems = Vec::new();
+    let mut listed = BTreeSet::new();
+    for (name, series) in COUNTER_SERIES {
+        if !listed.insert(*name) {
+            problems.push(format!("{name} is listed twice in COUNTER_SERIES"));
+        }
+        if described(name).is_none_or(|m| m.kind != MetricKind::Counter) {
+            problems.push(format!(
+                "{name} is in COUNTER_SERIES but is not a counter in METRICS"
+            ));
+        }
+        if series.is_empty() {
+            problems.push(format!("{name} has no series to register"));
+        }
+    }
+    for m in METRICS.iter().filter(|m| m.kind == MetricKind::Counter) {
+        if !listed.contains(m.name) {
+            problems.push(format!(
+                "{} has no entry in COUNTER_SERIES: it would appear only with its first event",
+                m.name
+            ));
+        }
+    }
+    for call in &calls {
+        let Some((_, series)) = COUNTER_SERIES.iter().find(|(n, _)| *n == call.name) else {
+            continue; // reported above
+        };
+        let keys: Vec<&str> = call.labels.iter().map(|(k, _)| k.as_str()).collect();
+        // Every series registered has the label names every call site writes.
+        for labels in *series {
+            let registered: Vec<&str> = labels.iter().map(|(k, _)| *k).collect();
+            if registered != keys {
+                problems.push(format!(
+                    "{}: {} is labelled {keys:?} here but registered as {registered:?}",
+                    call.place, call.name
+                ));
+            }
+        }
+        // A label set written in literals is registered.
+        let literal: Option<Vec<(&str, &str)>> = call
+            .labels
+            .iter()
+            .map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v)))
+            .collect();
+        if let Some(literal) = literal
+            && !series.iter().any(|labels| labels.to_vec() == literal)
+        {
+            problems.push(format!(
+                "{}: {} {literal:?} is not in COUNTER_SERIES",
+                call.place, call.name
+            ));
+        }
+    }
+    // Closed sets the code spells out of literals, registered whole.
+    let series_of = |name: &str, key: &str| -> BTreeSet<String> {
+        COUNTER_SERIES
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .flat_map(|(_, s)| s.iter())
+            .flat_map(|labels| {
+                labels
+                    .iter()
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+            .collect()
+    };
+    let tables: BTreeSet<String> = sm_store::retention::Target::ALL
+        .iter()
+        .map(|t| t.table().to_owned())
+        .collect();
+    assert_eq!(
+        series_of("stripe_manager_retention_pruned_rows_total", "table"),
+        tables
+    );
+    let app_events: BTreeSet<String> = stripe_manager::outbox::TYPES
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
+    assert_eq!(
+        series_of("stripe_manager_app_events_emitted_total", "type"),
+        app_events
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 #[test]
 fn every_metric_the_code_emits_is_described_with_its_type_and_every_description_is_used() {
     let emitted = emitted_in_sources();
@@ -612,6 +797,38 @@ fn product_event(id: &str, product: &str) -> String {
         }}
     })
     .to_string()
+}
+
+/// Before any traffic, every counter is in the scrape with every series
+/// `COUNTER_SERIES` names: `rate()` and absence alerts have a series from the start
+/// (the dashboard's consumptions, auth failures and cache rebuilds were missing).
+/// Values are not asserted: under `cargo test` other tests share the process's recorder.
+async fn a_fresh_service_exports_every_counter_and_its_known_series(db: TestDb) {
+    let fake = FakeStripe::start().await;
+    let app = quiet_app(&fake, &db).await;
+    let scrape = scrape(&app).await;
+    let mut problems = Vec::new();
+    for m in METRICS.iter().filter(|m| m.kind == MetricKind::Counter) {
+        if scrape.types.get(m.name).map(String::as_str) != Some("counter") {
+            problems.push(format!("{} is not in a fresh scrape", m.name));
+        }
+    }
+    for (name, series) in COUNTER_SERIES {
+        for labels in *series {
+            if !scrape.has_series(name, labels) {
+                problems.push(format!("{name}{labels:?} is not in a fresh scrape"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    for name in [
+        "stripe_manager_credit_consumptions_total",
+        "stripe_manager_api_auth_failures_total",
+        "stripe_manager_catalog_cache_rebuilds_total",
+    ] {
+        assert!(scrape.has_series_starting(name), "{name}");
+    }
+    app.stop().await;
 }
 
 async fn after_real_traffic_every_scraped_metric_is_described_and_the_deploy_files_match_it(

@@ -696,6 +696,17 @@ async fn the_cli_sync_reports_invalid_products_with_exit_1(db: TestDb) {
         stderr.contains("synced a page of 3 products"),
         "plain progress lines when not a terminal: {stderr}"
     );
+    // The report is the output: no log line repeats it (on a terminal it landed between
+    // the progress bar and the table). RUST_LOG still brings it back.
+    assert!(!stderr.contains("sync finished"), "{stderr}");
+    let mut verbose = env.clone();
+    verbose.push(("RUST_LOG".into(), "info".into()));
+    let out = command(&verbose).args(["sync"]).output().await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sync finished"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = command(&env)
         .args(["sync", "--json"])

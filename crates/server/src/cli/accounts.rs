@@ -121,7 +121,7 @@ pub enum PaymentsCommand {
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("views serialize")
     );
@@ -173,12 +173,15 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                 print_json(&a);
                 return Ok(0);
             }
-            println!("account      {}", a.account);
+            outln!("account      {}", a.account);
             match &a.customer {
-                Some(c) => println!("customer     {} {}", c.id, c.email.as_deref().unwrap_or("")),
-                None => println!("customer     -"),
+                Some(c) => match &c.email {
+                    Some(email) => outln!("customer     {} {email}", c.id),
+                    None => outln!("customer     {}", c.id),
+                },
+                None => outln!("customer     -"),
             }
-            println!(
+            outln!(
                 "entitlement  {} ({}{})",
                 if a.entitlement.active {
                     "active"
@@ -191,7 +194,7 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                     .map(|g| format!(", grace until {}", utc(g)))
                     .unwrap_or_default()
             );
-            println!(
+            outln!(
                 "features     {}",
                 if a.features.is_empty() {
                     "-".to_owned()
@@ -203,9 +206,9 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                         .join(", ")
                 }
             );
-            println!("credits      {} available", a.credits.available);
+            outln!("credits      {} available", a.credits.available);
             for s in &a.subscriptions {
-                println!(
+                outln!(
                     "subscription {} {} {} period end {}{}",
                     s.id,
                     s.status,
@@ -218,7 +221,7 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                     }
                 );
                 if let Some(next) = &s.scheduled_change {
-                    println!(
+                    outln!(
                         "             changes to {} × {} at {} (schedule {})",
                         next.price,
                         next.quantity.unwrap_or(1),
@@ -227,7 +230,7 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                     );
                 }
                 if s.pause_collection.is_some() {
-                    println!("             payment collection paused");
+                    outln!("             payment collection paused");
                 }
             }
         }
@@ -245,7 +248,7 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                 return Ok(0);
             }
             if rows.is_empty() {
-                println!("no accounts");
+                outln!("no accounts");
                 return Ok(0);
             }
             let mut t = table::new(&["ACCOUNT", "CUSTOMER", "CREATED"]);
@@ -267,7 +270,7 @@ fn print_changed(c: &SubscriptionChanged, json: bool) {
         print_json(c);
         return;
     }
-    println!(
+    outln!(
         "{}: subscription {} {} on {}{}",
         c.account,
         c.subscription,
@@ -283,7 +286,7 @@ fn print_changed(c: &SubscriptionChanged, json: bool) {
         }
     );
     if let Some(next) = &c.scheduled_change {
-        println!(
+        outln!(
             "  changes to {} × {} at {} (schedule {})",
             next.price,
             next.quantity.unwrap_or(1),
@@ -350,7 +353,7 @@ pub async fn run_payments(state: AppState, command: PaymentsCommand) -> Result<u
                 return Ok(0);
             }
             if page.data.is_empty() {
-                println!("no payments");
+                outln!("no payments");
                 return Ok(0);
             }
             let mut t = table::new(&["PAYMENT", "KIND", "STATUS", "PAID", "REFUNDED", "CREATED"]);
@@ -368,8 +371,8 @@ pub async fn run_payments(state: AppState, command: PaymentsCommand) -> Result<u
             }
             table::print(&t);
             if page.has_more {
-                println!();
-                println!("(more: raise --limit)");
+                outln!();
+                outln!("(more: raise --limit)");
             }
         }
         PaymentsCommand::Refund {
@@ -420,7 +423,7 @@ pub async fn run_payments(state: AppState, command: PaymentsCommand) -> Result<u
             if json {
                 print_json(&r);
             } else {
-                println!(
+                outln!(
                     "refund {} of {} for {} requested ({}); the credits follow when Stripe reports it",
                     r.refund,
                     sm_domain::Money::new(r.amount, r.currency.as_deref().unwrap_or("")),

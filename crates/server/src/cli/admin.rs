@@ -117,7 +117,7 @@ async fn create_user(state: &AppState, email: &str) -> Result<u8, Failure> {
             "an admin with the email {email} exists"
         )));
     }
-    println!("admin {email} created; sign in at /admin/login");
+    outln!("admin {email} created; sign in at /admin/login");
     Ok(0)
 }
 
@@ -143,14 +143,14 @@ async fn list(state: &AppState, json: bool) -> Result<u8, Failure> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({ "data": rows })).expect("serializable")
         );
         return Ok(0);
     }
     if admins.is_empty() {
-        println!("no admins; create one with `stripe-manager admin create-user EMAIL`");
+        outln!("no admins; create one with `stripe-manager admin create-user EMAIL`");
         return Ok(0);
     }
     let mut t = table::new(&["EMAIL", "CREATED", "STATUS"]);
@@ -186,7 +186,7 @@ async fn reset_password(state: &AppState, email: &str) -> Result<u8, Failure> {
     if !done {
         return Err(no_such_admin(&email));
     }
-    println!("password of {email} reset; every session of theirs has ended");
+    outln!("password of {email} reset; every session of theirs has ended");
     Ok(0)
 }
 
@@ -200,11 +200,11 @@ async fn unlock(state: &AppState, email: &str, address: Option<&str>) -> Result<
         return Err(no_such_admin(&email));
     };
     if lifted.is_empty() {
-        println!(
+        outln!(
             "{email} unlocked (a lock on a client address they never signed in from stays: see --address)"
         );
     } else {
-        println!(
+        outln!(
             "{email} unlocked, and the addresses {}; they can sign in again",
             lifted.join(", ")
         );
@@ -233,9 +233,9 @@ async fn set_disabled(state: &AppState, email: &str, disabled: bool) -> Result<u
         return Err(no_such_admin(&email));
     }
     if disabled {
-        println!("{email} disabled; their sessions have ended");
+        outln!("{email} disabled; their sessions have ended");
     } else {
-        println!("{email} enabled; they can sign in again");
+        outln!("{email} enabled; they can sign in again");
     }
     Ok(0)
 }

@@ -76,14 +76,14 @@ pub async fn run(state: AppState, command: AppEventsCommand) -> Result<u8, Failu
                         })
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&out).expect("JSON values serialize")
                 );
                 return Ok(0);
             }
             if rows.is_empty() {
-                println!(
+                outln!(
                     "no events to the app{}",
                     match &status {
                         Some(s) => format!(" with status {s}"),
@@ -145,24 +145,24 @@ pub async fn run(state: AppState, command: AppEventsCommand) -> Result<u8, Failu
                 queued += n;
             }
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"queued": queued, "unknown": unknown, "not_finished": busy})
                 );
             } else {
-                println!(
+                outln!(
                     "queued {queued} deliver{} again; a running `serve` sends {} within a second",
                     if queued == 1 { "y" } else { "ies" },
                     if queued == 1 { "it" } else { "them" }
                 );
                 if !unknown.is_empty() {
-                    eprintln!(
+                    errln!(
                         "error: no event {} (`app-events list` shows what is stored)",
                         unknown.join(", ")
                     );
                 }
                 if !busy.is_empty() {
-                    eprintln!(
+                    errln!(
                         "error: {} not delivered or failed yet (still on its way); nothing to replay",
                         busy.join(", ")
                     );

@@ -19,7 +19,7 @@ pub async fn run(sources: &Sources, as_json: bool) -> Result<u8, Failure> {
                     .iter()
                     .map(|p| json!({"variable": p.variable, "message": p.to_string()}))
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     json!({"ok": false, "configuration": {"ok": false, "problems": problems}})
                 );
@@ -201,7 +201,7 @@ pub async fn run(sources: &Sources, as_json: bool) -> Result<u8, Failure> {
     };
 
     if as_json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "ok": code == 0,
@@ -214,7 +214,7 @@ pub async fn run(sources: &Sources, as_json: bool) -> Result<u8, Failure> {
         );
     } else {
         for (label, text) in lines {
-            println!("{label:<13} {text}");
+            outln!("{label:<13} {text}");
         }
     }
     Ok(code)

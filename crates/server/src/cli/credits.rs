@@ -134,7 +134,7 @@ async fn promotional(state: &AppState, args: &GrantArgs) -> Result<u8, Failure> 
     if *json {
         print_json(&done);
     } else {
-        println!(
+        outln!(
             "{} promotional credits granted to {}{}; balance {}",
             done.amount,
             done.account,
@@ -164,7 +164,7 @@ fn failure(e: LedgerError) -> Failure {
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("views serialize")
     );
@@ -180,7 +180,7 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
                 print_json(&b);
                 return Ok(0);
             }
-            println!(
+            outln!(
                 "{}: {} available ({} subscription, {} pay-as-you-go, {} promotional); {} held; {} expired; {} debt",
                 b.account,
                 b.available,
@@ -194,7 +194,7 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
             if b.lots.is_empty() {
                 return Ok(0);
             }
-            println!();
+            outln!();
             let mut t = table::new(&["LOT", "SOURCE", "REF", "REMAINING", "OF", "EXPIRES"]);
             table::right(&mut t, &[0, 3, 4]);
             for l in &b.lots {
@@ -225,7 +225,7 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
                 return Ok(0);
             }
             if entries.is_empty() {
-                println!("no journal entries for {account}");
+                outln!("no journal entries for {account}");
                 return Ok(0);
             }
             let mut t = table::new(&["ID", "AT", "KIND", "AMOUNT", "REF", "DESCRIPTION"]);
@@ -263,7 +263,7 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
             }
             if holds.is_empty() {
                 let which = if all { "" } else { "open " };
-                println!("no {which}holds for {account}");
+                outln!("no {which}holds for {account}");
                 return Ok(0);
             }
             let mut t = table::new(&[
@@ -313,9 +313,11 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
             if json {
                 print_json(&done);
             } else {
-                println!(
+                outln!(
                     "{}: {} credits of debt forgiven; available {}",
-                    done.account, done.amount, done.balance
+                    done.account,
+                    done.amount,
+                    done.balance
                 );
             }
         }
@@ -354,9 +356,12 @@ async fn adjust(state: &AppState, kind: Adjustment, args: &AdjustArgs) -> Result
             Adjustment::Grant => "granted to",
             Adjustment::Deduct => "deducted from",
         };
-        println!(
+        outln!(
             "{} credits {verb} {} ({}); balance {}",
-            done.amount, done.account, done.reference, done.balance
+            done.amount,
+            done.account,
+            done.reference,
+            done.balance
         );
     }
     Ok(0)

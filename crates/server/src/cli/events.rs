@@ -123,7 +123,7 @@ fn print_fields(e: &InboxEvent, now_ms: i64) {
         lines.push(("last error", error.clone()));
     }
     for (label, value) in lines {
-        println!("{label:<13} {value}");
+        outln!("{label:<13} {value}");
     }
 }
 
@@ -157,12 +157,12 @@ pub async fn run(state: AppState, command: EventsCommand) -> Result<u8, Failure>
                 .await
                 .map_err(db)?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&json!({"data": events})).expect("serializable")
                 );
             } else if events.is_empty() {
-                println!("no events");
+                outln!("no events");
             } else {
                 print_table(&events, now_ms());
             }
@@ -180,14 +180,14 @@ pub async fn run(state: AppState, command: EventsCommand) -> Result<u8, Failure>
             if json {
                 let mut v = serde_json::to_value(&e).expect("serializable");
                 v["payload"] = payload;
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&v).expect("serializable")
                 );
             } else {
                 print_fields(&e, now_ms());
-                println!();
-                println!(
+                outln!();
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&payload).expect("serializable")
                 );
@@ -215,11 +215,13 @@ pub async fn run(state: AppState, command: EventsCommand) -> Result<u8, Failure>
                     },
                 })?;
             if json {
-                println!("{}", serde_json::to_string(&report).expect("serializable"));
+                outln!("{}", serde_json::to_string(&report).expect("serializable"));
             } else {
-                println!(
+                outln!(
                     "{} event(s) in the last {since} at Stripe, {} were missing and are now stored ({} page(s)); a running `serve` applies them",
-                    report.seen, report.stored, report.pages
+                    report.seen,
+                    report.stored,
+                    report.pages
                 );
             }
             Ok(0)
@@ -246,24 +248,24 @@ pub async fn run(state: AppState, command: EventsCommand) -> Result<u8, Failure>
                 )
             };
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"requested": requested, "queued": queued, "unknown": unknown, "processing": busy})
                 );
             } else {
-                println!(
+                outln!(
                     "queued {queued} event{} for replay; a running `serve` applies {} within a second",
                     if queued == 1 { "" } else { "s" },
                     if queued == 1 { "it" } else { "them" }
                 );
                 if !unknown.is_empty() {
-                    eprintln!(
+                    errln!(
                         "error: no stored event {} (`events list` shows what is stored; `events reconcile` fetches missed ones from Stripe)",
                         unknown.join(", ")
                     );
                 }
                 if !busy.is_empty() {
-                    eprintln!(
+                    errln!(
                         "error: {} being applied right now; replay it once it finishes",
                         busy.join(", ")
                     );

@@ -25,7 +25,7 @@ pub async fn prune(state: AppState, dry_run: bool, json: bool) -> Result<u8, Fai
     }
     let c = pass.counts;
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "dry_run": dry_run,
@@ -44,7 +44,7 @@ pub async fn prune(state: AppState, dry_run: bool, json: bool) -> Result<u8, Fai
         Some(d) => format!("older than {d} days"),
         None => "kept (AUDIT_RETENTION_DAYS unset)".into(),
     };
-    println!("{}:", if dry_run { "would delete" } else { "deleted" });
+    outln!("{}:", if dry_run { "would delete" } else { "deleted" });
     let mut t = table::new(&["WHAT", "ROWS", "WHICH"]);
     table::right(&mut t, &[1]);
     for (what, rows, which) in [
@@ -102,12 +102,12 @@ pub async fn backup(config: &Config, path: &Path, json: bool) -> Result<u8, Fail
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let seconds = started.elapsed().as_secs_f64();
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"backup": path.display().to_string(), "bytes": bytes, "seconds": seconds})
         );
     } else {
-        println!(
+        outln!(
             "backed up to {} ({bytes} bytes, {seconds:.1} s): a consistent copy of what was committed when it began",
             path.display()
         );

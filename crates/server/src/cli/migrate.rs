@@ -20,18 +20,18 @@ pub async fn run(config: Config, json: bool, status: bool) -> Result<u8, Failure
     store.close().await;
     let (applied, current) = result?;
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"database": config.database_url.redacted(), "applied": applied, "current": current})
         );
     } else if applied.is_empty() {
-        println!(
+        outln!(
             "{}: up to date (version {})",
             config.database_url,
             current.last().unwrap_or(&0)
         );
     } else {
-        println!("{}: applied migration(s) {applied:?}", config.database_url);
+        outln!("{}: applied migration(s) {applied:?}", config.database_url);
     }
     Ok(0)
 }
@@ -46,7 +46,7 @@ fn print_status(
     let pending = status.iter().filter(|s| s.applied_at.is_none()).count();
     let unknown = status.iter().filter(|s| s.unknown).count();
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "database": config.database_url.redacted(),
@@ -56,7 +56,7 @@ fn print_status(
             })
         );
     } else {
-        println!("{}", config.database_url);
+        outln!("{}", config.database_url);
         let mut t = table::new(&["VERSION", "DESCRIPTION", "STATE"]);
         table::right(&mut t, &[0]);
         for s in &status {
@@ -68,8 +68,8 @@ fn print_status(
             t.add_row(vec![s.version.to_string(), s.description.clone(), state]);
         }
         table::print(&t);
-        println!();
-        println!(
+        outln!();
+        outln!(
             "{} applied, {pending} pending",
             status.iter().filter(|s| s.applied_at.is_some()).count()
         );

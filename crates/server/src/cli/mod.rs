@@ -1,6 +1,12 @@
 //! The command line: `stripe-manager <command>`. Exit codes are part of the contract:
 //! 0 success, 1 finished with some items failed or invalid, 2 configuration or usage
-//! error, 3 Stripe unavailable.
+//! error, 3 Stripe unavailable, whether or not whoever reads the output reads it all.
+
+// Output goes through `out` (see there why).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod out;
 
 mod accounts;
 mod admin;
@@ -25,6 +31,9 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, ConfigError, Sources};
 use crate::manager::Unavailable;
 
+/// The heading of the flags every command takes.
+const GLOBAL_OPTIONS: &str = "Global options";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stripe-manager",
@@ -32,14 +41,16 @@ use crate::manager::Unavailable;
     about = "Stripe as the single source of truth for a SaaS catalog and its credits"
 )]
 pub struct Cli {
+    // The global flags are shown under their own heading in every subcommand's help, so
+    // the command's own options come first and read alone.
     /// Read configuration from this file as well as the environment (default: .env if present).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL_OPTIONS)]
     env_file: Option<PathBuf>,
     /// Overrides DATABASE_URL.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL_OPTIONS)]
     database_url: Option<String>,
     /// Overrides BIND.
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR", help_heading = GLOBAL_OPTIONS)]
     bind: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -95,7 +106,7 @@ enum Command {
         #[arg(value_name = "PRODUCT_ID")]
         products: Vec<String>,
         /// What to sync: `catalog` (the default), `customers`, `subscriptions`,
-        /// `invoices`, comma-separated, or `all`.
+        /// `invoices`, `charges`, comma-separated, or `all`.
         #[arg(long, value_name = "LIST")]
         objects: Option<String>,
         /// Print the report as JSON.
@@ -289,14 +300,14 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => ExitCode::from(out::finish(code)),
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            errln!("error: {}", failure.message);
             ExitCode::from(failure.code)
         }
     }
@@ -313,7 +324,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         return check::run(&sources, json).await;
     }
     let config = Config::load(&sources)?;
-    crate::telemetry::init_logging(config.log_format);
+    if matches!(cli.command, Command::Serve) {
+        crate::telemetry::init_logging(config.log_format);
+    } else {
+        crate::telemetry::init_command_logging(config.log_format);
+    }
     match cli.command {
         Command::Serve => serve::run(config).await,
         Command::Migrate { json, status } => migrate::run(config, json, status).await,

@@ -33,14 +33,14 @@ pub async fn run(state: AppState, all: bool, json: bool) -> Result<u8, Failure> 
         message: crate::error_chain(&e),
     })?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({ "data": products })).expect("serializable")
         );
         return Ok(0);
     }
     if products.is_empty() {
-        println!(
+        outln!(
             "no products{}; run `stripe-manager sync` to fetch them from Stripe",
             if all { "" } else { " active" }
         );
@@ -88,9 +88,9 @@ pub async fn run(state: AppState, all: bool, json: bool) -> Result<u8, Failure> 
         .filter_map(|p| Some((&p.id, p.validation_error.as_ref()?)))
         .collect();
     if !invalid.is_empty() {
-        println!();
+        outln!();
         for (id, e) in invalid {
-            println!("{id}: {e}");
+            outln!("{id}: {e}");
         }
     }
     Ok(0)

@@ -45,7 +45,7 @@ struct Lines;
 
 impl Progress for Lines {
     fn page(&self, kind: &'static str, items: usize, requests: u64) {
-        eprintln!(
+        errln!(
             "synced a page of {items} {kind} ({} so far)",
             super::count(requests, "request")
         );
@@ -120,7 +120,7 @@ pub async fn run(
         },
     })?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("reports serialize")
         );
@@ -157,7 +157,7 @@ async fn run_objects(
             );
         } else {
             print_summary(&report);
-            println!();
+            outln!();
         }
     }
     let reports = crate::mirror::sync_named(&state.store, client, names).await;
@@ -200,14 +200,14 @@ async fn run_objects(
             .filter_map(|r| Some((r.object, r.error.as_ref()?)))
             .collect();
         if !failed.is_empty() {
-            println!();
+            outln!();
             for (object, e) in failed {
-                println!("{object}: stopped: {e} (pages already written are kept)");
+                outln!("{object}: stopped: {e} (pages already written are kept)");
             }
         }
     }
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out).expect("reports serialize")
         );
@@ -227,7 +227,7 @@ pub fn exit_code(report: &SyncReport) -> u8 {
 }
 
 fn print_summary(r: &SyncReport) {
-    println!(
+    outln!(
         "sync #{} ({}) {} in {}, {} to Stripe, {}",
         r.run_id,
         r.scope,
@@ -236,7 +236,7 @@ fn print_summary(r: &SyncReport) {
         super::count(r.requests, "request"),
         super::count(r.pages, "page")
     );
-    println!();
+    outln!();
     let mut t = table::new(&[
         "OBJECT",
         "CREATED",
@@ -273,29 +273,29 @@ fn print_summary(r: &SyncReport) {
     }
     table::print(&t);
     if !r.invalid.is_empty() {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "{} invalid product(s), stored but never offered for checkout:",
             r.products.invalid
         );
         for i in &r.invalid {
-            println!("  {}  {:?}: {}", i.id, i.name, i.error);
+            outln!("  {}  {:?}: {}", i.id, i.name, i.error);
         }
         if (r.invalid.len() as u64) < r.products.invalid {
-            println!(
+            outln!(
                 "  … and {} more",
                 r.products.invalid - r.invalid.len() as u64
             );
         }
     }
     if !r.errors.is_empty() {
-        println!();
-        println!("errors:");
+        outln!();
+        outln!("errors:");
         for e in &r.errors {
-            println!("  {e}");
+            outln!("  {e}");
         }
         if let Some(reason) = r.unavailable {
-            println!("  (Stripe unavailable: {reason}; pages already written are kept)");
+            outln!("  (Stripe unavailable: {reason}; pages already written are kept)");
         }
     }
 }

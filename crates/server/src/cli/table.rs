@@ -34,7 +34,7 @@ pub fn right(t: &mut Table, columns: &[usize]) {
 
 /// Prints the table to stdout without trailing spaces.
 pub fn print(t: &Table) {
-    println!("{}", t.trim_fmt());
+    outln!("{}", t.trim_fmt());
 }
 
 #[cfg(test)]

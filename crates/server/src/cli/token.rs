@@ -70,13 +70,13 @@ pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> 
                 .collect::<Vec<_>>()
                 .join(" ");
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"id": id, "name": name, "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(), "token": token})
                 );
             } else {
-                println!("{token}");
-                eprintln!(
+                outln!("{token}");
+                errln!(
                     "token {name:?} created with {scope_list}; it is shown only now: store it as a secret"
                 );
             }
@@ -84,14 +84,14 @@ pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> 
         TokenCommand::List { json } => {
             let tokens = store.list_tokens().await?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&tokens).expect("rows serialize")
                 );
                 return Ok(0);
             }
             if tokens.is_empty() {
-                println!("no tokens; create one with `stripe-manager token create NAME --scope …`");
+                outln!("no tokens; create one with `stripe-manager token create NAME --scope …`");
                 return Ok(0);
             }
             let mut table = table::new(&["ID", "NAME", "PREFIX", "SCOPES", "CREATED", "STATE"]);
@@ -134,7 +134,7 @@ pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> 
                     message: format!("no live token named {name:?}"),
                 });
             }
-            println!("token {name:?} revoked");
+            outln!("token {name:?} revoked");
         }
     }
     Ok(0)
