@@ -315,7 +315,7 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     if let Command::Openapi = cli.command {
-        print!("{}", *crate::http::openapi::DOCUMENT);
+        out::write(format_args!("{}", *crate::http::openapi::DOCUMENT));
         return Ok(0);
     }
     let sources = cli.sources()?;
