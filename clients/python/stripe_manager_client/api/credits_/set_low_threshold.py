@@ -1,0 +1,218 @@
+from http import HTTPStatus
+from typing import Any, cast
+from urllib.parse import quote
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.error import Error
+from ...models.low_threshold import LowThreshold
+from ...models.low_threshold_request import LowThresholdRequest
+from ...types import Response
+
+
+def _get_kwargs(
+    account: str,
+    *,
+    body: LowThresholdRequest,
+) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+
+    _kwargs: dict[str, Any] = {
+        "method": "put",
+        "url": "/api/v1/accounts/{account}/credits/low-threshold".format(
+            account=quote(str(account), safe=""),
+        ),
+    }
+
+    _kwargs["json"] = body.to_dict()
+
+    headers["Content-Type"] = "application/json"
+
+    _kwargs["headers"] = headers
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Any | Error | LowThreshold | None:
+    if response.status_code == 200:
+        response_200 = LowThreshold.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 400:
+        response_400 = Error.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = Error.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 403:
+        response_403 = Error.from_dict(response.json())
+
+        return response_403
+
+    if response.status_code == 408:
+        response_408 = cast(Any, None)
+        return response_408
+
+    if response.status_code == 413:
+        response_413 = Error.from_dict(response.json())
+
+        return response_413
+
+    if response.status_code == 500:
+        response_500 = Error.from_dict(response.json())
+
+        return response_500
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[Any | Error | LowThreshold]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    account: str,
+    *,
+    client: AuthenticatedClient,
+    body: LowThresholdRequest,
+) -> Response[Any | Error | LowThreshold]:
+    """Sets the account's own level for `credits.low` (what it may spend, available − held,
+    crossing below it), or goes back to the default.
+
+    Args:
+        account (str):
+        body (LowThresholdRequest): `{"below": "25.00"}`: an account's own low threshold; `null`
+            goes back to the
+            service's (`CREDITS_LOW_THRESHOLD`).
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[Any | Error | LowThreshold]
+    """
+
+    kwargs = _get_kwargs(
+        account=account,
+        body=body,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    account: str,
+    *,
+    client: AuthenticatedClient,
+    body: LowThresholdRequest,
+) -> Any | Error | LowThreshold | None:
+    """Sets the account's own level for `credits.low` (what it may spend, available − held,
+    crossing below it), or goes back to the default.
+
+    Args:
+        account (str):
+        body (LowThresholdRequest): `{"below": "25.00"}`: an account's own low threshold; `null`
+            goes back to the
+            service's (`CREDITS_LOW_THRESHOLD`).
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Any | Error | LowThreshold
+    """
+
+    return sync_detailed(
+        account=account,
+        client=client,
+        body=body,
+    ).parsed
+
+
+async def asyncio_detailed(
+    account: str,
+    *,
+    client: AuthenticatedClient,
+    body: LowThresholdRequest,
+) -> Response[Any | Error | LowThreshold]:
+    """Sets the account's own level for `credits.low` (what it may spend, available − held,
+    crossing below it), or goes back to the default.
+
+    Args:
+        account (str):
+        body (LowThresholdRequest): `{"below": "25.00"}`: an account's own low threshold; `null`
+            goes back to the
+            service's (`CREDITS_LOW_THRESHOLD`).
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[Any | Error | LowThreshold]
+    """
+
+    kwargs = _get_kwargs(
+        account=account,
+        body=body,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    account: str,
+    *,
+    client: AuthenticatedClient,
+    body: LowThresholdRequest,
+) -> Any | Error | LowThreshold | None:
+    """Sets the account's own level for `credits.low` (what it may spend, available − held,
+    crossing below it), or goes back to the default.
+
+    Args:
+        account (str):
+        body (LowThresholdRequest): `{"below": "25.00"}`: an account's own low threshold; `null`
+            goes back to the
+            service's (`CREDITS_LOW_THRESHOLD`).
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Any | Error | LowThreshold
+    """
+
+    return (
+        await asyncio_detailed(
+            account=account,
+            client=client,
+            body=body,
+        )
+    ).parsed

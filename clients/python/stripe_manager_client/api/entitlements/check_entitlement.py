@@ -1,0 +1,194 @@
+from http import HTTPStatus
+from typing import Any, cast
+from urllib.parse import quote
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.entitlement_check import EntitlementCheck
+from ...models.error import Error
+from ...types import Response
+
+
+def _get_kwargs(
+    account: str,
+    lookup_key: str,
+) -> dict[str, Any]:
+
+    _kwargs: dict[str, Any] = {
+        "method": "get",
+        "url": "/api/v1/accounts/{account}/entitlements/{lookup_key}".format(
+            account=quote(str(account), safe=""),
+            lookup_key=quote(str(lookup_key), safe=""),
+        ),
+    }
+
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Any | EntitlementCheck | Error | None:
+    if response.status_code == 200:
+        response_200 = EntitlementCheck.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 400:
+        response_400 = Error.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = Error.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 403:
+        response_403 = Error.from_dict(response.json())
+
+        return response_403
+
+    if response.status_code == 408:
+        response_408 = cast(Any, None)
+        return response_408
+
+    if response.status_code == 500:
+        response_500 = Error.from_dict(response.json())
+
+        return response_500
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[Any | EntitlementCheck | Error]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    account: str,
+    lookup_key: str,
+    *,
+    client: AuthenticatedClient,
+) -> Response[Any | EntitlementCheck | Error]:
+    """May the account use this feature? Answered from memory on every instance.
+
+    Args:
+        account (str):
+        lookup_key (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[Any | EntitlementCheck | Error]
+    """
+
+    kwargs = _get_kwargs(
+        account=account,
+        lookup_key=lookup_key,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    account: str,
+    lookup_key: str,
+    *,
+    client: AuthenticatedClient,
+) -> Any | EntitlementCheck | Error | None:
+    """May the account use this feature? Answered from memory on every instance.
+
+    Args:
+        account (str):
+        lookup_key (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Any | EntitlementCheck | Error
+    """
+
+    return sync_detailed(
+        account=account,
+        lookup_key=lookup_key,
+        client=client,
+    ).parsed
+
+
+async def asyncio_detailed(
+    account: str,
+    lookup_key: str,
+    *,
+    client: AuthenticatedClient,
+) -> Response[Any | EntitlementCheck | Error]:
+    """May the account use this feature? Answered from memory on every instance.
+
+    Args:
+        account (str):
+        lookup_key (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[Any | EntitlementCheck | Error]
+    """
+
+    kwargs = _get_kwargs(
+        account=account,
+        lookup_key=lookup_key,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    account: str,
+    lookup_key: str,
+    *,
+    client: AuthenticatedClient,
+) -> Any | EntitlementCheck | Error | None:
+    """May the account use this feature? Answered from memory on every instance.
+
+    Args:
+        account (str):
+        lookup_key (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Any | EntitlementCheck | Error
+    """
+
+    return (
+        await asyncio_detailed(
+            account=account,
+            lookup_key=lookup_key,
+            client=client,
+        )
+    ).parsed

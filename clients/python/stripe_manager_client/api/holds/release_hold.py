@@ -1,0 +1,205 @@
+from http import HTTPStatus
+from typing import Any, cast
+from urllib.parse import quote
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.error import Error
+from ...models.hold import Hold
+from ...types import Response
+
+
+def _get_kwargs(
+    account: str,
+    hold: str,
+) -> dict[str, Any]:
+
+    _kwargs: dict[str, Any] = {
+        "method": "post",
+        "url": "/api/v1/accounts/{account}/credits/holds/{hold}/release".format(
+            account=quote(str(account), safe=""),
+            hold=quote(str(hold), safe=""),
+        ),
+    }
+
+    return _kwargs
+
+
+def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Response) -> Any | Error | Hold | None:
+    if response.status_code == 200:
+        response_200 = Hold.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 400:
+        response_400 = Error.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = Error.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 403:
+        response_403 = Error.from_dict(response.json())
+
+        return response_403
+
+    if response.status_code == 404:
+        response_404 = Error.from_dict(response.json())
+
+        return response_404
+
+    if response.status_code == 408:
+        response_408 = cast(Any, None)
+        return response_408
+
+    if response.status_code == 409:
+        response_409 = Error.from_dict(response.json())
+
+        return response_409
+
+    if response.status_code == 413:
+        response_413 = Error.from_dict(response.json())
+
+        return response_413
+
+    if response.status_code == 500:
+        response_500 = Error.from_dict(response.json())
+
+        return response_500
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(*, client: AuthenticatedClient | Client, response: httpx.Response) -> Response[Any | Error | Hold]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    account: str,
+    hold: str,
+    *,
+    client: AuthenticatedClient,
+) -> Response[Any | Error | Hold]:
+    """Releases all of a hold.
+
+    Args:
+        account (str):
+        hold (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[Any | Error | Hold]
+    """
+
+    kwargs = _get_kwargs(
+        account=account,
+        hold=hold,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    account: str,
+    hold: str,
+    *,
+    client: AuthenticatedClient,
+) -> Any | Error | Hold | None:
+    """Releases all of a hold.
+
+    Args:
+        account (str):
+        hold (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Any | Error | Hold
+    """
+
+    return sync_detailed(
+        account=account,
+        hold=hold,
+        client=client,
+    ).parsed
+
+
+async def asyncio_detailed(
+    account: str,
+    hold: str,
+    *,
+    client: AuthenticatedClient,
+) -> Response[Any | Error | Hold]:
+    """Releases all of a hold.
+
+    Args:
+        account (str):
+        hold (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[Any | Error | Hold]
+    """
+
+    kwargs = _get_kwargs(
+        account=account,
+        hold=hold,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    account: str,
+    hold: str,
+    *,
+    client: AuthenticatedClient,
+) -> Any | Error | Hold | None:
+    """Releases all of a hold.
+
+    Args:
+        account (str):
+        hold (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Any | Error | Hold
+    """
+
+    return (
+        await asyncio_detailed(
+            account=account,
+            hold=hold,
+            client=client,
+        )
+    ).parsed
