@@ -49,6 +49,45 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let Self { listener, state } = self;
+        let background = Background::start(&state).map_err(std::io::Error::other)?;
+        let router = crate::http::router(state.clone());
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            database = %state.config.database_url,
+            admin = %format!("http://{}/admin", listener.local_addr()?),
+            admin_user = "created with: stripe-manager admin create-user EMAIL",
+            "stripe-manager listening"
+        );
+        crate::listener::serve(listener, router, state.config.http, shutdown).await;
+        // Requests are done; let the worker finish the events in hand.
+        background.stop().await;
+        state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The work an instance does besides answering requests: the webhook worker, the change
+/// listener (caches and wake-ups across instances), the pruner, the hold releaser, the
+/// credit expiry sweeper, the top-up charger, the events to the app and the metrics'
+/// upkeep. [`Application`] runs it beside its listener; an app that embeds the library
+/// starts it with [`Embedded`], or itself, beside its own server. Without it, webhooks
+/// would be stored and never applied.
+#[derive(Debug)]
+pub struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
+    listener: tokio::task::JoinHandle<()>,
+    upkeep: tokio::task::JoinHandle<()>,
+    pruner: Option<tokio::task::JoinHandle<()>>,
+    others: Vec<tokio::task::JoinHandle<()>>,
+    store: sm_store::Store,
+}
+
+impl Background {
+    /// Starts everything on the current tokio runtime; logs what the configuration
+    /// warns about, and probes Stripe once unless it is disabled.
+    pub fn start(state: &AppState) -> Result<Self, StartError> {
         for (is_error, finding) in state.config.findings() {
             if is_error {
                 tracing::error!("{finding}");
@@ -63,7 +102,7 @@ impl Application {
             }
         }
         let upkeep = crate::telemetry::spawn_upkeep(state.metrics.clone());
-        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+        let (stop, workers_stop) = tokio::sync::watch::channel(false);
         let mut worker_config = state.config.worker.clone();
         if state.store.backend() == sm_store::Backend::Sqlite {
             // SQLite has one writer at a time: a smaller batch holds its lock for less
@@ -76,25 +115,24 @@ impl Application {
             state.config.retention,
             workers_stop.clone(),
         );
-        let releaser =
-            crate::credits::holds::spawn_releaser(state.store.clone(), workers_stop.clone());
-        let expiries = crate::outbox::expiry::spawn(state.store.clone(), workers_stop.clone());
-        let charger = crate::topup::charge::spawn(
-            state.store.clone(),
-            state.stripe.clone(),
-            workers_stop.clone(),
-        );
-        let dispatcher = match &state.config.app_webhooks {
-            Some(config) => Some(
-                crate::outbox::deliver::Dispatcher::new(state.store.clone(), config)
-                    .map_err(std::io::Error::other)?
-                    .spawn(workers_stop.clone()),
+        let mut others = vec![
+            crate::credits::holds::spawn_releaser(state.store.clone(), workers_stop.clone()),
+            crate::outbox::expiry::spawn(state.store.clone(), workers_stop.clone()),
+            crate::topup::charge::spawn(
+                state.store.clone(),
+                state.stripe.clone(),
+                workers_stop.clone(),
             ),
-            None => None,
-        };
+        ];
+        if let Some(config) = &state.config.app_webhooks {
+            others.push(
+                crate::outbox::deliver::Dispatcher::new(state.store.clone(), config)?
+                    .spawn(workers_stop.clone()),
+            );
+        }
         // One LISTEN connection per instance: it keeps the caches honest and wakes the
         // worker when any instance stores an event.
-        let listener_task = crate::changes::listen(
+        let listener = crate::changes::listen(
             state.store.clone(),
             state.changes.clone(),
             state.intake.stored.clone(),
@@ -106,26 +144,72 @@ impl Application {
             worker_config,
         )
         .spawn(workers_stop);
-        let router = crate::http::router(state.clone());
-        tracing::info!(addr = %listener.local_addr()?, database = %state.config.database_url, "stripe-manager listening");
-        crate::listener::serve(listener, router, state.config.http, shutdown).await;
-        // Requests are done; let the worker finish the events in hand.
-        let _ = stop_workers.send(true);
-        let _ = worker.await;
-        listener_task.abort();
-        for task in [Some(releaser), Some(expiries), Some(charger), dispatcher]
-            .into_iter()
-            .flatten()
-        {
+        Ok(Self {
+            stop,
+            worker,
+            listener,
+            upkeep,
+            pruner,
+            others,
+            store: state.store.clone(),
+        })
+    }
+
+    /// Stops it: the worker finishes the events in hand, the others their pass (each
+    /// given a bounded time). Call it once the requests are done.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.worker.await;
+        self.listener.abort();
+        for task in self.others {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(15), task).await;
         }
-        if let Some(pruner) = pruner {
+        if let Some(pruner) = self.pruner {
             let _ = tokio::time::timeout(crate::retention::STOP_WAIT, pruner).await;
         }
-        upkeep.abort();
-        state.store.close().await;
-        tracing::info!("stopped");
-        Ok(())
+        self.upkeep.abort();
+        drop(self.store);
+    }
+}
+
+/// stripe-manager inside another axum app: its state, a router to mount (under a
+/// prefix with `Router::nest`, or beside the app's own routes with `merge`: it sets no
+/// fallback), and its [`Background`] work, on the app's tokio runtime and without a
+/// listener of its own. `examples/embed.rs` shows it whole.
+#[derive(Debug)]
+pub struct Embedded {
+    state: AppState,
+    background: Background,
+}
+
+impl Embedded {
+    /// Connects with `connect` (the app's pool settings), migrates, and starts the
+    /// background work.
+    pub async fn start(config: Config, connect: &ConnectOptions) -> Result<Self, StartError> {
+        let state = AppState::build(config, connect).await?;
+        let applied = state.store.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied database migrations");
+        }
+        let background = Background::start(&state)?;
+        Ok(Self { state, background })
+    }
+
+    /// Every route (API, webhooks, health, metrics, admin) behind the service's own
+    /// layers, without a fallback.
+    pub fn router(&self) -> axum::Router {
+        crate::http::embeddable_router(self.state.clone())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops the background work and closes the database (after the app's server has
+    /// finished its requests).
+    pub async fn shutdown(self) {
+        self.background.stop().await;
+        self.state.store.close().await;
     }
 }
 

@@ -227,6 +227,10 @@ pub const PUBLIC_API_ROUTES: &[(&str, &str)] = &[("GET", "/api/v1/openapi.json")
 /// or public). Unknown `/api/v1` routes need a scope no token has, so a new route
 /// cannot be left open by mistake.
 pub fn required_scope(method: &str, route: &str) -> Option<Result<Scope, ()>> {
+    // Mounted under a prefix (`Router::nest("/billing", …)` in an app that embeds the
+    // library), the matched path carries it: the API's own path starts at `/api/v1/`.
+    // Without this, every API route under a prefix would need no token at all.
+    let route = route.find("/api/v1/").map_or(route, |i| &route[i..]);
     if !route.starts_with("/api/v1/") || PUBLIC_API_ROUTES.contains(&(method, route)) {
         return None;
     }

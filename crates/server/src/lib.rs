@@ -29,6 +29,7 @@ pub mod billing;
 pub mod catalog;
 pub mod changes;
 pub mod checkout;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -48,9 +49,10 @@ pub mod telemetry;
 pub mod topup;
 pub mod webhooks;
 
-pub use app::{AppState, Application};
+pub use app::{AppState, Application, Background, Embedded};
 pub use config::Config;
 pub use manager::{StripeManager, Unavailable};
+pub use sm_store::ConnectOptions;
 
 /// An error followed by its sources (`a: b: c`), skipping sources whose text the
 /// previous message already includes. For messages to operators.

@@ -28,6 +28,18 @@ pub fn router(state: AppState) -> Router {
 /// [`router`] with `extra` routes behind the same layers: for `examples/bench_server`,
 /// which adds a route without any check to compare the checked ones with.
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
+    // `/` of the standalone service: the admin (an app that embeds the library owns `/`).
+    let home = axum::routing::get(|| async { axum::response::Redirect::to("/admin") });
+    layered(state, extra.route("/", home).fallback(error::not_found))
+}
+
+/// Every route behind the service's layers, without a fallback: what an app that embeds
+/// the library mounts (axum refuses to merge two routers that both set one).
+pub fn embeddable_router(state: AppState) -> Router {
+    layered(state, Router::new())
+}
+
+fn layered(state: AppState, extra: Router<AppState>) -> Router {
     let request_timeout = state.config.http.request_timeout;
     let (api, _) = openapi::api().split_for_parts();
     Router::new()
@@ -36,7 +48,6 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(api)
         .merge(admin::router(state.clone()))
         .merge(webhooks::router())
-        .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::reject_nul))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
