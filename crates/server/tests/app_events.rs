@@ -304,11 +304,19 @@ async fn a_failing_endpoint_gets_retries_in_order_and_loses_nothing(db: TestDb) 
     );
     let first = got[0].id().to_owned();
     assert_eq!(got[1].id(), first, "a retry keeps its id");
-    let rows = db
-        .store
-        .list_app_events(Some("delivered"), Some(account), None, 10)
-        .await
-        .unwrap();
+    // The receiver answers before the sender marks the row delivered: wait for the mark.
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = db
+            .store
+            .list_app_events(Some("delivered"), Some(account), None, 10)
+            .await
+            .unwrap();
+        if rows.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(rows.len(), 3);
 
     let (code, out, err) = run_cli(&env, &["app-events", "replay", &first]).await;
