@@ -17,6 +17,7 @@ use sm_store::{Store, StoreError, Tx};
 
 mod consumer;
 pub mod holds;
+pub mod import;
 
 use consumer::{Consumer, Job};
 

@@ -1448,6 +1448,14 @@ impl Tx {
 }
 
 impl Store {
+    /// A lot by its `source_ref` (outside a transaction: what `credits import` checks
+    /// before it writes).
+    pub async fn lot_by_ref(&self, source_ref: &str) -> Result<Option<LotRow>, StoreError> {
+        let sql = format!("SELECT {LOT_COLUMNS} FROM credit_lots WHERE source_ref = $1");
+        let row = on_pool!(self, pool => sqlx::query_as(&sql).bind(source_ref).fetch_optional(pool).await?);
+        Ok(row)
+    }
+
     /// Every lot of the account (spent ones too), oldest first.
     pub async fn credit_lots(&self, account: &str) -> Result<Vec<LotRow>, StoreError> {
         let sql = format!("SELECT {LOT_COLUMNS} FROM credit_lots WHERE account = $1 ORDER BY id");

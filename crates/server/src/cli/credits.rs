@@ -1,5 +1,5 @@
-//! `stripe-manager credits balance|history|holds|grant|deduct|forgive`: the ledger for
-//! operators.
+//! `stripe-manager credits balance|history|holds|grant|deduct|import|forgive`: the ledger
+//! for operators (`import` lives in `cli::import`).
 //! Grants and deductions need a reason and are written to the journal and the audit
 //! log (actor `cli:$USER`) in one transaction. Exit 1 when a deduction is refused for
 //! insufficient credits, 2 for bad arguments.
@@ -53,6 +53,10 @@ pub enum CreditsCommand {
     Grant(GrantArgs),
     /// Deduct credits (spent like a consumption; refused when the balance is short).
     Deduct(AdjustArgs),
+    /// Import credit balances from another system: a CSV file with a header row
+    /// (account, amount, reference[, expires_at][, reason]), one lot per row, once per
+    /// reference; a file with an invalid row imports nothing.
+    Import(super::import::ImportArgs),
     /// Forgive all of the account's debt (credits refunds took back that were already
     /// spent); audited.
     Forgive {
@@ -95,19 +99,23 @@ pub struct GrantArgs {
 }
 
 /// `2027-01-31` (midnight UTC) or `2027-01-31T12:00:00Z` as Unix seconds.
-fn parse_when(text: &str) -> Result<i64, Failure> {
+pub(super) fn unix_of(text: &str) -> Option<i64> {
     if let Ok(t) = text.parse::<jiff::Timestamp>() {
-        return Ok(t.as_second());
+        return Some(t.as_second());
     }
     text.parse::<jiff::civil::Date>()
         .ok()
         .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
         .map(|z| z.timestamp().as_second())
-        .ok_or_else(|| {
-            Failure::usage(format!(
-                "--expires {text:?} is neither a date (2027-01-31) nor an RFC 3339 time (2027-01-31T12:00:00Z)"
-            ))
-        })
+}
+
+/// `--expires`: see [`unix_of`].
+fn parse_when(text: &str) -> Result<i64, Failure> {
+    unix_of(text).ok_or_else(|| {
+        Failure::usage(format!(
+            "--expires {text:?} is neither a date (2027-01-31) nor an RFC 3339 time (2027-01-31T12:00:00Z)"
+        ))
+    })
 }
 
 async fn promotional(state: &AppState, args: &GrantArgs) -> Result<u8, Failure> {
@@ -300,6 +308,7 @@ pub async fn run(state: AppState, command: CreditsCommand) -> Result<u8, Failure
             return adjust(&state, Adjustment::Grant, &args.adjust).await;
         }
         CreditsCommand::Deduct(args) => return adjust(&state, Adjustment::Deduct, &args).await,
+        CreditsCommand::Import(args) => return super::import::run(&state, &args).await,
         CreditsCommand::Forgive {
             account,
             reason,

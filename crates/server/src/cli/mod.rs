@@ -14,6 +14,7 @@ mod app_events;
 mod check;
 mod credits;
 mod events;
+mod import;
 mod maintenance;
 mod migrate;
 mod products;
@@ -123,7 +124,7 @@ enum Command {
         #[command(subcommand)]
         command: app_events::AppEventsCommand,
     },
-    /// The credit ledger: balances, history, grants and deductions.
+    /// The credit ledger: balances, history, grants, deductions and imports.
     Credits {
         #[command(subcommand)]
         command: credits::CreditsCommand,
