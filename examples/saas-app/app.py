@@ -176,6 +176,8 @@ def signup(request: Request, name: str = Form(...)):
         else f"Welcome, {name}! You got {grant.amount} free credits."
     )
     response = home(request, account, message)
+    # An example's sign-in: the cookie is the identity and there is no password. A real
+    # app signs its users in properly and keys the account to its own user id.
     response.set_cookie("account", account, httponly=True, samesite="lax")
     return response
 
@@ -204,6 +206,10 @@ def use_feature(request: Request, job: str = Form(...), text: str = Form("")):
         error += f" (you are short by {short}). Buy a pack on the pricing page." if short else "."
         return home(request, account, error=error)
     hold = ok(answer)
+    if hold.replayed or hold.status != "held":
+        # The same job id again (a double submit, or a replayed form): that job is paid
+        # for, or was released; never do the work a second time for one payment.
+        return home(request, account, f"That job was already {hold.status}; nothing charged again.")
     # 2. The work, whose cost is known only once it is done.
     try:
         words = len(text.split())
@@ -352,6 +358,9 @@ def billing(request: Request):
 
 @app.post("/events")
 async def events(request: Request):
+    # Our events are small: refuse a large body before reading (and verifying) it.
+    if int(request.headers.get("content-length") or 0) > 64 * 1024:
+        return Response("too large", status_code=413)
     raw = await request.body()  # verify the bytes as sent, never a re-encoded JSON
     try:
         event = webhook.verify(raw, dict(request.headers))

@@ -81,7 +81,6 @@ pub struct Background {
     upkeep: tokio::task::JoinHandle<()>,
     pruner: Option<tokio::task::JoinHandle<()>>,
     others: Vec<tokio::task::JoinHandle<()>>,
-    store: sm_store::Store,
 }
 
 impl Background {
@@ -101,6 +100,14 @@ impl Background {
                 state.stripe.spawn_startup_probe();
             }
         }
+        // Built before anything is spawned: a refused configuration leaves nothing running.
+        let dispatcher = match &state.config.app_webhooks {
+            Some(config) => Some(crate::outbox::deliver::Dispatcher::new(
+                state.store.clone(),
+                config,
+            )?),
+            None => None,
+        };
         let upkeep = crate::telemetry::spawn_upkeep(state.metrics.clone());
         let (stop, workers_stop) = tokio::sync::watch::channel(false);
         let mut worker_config = state.config.worker.clone();
@@ -124,11 +131,8 @@ impl Background {
                 workers_stop.clone(),
             ),
         ];
-        if let Some(config) = &state.config.app_webhooks {
-            others.push(
-                crate::outbox::deliver::Dispatcher::new(state.store.clone(), config)?
-                    .spawn(workers_stop.clone()),
-            );
+        if let Some(dispatcher) = dispatcher {
+            others.push(dispatcher.spawn(workers_stop.clone()));
         }
         // One LISTEN connection per instance: it keeps the caches honest and wakes the
         // worker when any instance stores an event.
@@ -151,24 +155,32 @@ impl Background {
             upkeep,
             pruner,
             others,
-            store: state.store.clone(),
         })
     }
 
     /// Stops it: the worker finishes the events in hand, the others their pass (each
     /// given a bounded time). Call it once the requests are done.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.worker.await;
+        let _ = (&mut self.worker).await;
         self.listener.abort();
-        for task in self.others {
+        for task in std::mem::take(&mut self.others) {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(15), task).await;
         }
-        if let Some(pruner) = self.pruner {
+        if let Some(pruner) = self.pruner.take() {
             let _ = tokio::time::timeout(crate::retention::STOP_WAIT, pruner).await;
         }
         self.upkeep.abort();
-        drop(self.store);
+    }
+}
+
+/// Dropped without [`Background::stop`] (a host that lost the handle): everything is told
+/// to stop and the endless tasks are aborted, so nothing keeps polling the database.
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.listener.abort();
+        self.upkeep.abort();
     }
 }
 

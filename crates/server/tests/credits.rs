@@ -927,6 +927,19 @@ async fn the_idempotency_key_header_works_like_the_body_field_and_must_agree_wit
     assert_eq!(refused["error"]["code"], "idempotency_key_mismatch");
     let (status, missing) = send("consume", None, json!({"amount": "1"})).await;
     assert_eq!(status, 400, "{missing}");
+    // Two headers (a proxy adding its own): refused, not the first one silently.
+    let r = http()
+        .post(app.url("/api/v1/accounts/acct_hdr/credits/consume"))
+        .bearer_auth(&app.token)
+        .header("Idempotency-Key", "hk-4")
+        .header("Idempotency-Key", "hk-5")
+        .json(&json!({"amount": "1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_idempotency_key");
     let (status, hold) = send("holds", Some("hk-h"), json!({"amount": "2"})).await;
     assert_eq!(
         (status, &hold["idempotency_key"]),

@@ -421,7 +421,8 @@ pub async fn run(state: &AppState, args: &ImportArgs) -> Result<u8, Failure> {
         rows.iter()
             .filter(|r| r.status == counted)
             .filter_map(|r| r.amount.map(Credits::hundredths))
-            .sum(),
+            // 100,000 rows near the per-row maximum pass i64: the report saturates.
+            .fold(0, i64::saturating_add),
     );
     let accounts = {
         let mut a: Vec<&str> = rows

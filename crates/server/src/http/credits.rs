@@ -70,9 +70,16 @@ struct HoldParam {
 /// The key of a debit or grant: the body's `idempotency_key` or the `Idempotency-Key`
 /// header (Stripe's convention), either; both must then agree.
 fn idempotency_key(headers: &HeaderMap, in_body: &mut String) -> Result<(), ApiError> {
-    let Some(header) = headers.get("idempotency-key") else {
+    let mut sent = headers.get_all("idempotency-key").iter();
+    let Some(header) = sent.next() else {
         return Ok(());
     };
+    if sent.next().is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "send one Idempotency-Key header, not several",
+        ));
+    }
     let header = header.to_str().map_err(|_| {
         ApiError::bad_request(
             "invalid_idempotency_key",

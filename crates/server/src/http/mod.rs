@@ -30,11 +30,18 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     // `/` of the standalone service: the admin (an app that embeds the library owns `/`).
     let home = axum::routing::get(|| async { axum::response::Redirect::to("/admin") });
-    layered(state, extra.route("/", home).fallback(error::not_found))
+    let extra = extra
+        .route("/", home)
+        .merge(admin::router(state.clone()))
+        .fallback(error::not_found);
+    layered(state, extra)
 }
 
-/// Every route behind the service's layers, without a fallback: what an app that embeds
-/// the library mounts (axum refuses to merge two routers that both set one).
+/// The API, the webhook endpoint, health and metrics behind the service's layers,
+/// without a fallback: what an app that embeds the library mounts (axum refuses to merge
+/// two routers that both set one). Not the admin UI: its links, redirects and cookie
+/// path are absolute (`/admin/…`), so under a prefix it would send people to the host's
+/// own `/admin`.
 pub fn embeddable_router(state: AppState) -> Router {
     layered(state, Router::new())
 }
@@ -46,7 +53,6 @@ fn layered(state: AppState, extra: Router<AppState>) -> Router {
         .merge(extra)
         .merge(health::router())
         .merge(api)
-        .merge(admin::router(state.clone()))
         .merge(webhooks::router())
         .layer(axum::middleware::from_fn(middleware::reject_nul))
         .layer(axum::middleware::from_fn_with_state(

@@ -111,7 +111,9 @@ impl Worker {
                     tokio::select! {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(self.config.poll) => {}
-                        _ = shutdown.changed() => {}
+                        // A dropped sender (its owner gone without stopping us) is a
+                        // stop too: else `changed()` answers at once, for ever.
+                        r = shutdown.changed() => if r.is_err() { break }
                     }
                     continue;
                 }
@@ -124,7 +126,7 @@ impl Worker {
                 if !full && !self.config.gather.is_zero() {
                     tokio::select! {
                         _ = tokio::time::sleep(self.config.gather) => {}
-                        _ = shutdown.changed() => {}
+                        r = shutdown.changed() => if r.is_err() { break }
                     }
                 }
             }
