@@ -23,8 +23,39 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::catalog::{Ties, WriteCounts};
 use crate::{Pool, Store, StoreError, Tx, TxConn, on_pool, on_tx};
+
+/// What one page write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriteCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Skipped because the local row holds newer Stripe data.
+    pub stale: u64,
+    /// Skipped under [`Ties::Reject`]: same version as the local row, other content.
+    pub ties: u64,
+}
+
+/// What a write does when the stored row has the same version but other content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ties {
+    /// Overwrite: the writer read Stripe after the stored state (a sync listing).
+    Refresh,
+    /// Skip and count it in `ties`: the writer (an event payload) cannot tell which is
+    /// newer, so the caller refetches the object instead.
+    Reject,
+}
+
+impl std::ops::AddAssign for WriteCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.created += o.created;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.stale += o.stale;
+        self.ties += o.ties;
+    }
+}
 
 /// The SQL type of an extracted column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,7 @@
 
 pub mod apply;
 pub mod credit;
+pub mod error;
 pub mod intake;
 pub mod reconcile;
 pub mod source;

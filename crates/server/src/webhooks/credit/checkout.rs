@@ -9,7 +9,7 @@ use sm_stripe::types::CheckoutSession;
 
 use super::{CreditEffect, EventInfo, PriceCredits, need, parse, price_credits, whole_credits};
 use crate::credits::{Grant, grant_in};
-use crate::webhooks::apply::ApplyError;
+use crate::webhooks::error::ApplyError;
 
 /// What a session event writes.
 #[derive(Debug, Clone)]

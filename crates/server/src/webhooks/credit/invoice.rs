@@ -24,7 +24,7 @@ use sm_stripe::types::{Invoice, InvoiceLine};
 
 use super::{CreditEffect, EventInfo, PriceCredits, need, parse, price_credits, whole_credits};
 use crate::credits::{Grant, TakeBack};
-use crate::webhooks::apply::ApplyError;
+use crate::webhooks::error::ApplyError;
 
 pub async fn plan(
     store: &Store,

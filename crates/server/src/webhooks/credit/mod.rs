@@ -31,7 +31,7 @@ pub mod subscription;
 use sm_store::{Store, Tx};
 use sm_stripe::Client;
 
-use super::apply::ApplyError;
+use super::error::ApplyError;
 use crate::credits::{Grant, Reversal, grant_in, reverse_all_in};
 
 /// A credit event's effect, decided and ready to write.

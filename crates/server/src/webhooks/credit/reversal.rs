@@ -28,7 +28,7 @@ use sm_stripe::types::{Charge, Dispute, Refund};
 
 use super::{CreditEffect, EventInfo, need, parse};
 use crate::credits::Reversal;
-use crate::webhooks::apply::ApplyError;
+use crate::webhooks::error::ApplyError;
 
 pub async fn refund(
     client: Option<&Client>,

@@ -9,7 +9,7 @@ use sm_stripe::Client;
 use sm_stripe::types::Subscription;
 
 use super::{CreditEffect, EventInfo, need, parse};
-use crate::webhooks::apply::ApplyError;
+use crate::webhooks::error::ApplyError;
 
 /// A subscription row to write; `refreshed` when it was just read from Stripe (it wins a
 /// same-second tie).
