@@ -436,4 +436,37 @@ sm_store::contract_tests!(
     a_bad_row_names_its_line_and_nothing_is_written,
     expiry_is_honoured,
     a_huge_or_garbage_file_fails_cleanly,
+    two_runs_of_one_file_at_once_import_each_row_once,
 );
+
+/// Two operators (two processes, one database) import the same file at the same time:
+/// each row's lot is claimed by its insert (the unique reference), so every row is
+/// imported once, by one run or the other, and both runs succeed.
+async fn two_runs_of_one_file_at_once_import_each_row_once(db: TestDb) {
+    let mut content = String::from("account,amount,reference\n");
+    for i in 0..600 {
+        content.push_str(&format!("user_{},1,race:{i}\n", i % 7));
+    }
+    let csv = Csv::new(content);
+    let (a, b) = tokio::join!(import(&db, &csv, &[]), import(&db, &csv, &[]));
+    for (code, out, err) in [&a, &b] {
+        assert_eq!(*code, 0, "{out}{err}");
+    }
+    let imported = |out: &str| -> usize {
+        out.lines()
+            .filter(|l| l.contains(": imported ") && l.contains("(reference race:"))
+            .count()
+    };
+    assert_eq!(imported(&a.1) + imported(&b.1), 600, "{}\n{}", a.1, b.1);
+    let mut total = 0;
+    for i in 0..7 {
+        let account = format!("user_{i}");
+        let lots = db.store.credit_lots(&account).await.unwrap();
+        let expected = (0..600).filter(|n| n % 7 == i).count();
+        assert_eq!(lots.len(), expected, "{account}: one lot per row");
+        total += lots.len();
+        let entries = db.store.credit_entries(&account, 1000).await.unwrap();
+        assert_eq!(entries.len(), expected, "{account}: one journal entry per row");
+    }
+    assert_eq!(total, 600);
+}
