@@ -1502,7 +1502,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consumption"];
                 };
             };
-            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`, `invalid_idempotency_key`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1620,7 +1620,7 @@ export interface operations {
                     "application/json": components["schemas"]["PromotionalGrant"];
                 };
             };
-            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`, `invalid_idempotency_key`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1804,7 +1804,7 @@ export interface operations {
                     "application/json": components["schemas"]["Hold"];
                 };
             };
-            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`, `invalid_idempotency_key`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2413,7 +2413,7 @@ export interface operations {
                     "application/json": components["schemas"]["CheckoutCreated"];
                 };
             };
-            /** @description `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2685,7 +2685,7 @@ export interface operations {
                     "application/json": components["schemas"]["PortalSession"];
                 };
             };
-            /** @description `invalid_body`, `invalid_request` (a malformed account id, a bad `return_url`); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_body`, `invalid_request` (a malformed account id, a bad `return_url`); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2804,7 +2804,7 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionChanged"];
                 };
             };
-            /** @description `invalid_request` (a malformed account id), `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_request` (a malformed account id), `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2923,7 +2923,7 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionChanged"];
                 };
             };
-            /** @description `invalid_request` (a malformed account id), `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_request` (a malformed account id), `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3050,7 +3050,7 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionChanged"];
                 };
             };
-            /** @description `invalid_body`, `invalid_request` (a malformed account id, not a sellable plan price, a bad `when` or `proration_behavior`); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_body`, `invalid_request` (a malformed account id, not a sellable plan price, a bad `when` or `proration_behavior`); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3173,7 +3173,7 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionChanged"];
                 };
             };
-            /** @description `invalid_request` (a malformed account id); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_request` (a malformed account id); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -466,7 +466,11 @@ async fn two_runs_of_one_file_at_once_import_each_row_once(db: TestDb) {
         assert_eq!(lots.len(), expected, "{account}: one lot per row");
         total += lots.len();
         let entries = db.store.credit_entries(&account, 1000).await.unwrap();
-        assert_eq!(entries.len(), expected, "{account}: one journal entry per row");
+        assert_eq!(
+            entries.len(),
+            expected,
+            "{account}: one journal entry per row"
+        );
     }
     assert_eq!(total, 600);
 }

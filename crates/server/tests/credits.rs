@@ -940,6 +940,31 @@ async fn the_idempotency_key_header_works_like_the_body_field_and_must_agree_wit
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_idempotency_key");
+    // Checkout and the billing actions read the header the same way (it used to be
+    // ignored there when it was not ASCII).
+    let checkout = json!({"account": "acct_hdr", "price": "price_x",
+        "success_url": "https://app.example/ok", "cancel_url": "https://app.example/no"});
+    for (path, body) in [
+        ("/api/v1/checkout", checkout),
+        ("/api/v1/accounts/acct_hdr/subscription/cancel", json!({})),
+    ] {
+        let r = http()
+            .post(app.url(path))
+            .bearer_auth(&app.token)
+            .header("Idempotency-Key", "k")
+            .header("Idempotency-Key", "k2")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        common::conformance::check("POST", &app.url(path), status, &body);
+        assert_eq!(
+            body["error"]["code"], "invalid_idempotency_key",
+            "{path}: {body}"
+        );
+    }
     let (status, hold) = send("holds", Some("hk-h"), json!({"amount": "2"})).await;
     assert_eq!(
         (status, &hold["idempotency_key"]),

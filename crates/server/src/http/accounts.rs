@@ -83,10 +83,6 @@ fn body_of<T: serde::de::DeserializeOwned>(body: &Bytes, shape: &str) -> Result<
     })
 }
 
-fn key(headers: &HeaderMap) -> Option<&str> {
-    headers.get("idempotency-key").and_then(|v| v.to_str().ok())
-}
-
 /// The audit actor of an API request: the token's name.
 fn actor(c: &Option<Extension<ApiCaller>>) -> Actor<'_> {
     Actor {
@@ -139,7 +135,12 @@ async fn portal(
 ) -> Result<Json<PortalSession>, ApiError> {
     let req: PortalRequest = body_of(&body, r#"{"return_url":"https://…"}"#)?;
     let url = billing(&state)
-        .portal(&account, &req.return_url, key(&headers), actor(&who))
+        .portal(
+            &account,
+            &req.return_url,
+            super::credits::idempotency_header(&headers)?,
+            actor(&who),
+        )
         .await
         .map_err(billing_error)?;
     Ok(Json(PortalSession { account, url }))
@@ -180,7 +181,12 @@ async fn cancel(
 ) -> Result<Json<SubscriptionChanged>, ApiError> {
     let req: CancelRequest = body_of(&body, r#"{"immediately":false}"#)?;
     billing(&state)
-        .cancel(&account, req.immediately, key(&headers), actor(&who))
+        .cancel(
+            &account,
+            req.immediately,
+            super::credits::idempotency_header(&headers)?,
+            actor(&who),
+        )
         .await
         .map(Json)
         .map_err(billing_error)
@@ -218,7 +224,11 @@ async fn resume(
 ) -> Result<Json<SubscriptionChanged>, ApiError> {
     let _: Empty = body_of(&body, "{}")?;
     billing(&state)
-        .resume(&account, key(&headers), actor(&who))
+        .resume(
+            &account,
+            super::credits::idempotency_header(&headers)?,
+            actor(&who),
+        )
         .await
         .map(Json)
         .map_err(billing_error)
@@ -256,7 +266,12 @@ async fn change(
         r#"{"price":"price_…","when":"now","proration_behavior":"always_invoice","quantity":1}"#,
     )?;
     billing(&state)
-        .change(&account, &req, key(&headers), actor(&who))
+        .change(
+            &account,
+            &req,
+            super::credits::idempotency_header(&headers)?,
+            actor(&who),
+        )
         .await
         .map(Json)
         .map_err(billing_error)
@@ -287,7 +302,11 @@ async fn cancel_change(
     headers: HeaderMap,
 ) -> Result<Json<SubscriptionChanged>, ApiError> {
     billing(&state)
-        .cancel_change(&account, key(&headers), actor(&who))
+        .cancel_change(
+            &account,
+            super::credits::idempotency_header(&headers)?,
+            actor(&who),
+        )
         .await
         .map(Json)
         .map_err(billing_error)

@@ -67,12 +67,12 @@ struct HoldParam {
     hold: String,
 }
 
-/// The key of a debit or grant: the body's `idempotency_key` or the `Idempotency-Key`
-/// header (Stripe's convention), either; both must then agree.
-fn idempotency_key(headers: &HeaderMap, in_body: &mut String) -> Result<(), ApiError> {
+/// The `Idempotency-Key` header, if sent: one, visible ASCII (else `400
+/// invalid_idempotency_key`). Every route that takes it reads it here.
+pub(super) fn idempotency_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let mut sent = headers.get_all("idempotency-key").iter();
     let Some(header) = sent.next() else {
-        return Ok(());
+        return Ok(None);
     };
     if sent.next().is_some() {
         return Err(ApiError::bad_request(
@@ -80,12 +80,20 @@ fn idempotency_key(headers: &HeaderMap, in_body: &mut String) -> Result<(), ApiE
             "send one Idempotency-Key header, not several",
         ));
     }
-    let header = header.to_str().map_err(|_| {
+    header.to_str().map(Some).map_err(|_| {
         ApiError::bad_request(
             "invalid_idempotency_key",
             "the Idempotency-Key header must be visible ASCII",
         )
-    })?;
+    })
+}
+
+/// The key of a debit or grant: the body's `idempotency_key` or the `Idempotency-Key`
+/// header (Stripe's convention), either; both must then agree.
+fn idempotency_key(headers: &HeaderMap, in_body: &mut String) -> Result<(), ApiError> {
+    let Some(header) = idempotency_header(headers)? else {
+        return Ok(());
+    };
     if in_body.is_empty() {
         header.clone_into(in_body);
         Ok(())
@@ -176,7 +184,7 @@ async fn balance(
     security(("token" = ["credits:write"])),
     responses(
         (status = 200, description = "consumed (or the stored answer of an identical earlier request: `replayed: true`)", body = Consumption),
-        (status = 400, description = "`invalid_account`, `invalid_body`, `idempotency_key_mismatch`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 400, description = "`invalid_account`, `invalid_body`, `idempotency_key_mismatch`", body = ErrorBody),
         (status = 402, description = "`insufficient_credits`: what the account may spend (available − held) is short; `shortfall` says by how much; nothing is stored", body = ErrorBody),
         (status = 409, description = "`idempotency_key_reused`: the key was used with another amount or description", body = ErrorBody),
     )
@@ -214,7 +222,7 @@ async fn consume(
     responses(
         (status = 201, description = "granted", body = PromotionalGrant),
         (status = 200, description = "the answer of an identical earlier request (`replayed: true`)", body = PromotionalGrant),
-        (status = 400, description = "`invalid_account`, `invalid_body`, `idempotency_key_mismatch`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 400, description = "`invalid_account`, `invalid_body`, `idempotency_key_mismatch`", body = ErrorBody),
         (status = 409, description = "`idempotency_key_reused`: the key was used with another amount or expiry", body = ErrorBody),
     )
 )]
@@ -261,7 +269,7 @@ async fn grant(
     responses(
         (status = 201, description = "held", body = Hold),
         (status = 200, description = "the answer of an identical earlier request (`replayed: true`), as the hold stands now", body = Hold),
-        (status = 400, description = "`invalid_account`, `invalid_body`, `idempotency_key_mismatch`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 400, description = "`invalid_account`, `invalid_body`, `idempotency_key_mismatch`", body = ErrorBody),
         (status = 402, description = "`insufficient_credits`: available − held is short, with `shortfall`; nothing is stored", body = ErrorBody),
         (status = 409, description = "`idempotency_key_reused` (another amount, ttl or description), `too_many_holds` (1,000 open)", body = ErrorBody),
     )
@@ -613,7 +621,7 @@ async fn checkout(
         &body,
         r#"{"account":"…","price":"price_…","quantity":1,"success_url":"…","cancel_url":"…"}"#,
     )?;
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let key = idempotency_header(&headers)?;
     crate::checkout::create(&state.store, &state.stripe, &req, key, unix_now())
         .await
         .map(Json)

@@ -110,6 +110,19 @@ impl Modify for Shared {
                     "400",
                     "`nul_character`: a NUL character (`%00`, `\\u0000`) in the URL or the body.",
                 );
+                // Every route that takes the header reads it the same way (one, ASCII).
+                let keyed = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p, RefOr::T(p) if p.name == "Idempotency-Key"));
+                if keyed {
+                    add(
+                        op,
+                        "400",
+                        "`invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII.",
+                    );
+                }
                 add(
                     op,
                     "500",
@@ -131,7 +144,8 @@ impl Modify for Shared {
 fn add(op: &mut Operation, status: &str, description: &str) {
     match op.responses.responses.get_mut(status) {
         Some(RefOr::T(response)) => {
-            response.description = format!("{}; {description}", response.description);
+            let before = response.description.trim_end_matches('.');
+            response.description = format!("{before}; {description}");
         }
         Some(RefOr::Ref(_)) => {}
         None => {
