@@ -1,5 +1,5 @@
 //! An axum app that embeds stripe-manager: its own routes at `/` and `/hello`, the
-//! service under `/billing` (API, webhooks, health, metrics), one tokio runtime, one
+//! service under `/billing` (API, webhooks, admin, health, metrics), one tokio runtime, one
 //! listener, and the database pool size the app chose. The background work (webhook
 //! worker, change listener, pruner, releasers, events to the app) runs on the app's
 //! runtime through [`Embedded`]; without it webhooks would be stored and never applied.

@@ -1,14 +1,19 @@
 //! `examples/embed.rs`, built with the tests and run as a process: a host axum app with
 //! its own routes and stripe-manager nested under `/billing`. Its API needs a token under
 //! the prefix too, its webhooks are applied (the background work runs without the
-//! service's own listener), its metrics carry the `stripe_manager_` prefix, and it stops
-//! cleanly on SIGTERM.
+//! service's own listener), its metrics carry the `stripe_manager_` prefix, its admin UI
+//! works under the prefix (sign-in, cookies, redirects and every link of every page), and
+//! it stops cleanly on SIGTERM.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::admin::{
+    EMAIL, PASSWORD, browser, cookie_value, create_admin, hidden_csrf, location, set_cookies,
+};
 use common::*;
 use serde_json::{Value, json};
 use sm_store::testing::TestDb;
@@ -155,6 +160,8 @@ async fn an_app_that_embeds_the_library_serves_it_under_a_prefix_with_its_backgr
         assert!(line.starts_with("stripe_manager_"), "{line}");
     }
 
+    admin_under_the_prefix(&db, &url).await;
+
     // SIGTERM: the host's server drains, the background work stops, the process exits 0.
     let pid = child.id().unwrap().to_string();
     let killed = tokio::process::Command::new("kill")
@@ -167,4 +174,126 @@ async fn an_app_that_embeds_the_library_serves_it_under_a_prefix_with_its_backgr
         .expect("it stops in time")
         .unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// Every `href` and form `action` of a page that points into this site.
+fn local_links(html: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    for attribute in ["href=\"", "action=\""] {
+        for (i, _) in html.match_indices(attribute) {
+            let rest = &html[i + attribute.len()..];
+            let link = &rest[..rest.find('"').unwrap()];
+            if link.starts_with('/') {
+                links.push(link.replace("&amp;", "&").replace("&#38;", "&"));
+            }
+        }
+    }
+    links
+}
+
+/// The admin nested at `/billing/admin`: a stranger is sent to the sign-in page under the
+/// prefix, the cookies are scoped to it, an action redirects under it, and every link and
+/// form of every page reached from the dashboard stays under it (none leads to the
+/// host's own `/admin`) and answers.
+async fn admin_under_the_prefix(db: &TestDb, url: &impl Fn(&str) -> String) {
+    let r = browser().get(url("/billing/admin")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/billing/admin/login");
+    let r = browser()
+        .get(url("/billing/admin/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookies = set_cookies(&r);
+    assert!(
+        cookies[0].contains("Path=/billing/admin/login;"),
+        "{cookies:?}"
+    );
+    let login_csrf = cookie_value(&cookies, "sm_login_csrf").unwrap();
+    let html = r.text().await.unwrap();
+    assert_eq!(local_links(&html), ["/billing/admin/login"], "{html}");
+
+    assert_eq!(create_admin(db, EMAIL, PASSWORD).await.0, 0);
+    let r = browser()
+        .post(url("/billing/admin/login"))
+        .header("Cookie", format!("sm_login_csrf={login_csrf}"))
+        .form(&[
+            ("email", EMAIL),
+            ("password", PASSWORD),
+            ("csrf", &login_csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/billing/admin");
+    let cookies = set_cookies(&r);
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("sm_session="))
+        .unwrap();
+    assert!(session.contains("Path=/billing/admin;"), "{session}");
+    let cookie = format!(
+        "sm_session={}",
+        cookie_value(&cookies, "sm_session").unwrap()
+    );
+    let get = |path: String| {
+        let cookie = cookie.clone();
+        async move {
+            let r = browser()
+                .get(url(&path))
+                .header("Cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "GET {path}");
+            r.text().await.unwrap()
+        }
+    };
+
+    // Two levels of links from the dashboard: the menu's pages and what they link to.
+    let dashboard = get("/billing/admin".into()).await;
+    let csrf = hidden_csrf(&dashboard);
+    let mut seen = BTreeSet::new();
+    let mut pages = vec![dashboard];
+    for _ in 0..2 {
+        let mut next = Vec::new();
+        for html in &pages {
+            for link in local_links(html) {
+                assert!(
+                    link.starts_with("/billing/admin"),
+                    "{link} leaves the prefix"
+                );
+                let is_form = html.contains(&format!("action=\"{link}\""));
+                if !is_form && seen.insert(link.clone()) {
+                    next.push(get(link).await);
+                }
+            }
+        }
+        pages = next;
+    }
+    assert!(seen.len() >= 10, "the menu's pages were reached: {seen:?}");
+
+    // An action's redirect, and a page that does not exist, stay under the prefix.
+    let r = browser()
+        .post(url("/billing/admin/tokens/revoke"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("name", "embed-narrow")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/billing/admin/tokens");
+    let r = browser()
+        .get(url("/billing/admin/no-such-page"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(local_links(&r.text().await.unwrap()), ["/billing/admin"]);
+    // The host's own `/admin` is not the service's.
+    let r = browser().get(url("/admin")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
 }

@@ -30,18 +30,15 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     // `/` of the standalone service: the admin (an app that embeds the library owns `/`).
     let home = axum::routing::get(|| async { axum::response::Redirect::to("/admin") });
-    let extra = extra
-        .route("/", home)
-        .merge(admin::router(state.clone()))
-        .fallback(error::not_found);
+    let extra = extra.route("/", home).fallback(error::not_found);
     layered(state, extra)
 }
 
-/// The API, the webhook endpoint, health and metrics behind the service's layers,
-/// without a fallback: what an app that embeds the library mounts (axum refuses to merge
-/// two routers that both set one). Not the admin UI: its links, redirects and cookie
-/// path are absolute (`/admin/…`), so under a prefix it would send people to the host's
-/// own `/admin`.
+/// The API, the webhook endpoint, health, metrics and the admin UI behind the service's
+/// layers, without a fallback: what an app that embeds the library mounts (axum refuses
+/// to merge two routers that both set one). Under `nest("/billing", …)` the admin is at
+/// `/billing/admin`: it finds its prefix in each request, so its links, redirects and
+/// cookie path follow.
 pub fn embeddable_router(state: AppState) -> Router {
     layered(state, Router::new())
 }
@@ -51,6 +48,7 @@ fn layered(state: AppState, extra: Router<AppState>) -> Router {
     let (api, _) = openapi::api().split_for_parts();
     Router::new()
         .merge(extra)
+        .merge(admin::router(state.clone()))
         .merge(health::router())
         .merge(api)
         .merge(webhooks::router())

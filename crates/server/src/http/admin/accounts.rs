@@ -75,7 +75,7 @@ async fn credits_page(
 ) -> Response {
     let before = split_cursor(cursor);
     if before.is_none() && !cursor.is_empty() {
-        return super::view::bad_cursor("/admin/credits");
+        return super::view::bad_cursor(&ctx.mount.at("/admin/credits"));
     }
     let accounts = match state
         .store

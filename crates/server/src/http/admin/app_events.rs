@@ -99,7 +99,7 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let cursor = match super::view::id_cursor(&q.cursor) {
-        Some(Err(())) => return super::view::bad_cursor("/admin/app-events"),
+        Some(Err(())) => return super::view::bad_cursor(&ctx.mount.at("/admin/app-events")),
         other => other.map(|c| c.unwrap_or_default()),
     };
     let status = STATUSES.iter().find(|s| **s == q.status).copied();

@@ -68,7 +68,7 @@ async fn audit(
 ) -> Response {
     let action = q.action.trim();
     let cursor = match super::view::id_cursor(&q.cursor) {
-        Some(Err(())) => return super::view::bad_cursor("/admin/audit"),
+        Some(Err(())) => return super::view::bad_cursor(&ctx.mount.at("/admin/audit")),
         other => other.map(|c| c.unwrap_or_default()),
     };
     let entries = match state

@@ -88,7 +88,7 @@ async fn events(
     };
     let before = split_cursor(&q.cursor);
     if before.is_none() && !q.cursor.is_empty() {
-        return super::view::bad_cursor("/admin/events");
+        return super::view::bad_cursor(&ctx.mount.at("/admin/events"));
     }
     let events = match state.store.list_events_page(&filter, before).await {
         Ok(e) => e,
@@ -138,7 +138,7 @@ async fn event(
 ) -> Response {
     let e = match state.store.get_event(&id).await {
         Ok(Some(e)) => e,
-        Ok(None) => return super::not_found().await,
+        Ok(None) => return super::page_not_found(&ctx.mount),
         Err(e) => return failed("the event could not be read", &e),
     };
     let payload = serde_json::from_str::<serde_json::Value>(&e.payload)

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{AdminCtx, client, cookie, current_session, forbidden, over_https, render};
+use super::{AdminCtx, Mount, client, cookie, current_session, forbidden, over_https, render};
 use crate::admin::{SESSION_ABSOLUTE, SignInError, random_token, sign_in, sign_out};
 use crate::clock::unix_now;
 use crate::state::AppState;
@@ -36,16 +36,26 @@ fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage<'a> {
+    /// Where the admin is mounted ([`Mount::base`]).
+    base: &'a str,
     csrf: &'a str,
     email: &'a str,
     error: Option<&'a str>,
 }
 
-fn login_form(status: StatusCode, email: &str, error: Option<&str>, secure: bool) -> Response {
+/// The sign-in page with a fresh CSRF cookie, scoped to the sign-in path under the mount.
+fn login_form(
+    mount: &Mount,
+    status: StatusCode,
+    email: &str,
+    error: Option<&str>,
+    secure: bool,
+) -> Response {
     let csrf = random_token();
     let mut response = (
         status,
         render(&LoginPage {
+            base: mount.base(),
             csrf: &csrf,
             email,
             error,
@@ -54,7 +64,13 @@ fn login_form(status: StatusCode, email: &str, error: Option<&str>, secure: bool
         .into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(LOGIN_CSRF_COOKIE, &csrf, "/admin/login", 3600, secure),
+        set_cookie(
+            LOGIN_CSRF_COOKIE,
+            &csrf,
+            &mount.at("/admin/login"),
+            3600,
+            secure,
+        ),
     );
     response
 }
@@ -62,12 +78,19 @@ fn login_form(status: StatusCode, email: &str, error: Option<&str>, secure: bool
 async fn login_page(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(mount): Extension<Mount>,
     headers: HeaderMap,
 ) -> Response {
     if current_session(&state, &headers).await.is_some() {
         return Redirect::to("/admin").into_response();
     }
-    login_form(StatusCode::OK, "", None, over_https(&state, peer, &headers))
+    login_form(
+        &mount,
+        StatusCode::OK,
+        "",
+        None,
+        over_https(&state, peer, &headers),
+    )
 }
 
 #[derive(Deserialize)]
@@ -92,12 +115,14 @@ impl std::fmt::Debug for LoginForm {
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(mount): Extension<Mount>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let secure = over_https(&state, peer, &headers);
     let Ok(Form(form)) = form else {
         return login_form(
+            &mount,
             StatusCode::BAD_REQUEST,
             "",
             Some("Send the sign-in form."),
@@ -105,7 +130,10 @@ async fn login(
         );
     };
     if form.csrf.is_empty() || cookie(&headers, LOGIN_CSRF_COOKIE) != Some(form.csrf.as_str()) {
-        return forbidden("This sign-in form has expired. Reload the page and try again.");
+        return forbidden(
+            &mount,
+            "This sign-in form has expired. Reload the page and try again.",
+        );
     }
     let origin = client(&state, peer, &headers);
     let email = form.email.trim().to_ascii_lowercase();
@@ -118,24 +146,26 @@ async fn login(
                 set_cookie(
                     SESSION_COOKIE,
                     &session.cookie,
-                    "/admin",
+                    &mount.at("/admin"),
                     SESSION_ABSOLUTE,
                     secure,
                 ),
             );
             headers.append(
                 header::SET_COOKIE,
-                set_cookie(LOGIN_CSRF_COOKIE, "", "/admin/login", 0, secure),
+                set_cookie(LOGIN_CSRF_COOKIE, "", &mount.at("/admin/login"), 0, secure),
             );
             response
         }
         Err(e @ SignInError::Locked { .. }) => login_form(
+            &mount,
             StatusCode::TOO_MANY_REQUESTS,
             &email,
             Some(&e.to_string()),
             secure,
         ),
         Err(e @ SignInError::Invalid) => login_form(
+            &mount,
             StatusCode::UNAUTHORIZED,
             &email,
             Some(&e.to_string()),
@@ -171,7 +201,7 @@ async fn logout(
         set_cookie(
             SESSION_COOKIE,
             "",
-            "/admin",
+            &ctx.mount.at("/admin"),
             0,
             over_https(&state, peer, &headers),
         ),

@@ -6,6 +6,13 @@
 //! before any handler runs (403 otherwise). GET handlers never change anything. Every
 //! action is a POST, is audited, and leaves a message for the next page that says what
 //! happened, including what failed.
+//!
+//! The admin works under a prefix (an app that nests the router at `/billing` has its
+//! admin at `/billing/admin`) without being told the prefix: the guard reads it from the
+//! request (the path the client sent less the path the admin saw, see [`Mount`]).
+//! Handlers speak in the admin's own paths (`/admin/…`); the guard puts the `Location` of
+//! every redirect under the mount, and templates put every link and form under
+//! `{{ nav.base }}` (a test keeps them from linking to a bare `/admin`).
 
 mod accounts;
 mod activity;
@@ -26,7 +33,7 @@ use std::net::SocketAddr;
 use askama::Template;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Extension, OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -80,11 +87,72 @@ fn header_layer(
 pub struct AdminCtx {
     pub session: AdminSession,
     pub origin: String,
+    pub mount: Mount,
+}
+
+/// Where the admin is mounted: empty for the standalone service, `/billing` when an app
+/// nests the router there. Read from each request — what the client asked for
+/// ([`OriginalUri`], set by the outermost router) ends with what the admin saw once
+/// `nest` stripped its prefix — so an embedding app need not say it twice. A prefix with
+/// anything but plain path characters (a host's `nest("/{tenant}", …)` lets the client
+/// choose it) is not used: links then point at `/admin`, never at another host.
+#[derive(Debug, Clone, Default)]
+pub struct Mount(String);
+
+impl Mount {
+    fn of(request: &Request) -> Self {
+        let Some(OriginalUri(sent)) = request.extensions().get::<OriginalUri>() else {
+            return Self::default();
+        };
+        let prefix = sent
+            .path()
+            .strip_suffix(request.uri().path())
+            .unwrap_or_default();
+        let plain = prefix.starts_with('/')
+            && !prefix.contains("//")
+            && !prefix.ends_with('/')
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+        Self(if plain {
+            prefix.to_owned()
+        } else {
+            String::new()
+        })
+    }
+
+    /// `path` (an admin path, `/admin/…`) as the browser must ask for it.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+
+    /// The prefix itself, for templates (`{{ nav.base }}/admin/…`).
+    pub fn base(&self) -> &str {
+        &self.0
+    }
+
+    /// Puts an answer's redirect under the mount (handlers redirect to `/admin/…`).
+    fn relocate(&self, response: &mut Response) {
+        if self.0.is_empty() {
+            return;
+        }
+        let Some(to) = response.headers().get(header::LOCATION) else {
+            return;
+        };
+        let Some(to) = to.to_str().ok().filter(|t| t.starts_with("/admin")) else {
+            return;
+        };
+        if let Ok(value) = HeaderValue::from_str(&self.at(to)) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+    }
 }
 
 /// What every page's header needs.
 #[derive(Debug)]
 pub struct Nav {
+    /// Where the admin is mounted ([`Mount::base`]): every link starts with it.
+    pub base: String,
     pub email: String,
     pub csrf: String,
     pub flash_ok: Option<String>,
@@ -108,6 +176,7 @@ impl AdminCtx {
             None => (None, None),
         };
         Nav {
+            base: self.mount.base().to_owned(),
             email: self.session.email.clone(),
             csrf: self.session.csrf_token.clone(),
             flash_ok: ok,
@@ -196,17 +265,28 @@ async fn current_session(state: &AppState, headers: &HeaderMap) -> Option<AdminS
         })
 }
 
-fn forbidden(message: &str) -> Response {
+fn forbidden(mount: &Mount, message: &str) -> Response {
+    let back = mount.at("/admin");
     (
         StatusCode::FORBIDDEN,
         Html(format!(
-            "<!doctype html><html lang=\"en\"><title>Forbidden · stripe-manager</title><main><h1>Forbidden</h1><p>{message} <a href=\"/admin\">Back</a></p></main></html>"
+            "<!doctype html><html lang=\"en\"><title>Forbidden · stripe-manager</title><main><h1>Forbidden</h1><p>{message} <a href=\"{back}\">Back</a></p></main></html>"
         )),
     )
         .into_response()
 }
 
-async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Finds the mount, checks the session (and a POST's CSRF token), runs the page, and
+/// puts its redirect under the mount.
+async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let mount = Mount::of(&request);
+    request.extensions_mut().insert(mount.clone());
+    let mut response = checked(state, mount.clone(), request, next).await;
+    mount.relocate(&mut response);
+    response
+}
+
+async fn checked(state: AppState, mount: Mount, request: Request, next: Next) -> Response {
     if request.uri().path() == "/admin/login" {
         return next.run(request).await;
     }
@@ -224,6 +304,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         if sent.as_deref() != Some(session.csrf_token.as_str()) {
             tracing::warn!(path = %parts.uri.path(), "admin POST without a valid CSRF token refused");
             return forbidden(
+                &mount,
                 "This form has expired or was not sent from this site. Reload the page and try again.",
             );
         }
@@ -237,9 +318,11 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let origin = client(&state, peer, request.headers());
-    request
-        .extensions_mut()
-        .insert(AdminCtx { session, origin });
+    request.extensions_mut().insert(AdminCtx {
+        session,
+        origin,
+        mount,
+    });
     next.run(request).await
 }
 
@@ -254,6 +337,75 @@ fn failed(what: &str, e: &dyn std::error::Error) -> Response {
     super::ApiError::internal(what, e).into_response()
 }
 
-async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Html("<!doctype html><html lang=\"en\"><title>Not found · stripe-manager</title><main><h1>Not found</h1><p>No such page. <a href=\"/admin\">Dashboard</a></p></main></html>")).into_response()
+async fn not_found(Extension(mount): Extension<Mount>) -> Response {
+    page_not_found(&mount)
+}
+
+fn page_not_found(mount: &Mount) -> Response {
+    let home = mount.at("/admin");
+    (StatusCode::NOT_FOUND, Html(format!("<!doctype html><html lang=\"en\"><title>Not found · stripe-manager</title><main><h1>Not found</h1><p>No such page. <a href=\"{home}\">Dashboard</a></p></main></html>"))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every link and form of every template starts with `{{ nav.base }}` (or the sign-in
+    /// page's `{{ base }}`): a bare `/admin/…` would send a nested admin's users to the
+    /// host app's own `/admin`. (tests/embed.rs follows the links of a nested admin.)
+    #[test]
+    fn no_template_links_to_a_bare_path() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let html = std::fs::read_to_string(&path).unwrap();
+            for bare in ["href=\"/", "action=\"/", "href='/", "action='/"] {
+                assert!(!html.contains(bare), "{} has {bare}…", path.display());
+            }
+        }
+    }
+
+    fn mount_of(sent: &str, seen: &str) -> String {
+        let mut request = Request::builder().uri(seen).body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(OriginalUri(sent.parse().unwrap()));
+        Mount::of(&request).base().to_owned()
+    }
+
+    #[test]
+    fn the_mount_is_what_the_client_sent_less_what_the_admin_saw() {
+        assert_eq!(mount_of("/admin/events", "/admin/events"), "");
+        assert_eq!(
+            mount_of("/billing/admin/events", "/admin/events"),
+            "/billing"
+        );
+        assert_eq!(mount_of("/a/b-c_d.e~f/admin", "/admin"), "/a/b-c_d.e~f");
+        // A prefix the client could have chosen is never a link's start.
+        for odd in [
+            "//evil.example/admin",
+            "/x%22y/admin",
+            "/x\"y/admin",
+            "/x//admin",
+        ] {
+            assert_eq!(mount_of(odd, "/admin"), "", "{odd}");
+        }
+    }
+
+    #[test]
+    fn redirects_go_under_the_mount_and_nowhere_else() {
+        let mount = Mount("/billing".into());
+        let mut to_admin = Redirect::to("/admin/tokens").into_response();
+        mount.relocate(&mut to_admin);
+        assert_eq!(
+            to_admin.headers()[header::LOCATION],
+            "/billing/admin/tokens"
+        );
+        let mut elsewhere = Redirect::to("https://billing.stripe.com/p").into_response();
+        mount.relocate(&mut elsewhere);
+        assert_eq!(
+            elsewhere.headers()[header::LOCATION],
+            "https://billing.stripe.com/p"
+        );
+    }
 }

@@ -149,7 +149,7 @@ async fn products(
     let after = (!query.cursor.is_empty()).then_some(query.cursor.as_str());
     let page = match state.catalog.page(keep, after, PAGE + 1).await {
         Ok(Some(p)) => p,
-        Ok(None) => return super::view::bad_cursor("/admin/products"),
+        Ok(None) => return super::view::bad_cursor(&ctx.mount.at("/admin/products")),
         Err(e) => return failed("the catalog could not be read", &e),
     };
     let mut rows: Vec<ProductRow> = page.products.iter().map(ProductRow::from).collect();
@@ -226,7 +226,7 @@ async fn product(
         (Err(e), _) | (_, Err(e)) => return failed("the product could not be read", &e),
     };
     let (Some(p), Some(record)) = (found, record) else {
-        return super::not_found().await;
+        return super::page_not_found(&ctx.mount);
     };
     let features = match state.store.features_of_product(&id).await {
         Ok(f) => f,

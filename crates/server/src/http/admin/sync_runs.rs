@@ -116,7 +116,7 @@ async fn sync_runs(
     Query(q): Query<RunQuery>,
 ) -> Response {
     let cursor = match super::view::id_cursor(&q.cursor) {
-        Some(Err(())) => return super::view::bad_cursor("/admin/sync-runs"),
+        Some(Err(())) => return super::view::bad_cursor(&ctx.mount.at("/admin/sync-runs")),
         other => other.map(|c| c.unwrap_or_default()),
     };
     let runs = match state
