@@ -17,7 +17,7 @@ pub enum TokenCommand {
         /// A unique name saying who uses it, e.g. web-app.
         name: String,
         /// catalog:read, sync:write, credits:read, credits:write, checkout:write,
-        /// accounts:read, billing:write, credits:grant, or all;
+        /// accounts:read, billing:write, credits:grant, entitlements:read, or all;
         /// repeat or separate with commas.
         #[arg(long = "scope", required = true, value_name = "SCOPE")]
         scopes: Vec<String>,
@@ -138,4 +138,30 @@ pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> 
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use crate::auth::Scope;
+    use crate::cli::Cli;
+
+    /// The help names every scope there is (it once missed `entitlements:read`).
+    #[test]
+    fn create_s_help_names_every_scope() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("token")
+            .and_then(|t| t.find_subcommand_mut("create"))
+            .expect("token create")
+            .render_long_help()
+            .to_string();
+        for scope in Scope::ALL {
+            assert!(
+                help.contains(scope.as_str()),
+                "{scope} missing from:\n{help}"
+            );
+        }
+    }
 }
