@@ -18,12 +18,24 @@ fn main() {
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=SM_COMMIT={commit}");
-    // Rebuild when HEAD moves: a commit, a checkout, a fetch that moves the branch.
-    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
+    // Rebuild when HEAD moves: a commit, a checkout, a fetch that moves the branch. Only
+    // files that exist are named: Cargo reruns the script on every build for a missing
+    // one (a checkout without `packed-refs` recompiled the crate each time).
+    let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) else {
+        return;
+    };
+    let common = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"])
+        .unwrap_or_else(|| dir.clone());
+    let mut watched = vec![format!("{dir}/HEAD")];
+    // The branch HEAD names (none when detached: HEAD itself then holds the commit).
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(format!("{common}/{branch}"));
     }
-    if let Some(common) = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]) {
-        println!("cargo:rerun-if-changed={common}/refs/heads");
-        println!("cargo:rerun-if-changed={common}/packed-refs");
+    // Where a branch without a loose ref file keeps it (after `git gc`, a fresh clone).
+    watched.push(format!("{common}/packed-refs"));
+    for path in watched {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
 }
