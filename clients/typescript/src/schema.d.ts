@@ -1237,7 +1237,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1420,7 +1420,7 @@ export interface operations {
                     "application/json": components["schemas"]["Balance"];
                 };
             };
-            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1502,7 +1502,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consumption"];
                 };
             };
-            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
+            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1620,7 +1620,7 @@ export interface operations {
                     "application/json": components["schemas"]["PromotionalGrant"];
                 };
             };
-            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
+            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1713,7 +1713,7 @@ export interface operations {
                     "application/json": components["schemas"]["HoldsPage"];
                 };
             };
-            /** @description `invalid_account`, `invalid_query`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`, `invalid_query`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1804,7 +1804,7 @@ export interface operations {
                     "application/json": components["schemas"]["Hold"];
                 };
             };
-            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
+            /** @description `invalid_account`, `invalid_body`, `idempotency_key_mismatch`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1899,7 +1899,7 @@ export interface operations {
                     "application/json": components["schemas"]["Hold"];
                 };
             };
-            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1981,7 +1981,7 @@ export interface operations {
                     "application/json": components["schemas"]["Hold"];
                 };
             };
-            /** @description `invalid_account`, `invalid_body` (more than held, or not above zero); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`, `invalid_body` (more than held, or not above zero); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2085,7 +2085,7 @@ export interface operations {
                     "application/json": components["schemas"]["Hold"];
                 };
             };
-            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2182,7 +2182,7 @@ export interface operations {
                     "application/json": components["schemas"]["LowThreshold"];
                 };
             };
-            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2256,7 +2256,7 @@ export interface operations {
                     "application/json": components["schemas"]["LowThreshold"];
                 };
             };
-            /** @description `invalid_account`, `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`, `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2338,7 +2338,7 @@ export interface operations {
                     "application/json": components["schemas"]["History"];
                 };
             };
-            /** @description `invalid_account`, `invalid_query`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`, `invalid_query`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2528,7 +2528,7 @@ export interface operations {
                     "application/json": components["schemas"]["Account"];
                 };
             };
-            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2603,7 +2603,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentsPage"];
                 };
             };
-            /** @description `invalid_account`, `invalid_query`, `invalid_cursor`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`, `invalid_query`, `invalid_cursor`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2685,7 +2685,7 @@ export interface operations {
                     "application/json": components["schemas"]["PortalSession"];
                 };
             };
-            /** @description `invalid_body`, `invalid_request` (a malformed account id, a bad `return_url`); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
+            /** @description `invalid_body`, `invalid_request` (a malformed account id, a bad `return_url`); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2804,7 +2804,7 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionChanged"];
                 };
             };
-            /** @description `invalid_request` (a malformed account id), `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
+            /** @description `invalid_request` (a malformed account id), `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2923,7 +2923,7 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionChanged"];
                 };
             };
-            /** @description `invalid_request` (a malformed account id), `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
+            /** @description `invalid_request` (a malformed account id), `invalid_body`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3050,7 +3050,7 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionChanged"];
                 };
             };
-            /** @description `invalid_body`, `invalid_request` (a malformed account id, not a sellable plan price, a bad `when` or `proration_behavior`); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
+            /** @description `invalid_body`, `invalid_request` (a malformed account id, not a sellable plan price, a bad `when` or `proration_behavior`); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3173,7 +3173,7 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionChanged"];
                 };
             };
-            /** @description `invalid_request` (a malformed account id); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
+            /** @description `invalid_request` (a malformed account id); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded; `invalid_idempotency_key`: more than one `Idempotency-Key` header, or one that is not visible ASCII. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3279,7 +3279,7 @@ export interface operations {
                     "application/json": components["schemas"]["Entitlements"];
                 };
             };
-            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3351,7 +3351,7 @@ export interface operations {
                     "application/json": components["schemas"]["EntitlementCheck"];
                 };
             };
-            /** @description `invalid_account`, `invalid_lookup_key`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`, `invalid_lookup_key`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3421,7 +3421,7 @@ export interface operations {
                     "application/json": components["schemas"]["TopUp"];
                 };
             };
-            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3504,7 +3504,7 @@ export interface operations {
                     "application/json": components["schemas"]["TopUp"];
                 };
             };
-            /** @description `invalid_account`, `invalid_body`, `invalid_top_up` (not a sellable one-time pack, a quantity or `max_per_day` outside 1–100, no customer); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`, `invalid_body`, `invalid_top_up` (not a sellable one-time pack, a quantity or `max_per_day` outside 1–100, no customer); `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3583,7 +3583,7 @@ export interface operations {
                     "application/json": components["schemas"]["TopUp"];
                 };
             };
-            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body. */
+            /** @description `invalid_account`; `nul_character`: a NUL character (`%00`, `\u0000`) in the URL or the body; `invalid_path`: the path is not UTF-8 once percent-decoded. */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -1,6 +1,7 @@
 //! Small hardening cases of issue #15 (item 8), on SQLite and PostgreSQL: NUL characters,
 //! invisible characters in account references, database errors kept out of answers,
-//! credentials kept out of `/readyz` and `check`, and a bounded selected sync.
+//! credentials kept out of `/readyz` and `check`, and a bounded selected sync; and of
+//! issue #27 (item 7): list limits outside their documented range are refused.
 
 mod common;
 
@@ -15,7 +16,40 @@ sm_store::contract_tests!(
     credentials_in_the_api_base_are_never_shown,
     a_selected_sync_names_at_most_100_products,
     one_slow_stripe_call_holds_up_only_its_own_event,
+    list_limits_outside_their_documented_range_are_refused,
 );
+
+/// `limit` is documented 1–100 (the journal: 1–1,000); 0 and one past the top used to
+/// be clamped silently (payments) or passed through (the journal's 0).
+async fn list_limits_outside_their_documented_range_are_refused(db: TestDb) {
+    let app = TestApp::start(config_from(&env_for(None, &db))).await;
+    let account = app.url("/api/v1/accounts/acct_limits");
+    for (list, max) in [
+        ("/payments", 100),
+        ("/credits/holds", 100),
+        ("/credits/history", 1000),
+    ] {
+        for bad in [0, max + 1] {
+            let (status, body) = get_json(&format!("{account}{list}?limit={bad}")).await;
+            assert_eq!(
+                (status, &body["error"]["code"]),
+                (400, &json!("invalid_query")),
+                "{list}?limit={bad}: {body}"
+            );
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("1 to {max}")),
+                "{body}"
+            );
+        }
+        for good in [1, max] {
+            let (status, body) = get_json(&format!("{account}{list}?limit={good}")).await;
+            assert_eq!(status, 200, "{list}?limit={good}: {body}");
+        }
+    }
+}
 
 async fn nul_characters_are_refused_with_400_not_a_database_error(db: TestDb) {
     let app = TestApp::start(config_from(&env_for(None, &db))).await;

@@ -380,8 +380,9 @@ async fn payments(
     query: Result<Query<PaymentsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PaymentsPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = ApiError::page_limit(q.limit, 20, 100)?;
     accounts(&state)
-        .payments(&account, q.cursor.as_deref(), q.limit.unwrap_or(20))
+        .payments(&account, q.cursor.as_deref(), limit)
         .await
         .map(Json)
         .map_err(account_error)

@@ -346,16 +346,7 @@ async fn list_holds(
             ));
         }
     };
-    let limit = match q.limit {
-        None => 100,
-        Some(n @ 1..=100) => n,
-        Some(n) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("limit must be 1 to 100, not {n}"),
-            ));
-        }
-    };
+    let limit = ApiError::page_limit(q.limit, 100, 100)?;
     let holds = state
         .ledger
         .holds(&account, open_only, unix_now(), limit)
@@ -581,9 +572,10 @@ async fn history(
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<History>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = ApiError::page_limit(q.limit, 100, 1000)?;
     let entries: Vec<EntryView> = state
         .ledger
-        .history(&account, q.limit.unwrap_or(100).min(1000))
+        .history(&account, limit)
         .await
         .map_err(ledger_error)?;
     Ok(Json(History {

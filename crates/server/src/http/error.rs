@@ -34,6 +34,20 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// A list's `limit` (`default` when absent): one outside `1..=max` is refused with
+    /// `400 invalid_query`, not clamped, so a client asking for 0 or 101 hears that it
+    /// did not get what it asked for.
+    pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, Self> {
+        match limit {
+            None => Ok(default),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            Some(n) => Err(Self::bad_request(
+                "invalid_query",
+                format!("limit must be 1 to {max}, not {n}"),
+            )),
+        }
+    }
+
     /// A 500 whose detail goes to the log, not to the caller.
     pub fn internal(context: &str, error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %error, "{context}");

@@ -52,10 +52,25 @@ pub async fn observe(request: Request, next: Next) -> Response {
 /// reads its own body and stores it as sent).
 const NUL_CHECK_LIMIT: usize = 1 << 20;
 
-/// Refuses a NUL character anywhere in the URL or in an API or admin body (`%00` in a
+/// Refuses a path that is not UTF-8 once percent-decoded (`400 invalid_path`), and a
+/// NUL character anywhere in the URL or in an API or admin body (`%00` in a
 /// query or form, `\u0000` in JSON): PostgreSQL cannot store it in text, so it would
 /// otherwise reach the database as a 500. Answered `400 nul_character`.
 pub async fn reject_nul(request: Request, next: Next) -> Response {
+    // A path that is not UTF-8 once decoded would reach axum's `Path` extractor, whose
+    // refusal is a `text/plain` 400: refuse it here in the error shape every route uses.
+    let path = request.uri().path();
+    if path.contains('%')
+        && percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .is_err()
+    {
+        return super::ApiError::bad_request(
+            "invalid_path",
+            "the path is not UTF-8 once percent-decoded",
+        )
+        .into_response();
+    }
     let refuse = || {
         super::ApiError::bad_request(
             "nul_character",

@@ -110,6 +110,17 @@ impl Modify for Shared {
                     "400",
                     "`nul_character`: a NUL character (`%00`, `\\u0000`) in the URL or the body.",
                 );
+                // A path parameter is read as UTF-8 once percent-decoded, by every route.
+                let in_path = op.parameters.iter().flatten().any(
+                    |p| matches!(p, RefOr::T(p) if p.parameter_in == utoipa::openapi::path::ParameterIn::Path),
+                );
+                if in_path {
+                    add(
+                        op,
+                        "400",
+                        "`invalid_path`: the path is not UTF-8 once percent-decoded.",
+                    );
+                }
                 // Every route that takes the header reads it the same way (one, ASCII).
                 let keyed = op
                     .parameters
