@@ -3,7 +3,7 @@
 //! Each `/api/v1` handler carries a `#[utoipa::path]` annotation and is routed through
 //! [`OpenApiRouter`], so a route cannot exist without its entry in the document; request
 //! and answer bodies are the handlers' own types (`#[derive(utoipa::ToSchema)]`). What
-//! every operation shares is added here once ([`Shared`]): the bearer token scheme, the
+//! every operation shares is added here once (`Shared`): the bearer token scheme, the
 //! `401`/`403`/`500` answers, the error shape. The document is public (it describes, it
 //! does not grant) and checked in as `openapi/v1.json`: `tests/openapi.rs` fails when the
 //! two differ, and checks real answers against its schemas.
@@ -174,6 +174,7 @@ fn error_response(description: &str) -> Response {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorBody {
+    /// The code and message.
     pub error: ErrorDetail,
     /// `insufficient_credits`: how many credits are missing.
     #[serde(skip_serializing_if = "Option::is_none")]
