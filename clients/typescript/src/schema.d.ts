@@ -446,23 +446,30 @@ export interface components {
     schemas: {
         /** @description `GET /api/v1/accounts/{account}`. */
         Account: {
+            /** @description The account id, as the app names it. */
             account: string;
             customer?: components["schemas"]["Customer"] | null;
+            /** @description Every subscription of the account's customers, as mirrored. */
             subscriptions: components["schemas"]["Subscription"][];
+            /** @description What the account may do now, decided from `subscriptions`. */
             entitlement: components["schemas"]["Entitlement"];
             /**
              * @description The features Stripe says the account's customer is entitled to now (its active
-             *     entitlements, see [`crate::entitlements`]), by lookup key.
+             *     entitlements), by lookup key.
              */
             features: components["schemas"]["EntitledFeature"][];
+            /** @description The account's credit balance. */
             credits: components["schemas"]["Balance"];
         };
         /** @description `GET /api/v1/accounts/{account}/credits`. */
         Balance: {
+            /** @description The account. */
             account: string;
             /** @description What can be spent now: non-expired lots. */
             available: components["schemas"]["Credits"];
+            /** @description Available credits from subscription lots (spent first, earliest expiry first). */
             subscription: components["schemas"]["Credits"];
+            /** @description Available credits from one-time purchases and operators' grants. */
             pay_as_you_go: components["schemas"]["Credits"];
             /** @description Promotional credits from the app (spent before paid ones of the same expiry). */
             promotional: components["schemas"]["Credits"];
@@ -472,7 +479,9 @@ export interface components {
             debt: components["schemas"]["Credits"];
             /** @description Reserved by open holds: consumptions and new holds may spend `available − held`. */
             held: components["schemas"]["Credits"];
+            /** @description The account's Stripe customer (`cus_…`), once it has one. */
             stripe_customer?: string | null;
+            /** @description Every lot of the account, oldest first, expired and empty ones included. */
             lots: components["schemas"]["Lot"][];
         };
         CancelRequest: {
@@ -488,6 +497,7 @@ export interface components {
         };
         /** @description `POST …/subscription/change`. */
         ChangeRequest: {
+            /** @description The new price (`price_…`): a recurring price of the catalog, sellable now. */
             price: string;
             /**
              * @description With `when: "now"`: `always_invoice` (the default: the change is paid, and its
@@ -508,24 +518,40 @@ export interface components {
              */
             quantity?: number | null;
         };
+        /** @description `POST /api/v1/checkout`'s answer: the Stripe Checkout session to send the customer to. */
         CheckoutCreated: {
+            /** @description Stripe's Checkout session id (`cs_…`). */
             id: string;
+            /** @description The session's hosted page: redirect the customer there. */
             url?: string | null;
             /** @description `payment` (one-time price) or `subscription` (recurring price). */
             mode: string;
+            /** @description The account it is for. */
             account: string;
+            /** @description The product bought. */
             product: string;
+            /** @description The price bought. */
             price: string;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description Units bought.
+             */
             quantity: number;
         };
         /** @description `POST /api/v1/checkout`. */
         CheckoutRequest: {
+            /** @description The app's account the purchase is for (its credits, entitlement and customer). */
             account: string;
+            /** @description The price to buy (`price_…`): one of a sellable product of the catalog. */
             price: string;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description Units to buy (1 to 1000; default 1): packs, or seats for a plan.
+             */
             quantity?: number;
+            /** @description Where Stripe sends the customer after paying (http or https). */
             success_url: string;
+            /** @description Where Stripe sends the customer who leaves the checkout (http or https). */
             cancel_url: string;
             /**
              * Format: int32
@@ -545,20 +571,29 @@ export interface components {
         };
         /** @description A consumption request (`POST …/credits/consume`). */
         ConsumeRequest: {
+            /** @description Credits to spend (more than zero, at most two decimals). */
             amount: components["schemas"]["Credits"];
             /** @description Or the `Idempotency-Key` header (the same value if both are sent). */
             idempotency_key?: string;
+            /** @description Why, in the app's words (at most 500 characters): kept in the journal. */
             description?: string | null;
         };
         /** @description The answer to a consumption; a repeat with the same key gets the same one. */
         Consumption: {
+            /** @description The account charged. */
             account: string;
+            /** @description The key the consumption was made under. */
             idempotency_key: string;
+            /** @description Credits spent. */
             amount: components["schemas"]["Credits"];
+            /** @description The description sent with it. */
             description?: string | null;
             /** @description The available balance right after this consumption. */
             balance: components["schemas"]["Credits"];
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When it was made (unix seconds): the first request's time for a replay.
+             */
             created_at: number;
             /** @description True when this answer is the stored result of an earlier identical request. */
             replayed: boolean;
@@ -570,8 +605,11 @@ export interface components {
         Credits: string;
         /** @description The customer an account is linked to. */
         Customer: {
+            /** @description Stripe's customer id (`cus_…`). */
             id: string;
+            /** @description The customer's email in Stripe, if set. */
             email?: string | null;
+            /** @description The customer's name in Stripe, if set. */
             name?: string | null;
         };
         /** @description An empty object: the action takes nothing. */
@@ -587,6 +625,10 @@ export interface components {
         };
         /** @description What the account may do. */
         Entitlement: {
+            /**
+             * @description Whether the account is entitled now: a subscription `active` or `trialing`, or
+             *     `past_due` within the grace period, and not with its payment collection paused.
+             */
             active: boolean;
             /**
              * @description The status that decided it (`active`, `trialing`, `past_due`, …), `none` without
@@ -595,6 +637,7 @@ export interface components {
             status: string;
             /** @description The subscription that decided it. */
             subscription?: string | null;
+            /** @description The product of that subscription. */
             product?: string | null;
             /**
              * Format: int64
@@ -615,25 +658,46 @@ export interface components {
         };
         /** @description A journal entry as the API shows it. */
         Entry: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The entry's id; newer entries have greater ids.
+             */
             id: number;
+            /** @description What happened: `grant`, `consume`, `adjust`, `debt`, `forgive`, `restore`, … . */
             kind: string;
+            /** @description Credits moved, positive for a grant, negative for a spend or a take-back. */
             amount: components["schemas"]["Credits"];
+            /**
+             * @description Credits a take-back could not take because they were already spent (they became debt);
+             *     absent when zero.
+             */
             shortfall?: components["schemas"]["Credits"];
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The lot it moved credits of, if one.
+             */
             lot?: number | null;
+            /** @description What caused it: the idempotency key, the refund, the session or invoice, … . */
             ref: string;
+            /** @description The caller's description or the operator's reason. */
             description?: string | null;
+            /**
+             * @description Who made it: the operator (adjustments, forgiveness, imports) or the token
+             *     (promotional grants); `null` for consumptions and Stripe's effects.
+             */
             actor?: string | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When it was written (unix seconds).
+             */
             created_at: number;
         };
         /**
          * @description Every refusal: `{"error":{"code","message"}}`, with `shortfall` beside it on a `402`
-         *     and the run's `report` on a failed sync. Documentation of
-         *     [`ApiError`](super::ApiError)'s answer, kept true by `tests/openapi.rs`.
+         *     and the run's `report` on a failed sync.
          */
         Error: {
+            /** @description The code and message. */
             error: components["schemas"]["ErrorDetail"];
             shortfall?: components["schemas"]["Credits"] | null;
             report?: components["schemas"]["SyncReport"] | null;
@@ -655,7 +719,10 @@ export interface components {
              * @description Features written (new or changed).
              */
             written: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Features Stripe no longer lists, marked deleted here (a full sync only).
+             */
             tombstoned: number;
             /**
              * Format: int64
@@ -670,8 +737,11 @@ export interface components {
         };
         /** @description A hold as the API shows it. */
         Hold: {
+            /** @description The hold's id (`hold_…`), for capture and release. */
             id: string;
+            /** @description The account it reserves credits of. */
             account: string;
+            /** @description The key it was created under. */
             idempotency_key: string;
             /** @description What was reserved. */
             amount: components["schemas"]["Credits"];
@@ -681,12 +751,22 @@ export interface components {
              */
             status: string;
             captured?: components["schemas"]["Credits"] | null;
+            /** @description The description sent with it. */
             description?: string | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When it was created (unix seconds).
+             */
             created_at: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When it expires if neither captured nor released (unix seconds).
+             */
             expires_at: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When it was captured, released or expired (unix seconds); `null` while held.
+             */
             settled_at?: number | null;
             balance?: components["schemas"]["Credits"] | null;
             /** @description True when this answer is the stored result of an earlier request. */
@@ -694,6 +774,7 @@ export interface components {
         };
         /** @description `POST /api/v1/accounts/{account}/credits/holds`. */
         HoldRequest: {
+            /** @description Credits to reserve (more than zero, at most two decimals). */
             amount: components["schemas"]["Credits"];
             /**
              * @description The same key with the same body answers the first hold; with another, `409`.
@@ -705,6 +786,7 @@ export interface components {
              * @description 1 to 86,400; 900 when absent.
              */
             ttl_seconds?: number | null;
+            /** @description Why, in the app's words (at most 500 characters): kept with the hold and its capture. */
             description?: string | null;
         };
         /** @description An account's holds, newest first. */
@@ -712,25 +794,49 @@ export interface components {
             account: string;
             data: components["schemas"]["Hold"][];
         };
+        /** @description A product stored but not sellable, and why. */
         InvalidProduct: {
+            /** @description Stripe's product id. */
             id: string;
+            /** @description The product's name. */
             name: string;
+            /** @description What is wrong with its metadata. */
             error: string;
         };
         /** @description A lot as the API shows it. */
         Lot: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The lot's id (journal entries name it).
+             */
             id: number;
+            /** @description Where the credits came from: `purchase`, `subscription`, `admin` or `promotional`. */
             source: string;
+            /**
+             * @description What granted it, unique per lot: a Checkout session (`cs_…`), an invoice (`in_…`),
+             *     `admin:<uuid>`, or a reference made from a promotional grant's or an import's key.
+             */
             source_ref: string;
+            /** @description Credits granted. */
             amount: components["schemas"]["Credits"];
+            /** @description Credits not spent yet (nor taken back). */
             remaining: components["schemas"]["Credits"];
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When its remaining credits expire (unix seconds); `null` for never. A subscription's
+             *     lot expires with the period it pays for.
+             */
             expires_at?: number | null;
+            /** @description Whether it had expired when this was read: its `remaining` no longer counts. */
             expired: boolean;
+            /** @description The product bought, for purchase and subscription lots. */
             product?: string | null;
+            /** @description The price bought, for purchase and subscription lots. */
             price?: string | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When it was granted (unix seconds).
+             */
             created_at: number;
         };
         /** @description The level under which the app gets `credits.low`. */
@@ -781,8 +887,11 @@ export interface components {
         };
         /** @description One page of `GET /api/v1/accounts/{account}/payments`. */
         PaymentsPage: {
+            /** @description The account id. */
             account: string;
+            /** @description Payments, newest first. */
             data: components["schemas"]["Payment"][];
+            /** @description Whether more payments follow this page. */
             has_more: boolean;
             /** @description Pass as `cursor` for the next page. */
             next_cursor?: string | null;
@@ -802,10 +911,15 @@ export interface components {
         };
         /** @description A price as the API shows it (CONTRACT.md). */
         Price: {
+            /** @description Stripe's price id (`price_…`). */
             id: string;
+            /** @description The product it belongs to (`prod_…`). */
             product: string;
+            /** @description Whether Stripe offers it for new purchases. */
             active: boolean;
+            /** @description Deleted in Stripe: kept here so old payments still name it. */
             deleted: boolean;
+            /** @description Lower-case ISO currency code (`usd`). */
             currency: string;
             /**
              * Format: int64
@@ -814,72 +928,138 @@ export interface components {
             unit_amount?: number | null;
             /** @description `fixed`, `tiered` or `custom`. */
             amount_kind: string;
+            /** @description `one_time` or `recurring`. */
             type: string;
+            /** @description For recurring prices: `day`, `week`, `month` or `year`. */
             interval?: string | null;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description For recurring prices: how many intervals one billing period spans.
+             */
             interval_count?: number | null;
+            /** @description The price's nickname in Stripe (not shown to customers). */
             nickname?: string | null;
+            /** @description The price's lookup key in Stripe, for apps that refer to prices by a stable name. */
             lookup_key?: string | null;
         };
+        /** @description What a sync did to prices. */
         PriceCounts: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description New here.
+             */
             created: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Changed since the stored copy.
+             */
             updated: number;
-            /** Format: int64 */
-            unchanged: number;
-            /** Format: int64 */
-            stale: number;
-            /** Format: int64 */
-            tombstoned: number;
-        };
-        PricePerCredit: {
-            amount: string;
-            currency: string;
-        };
-        /** @description A product as the API shows it (CONTRACT.md). */
-        Product: {
-            id: string;
-            name: string;
-            description?: string | null;
-            active: boolean;
-            deleted: boolean;
-            /** Format: int32 */
-            credit_amount?: number | null;
-            /** @description From metadata, else derived from the default price. */
-            credit_type: string;
-            /** Format: int64 */
-            display_order?: number | null;
-            valid: boolean;
-            validation_error?: string | null;
-            /** @description Valid, active and not deleted: the only products offered for checkout. */
-            sellable: boolean;
-            default_price?: components["schemas"]["Price"] | null;
-            prices: components["schemas"]["Price"][];
-            price_per_credit?: components["schemas"]["PricePerCredit"] | null;
-            metadata: {
-                [key: string]: string;
-            };
-            /** Format: int64 */
-            stripe_updated: number;
-            /** Format: int64 */
-            synced_at: number;
-        };
-        ProductCounts: {
-            /** Format: int64 */
-            created: number;
-            /** Format: int64 */
-            updated: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Identical to the stored copy.
+             */
             unchanged: number;
             /**
              * Format: int64
              * @description Skipped: the local row holds newer data (a webhook got there first).
              */
             stale: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Marked deleted: Stripe answered 404 for them (a list leaving a price out does not count).
+             */
+            tombstoned: number;
+        };
+        /** @description The price of one credit: the default price's unit amount divided by the credit amount. */
+        PricePerCredit: {
+            /**
+             * @description A decimal string in major units, two more decimals than the currency has
+             *     (`"0.0333"` for $10.00 and 300 credits), rounded half up.
+             */
+            amount: string;
+            /** @description Lower-case ISO currency code (`usd`). */
+            currency: string;
+        };
+        /** @description A product as the API shows it (CONTRACT.md). */
+        Product: {
+            /** @description Stripe's product id (`prod_…`). */
+            id: string;
+            /** @description The product's name in Stripe. */
+            name: string;
+            /** @description The product's description in Stripe. */
+            description?: string | null;
+            /** @description Whether Stripe offers it for new purchases. */
+            active: boolean;
+            /** @description Deleted in Stripe: kept here so old payments and lots still name it. */
+            deleted: boolean;
+            /**
+             * Format: int32
+             * @description Credits one unit grants (metadata `credit_amount`); `null` when missing or invalid.
+             */
+            credit_amount?: number | null;
+            /** @description From metadata, else derived from the default price. */
+            credit_type: string;
+            /**
+             * Format: int64
+             * @description Where the product sorts in listings (metadata `display_order`, lowest first).
+             */
+            display_order?: number | null;
+            /** @description Whether its metadata is valid; an invalid product is listed but not sold. */
+            valid: boolean;
+            /** @description Why the metadata is invalid, when it is not valid. */
+            validation_error?: string | null;
+            /** @description Valid, active and not deleted: the only products offered for checkout. */
+            sellable: boolean;
+            default_price?: components["schemas"]["Price"] | null;
+            /** @description Every price of the product, inactive and deleted ones included. */
+            prices: components["schemas"]["Price"][];
+            price_per_credit?: components["schemas"]["PricePerCredit"] | null;
+            /** @description The product's metadata in Stripe, as is. */
+            metadata: {
+                [key: string]: string;
+            };
+            /**
+             * Format: int64
+             * @description Stripe's last change to the product (its `updated`, unix seconds).
+             */
+            stripe_updated: number;
+            /**
+             * Format: int64
+             * @description When this copy was last written from Stripe (unix seconds).
+             */
+            synced_at: number;
+        };
+        /** @description What a sync did to products. */
+        ProductCounts: {
+            /**
+             * Format: int64
+             * @description New here.
+             */
+            created: number;
+            /**
+             * Format: int64
+             * @description Changed since the stored copy.
+             */
+            updated: number;
+            /**
+             * Format: int64
+             * @description Identical to the stored copy.
+             */
+            unchanged: number;
+            /**
+             * Format: int64
+             * @description Skipped: the local row holds newer data (a webhook got there first).
+             */
+            stale: number;
+            /**
+             * Format: int64
+             * @description Stored, but with invalid metadata: listed in `invalid`, not sellable.
+             */
             invalid: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Marked deleted: gone from Stripe (left out of a complete full sync, or a 404).
+             */
             tombstoned: number;
         };
         /** @description The answer of `GET /api/v1/products` (made by the catalog cache, described here). */
@@ -888,21 +1068,35 @@ export interface components {
         };
         /** @description A promotional grant, as the API answers it (the same for a repeat, `replayed`). */
         PromotionalGrant: {
+            /** @description The account granted. */
             account: string;
+            /** @description The key the grant was made under. */
             idempotency_key: string;
+            /** @description Credits granted. */
             amount: components["schemas"]["Credits"];
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When they expire (unix seconds); `null` for never.
+             */
             expires_at?: number | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The lot the grant made.
+             */
             lot: number;
             /** @description The available balance right after the grant (now, for a repeat). */
             balance: components["schemas"]["Credits"];
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When it was granted (unix seconds): the first request's time for a repeat.
+             */
             created_at: number;
+            /** @description True when this answers an earlier identical grant (nothing was granted again). */
             replayed: boolean;
         };
         /** @description `POST /api/v1/accounts/{account}/credits/grants`: promotional credits from the app. */
         PromotionalRequest: {
+            /** @description Credits to grant (more than zero, at most two decimals). */
             amount: components["schemas"]["Credits"];
             /**
              * @description Makes a retried grant one grant: the same key with the same amount and expiry
@@ -932,25 +1126,45 @@ export interface components {
         };
         /** @description One subscription as the account endpoint shows it. */
         Subscription: {
+            /** @description Stripe's subscription id (`sub_…`). */
             id: string;
+            /** @description Stripe's status (`active`, `trialing`, `past_due`, `canceled`, …). */
             status: string;
+            /** @description The product of its (first) item. */
             product?: string | null;
+            /** @description The price of its (first) item. */
             price?: string | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The item's quantity (seats).
+             */
             quantity?: number | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Start of the current billing period (unix seconds).
+             */
             current_period_start?: number | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description End of the current billing period (unix seconds): the next renewal.
+             */
             current_period_end?: number | null;
+            /** @description Whether it ends at the end of the current period instead of renewing. */
             cancel_at_period_end: boolean;
             /**
              * Format: int64
              * @description When it ends, if cancellation is scheduled (`cancel_at`).
              */
             cancel_at?: number | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When it was canceled (unix seconds), if it was.
+             */
             canceled_at?: number | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When the trial ends (unix seconds), while there is one.
+             */
             trial_end?: number | null;
             scheduled_change?: components["schemas"]["ScheduledChange"] | null;
             /**
@@ -961,16 +1175,30 @@ export interface components {
         };
         /** @description What a subscription action answers. */
         SubscriptionChanged: {
+            /** @description The account acted on. */
             account: string;
+            /** @description The subscription acted on (`sub_…`). */
             subscription: string;
+            /** @description Its status as Stripe answered after the action. */
             status: string;
+            /** @description Its (first) item's price after the action. */
             price?: string | null;
+            /** @description Whether it now ends at the end of the current period instead of renewing. */
             cancel_at_period_end: boolean;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When it ends (unix seconds), if cancellation is scheduled at a set time.
+             */
             cancel_at?: number | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description End of the current billing period (unix seconds).
+             */
             current_period_end?: number | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Its (first) item's quantity after the action.
+             */
             quantity?: number | null;
             scheduled_change?: components["schemas"]["ScheduledChange"] | null;
         };
@@ -981,31 +1209,49 @@ export interface components {
         };
         /** @description What a sync did. Also what `POST /api/v1/sync` and `sync --json` return. */
         SyncReport: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The run's id in `sync_runs` (the admin's sync runs page).
+             */
             run_id: number;
             /** @description `full` or `selected`. */
             scope: string;
             /** @description `succeeded` or `failed`. */
             status: string;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When the run started (unix seconds).
+             */
             started_at: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When it finished (unix seconds).
+             */
             finished_at: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description How long it took, in milliseconds.
+             */
             duration_ms: number;
             /**
              * Format: int64
              * @description HTTP requests sent to Stripe, retries included.
              */
             requests: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description List pages read from Stripe.
+             */
             pages: number;
+            /** @description What it did to products. */
             products: components["schemas"]["ProductCounts"];
+            /** @description What it did to prices. */
             prices: components["schemas"]["PriceCounts"];
             /** @description Entitlement features and the products whose features were read. */
             features: components["schemas"]["FeatureCounts"];
             /** @description Products stored but not sellable, with the reason. */
             invalid: components["schemas"]["InvalidProduct"][];
+            /** @description What went wrong, one line each; empty when the run succeeded. */
             errors: string[];
             /**
              * @description When the run failed because Stripe could not be used: why (`network`,
@@ -1015,17 +1261,33 @@ export interface components {
         };
         /** @description What `GET …/top-up` shows. */
         TopUp: {
+            /** @description The account. */
             account: string;
+            /**
+             * @description Whether purchases are made; false after the service turned it off (see
+             *     `disabled_reason`).
+             */
             enabled: boolean;
+            /** @description Buy when what the account may spend falls below this. */
             below: components["schemas"]["Credits"];
+            /** @description The pack's price (`price_…`). */
             price: string;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Packs bought each time.
+             */
             quantity: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Purchases per UTC day at most.
+             */
             max_per_day: number;
             /** @description Why the service turned it off (a card that needs authentication). */
             disabled_reason?: string | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description When the setting last changed (unix seconds).
+             */
             updated_at: number;
             /** @description The latest purchases, newest first. */
             recent: components["schemas"]["TopUpPurchase"][];
@@ -1059,9 +1321,15 @@ export interface components {
             below: components["schemas"]["Credits"];
             /** @description The pack's price: one-time, active, of a product with a valid `credit_amount`. */
             price: string;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Packs bought each time (1 to 100; default 1).
+             */
             quantity?: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Purchases per UTC day at most (1 to 100; default 1); one over it is recorded `skipped`.
+             */
             max_per_day?: number;
         };
     };

@@ -27,8 +27,11 @@ use crate::credits::{Balance, Ledger, LedgerError, validate_account};
 #[schema(as = Customer)]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CustomerView {
+    /// Stripe's customer id (`cus_…`).
     pub id: String,
+    /// The customer's email in Stripe, if set.
     pub email: Option<String>,
+    /// The customer's name in Stripe, if set.
     pub name: Option<String>,
 }
 
@@ -37,17 +40,27 @@ pub struct CustomerView {
 #[schema(as = Subscription)]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SubscriptionView {
+    /// Stripe's subscription id (`sub_…`).
     pub id: String,
+    /// Stripe's status (`active`, `trialing`, `past_due`, `canceled`, …).
     pub status: String,
+    /// The product of its (first) item.
     pub product: Option<String>,
+    /// The price of its (first) item.
     pub price: Option<String>,
+    /// The item's quantity (seats).
     pub quantity: Option<i64>,
+    /// Start of the current billing period (unix seconds).
     pub current_period_start: Option<i64>,
+    /// End of the current billing period (unix seconds): the next renewal.
     pub current_period_end: Option<i64>,
+    /// Whether it ends at the end of the current period instead of renewing.
     pub cancel_at_period_end: bool,
     /// When it ends, if cancellation is scheduled (`cancel_at`).
     pub cancel_at: Option<i64>,
+    /// When it was canceled (unix seconds), if it was.
     pub canceled_at: Option<i64>,
+    /// When the trial ends (unix seconds), while there is one.
     pub trial_end: Option<i64>,
     /// A plan change left for the end of the period (a subscription schedule).
     pub scheduled_change: Option<sm_store::schedules::ScheduledChange>,
@@ -59,12 +72,15 @@ pub struct SubscriptionView {
 /// What the account may do.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize, PartialEq)]
 pub struct Entitlement {
+    /// Whether the account is entitled now: a subscription `active` or `trialing`, or
+    /// `past_due` within the grace period, and not with its payment collection paused.
     pub active: bool,
     /// The status that decided it (`active`, `trialing`, `past_due`, …), `none` without
     /// a subscription.
     pub status: String,
     /// The subscription that decided it.
     pub subscription: Option<String>,
+    /// The product of that subscription.
     pub product: Option<String>,
     /// For `past_due`: until when it still counts as active.
     pub grace_until: Option<i64>,
@@ -75,32 +91,44 @@ pub struct Entitlement {
 #[schema(as = Account)]
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountView {
+    /// The account id, as the app names it.
     pub account: String,
+    /// The Stripe customer linked to the account, if any.
     pub customer: Option<CustomerView>,
+    /// Every subscription of the account's customers, as mirrored.
     pub subscriptions: Vec<SubscriptionView>,
+    /// What the account may do now, decided from `subscriptions`.
     pub entitlement: Entitlement,
     /// The features Stripe says the account's customer is entitled to now (its active
-    /// entitlements, see [`crate::entitlements`]), by lookup key.
+    /// entitlements), by lookup key.
     pub features: Vec<sm_store::entitlements::EntitlementRow>,
+    /// The account's credit balance.
     pub credits: Balance,
 }
 
 /// One page of `GET /api/v1/accounts/{account}/payments`.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct PaymentsPage {
+    /// The account id.
     pub account: String,
+    /// Payments, newest first.
     pub data: Vec<PaymentRow>,
+    /// Whether more payments follow this page.
     pub has_more: bool,
     /// Pass as `cursor` for the next page.
     pub next_cursor: Option<String>,
 }
 
+/// Why reading an account failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
+    /// The account id is not a valid one (an HTTP 400).
     #[error(transparent)]
     Invalid(#[from] LedgerError),
+    /// A `cursor` this API did not hand out (an HTTP 400).
     #[error("the cursor {0:?} is not one this API returned (pass a page's next_cursor)")]
     Cursor(String),
+    /// The database failed.
     #[error("reading the account failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -114,6 +142,7 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// Reads from `store`; `grace` is how long `past_due` still entitles (`PAST_DUE_GRACE_DAYS`).
     pub fn new(store: Store, grace: Duration) -> Self {
         Self {
             ledger: Ledger::new(store.clone()),
@@ -122,6 +151,8 @@ impl Accounts {
         }
     }
 
+    /// The account's customer, subscriptions, entitlement, features and credits at `now`
+    /// (unix seconds), from the mirrors alone.
     pub async fn show(&self, account: &str, now: i64) -> Result<AccountView, AccountError> {
         validate_account(account)?;
         let customers = self.store.account_customers(account).await?;

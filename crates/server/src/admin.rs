@@ -30,11 +30,17 @@ use sm_store::{Store, StoreError};
 
 use crate::auth::hash;
 
+/// An admin session ends after this long without a request (seconds).
 pub const SESSION_IDLE: i64 = 30 * 60;
+/// An admin session ends this long after sign-in, however active (seconds).
 pub const SESSION_ABSOLUTE: i64 = 12 * 3600;
+/// The window failed sign-ins are counted in, per email and per client (seconds).
 pub const WINDOW: i64 = 15 * 60;
+/// Failures in a [`WINDOW`] after which each attempt is answered more slowly.
 pub const SLOW_AFTER: i64 = 3;
+/// Failures in a [`WINDOW`] that lock the key for [`LOCK_FOR`].
 pub const LOCK_AFTER: i64 = 8;
+/// How long a locked key refuses every attempt, right password or not (seconds).
 pub const LOCK_FOR: i64 = 15 * 60;
 /// The shortest password `admin create-user` accepts.
 pub const MIN_PASSWORD: usize = 12;
@@ -120,6 +126,7 @@ pub fn random_token() -> String {
 /// What a key's failures mean for the next attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
+    /// No wait: check the password now.
     Open,
     /// Answer only after this wait.
     Slow(Duration),
@@ -127,6 +134,8 @@ pub enum Gate {
     Locked(i64),
 }
 
+/// What a key's throttle row means at `now` (unix seconds): locked, slowed (200 ms per
+/// failure past [`SLOW_AFTER`], at most 2 s) or open.
 pub fn gate(t: &Throttle, now: i64) -> Gate {
     if let Some(until) = t.locked_until
         && until > now
@@ -145,17 +154,22 @@ pub fn gate(t: &Throttle, now: i64) -> Gate {
 pub enum SignInError {
     /// Too many failures for this email or this client; `minutes` until it may retry.
     #[error("Too many failed sign-in attempts. Try again in {minutes} minute{}.", if *minutes == 1 { "" } else { "s" })]
-    Locked { minutes: i64 },
+    Locked {
+        /// Whole minutes until the lock ends, rounded up.
+        minutes: i64,
+    },
     /// Unknown email, wrong password or disabled user: one answer for all three, so
     /// the form tells a guesser nothing.
     #[error("Invalid email or password.")]
     Invalid,
+    /// The database failed (the form shows a generic error; the log has the cause).
     #[error("sign-in failed")]
     Store(#[from] StoreError),
 }
 
 /// A new session: `cookie` goes to the browser, only its hash is stored.
 pub struct SignedIn {
+    /// The session cookie's value (256 random bits, hex); never stored, only its SHA-256.
     pub cookie: String,
 }
 

@@ -12,6 +12,8 @@ use crate::webhooks::Worker;
 
 pub use crate::state::{AppState, StartError};
 
+/// The standalone service: its state and a bound listener. [`Application::build`], then
+/// [`Application::run_until`] (what `serve` does; tests bind port 0).
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
@@ -33,12 +35,14 @@ impl Application {
         Ok(Self { listener, state })
     }
 
+    /// The address it listens on (the real port when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
     }
 
+    /// The shared state its routes and background tasks use.
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -207,12 +211,14 @@ impl Embedded {
         Ok(Self { state, background })
     }
 
-    /// Every route (API, webhooks, health, metrics, admin) behind the service's own
-    /// layers, without a fallback.
+    /// Every route (API, webhooks, health, metrics, the admin UI under the host's prefix)
+    /// behind the service's own layers, without a fallback (see
+    /// [`crate::http::embeddable_router`]).
     pub fn router(&self) -> axum::Router {
         crate::http::embeddable_router(self.state.clone())
     }
 
+    /// The shared state (store, Stripe handle, config) the routes use; for the app's own reads.
     pub fn state(&self) -> &AppState {
         &self.state
     }

@@ -18,12 +18,21 @@ use crate::changes::{Changes, Stamp, Topic};
 /// What a token may do. Each `/api/v1` route needs one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
+    /// `catalog:read`: list and read products (`GET /api/v1/products…`).
     CatalogRead,
+    /// `sync:write`: start a catalog sync from Stripe (`POST /api/v1/sync`).
     SyncWrite,
+    /// `credits:read`: balances, history, holds and the low-balance threshold.
     CreditsRead,
+    /// `credits:write`: spend credits (consume, holds and their capture or release) and set
+    /// the low-balance threshold.
     CreditsWrite,
+    /// `checkout:write`: open Stripe Checkout sessions (`POST /api/v1/checkout`).
     CheckoutWrite,
+    /// `accounts:read`: an account's subscriptions and entitlement, payments and top-up setting.
     AccountsRead,
+    /// `billing:write`: change an account's billing in Stripe (portal sessions, subscription
+    /// cancel, resume and plan change, automatic top-up).
     BillingWrite,
     /// Promotional grants from the app: separate from `credits:write`, so a token that
     /// spends credits cannot mint them.
@@ -33,6 +42,7 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, in the order `all` expands to and listings show.
     pub const ALL: [Scope; 9] = [
         Scope::CatalogRead,
         Scope::SyncWrite,
@@ -45,6 +55,7 @@ impl Scope {
         Scope::EntitlementsRead,
     ];
 
+    /// The scope's name as tokens, the CLI and the OpenAPI document spell it (`credits:read`).
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::CatalogRead => "catalog:read",
@@ -59,6 +70,7 @@ impl Scope {
         }
     }
 
+    /// The scope named `s` (exactly, as [`Scope::as_str`] spells it); `None` for any other.
     pub fn parse(s: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|x| x.as_str() == s)
     }
@@ -303,8 +315,11 @@ mod tests {
 
 /// A token just issued: `token` is shown once and never stored.
 pub struct Issued {
+    /// The token's row id (what `token revoke` and the admin's tokens page name it by).
     pub id: i64,
+    /// The token itself (`smt_` and 64 hex digits): show it once, it cannot be read back.
     pub token: String,
+    /// The scopes it was given.
     pub scopes: Vec<Scope>,
 }
 
@@ -321,12 +336,16 @@ impl fmt::Debug for Issued {
 /// Why a token was not issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
+    /// The name is empty or longer than 100 characters.
     #[error("the name must be 1 to 100 characters")]
     Name,
+    /// No scope given, or an unknown one; the text says which.
     #[error("{0}")]
     Scopes(String),
+    /// A token (live or revoked) already has this name.
     #[error("a token named {0:?} exists (names are never reused, even after revocation)")]
     Taken(String),
+    /// The database failed.
     #[error("the token could not be stored: {0}")]
     Store(#[from] sm_store::StoreError),
 }
@@ -395,6 +414,7 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
+    /// An empty cache over `store`; `changes` tells it when another instance changed tokens.
     pub fn new(store: Store, changes: Arc<Changes>) -> Self {
         Self {
             store,

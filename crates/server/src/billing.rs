@@ -32,6 +32,7 @@ pub fn running(subs: &[SubscriptionRow]) -> Option<&SubscriptionRow> {
 /// Who asked (for the audit log).
 #[derive(Debug, Clone, Copy)]
 pub struct Actor<'a> {
+    /// The token's name, the admin's email or `cli`: who the audit entry names.
     pub name: &'a str,
     /// `api`, `admin` or `cli`.
     pub origin: &'a str,
@@ -41,6 +42,7 @@ pub struct Actor<'a> {
 #[derive(utoipa::ToSchema, Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRequest {
+    /// The new price (`price_…`): a recurring price of the catalog, sellable now.
     pub price: String,
     /// With `when: "now"`: `always_invoice` (the default: the change is paid, and its
     /// credits granted, at once), `create_prorations` (billed with the next renewal,
@@ -75,43 +77,67 @@ pub struct RefundRequest {
 /// What a refund answers. The ledger follows when Stripe's refund events arrive.
 #[derive(Debug, Clone, Serialize)]
 pub struct RefundCreated {
+    /// The account the payment belongs to.
     pub account: String,
+    /// The refunded payment (`in_…` or `cs_…`).
     pub payment: String,
+    /// Stripe's refund id (`re_…`).
     pub refund: String,
+    /// The refunded amount, in minor units of `currency` (cents for USD).
     pub amount: i64,
+    /// The payment's currency (lower-case ISO code).
     pub currency: Option<String>,
+    /// Stripe's refund status (`succeeded`, `pending`, …) as it answered.
     pub status: Option<String>,
 }
 
 /// What a subscription action answers.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct SubscriptionChanged {
+    /// The account acted on.
     pub account: String,
+    /// The subscription acted on (`sub_…`).
     pub subscription: String,
+    /// Its status as Stripe answered after the action.
     pub status: String,
+    /// Its (first) item's price after the action.
     pub price: Option<String>,
+    /// Whether it now ends at the end of the current period instead of renewing.
     pub cancel_at_period_end: bool,
+    /// When it ends (unix seconds), if cancellation is scheduled at a set time.
     pub cancel_at: Option<i64>,
+    /// End of the current billing period (unix seconds).
     pub current_period_end: Option<i64>,
+    /// Its (first) item's quantity after the action.
     pub quantity: Option<i64>,
     /// A change left for the end of the period (`when: "period_end"`), if one is set.
     pub scheduled_change: Option<sm_store::schedules::ScheduledChange>,
 }
 
+/// Why a billing action (cancel, resume, plan change, portal, refund, top-up) was refused
+/// or failed; the API maps each to its HTTP answer (noted per variant).
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
+    /// The request is malformed (a bad account, price, URL or Idempotency-Key): HTTP 400.
     #[error("{0}")]
     Invalid(String),
+    /// The account has no Stripe customer yet (never checked out): HTTP 404 `no_customer`.
     #[error("account {0} has no Stripe customer yet (it has never checked out)")]
     NoCustomer(String),
+    /// The account has no running subscription to act on: HTTP 404 `no_subscription`.
     #[error("account {0} has no running subscription")]
     NoSubscription(String),
+    /// The action does not fit the subscription's state (nothing to resume, already on that
+    /// price, a schedule staff made, …): HTTP 409; the text says why.
     #[error("{0}")]
     Conflict(String),
+    /// Stripe is disabled or unreachable (circuit open): HTTP 503, nothing was changed here.
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
+    /// Stripe refused the request: HTTP 502 with Stripe's message.
     #[error("Stripe refused: {0}")]
     Stripe(StripeError),
+    /// The database failed.
     #[error("the database failed: {0}")]
     Store(#[from] sm_store::StoreError),
 }
@@ -171,6 +197,7 @@ pub struct Billing {
 }
 
 impl Billing {
+    /// Billing actions against `stripe`, recorded in `store` (mirrors and the audit log).
     pub fn new(store: Store, stripe: StripeManager) -> Self {
         Self { store, stripe }
     }

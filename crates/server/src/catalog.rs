@@ -25,20 +25,30 @@ use crate::changes::{Changes, Stamp, Topic};
 #[schema(as = Price)]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ApiPrice {
+    /// Stripe's price id (`price_…`).
     pub id: String,
+    /// The product it belongs to (`prod_…`).
     pub product: String,
+    /// Whether Stripe offers it for new purchases.
     pub active: bool,
+    /// Deleted in Stripe: kept here so old payments still name it.
     pub deleted: bool,
+    /// Lower-case ISO currency code (`usd`).
     pub currency: String,
     /// Minor units; `null` for tiered and customer-chosen prices.
     pub unit_amount: Option<i64>,
     /// `fixed`, `tiered` or `custom`.
     pub amount_kind: &'static str,
+    /// `one_time` or `recurring`.
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// For recurring prices: `day`, `week`, `month` or `year`.
     pub interval: Option<String>,
+    /// For recurring prices: how many intervals one billing period spans.
     pub interval_count: Option<u32>,
+    /// The price's nickname in Stripe (not shown to customers).
     pub nickname: Option<String>,
+    /// The price's lookup key in Stripe, for apps that refer to prices by a stable name.
     pub lookup_key: Option<String>,
 }
 
@@ -47,34 +57,52 @@ pub struct ApiPrice {
 #[schema(as = Product)]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ApiProduct {
+    /// Stripe's product id (`prod_…`).
     pub id: String,
+    /// The product's name in Stripe.
     pub name: String,
+    /// The product's description in Stripe.
     pub description: Option<String>,
+    /// Whether Stripe offers it for new purchases.
     pub active: bool,
+    /// Deleted in Stripe: kept here so old payments and lots still name it.
     pub deleted: bool,
+    /// Credits one unit grants (metadata `credit_amount`); `null` when missing or invalid.
     pub credit_amount: Option<u32>,
     /// From metadata, else derived from the default price.
     pub credit_type: &'static str,
+    /// Where the product sorts in listings (metadata `display_order`, lowest first).
     pub display_order: Option<i64>,
+    /// Whether its metadata is valid; an invalid product is listed but not sold.
     pub valid: bool,
+    /// Why the metadata is invalid, when it is not valid.
     pub validation_error: Option<String>,
     /// Valid, active and not deleted: the only products offered for checkout.
     pub sellable: bool,
+    /// The product's default price, when it has one among `prices`.
     pub default_price: Option<ApiPrice>,
+    /// Every price of the product, inactive and deleted ones included.
     pub prices: Vec<ApiPrice>,
     /// The default price divided by the credit amount, in major units
     /// (`{"amount":"0.1000","currency":"usd"}`), when both are known.
     pub price_per_credit: Option<PerCredit>,
+    /// The product's metadata in Stripe, as is.
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Stripe's last change to the product (its `updated`, unix seconds).
     pub stripe_updated: i64,
+    /// When this copy was last written from Stripe (unix seconds).
     pub synced_at: i64,
 }
 
+/// The price of one credit: the default price's unit amount divided by the credit amount.
 #[derive(utoipa::ToSchema)]
 #[schema(as = PricePerCredit)]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PerCredit {
+    /// A decimal string in major units, two more decimals than the currency has
+    /// (`"0.0333"` for $10.00 and 300 credits), rounded half up.
     pub amount: String,
+    /// Lower-case ISO currency code (`usd`).
     pub currency: String,
 }
 
@@ -137,6 +165,7 @@ impl From<&ProductRecord> for ApiProduct {
 /// A page of [`Catalog::page`].
 #[derive(Debug)]
 pub struct CatalogPage {
+    /// The page's products, in listing order.
     pub products: Vec<ApiProduct>,
     /// Products matching the filter in the whole catalog.
     pub matching: usize,
@@ -223,8 +252,11 @@ impl Encoded {
 /// How a list answer is encoded (`Content-Encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
+    /// Not compressed.
     Identity,
+    /// `gzip`.
     Gzip,
+    /// `br` (Brotli).
     Brotli,
 }
 
@@ -318,6 +350,8 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// An empty cache over `store` (filled on the first read); `changes` tells it when the
+    /// catalog changed elsewhere.
     pub fn new(store: Store, changes: Arc<Changes>) -> Self {
         Self {
             store,
@@ -404,6 +438,8 @@ impl Catalog {
         Ok((s.version, s.by_id.get(id).map(|&i| s.products[i].clone())))
     }
 
+    /// The products `filter` keeps, in listing order (display order, name, id), from the
+    /// snapshot: Stripe is never called.
     pub async fn list(&self, filter: ProductFilter) -> Result<Vec<ApiProduct>, StoreError> {
         let s = self.current().await?;
         Ok(s.products
@@ -460,6 +496,7 @@ impl Catalog {
         }))
     }
 
+    /// One product by id (deleted ones too), from the snapshot; `None` if unknown.
     pub async fn get(&self, id: &str) -> Result<Option<ApiProduct>, StoreError> {
         Ok(self.get_versioned(id).await?.1)
     }

@@ -34,8 +34,11 @@ pub const DEAF_AFTER: Duration = Duration::from_secs(2);
 /// What readers keep copies of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
+    /// The catalog (products and prices): the API's catalog cache.
     Catalog,
+    /// API tokens: the token cache, so a revocation counts on every instance.
     Tokens,
+    /// Stripe's active entitlements per customer: the feature gate's cache.
     Entitlements,
 }
 
@@ -65,6 +68,7 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Deaf until [`listen`] connects: no stamps, so nothing is kept.
     pub fn new(store: Store) -> Self {
         Self {
             store,

@@ -24,11 +24,16 @@ fn one() -> u32 {
 #[derive(utoipa::ToSchema, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
+    /// The app's account the purchase is for (its credits, entitlement and customer).
     pub account: String,
+    /// The price to buy (`price_…`): one of a sellable product of the catalog.
     pub price: String,
+    /// Units to buy (1 to 1000; default 1): packs, or seats for a plan.
     #[serde(default = "one")]
     pub quantity: u32,
+    /// Where Stripe sends the customer after paying (http or https).
     pub success_url: String,
+    /// Where Stripe sends the customer who leaves the checkout (http or https).
     pub cancel_url: String,
     /// A free trial before the first charge, for a plan (Stripe's
     /// `subscription_data[trial_period_days]`, 1 to 730 days). The account is entitled
@@ -44,22 +49,33 @@ pub struct CheckoutRequest {
     pub save_payment_method: bool,
 }
 
+/// `POST /api/v1/checkout`'s answer: the Stripe Checkout session to send the customer to.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct CheckoutCreated {
+    /// Stripe's Checkout session id (`cs_…`).
     pub id: String,
+    /// The session's hosted page: redirect the customer there.
     pub url: Option<String>,
     /// `payment` (one-time price) or `subscription` (recurring price).
     pub mode: String,
+    /// The account it is for.
     pub account: String,
+    /// The product bought.
     pub product: String,
+    /// The price bought.
     pub price: String,
+    /// Units bought.
     pub quantity: u32,
 }
 
+/// Why a checkout session was not created; the API answers each with its own status and code.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
+    /// The request is malformed (account, quantity, URLs, trial days): HTTP 400.
     #[error("{0}")]
     Invalid(String),
+    /// The price or its product is unknown, inactive or has invalid metadata: HTTP 422
+    /// `product_not_sellable`.
     #[error("{0}")]
     NotSellable(String),
     /// A plan checkout for an account whose plan is still running: a second subscription
@@ -69,10 +85,13 @@ pub enum CheckoutError {
     /// A trial for an account that has had a subscription (or trial) before.
     #[error("{0}")]
     TrialUsed(String),
+    /// Stripe is disabled or unreachable: HTTP 503, no session was made.
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
+    /// Stripe refused the session: HTTP 502 with Stripe's message.
     #[error("Stripe refused the checkout: {0}")]
     Stripe(StripeError),
+    /// The database failed.
     #[error("the database failed: {0}")]
     Store(#[from] sm_store::StoreError),
 }

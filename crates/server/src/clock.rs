@@ -3,7 +3,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Unix seconds now (Stripe's unit for every timestamp).
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -12,6 +11,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix seconds now (Stripe's unit for every timestamp).
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

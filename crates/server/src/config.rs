@@ -23,31 +23,48 @@ use sm_stripe::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AppEnv {
+    /// `APP_ENV=development` (the default).
     Development,
+    /// `APP_ENV=test`.
     Test,
+    /// `APP_ENV=production`: live keys are expected here and only here.
     Production,
 }
 
+/// How logs are written (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Human-readable lines (the default).
     Text,
+    /// One JSON object per line, for a log collector.
     Json,
 }
 
 /// Everything about talking to Stripe. `Debug` shows `api_base` without credentials.
 #[derive(Clone)]
 pub struct StripeConfig {
+    /// `STRIPE_SECRET_KEY` (or a restricted key); `None` leaves Stripe disabled.
     pub secret_key: Option<ApiKey>,
+    /// `STRIPE_PUBLIC_KEY`, handed to front ends; never used to call Stripe.
     pub public_key: Option<PublishableKey>,
     /// Why Stripe is off, when it is; `None` means enabled with a key.
     pub disabled_reason: Option<String>,
+    /// `STRIPE_API_VERSION`, sent with every request (default: the version the code is pinned to).
     pub api_version: String,
+    /// `STRIPE_API_BASE`, without a trailing slash (default `https://api.stripe.com`; tests
+    /// point it at a fake). May carry credentials: show [`StripeConfig::api_base_shown`].
     pub api_base: String,
+    /// `STRIPE_CONNECTIVITY_TEST` (default true): probe Stripe once at start-up, in the
+    /// background, and log the outcome.
     pub connectivity_test: bool,
     /// Client-side requests per second; 0 means no client-side limit.
     pub max_rps: u32,
+    /// `STRIPE_TIMEOUT`: one request's timeout (default 30 s).
     pub timeout: Duration,
+    /// `STRIPE_MAX_RETRIES`: retries of a request that failed in a retryable way (default 3).
     pub max_retries: u32,
+    /// The circuit breaker (`STRIPE_BREAKER_THRESHOLD` failures in a row open it for
+    /// `STRIPE_BREAKER_OPEN_SECS`).
     pub breaker: BreakerConfig,
 }
 
@@ -69,10 +86,12 @@ impl fmt::Debug for StripeConfig {
 }
 
 impl StripeConfig {
+    /// Whether Stripe may be called (a key is set and `STRIPE_ENABLED` is not false).
     pub fn enabled(&self) -> bool {
         self.disabled_reason.is_none()
     }
 
+    /// Test or live, from the secret key; `None` without one.
     pub fn mode(&self) -> Option<Mode> {
         self.secret_key.as_ref().map(ApiKey::mode)
     }
@@ -108,18 +127,27 @@ impl StripeConfig {
     }
 }
 
+/// The whole validated configuration (see [`Config::load`] and its sources).
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Talking to Stripe.
     pub stripe: StripeConfig,
+    /// `STRIPE_WEBHOOK_SECRET` (comma-separated, for rotation); `None` refuses every webhook.
     pub webhook_secrets: Option<WebhookSecrets>,
+    /// `STRIPE_WEBHOOK_TOLERANCE`: how far a webhook's signed timestamp may be from now
+    /// (default 300 s), against replays.
     pub webhook_tolerance: Duration,
     /// Where webhooks may come from (`WEBHOOK_ALLOWED_IPS`), and the proxies whose
     /// forwarded headers are believed (`TRUSTED_PROXIES`; also for the admin UI's client
     /// addresses and its HTTPS detection).
     pub webhook_sources: crate::net::SourcePolicy,
+    /// `DATABASE_URL`: SQLite or PostgreSQL.
     pub database_url: DatabaseUrl,
+    /// `BIND`: the listener's address (default `127.0.0.1:8080`).
     pub bind: SocketAddr,
+    /// `APP_ENV`.
     pub app_env: AppEnv,
+    /// `LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
     /// How webhook events are processed.
     pub worker: WorkerConfig,
@@ -300,7 +328,9 @@ impl Default for HttpLimits {
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The variable (or flag's variable) at fault, as CONTRACT.md names it.
     pub variable: &'static str,
+    /// What is wrong with it; never the value when it may be a secret.
     pub message: String,
 }
 
@@ -313,6 +343,7 @@ impl fmt::Display for Problem {
 /// Every problem found while loading the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
+    /// Every problem, in the order found.
     pub problems: Vec<Problem>,
 }
 
@@ -1003,6 +1034,7 @@ pub struct WorkerConfig {
     /// then slows the intake it shares the database and the cores with). It delays an
     /// event's application by at most this much; an idle worker still wakes at once.
     pub gather: Duration,
+    /// How the applier treats catalog events.
     pub apply: ApplyOptions,
 }
 

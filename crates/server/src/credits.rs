@@ -24,27 +24,47 @@ use consumer::{Consumer, Job};
 /// Why a ledger operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// The account reference is empty, too long, or has spaces, `/` or invisible characters
+    /// (HTTP 400 `invalid_account`).
     #[error(
         "{0:?} is not an account reference: use 1 to 128 visible characters without spaces, '/', or invisible and direction-changing characters"
     )]
     InvalidAccount(String),
+    /// The request is malformed (amount, key, description, reason, expiry); the text says
+    /// what (HTTP 400 `invalid_body`).
     #[error("{0}")]
     Invalid(String),
+    /// The balance cannot cover the debit (HTTP 402 `insufficient_credits`, with the
+    /// shortfall); nothing was written, so it may be retried after a top-up.
     #[error("insufficient credits: {available} available, {shortfall} short")]
     Insufficient {
+        /// What could be spent (available less held).
         available: Credits,
+        /// What is missing.
         shortfall: Credits,
     },
+    /// The idempotency key was used before for another request (HTTP 409
+    /// `idempotency_key_reused`): a retry must send the same body.
     #[error(
         "idempotency key {0:?} was already used for a different request (another amount or description)"
     )]
     KeyReused(String),
+    /// The account already has this many open holds, the most allowed (HTTP 409 `too_many_holds`).
     #[error("the account has {0} open holds, the most it may have: capture or release some first")]
     TooManyHolds(i64),
+    /// No hold with this id on the account (HTTP 404 `hold_not_found`).
     #[error("no hold {0:?} on this account")]
     HoldNotFound(String),
+    /// The hold was captured, released or has expired already (HTTP 409
+    /// `hold_captured`, `hold_released` or `hold_expired`).
     #[error("hold {id} is {status} already")]
-    HoldSettled { id: String, status: &'static str },
+    HoldSettled {
+        /// The hold's id.
+        id: String,
+        /// `captured`, `released` or `expired`.
+        status: &'static str,
+    },
+    /// The database failed (HTTP 500; the log has the cause).
     #[error("the database failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -78,25 +98,40 @@ pub fn validate_account(account: &str) -> Result<(), LedgerError> {
 #[schema(as = Lot)]
 #[derive(Debug, Clone, Serialize)]
 pub struct LotView {
+    /// The lot's id (journal entries name it).
     pub id: i64,
+    /// Where the credits came from: `purchase`, `subscription`, `admin` or `promotional`.
     pub source: String,
+    /// What granted it, unique per lot: a Checkout session (`cs_…`), an invoice (`in_…`),
+    /// `admin:<uuid>`, or a reference made from a promotional grant's or an import's key.
     pub source_ref: String,
+    /// Credits granted.
     pub amount: Credits,
+    /// Credits not spent yet (nor taken back).
     pub remaining: Credits,
+    /// When its remaining credits expire (unix seconds); `null` for never. A subscription's
+    /// lot expires with the period it pays for.
     pub expires_at: Option<i64>,
+    /// Whether it had expired when this was read: its `remaining` no longer counts.
     pub expired: bool,
+    /// The product bought, for purchase and subscription lots.
     pub product: Option<String>,
+    /// The price bought, for purchase and subscription lots.
     pub price: Option<String>,
+    /// When it was granted (unix seconds).
     pub created_at: i64,
 }
 
 /// `GET /api/v1/accounts/{account}/credits`.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Balance {
+    /// The account.
     pub account: String,
     /// What can be spent now: non-expired lots.
     pub available: Credits,
+    /// Available credits from subscription lots (spent first, earliest expiry first).
     pub subscription: Credits,
+    /// Available credits from one-time purchases and operators' grants.
     pub pay_as_you_go: Credits,
     /// Promotional credits from the app (spent before paid ones of the same expiry).
     pub promotional: Credits,
@@ -106,7 +141,9 @@ pub struct Balance {
     pub debt: Credits,
     /// Reserved by open holds: consumptions and new holds may spend `available − held`.
     pub held: Credits,
+    /// The account's Stripe customer (`cus_…`), once it has one.
     pub stripe_customer: Option<String>,
+    /// Every lot of the account, oldest first, expired and empty ones included.
     pub lots: Vec<LotView>,
 }
 
@@ -115,16 +152,27 @@ pub struct Balance {
 #[schema(as = Entry)]
 #[derive(Debug, Clone, Serialize)]
 pub struct EntryView {
+    /// The entry's id; newer entries have greater ids.
     pub id: i64,
+    /// What happened: `grant`, `consume`, `adjust`, `debt`, `forgive`, `restore`, … .
     pub kind: String,
+    /// Credits moved, positive for a grant, negative for a spend or a take-back.
     pub amount: Credits,
+    /// Credits a take-back could not take because they were already spent (they became debt);
+    /// absent when zero.
     #[serde(skip_serializing_if = "is_zero")]
     pub shortfall: Credits,
+    /// The lot it moved credits of, if one.
     pub lot: Option<i64>,
+    /// What caused it: the idempotency key, the refund, the session or invoice, … .
     #[serde(rename = "ref")]
     pub reference: String,
+    /// The caller's description or the operator's reason.
     pub description: Option<String>,
+    /// Who made it: the operator (adjustments, forgiveness, imports) or the token
+    /// (promotional grants); `null` for consumptions and Stripe's effects.
     pub actor: Option<String>,
+    /// When it was written (unix seconds).
     pub created_at: i64,
 }
 
@@ -152,10 +200,12 @@ impl From<EntryRow> for EntryView {
 #[derive(utoipa::ToSchema, Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumeRequest {
+    /// Credits to spend (more than zero, at most two decimals).
     pub amount: Credits,
     /// Or the `Idempotency-Key` header (the same value if both are sent).
     #[serde(default)]
     pub idempotency_key: String,
+    /// Why, in the app's words (at most 500 characters): kept in the journal.
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -163,12 +213,17 @@ pub struct ConsumeRequest {
 /// The answer to a consumption; a repeat with the same key gets the same one.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Consumption {
+    /// The account charged.
     pub account: String,
+    /// The key the consumption was made under.
     pub idempotency_key: String,
+    /// Credits spent.
     pub amount: Credits,
+    /// The description sent with it.
     pub description: Option<String>,
     /// The available balance right after this consumption.
     pub balance: Credits,
+    /// When it was made (unix seconds): the first request's time for a replay.
     pub created_at: i64,
     /// True when this answer is the stored result of an earlier identical request.
     pub replayed: bool,
@@ -177,14 +232,18 @@ pub struct Consumption {
 /// Grant or deduct, by an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adjustment {
+    /// Add credits (a lot of source `admin`).
     Grant,
+    /// Take credits away (spent like a consumption; refused when the balance is short).
     Deduct,
 }
 
 /// An operator's adjustment: what, how much, why, by whom, from where.
 #[derive(Debug, Clone, Copy)]
 pub struct AdjustRequest<'a> {
+    /// Grant or deduct.
     pub kind: Adjustment,
+    /// Credits to move (more than zero).
     pub amount: Credits,
     /// Required; shown in the history and the audit log.
     pub reason: &'a str,
@@ -197,10 +256,15 @@ pub struct AdjustRequest<'a> {
 /// The result of an admin adjustment.
 #[derive(Debug, Clone, Serialize)]
 pub struct Adjusted {
+    /// The account adjusted.
     pub account: String,
+    /// The audit action: `credits.grant` or `credits.deduct`.
     pub action: &'static str,
+    /// Credits moved.
     pub amount: Credits,
+    /// The journal reference of the adjustment (`admin:<uuid>`).
     pub reference: String,
+    /// The available balance right after it.
     pub balance: Credits,
 }
 
@@ -238,6 +302,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The ledger of `store`; the consumption writer starts on first use.
     pub fn new(store: Store) -> Self {
         Self {
             store,
@@ -245,6 +310,7 @@ impl Ledger {
         }
     }
 
+    /// The account's balance and lots at `now` (unix seconds), held credits included.
     pub async fn balance(&self, account: &str, now: i64) -> Result<Balance, LedgerError> {
         validate_account(account)?;
         let lots = self.store.credit_lots(account).await?;
@@ -260,6 +326,7 @@ impl Ledger {
         Ok(balance)
     }
 
+    /// The account's journal, newest first, at most `limit` entries.
     pub async fn history(&self, account: &str, limit: u32) -> Result<Vec<EntryView>, LedgerError> {
         validate_account(account)?;
         Ok(self
@@ -277,7 +344,7 @@ impl Ledger {
     /// (insufficient credits) stores nothing, so it can be retried after a top-up.
     ///
     /// Applied in a group with the other consumptions waiting on this instance (see
-    /// [`consumer`]): the same rules, one transaction for many.
+    /// `consumer`): the same rules, one transaction for many.
     pub async fn consume(
         &self,
         account: &str,
@@ -522,6 +589,7 @@ impl Ledger {
 #[derive(utoipa::ToSchema, Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromotionalRequest {
+    /// Credits to grant (more than zero, at most two decimals).
     pub amount: Credits,
     /// Makes a retried grant one grant: the same key with the same amount and expiry
     /// answers the first grant; with others, `409 idempotency_key_reused`.
@@ -538,14 +606,21 @@ pub struct PromotionalRequest {
 /// A promotional grant, as the API answers it (the same for a repeat, `replayed`).
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PromotionalGrant {
+    /// The account granted.
     pub account: String,
+    /// The key the grant was made under.
     pub idempotency_key: String,
+    /// Credits granted.
     pub amount: Credits,
+    /// When they expire (unix seconds); `null` for never.
     pub expires_at: Option<i64>,
+    /// The lot the grant made.
     pub lot: i64,
     /// The available balance right after the grant (now, for a repeat).
     pub balance: Credits,
+    /// When it was granted (unix seconds): the first request's time for a repeat.
     pub created_at: i64,
+    /// True when this answers an earlier identical grant (nothing was granted again).
     pub replayed: bool,
 }
 
@@ -685,9 +760,11 @@ impl Ledger {
 /// What `credits forgive` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Forgiven {
+    /// The account.
     pub account: String,
     /// The debt forgiven (all of it).
     pub amount: Credits,
+    /// The available balance after forgiving.
     pub balance: Credits,
 }
 
@@ -864,11 +941,14 @@ pub fn plan_link(subscription: &str, price: &str, period_end: i64) -> String {
 /// from, the payments that paid it, its lots, and the proration take-backs it carries.
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
+    /// The session or invoice the grant comes from (its unique reference is the claim).
     pub origin: NewOrigin,
     /// `pi_…` (or `ch_…`) of every payment of the origin: a refund or dispute of any of
     /// them takes back a share of its credits.
     pub payments: Vec<String>,
+    /// The lots to insert, one per line item that grants credits.
     pub lots: Vec<NewLot>,
+    /// Proration take-backs the invoice carries (a downgrade's credit lines).
     pub take_backs: Vec<TakeBack>,
 }
 
@@ -877,8 +957,11 @@ pub struct Grant {
 pub struct TakeBack {
     /// `in_…/il_…`: the line, so it counts once.
     pub id: String,
+    /// The subscription whose period the line credits.
     pub subscription: String,
+    /// The price the credited period was on.
     pub price: String,
+    /// End of the credited period (unix seconds): with the two above, finds its lot.
     pub period_end: i64,
     /// Hundredths, positive.
     pub credits: i64,

@@ -48,6 +48,7 @@ pub struct EntitlementCache {
 }
 
 impl EntitlementCache {
+    /// An empty cache over `store`; `changes` tells it when entitlements changed elsewhere.
     pub fn new(store: Store, changes: Arc<Changes>) -> Self {
         Self {
             store,
@@ -91,6 +92,7 @@ impl EntitlementCache {
 /// A customer's active entitlements as Stripe answered them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntitlementsRead {
+    /// The Stripe customer (`cus_…`) they are of.
     pub customer: String,
     /// `(lookup_key, feature)`.
     pub set: Vec<(String, String)>,
@@ -149,10 +151,13 @@ pub async fn refresh(store: &Store, client: &Client, customer: &str) -> Result<b
     Ok(changed)
 }
 
+/// Why [`refresh`] failed; nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
+    /// Stripe did not answer the entitlements list.
     #[error("reading the entitlements from Stripe failed: {0}")]
     Stripe(#[from] StripeError),
+    /// The database failed.
     #[error("the database failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -162,6 +167,7 @@ pub enum RefreshError {
 pub struct FeatureCounts {
     /// Features written (new or changed).
     pub written: u64,
+    /// Features Stripe no longer lists, marked deleted here (a full sync only).
     pub tombstoned: u64,
     /// Products whose features were read.
     pub products: u64,
@@ -233,10 +239,13 @@ pub async fn sync_features(
     Ok(())
 }
 
+/// Why [`sync_features`] stopped; what was written before stays.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncFeaturesError {
+    /// Stripe did not answer a features or product-features list.
     #[error(transparent)]
     Stripe(#[from] StripeError),
+    /// The database failed.
     #[error("the database failed: {0}")]
     Store(#[from] StoreError),
 }

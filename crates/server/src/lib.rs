@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! stripe-manager: Stripe as the single source of truth for a SaaS product catalog and
 //! the credit system built on it. One binary: HTTP server and CLI.
 //!

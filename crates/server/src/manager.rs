@@ -21,16 +21,28 @@ use crate::config::StripeConfig;
 pub enum Unavailable {
     /// Not configured: `STRIPE_ENABLED=false` or no key. Exit code 2.
     #[error("Stripe is disabled: {reason}")]
-    Disabled { reason: String },
+    Disabled {
+        /// Why: the configuration's reason (`STRIPE_ENABLED is false`, no key).
+        reason: String,
+    },
     /// The key was refused. Exit code 3.
     #[error("Stripe refused the API key: {message}")]
-    Auth { message: String },
+    Auth {
+        /// What Stripe answered.
+        message: String,
+    },
     /// Stripe could not be reached. Exit code 3.
     #[error("Stripe is unreachable: {message}")]
-    Network { message: String },
+    Network {
+        /// The transport's error, with its causes.
+        message: String,
+    },
     /// Calls are paused after repeated failures. Exit code 3.
     #[error("Stripe calls are paused (circuit breaker open): {message}")]
-    CircuitOpen { message: String },
+    CircuitOpen {
+        /// The breaker's explanation (failures in a row, when calls resume).
+        message: String,
+    },
 }
 
 impl Unavailable {
@@ -59,18 +71,28 @@ impl Unavailable {
 /// What the dashboard, `/readyz` and `check` show about Stripe.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StripeStatus {
+    /// Whether Stripe is configured (a key, and `STRIPE_ENABLED` not false).
     pub enabled: bool,
+    /// Whether calls may be made now (see [`StripeManager::availability`]).
     pub available: bool,
     /// Why Stripe is unavailable, when it is.
     pub reason: Option<String>,
+    /// Test or live, from the key.
     pub mode: Option<Mode>,
+    /// The API version sent with every request.
     pub api_version: String,
+    /// The API base URL, credentials masked.
     pub api_base: String,
+    /// The circuit breaker: `closed`, `open` or `half_open`; `null` without a client.
     pub circuit: Option<&'static str>,
+    /// The last call Stripe answered (unix seconds).
     pub last_success_at: Option<i64>,
+    /// The last failure, cleared by the next success.
     pub last_error: Option<HealthError>,
 }
 
+/// The process's one Stripe handle: the configured client (or why there is none) and
+/// its breaker and health. Cheap to clone; clones share them.
 #[derive(Clone)]
 pub struct StripeManager {
     inner: Arc<Inner>,
@@ -110,6 +132,7 @@ impl StripeManager {
         Arc::ptr_eq(&a.inner, &b.inner)
     }
 
+    /// The Stripe settings it was built from.
     pub fn config(&self) -> &StripeConfig {
         &self.inner.config
     }
@@ -148,6 +171,7 @@ impl StripeManager {
         }
     }
 
+    /// Whether [`Self::availability`] is `Ok`.
     pub fn is_available(&self) -> bool {
         self.availability().is_ok()
     }
@@ -193,6 +217,7 @@ impl StripeManager {
         }))
     }
 
+    /// Status for the dashboard, `/readyz` and `check`, from what is known (no call).
     pub fn status(&self) -> StripeStatus {
         let config = &self.inner.config;
         let availability = self.availability();

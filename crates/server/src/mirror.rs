@@ -32,6 +32,7 @@ use crate::clock::{compact_json, unix_now};
 pub struct Mirror {
     /// The name `sync --objects` takes (`customers`).
     pub name: &'static str,
+    /// The table and columns it is stored in.
     pub kind: &'static ObjectKind,
     list_op: &'static str,
     list_path: &'static str,
@@ -42,6 +43,7 @@ pub struct Mirror {
     cells: fn(&Value) -> Vec<Cell>,
 }
 
+/// Customers: each one's account (`metadata.account`), email and name.
 pub static CUSTOMER: Mirror = Mirror {
     name: "customers",
     kind: &CUSTOMERS,
@@ -60,6 +62,8 @@ pub static CUSTOMER: Mirror = Mirror {
     },
 };
 
+/// Invoices: the payment history's subscription payments (amounts in minor units, links
+/// to the hosted invoice and PDF).
 pub static INVOICE: Mirror = Mirror {
     name: "invoices",
     kind: &INVOICES,
@@ -130,14 +134,19 @@ pub fn for_object(object: &str) -> Option<&'static Mirror> {
     MIRRORS.iter().copied().find(|m| m.kind.object == object)
 }
 
+/// Why an object could not be mirrored.
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
+    /// Stripe's object (in an event or a listing) is not JSON.
     #[error("the object is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The object has no `id`, so it cannot be stored.
     #[error("the object has no id")]
     NoId,
+    /// Stripe failed while the object was refetched or listed.
     #[error(transparent)]
     Stripe(#[from] StripeError),
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -163,8 +172,11 @@ pub fn object_write(
 /// A mirror write an event makes.
 #[derive(Debug, Clone)]
 pub struct MirrorWrite {
+    /// The mirror's table.
     pub kind: &'static ObjectKind,
+    /// The row to write.
     pub write: ObjectWrite,
+    /// What to do when the stored row has the same version but other content.
     pub ties: Ties,
 }
 
@@ -291,11 +303,16 @@ fn subscription_row_for(
 /// What a sync of one object type did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ObjectsReport {
+    /// The mirror's name (`customers`, `invoices`, `charges`, `subscriptions`).
     pub object: &'static str,
+    /// Stripe requests the listing made.
     pub requests: u64,
+    /// List pages read.
     pub pages: u64,
+    /// Rows created, updated, unchanged and tied.
     #[serde(flatten)]
     pub counts: WriteCounts,
+    /// How long it took, in milliseconds.
     pub duration_ms: u64,
     /// Why the listing stopped early (Stripe failed); pages written stay.
     pub error: Option<String>,

@@ -34,8 +34,11 @@ impl std::ops::Deref for AppState {
 /// What [`AppState`] shares.
 #[derive(Debug, Clone)]
 pub struct Shared {
+    /// The validated configuration.
     pub config: Arc<Config>,
+    /// The database (SQLite or PostgreSQL).
     pub store: Store,
+    /// The Stripe handle (client, breaker, health).
     pub stripe: StripeManager,
     /// Catalog reads (cached).
     pub catalog: Catalog,
@@ -51,6 +54,7 @@ pub struct Shared {
     pub intake: Intake,
     /// Balances, consumption, adjustments.
     pub ledger: crate::credits::Ledger,
+    /// The Prometheus recorder's handle: renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Progress of a full sync started from the admin UI.
     pub live_sync: Arc<crate::sync::LiveSync>,
@@ -100,17 +104,24 @@ impl AppState {
     }
 }
 
+/// Why the service (or an embedded instance) could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// Connecting to or migrating the database failed (a newer schema than the binary's too).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The Stripe client could not be built from the configuration.
     #[error("cannot build the Stripe client: {0}")]
     Stripe(#[from] StripeError),
+    /// The dispatcher of events to the app could not be built (`APP_WEBHOOK_SECRET`).
     #[error(transparent)]
     AppEvents(#[from] crate::outbox::deliver::DispatchError),
+    /// The listener could not bind (address in use, no permission).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address it was asked to bind (`BIND`).
         addr: SocketAddr,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

@@ -45,12 +45,16 @@ const MAX_LISTED_INVALID: usize = 1000;
 /// Who asked for the sync (recorded with the run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// `stripe-manager sync`.
     Cli,
+    /// `POST /api/v1/sync`.
     Api,
+    /// The admin UI's sync button.
     Admin,
 }
 
 impl Origin {
+    /// `cli`, `api` or `admin`, as `sync_runs` records it.
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::Cli => "cli",
@@ -72,53 +76,77 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
+/// What a sync did to products.
 #[derive(utoipa::ToSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ProductCounts {
+    /// New here.
     pub created: u64,
+    /// Changed since the stored copy.
     pub updated: u64,
+    /// Identical to the stored copy.
     pub unchanged: u64,
     /// Skipped: the local row holds newer data (a webhook got there first).
     pub stale: u64,
+    /// Stored, but with invalid metadata: listed in `invalid`, not sellable.
     pub invalid: u64,
+    /// Marked deleted: gone from Stripe (left out of a complete full sync, or a 404).
     pub tombstoned: u64,
 }
 
+/// What a sync did to prices.
 #[derive(utoipa::ToSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PriceCounts {
+    /// New here.
     pub created: u64,
+    /// Changed since the stored copy.
     pub updated: u64,
+    /// Identical to the stored copy.
     pub unchanged: u64,
+    /// Skipped: the local row holds newer data (a webhook got there first).
     pub stale: u64,
+    /// Marked deleted: Stripe answered 404 for them (a list leaving a price out does not count).
     pub tombstoned: u64,
 }
 
+/// A product stored but not sellable, and why.
 #[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InvalidProduct {
+    /// Stripe's product id.
     pub id: String,
+    /// The product's name.
     pub name: String,
+    /// What is wrong with its metadata.
     pub error: String,
 }
 
 /// What a sync did. Also what `POST /api/v1/sync` and `sync --json` return.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct SyncReport {
+    /// The run's id in `sync_runs` (the admin's sync runs page).
     pub run_id: i64,
     /// `full` or `selected`.
     pub scope: &'static str,
     /// `succeeded` or `failed`.
     pub status: &'static str,
+    /// When the run started (unix seconds).
     pub started_at: i64,
+    /// When it finished (unix seconds).
     pub finished_at: i64,
+    /// How long it took, in milliseconds.
     pub duration_ms: u64,
     /// HTTP requests sent to Stripe, retries included.
     pub requests: u64,
+    /// List pages read from Stripe.
     pub pages: u64,
+    /// What it did to products.
     pub products: ProductCounts,
+    /// What it did to prices.
     pub prices: PriceCounts,
     /// Entitlement features and the products whose features were read.
     pub features: crate::entitlements::FeatureCounts,
     /// Products stored but not sellable, with the reason.
     pub invalid: Vec<InvalidProduct>,
+    /// What went wrong, one line each; empty when the run succeeded.
     pub errors: Vec<String>,
     /// When the run failed because Stripe could not be used: why (`network`,
     /// `auth`, `circuit_open`).
@@ -126,6 +154,7 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
+    /// Whether the run succeeded (no errors).
     pub fn succeeded(&self) -> bool {
         self.status == "succeeded"
     }
@@ -134,11 +163,18 @@ impl SyncReport {
 /// Why a sync did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// Stripe is disabled or unreachable: nothing was read (HTTP 503).
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
+    /// Another full sync holds the lease, in this process or another (HTTP 409
+    /// `sync_already_running`).
     #[error("a full sync is already running{}; try again when it has finished",
         holder.as_deref().map(|h| format!(" (held by {h})")).unwrap_or_default())]
-    AlreadyRunning { holder: Option<String> },
+    AlreadyRunning {
+        /// The process holding the lease (`host:pid`), when known.
+        holder: Option<String>,
+    },
+    /// The database failed.
     #[error("the database failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -332,9 +368,13 @@ where
 /// Progress of the full sync started from the admin UI, shown on the sync runs page.
 #[derive(Debug, Default)]
 pub struct LiveSync {
+    /// Whether the sync is still going.
     pub running: std::sync::atomic::AtomicBool,
+    /// Products written so far.
     pub products: AtomicU64,
+    /// Prices written so far.
     pub prices: AtomicU64,
+    /// Stripe requests made so far.
     pub requests: AtomicU64,
 }
 
@@ -360,6 +400,7 @@ pub struct Syncer {
 }
 
 impl Syncer {
+    /// A syncer over `store` and `stripe`; it names itself `host:pid` in leases.
     pub fn new(store: Store, stripe: StripeManager) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
         Self {

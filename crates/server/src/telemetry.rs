@@ -76,12 +76,16 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// A metric's Prometheus type, as `# TYPE` lines spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
+    /// Only goes up (`_total`).
     Counter,
+    /// A value that goes up and down (queue depths, states).
     Gauge,
+    /// Observations in buckets (durations).
     Histogram,
 }
 
 impl MetricKind {
+    /// `counter`, `gauge` or `histogram`.
     pub fn as_str(self) -> &'static str {
         match self {
             MetricKind::Counter => "counter",
@@ -97,6 +101,7 @@ pub struct MetricDef {
     /// The name as emitted; it carries its unit (`_seconds`, and `_total` for counters),
     /// because the exporter is not asked to append units to names.
     pub name: &'static str,
+    /// Counter, gauge or histogram.
     pub kind: MetricKind,
     /// `None` for plain counts, states and ratios.
     pub unit: Option<Unit>,

@@ -40,6 +40,13 @@ async fn the_document_is_made_by_the_code_and_names_every_route_with_its_scope(d
     );
     let doc: Value = serde_json::from_str(&served).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    // Doc comments of API types are its descriptions: no Rust links for API readers.
+    for rust in ["[`crate::", "](crate::", "](super::", "[`super::"] {
+        assert!(
+            !served.contains(rust),
+            "a description carries a Rust link ({rust}…): write it for API readers"
+        );
+    }
 
     // The same routes and scopes as the router enforces, no more, no less.
     let mut documented = Vec::new();

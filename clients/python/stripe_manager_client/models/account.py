@@ -24,11 +24,11 @@ class Account:
     """`GET /api/v1/accounts/{account}`.
 
     Attributes:
-        account (str):
-        subscriptions (list[Subscription]):
+        account (str): The account id, as the app names it.
+        subscriptions (list[Subscription]): Every subscription of the account's customers, as mirrored.
         entitlement (Entitlement): What the account may do.
         features (list[EntitledFeature]): The features Stripe says the account's customer is entitled to now (its active
-            entitlements, see [`crate::entitlements`]), by lookup key.
+            entitlements), by lookup key.
         credits_ (Balance): `GET /api/v1/accounts/{account}/credits`.
         customer (Customer | None | Unset):
     """

@@ -20,7 +20,7 @@ class Balance:
     """`GET /api/v1/accounts/{account}/credits`.
 
     Attributes:
-        account (str):
+        account (str): The account.
         available (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
             debits); requests take at most two places and no sign ("12", "1.5").
         subscription (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
@@ -35,8 +35,8 @@ class Balance:
             requests take at most two places and no sign ("12", "1.5").
         held (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for debits);
             requests take at most two places and no sign ("12", "1.5").
-        lots (list[Lot]):
-        stripe_customer (None | str | Unset):
+        lots (list[Lot]): Every lot of the account, oldest first, expired and empty ones included.
+        stripe_customer (None | str | Unset): The account's Stripe customer (`cus_…`), once it has one.
     """
 
     account: str

@@ -15,7 +15,7 @@ class ChangeRequest:
     """`POST …/subscription/change`.
 
     Attributes:
-        price (str):
+        price (str): The new price (`price_…`): a recurring price of the catalog, sellable now.
         proration_behavior (None | str | Unset): With `when: "now"`: `always_invoice` (the default: the change is paid,
             and its
             credits granted, at once), `create_prorations` (billed with the next renewal,

@@ -13,15 +13,16 @@ T = TypeVar("T", bound="CheckoutCreated")
 
 @_attrs_define
 class CheckoutCreated:
-    """
+    """`POST /api/v1/checkout`'s answer: the Stripe Checkout session to send the customer to.
+
     Attributes:
-        id (str):
+        id (str): Stripe's Checkout session id (`cs_…`).
         mode (str): `payment` (one-time price) or `subscription` (recurring price).
-        account (str):
-        product (str):
-        price (str):
-        quantity (int):
-        url (None | str | Unset):
+        account (str): The account it is for.
+        product (str): The product bought.
+        price (str): The price bought.
+        quantity (int): Units bought.
+        url (None | str | Unset): The session's hosted page: redirect the customer there.
     """
 
     id: str

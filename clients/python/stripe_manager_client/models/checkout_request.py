@@ -15,11 +15,11 @@ class CheckoutRequest:
     """`POST /api/v1/checkout`.
 
     Attributes:
-        account (str):
-        price (str):
-        success_url (str):
-        cancel_url (str):
-        quantity (int | Unset):
+        account (str): The app's account the purchase is for (its credits, entitlement and customer).
+        price (str): The price to buy (`price_…`): one of a sellable product of the catalog.
+        success_url (str): Where Stripe sends the customer after paying (http or https).
+        cancel_url (str): Where Stripe sends the customer who leaves the checkout (http or https).
+        quantity (int | Unset): Units to buy (1 to 1000; default 1): packs, or seats for a plan.
         trial_period_days (int | None | Unset): A free trial before the first charge, for a plan (Stripe's
             `subscription_data[trial_period_days]`, 1 to 730 days). The account is entitled
             while `trialing`; credits come with the first paid invoice.

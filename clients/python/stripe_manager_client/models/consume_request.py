@@ -18,7 +18,7 @@ class ConsumeRequest:
         amount (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
             debits); requests take at most two places and no sign ("12", "1.5").
         idempotency_key (str | Unset): Or the `Idempotency-Key` header (the same value if both are sent).
-        description (None | str | Unset):
+        description (None | str | Unset): Why, in the app's words (at most 500 characters): kept in the journal.
     """
 
     amount: str

@@ -16,15 +16,15 @@ class Consumption:
     """The answer to a consumption; a repeat with the same key gets the same one.
 
     Attributes:
-        account (str):
-        idempotency_key (str):
+        account (str): The account charged.
+        idempotency_key (str): The key the consumption was made under.
         amount (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
             debits); requests take at most two places and no sign ("12", "1.5").
         balance (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
             debits); requests take at most two places and no sign ("12", "1.5").
-        created_at (int):
+        created_at (int): When it was made (unix seconds): the first request's time for a replay.
         replayed (bool): True when this answer is the stored result of an earlier identical request.
-        description (None | str | Unset):
+        description (None | str | Unset): The description sent with it.
     """
 
     account: str

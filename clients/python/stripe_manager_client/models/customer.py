@@ -16,9 +16,9 @@ class Customer:
     """The customer an account is linked to.
 
     Attributes:
-        id (str):
-        email (None | str | Unset):
-        name (None | str | Unset):
+        id (str): Stripe's customer id (`cus_…`).
+        email (None | str | Unset): The customer's email in Stripe, if set.
+        name (None | str | Unset): The customer's name in Stripe, if set.
     """
 
     id: str

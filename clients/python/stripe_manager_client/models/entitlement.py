@@ -16,11 +16,12 @@ class Entitlement:
     """What the account may do.
 
     Attributes:
-        active (bool):
+        active (bool): Whether the account is entitled now: a subscription `active` or `trialing`, or
+            `past_due` within the grace period, and not with its payment collection paused.
         status (str): The status that decided it (`active`, `trialing`, `past_due`, …), `none` without
             a subscription.
         subscription (None | str | Unset): The subscription that decided it.
-        product (None | str | Unset):
+        product (None | str | Unset): The product of that subscription.
         grace_until (int | None | Unset): For `past_due`: until when it still counts as active.
     """
 

@@ -16,17 +16,18 @@ class Entry:
     """A journal entry as the API shows it.
 
     Attributes:
-        id (int):
-        kind (str):
+        id (int): The entry's id; newer entries have greater ids.
+        kind (str): What happened: `grant`, `consume`, `adjust`, `debt`, `forgive`, `restore`, … .
         amount (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
             debits); requests take at most two places and no sign ("12", "1.5").
-        ref (str):
-        created_at (int):
+        ref (str): What caused it: the idempotency key, the refund, the session or invoice, … .
+        created_at (int): When it was written (unix seconds).
         shortfall (str | Unset): A quantity of credits as a decimal string: answers carry two places ("12.50", negative
             for debits); requests take at most two places and no sign ("12", "1.5").
-        lot (int | None | Unset):
-        description (None | str | Unset):
-        actor (None | str | Unset):
+        lot (int | None | Unset): The lot it moved credits of, if one.
+        description (None | str | Unset): The caller's description or the operator's reason.
+        actor (None | str | Unset): Who made it: the operator (adjustments, forgiveness, imports) or the token
+            (promotional grants); `null` for consumptions and Stripe's effects.
     """
 
     id: int

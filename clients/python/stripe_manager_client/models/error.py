@@ -19,8 +19,7 @@ T = TypeVar("T", bound="Error")
 @_attrs_define
 class Error:
     """Every refusal: `{"error":{"code","message"}}`, with `shortfall` beside it on a `402`
-    and the run's `report` on a failed sync. Documentation of
-    [`ApiError`](super::ApiError)'s answer, kept true by `tests/openapi.rs`.
+    and the run's `report` on a failed sync.
 
         Attributes:
             error (ErrorDetail): What went wrong.

@@ -15,7 +15,7 @@ class FeatureCounts:
 
     Attributes:
         written (int): Features written (new or changed).
-        tombstoned (int):
+        tombstoned (int): Features Stripe no longer lists, marked deleted here (a full sync only).
         products (int): Products whose features were read.
     """
 

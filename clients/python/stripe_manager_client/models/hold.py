@@ -16,19 +16,19 @@ class Hold:
     """A hold as the API shows it.
 
     Attributes:
-        id (str):
-        account (str):
-        idempotency_key (str):
+        id (str): The hold's id (`hold_…`), for capture and release.
+        account (str): The account it reserves credits of.
+        idempotency_key (str): The key it was created under.
         amount (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
             debits); requests take at most two places and no sign ("12", "1.5").
         status (str): `held`, `captured`, `released` or `expired` (a hold past its `expires_at` is
             `expired` from that second on, whether or not the releaser has run yet).
-        created_at (int):
-        expires_at (int):
+        created_at (int): When it was created (unix seconds).
+        expires_at (int): When it expires if neither captured nor released (unix seconds).
         replayed (bool): True when this answer is the stored result of an earlier request.
         captured (None | str | Unset):
-        description (None | str | Unset):
-        settled_at (int | None | Unset):
+        description (None | str | Unset): The description sent with it.
+        settled_at (int | None | Unset): When it was captured, released or expired (unix seconds); `null` while held.
         balance (None | str | Unset):
     """
 

@@ -20,7 +20,8 @@ class HoldRequest:
         idempotency_key (str | Unset): The same key with the same body answers the first hold; with another, `409`.
             Or the `Idempotency-Key` header (the same value if both are sent).
         ttl_seconds (int | None | Unset): 1 to 86,400; 900 when absent.
-        description (None | str | Unset):
+        description (None | str | Unset): Why, in the app's words (at most 500 characters): kept with the hold and its
+            capture.
     """
 
     amount: str

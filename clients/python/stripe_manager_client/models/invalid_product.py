@@ -11,11 +11,12 @@ T = TypeVar("T", bound="InvalidProduct")
 
 @_attrs_define
 class InvalidProduct:
-    """
+    """A product stored but not sellable, and why.
+
     Attributes:
-        id (str):
-        name (str):
-        error (str):
+        id (str): Stripe's product id.
+        name (str): The product's name.
+        error (str): What is wrong with its metadata.
     """
 
     id: str

@@ -16,18 +16,21 @@ class Lot:
     """A lot as the API shows it.
 
     Attributes:
-        id (int):
-        source (str):
-        source_ref (str):
+        id (int): The lot's id (journal entries name it).
+        source (str): Where the credits came from: `purchase`, `subscription`, `admin` or `promotional`.
+        source_ref (str): What granted it, unique per lot: a Checkout session (`cs_…`), an invoice (`in_…`),
+            `admin:<uuid>`, or a reference made from a promotional grant's or an import's key.
         amount (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
             debits); requests take at most two places and no sign ("12", "1.5").
         remaining (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
             debits); requests take at most two places and no sign ("12", "1.5").
-        expired (bool):
-        created_at (int):
-        expires_at (int | None | Unset):
-        product (None | str | Unset):
-        price (None | str | Unset):
+        expired (bool): Whether it had expired when this was read: its `remaining` no longer counts.
+        created_at (int): When it was granted (unix seconds).
+        expires_at (int | None | Unset): When its remaining credits expire (unix seconds); `null` for never. A
+            subscription's
+            lot expires with the period it pays for.
+        product (None | str | Unset): The product bought, for purchase and subscription lots.
+        price (None | str | Unset): The price bought, for purchase and subscription lots.
     """
 
     id: int

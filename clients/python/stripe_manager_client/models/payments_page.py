@@ -20,9 +20,9 @@ class PaymentsPage:
     """One page of `GET /api/v1/accounts/{account}/payments`.
 
     Attributes:
-        account (str):
-        data (list[Payment]):
-        has_more (bool):
+        account (str): The account id.
+        data (list[Payment]): Payments, newest first.
+        has_more (bool): Whether more payments follow this page.
         next_cursor (None | str | Unset): Pass as `cursor` for the next page.
     """
 

@@ -16,18 +16,19 @@ class Price:
     """A price as the API shows it (CONTRACT.md).
 
     Attributes:
-        id (str):
-        product (str):
-        active (bool):
-        deleted (bool):
-        currency (str):
+        id (str): Stripe's price id (`price_…`).
+        product (str): The product it belongs to (`prod_…`).
+        active (bool): Whether Stripe offers it for new purchases.
+        deleted (bool): Deleted in Stripe: kept here so old payments still name it.
+        currency (str): Lower-case ISO currency code (`usd`).
         amount_kind (str): `fixed`, `tiered` or `custom`.
-        type_ (str):
+        type_ (str): `one_time` or `recurring`.
         unit_amount (int | None | Unset): Minor units; `null` for tiered and customer-chosen prices.
-        interval (None | str | Unset):
-        interval_count (int | None | Unset):
-        nickname (None | str | Unset):
-        lookup_key (None | str | Unset):
+        interval (None | str | Unset): For recurring prices: `day`, `week`, `month` or `year`.
+        interval_count (int | None | Unset): For recurring prices: how many intervals one billing period spans.
+        nickname (None | str | Unset): The price's nickname in Stripe (not shown to customers).
+        lookup_key (None | str | Unset): The price's lookup key in Stripe, for apps that refer to prices by a stable
+            name.
     """
 
     id: str

@@ -11,13 +11,14 @@ T = TypeVar("T", bound="PriceCounts")
 
 @_attrs_define
 class PriceCounts:
-    """
+    """What a sync did to prices.
+
     Attributes:
-        created (int):
-        updated (int):
-        unchanged (int):
-        stale (int):
-        tombstoned (int):
+        created (int): New here.
+        updated (int): Changed since the stored copy.
+        unchanged (int): Identical to the stored copy.
+        stale (int): Skipped: the local row holds newer data (a webhook got there first).
+        tombstoned (int): Marked deleted: Stripe answered 404 for them (a list leaving a price out does not count).
     """
 
     created: int

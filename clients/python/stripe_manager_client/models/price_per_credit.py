@@ -11,10 +11,12 @@ T = TypeVar("T", bound="PricePerCredit")
 
 @_attrs_define
 class PricePerCredit:
-    """
+    """The price of one credit: the default price's unit amount divided by the credit amount.
+
     Attributes:
-        amount (str):
-        currency (str):
+        amount (str): A decimal string in major units, two more decimals than the currency has
+            (`"0.0333"` for $10.00 and 300 credits), rounded half up.
+        currency (str): Lower-case ISO currency code (`usd`).
     """
 
     amount: str

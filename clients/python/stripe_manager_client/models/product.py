@@ -22,21 +22,23 @@ class Product:
     """A product as the API shows it (CONTRACT.md).
 
     Attributes:
-        id (str):
-        name (str):
-        active (bool):
-        deleted (bool):
+        id (str): Stripe's product id (`prod_…`).
+        name (str): The product's name in Stripe.
+        active (bool): Whether Stripe offers it for new purchases.
+        deleted (bool): Deleted in Stripe: kept here so old payments and lots still name it.
         credit_type (str): From metadata, else derived from the default price.
-        valid (bool):
+        valid (bool): Whether its metadata is valid; an invalid product is listed but not sold.
         sellable (bool): Valid, active and not deleted: the only products offered for checkout.
-        prices (list[Price]):
-        metadata (ProductMetadata):
-        stripe_updated (int):
-        synced_at (int):
-        description (None | str | Unset):
-        credit_amount (int | None | Unset):
-        display_order (int | None | Unset):
-        validation_error (None | str | Unset):
+        prices (list[Price]): Every price of the product, inactive and deleted ones included.
+        metadata (ProductMetadata): The product's metadata in Stripe, as is.
+        stripe_updated (int): Stripe's last change to the product (its `updated`, unix seconds).
+        synced_at (int): When this copy was last written from Stripe (unix seconds).
+        description (None | str | Unset): The product's description in Stripe.
+        credit_amount (int | None | Unset): Credits one unit grants (metadata `credit_amount`); `null` when missing or
+            invalid.
+        display_order (int | None | Unset): Where the product sorts in listings (metadata `display_order`, lowest
+            first).
+        validation_error (None | str | Unset): Why the metadata is invalid, when it is not valid.
         default_price (None | Price | Unset):
         price_per_credit (None | PricePerCredit | Unset):
     """

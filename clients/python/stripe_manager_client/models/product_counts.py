@@ -11,14 +11,15 @@ T = TypeVar("T", bound="ProductCounts")
 
 @_attrs_define
 class ProductCounts:
-    """
+    """What a sync did to products.
+
     Attributes:
-        created (int):
-        updated (int):
-        unchanged (int):
+        created (int): New here.
+        updated (int): Changed since the stored copy.
+        unchanged (int): Identical to the stored copy.
         stale (int): Skipped: the local row holds newer data (a webhook got there first).
-        invalid (int):
-        tombstoned (int):
+        invalid (int): Stored, but with invalid metadata: listed in `invalid`, not sellable.
+        tombstoned (int): Marked deleted: gone from Stripe (left out of a complete full sync, or a 404).
     """
 
     created: int

@@ -11,6 +11,8 @@ T = TypeVar("T", bound="ProductMetadata")
 
 @_attrs_define
 class ProductMetadata:
+    """The product's metadata in Stripe, as is."""
+
     additional_properties: dict[str, str] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

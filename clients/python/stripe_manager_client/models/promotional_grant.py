@@ -16,16 +16,16 @@ class PromotionalGrant:
     """A promotional grant, as the API answers it (the same for a repeat, `replayed`).
 
     Attributes:
-        account (str):
-        idempotency_key (str):
+        account (str): The account granted.
+        idempotency_key (str): The key the grant was made under.
         amount (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
             debits); requests take at most two places and no sign ("12", "1.5").
-        lot (int):
+        lot (int): The lot the grant made.
         balance (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for
             debits); requests take at most two places and no sign ("12", "1.5").
-        created_at (int):
-        replayed (bool):
-        expires_at (int | None | Unset):
+        created_at (int): When it was granted (unix seconds): the first request's time for a repeat.
+        replayed (bool): True when this answers an earlier identical grant (nothing was granted again).
+        expires_at (int | None | Unset): When they expire (unix seconds); `null` for never.
     """
 
     account: str

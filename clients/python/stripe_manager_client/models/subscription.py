@@ -20,17 +20,17 @@ class Subscription:
     """One subscription as the account endpoint shows it.
 
     Attributes:
-        id (str):
-        status (str):
-        cancel_at_period_end (bool):
-        product (None | str | Unset):
-        price (None | str | Unset):
-        quantity (int | None | Unset):
-        current_period_start (int | None | Unset):
-        current_period_end (int | None | Unset):
+        id (str): Stripe's subscription id (`sub_…`).
+        status (str): Stripe's status (`active`, `trialing`, `past_due`, `canceled`, …).
+        cancel_at_period_end (bool): Whether it ends at the end of the current period instead of renewing.
+        product (None | str | Unset): The product of its (first) item.
+        price (None | str | Unset): The price of its (first) item.
+        quantity (int | None | Unset): The item's quantity (seats).
+        current_period_start (int | None | Unset): Start of the current billing period (unix seconds).
+        current_period_end (int | None | Unset): End of the current billing period (unix seconds): the next renewal.
         cancel_at (int | None | Unset): When it ends, if cancellation is scheduled (`cancel_at`).
-        canceled_at (int | None | Unset):
-        trial_end (int | None | Unset):
+        canceled_at (int | None | Unset): When it was canceled (unix seconds), if it was.
+        trial_end (int | None | Unset): When the trial ends (unix seconds), while there is one.
         scheduled_change (None | ScheduledChange | Unset):
         pause_collection (Any | Unset): Stripe's `pause_collection` while set (`{"behavior","resumes_at"}`): the
             subscription stays `active` in Stripe but collects nothing, so it does not entitle.

@@ -20,14 +20,14 @@ class SubscriptionChanged:
     """What a subscription action answers.
 
     Attributes:
-        account (str):
-        subscription (str):
-        status (str):
-        cancel_at_period_end (bool):
-        price (None | str | Unset):
-        cancel_at (int | None | Unset):
-        current_period_end (int | None | Unset):
-        quantity (int | None | Unset):
+        account (str): The account acted on.
+        subscription (str): The subscription acted on (`sub_…`).
+        status (str): Its status as Stripe answered after the action.
+        cancel_at_period_end (bool): Whether it now ends at the end of the current period instead of renewing.
+        price (None | str | Unset): Its (first) item's price after the action.
+        cancel_at (int | None | Unset): When it ends (unix seconds), if cancellation is scheduled at a set time.
+        current_period_end (int | None | Unset): End of the current billing period (unix seconds).
+        quantity (int | None | Unset): Its (first) item's quantity after the action.
         scheduled_change (None | ScheduledChange | Unset):
     """
 

@@ -23,19 +23,19 @@ class SyncReport:
     """What a sync did. Also what `POST /api/v1/sync` and `sync --json` return.
 
     Attributes:
-        run_id (int):
+        run_id (int): The run's id in `sync_runs` (the admin's sync runs page).
         scope (str): `full` or `selected`.
         status (str): `succeeded` or `failed`.
-        started_at (int):
-        finished_at (int):
-        duration_ms (int):
+        started_at (int): When the run started (unix seconds).
+        finished_at (int): When it finished (unix seconds).
+        duration_ms (int): How long it took, in milliseconds.
         requests (int): HTTP requests sent to Stripe, retries included.
-        pages (int):
-        products (ProductCounts):
-        prices (PriceCounts):
+        pages (int): List pages read from Stripe.
+        products (ProductCounts): What a sync did to products.
+        prices (PriceCounts): What a sync did to prices.
         features (FeatureCounts): What a sync did to features.
         invalid (list[InvalidProduct]): Products stored but not sellable, with the reason.
-        errors (list[str]):
+        errors (list[str]): What went wrong, one line each; empty when the run succeeded.
         unavailable (None | str | Unset): When the run failed because Stripe could not be used: why (`network`,
             `auth`, `circuit_open`).
     """

@@ -20,14 +20,15 @@ class TopUp:
     """What `GET …/top-up` shows.
 
     Attributes:
-        account (str):
-        enabled (bool):
+        account (str): The account.
+        enabled (bool): Whether purchases are made; false after the service turned it off (see
+            `disabled_reason`).
         below (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for debits);
             requests take at most two places and no sign ("12", "1.5").
-        price (str):
-        quantity (int):
-        max_per_day (int):
-        updated_at (int):
+        price (str): The pack's price (`price_…`).
+        quantity (int): Packs bought each time.
+        max_per_day (int): Purchases per UTC day at most.
+        updated_at (int): When the setting last changed (unix seconds).
         recent (list[TopUpPurchase]): The latest purchases, newest first.
         disabled_reason (None | str | Unset): Why the service turned it off (a card that needs authentication).
     """

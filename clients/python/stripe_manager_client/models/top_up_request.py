@@ -18,8 +18,9 @@ class TopUpRequest:
         below (str): A quantity of credits as a decimal string: answers carry two places ("12.50", negative for debits);
             requests take at most two places and no sign ("12", "1.5").
         price (str): The pack's price: one-time, active, of a product with a valid `credit_amount`.
-        quantity (int | Unset):
-        max_per_day (int | Unset):
+        quantity (int | Unset): Packs bought each time (1 to 100; default 1).
+        max_per_day (int | Unset): Purchases per UTC day at most (1 to 100; default 1); one over it is recorded
+            `skipped`.
     """
 
     below: str

@@ -35,6 +35,7 @@ use crate::manager::Unavailable;
 /// The heading of the flags every command takes.
 const GLOBAL_OPTIONS: &str = "Global options";
 
+/// The binary's command line: the global flags and one command (see [`main`]).
 #[derive(Debug, Parser)]
 #[command(
     name = "stripe-manager",
@@ -168,11 +169,15 @@ enum Command {
 /// The outcome of a command that did not succeed: what to print and the exit code.
 #[derive(Debug)]
 pub struct Failure {
+    /// The process's exit code: 2 for a usage or configuration error (retrying will not help),
+    /// 3 when Stripe is unreachable (retry later), 1 for anything else.
     pub code: u8,
+    /// What is printed to stderr after `error: `.
     pub message: String,
 }
 
 impl Failure {
+    /// A usage or configuration error: exit code 2.
     pub fn usage(message: impl Into<String>) -> Self {
         Self {
             code: 2,
@@ -180,6 +185,8 @@ impl Failure {
         }
     }
 
+    /// Stripe not usable: exit code 2 when it is disabled by configuration, 3 when it is
+    /// unreachable (a retry may succeed).
     pub fn stripe(e: &Unavailable) -> Self {
         let code = match e {
             Unavailable::Disabled { .. } => 2,

@@ -40,6 +40,7 @@ pub const MAX_OPEN_HOLDS: i64 = 1000;
 #[derive(utoipa::ToSchema, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
+    /// Credits to reserve (more than zero, at most two decimals).
     pub amount: Credits,
     /// The same key with the same body answers the first hold; with another, `409`.
     /// Or the `Idempotency-Key` header (the same value if both are sent).
@@ -48,6 +49,7 @@ pub struct HoldRequest {
     /// 1 to 86,400; 900 when absent.
     #[serde(default)]
     pub ttl_seconds: Option<i64>,
+    /// Why, in the app's words (at most 500 characters): kept with the hold and its capture.
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -64,8 +66,11 @@ pub struct CaptureRequest {
 /// A hold as the API shows it.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Hold {
+    /// The hold's id (`hold_…`), for capture and release.
     pub id: String,
+    /// The account it reserves credits of.
     pub account: String,
+    /// The key it was created under.
     pub idempotency_key: String,
     /// What was reserved.
     pub amount: Credits,
@@ -75,9 +80,13 @@ pub struct Hold {
     /// What the capture spent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub captured: Option<Credits>,
+    /// The description sent with it.
     pub description: Option<String>,
+    /// When it was created (unix seconds).
     pub created_at: i64,
+    /// When it expires if neither captured nor released (unix seconds).
     pub expires_at: i64,
+    /// When it was captured, released or expired (unix seconds); `null` while held.
     pub settled_at: Option<i64>,
     /// The available balance right after the capture.
     #[serde(skip_serializing_if = "Option::is_none")]

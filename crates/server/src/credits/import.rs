@@ -41,7 +41,9 @@ const MAX_EXPIRY_SECS: i64 = 10 * 366 * 86_400;
 pub struct ImportRow {
     /// Where it is in the file (1 is the header), for messages.
     pub line: u64,
+    /// The account to credit.
     pub account: String,
+    /// Credits to grant (more than zero).
     pub amount: Credits,
     /// Unix seconds; never when absent.
     pub expires_at: Option<i64>,
@@ -105,7 +107,9 @@ impl ImportRow {
 /// What importing a valid row would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Checked {
+    /// Not imported yet: importing grants it.
     New,
+    /// Imported before with the same account, amount and expiry: importing skips it.
     AlreadyImported,
 }
 

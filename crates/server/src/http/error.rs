@@ -6,16 +6,22 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// A refusal or failure as the API answers it: `status` with
+/// `{"error":{"code","message"}}`.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// Stable `snake_case` code a client branches on (`insufficient_credits`).
     pub code: &'static str,
+    /// For people: what was wrong and what to send instead.
     pub message: String,
     /// Extra top-level fields next to `error` (e.g. the report of a failed sync).
     pub extra: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
+    /// An error answer with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -25,11 +31,13 @@ impl ApiError {
         }
     }
 
+    /// Adds one top-level field beside `error` (a 402's `shortfall`, a failed sync's `report`).
     pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
         self.extra = Some((key, value));
         self
     }
 
+    /// A 400 with `code` (a malformed request).
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }

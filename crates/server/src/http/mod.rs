@@ -21,6 +21,8 @@ pub use error::ApiError;
 
 use crate::state::AppState;
 
+/// The standalone service's whole router: [`embeddable_router`]'s routes (the admin UI
+/// among them) plus `/` redirecting to the admin, and a JSON 404 fallback.
 pub fn router(state: AppState) -> Router {
     router_with(state, Router::new())
 }

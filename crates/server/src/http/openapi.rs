@@ -3,7 +3,7 @@
 //! Each `/api/v1` handler carries a `#[utoipa::path]` annotation and is routed through
 //! [`OpenApiRouter`], so a route cannot exist without its entry in the document; request
 //! and answer bodies are the handlers' own types (`#[derive(utoipa::ToSchema)]`). What
-//! every operation shares is added here once ([`Shared`]): the bearer token scheme, the
+//! every operation shares is added here once (`Shared`): the bearer token scheme, the
 //! `401`/`403`/`500` answers, the error shape. The document is public (it describes, it
 //! does not grant) and checked in as `openapi/v1.json`: `tests/openapi.rs` fails when the
 //! two differ, and checks real answers against its schemas.
@@ -180,11 +180,13 @@ fn error_response(description: &str) -> Response {
 }
 
 /// Every refusal: `{"error":{"code","message"}}`, with `shortfall` beside it on a `402`
-/// and the run's `report` on a failed sync. Documentation of
-/// [`ApiError`](super::ApiError)'s answer, kept true by `tests/openapi.rs`.
+/// and the run's `report` on a failed sync.
+// (The shape `ApiError` answers with; `tests/openapi.rs` keeps the two equal. A plain
+// comment: a doc comment here is the schema's description in the API document.)
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorBody {
+    /// The code and message.
     pub error: ErrorDetail,
     /// `insufficient_credits`: how many credits are missing.
     #[serde(skip_serializing_if = "Option::is_none")]

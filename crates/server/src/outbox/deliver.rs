@@ -103,13 +103,16 @@ impl std::fmt::Debug for Dispatcher {
 /// Why the dispatcher could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
+    /// `APP_WEBHOOK_SECRET` could not be decoded (it must be `whsec_` and base64).
     #[error("APP_WEBHOOK_SECRET is not a Standard Webhooks secret: {0}")]
     Secret(#[from] standardwebhooks::WebhookError),
+    /// The HTTP client could not be built (TLS set-up).
     #[error("the HTTP client for events to the app could not be built: {0}")]
     Client(#[from] reqwest::Error),
 }
 
 impl Dispatcher {
+    /// A dispatcher for `config`'s endpoints, signing with its secret; fails on a bad secret.
     pub fn new(store: Store, config: &AppWebhooks) -> Result<Self, DispatchError> {
         sm_stripe::client::install_tls_provider();
         let mut builder = reqwest::Client::builder()
@@ -270,7 +273,7 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Runs until `stop`: claims at once while there is work, every [`POLL`] otherwise.
+    /// Runs until `stop`: claims at once while there is work, every `POLL` (100 ms) otherwise.
     pub fn spawn(
         self,
         mut stop: tokio::sync::watch::Receiver<bool>,

@@ -74,7 +74,9 @@ pub async fn emit(
 /// What an account may spend and what it holds, as a ledger path already knows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spendable {
+    /// Credits in non-expired lots, in hundredths.
     pub available: i64,
+    /// Credits reserved by open holds, in hundredths: the account may spend `available − held`.
     pub held: i64,
 }
 

@@ -28,6 +28,7 @@ pub(crate) static WAKE: Notify = Notify::const_new();
 /// The largest pack quantity and daily maximum accepted: far above any real use, so a
 /// typo cannot buy a thousand packs.
 pub const MAX_QUANTITY: i64 = 100;
+/// The largest `max_per_day` accepted (see [`MAX_QUANTITY`]).
 pub const MAX_PER_DAY: i64 = 100;
 
 /// For each `(account, before, after)` (what it may spend before and after a debit made
@@ -71,8 +72,10 @@ pub struct TopUpRequest {
     pub below: Credits,
     /// The pack's price: one-time, active, of a product with a valid `credit_amount`.
     pub price: String,
+    /// Packs bought each time (1 to 100; default 1).
     #[serde(default = "one")]
     pub quantity: i64,
+    /// Purchases per UTC day at most (1 to 100; default 1); one over it is recorded `skipped`.
     #[serde(default = "one")]
     pub max_per_day: i64,
 }
@@ -86,20 +89,29 @@ fn one() -> i64 {
 #[schema(as = TopUp)]
 #[derive(Debug, Clone, Serialize)]
 pub struct TopUpView {
+    /// The account.
     pub account: String,
+    /// Whether purchases are made; false after the service turned it off (see
+    /// `disabled_reason`).
     pub enabled: bool,
+    /// Buy when what the account may spend falls below this.
     pub below: Credits,
+    /// The pack's price (`price_…`).
     pub price: String,
+    /// Packs bought each time.
     pub quantity: i64,
+    /// Purchases per UTC day at most.
     pub max_per_day: i64,
     /// Why the service turned it off (a card that needs authentication).
     pub disabled_reason: Option<String>,
+    /// When the setting last changed (unix seconds).
     pub updated_at: i64,
     /// The latest purchases, newest first.
     pub recent: Vec<TopUpRow>,
 }
 
 impl TopUpView {
+    /// The view of setting `s` with its latest purchases.
     pub fn new(s: TopUpSetting, recent: Vec<TopUpRow>) -> Self {
         Self {
             account: s.account,
@@ -118,8 +130,11 @@ impl TopUpView {
 /// Why a setting is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TopUpError {
+    /// The setting is refused (amount, price, quantity, daily maximum); the text says why
+    /// (HTTP 400).
     #[error("{0}")]
     Invalid(String),
+    /// The database failed.
     #[error("the database failed: {0}")]
     Store(#[from] StoreError),
 }

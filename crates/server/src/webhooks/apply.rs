@@ -38,6 +38,7 @@ pub enum Applied {
 }
 
 impl Applied {
+    /// `processed`, `ignored` or `lease_lost`: the outcome label of the processed-events metric.
     pub fn status(self) -> &'static str {
         match self {
             Applied::Processed => "processed",

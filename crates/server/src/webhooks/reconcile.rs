@@ -15,6 +15,7 @@ use sm_stripe::{Client, StripeError};
 /// The Events API keeps 30 days of events.
 pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 
+/// What a recovery from the Events API did (the CLI's and the admin's reconcile).
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct ReconcileReport {
     /// Events Stripe returned for the window.
@@ -26,17 +27,22 @@ pub struct ReconcileReport {
     /// Linked customers whose entitlements were read again, and of those, whose set
     /// had changed.
     pub entitlements_read: u64,
+    /// Of those, customers whose set had changed.
     pub entitlements_changed: u64,
     /// Customers whose entitlements Stripe refused to answer (deleted there, …).
     pub entitlements_failed: u64,
 }
 
+/// Why a reconciliation stopped; events stored before stay stored.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
+    /// Stripe failed (listing events or reading entitlements).
     #[error(transparent)]
     Stripe(#[from] StripeError),
+    /// The database failed.
     #[error("the database failed: {0}")]
     Store(#[from] sm_store::StoreError),
+    /// The Events API returned something that does not parse as an event.
     #[error("Stripe returned something that is not an event: {0}")]
     NotAnEvent(sm_stripe::Rejection),
 }

@@ -53,6 +53,8 @@ pub fn retry_delay(attempts: i64) -> Duration {
     ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
+/// The webhook worker: claims due events from the inbox with a lease, applies each in one
+/// transaction with its status, retries failures with backoff and dead-letters the last.
 #[derive(Debug, Clone)]
 pub struct Worker {
     store: Store,
@@ -63,6 +65,8 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// A worker over `store`, woken by `wake` (the intake's notification) and otherwise polling;
+    /// it names itself `host:pid:…` in leases.
     pub fn new(
         store: Store,
         stripe: StripeManager,

@@ -14,15 +14,26 @@ use crate::webhooks::error::ApplyError;
 /// What a session event writes.
 #[derive(Debug, Clone)]
 pub struct SessionEffect {
+    /// The session's id (`cs_…`).
     pub id: String,
+    /// The account it was opened for.
     pub account: String,
+    /// The customer Stripe made or used: linked to the account.
     pub customer: Option<String>,
+    /// Stripe's session status (`complete`), or `expired` from the event.
     pub status: String,
+    /// Stripe's `payment_status` (`paid`, `unpaid`, `no_payment_required`), or `failed`
+    /// after `async_payment_failed`.
     pub payment_status: Option<String>,
+    /// The subscription a plan checkout made: linked to the account.
     pub subscription: Option<String>,
+    /// The credits a paid (or free) one-time session grants.
     pub grant: Option<Grant>,
 }
 
+/// Plans a `checkout.session.*` event of a session opened for an account (others are not
+/// ours): a paid or free one-time session grants its lines' credits, read from Stripe
+/// with no transaction open.
 pub async fn plan(
     store: &Store,
     client: Option<&Client>,
@@ -160,6 +171,8 @@ async fn session_grant(
     }))
 }
 
+/// Writes a planned session in the event's transaction: its grant (claimed once by the
+/// session), then the session row and the account's links.
 pub async fn write(tx: &mut Tx, s: &SessionEffect, now: i64) -> Result<(), ApplyError> {
     // The grant first: it takes its claims and links before the account lock, the order
     // every ledger transaction follows.

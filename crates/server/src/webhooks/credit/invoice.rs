@@ -26,6 +26,8 @@ use super::{CreditEffect, EventInfo, PriceCredits, need, parse, price_credits, w
 use crate::credits::{Grant, TakeBack};
 use crate::webhooks::error::ApplyError;
 
+/// Plans `invoice.paid`: per line, the plan's credits for a full period or a proration's
+/// share (granted or taken back); reads the lines and payments from Stripe if needed.
 pub async fn plan(
     store: &Store,
     client: Option<&Client>,

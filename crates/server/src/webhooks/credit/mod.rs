@@ -1,7 +1,7 @@
 //! What credit-related events do, one module per family of events. Planned like catalog
 //! events: everything that needs Stripe (line items, an invoice's other lines and
 //! payments, a charge's refunds) is read first, with no transaction open; then
-//! [`write`] applies the effect in the event's transaction, where the ledger's claims
+//! [`write()`] applies the effect in the event's transaction, where the ledger's claims
 //! (an origin per session or invoice, a reversal per refund, dispute or proration line)
 //! make each count once.
 //!
@@ -37,19 +37,27 @@ use crate::credits::{Grant, Reversal, grant_in, reverse_all_in};
 /// A credit event's effect, decided and ready to write.
 #[derive(Debug, Clone)]
 pub enum CreditEffect {
+    /// A Checkout session's status, links and grant ([`checkout`]).
     Session(checkout::SessionEffect),
+    /// A subscription row ([`subscription`]).
     Subscription(subscription::SubscriptionWrite),
     /// A subscription schedule: the plan change it will make next.
     Schedule(sm_store::schedules::ScheduleRow),
     /// A customer Stripe deleted: unlinked from its account.
     CustomerDeleted(String),
+    /// A paid invoice's grant and proration take-backs ([`invoice`]).
     Grant(Grant),
     /// An automatic top-up's invoice paid: its grant, and the purchase marked succeeded.
     TopUp {
+        /// The purchase (its id in `top_ups`).
         top_up: String,
+        /// The invoice that paid it (`in_…`).
         invoice: String,
+        /// The pack's credits.
         grant: Grant,
     },
+    /// Refunds, disputes or credit notes, each bringing its payment's grant to its share
+    /// ([`reversal`]).
     Reversals(Vec<Reversal>),
 }
 
@@ -57,7 +65,9 @@ pub enum CreditEffect {
 /// handler parses `object` into its own type.
 #[derive(Debug, Clone, Copy)]
 pub struct EventInfo<'a> {
+    /// The event's type (`invoice.paid`).
     pub kind: &'a str,
+    /// The event's `created` (unix seconds): orders events of one object.
     pub created: i64,
     /// `data.object`, compact JSON.
     pub object: &'a str,

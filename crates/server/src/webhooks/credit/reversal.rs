@@ -30,6 +30,8 @@ use super::{CreditEffect, EventInfo, need, parse};
 use crate::credits::Reversal;
 use crate::webhooks::error::ApplyError;
 
+/// Plans `charge.refunded` and `refund.*`: each refund of the payment, listed from Stripe
+/// for `charge.refunded`.
 pub async fn refund(
     client: Option<&Client>,
     event: EventInfo<'_>,
@@ -82,6 +84,8 @@ fn refund_reversal(r: &Refund, payment: &str) -> Option<Reversal> {
     })
 }
 
+/// Plans `charge.dispute.*`: a chargeback takes back like a refund; won, prevented or
+/// reinstated gives back. Inquiries (`warning_*`) do nothing.
 pub async fn dispute(
     client: Option<&Client>,
     event: EventInfo<'_>,
@@ -110,6 +114,8 @@ pub async fn dispute(
     }])))
 }
 
+/// Plans `credit_note.*`: a post-payment note takes back its share; voided gives back.
+/// Other notes do nothing.
 pub async fn credit_note(event: EventInfo<'_>) -> Result<Option<CreditEffect>, ApplyError> {
     let note: serde_json::Value = parse(event.object)?;
     if note["type"] != "post_payment" {

@@ -15,10 +15,14 @@ use crate::webhooks::error::ApplyError;
 /// same-second tie).
 #[derive(Debug, Clone)]
 pub struct SubscriptionWrite {
+    /// The row as it will be stored.
     pub row: SubscriptionRow,
+    /// Read from Stripe just now (after a same-second tie), so it overwrites a tie.
     pub refreshed: bool,
 }
 
+/// Plans `customer.subscription.*`: the event's object, or a fresh copy from Stripe when
+/// a stored row of the same second differs.
 pub async fn plan(
     store: &Store,
     client: Option<&Client>,
@@ -46,6 +50,8 @@ pub async fn plan(
     })))
 }
 
+/// Writes the subscription row in the event's transaction (newest event wins) and, for a
+/// trial canceled before it was paid, ends the trial's credits.
 pub async fn write(tx: &mut Tx, w: &SubscriptionWrite, now: i64) -> Result<(), ApplyError> {
     // A canceled trial may end its credits (below): lock the account first, as every
     // writer of the account's subscriptions does (account, then subscription rows), so a
