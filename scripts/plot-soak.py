@@ -4,7 +4,7 @@ PNG: one panel per metric over time, so a leak or a slow climb shows as a slope.
 
     scripts/plot-soak.py SOAK.csv docs/soak.png
 
-Needs matplotlib (scripts/soak installs it with pip when missing).
+Needs matplotlib (scripts/soak installs it in a venv from scripts/soak-requirements.txt).
 """
 import csv
 import sys
