@@ -347,6 +347,19 @@ async fn a_backup_taken_under_webhook_load_holds_every_event_acknowledged_before
             let (code, _, err) = run_cli(&env, &["backup", path.to_str().unwrap()]).await;
             assert_eq!(code, 2, "never overwrites: {err}");
             assert!(err.contains("exists already"), "{err}");
+            // Owner-only: the copy holds token and password hashes.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+            // A dangling symbolic link is not followed: nothing is written where it
+            // points, and the link is left as it was.
+            let aim = dir.join("aimed-at.db");
+            let link = dir.join("link.db");
+            std::os::unix::fs::symlink(&aim, &link).unwrap();
+            let (code, _, err) = run_cli(&env, &["backup", link.to_str().unwrap()]).await;
+            assert_eq!(code, 2, "{err}");
+            assert!(err.contains("symbolic link"), "{err}");
+            assert!(!aim.exists(), "the backup went where the link points");
             DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap()
         }
         Backend::Postgres => {

@@ -527,22 +527,27 @@ impl Store {
     /// An online, consistent copy of a SQLite database at `path` (`VACUUM INTO`: one read
     /// transaction, so writers go on and the copy holds exactly what was committed when
     /// it began). `path` must not exist. PostgreSQL is backed up with its own tools.
+    ///
+    /// The copy holds token and password hashes: the file is created here first, empty,
+    /// readable by its owner only (0600), with `O_CREAT|O_EXCL` — which never follows a
+    /// symbolic link, dangling or not (POSIX `open`: "If O_EXCL and O_CREAT are set, and
+    /// path names a symbolic link, open() shall fail with EEXIST") — and SQLite writes
+    /// into that empty file (`VACUUM INTO` accepts one). A failed copy removes it.
     pub async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError> {
         match self.pool() {
             Pool::Sqlite(pool) => {
-                if path.exists() {
-                    return Err(StoreError::Unsupported(format!(
-                        "{} exists already: a backup never overwrites a file",
-                        path.display()
-                    )));
-                }
                 let target = path.to_str().ok_or_else(|| {
                     StoreError::Unsupported(format!("{} is not valid UTF-8", path.display()))
                 })?;
-                sqlx::query("VACUUM INTO $1")
+                create_private(path)?;
+                let copied = sqlx::query("VACUUM INTO $1")
                     .bind(target)
                     .execute(pool)
-                    .await?;
+                    .await;
+                if let Err(e) = copied {
+                    let _ = std::fs::remove_file(path);
+                    return Err(e.into());
+                }
                 // SQLite does not sync the copy: a crash right after "backed up" could
                 // leave it truncated. The file, then its directory entry.
                 let synced = std::fs::File::open(path)
@@ -629,4 +634,24 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
     }
+}
+
+/// Creates `path` empty, owner-only, never through a symbolic link (see
+/// [`Store::backup_to`]); an existing file or link is refused, never overwritten.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop).map_err(|e| {
+        StoreError::Unsupported(if e.kind() == std::io::ErrorKind::AlreadyExists {
+            format!(
+                "{} exists already (a file or a symbolic link): a backup never overwrites \
+                 or follows one",
+                path.display()
+            )
+        } else {
+            format!("cannot create {}: {e}", path.display())
+        })
+    })
 }
