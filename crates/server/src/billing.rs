@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sm_store::Store;
 use sm_store::credits::{NewAudit, SubscriptionRow};
+use sm_stripe::idempotency::idempotency_key;
 use sm_stripe::types::{Raw, Subscription};
 use sm_stripe::{Form, StripeError};
 
@@ -160,19 +161,7 @@ impl From<LedgerError> for BillingError {
 /// The Stripe idempotency key for `action` on `account` from the caller's key; without
 /// one, each request is its own operation (the client's fresh key per POST).
 fn stripe_key(action: &str, account: &str, key: Option<&str>) -> Option<String> {
-    key.map(|k| bounded_key(format!("sm-{action}:{account}:{k}")))
-}
-
-/// Stripe takes idempotency keys of at most 255 characters: a longer composite key (a
-/// long account and a long caller key) is replaced by its SHA-256, the same for the same
-/// request, so a retry still maps to one Stripe operation.
-fn bounded_key(key: String) -> String {
-    use sha2::{Digest, Sha256};
-    if key.len() <= 255 {
-        key
-    } else {
-        format!("sm-sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
-    }
+    key.map(|k| idempotency_key(action, &[account, k]))
 }
 
 fn check_key(key: Option<&str>) -> Result<(), BillingError> {
@@ -415,7 +404,7 @@ impl Billing {
             .push("payment_intent", intent.as_str())
             .push("amount", amount_text.as_str())
             .push_map("metadata", [("account", account), ("staff_reason", reason)]);
-        let key = key.map(|k| bounded_key(format!("sm-refund:{account}:{}:{k}", payment.id)));
+        let key = key.map(|k| idempotency_key("refund", &[account, &payment.id, k]));
         let refund: serde_json::Value = client
             .post("refunds.create", "/v1/refunds", &form, key)
             .await?;
@@ -855,20 +844,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn idempotency_keys_fit_stripes_255_characters_and_stay_stable() {
-        let account = "a".repeat(128);
-        let key = "k".repeat(200);
-        let long = stripe_key("cancel", &account, Some(&key)).unwrap();
-        assert!(long.len() <= 255, "{}", long.len());
-        assert_eq!(Some(long), stripe_key("cancel", &account, Some(&key)));
-        assert_ne!(
-            stripe_key("cancel", &account, Some(&key)),
-            stripe_key("resume", &account, Some(&key))
-        );
+    fn idempotency_keys_are_per_action_and_account() {
         assert_eq!(
             stripe_key("cancel", "acct_1", Some("k1")).as_deref(),
-            Some("sm-cancel:acct_1:k1")
+            Some("sm-cancel:6:acct_1:2:k1")
         );
         assert_eq!(stripe_key("cancel", "acct_1", None), None);
+        // `:` is allowed in account ids: one account's key is never another's.
+        assert_ne!(
+            stripe_key("cancel", "x:y", Some("z")),
+            stripe_key("cancel", "x", Some("y:z"))
+        );
     }
 }

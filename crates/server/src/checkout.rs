@@ -249,8 +249,10 @@ pub async fn create(
             // After Stripe deleted the account's customer, a key of its own: the first
             // one would replay the deleted customer for 24 hours.
             let key = match store.unlinked_customer(&req.account).await? {
-                Some(old) => format!("sm-customer:{}:after:{old}", req.account),
-                None => format!("sm-customer:{}", req.account),
+                Some(old) => {
+                    sm_stripe::idempotency::idempotency_key("customer-after", &[&req.account, &old])
+                }
+                None => sm_stripe::idempotency::idempotency_key("customer", &[&req.account]),
             };
             let created = client.create_customer(&form, Some(key)).await?;
             store
@@ -304,7 +306,8 @@ pub async fn create(
     if let Some(days) = &trial {
         form = form.push("subscription_data[trial_period_days]", days.as_str());
     }
-    let key = idempotency_key.map(|k| format!("sm-checkout:{}:{k}", req.account));
+    let key = idempotency_key
+        .map(|k| sm_stripe::idempotency::idempotency_key("checkout", &[&req.account, k]));
     let session = client.create_checkout_session(&form, key).await?;
     store
         .insert_checkout(&CheckoutRow {

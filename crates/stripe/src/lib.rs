@@ -28,6 +28,7 @@ pub mod breaker;
 pub mod client;
 pub mod error;
 pub mod form;
+pub mod idempotency;
 pub mod keys;
 pub mod limiter;
 pub mod list;
