@@ -344,14 +344,26 @@ impl Billing {
         key: Option<&str>,
         actor: Actor<'_>,
     ) -> Result<RefundCreated, BillingError> {
-        self.audited(
-            actor,
-            "billing.refund",
-            account,
-            json!({ "payment": req.payment, "amount": req.amount, "reason": req.reason }),
-            self.refund_inner(account, req, key),
-        )
-        .await
+        let result = self.refund_inner(account, req, key).await;
+        let mut detail =
+            json!({ "payment": req.payment, "amount": req.amount, "reason": req.reason });
+        // Stripe's refund id, and whether it was recorded before: the same idempotency
+        // key sent again gets the same refund back, which must not read as another one.
+        if let Ok(created) = &result {
+            let replay = self
+                .store
+                .refund_audited(&created.refund)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %crate::error_chain(&e), "could not look the refund up in the audit log");
+                    false
+                });
+            detail["refund"] = json!(created.refund);
+            detail["replay"] = json!(replay);
+        }
+        self.audit(actor, "billing.refund", account, detail, &result)
+            .await;
+        result
     }
 
     async fn refund_inner(

@@ -395,7 +395,16 @@ async fn the_cli_shows_accounts_and_runs_billing_actions_and_refunds(db: TestDb)
         .parse()
         .unwrap();
     let refund_args: Vec<String> = [
-        "payments", "refund", "acct_cli", &invoice, "--amount", "5.00", "--reason", "goodwill",
+        "payments",
+        "refund",
+        "acct_cli",
+        &invoice,
+        "--amount",
+        "5.00",
+        "--reason",
+        "goodwill",
+        "--idempotency-key",
+        "goodwill-1",
         "--json",
     ]
     .iter()
@@ -407,6 +416,33 @@ async fn the_cli_shows_accounts_and_runs_billing_actions_and_refunds(db: TestDb)
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["amount"], 500, "{r}");
     assert!(r["refund"].as_str().unwrap().starts_with("re_"), "{r}");
+    // The command retried with its key: Stripe answers with the same refund, and the
+    // audit log says it is a replay of the one it recorded, not a second refund.
+    let (code, out, err) = run_cli(&env, &refs).await;
+    assert_eq!(code, 0, "{err}");
+    let again: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(again["refund"], r["refund"], "{again}");
+    let audited: Vec<Value> = app
+        .state
+        .store
+        .audit_log(Some("billing.refund"), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| serde_json::from_str(row.detail.as_deref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert_eq!(
+        audited
+            .iter()
+            .map(|d| (d["refund"].clone(), d["replay"].clone()))
+            .collect::<Vec<_>>(),
+        [
+            (r["refund"].clone(), Value::Bool(true)),
+            (r["refund"].clone(), Value::Bool(false)),
+        ],
+        "newest first: {audited:?}"
+    );
     deliver_all(&fake, &app).await;
     let after: f64 = app.credits(acct).await["available"]
         .as_str()

@@ -1726,6 +1726,26 @@ impl Store {
         Ok(rows)
     }
 
+    /// Whether a successful `billing.refund` already recorded Stripe's refund `id`: the
+    /// same idempotency key sent again is answered with the same refund, which is then a
+    /// replay, not a second refund. (Refund ids are `re_` and letters, digits and `_`;
+    /// LIKE's wildcards are escaped all the same.)
+    pub async fn refund_audited(&self, id: &str) -> Result<bool, StoreError> {
+        let escaped = id
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%\"refund\":\"{escaped}\"%");
+        let found: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT id FROM audit_log WHERE action = 'billing.refund' AND result = 'ok' \
+             AND detail LIKE $1 ESCAPE '\\' LIMIT 1"
+        )
+        .bind(pattern)
+        .fetch_optional(pool)
+        .await?);
+        Ok(found.is_some())
+    }
+
     /// The audit log, newest first, optionally for one action.
     pub async fn audit_log(
         &self,
