@@ -388,7 +388,7 @@ pub async fn issue_token<'a>(
         result: "ok",
     };
     let id = store
-        .create_token(name, &prefix, &hash, &scope_list, Some(&audit), now)
+        .create_token(name, &prefix, &hash, &scope_list, actor, Some(&audit), now)
         .await?
         .ok_or_else(|| IssueError::Taken(name.to_owned()))?;
     Ok(Issued { id, token, scopes })

@@ -729,7 +729,60 @@ async fn admins_are_added_reset_disabled_and_unlocked_from_the_admin(db: TestDb)
         "sm_session={}",
         cookie_value(&set_cookies(&theirs), "sm_session").unwrap()
     );
+    // A token they create works until they are disabled, and the list says whose it is.
+    let them = Operator {
+        csrf: hidden_csrf(
+            &get_with(&app, "/admin/tokens", &their_cookie)
+                .await
+                .text()
+                .await
+                .unwrap(),
+        ),
+        cookie: their_cookie.clone(),
+    };
+    let html = post_form(
+        &them,
+        &app,
+        "/admin/tokens",
+        &[("name", "theirs"), ("scope", "catalog:read")],
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let at = html.find("id=\"token\"").expect("the new token is shown");
+    let their_token = html[at..]
+        .split('>')
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    let products = app.url("/api/v1/products");
+    assert_eq!(get_status(&products, &their_token).await, 200);
+    let mine = grant_token(&app.state.store, "mine", "catalog:read").await;
+    let list = op.page(&app, "/admin/tokens").await;
+    let row = list
+        .split("data-name=\"theirs\"")
+        .nth(1)
+        .unwrap()
+        .split("</tr>")
+        .next()
+        .unwrap();
+    assert!(row.contains(other), "{row}");
     post_form(&op, &app, "/admin/users/disable", &[("email", other)]).await;
+    assert_eq!(
+        get_status(&products, &their_token).await,
+        401,
+        "a disabled admin's tokens are revoked with them"
+    );
+    assert_eq!(get_status(&products, &mine).await, 200, "no one else's");
+    let html = op.page(&app, "/admin/users").await;
+    assert!(
+        html.contains("1 API token(s) they created were revoked"),
+        "{html}"
+    );
     assert_eq!(get_with(&app, "/admin", &their_cookie).await.status(), 303);
     assert_eq!(
         sign_in(&app, other, new_password).await.status(),

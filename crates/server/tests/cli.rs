@@ -952,7 +952,7 @@ async fn lists_are_aligned_tables_with_readable_times_and_json_keeps_unix_second
         (&["admin", "list"], &["EMAIL", "CREATED", "STATUS"], Some(1)),
         (
             &["token", "list"],
-            &["ID", "NAME", "PREFIX", "SCOPES", "CREATED", "STATE"],
+            &["ID", "NAME", "PREFIX", "SCOPES", "CREATED", "BY", "STATE"],
             Some(4),
         ),
         (

@@ -118,17 +118,19 @@ impl Store {
         Ok(true)
     }
 
-    /// Disables the admin (`disabled_at = now`, and every session of theirs ends in the
-    /// same transaction) or enables them again (`disabled_at` cleared; they sign in
-    /// anew), with `audit`. Disabling a disabled admin keeps the first time. `false`, and
-    /// nothing written, when there is no such admin.
+    /// Disables the admin (`disabled_at = now`; every session of theirs ends and every
+    /// API token they created is revoked, in the same transaction) or enables them again
+    /// (`disabled_at` cleared; they sign in anew; revoked tokens stay revoked: new ones
+    /// are made and handed out again), with `audit`. Disabling a disabled admin keeps the
+    /// first time. `None`, and nothing written, when there is no such admin; else the
+    /// number of tokens revoked.
     pub async fn set_admin_disabled(
         &self,
         email: &str,
         disabled: bool,
         audit: Option<&NewAudit<'_>>,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.begin().await?;
         let disabled_at = disabled.then_some(now);
         let id: Option<i64> = on_tx!(&mut tx, t => sqlx::query_scalar(
@@ -142,16 +144,30 @@ impl Store {
         .await?);
         let Some(id) = id else {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         };
+        let mut revoked = 0;
         if disabled {
             tx.end_sessions_of(id).await?;
+            // A disabled person's tokens would otherwise keep working: whoever left (or
+            // lost their laptop) keeps the API.
+            revoked = on_tx!(&mut tx, t => sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $2 WHERE created_by = $1 AND revoked_at IS NULL"
+            )
+            .bind(email)
+            .bind(now)
+            .execute(&mut **t)
+            .await?
+            .rows_affected());
         }
         if let Some(a) = audit {
             tx.audit(a, now).await?;
         }
         tx.commit().await?;
-        Ok(true)
+        if revoked > 0 {
+            self.count_token_commit();
+        }
+        Ok(Some(revoked))
     }
 
     /// Lifts the sign-in lock of the admin's email (the one the service sets after too

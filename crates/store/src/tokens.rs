@@ -17,6 +17,8 @@ pub struct TokenRow {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// Who created it: an admin's email, `cli:<user>`, or none (made before this was kept).
+    pub created_by: Option<String>,
 }
 
 impl TokenRow {
@@ -25,30 +27,35 @@ impl TokenRow {
     }
 }
 
-const COLUMNS: &str = "id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at";
+const COLUMNS: &str =
+    "id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at, created_by";
 
 impl Store {
-    /// Stores a new token, and `audit` with it in the same transaction; `None` (and
-    /// nothing written) when the name is taken.
+    /// Stores a new token made by `created_by` (see [`TokenRow::created_by`]), and
+    /// `audit` with it in the same transaction; `None` (and nothing written) when the name
+    /// is taken.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_token(
         &self,
         name: &str,
         prefix: &str,
         hash: &str,
         scopes: &str,
+        created_by: &str,
         audit: Option<&NewAudit<'_>>,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.begin().await?;
         let id: Option<i64> = on_tx!(&mut tx, t => sqlx::query_scalar(
-            "INSERT INTO api_tokens (name, prefix, hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (name) DO NOTHING RETURNING id"
+            "INSERT INTO api_tokens (name, prefix, hash, scopes, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING id"
         )
         .bind(name)
         .bind(prefix)
         .bind(hash)
         .bind(scopes)
         .bind(now)
+        .bind(created_by)
         .fetch_optional(&mut **t)
         .await?);
         if let (Some(_), Some(a)) = (id, audit) {

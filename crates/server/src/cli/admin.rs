@@ -220,7 +220,7 @@ async fn set_disabled(state: &AppState, email: &str, disabled: bool) -> Result<u
         "admin.enable"
     };
     let actor = super::actor();
-    if !state
+    let Some(revoked) = state
         .store
         .set_admin_disabled(
             &email,
@@ -229,11 +229,13 @@ async fn set_disabled(state: &AppState, email: &str, disabled: bool) -> Result<u
             unix_now(),
         )
         .await?
-    {
+    else {
         return Err(no_such_admin(&email));
-    }
+    };
     if disabled {
-        outln!("{email} disabled; their sessions have ended");
+        outln!(
+            "{email} disabled; their sessions have ended and the {revoked} API token(s) they created are revoked"
+        );
     } else {
         outln!("{email} enabled; they can sign in again");
     }

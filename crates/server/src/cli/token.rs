@@ -94,7 +94,8 @@ pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> 
                 outln!("no tokens; create one with `stripe-manager token create NAME --scope …`");
                 return Ok(0);
             }
-            let mut table = table::new(&["ID", "NAME", "PREFIX", "SCOPES", "CREATED", "STATE"]);
+            let mut table =
+                table::new(&["ID", "NAME", "PREFIX", "SCOPES", "CREATED", "BY", "STATE"]);
             table::right(&mut table, &[0]);
             for t in tokens {
                 let state = match (t.revoked_at, t.last_used_at) {
@@ -108,6 +109,7 @@ pub async fn run(state: AppState, command: TokenCommand) -> Result<u8, Failure> 
                     format!("{}…", t.prefix),
                     t.scopes,
                     utc(t.created_at),
+                    t.created_by.unwrap_or_else(|| "unknown".to_owned()),
                     state,
                 ]);
             }

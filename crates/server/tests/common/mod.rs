@@ -250,7 +250,7 @@ pub async fn grant_token(store: &sm_store::Store, name: &str, scopes: &str) -> S
     let (token, prefix, hash) = stripe_manager::auth::generate();
     let name = format!("{name}-{}", &prefix[4..]);
     store
-        .create_token(&name, &prefix, &hash, &list, None, 0)
+        .create_token(&name, &prefix, &hash, &list, "tests", None, 0)
         .await
         .expect("token stored")
         .expect("a new name");

@@ -27,6 +27,8 @@ struct TokenLine {
     prefix: String,
     scopes: String,
     created: String,
+    /// Who created it (an admin's email, `cli:<user>`), or "unknown" for older tokens.
+    created_by: String,
     last_used: String,
     state: Badge,
     live: bool,
@@ -67,6 +69,7 @@ async fn page(
             live: t.revoked_at.is_none(),
             last_used: t.last_used_at.map_or("never".to_owned(), when),
             created: when(t.created_at),
+            created_by: t.created_by.clone().unwrap_or_else(|| "unknown".to_owned()),
             scopes: t.scopes.replace(' ', ", "),
             prefix: t.prefix,
             name: t.name,

@@ -225,9 +225,15 @@ async fn set_disabled(state: &AppState, ctx: &AdminCtx, email: &str, disabled: b
             .set_admin_disabled(&email, disabled, Some(&audit), unix_now())
             .await
         {
-            Ok(true) if disabled => Ok(format!("{email} disabled; their sessions ended.")),
-            Ok(true) => Ok(format!("{email} enabled; they can sign in again.")),
-            Ok(false) => Err(format!("there is no admin {email}")),
+            Ok(Some(revoked)) if disabled => Ok(format!(
+                "{email} disabled; their sessions ended and the {revoked} API token(s) they \
+                 created were revoked."
+            )),
+            Ok(Some(_)) => Ok(format!(
+                "{email} enabled; they can sign in again (tokens revoked when they were \
+                 disabled stay revoked)."
+            )),
+            Ok(None) => Err(format!("there is no admin {email}")),
             Err(e) => Err(crate::error_chain(&e)),
         }
     };
