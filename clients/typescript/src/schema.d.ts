@@ -1384,6 +1384,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listProducts: {
@@ -1460,6 +1469,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1550,6 +1568,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1652,7 +1679,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled` (no key configured) or `stripe_unavailable` (with the run's `report` when a run started) */
+            /** @description `stripe_disabled` (no key configured) or `stripe_unavailable` (with the run's `report` when a run started); `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1724,6 +1751,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1840,6 +1876,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     grantPromotional: {
@@ -1949,6 +1994,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listHolds: {
@@ -2017,6 +2071,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2142,6 +2205,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getHold: {
@@ -2212,6 +2284,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2328,6 +2409,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     releaseHold: {
@@ -2423,6 +2513,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getLowThreshold: {
@@ -2486,6 +2585,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2576,6 +2684,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getHistory: {
@@ -2642,6 +2759,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2760,7 +2886,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable` */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2839,6 +2965,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listPayments: {
@@ -2907,6 +3042,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3023,7 +3167,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable` */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3142,7 +3286,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable` */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3270,7 +3414,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable` */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3397,7 +3541,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable` */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3511,7 +3655,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable` */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3583,6 +3727,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3662,6 +3815,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getTopUp: {
@@ -3734,6 +3896,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3824,6 +3995,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deleteTopUp: {
@@ -3896,6 +4076,15 @@ export interface operations {
             };
             /** @description `internal_error`: something failed on the service's side (the detail is in its log). */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -93,6 +93,32 @@ impl StoreError {
     pub fn is_data_error(&self) -> bool {
         matches!(self, StoreError::Query(sqlx::Error::Database(_)))
     }
+
+    /// Whether the database cannot take this work right now but may later, with nothing
+    /// wrong in the request: a full disk (SQLite `SQLITE_FULL`, PostgreSQL `53100`), an
+    /// I/O error, other exhausted resources (PostgreSQL class `53`), a database shutting
+    /// down or a lost connection (`57P0x`, class `08`), a busy SQLite file, or no
+    /// connection free in time. The API answers these `503` (retry later), like the
+    /// webhook intake, rather than `500` (our bug).
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Query(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                if let Ok(sqlite) = code.parse::<i32>() {
+                    // SQLite result codes, primary code in the low byte (sqlite.org/rescode.html):
+                    // 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL.
+                    matches!(sqlite & 0xff, 5 | 6 | 10 | 13)
+                } else {
+                    code.starts_with("53") || code.starts_with("08") || code.starts_with("57P0")
+                }
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The pool of either backend; use it through [`on_pool!`].

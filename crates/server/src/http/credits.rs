@@ -138,7 +138,7 @@ pub fn ledger_error(e: LedgerError) -> ApiError {
             },
             e.to_string(),
         ),
-        LedgerError::Store(s) => ApiError::internal("the ledger failed", &s),
+        LedgerError::Store(s) => ApiError::store("the ledger failed", &s),
     }
 }
 

@@ -56,6 +56,23 @@ impl ApiError {
         }
     }
 
+    /// A database failure: `503 storage_unavailable` when the database cannot take the
+    /// work now but may later (a full disk, no connection; see
+    /// [`sm_store::StoreError::is_unavailable`]), so the caller retries; else a 500.
+    /// Either way nothing was written, and the detail goes to the log only.
+    pub fn store(context: &str, error: &sm_store::StoreError) -> Self {
+        if error.is_unavailable() {
+            tracing::error!(error = %error, "{context}: the database is unavailable; answered 503");
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the database cannot take this now (full or unreachable); nothing was done, retry later",
+            )
+        } else {
+            Self::internal(context, error)
+        }
+    }
+
     /// A 500 whose detail goes to the log, not to the caller.
     pub fn internal(context: &str, error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %error, "{context}");
@@ -83,6 +100,6 @@ pub async fn not_found() -> ApiError {
 
 impl From<sm_store::StoreError> for ApiError {
     fn from(e: sm_store::StoreError) -> Self {
-        ApiError::internal("database error", &e)
+        ApiError::store("database error", &e)
     }
 }

@@ -136,6 +136,11 @@ impl Modify for Shared {
                 }
                 add(
                     op,
+                    "503",
+                    "`storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later.",
+                );
+                add(
+                    op,
                     "500",
                     "`internal_error`: something failed on the service's side (the detail is in its log).",
                 );
