@@ -102,6 +102,11 @@ const SQLITE: &[Entry] = &[
         "entitlements and top-ups",
         include_str!("../migrations/sqlite/0018_entitlements_top_ups.sql"),
     ),
+    (
+        19,
+        "erasures",
+        include_str!("../migrations/sqlite/0019_erasures.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -193,6 +198,11 @@ const POSTGRES: &[Entry] = &[
         18,
         "entitlements and top-ups",
         include_str!("../migrations/postgres/0018_entitlements_top_ups.sql"),
+    ),
+    (
+        19,
+        "erasures",
+        include_str!("../migrations/postgres/0019_erasures.sql"),
     ),
 ];
 
