@@ -158,7 +158,8 @@ pub struct Config {
     /// payment failed: Stripe retries a failed renewal for days before giving up.
     pub past_due_grace: Duration,
     /// What is pruned, and when (`WEBHOOK_RETENTION_DAYS`, `SYNC_RUN_RETENTION_DAYS`,
-    /// `AUDIT_RETENTION_DAYS`, `PRUNE_INTERVAL_SECS`, `PRUNE_BATCH`).
+    /// `AUDIT_RETENTION_DAYS`, `MIRROR_RETENTION_DAYS`, `PRUNE_INTERVAL_SECS`,
+    /// `PRUNE_BATCH`).
     pub retention: RetentionConfig,
     /// Events to the app (`APP_WEBHOOK_URL`, `APP_WEBHOOK_SECRET`,
     /// `APP_WEBHOOK_ALLOW_PRIVATE`); `None`: no event is recorded or sent.
@@ -282,6 +283,11 @@ pub struct RetentionConfig {
     pub sync_run_days: u64,
     /// The audit log is kept for ever unless this is set.
     pub audit_days: Option<u64>,
+    /// Mirrors (customer, invoices, charges, subscriptions) of a customer deleted in
+    /// Stripe are pruned this long after the deletion (`MIRROR_RETENTION_DAYS`). Their
+    /// personal data is redacted at once; this is how long the redacted history (ids,
+    /// amounts, statuses) stays for support and accounting questions.
+    pub mirror_days: u64,
     /// Time between background passes; zero turns the pruner off (`prune` by hand).
     pub interval: Duration,
     /// Rows per delete statement: small, so intake never waits long behind one.
@@ -294,6 +300,7 @@ impl Default for RetentionConfig {
             webhook_days: 30,
             sync_run_days: 90,
             audit_days: None,
+            mirror_days: 90,
             interval: Duration::from_secs(600),
             batch: 500,
         }
@@ -625,6 +632,7 @@ impl Config {
             audit_days: l
                 .get("AUDIT_RETENTION_DAYS")
                 .map(|_| l.number("AUDIT_RETENTION_DAYS", 0, 1, 36_500)),
+            mirror_days: l.number("MIRROR_RETENTION_DAYS", keep.mirror_days, 1, 36_500),
             interval: Duration::from_secs(l.number(
                 "PRUNE_INTERVAL_SECS",
                 keep.interval.as_secs(),

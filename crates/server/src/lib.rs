@@ -43,6 +43,7 @@ pub mod manager;
 pub mod mirror;
 pub mod net;
 pub mod outbox;
+pub mod privacy;
 pub mod retention;
 pub mod sellable;
 pub mod state;

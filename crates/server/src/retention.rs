@@ -32,6 +32,7 @@ pub fn cutoffs(config: &RetentionConfig, now: i64) -> Cutoffs {
         sessions_idle_before: now - SESSION_IDLE,
         sessions_created_before: now - SESSION_ABSOLUTE,
         throttle_window_before: now - WINDOW,
+        mirrors_deleted_before: days(config.mirror_days),
         now,
     }
 }
@@ -124,6 +125,7 @@ pub fn spawn_pruner(
                     app_events = pass.counts.app_events,
                     sync_runs = pass.counts.sync_runs,
                     audit_log = pass.counts.audit_log,
+                    mirrors = pass.counts.mirrors(),
                     seconds = started.elapsed().as_secs_f64(),
                     "retention: pruned"
                 ),

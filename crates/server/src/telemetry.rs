@@ -199,8 +199,9 @@ pub const METRICS: &[MetricDef] = &[
         "stripe_manager_retention_pruned_rows_total",
         Counter,
         None,
-        "Rows the pruner deleted, by table (webhook_events, sync_runs, audit_log, admin_sessions, \
-         login_throttle).",
+        "Rows the pruner deleted, by table (webhook_events, app_events, sync_runs, audit_log, \
+         admin_sessions, login_throttle; customers, invoices, charges, subscriptions: mirrors of \
+         customers deleted in Stripe).",
     ),
     metric(
         "stripe_manager_stripe_circuit_open",
@@ -477,6 +478,10 @@ pub const COUNTER_SERIES: &[(&str, &[Labels])] = &[
             &[("table", "audit_log")],
             &[("table", "admin_sessions")],
             &[("table", "login_throttle")],
+            &[("table", "customers")],
+            &[("table", "invoices")],
+            &[("table", "charges")],
+            &[("table", "subscriptions")],
         ],
     ),
     (

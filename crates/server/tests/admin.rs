@@ -22,7 +22,7 @@ sm_store::contract_tests!(
 
 /// Every state-changing admin route (POST only; the last two share their URL with a
 /// page, so a GET there shows the page).
-const ACTIONS: [&str; 16] = [
+const ACTIONS: [&str; 17] = [
     "/admin/logout",
     "/admin/products/sync",
     "/admin/products/prod_x/sync",
@@ -32,6 +32,7 @@ const ACTIONS: [&str; 16] = [
     "/admin/events/evt_x/replay",
     "/admin/credits/adjust",
     "/admin/credits/refund",
+    "/admin/credits/erase",
     "/admin/tokens/revoke",
     "/admin/users/password",
     "/admin/users/disable",

@@ -172,7 +172,8 @@ async fn prune_deletes_only_what_retention_lets_go(db: TestDb) {
     assert_eq!(code, 0, "{out}{err}");
     let dry: Value = serde_json::from_str(&out).unwrap();
     let expected = serde_json::json!({"webhook_events": 2, "app_events": 1, "sync_runs": 1,
-        "audit_log": 0, "admin_sessions": 2, "login_throttle": 1});
+        "audit_log": 0, "admin_sessions": 2, "login_throttle": 1,
+        "customers": 0, "invoices": 0, "charges": 0, "subscriptions": 0});
     assert_eq!(dry["would_delete"], expected, "{out}");
     assert_eq!(
         remaining_events(&db.store).await.len(),

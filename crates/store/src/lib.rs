@@ -23,6 +23,8 @@ pub mod inbox;
 pub mod migrations;
 pub mod objects;
 pub mod outbox;
+pub mod privacy;
+pub mod redact;
 pub mod retention;
 pub mod runs;
 pub mod schedules;

@@ -107,6 +107,11 @@ const SQLITE: &[Entry] = &[
         "token creators",
         include_str!("../migrations/sqlite/0019_token_creators.sql"),
     ),
+    (
+        20,
+        "erasures",
+        include_str!("../migrations/sqlite/0020_erasures.sql"),
+    ),
 ];
 const POSTGRES: &[Entry] = &[
     (
@@ -203,6 +208,11 @@ const POSTGRES: &[Entry] = &[
         19,
         "token creators",
         include_str!("../migrations/postgres/0019_token_creators.sql"),
+    ),
+    (
+        20,
+        "erasures",
+        include_str!("../migrations/postgres/0020_erasures.sql"),
     ),
 ];
 

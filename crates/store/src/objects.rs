@@ -100,6 +100,12 @@ pub struct ObjectKind {
     pub catalog: bool,
     /// Extra assignments when a live row becomes a tombstone (`active = FALSE`).
     pub on_tombstone: &'static str,
+    /// The column naming the Stripe customer the object belongs to (`id` for customers
+    /// themselves); `None` for catalog kinds. A write for an erased customer stores the
+    /// redacted form (see the `privacy` module).
+    pub customer: Option<&'static str>,
+    /// Columns holding personal data: NULL in the redacted form.
+    pub personal: &'static [&'static str],
 }
 
 use ColumnType::{Bool, Int, Text};
@@ -126,6 +132,8 @@ pub static PRODUCTS: ObjectKind = ObjectKind {
     synced: "synced_at",
     catalog: true,
     on_tombstone: "active = FALSE",
+    customer: None,
+    personal: &[],
 };
 
 /// `prices`: the columns are the mapped [`sm_domain::catalog::CatalogPrice`].
@@ -152,6 +160,8 @@ pub static PRICES: ObjectKind = ObjectKind {
     synced: "synced_at",
     catalog: true,
     on_tombstone: "active = FALSE",
+    customer: None,
+    personal: &[],
 };
 
 /// `subscriptions`, with the first item's price and product and the account they
@@ -179,6 +189,8 @@ pub static SUBSCRIPTIONS: ObjectKind = ObjectKind {
     synced: "updated_at",
     catalog: false,
     on_tombstone: "",
+    customer: Some("customer"),
+    personal: &[],
 };
 
 /// `customers`: `account` is `metadata.account`.
@@ -196,6 +208,8 @@ pub static CUSTOMERS: ObjectKind = ObjectKind {
     synced: "synced_at",
     catalog: false,
     on_tombstone: "",
+    customer: Some("id"),
+    personal: &["email", "name"],
 };
 
 /// `invoices`, with what a payment history shows.
@@ -222,6 +236,8 @@ pub static INVOICES: ObjectKind = ObjectKind {
     synced: "synced_at",
     catalog: false,
     on_tombstone: "",
+    customer: Some("customer"),
+    personal: &["hosted_invoice_url", "invoice_pdf"],
 };
 
 /// `charges`: a one-time payment's receipt and refunded amount.
@@ -243,6 +259,8 @@ pub static CHARGES: ObjectKind = ObjectKind {
     synced: "synced_at",
     catalog: false,
     on_tombstone: "",
+    customer: Some("customer"),
+    personal: &["receipt_url"],
 };
 
 /// Every kind, for checks that walk them all.
@@ -567,6 +585,14 @@ impl Tx {
         now: i64,
     ) -> Result<WriteCounts, StoreError> {
         check(kind, writes)?;
+        let redacted;
+        let writes = match self.redact_erased(kind, writes).await? {
+            Some(r) => {
+                redacted = r;
+                &redacted[..]
+            }
+            None => writes,
+        };
         let mut counts = WriteCounts::default();
         for chunk in writes.chunks(CHUNK) {
             let ids: Vec<&str> = chunk.iter().map(|w| w.id.as_str()).collect();
@@ -653,6 +679,79 @@ impl Tx {
             }
         }
         Ok(counts)
+    }
+
+    /// Of `customers`, those that are erased (one query; none asked, none made).
+    pub async fn erased_among(
+        &mut self,
+        customers: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in customers.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT customer FROM erased_customers WHERE customer IN ({})",
+                marks.join(", ")
+            );
+            let found: Vec<String> = on_tx!(self, t => {
+                let mut q = sqlx::query_scalar(&sql).persistent(false);
+                for c in chunk {
+                    q = q.bind(*c);
+                }
+                q.fetch_all(&mut **t).await?
+            });
+            out.extend(found);
+        }
+        Ok(out)
+    }
+
+    /// `writes` with those of erased customers redacted (see the `privacy` module), or
+    /// `None` when none is erased (the common case: one indexed lookup, no copy). A
+    /// customer-linked kind only; the account link, ids, amounts and statuses stay.
+    async fn redact_erased(
+        &mut self,
+        kind: &ObjectKind,
+        writes: &[ObjectWrite],
+    ) -> Result<Option<Vec<ObjectWrite>>, StoreError> {
+        let Some(link) = kind.customer else {
+            return Ok(None);
+        };
+        let at = kind.columns.iter().position(|c| c.name == link);
+        let customer_of = |w: &ObjectWrite| -> Option<String> {
+            match at {
+                None => Some(w.id.clone()),
+                Some(i) => match &w.cells[i] {
+                    Cell::Text(Some(c)) => Some(c.clone()),
+                    _ => None,
+                },
+            }
+        };
+        let customers: Vec<String> = writes.iter().filter_map(customer_of).collect();
+        let refs: Vec<&str> = customers.iter().map(String::as_str).collect();
+        if refs.is_empty() {
+            return Ok(None);
+        }
+        let erased = self.erased_among(&refs).await?;
+        if erased.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            writes
+                .iter()
+                .map(|w| {
+                    let mut w = w.clone();
+                    if customer_of(&w).is_some_and(|c| erased.contains(&c)) {
+                        w.raw = crate::redact::redact_json(&w.raw);
+                        for (cell, column) in w.cells.iter_mut().zip(kind.columns) {
+                            if kind.personal.contains(&column.name) {
+                                *cell = Cell::Text(None);
+                            }
+                        }
+                    }
+                    w
+                })
+                .collect(),
+        ))
     }
 
     /// Makes `id` a tombstone as of `at`, keeping its last content; an id never seen

@@ -3,8 +3,11 @@
 //! time across instances.
 //!
 //! Never pruned: pending, processing and failed webhook events (failed ones wait for a
-//! replay), the credit ledger, the catalog and the mirrors. The audit log only when the
-//! operator asks for it ([`Cutoffs::audit_before`]).
+//! replay), the credit ledger, the catalog, and the mirrors of customers that still exist
+//! in Stripe. Mirrors (customer, invoices, charges, subscriptions) of a customer deleted
+//! in Stripe go after [`Cutoffs::mirrors_deleted_before`]; its erasure record stays, so a
+//! late event still writes only redacted data. The audit log only when the operator asks
+//! for it ([`Cutoffs::audit_before`]).
 
 use serde::Serialize;
 use sqlx::Postgres;
@@ -33,6 +36,9 @@ pub struct Cutoffs {
     /// Sign-in throttle rows whose window started before this and that are not locked
     /// at `now`.
     pub throttle_window_before: i64,
+    /// Mirror rows of customers deleted in Stripe before this (`erased_customers
+    /// .deleted_at`, unix seconds).
+    pub mirrors_deleted_before: i64,
     pub now: i64,
 }
 
@@ -45,6 +51,11 @@ pub struct PruneCounts {
     pub audit_log: u64,
     pub admin_sessions: u64,
     pub login_throttle: u64,
+    /// Mirror rows of customers deleted in Stripe (see [`Cutoffs::mirrors_deleted_before`]).
+    pub customers: u64,
+    pub invoices: u64,
+    pub charges: u64,
+    pub subscriptions: u64,
 }
 
 impl PruneCounts {
@@ -55,6 +66,12 @@ impl PruneCounts {
             + self.audit_log
             + self.admin_sessions
             + self.login_throttle
+            + self.mirrors()
+    }
+
+    /// The mirror rows among them.
+    pub fn mirrors(&self) -> u64 {
+        self.customers + self.invoices + self.charges + self.subscriptions
     }
 
     pub fn add(&mut self, target: Target, n: u64) {
@@ -65,6 +82,10 @@ impl PruneCounts {
             Target::AuditLog => self.audit_log += n,
             Target::AdminSessions => self.admin_sessions += n,
             Target::LoginThrottle => self.login_throttle += n,
+            Target::Customers => self.customers += n,
+            Target::Invoices => self.invoices += n,
+            Target::Charges => self.charges += n,
+            Target::Subscriptions => self.subscriptions += n,
         }
     }
 }
@@ -80,16 +101,25 @@ pub enum Target {
     AuditLog,
     AdminSessions,
     LoginThrottle,
+    /// Mirrors of customers deleted in Stripe (never ledger rows).
+    Customers,
+    Invoices,
+    Charges,
+    Subscriptions,
 }
 
 impl Target {
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 10] = [
         Target::WebhookEvents,
         Target::AppEvents,
         Target::SyncRuns,
         Target::AuditLog,
         Target::AdminSessions,
         Target::LoginThrottle,
+        Target::Customers,
+        Target::Invoices,
+        Target::Charges,
+        Target::Subscriptions,
     ];
 
     pub fn table(self) -> &'static str {
@@ -100,6 +130,10 @@ impl Target {
             Target::AuditLog => "audit_log",
             Target::AdminSessions => "admin_sessions",
             Target::LoginThrottle => "login_throttle",
+            Target::Customers => "customers",
+            Target::Invoices => "invoices",
+            Target::Charges => "charges",
+            Target::Subscriptions => "subscriptions",
         }
     }
 
@@ -141,6 +175,15 @@ impl Target {
             Target::LoginThrottle => (
                 "window_start <= $1 AND (locked_until IS NULL OR locked_until <= $2)",
                 vec![c.throttle_window_before, c.now],
+            ),
+            // The partial index `erased_customers_deleted` (migration 19) serves these.
+            Target::Customers => (
+                "id IN (SELECT customer FROM erased_customers WHERE deleted_at < $1)",
+                vec![c.mirrors_deleted_before],
+            ),
+            Target::Invoices | Target::Charges | Target::Subscriptions => (
+                "customer IN (SELECT customer FROM erased_customers WHERE deleted_at < $1)",
+                vec![c.mirrors_deleted_before],
             ),
         })
     }

@@ -464,13 +464,36 @@ impl Client {
         op: &'static str,
         path: &str,
     ) -> Result<T, StripeError> {
+        self.delete_keyed(op, path, None).await
+    }
+
+    /// A DELETE with an `Idempotency-Key` (reused by every retry). Stripe documents keys
+    /// for POST and says a DELETE is idempotent by definition, so the key changes nothing
+    /// there; it is sent so that a retried deletion is recognisable as one request in
+    /// Stripe's logs. Callers make a repeated deletion harmless themselves (a deleted
+    /// customer answers 404 `resource_missing`).
+    pub async fn delete_with_key<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        path: &str,
+        key: &str,
+    ) -> Result<T, StripeError> {
+        self.delete_keyed(op, path, Some(key.to_owned())).await
+    }
+
+    async fn delete_keyed<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        path: &str,
+        idempotency_key: Option<String>,
+    ) -> Result<T, StripeError> {
         self.call(Call {
             op,
             method: Method::DELETE,
             path,
             query: &[],
             form: None,
-            idempotency_key: None,
+            idempotency_key,
         })
         .await
     }

@@ -1,4 +1,4 @@
-//! `stripe-manager accounts show|list`, `subscription cancel|resume|change` and
+//! `stripe-manager accounts show|list|erase|export`, `subscription cancel|resume|change` and
 //! `payments list|refund`: what an account has and paid, and the billing actions, for
 //! operators. Reads are local; actions call Stripe (exit 3 when it is unavailable, 2
 //! for bad arguments, 1 when Stripe or the state refuses) and are audited as
@@ -22,6 +22,31 @@ pub enum AccountsCommand {
         /// The account id (your application's id for the customer).
         account: String,
         /// Print JSON (the API's answer).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Redact the personal data stored about an account (its Stripe customers' names,
+    /// e-mails, addresses, receipts and invoice links, in every mirror and stored event);
+    /// the ledger's amounts and ids are kept, so its balance is unchanged. The customers
+    /// stay erased: later events and syncs store only the redacted form. Audited.
+    Erase {
+        /// The account id.
+        account: String,
+        /// Also delete the account's customers in Stripe (cancels their subscriptions;
+        /// cannot be undone). A second run is harmless.
+        #[arg(long)]
+        stripe: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything stored about an account (ledger, holds, top-ups, checkouts, payments,
+    /// customers, subscriptions, invoices, charges, events to the app) as one JSON
+    /// document: the data-subject access request. Without --json, rows per table.
+    Export {
+        /// The account id.
+        account: String,
+        /// Print the JSON document.
         #[arg(long)]
         json: bool,
     },
@@ -149,6 +174,27 @@ fn billing_failure(e: BillingError) -> Failure {
     }
 }
 
+fn privacy_failure(e: crate::privacy::PrivacyError) -> Failure {
+    use crate::privacy::PrivacyError;
+    let code = match &e {
+        PrivacyError::Invalid(_) => 2,
+        PrivacyError::Unavailable { source, .. } => Failure::stripe(source).code,
+        PrivacyError::Stripe { .. } | PrivacyError::Store(_) => 1,
+    };
+    Failure {
+        code,
+        message: crate::error_chain(&e),
+    }
+}
+
+fn list_or_dash(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "-".to_owned()
+    } else {
+        ids.join(", ")
+    }
+}
+
 fn user() -> String {
     super::actor()
 }
@@ -233,6 +279,80 @@ pub async fn run_accounts(state: AppState, command: AccountsCommand) -> Result<u
                     outln!("             payment collection paused");
                 }
             }
+        }
+        AccountsCommand::Erase {
+            account,
+            stripe,
+            json,
+        } => {
+            let name = user();
+            let actor = Actor {
+                name: &name,
+                origin: "cli",
+            };
+            let r = crate::privacy::erase(&state.store, &state.stripe, &account, stripe, actor)
+                .await
+                .map_err(privacy_failure)?;
+            if json {
+                print_json(&r);
+                return Ok(0);
+            }
+            outln!(
+                "account {}: personal data redacted ({} customer(s): {}); ledger amounts kept",
+                r.account,
+                r.customers.len(),
+                if r.customers.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.customers.join(", ")
+                }
+            );
+            let mut t = table::new(&["TABLE", "ROWS REDACTED"]);
+            table::right(&mut t, &[1]);
+            let c = r.redacted;
+            for (what, n) in [
+                ("customers", c.customers),
+                ("invoices", c.invoices),
+                ("charges", c.charges),
+                ("subscriptions", c.subscriptions),
+                ("webhook_events", c.webhook_events),
+            ] {
+                t.add_row(vec![what.to_owned(), n.to_string()]);
+            }
+            table::print(&t);
+            if r.stripe {
+                outln!(
+                    "deleted in Stripe: {}; already deleted: {}",
+                    list_or_dash(&r.deleted_in_stripe),
+                    list_or_dash(&r.already_deleted_in_stripe)
+                );
+            } else {
+                outln!("the Stripe customer(s) are kept (--stripe deletes them)");
+            }
+        }
+        AccountsCommand::Export { account, json } => {
+            let doc = crate::privacy::export(&state.store, &account)
+                .await
+                .map_err(privacy_failure)?;
+            if json {
+                print_json(&doc);
+                return Ok(0);
+            }
+            let mut t = table::new(&["TABLE", "ROWS"]);
+            table::right(&mut t, &[1]);
+            let count = |v: &serde_json::Value| v.as_array().map_or(0, Vec::len);
+            t.add_row(vec![
+                "payments".to_owned(),
+                count(&doc["payments"]).to_string(),
+            ]);
+            if let Some(tables) = doc["tables"].as_object() {
+                for (name, rows) in tables {
+                    t.add_row(vec![name.clone(), count(rows).to_string()]);
+                }
+            }
+            table::print(&t);
+            outln!();
+            outln!("(--json prints the document)");
         }
         AccountsCommand::List { limit, json } => {
             let rows = state

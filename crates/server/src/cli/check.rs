@@ -117,6 +117,25 @@ pub async fn run(sources: &Sources, as_json: bool) -> Result<u8, Failure> {
         }
     };
 
+    let r = &config.retention;
+    lines.push((
+        "retention",
+        format!(
+            "webhook events {} d, sync runs {} d, audit {}, mirrors of deleted customers {} d",
+            r.webhook_days,
+            r.sync_run_days,
+            r.audit_days
+                .map_or_else(|| "kept".to_owned(), |d| format!("{d} d")),
+            r.mirror_days
+        ),
+    ));
+    let retention = json!({
+        "webhook_days": r.webhook_days,
+        "sync_run_days": r.sync_run_days,
+        "audit_days": r.audit_days,
+        "mirror_days": r.mirror_days,
+    });
+
     let db = config.database_url.redacted();
     let missing_file = config.database_url.sqlite_path().filter(|p| !p.exists());
     // `serve` and `migrate` create the file, not its directory: a path they would fail
@@ -208,6 +227,7 @@ pub async fn run(sources: &Sources, as_json: bool) -> Result<u8, Failure> {
                 "configuration": {"ok": true, "app_env": config.app_env},
                 "stripe": stripe_json,
                 "webhooks": webhooks,
+                "retention": retention,
                 "database": database,
                 "findings": findings,
             })

@@ -35,6 +35,7 @@ pub async fn prune(state: AppState, dry_run: bool, json: bool) -> Result<u8, Fai
                     "webhook_days": config.webhook_days,
                     "sync_run_days": config.sync_run_days,
                     "audit_days": config.audit_days,
+                    "mirror_days": config.mirror_days,
                 },
             })
         );
@@ -69,6 +70,14 @@ pub async fn prune(state: AppState, dry_run: bool, json: bool) -> Result<u8, Fai
         ("audit entries", c.audit_log, audit),
         ("admin sessions", c.admin_sessions, "expired".to_owned()),
         ("sign-in limits", c.login_throttle, "expired".to_owned()),
+        (
+            "mirrors of deleted customers",
+            c.mirrors(),
+            format!(
+                "customers, invoices, charges, subscriptions; deleted in Stripe more than {} days ago",
+                config.mirror_days
+            ),
+        ),
     ] {
         t.add_row(vec![what.to_owned(), rows.to_string(), which]);
     }

@@ -355,6 +355,11 @@ async fn write(
     let finished = tx
         .finish_event(&event.id, owner, status.status(), super::now_ms())
         .await?;
+    if finished {
+        // An erased customer's later event: applied (ids and amounts), then kept
+        // without its personal data.
+        tx.redact_event_if_erased(&event.id, &event.payload).await?;
+    }
     if finished && let Effect::Refused(reason) = &planned.effect {
         tx.note_event(&event.id, reason).await?;
     }
@@ -365,6 +370,17 @@ async fn write(
 /// landed after planning) fails the attempt so that the next one refetches.
 async fn write_mirror(tx: &mut Tx, planned: &Planned, now: i64) -> Result<(), ApplyError> {
     if let Some(m) = &planned.mirror {
+        if m.kind == &sm_store::objects::CUSTOMERS && m.write.deleted {
+            // `customer.deleted`: redacted and remembered first, so the tombstone below is
+            // written in its redacted form too. `account` is the customers kind's first
+            // column.
+            let account = match m.write.cells.first() {
+                Some(sm_store::objects::Cell::Text(Some(a))) => Some(a.as_str()),
+                _ => None,
+            };
+            crate::privacy::customer_deleted(tx, &m.write.id, account, m.write.version, now)
+                .await?;
+        }
         let counts = tx
             .upsert_objects(m.kind, std::slice::from_ref(&m.write), m.ties, now)
             .await?;
@@ -552,6 +568,7 @@ async fn write_grouped(
         if let Effect::Refused(reason) = &planned.effect {
             tx.note_event(&event.id, reason).await?;
         }
+        tx.redact_event_if_erased(&event.id, &event.payload).await?;
     }
     if finished != batch.len() as u64 {
         return Err(ApplyError::Store(sm_store::StoreError::Corrupt(format!(

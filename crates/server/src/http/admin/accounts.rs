@@ -1,6 +1,7 @@
 //! `/admin/credits`: credit accounts (paged) with their balances; one account with its
 //! balance, plan, payments (paged, each refundable), lots and history; staff grants,
-//! deductions and refunds.
+//! deductions and refunds; erasure of the account's personal data (confirmed by typing
+//! the account id).
 
 use askama::Template;
 use axum::Router;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/credits/account", get(account))
         .route("/admin/credits/adjust", post(adjust))
         .route("/admin/credits/refund", post(refund))
+        .route("/admin/credits/erase", post(erase))
 }
 
 /// Payments shown per page on the account page.
@@ -135,6 +137,8 @@ struct AccountPage {
     features: Vec<sm_store::entitlements::EntitlementRow>,
     payments: Vec<PaymentLine>,
     payments_pager: Pager,
+    /// The account's erased customers: `cus_… (erased <when> by <who>)`.
+    erased: Vec<String>,
 }
 
 struct LotLine {
@@ -314,7 +318,25 @@ async fn account(
             id: s.id,
         })
         .collect();
+    let erased = match state.store.erased_customers(&q.account).await {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{} (erased {} by {}{})",
+                    e.customer,
+                    when(e.erased_at),
+                    e.erased_by,
+                    e.deleted_at
+                        .map(|d| format!("; deleted in Stripe {}", when(d)))
+                        .unwrap_or_default()
+                )
+            })
+            .collect(),
+        Err(e) => return failed("the erasures could not be read", &e),
+    };
     let page = AccountPage {
+        erased,
         nav: ctx.nav(&state, "credits").await,
         account: q.account.clone(),
         entitlement: if view.entitlement.active {
@@ -395,6 +417,85 @@ async fn refund(
                 Err(e) => Err(format!("Nothing refunded: {e}")),
             }
         }
+    };
+    ctx.flash(&state, outcome).await;
+    Redirect::to(&account_link(&form.account)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct EraseForm {
+    account: String,
+    /// The account id typed again: nothing is erased unless it matches.
+    #[serde(default)]
+    confirm: String,
+    /// `on`: also delete the customer in Stripe.
+    #[serde(default)]
+    stripe: String,
+}
+
+/// Erases the account's personal data (`accounts erase`), once the operator typed the
+/// account id into the confirmation field. The erasure audits itself; a refusal is
+/// audited here.
+async fn erase(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<AdminCtx>,
+    Form(form): Form<EraseForm>,
+) -> Response {
+    if form.confirm.trim() != form.account {
+        ctx.done(
+            &state,
+            "accounts.erase",
+            Some(&form.account),
+            Err(format!(
+                "Nothing erased: type the account id ({}) into the confirmation field to erase its personal data.",
+                form.account
+            )),
+        )
+        .await;
+        return Redirect::to(&account_link(&form.account)).into_response();
+    }
+    let actor_name = ctx.actor();
+    let actor = crate::billing::Actor {
+        name: &actor_name,
+        origin: &ctx.origin,
+    };
+    let in_stripe = form.stripe == "on";
+    let outcome = match crate::privacy::erase(
+        &state.store,
+        &state.stripe,
+        &form.account,
+        in_stripe,
+        actor,
+    )
+    .await
+    {
+        Ok(r) => {
+            let c = r.redacted;
+            Ok(format!(
+                "Personal data of {} erased ({} customer(s)); rows redacted: customers {}, invoices {}, charges {}, subscriptions {}, stored events {}. Ledger amounts kept.{}",
+                r.account,
+                r.customers.len(),
+                c.customers,
+                c.invoices,
+                c.charges,
+                c.subscriptions,
+                c.webhook_events,
+                if in_stripe {
+                    format!(
+                        " Deleted in Stripe: {}.",
+                        r.deleted_in_stripe
+                            .iter()
+                            .chain(&r.already_deleted_in_stripe)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                } else {
+                    String::new()
+                }
+            ))
+        }
+        Err(e) => Err(format!("Erasure failed: {}", crate::error_chain(&e))),
     };
     ctx.flash(&state, outcome).await;
     Redirect::to(&account_link(&form.account)).into_response()
