@@ -46,6 +46,9 @@ const VARS: &[&str] = &[
     "HTTP_HEADER_TIMEOUT",
     "HTTP_REQUEST_TIMEOUT",
     "HTTP_MAX_CONNECTIONS",
+    "HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+    "HTTP_MAX_HEADER_BYTES",
+    "HEALTH_BIND",
 ];
 
 const KEY_MARK: &str = "Qz7KeyMark";

@@ -65,7 +65,7 @@ async fn main() {
         }),
     );
     let bind = state.config.bind;
-    let limits = state.config.http;
+    let admission = stripe_manager::listener::Admission::main(&state.config);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .unwrap_or_else(|e| fail(&format!("cannot listen on {bind}: {e}")));
@@ -73,7 +73,7 @@ async fn main() {
     stripe_manager::listener::serve(
         listener,
         router,
-        limits,
+        admission,
         stripe_manager::app::shutdown_signal(),
     )
     .await;

@@ -17,6 +17,8 @@ pub use crate::state::{AppState, StartError};
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    /// `HEALTH_BIND`'s listener, when set.
+    health: Option<TcpListener>,
     state: AppState,
 }
 
@@ -32,7 +34,19 @@ impl Application {
         let listener = TcpListener::bind(bind)
             .await
             .map_err(|source| StartError::Bind { addr: bind, source })?;
-        Ok(Self { listener, state })
+        let health = match state.config.health_bind {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            health,
+            state,
+        })
     }
 
     /// The address it listens on (the real port when the config asked for port 0).
@@ -40,6 +54,13 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where `HEALTH_BIND`'s listener answers, when it is set.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     /// The shared state its routes and background tasks use.
@@ -52,7 +73,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            health,
+            state,
+        } = self;
         let background = Background::start(&state).map_err(std::io::Error::other)?;
         let router = crate::http::router(state.clone());
         tracing::info!(
@@ -62,7 +87,36 @@ impl Application {
             admin_user = "created with: stripe-manager admin create-user EMAIL",
             "stripe-manager listening"
         );
-        crate::listener::serve(listener, router, state.config.http, shutdown).await;
+        // Both listeners stop on the same signal.
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        tokio::spawn(async move {
+            shutdown.await;
+            drop(stop);
+        });
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
+            let _ = rx.changed().await;
+        };
+        let health = health.map(|health| {
+            if let Ok(addr) = health.local_addr() {
+                tracing::info!(%addr, "health listener (/healthz, /readyz, /metrics)");
+            }
+            tokio::spawn(crate::listener::serve(
+                health,
+                crate::http::health_router(state.clone()),
+                crate::listener::Admission::health(&state.config),
+                until_stopped(stopped.clone()),
+            ))
+        });
+        crate::listener::serve(
+            listener,
+            router,
+            crate::listener::Admission::main(&state.config),
+            until_stopped(stopped),
+        )
+        .await;
+        if let Some(health) = health {
+            let _ = health.await;
+        }
         // Requests are done; let the worker finish the events in hand.
         background.stop().await;
         state.store.close().await;

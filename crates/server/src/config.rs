@@ -145,6 +145,10 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// `BIND`: the listener's address (default `127.0.0.1:8080`).
     pub bind: SocketAddr,
+    /// A second listener serving only `/healthz`, `/readyz` and `/metrics`
+    /// (`HEALTH_BIND`), with its own connection slots: probes and scrapes still get in
+    /// when clients hold every slot of `BIND`.
+    pub health_bind: Option<SocketAddr>,
     /// `APP_ENV`.
     pub app_env: AppEnv,
     /// `LOG_FORMAT`: `text` or `json`.
@@ -320,6 +324,28 @@ pub struct HttpLimits {
     /// Connections served at once (`HTTP_MAX_CONNECTIONS`); further ones are closed at
     /// once and counted, so the process never runs out of file descriptors.
     pub max_connections: usize,
+    /// Connections one peer may hold at once (`HTTP_MAX_CONNECTIONS_PER_ADDRESS`; an IPv6
+    /// peer counts with its /64), so that one client cannot take every slot of
+    /// `max_connections`. Peers in `TRUSTED_PROXIES` are exempt (they carry everyone), and
+    /// so are `127.0.0.1` and `::1` (a proxy or app on this host). Equal to
+    /// `max_connections`, it is off.
+    pub max_connections_per_address: usize,
+    /// The largest request head (request line and headers) a connection may send, and
+    /// the most it buffers of one (`HTTP_MAX_HEADER_BYTES`, hyper's `max_buf_size`); a
+    /// larger head is answered `431` and the connection closed. What unfinished heads can
+    /// pin in total is `max_connections` times this.
+    pub max_header_bytes: usize,
+}
+
+/// Default of `HTTP_MAX_HEADER_BYTES`: nginx's default for a request head
+/// (`large_client_header_buffers 4 8k`), which proxies in front of us already enforce.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Default of `HTTP_MAX_CONNECTIONS_PER_ADDRESS`: a tenth of `max_connections` (at least
+/// one), so it takes ten addresses (ten /64s) to fill the table, and the default follows
+/// a changed `HTTP_MAX_CONNECTIONS`.
+pub fn default_per_address(max_connections: usize) -> usize {
+    (max_connections / 10).max(1)
 }
 
 impl Default for HttpLimits {
@@ -328,6 +354,8 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 1000,
+            max_connections_per_address: default_per_address(1000),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }
@@ -618,10 +646,24 @@ impl Config {
         let refetch_always = l.boolean("STRIPE_WEBHOOK_REFETCH", false);
         let lease_secs = l.number("WEBHOOK_LEASE_SECS", 60, 1, 3600);
         let open_for = l.number("STRIPE_BREAKER_OPEN_SECS", 30, 1, 3600);
+        let max_connections = l.number("HTTP_MAX_CONNECTIONS", 1000, 1, 100_000);
         let http = HttpLimits {
             header_timeout: Duration::from_secs(l.number("HTTP_HEADER_TIMEOUT", 10, 1, 300)),
             request_timeout: Duration::from_secs(l.number("HTTP_REQUEST_TIMEOUT", 30, 1, 3600)),
-            max_connections: l.number("HTTP_MAX_CONNECTIONS", 1000, 1, 100_000) as usize,
+            max_connections: max_connections as usize,
+            max_connections_per_address: l.number(
+                "HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+                default_per_address(max_connections as usize) as u64,
+                1,
+                max_connections,
+            ) as usize,
+            // hyper refuses a buffer smaller than 8 KiB.
+            max_header_bytes: l.number(
+                "HTTP_MAX_HEADER_BYTES",
+                DEFAULT_MAX_HEADER_BYTES as u64,
+                8192,
+                1024 * 1024,
+            ) as usize,
         };
         let past_due_grace =
             Duration::from_secs(l.number("PAST_DUE_GRACE_DAYS", 7, 0, 365) * 86_400);
@@ -706,6 +748,17 @@ impl Config {
                 None
             }
         };
+        let health_bind = l.get("HEALTH_BIND").and_then(|raw| {
+            raw.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| {
+                    l.fail(
+                        "HEALTH_BIND",
+                        format!("{raw:?} is not an address like 127.0.0.1:9090"),
+                    )
+                })
+                .ok()
+        });
         let bind_raw = l.get("BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
         let bind = match bind_raw.trim().parse::<SocketAddr>() {
             Ok(a) => Some(a),
@@ -772,6 +825,7 @@ impl Config {
             webhook_sources,
             database_url: database_url.expect("no problems means a URL"),
             bind: bind.expect("no problems means an address"),
+            health_bind,
             app_env,
             log_format,
             worker: WorkerConfig {
@@ -958,6 +1012,45 @@ mod tests {
         assert!(!text.contains("SecretLookingValue"), "{text}");
         assert!(!text.contains(":pw@"), "{text}");
         assert!(!text.contains("ApiBasePassword"), "{text}");
+    }
+
+    #[test]
+    fn connection_limits_default_and_validate() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.http.max_connections, 1000);
+        assert_eq!(c.http.max_connections_per_address, 100);
+        assert_eq!(c.http.max_header_bytes, 32 * 1024);
+        assert_eq!(c.health_bind, None);
+        let c = load(&[
+            ("HTTP_MAX_CONNECTIONS", "50"),
+            ("HEALTH_BIND", "127.0.0.1:9090"),
+        ])
+        .unwrap();
+        assert_eq!(c.http.max_connections_per_address, 5);
+        assert_eq!(c.health_bind.unwrap().port(), 9090);
+        assert_eq!(
+            load(&[("HTTP_MAX_CONNECTIONS", "5")])
+                .unwrap()
+                .http
+                .max_connections_per_address,
+            1
+        );
+        let err = load(&[
+            ("HTTP_MAX_CONNECTIONS", "50"),
+            ("HTTP_MAX_CONNECTIONS_PER_ADDRESS", "51"),
+            ("HTTP_MAX_HEADER_BYTES", "4096"),
+            ("HEALTH_BIND", "9090"),
+        ])
+        .unwrap_err();
+        let vars: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            vars,
+            vec![
+                "HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+                "HTTP_MAX_HEADER_BYTES",
+                "HEALTH_BIND"
+            ]
+        );
     }
 
     #[test]

@@ -117,6 +117,23 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// The group a peer's connections are counted in for `HTTP_MAX_CONNECTIONS_PER_ADDRESS`:
+/// an IPv4 address is its own group; an IPv6 address counts with its whole /64, the
+/// smallest network a host is normally given (one host may use any of its 2^64
+/// addresses); an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a dual-stack listener
+/// on `[::]` sees for an IPv4 peer) is its IPv4 address.
+pub fn address_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !u128::from(u64::MAX),
+            )),
+        },
+    }
+}
+
 /// An endpoint as logs and pages show it: scheme, host, port and path, without a query
 /// or credentials (either may hold a secret).
 pub fn redact_url(endpoint: &str) -> String {
@@ -169,6 +186,17 @@ mod url_tests {
         ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
+    }
+
+    #[test]
+    fn ipv6_peers_are_grouped_by_their_64_and_mapped_ipv4_by_its_address() {
+        let group = |s: &str| address_group(s.parse().unwrap()).to_string();
+        assert_eq!(group("203.0.113.7"), "203.0.113.7");
+        assert_eq!(group("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(group("2001:db8:1:2::1"), group("2001:db8:1:2:ffff::9"));
+        assert_ne!(group("2001:db8:1:2::1"), group("2001:db8:1:3::1"));
+        assert_eq!(group("::ffff:198.51.100.4"), "198.51.100.4");
+        assert_eq!(group("::1"), "::");
     }
 
     #[test]

@@ -20,26 +20,36 @@ use crate::billing::Actor;
 use crate::clock::unix_now;
 use crate::manager::{StripeManager, Unavailable};
 
+/// Why an erasure or an export did not (fully) happen.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {
+    /// The request is wrong (an unknown or malformed account, a confirmation that does
+    /// not match); nothing was done. Exit 2 on the CLI.
     #[error("{0}")]
     Invalid(String),
     /// Stripe could not be reached (or is not configured) for `--stripe`; the local
     /// erasure, if `erased`, has committed.
     #[error("{source}{}", erased_note(.erased))]
     Unavailable {
+        /// Why Stripe could not be used.
         #[source]
         source: Unavailable,
+        /// Whether the local redaction had committed already.
         erased: bool,
     },
     #[error(
         "Stripe refused to delete customer {customer}: {source}; the personal data stored here is redacted already"
     )]
+    /// Stripe answered the deletion of a customer with an error (the local redaction has
+    /// committed).
     Stripe {
+        /// The customer Stripe would not delete.
         customer: String,
+        /// Stripe's answer.
         #[source]
         source: StripeError,
     },
+    /// The database failed; the erasure's transaction rolled back.
     #[error("the database failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -55,6 +65,7 @@ fn erased_note(erased: &bool) -> &'static str {
 /// What an erasure did.
 #[derive(Debug, Clone, Serialize)]
 pub struct EraseReport {
+    /// The account erased.
     pub account: String,
     /// The account's Stripe customers, every one now remembered as erased.
     pub customers: Vec<String>,

@@ -143,7 +143,9 @@ pub const METRICS: &[MetricDef] = &[
         "stripe_manager_http_connections_refused_total",
         Counter,
         None,
-        "Connections closed at once because HTTP_MAX_CONNECTIONS were already open.",
+        "Connections closed at once, by the limit reached: total (HTTP_MAX_CONNECTIONS), \
+         per_address (HTTP_MAX_CONNECTIONS_PER_ADDRESS from one address or IPv6 /64), health \
+         (the HEALTH_BIND listener's own cap).",
     ),
     metric(
         "stripe_manager_http_accept_errors_total",
@@ -452,7 +454,14 @@ pub const COUNTER_SERIES: &[(&str, &[Labels])] = &[
         // Open: the first scrape's own series.
         &[&[("route", "/metrics"), ("method", "GET"), ("status", "200")]],
     ),
-    ("stripe_manager_http_connections_refused_total", &[&[]]),
+    (
+        "stripe_manager_http_connections_refused_total",
+        &[
+            &[("limit", "total")],
+            &[("limit", "per_address")],
+            &[("limit", "health")],
+        ],
+    ),
     ("stripe_manager_http_accept_errors_total", &[&[]]),
     (
         "stripe_manager_api_auth_failures_total",

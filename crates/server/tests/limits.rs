@@ -8,13 +8,17 @@ use std::time::Duration;
 use common::*;
 use sm_store::testing::TestDb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 sm_store::contract_tests!(
     made_up_methods_and_event_types_do_not_grow_the_metrics,
     a_webhook_without_a_usable_signature_is_refused_before_its_body,
     a_stalled_body_is_cut_off_by_the_request_timeout,
     idle_connections_are_closed_and_the_connection_cap_holds,
+    one_address_holds_only_its_share_while_another_is_served,
+    a_trusted_proxy_is_not_held_to_the_per_address_cap,
+    health_answers_on_its_own_listener_when_the_main_one_is_full,
+    an_oversized_request_head_is_refused_not_buffered,
 );
 
 async fn app_with(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
@@ -149,4 +153,227 @@ async fn idle_connections_are_closed_and_the_connection_cap_holds(db: TestDb) {
             .await
             .contains("stripe_manager_http_connections_refused_total")
     );
+}
+
+/// A client whose connections come from `source` (any of 127.0.0.0/8 is this machine).
+fn http_from(source: &str) -> reqwest::Client {
+    sm_stripe::client::install_tls_provider();
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
+/// A connection to `to` from the address `source`.
+async fn connect_from(source: &str, to: std::net::SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// The body of `GET url` through `client`.
+async fn text_of(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The status code of a raw HTTP/1.1 answer ("" when none came).
+fn status_of(answer: &str) -> &str {
+    answer.get(9..12).unwrap_or("")
+}
+
+/// The value of one series on a metrics page (`name{labels}`), if it is there.
+fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Waits until `series` on `url` reaches `want` (the server closes refused connections
+/// as it accepts them, a moment after they connected).
+async fn wait_for_series(client: &reqwest::Client, url: &str, series: &str, want: f64) -> f64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = series_value(&text_of(client, url).await, series).unwrap_or(-1.0);
+        if value >= want || std::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether the server closed `stream` (rather than leaving it open and idle).
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+const PER_ADDRESS_REFUSED: &str =
+    r#"stripe_manager_http_connections_refused_total{limit="per_address"}"#;
+
+/// Issue #27: 127.0.0.2 opens as many idle connections as the whole table holds; it
+/// keeps its share (4), the rest are closed at once and counted, and 127.0.0.3 is still
+/// served health and the API. (127.0.0.1 itself, where a local proxy connects from, is
+/// exempt: see the next test.)
+async fn one_address_holds_only_its_share_while_another_is_served(db: TestDb) {
+    let app = app_with(
+        &db,
+        &[
+            ("HTTP_HEADER_TIMEOUT", "30"),
+            ("HTTP_MAX_CONNECTIONS", "12"),
+            ("HTTP_MAX_CONNECTIONS_PER_ADDRESS", "4"),
+        ],
+    )
+    .await;
+    let other = http_from("127.0.0.3");
+    let metrics_url = app.url("/metrics");
+    let before = series_value(&text_of(&other, &metrics_url).await, PER_ADDRESS_REFUSED);
+    assert_eq!(before, Some(0.0), "exported at 0 from start-up");
+
+    let mut flood = Vec::new();
+    for _ in 0..12 {
+        flood.push(connect_from("127.0.0.2", app.addr).await);
+    }
+    let refused = wait_for_series(&other, &metrics_url, PER_ADDRESS_REFUSED, 8.0).await;
+    assert_eq!(refused, 8.0, "eight connections over the share are counted");
+    let mut open = 0;
+    for stream in &mut flood {
+        if !closed(stream).await {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 4, "127.0.0.2 keeps exactly its share");
+
+    // Another address gets in while 127.0.0.2 holds its whole share.
+    let health = other.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let api = other
+        .get(app.url("/api/v1/products"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 200);
+    // And 127.0.0.2 is still refused one more.
+    let mut extra = connect_from("127.0.0.2", app.addr).await;
+    assert_eq!(
+        wait_for_series(&other, &metrics_url, PER_ADDRESS_REFUSED, 9.0).await,
+        9.0
+    );
+    assert!(
+        closed(&mut extra).await,
+        "a thirteenth connection is closed"
+    );
+    let mut still_open = 0;
+    for stream in &mut flood {
+        if !closed(stream).await {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 4, "the share is still held");
+}
+
+/// Behind a proxy every client shares its address: a peer in `TRUSTED_PROXIES`, and
+/// 127.0.0.1 (a proxy or app on the same machine), are held to the total cap only.
+async fn a_trusted_proxy_is_not_held_to_the_per_address_cap(db: TestDb) {
+    let app = app_with(
+        &db,
+        &[
+            ("HTTP_HEADER_TIMEOUT", "30"),
+            ("HTTP_MAX_CONNECTIONS", "16"),
+            ("HTTP_MAX_CONNECTIONS_PER_ADDRESS", "2"),
+            ("TRUSTED_PROXIES", "127.0.0.2"),
+        ],
+    )
+    .await;
+    let mut proxied = Vec::new();
+    for source in ["127.0.0.2", "127.0.0.1"] {
+        for _ in 0..6 {
+            proxied.push(connect_from(source, app.addr).await);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for stream in &mut proxied {
+        assert!(!closed(stream).await, "the proxies' connections stay open");
+    }
+    let text = text_of(&http_from("127.0.0.3"), &app.url("/metrics")).await;
+    assert_eq!(series_value(&text, PER_ADDRESS_REFUSED), Some(0.0));
+}
+
+/// `HEALTH_BIND`: with every slot of the main listener taken, `/healthz`, `/readyz` and
+/// `/metrics` answer on the health listener, which serves nothing else.
+async fn health_answers_on_its_own_listener_when_the_main_one_is_full(db: TestDb) {
+    let app = app_with(
+        &db,
+        &[
+            ("HTTP_HEADER_TIMEOUT", "30"),
+            ("HTTP_MAX_CONNECTIONS", "4"),
+            ("HTTP_MAX_CONNECTIONS_PER_ADDRESS", "4"),
+            ("HEALTH_BIND", "127.0.0.1:0"),
+        ],
+    )
+    .await;
+    let health = app.health_addr.expect("HEALTH_BIND is listening");
+    let mut full = Vec::new();
+    for _ in 0..4 {
+        full.push(TcpStream::connect(app.addr).await.unwrap());
+    }
+    let client = http_from("127.0.0.1");
+    let total_refused = r#"stripe_manager_http_connections_refused_total{limit="total"}"#;
+    let metrics_url = format!("http://{health}/metrics");
+    // Every slot is held (connections are accepted in order): a fifth is closed.
+    let mut extra = TcpStream::connect(app.addr).await.unwrap();
+    assert_eq!(
+        wait_for_series(&client, &metrics_url, total_refused, 1.0).await,
+        1.0
+    );
+    assert!(closed(&mut extra).await, "a fifth connection is closed");
+    assert!(
+        client.get(app.url("/healthz")).send().await.is_err(),
+        "the main listener is full"
+    );
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let r = client
+            .get(format!("http://{health}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let r = client
+        .get(format!("http://{health}/api/v1/products"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the health listener serves health only");
+    drop(full);
+}
+
+/// A request head over `HTTP_MAX_HEADER_BYTES` (32 KiB by default) is answered `431`
+/// at once, not buffered until the header timeout; one under it is served.
+async fn an_oversized_request_head_is_refused_not_buffered(db: TestDb) {
+    let app = app_with(&db, &[("HTTP_HEADER_TIMEOUT", "30")]).await;
+    let started = std::time::Instant::now();
+    // Never finished: without the bound it would sit in a buffer for 30 s.
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: {}",
+        "a".repeat(34 * 1024)
+    );
+    let answer = raw(&app, head.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), "431", "{answer:.80}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let fine = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nCookie: c={}\r\nConnection: close\r\n\r\n",
+        "b".repeat(16 * 1024)
+    );
+    let answer = raw(&app, fine.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), "200", "{answer:.80}");
 }

@@ -176,7 +176,7 @@ impl Target {
                 "window_start <= $1 AND (locked_until IS NULL OR locked_until <= $2)",
                 vec![c.throttle_window_before, c.now],
             ),
-            // The partial index `erased_customers_deleted` (migration 19) serves these.
+            // The partial index `erased_customers_deleted` (migration 20) serves these.
             Target::Customers => (
                 "id IN (SELECT customer FROM erased_customers WHERE deleted_at < $1)",
                 vec![c.mirrors_deleted_before],

@@ -45,6 +45,20 @@ pub fn embeddable_router(state: AppState) -> Router {
     layered(state, Router::new())
 }
 
+/// What the `HEALTH_BIND` listener serves: `/healthz`, `/readyz` and `/metrics`, with
+/// the request metrics and timeout of the main router; anything else is `404`.
+pub fn health_router(state: AppState) -> Router {
+    let request_timeout = state.config.http.request_timeout;
+    health::router()
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .with_state(state)
+}
+
 fn layered(state: AppState, extra: Router<AppState>) -> Router {
     let request_timeout = state.config.http.request_timeout;
     let (api, _) = openapi::api().split_for_parts();

@@ -58,6 +58,8 @@ pub fn config_from(env: &[(String, String)]) -> Config {
 /// The real application, serving on a loopback port until dropped.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// `HEALTH_BIND`'s listener, when the configuration sets it.
+    pub health_addr: Option<SocketAddr>,
     pub state: AppState,
     /// An API token with every scope, sent by `get_json`/`post_json` to this app.
     pub token: String,
@@ -74,6 +76,7 @@ impl TestApp {
             .await
             .expect("application builds");
         let addr = app.local_addr();
+        let health_addr = app.health_addr();
         let state = app.state().clone();
         let token = grant_token(&state.store, "tests", "all").await;
         TOKENS
@@ -86,6 +89,7 @@ impl TestApp {
         }));
         Self {
             addr,
+            health_addr,
             state,
             token,
             stop: Some(tx),
