@@ -226,7 +226,7 @@ impl Tx {
 }
 
 impl Store {
-    /// Every customer of `account` (see [`ALL_CUSTOMERS_OF`]), sorted.
+    /// Every customer of `account` (the customers it is linked to now or was before), sorted.
     pub async fn customers_to_erase(&self, account: &str) -> Result<Vec<String>, StoreError> {
         let sql = format!("SELECT c.stripe_customer FROM {ALL_CUSTOMERS_OF} c");
         let mut ids: Vec<Option<String>> =
