@@ -149,6 +149,9 @@ pub struct Config {
     /// (`HEALTH_BIND`), with its own connection slots: probes and scrapes still get in
     /// when clients hold every slot of `BIND`.
     pub health_bind: Option<SocketAddr>,
+    /// `RETURN_URL_ALLOWED_HOSTS`: the hosts a checkout's `success_url`/`cancel_url` and a
+    /// portal's `return_url` may name; unset, any host (`check` warns).
+    pub return_hosts: ReturnHosts,
     /// `APP_ENV`.
     pub app_env: AppEnv,
     /// `LOG_FORMAT`: `text` or `json`.
@@ -759,6 +762,13 @@ impl Config {
                 })
                 .ok()
         });
+        let return_hosts = match l.get("RETURN_URL_ALLOWED_HOSTS") {
+            None => ReturnHosts::default(),
+            Some(raw) => ReturnHosts::parse(&raw).unwrap_or_else(|e| {
+                l.fail("RETURN_URL_ALLOWED_HOSTS", e);
+                ReturnHosts::default()
+            }),
+        };
         let bind_raw = l.get("BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
         let bind = match bind_raw.trim().parse::<SocketAddr>() {
             Ok(a) => Some(a),
@@ -826,6 +836,7 @@ impl Config {
             database_url: database_url.expect("no problems means a URL"),
             bind: bind.expect("no problems means an address"),
             health_bind,
+            return_hosts,
             app_env,
             log_format,
             worker: WorkerConfig {
@@ -873,6 +884,14 @@ impl Config {
                     ),
                 ));
         }
+        if !self.return_hosts.is_set() && self.stripe.mode() == Some(Mode::Live) {
+            out.push((
+                false,
+                "RETURN_URL_ALLOWED_HOSTS is unset: checkout and portal return URLs may send customers \
+                 to any site from a Stripe page; set it to your app's hosts"
+                    .to_owned(),
+            ));
+        }
         if self.retention.webhook_days < 30 {
             out.push((
                 false,
@@ -898,8 +917,106 @@ impl Config {
     }
 }
 
+/// Where Stripe may send a customer back to (`RETURN_URL_ALLOWED_HOSTS`, comma
+/// separated): a host (`app.example.com`) allows exactly it, a leading dot
+/// (`.example.com`) allows it and every subdomain. An app's token could otherwise turn
+/// Stripe's checkout and portal pages into a redirect to any site (phishing that starts
+/// on a real Stripe page). Unset: any http(s) host, as before (success and cancel URLs
+/// are per request, so there is no configured host to default to; `check` warns).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReturnHosts(Option<Vec<String>>);
+
+impl ReturnHosts {
+    /// Parses the list; an entry with a scheme, a path, a port or nothing in it is refused.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut hosts = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let bare = entry.strip_prefix('.').unwrap_or(entry);
+            let plain = !bare.is_empty()
+                && bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !plain {
+                return Err(format!(
+                    "{entry:?} is not a host name like app.example.com or .example.com (no scheme, port or path)"
+                ));
+            }
+            hosts.push(entry.to_ascii_lowercase());
+        }
+        if hosts.is_empty() {
+            return Err("names no host".into());
+        }
+        Ok(Self(Some(hosts)))
+    }
+
+    /// Whether the list is set.
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether `url` (already checked to be an http(s) URL) may be a return URL; the
+    /// error names the host and the setting.
+    pub fn check(&self, field: &str, url: &str) -> Result<(), String> {
+        let Some(hosts) = &self.0 else {
+            return Ok(());
+        };
+        // Not a URL with a host: the route's own URL check says what is wrong with it.
+        let Some(host) = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        else {
+            return Ok(());
+        };
+        let allowed = hosts.iter().any(|h| match h.strip_prefix('.') {
+            Some(domain) => host == domain || host.ends_with(h.as_str()),
+            None => host == *h,
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "{field}'s host {host:?} is not in RETURN_URL_ALLOWED_HOSTS"
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn return_hosts_allow_exact_hosts_and_dotted_domains_only() {
+        let hosts = ReturnHosts::parse("app.example.com, .shop.example").unwrap();
+        for ok in [
+            "https://app.example.com/done",
+            "https://APP.example.com:8443/x",
+            "https://shop.example/",
+            "https://eu.shop.example/back",
+        ] {
+            assert_eq!(hosts.check("return_url", ok), Ok(()), "{ok}");
+        }
+        for no in [
+            "https://evil.example/",
+            "https://app.example.com.evil.example/",
+            "https://notshop.example/",
+            "https://example.com/",
+        ] {
+            let e = hosts.check("return_url", no).unwrap_err();
+            assert!(e.contains("RETURN_URL_ALLOWED_HOSTS"), "{e}");
+        }
+        assert_eq!(
+            ReturnHosts::default().check("x", "https://evil.example/"),
+            Ok(())
+        );
+        for bad in [
+            "https://app.example.com",
+            "app.example.com:443",
+            "a/b",
+            " , ",
+        ] {
+            assert!(ReturnHosts::parse(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {

@@ -17,7 +17,68 @@ sm_store::contract_tests!(
     a_selected_sync_names_at_most_100_products,
     one_slow_stripe_call_holds_up_only_its_own_event,
     list_limits_outside_their_documented_range_are_refused,
+    return_urls_must_name_an_allowed_host_when_the_list_is_set,
 );
+
+/// `RETURN_URL_ALLOWED_HOSTS`: a checkout's success and cancel URLs and a portal's
+/// return URL on another host are refused before Stripe is asked; an allowed host (or a
+/// subdomain of a dotted entry) goes on (here to the next check: no customer).
+async fn return_urls_must_name_an_allowed_host_when_the_list_is_set(db: TestDb) {
+    let fake = fake_stripe::FakeStripe::start().await;
+    let mut env = env_for(Some(&fake.url()), &db);
+    env.push((
+        "RETURN_URL_ALLOWED_HOSTS".into(),
+        "app.example, .shop.example".into(),
+    ));
+    let app = TestApp::start(config_from(&env)).await;
+    let portal = app.url("/api/v1/accounts/acct_ret/portal");
+    let (status, body) = post_json(&portal, json!({"return_url": "https://evil.example/x"})).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_request")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"evil.example\" is not in RETURN_URL_ALLOWED_HOSTS"),
+        "{body}"
+    );
+    for allowed in [
+        "https://app.example/account",
+        "https://eu.shop.example/back",
+    ] {
+        let (status, body) = post_json(&portal, json!({"return_url": allowed})).await;
+        assert_eq!(status, 404, "past the host check to `no_customer`: {body}");
+    }
+    for (field, other) in [("success_url", "cancel_url"), ("cancel_url", "success_url")] {
+        let (status, body) = post_json(
+            &app.url("/api/v1/checkout"),
+            json!({"account": "acct_ret", "price": "price_x", field: "https://evil.example/",
+                   other: "https://app.example/"}),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!("invalid_body")),
+            "{field}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{body}"
+        );
+    }
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| !r.path.contains("checkout") && !r.path.contains("billing_portal")),
+        "Stripe was never asked"
+    );
+}
 
 /// `limit` is documented 1–100 (the journal: 1–1,000); 0 and one past the top used to
 /// be clamped silently (payments) or passed through (the journal's 0).

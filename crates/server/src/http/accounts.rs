@@ -134,6 +134,11 @@ async fn portal(
     body: Bytes,
 ) -> Result<Json<PortalSession>, ApiError> {
     let req: PortalRequest = body_of(&body, r#"{"return_url":"https://…"}"#)?;
+    state
+        .config
+        .return_hosts
+        .check("return_url", &req.return_url)
+        .map_err(|m| ApiError::bad_request("invalid_request", m))?;
     let url = billing(&state)
         .portal(
             &account,

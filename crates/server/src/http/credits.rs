@@ -614,6 +614,16 @@ async fn checkout(
         r#"{"account":"…","price":"price_…","quantity":1,"success_url":"…","cancel_url":"…"}"#,
     )?;
     let key = idempotency_header(&headers)?;
+    for (field, url) in [
+        ("success_url", &req.success_url),
+        ("cancel_url", &req.cancel_url),
+    ] {
+        state
+            .config
+            .return_hosts
+            .check(field, url)
+            .map_err(|m| ApiError::bad_request("invalid_body", m))?;
+    }
     crate::checkout::create(&state.store, &state.stripe, &req, key, unix_now())
         .await
         .map(Json)
