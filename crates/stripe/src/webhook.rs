@@ -286,6 +286,9 @@ fn event_shape(text: String) -> Result<Verified, Rejection> {
     if shape.data.and_then(|d| d.object).is_none() {
         return Err(Rejection::NotAnEvent("data.object is missing"));
     }
+    if !scalars_parse(text.as_bytes()) {
+        return Err(Rejection::BodyNotJson);
+    }
     Ok(Verified {
         id,
         kind,
@@ -294,6 +297,68 @@ fn event_shape(text: String) -> Result<Verified, Rejection> {
         api_version: shape.api_version,
         body: text,
     })
+}
+
+/// What serde_json checks in a full parse but not when it skips a field the shape
+/// ignores (found by fuzzing): every `\u` escape is valid UTF-16 (no lone surrogate) and
+/// every number is finite as an `f64` (`1e400` is not). A body failing either was stored
+/// and then refused by the worker's full parse, for ever. One pass over the bytes, no
+/// allocation: the body already passed serde's syntax check, so only strings' escapes
+/// and number tokens need looking at.
+fn scalars_parse(b: &[u8]) -> bool {
+    let hex4 = |at: usize| -> Option<u16> {
+        let digits = std::str::from_utf8(b.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] != b'\\' {
+                        i += 1;
+                        continue;
+                    }
+                    if b.get(i + 1) != Some(&b'u') {
+                        i += 2;
+                        continue;
+                    }
+                    let Some(unit) = hex4(i + 2) else {
+                        return false;
+                    };
+                    i += 6;
+                    match unit {
+                        0xD800..=0xDBFF => {
+                            // A high surrogate must be followed by an escaped low one.
+                            if b.get(i..i + 2) != Some(b"\\u".as_slice())
+                                || !matches!(hex4(i + 2), Some(0xDC00..=0xDFFF))
+                            {
+                                return false;
+                            }
+                            i += 6;
+                        }
+                        0xDC00..=0xDFFF => return false,
+                        _ => {}
+                    }
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    i += 1;
+                }
+                let token = std::str::from_utf8(&b[start..i]).unwrap_or("x");
+                if !token.parse::<f64>().is_ok_and(f64::is_finite) {
+                    return false;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -494,5 +559,65 @@ mod tests {
     fn messages_never_show_a_secret() {
         let r = ok("t=1700000000,v1=".to_owned().as_str(), SECRET).unwrap_err();
         assert!(!r.to_string().contains("whsec"));
+    }
+}
+
+#[cfg(test)]
+mod scalar_tests {
+    use super::*;
+
+    fn event(extra: &str) -> String {
+        format!(
+            r#"{{"id":"evt_1","object":"event","type":"invoice.paid","created":1,"data":{{"object":{{"id":"in_1"}}}},"extra":{extra}}}"#
+        )
+    }
+
+    /// Fuzz finding 1 (docs/BENCHMARKS.md, "Fuzzing"): in a field the shape check skips,
+    /// a lone surrogate escape or an infinite number was accepted, then refused by the
+    /// worker's full parse.
+    #[test]
+    fn what_a_full_parse_refuses_is_refused_in_skipped_fields_too() {
+        for bad in [
+            r#""\ud800""#,
+            r#""x\udc00y""#,
+            r#""\ud83dx""#,
+            r#""\ud83d\u0041""#,
+            r#"1e400"#,
+            r#"[-1E+999]"#,
+            r#"{"deep":{"n":12345678901e300}}"#,
+        ] {
+            let body = event(bad);
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&body).is_err(),
+                "{bad}"
+            );
+            assert_eq!(
+                from_events_api(&body).map(|_| ()),
+                Err(Rejection::BodyNotJson),
+                "{bad}"
+            );
+        }
+        // The fuzzer's reproducers.
+        for found in [
+            include_str!("../../../fuzz/findings/envelope-lone-surrogate.json"),
+            include_str!("../../../fuzz/findings/envelope-number-out-of-range.json"),
+        ] {
+            assert_eq!(
+                from_events_api(found).map(|_| ()),
+                Err(Rejection::BodyNotJson)
+            );
+        }
+        for good in [
+            r#""\ud83d\ude00 \\ud800 \" 1e400""#,
+            r#"[1e300, -0, 0.5e-400, 18446744073709551616, 1E2]"#,
+            r#"{"u":"\u00e9\u0041"}"#,
+        ] {
+            let body = event(good);
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&body).is_ok(),
+                "{good}"
+            );
+            assert!(from_events_api(&body).is_ok(), "{good}");
+        }
     }
 }
