@@ -1384,7 +1384,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1476,7 +1476,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1575,7 +1575,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1679,7 +1679,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled` (no key configured) or `stripe_unavailable` (with the run's `report` when a run started); `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `stripe_disabled` (no key configured) or `stripe_unavailable` (with the run's `report` when a run started); `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1758,7 +1758,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1876,7 +1876,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1994,7 +1994,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2078,7 +2078,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2205,7 +2205,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2291,7 +2291,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2409,7 +2409,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2513,7 +2513,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2592,7 +2592,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2684,7 +2684,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2766,7 +2766,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2886,7 +2886,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2965,7 +2965,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3049,7 +3049,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3167,7 +3167,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3286,7 +3286,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3414,7 +3414,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3541,7 +3541,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3655,7 +3655,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `stripe_disabled`, `stripe_unavailable`; `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3734,7 +3734,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3815,7 +3815,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3903,7 +3903,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3995,7 +3995,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4083,7 +4083,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later. */
+            /** @description `storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key. */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -349,7 +349,9 @@ impl Billing {
             json!({ "payment": req.payment, "amount": req.amount, "reason": req.reason });
         // Stripe's refund id, and whether it was recorded before: the same idempotency
         // key sent again gets the same refund back, which must not read as another one.
-        if let Ok(created) = &result {
+        if let Ok(created) = &result
+            && !created.refund.is_empty()
+        {
             let replay = self
                 .store
                 .refund_audited(&created.refund)

@@ -1202,6 +1202,18 @@ mod tests {
             ("APP_ENV", "production"),
         ])
         .unwrap();
+        let f = c.findings();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].1.contains("RETURN_URL_ALLOWED_HOSTS is unset"),
+            "{f:?}"
+        );
+        let c = load(&[
+            ("STRIPE_SECRET_KEY", "sk_live_abc"),
+            ("APP_ENV", "production"),
+            ("RETURN_URL_ALLOWED_HOSTS", "app.example"),
+        ])
+        .unwrap();
         assert!(c.findings().is_empty());
     }
 

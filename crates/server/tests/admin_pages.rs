@@ -532,6 +532,19 @@ async fn the_activity_charts_count_what_the_database_holds(db: TestDb) {
 }
 
 /// POSTs a form with the CSRF token; the answer as is.
+/// The token a creation page shows, once.
+fn shown_token(html: &str) -> String {
+    let at = html.find("id=\"token\"").expect("the new token is shown");
+    html[at..]
+        .split('>')
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 async fn post_form(
     op: &Operator,
     app: &TestApp,
@@ -566,15 +579,7 @@ async fn tokens_are_created_shown_once_and_revoked_from_the_admin(db: TestDb) {
     .await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
-    let at = html.find("id=\"token\"").expect("the new token is shown");
-    let token: String = html[at..]
-        .split('>')
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = shown_token(&html);
     assert!(token.starts_with("smt_") && token.len() == 68, "{token}");
     assert!(html.contains("catalog:read, credits:read"));
     // The token works, is shown only that once, and the list names it without it.
@@ -750,15 +755,7 @@ async fn admins_are_added_reset_disabled_and_unlocked_from_the_admin(db: TestDb)
     .text()
     .await
     .unwrap();
-    let at = html.find("id=\"token\"").expect("the new token is shown");
-    let their_token = html[at..]
-        .split('>')
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
+    let their_token = shown_token(&html);
     let products = app.url("/api/v1/products");
     assert_eq!(get_status(&products, &their_token).await, 200);
     let mine = grant_token(&app.state.store, "mine", "catalog:read").await;

@@ -146,28 +146,43 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        let mut revoked = 0;
+        let mut revoked: Vec<String> = Vec::new();
         if disabled {
             tx.end_sessions_of(id).await?;
             // A disabled person's tokens would otherwise keep working: whoever left (or
             // lost their laptop) keeps the API.
-            revoked = on_tx!(&mut tx, t => sqlx::query(
-                "UPDATE api_tokens SET revoked_at = $2 WHERE created_by = $1 AND revoked_at IS NULL"
+            revoked = on_tx!(&mut tx, t => sqlx::query_scalar(
+                "UPDATE api_tokens SET revoked_at = $2 WHERE created_by = $1 AND revoked_at IS NULL \
+                 RETURNING name"
             )
             .bind(email)
             .bind(now)
-            .execute(&mut **t)
-            .await?
-            .rows_affected());
+            .fetch_all(&mut **t)
+            .await?);
+            revoked.sort();
         }
         if let Some(a) = audit {
-            tx.audit(a, now).await?;
+            // The audit names the tokens revoked with the admin: an app that stops
+            // authenticating is traced to this entry.
+            let detail = match (a.detail, revoked.is_empty()) {
+                (_, true) => a.detail.map(str::to_owned),
+                (Some(d), false) => Some(format!("{d}; revoked tokens: {}", revoked.join(", "))),
+                (None, false) => Some(format!("revoked tokens: {}", revoked.join(", "))),
+            };
+            tx.audit(
+                &NewAudit {
+                    detail: detail.as_deref(),
+                    ..*a
+                },
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
-        if revoked > 0 {
+        if !revoked.is_empty() {
             self.count_token_commit();
         }
-        Ok(Some(revoked))
+        Ok(Some(revoked.len() as u64))
     }
 
     /// Lifts the sign-in lock of the admin's email (the one the service sets after too

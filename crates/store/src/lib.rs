@@ -109,16 +109,47 @@ impl StoreError {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
             sqlx::Error::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                if let Ok(sqlite) = code.parse::<i32>() {
-                    // SQLite result codes, primary code in the low byte (sqlite.org/rescode.html):
-                    // 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL.
-                    matches!(sqlite & 0xff, 5 | 6 | 10 | 13)
-                } else {
-                    code.starts_with("53") || code.starts_with("08") || code.starts_with("57P0")
-                }
+                let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
+                unavailable_code(sqlite, &db.code().unwrap_or_default())
             }
             _ => false,
+        }
+    }
+}
+
+/// [`StoreError::is_unavailable`] for a database error's code: SQLite's result code
+/// (primary code in the low byte, sqlite.org/rescode.html: 5 BUSY, 6 LOCKED, 10 IOERR,
+/// 13 FULL) or PostgreSQL's SQLSTATE (class 53 insufficient resources, 53100 disk full
+/// among them; class 08 connection exception; 57P01–57P05 shutting down). The backend
+/// decides, not the code's look: most SQLSTATEs are digits too (`42501` is not SQLite's
+/// BUSY).
+fn unavailable_code(sqlite: bool, code: &str) -> bool {
+    if sqlite {
+        code.parse::<i32>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
+    } else {
+        code.starts_with("53") || code.starts_with("08") || code.starts_with("57P0")
+    }
+}
+
+#[cfg(test)]
+mod unavailable_tests {
+    #[test]
+    fn codes_are_read_by_their_backend() {
+        use super::unavailable_code as u;
+        for code in ["5", "6", "13", "778", "10", "261"] {
+            assert!(u(true, code), "sqlite {code}");
+        }
+        for code in ["19", "2067", "1", "11"] {
+            assert!(!u(true, code), "sqlite {code}");
+        }
+        for code in [
+            "53100", "53200", "53300", "08000", "08006", "08P01", "57P01",
+        ] {
+            assert!(u(false, code), "postgres {code}");
+        }
+        for code in ["42501", "22021", "23505", "40001", "42P01", "57014"] {
+            assert!(!u(false, code), "postgres {code}");
         }
     }
 }

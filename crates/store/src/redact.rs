@@ -9,21 +9,36 @@
 use serde_json::Value;
 
 /// Keys whose values are personal data (or links that show it: receipts, hosted
-/// invoices and their PDFs carry the name, e-mail and address).
+/// invoices and their PDFs carry the name, e-mail and address). Also a dispute's
+/// evidence fields (`customer_email_address`, `customer_purchase_ip`, `billing_address`,
+/// `shipping_address`), a legacy card source's `address_*` and the `card` of a payment
+/// method (last four digits, expiry, fingerprint), and collected names.
 pub const PERSONAL_KEYS: &[&str] = &[
     "address",
+    "address_city",
+    "address_country",
+    "address_line1",
+    "address_line2",
+    "address_state",
+    "address_zip",
+    "billing_address",
     "billing_details",
+    "business_name",
+    "card",
     "custom_fields",
     "customer_address",
     "customer_details",
     "customer_email",
+    "customer_email_address",
     "customer_name",
     "customer_phone",
+    "customer_purchase_ip",
     "customer_shipping",
     "customer_tax_ids",
     "description",
     "email",
     "hosted_invoice_url",
+    "individual_name",
     "invoice_pdf",
     "ip_address",
     "name",
@@ -32,6 +47,7 @@ pub const PERSONAL_KEYS: &[&str] = &[
     "receipt_email",
     "receipt_url",
     "shipping",
+    "shipping_address",
     "shipping_details",
     "tax_ids",
 ];

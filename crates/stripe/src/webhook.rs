@@ -301,7 +301,7 @@ fn event_shape(text: String) -> Result<Verified, Rejection> {
 
 /// What serde_json checks in a full parse but not when it skips a field the shape
 /// ignores (found by fuzzing): every `\u` escape is valid UTF-16 (no lone surrogate) and
-/// every number is finite as an `f64` (`1e400` is not). A body failing either was stored
+/// every number is one serde_json reads (`1e400` is not: out of range). A body failing either was stored
 /// and then refused by the worker's full parse, for ever. One pass over the bytes, no
 /// allocation: the body already passed serde's syntax check, so only strings' escapes
 /// and number tokens need looking at.
@@ -350,8 +350,10 @@ fn scalars_parse(b: &[u8]) -> bool {
                 {
                     i += 1;
                 }
+                // serde_json's own number parser, so the answer is the worker's whatever
+                // its features (`float_roundtrip` changes where a number overflows).
                 let token = std::str::from_utf8(&b[start..i]).unwrap_or("x");
-                if !token.parse::<f64>().is_ok_and(f64::is_finite) {
+                if serde_json::from_str::<serde_json::Number>(token).is_err() {
                     return false;
                 }
             }

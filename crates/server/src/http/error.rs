@@ -59,14 +59,16 @@ impl ApiError {
     /// A database failure: `503 storage_unavailable` when the database cannot take the
     /// work now but may later (a full disk, no connection; see
     /// [`sm_store::StoreError::is_unavailable`]), so the caller retries; else a 500.
-    /// Either way nothing was written, and the detail goes to the log only.
+    /// The detail goes to the log only. (A connection lost during a commit may have
+    /// committed: the answer says to retry with the same idempotency key, which is
+    /// safe either way.)
     pub fn store(context: &str, error: &sm_store::StoreError) -> Self {
         if error.is_unavailable() {
             tracing::error!(error = %error, "{context}: the database is unavailable; answered 503");
             Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
-                "the database cannot take this now (full or unreachable); nothing was done, retry later",
+                "the database cannot take this now (full or unreachable); it may not have been applied: retry with the same idempotency key",
             )
         } else {
             Self::internal(context, error)

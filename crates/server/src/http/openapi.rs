@@ -137,7 +137,7 @@ impl Modify for Shared {
                 add(
                     op,
                     "503",
-                    "`storage_unavailable`: the database cannot take this now (a full disk, no connection free); nothing was done, retry later.",
+                    "`storage_unavailable`: the database cannot take this now (a full disk, no connection free); retry with the same idempotency key.",
                 );
                 add(
                     op,
