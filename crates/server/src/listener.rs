@@ -19,7 +19,9 @@
 //! - a request head may be at most `HTTP_MAX_HEADER_BYTES`, and hyper buffers no more
 //!   than that per connection (`max_buf_size`): a larger head is answered `431` and the
 //!   connection closed, so unfinished heads pin at most `HTTP_MAX_CONNECTIONS` times it;
-//! - bodies and handlers are bounded by `HTTP_REQUEST_TIMEOUT` in the router;
+//! - bodies and handlers are bounded by `HTTP_REQUEST_TIMEOUT` in the router, and a write
+//!   to a client that reads nothing fails after the same time without progress
+//!   (`WriteDeadline`), so a zero receive window cannot hold a slot;
 //! - accept errors (`EMFILE`, …) are logged and retried after a short pause instead of
 //!   spinning.
 //!
@@ -31,11 +33,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -168,6 +174,107 @@ impl Drop for AddressSlot {
     }
 }
 
+/// A connection whose writes must make progress: a client that stops reading an answer
+/// (a zero TCP window) would otherwise hold its slot for ever, since hyper has no write
+/// timeout and the header timeout only runs while waiting for a request. When a write
+/// (or flush) has waited `limit` without the kernel taking a byte, it fails with
+/// `TimedOut` and hyper closes the connection; any progress starts the clock again, so a
+/// slow reader that keeps reading is served.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// Running while a write waits; `None` once one went through.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// What a write that is `Pending` answers: still pending, or `TimedOut` once it has
+    /// waited `limit` in all.
+    fn waiting<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing of the answer in time",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progressed<T>(
+        &mut self,
+        done: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        match done {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let done = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progressed(done, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let done = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progressed(done, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let done = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progressed(done, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let done = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.progressed(done, cx)
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight
 /// connections finish (at most 30 s).
 pub async fn serve(
@@ -242,6 +349,7 @@ pub async fn serve(
                         .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
                     req
                 });
+        let stream = WriteDeadline::new(stream, limits.request_timeout);
         let conn =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = graceful.watch(conn);

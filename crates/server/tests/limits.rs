@@ -19,7 +19,57 @@ sm_store::contract_tests!(
     a_trusted_proxy_is_not_held_to_the_per_address_cap,
     health_answers_on_its_own_listener_when_the_main_one_is_full,
     an_oversized_request_head_is_refused_not_buffered,
+    a_client_that_stops_reading_loses_its_connection,
 );
+
+/// Issue #27 (found by its review): a client that asks for large answers and reads
+/// none (a tiny receive window) held its connection for ever — hyper has no write
+/// timeout — so a few addresses could pin the table. Now a write that makes no progress
+/// for `HTTP_REQUEST_TIMEOUT` ends the connection: with a share of one connection,
+/// 127.0.0.2 gets a new one served soon after.
+async fn a_client_that_stops_reading_loses_its_connection(db: TestDb) {
+    let app = app_with(
+        &db,
+        &[
+            ("HTTP_HEADER_TIMEOUT", "60"),
+            ("HTTP_REQUEST_TIMEOUT", "1"),
+            ("HTTP_MAX_CONNECTIONS", "12"),
+            ("HTTP_MAX_CONNECTIONS_PER_ADDRESS", "1"),
+        ],
+    )
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut reader = socket.connect(app.addr).await.unwrap();
+    // Hundreds of answers of the API document (~170 KB each, no token needed): far more
+    // than the kernel buffers between us, and nothing read.
+    let ask = "GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(300);
+    reader.write_all(ask.as_bytes()).await.unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let served = loop {
+        let mut next = connect_from("127.0.0.2", app.addr).await;
+        let _ = next
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut answer = String::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), next.read_to_string(&mut answer)).await;
+        if status_of(&answer) == "200" {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        served,
+        "the stalled connection still held 127.0.0.2's only slot"
+    );
+    drop(reader);
+}
 
 async fn app_with(db: &TestDb, extra: &[(&str, &str)]) -> TestApp {
     let mut env = env_for(None, db);
