@@ -731,6 +731,7 @@ impl Tx {
         if refs.is_empty() {
             return Ok(None);
         }
+        self.erasure_locks(&refs, false).await?;
         let erased = self.erased_among(&refs).await?;
         if erased.is_empty() {
             return Ok(None);

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::objects::{KINDS, ObjectKind};
 use crate::redact::redact_json;
-use crate::{Store, StoreError, Tx, on_pool, on_tx};
+use crate::{Store, StoreError, Tx, TxConn, on_pool, on_tx};
 
 /// The mirrored kinds linked to a customer (see [`ObjectKind::customer`]).
 fn linked() -> impl Iterator<Item = &'static ObjectKind> {
@@ -85,6 +85,44 @@ pub(crate) const ALL_CUSTOMERS_OF: &str = "(SELECT stripe_customer FROM credit_a
      UNION SELECT customer FROM erased_customers WHERE account = $1)";
 
 impl Tx {
+    /// PostgreSQL: takes this transaction's advisory lock of each customer's erasure,
+    /// shared for a mirror write, exclusive for an erasure, in sorted order (two
+    /// transactions locking several customers cannot deadlock). Under READ COMMITTED a
+    /// writer that looked a customer up before an erasure committed would store an
+    /// unredacted row after it; with the locks, the erasure waits for writers already
+    /// past their lookup, and later writers wait for the erasure and then see it (their
+    /// lookup is a later statement). SQLite needs none: one writer at a time.
+    pub(crate) async fn erasure_locks(
+        &mut self,
+        customers: &[&str],
+        exclusive: bool,
+    ) -> Result<(), StoreError> {
+        let TxConn::Postgres(t) = &mut self.conn else {
+            return Ok(());
+        };
+        let mut sorted: Vec<&str> = customers.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.is_empty() {
+            return Ok(());
+        }
+        let function = if exclusive {
+            "pg_advisory_xact_lock"
+        } else {
+            "pg_advisory_xact_lock_shared"
+        };
+        // `unnest` yields the array in order, so the locks are taken sorted.
+        let sql = format!(
+            "SELECT {function}(hashtextextended('sm-erase:' || c, 0)) FROM unnest($1::text[]) AS c"
+        );
+        sqlx::query(&sql)
+            .persistent(false)
+            .bind(&sorted)
+            .execute(&mut **t)
+            .await?;
+        Ok(())
+    }
+
     /// Redacts every stored trace of `customers` (mirrors and stored Stripe events) and
     /// remembers them as erased, in this transaction. Erasing again redacts what came
     /// since (nothing, since writes are redacted) and keeps the first record, adding the
@@ -96,6 +134,8 @@ impl Tx {
         erasure: Erasure<'_>,
     ) -> Result<Redacted, StoreError> {
         let mut counts = Redacted::default();
+        let ids: Vec<&str> = customers.iter().map(String::as_str).collect();
+        self.erasure_locks(&ids, true).await?;
         for customer in customers {
             on_tx!(self, t => sqlx::query(
                 "INSERT INTO erased_customers (customer, account, erased_at, erased_by, reason, deleted_at) \

@@ -12,7 +12,56 @@ use sm_store::testing::TestDb;
 sm_store::contract_tests!(
     a_new_id_written_by_two_transactions_at_one_version_is_a_tie_for_the_later,
     a_subscription_and_its_customer_written_at_once_end_linked,
+    an_erasure_racing_a_mirror_write_leaves_no_personal_data,
 );
+
+/// Issue #27 (found by its review): a mirror write that looked its customer up before an
+/// erasure committed stored its personal data after it (PostgreSQL, READ COMMITTED).
+/// The erasure now waits for such a writer (an advisory lock per customer; on SQLite,
+/// the write lock) and then redacts what it wrote.
+async fn an_erasure_racing_a_mirror_write_leaves_no_personal_data(db: TestDb) {
+    let store = db.store.clone();
+    let mut writer = store.begin().await.unwrap();
+    writer
+        .upsert_objects(
+            &CUSTOMERS,
+            &[customer("cus_erase_race", 100, "person@example.com", None)],
+            Ties::Reject,
+            1,
+        )
+        .await
+        .unwrap();
+    let eraser = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            let erasure = sm_store::privacy::Erasure {
+                by: "cli:test",
+                reason: "erase",
+                deleted_at: None,
+                now: 2,
+            };
+            tx.erase_customers(&["cus_erase_race".to_owned()], None, erasure)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        })
+    };
+    // The erasure starts while the write is still open, then the write commits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.commit().await.unwrap();
+    eraser.await.unwrap();
+    let stored = store
+        .get_object(&CUSTOMERS, "cus_erase_race")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !stored.raw.contains("person@example.com"),
+        "the racing write kept its personal data: {}",
+        stored.raw
+    );
+}
 
 fn customer(id: &str, version: i64, email: &str, account: Option<&str>) -> ObjectWrite {
     ObjectWrite {
