@@ -300,8 +300,9 @@ fn event_shape(text: String) -> Result<Verified, Rejection> {
 }
 
 /// What serde_json checks in a full parse but not when it skips a field the shape
-/// ignores (found by fuzzing): every `\u` escape is valid UTF-16 (no lone surrogate) and
-/// every number is one serde_json reads (`1e400` is not: out of range). A body failing either was stored
+/// ignores (found by fuzzing): every `\u` escape is valid UTF-16 (no lone surrogate),
+/// every number is one serde_json reads (`1e400` is not: out of range), and nothing is
+/// nested deeper than its recursion limit. A body failing either was stored
 /// and then refused by the worker's full parse, for ever. One pass over the bytes, no
 /// allocation: the body already passed serde's syntax check, so only strings' escapes
 /// and number tokens need looking at.
@@ -310,6 +311,10 @@ fn scalars_parse(b: &[u8]) -> bool {
         let digits = std::str::from_utf8(b.get(at..at + 4)?).ok()?;
         u16::from_str_radix(digits, 16).ok()
     };
+    // serde_json refuses a document nested deeper than this (its recursion limit of 128
+    // counts the way in as one more), but skips a deeper ignored field without counting.
+    const MAX_DEPTH: usize = 127;
+    let mut depth = 0usize;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
@@ -342,6 +347,17 @@ fn scalars_parse(b: &[u8]) -> bool {
                         _ => {}
                     }
                 }
+                i += 1;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return false;
+                }
+                i += 1;
+            }
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
                 i += 1;
             }
             b'-' | b'0'..=b'9' => {
@@ -597,6 +613,15 @@ mod scalar_tests {
                 from_events_api(&body).map(|_| ()),
                 Err(Rejection::BodyNotJson),
                 "{bad}"
+            );
+        }
+        // Nesting: what the full parse takes, the check takes, and no deeper.
+        for depth in 120..136 {
+            let body = event(&format!("{}{}", "[".repeat(depth), "]".repeat(depth)));
+            assert_eq!(
+                from_events_api(&body).is_ok(),
+                serde_json::from_str::<serde_json::Value>(&body).is_ok(),
+                "depth {depth}"
             );
         }
         // The fuzzer's reproducers.
