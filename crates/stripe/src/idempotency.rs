@@ -5,8 +5,8 @@
 //! account `x:y` with key `z` and an account `x` with key `y:z` made the same key, and
 //! Stripe would have answered one account's call with the other's result (or refused it
 //! as a mismatched replay) for 24 hours. Stripe takes at most 255 characters
-//! (docs.stripe.com/api/idempotent_requests: "Keys … can be up to 255 characters
-//! long"): a longer key is replaced by its SHA-256, the same for the same parts, so a
+//! (docs.stripe.com/api/idempotent_requests: "Idempotency keys are up to 255 characters
+//! long."): a longer key is replaced by its SHA-256, the same for the same parts, so a
 //! retry still maps to one operation.
 
 use sha2::{Digest, Sha256};
